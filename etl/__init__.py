@@ -1,0 +1,35 @@
+"""ETL Runner's engine: extract -> transform -> load with `pyarrow.RecordBatch` streams.
+
+Framework-free: never imports django, celery or ml_platform, never reads the environment.
+"""
+
+from etl.config import DestinationConfig, FileFormatOptions, JobConfig
+from etl.exceptions import (
+    BadInputError,
+    ConfigError,
+    EtlError,
+    NullCursorError,
+    SchemaChangeError,
+    TerminalError,
+    TransientError,
+)
+from etl.pipeline import run
+from etl.state import FileRecord, RunResult, SyncState, Watermark
+
+__all__ = [
+    "BadInputError",
+    "ConfigError",
+    "DestinationConfig",
+    "EtlError",
+    "FileFormatOptions",
+    "FileRecord",
+    "JobConfig",
+    "NullCursorError",
+    "RunResult",
+    "SchemaChangeError",
+    "SyncState",
+    "TerminalError",
+    "TransientError",
+    "Watermark",
+    "run",
+]

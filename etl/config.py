@@ -1,0 +1,231 @@
+"""`JobConfig`: the config contract of shared/DESIGN.md §4, validated.
+
+One JobConfig describes one data source: where rows come from (`source_type`,
+`connection_params`, table / custom SQL / files), how they are loaded (`load_type`,
+`timestamp_column`, `primary_key`, ...) and where they go (`destination`). Field names are kept
+from the original platform so existing configs keep working. Secrets are plain values here; the
+control plane resolves them from encrypted storage, and `repr()` never shows them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from etl.exceptions import ConfigError
+
+SourceType = Literal["postgresql", "mysql", "bigquery", "gcs", "s3", "azure_blob", "local"]
+LoadType = Literal["transactional", "catalog"]
+FileFormat = Literal["csv", "parquet", "json", "jsonl"]
+WriteDisposition = Literal["append", "replace", "merge"]
+
+TABLE_SOURCES = frozenset({"postgresql", "mysql", "bigquery"})
+FILE_SOURCES = frozenset({"gcs", "s3", "azure_blob", "local"})
+
+REQUIRED_CONNECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("host", "database", "user"),
+    "mysql": ("host", "database", "user"),
+    "bigquery": ("project",),
+    "local": ("base_path",),
+    "s3": ("bucket",),
+    "gcs": ("bucket",),
+    "azure_blob": ("container",),
+}
+"""Keys each source type needs in `connection_params` (DESIGN.md §4)."""
+
+SECRET_KEYS = frozenset(
+    {"password", "aws_secret_access_key", "credentials", "connection_string", "account_key",
+     "sas_token", "token"}
+)
+"""`connection_params` keys whose values are never logged, shown or put in error messages."""
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileFormatOptions(_Model):
+    """Options of `file_format`; unknown keys are rejected so typos are caught."""
+
+    delimiter: str = ","
+    """CSV field separator, one character (e.g. `;`, `\\t`, `|`)."""
+    encoding: str = "utf-8"
+    """Text encoding of CSV/JSON files (`utf-8`, `utf-8-sig`, `latin-1`, `cp1252`, ...)."""
+    has_header: bool = True
+    """CSV: the first line holds column names; otherwise columns are named `column_1`, ..."""
+    quote_char: str = '"'
+    """CSV quote character; quoted fields may contain delimiters and newlines."""
+    escape_char: str | None = None
+    """CSV escape character; None means quotes are escaped by doubling."""
+    null_values: list[str] = Field(default_factory=lambda: ["", "NA", "NULL", "null", "\\N"])
+    """CSV strings read as NULL."""
+    skip_rows: int = Field(default=0, ge=0)
+    """CSV lines skipped before the header."""
+    catalog_files: Literal["all", "latest"] = "all"
+    """Catalog load of files: `all` matching files, or only the `latest` by last-modified."""
+
+    @field_validator("delimiter", "quote_char")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError("must be exactly one character")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+
+class DestinationConfig(_Model):
+    """Where rows are loaded: the embedded DuckDB file or a BigQuery dataset."""
+
+    type: Literal["duckdb", "bigquery"] = "duckdb"
+    path: str = "warehouse.duckdb"
+    """DuckDB database file (duckdb only)."""
+    dataset: str = "raw_data"
+    """Schema (DuckDB) or dataset (BigQuery) holding the destination table."""
+    project: str | None = None
+    """BigQuery project id (bigquery only)."""
+    location: str | None = None
+    """BigQuery location, e.g. `EU` (bigquery only)."""
+    credentials: dict[str, Any] | str | None = Field(default=None, repr=False)
+    """Service-account JSON; None: Application Default Credentials; "anonymous": the emulator."""
+    api_endpoint: str | None = None
+    """BigQuery API endpoint override (the emulator)."""
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be letters, digits and underscores, not starting with a digit")
+        return value
+
+    @model_validator(mode="after")
+    def _bigquery_needs_project(self) -> DestinationConfig:
+        if self.type == "bigquery" and not self.project:
+            raise ValueError("`project` is required for a bigquery destination")
+        return self
+
+
+class JobConfig(_Model):
+    """One data source's job: the contract of shared/DESIGN.md §4.
+
+    Use `JobConfig.parse(mapping)` to get a `ConfigError` naming the field instead of a
+    pydantic `ValidationError`.
+    """
+
+    source_type: SourceType
+    connection_params: dict[str, Any] = Field(repr=False)
+    """Connection keys per `source_type` (DESIGN.md §4); secrets included, never logged."""
+    load_type: LoadType = "transactional"
+    """`transactional`: append only what is new; `catalog`: replace the table with a snapshot."""
+    dest_table_name: str
+    selected_columns: list[str] = Field(default_factory=list)
+    """Source column names to keep, in this order; empty means all."""
+    source_table_name: str | None = None
+    """Table to read, optionally schema-qualified (`public.flights`; BigQuery `dataset.table`)."""
+    custom_sql: str | None = None
+    """A SELECT whose rows are extracted instead of `source_table_name`."""
+    timestamp_column: str | None = None
+    """The cursor column of transactional table loads (timestamp, date or integer)."""
+    primary_key: list[str] = Field(default_factory=list)
+    """Columns identifying a row; used to dedupe rows at the watermark (row hash otherwise)."""
+    cursor_lag_seconds: float = Field(default=0, ge=0)
+    """Look-back below the watermark re-read each run to catch late rows (seconds, or cursor
+    units for integer cursors)."""
+    initial_value: str | int | None = None
+    """Lower bound of the first transactional run (inclusive); None reads everything."""
+    null_cursor: Literal["fail", "include", "exclude"] = "fail"
+    """Rows whose cursor is NULL: fail the run with a count, load them once, or skip them."""
+    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    """Malformed input: fail before writing anything (default) or quarantine the bad rows."""
+    file_pattern: str = "*"
+    """Glob matched against object paths relative to `file_prefix` (`**` crosses folders)."""
+    file_prefix: str = ""
+    """Folder prefix under the bucket, container or base path."""
+    file_format: FileFormat | None = None
+    file_format_options: FileFormatOptions = Field(default_factory=FileFormatOptions)
+    chunk_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Maximum rows per `pyarrow.RecordBatch`."""
+    destination: DestinationConfig = Field(default_factory=DestinationConfig)
+
+    @field_validator("dest_table_name")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be letters, digits and underscores, not starting with a digit")
+        return value
+
+    @model_validator(mode="after")
+    def _contract(self) -> JobConfig:
+        missing = [
+            key for key in REQUIRED_CONNECTION_KEYS[self.source_type]
+            if self.connection_params.get(key) in (None, "")
+        ]
+        if missing:
+            raise ValueError(
+                f"connection_params for {self.source_type} need {', '.join(missing)}"
+            )
+        if self.source_type in TABLE_SOURCES:
+            if bool(self.source_table_name) == bool(self.custom_sql):
+                raise ValueError("give exactly one of source_table_name and custom_sql")
+            if self.load_type == "transactional" and not self.timestamp_column:
+                raise ValueError("timestamp_column is required for a transactional table load")
+        elif self.file_format is None:
+            raise ValueError("file_format is required for file sources (csv, parquet, json, jsonl)")
+        return self
+
+    @property
+    def is_file_source(self) -> bool:
+        return self.source_type in FILE_SOURCES
+
+    @property
+    def write_disposition(self) -> WriteDisposition:
+        """`append` for transactional, `replace` (a snapshot) for catalog."""
+        return "append" if self.load_type == "transactional" else "replace"
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the config as JSON-able data with every secret replaced by `***`."""
+        data = self.model_dump(mode="json")
+        data["connection_params"] = {
+            key: ("***" if key in SECRET_KEYS and value else value)
+            for key, value in data["connection_params"].items()
+        }
+        if data["destination"].get("credentials"):
+            data["destination"]["credentials"] = "***"
+        return data
+
+    @classmethod
+    def parse(cls, data: Any) -> JobConfig:
+        """Validate a mapping against the contract.
+
+        Raises:
+            ConfigError: names the first invalid field (dotted path) and what is allowed.
+        """
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise config_error_from(exc) from None
+
+
+def config_error_from(exc: ValidationError) -> ConfigError:
+    """Turn a pydantic error into a `ConfigError` whose message names each field, no input values."""
+    problems = []
+    first_field = None
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "config"
+        first_field = first_field or field
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"`{field}`: {message}")
+    return ConfigError("Invalid job config: " + "; ".join(problems), field=first_field)

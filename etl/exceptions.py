@@ -1,0 +1,133 @@
+"""Errors raised by the engine.
+
+The root `EtlError` has exactly two branches: `TransientError` (a retry may succeed: network,
+timeout, lock) and `TerminalError` (config, schema or data must be fixed first). Callers retry
+only `TransientError` (shared/STYLE.md §5). Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class EtlError(Exception):
+    """Root of every engine error."""
+
+
+class TransientError(EtlError):
+    """A retry of the same run may succeed (network, timeout, lock, rate limit)."""
+
+
+class TerminalError(EtlError):
+    """The run cannot succeed until config, schema or data change."""
+
+
+class ConfigError(TerminalError, ValueError):
+    """A JobConfig or state document is invalid; `field` names the offending field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class UnknownSourceTypeError(ConfigError):
+    def __init__(self, source_type: str, known: Sequence[str]) -> None:
+        self.source_type, self.known = source_type, list(known)
+        super().__init__(
+            f"Unknown source type `{source_type}`. Registered: {', '.join(self.known)}.",
+            field="source_type",
+        )
+
+
+class UnknownDestinationTypeError(ConfigError):
+    def __init__(self, destination_type: str, known: Sequence[str]) -> None:
+        self.destination_type, self.known = destination_type, list(known)
+        super().__init__(
+            f"Unknown destination type `{destination_type}`. Registered: {', '.join(self.known)}.",
+            field="destination.type",
+        )
+
+
+class MissingDependencyError(TerminalError, ImportError):
+    def __init__(self, package: str, feature: str) -> None:
+        self.package, self.feature = package, feature
+        super().__init__(f"{feature} needs `{package}`: pip install '{package}'.")
+
+
+class SourceUnavailableError(TransientError):
+    """The source could not be reached or timed out; `source` names it without secrets."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source, self.reason = source, reason
+        super().__init__(f"Source {source} is unavailable: {reason}. The run can be retried.")
+
+
+class SourceQueryError(TerminalError):
+    """The source rejected the query (unknown table or column, bad custom SQL, permissions)."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source, self.reason = source, reason
+        super().__init__(f"Source {source} rejected the query: {reason}")
+
+
+class NullCursorError(TerminalError):
+    """Rows with a NULL cursor value exist and the policy is `fail`."""
+
+    def __init__(self, table: str, cursor_column: str, count: int) -> None:
+        self.table, self.cursor_column, self.count = table, cursor_column, count
+        super().__init__(
+            f"{count} row(s) of {table} have NULL in cursor column `{cursor_column}`; nothing was "
+            "loaded and the watermark is unchanged. Set `null_cursor` to `include` or `exclude` "
+            "to load them anyway or skip them."
+        )
+
+
+class BadInputError(TerminalError):
+    """A source file or row cannot be read; names the file, line and column when known."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.reason, self.file, self.line, self.column = reason, file, line, column
+        where = ", ".join(
+            part
+            for part in (
+                f"file {file}" if file else "",
+                f"line {line}" if line is not None else "",
+                f"column `{column}`" if column else "",
+            )
+            if part
+        )
+        super().__init__(
+            f"Bad input ({where}): {reason}. Nothing was loaded and state is unchanged."
+            if where
+            else f"Bad input: {reason}. Nothing was loaded and state is unchanged."
+        )
+
+
+class SchemaMappingError(TerminalError):
+    """A source type has no mapping to Arrow or to the destination."""
+
+    def __init__(self, column: str, source_type: str, reason: str = "no mapping") -> None:
+        self.column, self.source_type = column, source_type
+        super().__init__(f"Column `{column}` of type `{source_type}` cannot be loaded: {reason}.")
+
+
+class SchemaChangeError(TerminalError):
+    """An incoming column narrows or changes the type of an existing destination column."""
+
+    def __init__(self, table: str, column: str, existing: str, incoming: str) -> None:
+        self.table, self.column, self.existing, self.incoming = table, column, existing, incoming
+        super().__init__(
+            f"Column `{column}` of {table} is {existing} in the destination but {incoming} in the "
+            "source; this change is not a safe widening. Nothing was loaded."
+        )
+
+
+class DestinationError(TerminalError):
+    """The destination rejected the load (permissions, invalid data)."""

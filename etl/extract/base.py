@@ -1,0 +1,88 @@
+"""The extractor contract."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from etl.config import JobConfig
+from etl.state import SyncState
+
+
+@dataclass
+class ExtractStats:
+    """Counters an extraction fills while its batches are consumed."""
+
+    rows_skipped: int = 0
+    """Rows read again but already loaded (watermark ties, look-back window, NULL cursors)."""
+    files_skipped: int = 0
+    """Objects matched but unchanged since the last run."""
+    files: list[str] = field(default_factory=list)
+    """Objects read in this run, in order."""
+    warnings: list[str] = field(default_factory=list)
+
+
+class Extraction(ABC):
+    """One run's read of a source: a stream of batches, then the state it leads to.
+
+    Use as a context manager; `close()` releases connections and file handles.
+    """
+
+    def __init__(self) -> None:
+        self.stats = ExtractStats()
+
+    @abstractmethod
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Yield the rows to load.
+
+        Yields:
+            pa.RecordBatch: at most `JobConfig.chunk_size` rows each, columns named as in the
+            source (file sources add `_etl_source_file`); timestamps with a zone are UTC.
+
+        Raises:
+            SourceUnavailableError: connection lost or timed out (transient).
+            SourceQueryError, BadInputError, NullCursorError, SchemaMappingError (terminal).
+        """
+
+    @abstractmethod
+    def next_state(self, state: SyncState, run_id: str) -> SyncState:
+        """Return `state` advanced past everything yielded by run `run_id`.
+
+        Call only after `batches()` is exhausted.
+        """
+
+    current_file: str = ""
+    """Key of the file being read (file sources), for error messages."""
+
+    @property
+    def replaced_files(self) -> list[str]:
+        """Source files whose rows already in the destination must be replaced by this load."""
+        return []
+
+    def close(self) -> None:  # noqa: B027  optional hook
+        """Release resources; safe to call twice."""
+
+    def __enter__(self) -> Extraction:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Extractor(ABC):
+    """Reads one source described by a `JobConfig`."""
+
+    def __init__(self, job: JobConfig) -> None:
+        self.job = job
+
+    @abstractmethod
+    def extract(self, state: SyncState) -> Extraction:
+        """Plan the read of what is new since `state` (transactional) or everything (catalog).
+
+        Raises:
+            SourceUnavailableError: the source cannot be reached (transient).
+            SourceQueryError: the table, columns or SQL are rejected (terminal).
+        """

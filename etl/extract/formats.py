@@ -1,0 +1,255 @@
+"""Streaming readers for CSV, Parquet, JSON and JSONL into `pyarrow.RecordBatch`es.
+
+Each reader takes an open binary file and yields batches of at most `chunk_size` rows with
+unique, non-empty column names. Bad input raises `BadInputError` naming the file, line and
+column, found by a second, diagnostic read of the file only when the fast reader fails.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from etl.config import FileFormatOptions
+from etl.exceptions import BadInputError
+
+BLOCK_SIZE = 32 << 20
+"""Bytes of text parsed per block by the CSV/JSONL readers (types are inferred from the first)."""
+
+Opener = Callable[[], IO[bytes]]
+
+
+def read_batches(
+    fmt: str, opener: Opener, key: str, options: FileFormatOptions, chunk_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Yield the rows of one file.
+
+    Args:
+        fmt: `csv`, `parquet`, `json` or `jsonl`.
+        opener: opens the file for binary reading (called again for a diagnostic pass).
+        key: the file's name in messages.
+        options: the job's `file_format_options`.
+        chunk_size: maximum rows per batch.
+
+    Raises:
+        BadInputError: malformed content; names the file and, when found, line and column.
+    """
+    reader = {"csv": _csv, "parquet": _parquet, "json": _json_array, "jsonl": _jsonl}[fmt]
+    for batch in reader(opener, key, options):
+        batch = _unique_names(batch)
+        for offset in range(0, batch.num_rows, chunk_size):
+            yield batch.slice(offset, chunk_size)
+
+
+def _unique_names(batch: pa.RecordBatch) -> pa.RecordBatch:
+    names, seen = [], set()
+    for index, name in enumerate(batch.schema.names, start=1):
+        name = name.strip() or f"column_{index}"
+        candidate, n = name, 1
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate.lower())
+        names.append(candidate)
+    return batch if names == batch.schema.names else batch.rename_columns(names)
+
+
+def _csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
+    read_options = pa_csv.ReadOptions(
+        block_size=BLOCK_SIZE,
+        encoding=_arrow_encoding(options.encoding),
+        skip_rows=options.skip_rows,
+        autogenerate_column_names=not options.has_header,
+    )
+    parse_options = pa_csv.ParseOptions(
+        delimiter=options.delimiter,
+        quote_char=options.quote_char,
+        double_quote=options.escape_char is None,
+        escape_char=options.escape_char or False,
+        newlines_in_values=True,
+    )
+    convert_options = pa_csv.ConvertOptions(
+        null_values=options.null_values,
+        strings_can_be_null=True,
+        timestamp_parsers=[pa_csv.ISO8601],
+    )
+    with opener() as handle:
+        if _is_empty(handle):
+            return
+        try:
+            reader = pa_csv.open_csv(
+                handle,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+            for batch in reader:
+                if not options.has_header:
+                    batch = batch.rename_columns(
+                        [f"column_{i}" for i in range(1, batch.num_columns + 1)]
+                    )
+                yield batch
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                return
+            raise _locate_csv_error(opener, key, options, str(exc)) from exc
+        except UnicodeDecodeError as exc:
+            raise BadInputError(
+                f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "
+                "set file_format_options.encoding",
+                file=key,
+            ) from exc
+
+
+def _arrow_encoding(encoding: str) -> str:
+    name = codecs.lookup(encoding).name
+    return "utf8" if name in ("utf-8", "utf-8-sig") else encoding
+
+
+def _is_empty(handle: IO[bytes]) -> bool:
+    if hasattr(handle, "peek"):
+        return not handle.peek(1)
+    position = handle.tell()
+    empty = not handle.read(1)
+    handle.seek(position)
+    return empty
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
+_PARSE = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+
+def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, message: str) -> BadInputError:
+    """Re-read the file with Python's csv module to find the line and column `message` is about."""
+    conversion = _CONVERSION.search(message)
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
+        for _ in range(options.skip_rows):
+            text.readline()
+        rows = csv.reader(
+            text,
+            delimiter=options.delimiter,
+            quotechar=options.quote_char,
+            doublequote=options.escape_char is None,
+            escapechar=options.escape_char,
+        )
+        header = next(rows, [])
+        width = len(header)
+        names = header if options.has_header else [f"column_{i + 1}" for i in range(width)]
+        if not options.has_header:
+            rows = _chain_first(header, rows)
+        for row in rows:
+            line = rows.line_num + options.skip_rows if hasattr(rows, "line_num") else None
+            if conversion:
+                index, type_name, value = int(conversion.group(1)), conversion.group(2), conversion.group(3)
+                if index < len(row) and row[index] == value:
+                    return BadInputError(
+                        f"value {value!r} is not a valid {type_name} as inferred for the column",
+                        file=key, line=line, column=names[index] if index < len(names) else None,
+                    )
+            elif len(row) != width and row:
+                return BadInputError(
+                    f"expected {width} fields, got {len(row)}", file=key, line=line
+                )
+    reason = message.removeprefix("CSV parse error: ")
+    parse = _PARSE.search(message)
+    if parse:
+        reason = f"expected {parse.group(1)} fields, got {parse.group(2)}"
+    return BadInputError(reason, file=key)
+
+
+class _chain_first:
+    """A csv reader with one row put back in front, keeping `line_num`."""
+
+    def __init__(self, first: list[str], rows: Any) -> None:
+        self.first, self.rows, self.line_num = first, rows, 1
+
+    def __iter__(self) -> Iterator[list[str]]:
+        if self.first:
+            yield self.first
+        for row in self.rows:
+            self.line_num = self.rows.line_num
+            yield row
+
+
+def _parquet(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
+    with opener() as handle:
+        if _is_empty(handle):
+            return
+        try:
+            parquet = pq.ParquetFile(handle)
+            yield from parquet.iter_batches(batch_size=65_536)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise BadInputError(f"not a readable Parquet file ({exc})", file=key) from exc
+
+
+def _jsonl(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
+    with opener() as handle:
+        if _is_empty(handle):
+            return
+        source: IO[bytes] = handle
+        if codecs.lookup(options.encoding).name not in ("utf-8",):
+            source = _Recoder(handle, options.encoding)
+        try:
+            reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=BLOCK_SIZE))
+            yield from reader
+        except pa.ArrowInvalid as exc:
+            raise BadInputError(f"invalid JSON lines ({exc})", file=key) from exc
+
+
+def _json_array(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
+    import ijson
+
+    with opener() as handle:
+        if _is_empty(handle):
+            return
+        source: IO[bytes] = handle
+        if codecs.lookup(options.encoding).name != "utf-8":
+            source = _Recoder(handle, options.encoding)
+        rows: list[dict[str, Any]] = []
+        try:
+            for item in ijson.items(source, "item", use_float=True):
+                if not isinstance(item, dict):
+                    raise BadInputError(
+                        f"array element {len(rows) + 1} is a {type(item).__name__}, not an object",
+                        file=key,
+                    )
+                rows.append(item)
+                if len(rows) == 65_536:
+                    yield pa.RecordBatch.from_pylist(rows)
+                    rows = []
+        except ijson.JSONError as exc:
+            raise BadInputError(f"invalid JSON ({exc}); expected an array of objects", file=key) from exc
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows)
+
+
+class _Recoder(io.RawIOBase):
+    """Wrap a binary stream in `encoding` as a UTF-8 binary stream."""
+
+    def __init__(self, handle: IO[bytes], encoding: str) -> None:
+        self.text = io.TextIOWrapper(handle, encoding=encoding, newline="")
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while len(self.pending) < len(buffer):
+            chunk = self.text.read(1 << 16)
+            if not chunk:
+                break
+            self.pending += chunk.encode("utf-8")
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size

@@ -1,0 +1,213 @@
+"""DuckDB loader: the embedded default warehouse (a single `.duckdb` file).
+
+One DuckDB transaction per run holds the schema changes, the deletes of replaced files' rows,
+every inserted batch, the table swap of a snapshot and the load-log row with the new state, so a
+crash at any point leaves the table and the log as they were before the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+
+import pyarrow as pa
+
+from etl.exceptions import DestinationError, MissingDependencyError, SchemaChangeError, TransientError
+from etl.load.base import (
+    LOAD_LOG_TABLE,
+    LOADED_AT_COLUMN,
+    RUN_ID_COLUMN,
+    CommittedLoad,
+    LoadRequest,
+    LoadResult,
+    Loader,
+)
+from etl.registry import register_loader
+from etl.schema import is_json
+from etl.state import SyncState
+
+_INT_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
+_UINT_RANK = {"UTINYINT": 1, "USMALLINT": 2, "UINTEGER": 3, "UBIGINT": 4, "UHUGEINT": 5}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+
+def widened(existing: str, incoming: str) -> str | None:
+    """Return the type a column of `existing` type must have to hold `incoming` values too:
+    `existing` when it already does, a wider type when that is a safe widening, else None."""
+    if existing == incoming:
+        return existing
+    for ranks in (_INT_RANK, _UINT_RANK):
+        if existing in ranks and incoming in ranks:
+            return existing if ranks[existing] >= ranks[incoming] else incoming
+    if existing in _INT_RANK and incoming in _UINT_RANK:
+        return existing if _INT_RANK[existing] > _UINT_RANK[incoming] else None
+    if existing == "DOUBLE" and (incoming == "FLOAT" or _INT_RANK.get(incoming, 9) <= 3):
+        return existing
+    if existing == "FLOAT" and incoming == "DOUBLE":
+        return incoming
+    old, new = _DECIMAL.fullmatch(existing), _DECIMAL.fullmatch(incoming)
+    if old and new:
+        (p1, s1), (p2, s2) = map(int, old.groups()), map(int, new.groups())
+        precision = max(p1 - s1, p2 - s2) + max(s1, s2)
+        return f"DECIMAL({precision},{max(s1, s2)})" if precision <= 38 else None
+    if old and incoming in _INT_RANK:
+        p1, s1 = map(int, old.groups())
+        digits = {"TINYINT": 3, "SMALLINT": 5, "INTEGER": 10, "BIGINT": 19, "HUGEINT": 39}[incoming]
+        return existing if p1 - s1 >= digits else None
+    return None
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@register_loader("duckdb")
+class DuckDbLoader(Loader):
+    """Load into `destination.path` (created when missing), schema `destination.dataset`."""
+
+    def _connect(self):  # type: ignore[no-untyped-def]
+        try:
+            import duckdb
+        except ModuleNotFoundError as exc:  # pragma: no cover - a requirement
+            raise MissingDependencyError("duckdb", "The duckdb destination") from exc
+        path = self.destination.path
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            connection = duckdb.connect(path)
+        except duckdb.IOException as exc:
+            raise TransientError(f"DuckDB file {path} cannot be opened: {exc}") from exc
+        dataset = _q(self.destination.dataset)
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {dataset}")
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {dataset}.{LOAD_LOG_TABLE} (table_name VARCHAR NOT NULL, "
+            "run_id VARCHAR NOT NULL, committed_at TIMESTAMPTZ NOT NULL, rows_loaded BIGINT, "
+            "state JSON NOT NULL)"
+        )
+        return connection
+
+    def last_committed(self, table: str) -> CommittedLoad | None:
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                f"SELECT run_id, state FROM {_q(self.destination.dataset)}.{LOAD_LOG_TABLE} "
+                "WHERE table_name = ? ORDER BY committed_at DESC LIMIT 1",
+                [table],
+            ).fetchone()
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return CommittedLoad(run_id=row[0], state=SyncState.model_validate_json(row[1]))
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        import duckdb
+
+        connection = self._connect()
+        dataset = _q(self.destination.dataset)
+        target = f"{dataset}.{_q(request.table)}"
+        staging_name = f"{request.table}__etl_staging"
+        replace = request.write_disposition == "replace"
+        write_to = f"{dataset}.{_q(staging_name)}" if replace else target
+        loaded_at = dt.datetime.now(dt.timezone.utc)
+        rows = 0
+        try:
+            connection.begin()
+            if replace:
+                connection.execute(f"DROP TABLE IF EXISTS {write_to}")
+            columns = self._columns(connection, staging_name if replace else request.table)
+            if columns and request.replace_files:
+                connection.execute(
+                    f"DELETE FROM {write_to} WHERE _etl_source_file IN "
+                    f"(SELECT unnest(?::VARCHAR[]))",
+                    [request.replace_files],
+                )
+            for batch in request.batches:
+                connection.register("_etl_batch", batch)
+                select = ", ".join(
+                    f"CAST({_q(f.name)} AS JSON) AS {_q(f.name)}" if is_json(f) else _q(f.name)
+                    for f in batch.schema
+                )
+                select += f", ?::VARCHAR AS {RUN_ID_COLUMN}, ?::TIMESTAMPTZ AS {LOADED_AT_COLUMN}"
+                params = [request.run_id, loaded_at]
+                if not columns:
+                    connection.execute(
+                        f"CREATE TABLE {write_to} AS SELECT {select} FROM _etl_batch LIMIT 0", params
+                    )
+                    columns = self._columns(connection, staging_name if replace else request.table)
+                else:
+                    self._evolve(connection, write_to, columns, batch, select, params, request.table)
+                connection.execute(
+                    f"INSERT INTO {write_to} BY NAME SELECT {select} FROM _etl_batch", params
+                )
+                connection.unregister("_etl_batch")
+                rows += batch.num_rows
+                if request.on_batch:
+                    request.on_batch(batch.num_rows)
+            if replace:
+                if not columns:
+                    # an empty snapshot: keep the table's columns, drop its rows
+                    if self._columns(connection, request.table):
+                        connection.execute(f"DELETE FROM {target}")
+                else:
+                    connection.execute(f"DROP TABLE IF EXISTS {target}")
+                    connection.execute(f"ALTER TABLE {write_to} RENAME TO {_q(request.table)}")
+            state = request.finalize()
+            connection.execute(
+                f"INSERT INTO {dataset}.{LOAD_LOG_TABLE} VALUES (?, ?, ?, ?, ?)",
+                [request.table, request.run_id, loaded_at, rows, state.model_dump_json()],
+            )
+            connection.commit()
+            schema = [
+                {"name": name, "type": data_type}
+                for name, data_type in self._columns(connection, request.table).items()
+            ]
+        except duckdb.Error as exc:
+            _rollback(connection)
+            raise DestinationError(f"DuckDB rejected the load into {request.table}: {exc}") from exc
+        except BaseException:
+            _rollback(connection)
+            raise
+        finally:
+            connection.close()
+        return LoadResult(rows_loaded=rows, schema=schema)
+
+    def _columns(self, connection, table: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        rows = connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [self.destination.dataset, table],
+        ).fetchall()
+        return dict(rows)
+
+    def _evolve(self, connection, write_to, columns, batch, select, params, table):  # type: ignore[no-untyped-def]
+        incoming = dict(
+            (row[0], row[1])
+            for row in connection.execute(
+                f"DESCRIBE SELECT {select} FROM _etl_batch LIMIT 0", params
+            ).fetchall()
+        )
+        for name, data_type in incoming.items():
+            if name not in columns:
+                connection.execute(f"ALTER TABLE {write_to} ADD COLUMN {_q(name)} {data_type}")
+                columns[name] = data_type
+                continue
+            existing = columns[name]
+            if existing == data_type or batch.column(name).null_count == batch.num_rows:
+                continue
+            wider = widened(existing, data_type)
+            if wider is None:
+                raise SchemaChangeError(table, name, existing, data_type)
+            if wider != existing:
+                connection.execute(f"ALTER TABLE {write_to} ALTER {_q(name)} TYPE {wider}")
+                columns[name] = wider
+
+
+def _rollback(connection) -> None:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    try:
+        connection.rollback()
+    except duckdb.Error:
+        pass  # no transaction open

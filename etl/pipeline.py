@@ -1,0 +1,134 @@
+"""`run(job, state) -> RunResult`: extract -> transform -> load, with state committed last."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
+import structlog
+
+from etl.config import JobConfig
+from etl.load.base import LoadRequest
+from etl.registry import get_extractor, get_loader
+from etl.state import RunResult, SyncState
+from etl.transform import BatchTransformer
+
+logger = structlog.get_logger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (rows loaded so far, bytes extracted so far) after each batch."""
+
+
+def run(
+    job: JobConfig,
+    state: SyncState | None = None,
+    *,
+    run_id: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run one job: read what is new since `state`, load it, return the state to keep.
+
+    Before reading, the destination's load log is consulted: when it holds a commit by a run
+    that `state` does not know about (the process died between the load and the state write),
+    that run's state is adopted ("rolled forward") so nothing is loaded twice.
+
+    Args:
+        job: the validated job config.
+        state: the state after the last successful run; None or empty for a first run.
+        run_id: id stamped on every loaded row (`_etl_run_id`); a new UUID4 hex when None.
+        progress: optional callback `(rows_loaded, bytes_extracted)` after each batch.
+
+    Returns:
+        RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
+        The destination already holds the rows and the new state when it returns.
+
+    Raises:
+        TransientError: source or destination unreachable; nothing was committed.
+        TerminalError: bad config, schema change, bad input; nothing was committed.
+    """
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.perf_counter()
+    run_id = run_id or uuid.uuid4().hex
+    state = state or SyncState()
+    log = logger.bind(run_id=run_id, source_type=job.source_type, table=job.dest_table_name)
+
+    loader = get_loader(job.destination.type)(job.destination)
+    reconciled = None
+    last = loader.last_committed(job.dest_table_name)
+    if last is not None and last.run_id != state.last_run_id:
+        log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
+        state, reconciled = last.state, last.run_id
+
+    extractor = get_extractor(job.source_type)(job)
+    transformer = BatchTransformer(job, state.column_map)
+    counters = {"rows_extracted": 0, "bytes": 0, "rows_loaded": 0}
+    committed: list[SyncState] = []
+    log.info("run.start", load_type=job.load_type, watermark=state.watermark and state.watermark.value)
+
+    with extractor.extract(state) as extraction:
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in extraction.batches():
+                counters["rows_extracted"] += batch.num_rows
+                counters["bytes"] += batch.nbytes
+                yield transformer.transform(batch, extraction.current_file)
+
+        def on_batch(rows: int) -> None:
+            counters["rows_loaded"] += rows
+            if progress:
+                progress(counters["rows_loaded"], counters["bytes"])
+
+        def finalize() -> SyncState:
+            new_state = extraction.next_state(state, run_id).model_copy(
+                update={"column_map": transformer.column_map, "last_run_id": run_id}
+            )
+            committed.append(new_state)
+            return new_state
+
+        request = LoadRequest(
+            table=job.dest_table_name,
+            batches=batches(),
+            write_disposition=job.write_disposition,
+            run_id=run_id,
+            finalize=finalize,
+            replace_files=extraction.replaced_files,
+            on_batch=on_batch,
+        )
+        loaded = loader.load(request)
+        stats = extraction.stats
+
+    finished = dt.datetime.now(dt.timezone.utc)
+    source_names = {dest: source for source, dest in transformer.column_map.items()}
+    result = RunResult(
+        run_id=run_id,
+        rows_extracted=counters["rows_extracted"] + stats.rows_skipped,
+        rows_loaded=loaded.rows_loaded,
+        rows_skipped=stats.rows_skipped,
+        bytes_extracted=counters["bytes"],
+        files_loaded=stats.files,
+        files_skipped=stats.files_skipped,
+        warnings=stats.warnings,
+        destination_table=f"{job.destination.dataset}.{job.dest_table_name}",
+        schema=[
+            {"name": col["name"], "source_name": source_names.get(col["name"], col["name"]),
+             "type": col["type"]}
+            for col in loaded.schema
+        ],
+        state=committed[-1],
+        reconciled_run_id=reconciled,
+        started_at=started.isoformat(),
+        finished_at=finished.isoformat(),
+        duration_s=round(time.perf_counter() - clock, 3),
+    )
+    log.info(
+        "run.succeeded",
+        rows_extracted=result.rows_extracted,
+        rows_loaded=result.rows_loaded,
+        bytes=result.bytes_extracted,
+        duration_s=result.duration_s,
+    )
+    return result
+
