@@ -1,0 +1,9 @@
+"""URLs: the Django admin and the REST API under `api/`."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include("ml_platform.api.urls")),
+]
