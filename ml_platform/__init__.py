@@ -1,0 +1,1 @@
+"""The control plane: connections, data sources, run history, admin, tasks and commands."""

@@ -1,0 +1,1 @@
+"""REST API (DRF): one APIView per operation (shared/STYLE.md R5)."""

@@ -1,0 +1,239 @@
+"""Control-plane models: thin (fields, choices, constraints, `__str__`); services do the writes."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from ml_platform.fields import SecretTextField
+
+
+class BaseModel(models.Model):
+    created_at = models.DateTimeField(db_index=True, default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class SourceType(models.TextChoices):
+    POSTGRESQL = "postgresql", "PostgreSQL"
+    MYSQL = "mysql", "MySQL / MariaDB"
+    BIGQUERY = "bigquery", "BigQuery"
+    GCS = "gcs", "Google Cloud Storage"
+    S3 = "s3", "Amazon S3"
+    AZURE_BLOB = "azure_blob", "Azure Blob Storage"
+    LOCAL = "local", "Local files"
+
+
+class Connection(BaseModel):
+    """Where a source lives and how to log in; `credentials` is a JSON object encrypted at rest
+    (keys of `etl.config.SECRET_KEYS` plus `aws_access_key_id`), never shown or logged."""
+
+    name = models.CharField(max_length=200, unique=True)
+    type = models.CharField(max_length=16, choices=SourceType.choices)
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    database = models.CharField(max_length=255, blank=True)
+    user = models.CharField(max_length=255, blank=True)
+    bucket = models.CharField(max_length=255, blank=True, help_text="S3 / GCS bucket")
+    container = models.CharField(max_length=255, blank=True, help_text="Azure Blob container")
+    base_path = models.CharField(max_length=1024, blank=True, help_text="local: root folder")
+    project = models.CharField(max_length=255, blank=True, help_text="GCP project (BigQuery, GCS)")
+    endpoint_url = models.CharField(
+        max_length=1024, blank=True, help_text="emulator / S3-compatible"
+    )
+    extra_params = models.JSONField(default=dict, blank=True, help_text="more non-secret params")
+    credentials = SecretTextField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type})"
+
+
+class DataSource(BaseModel):
+    """One job: the config contract of DESIGN.md §4 plus schedule; the connection gives
+    `source_type` and `connection_params`."""
+
+    class LoadType(models.TextChoices):
+        TRANSACTIONAL = "transactional", "Transactional (incremental append)"
+        CATALOG = "catalog", "Catalog (snapshot)"
+
+    class NullCursor(models.TextChoices):
+        FAIL = "fail", "Fail the run"
+        INCLUDE = "include", "Load once"
+        EXCLUDE = "exclude", "Skip"
+
+    class OnBadRows(models.TextChoices):
+        FAIL = "fail", "Fail the run"
+        QUARANTINE = "quarantine", "Quarantine bad rows"
+
+    class FileFormat(models.TextChoices):
+        CSV = "csv", "CSV"
+        PARQUET = "parquet", "Parquet"
+        JSON = "json", "JSON"
+        JSONL = "jsonl", "JSON Lines"
+
+    name = models.CharField(max_length=200, unique=True)
+    connection = models.ForeignKey(
+        Connection, on_delete=models.PROTECT, related_name="data_sources"
+    )
+    load_type = models.CharField(
+        max_length=16, choices=LoadType.choices, default=LoadType.TRANSACTIONAL
+    )
+    dest_table_name = models.CharField(max_length=300)
+    selected_columns = models.JSONField(default=list, blank=True)
+    source_table_name = models.CharField(max_length=1024, blank=True)
+    custom_sql = models.TextField(blank=True)
+    timestamp_column = models.CharField(max_length=300, blank=True)
+    primary_key = models.JSONField(default=list, blank=True)
+    cursor_lag_seconds = models.FloatField(default=0, validators=[MinValueValidator(0)])
+    null_cursor = models.CharField(
+        max_length=8, choices=NullCursor.choices, default=NullCursor.FAIL
+    )
+    on_bad_rows = models.CharField(max_length=12, choices=OnBadRows.choices, default=OnBadRows.FAIL)
+    initial_value = models.CharField(max_length=255, blank=True)
+    file_pattern = models.CharField(max_length=1024, default="*", blank=True)
+    file_prefix = models.CharField(max_length=1024, blank=True)
+    file_format = models.CharField(max_length=8, choices=FileFormat.choices, blank=True)
+    file_format_options = models.JSONField(default=dict, blank=True)
+    chunk_size = models.PositiveIntegerField(default=100_000)
+    destination = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="type duckdb|bigquery, path, dataset, project, location, api_endpoint",
+    )
+    destination_credentials = SecretTextField(null=True, blank=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    schedule_cron = models.CharField(max_length=100, blank=True)
+    schedule_timezone = models.CharField(max_length=64, default="UTC")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EtlRun(BaseModel):
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        API = "api", "API"
+        SCHEDULER = "scheduler", "Cloud Scheduler"
+        BEAT = "beat", "Celery beat"
+        CLI = "cli", "Command line"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    data_source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="runs")
+    uid = models.UUIDField(
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text="engine run id, stamped on loaded rows as _etl_run_id (hex)",
+    )
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True, help_text="seconds")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=255, blank=True)
+    rows_extracted = models.BigIntegerField(default=0)
+    rows_loaded = models.BigIntegerField(default=0)
+    rows_skipped = models.BigIntegerField(default=0)
+    bytes_extracted = models.BigIntegerField(default=0)
+    files_loaded = models.PositiveIntegerField(default=0)
+    files_skipped = models.PositiveIntegerField(default=0)
+    progress_rows = models.BigIntegerField(default=0, help_text="rows loaded so far")
+    progress_bytes = models.BigIntegerField(default=0, help_text="bytes extracted so far")
+    warnings = models.JSONField(default=list, blank=True)
+    reconciled_run_id = models.CharField(max_length=64, blank=True)
+    error_class = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["data_source", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="etl_run_unique_idempotency_key_per_source",
+            ),
+            # the per-source lock: at most one queued or running run per data source
+            models.UniqueConstraint(
+                fields=["data_source"],
+                condition=Q(status__in=["queued", "running"]),
+                name="etl_run_one_active_per_source",
+            ),
+        ]
+        indexes = [models.Index(fields=["data_source", "-queued_at"], name="etl_run_source_queued")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.data_source_id} ({self.status})"
+
+
+class SyncState(BaseModel):
+    """What a data source remembers between runs (the engine's `etl.SyncState` without files)."""
+
+    data_source = models.OneToOneField(
+        DataSource, on_delete=models.CASCADE, related_name="sync_state"
+    )
+    watermark_value = models.TextField(blank=True)
+    watermark_type = models.CharField(max_length=16, blank=True)
+    boundary_keys = models.JSONField(default=list, blank=True)
+    null_keys = models.JSONField(default=list, blank=True)
+    column_map = models.JSONField(default=dict, blank=True)
+    last_run_id = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"state of {self.data_source_id}: {self.watermark_value or '-'}"
+
+
+class ProcessedFile(BaseModel):
+    """One entry of a file source's ledger: the version of `path` that was loaded."""
+
+    class Status(models.TextChoices):
+        LOADED = "loaded", "Loaded"
+        RELOADED = "reloaded", "Reloaded (changed since an earlier load)"
+
+    data_source = models.ForeignKey(
+        DataSource, on_delete=models.CASCADE, related_name="processed_files"
+    )
+    path = models.CharField(max_length=1024)
+    version = models.CharField(max_length=255, help_text="generation (GCS), ETag, or mtime ns")
+    size = models.BigIntegerField(help_text="bytes")
+    last_modified = models.DateTimeField(null=True, blank=True)
+    rows = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.LOADED)
+    run = models.ForeignKey(
+        EtlRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="processed_files"
+    )
+    engine_run_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["data_source", "path"], name="processed_file_unique_path_per_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.path

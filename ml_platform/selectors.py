@@ -1,0 +1,63 @@
+"""Every read used by admin, commands, tasks and (later) the API: QuerySets or single rows."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
+
+
+def connection_list() -> QuerySet[Connection]:
+    return Connection.objects.order_by("name")
+
+
+def data_source_get(*, id: int) -> DataSource:
+    """Return the data source with its connection.
+
+    Raises:
+        DataSource.DoesNotExist: no data source has this id.
+    """
+    return DataSource.objects.select_related("connection").get(id=id)
+
+
+def data_source_get_by_name(*, name: str) -> DataSource | None:
+    return DataSource.objects.select_related("connection").filter(name=name).first()
+
+
+def data_source_list(*, enabled: bool | None = None) -> QuerySet[DataSource]:
+    sources = DataSource.objects.select_related("connection").order_by("name")
+    return sources if enabled is None else sources.filter(enabled=enabled)
+
+
+def etl_run_get(*, id: int) -> EtlRun:
+    """Return the run with its data source and connection.
+
+    Raises:
+        EtlRun.DoesNotExist: no run has this id.
+    """
+    return EtlRun.objects.select_related("data_source__connection").get(id=id)
+
+
+def etl_run_list(*, data_source: DataSource | None = None) -> QuerySet[EtlRun]:
+    """Return runs, newest first."""
+    runs = EtlRun.objects.select_related("data_source").order_by("-queued_at", "-id")
+    return runs if data_source is None else runs.filter(data_source=data_source)
+
+
+def etl_run_get_active(*, data_source: DataSource) -> EtlRun | None:
+    """Return the data source's queued or running run, if any (at most one exists)."""
+    return EtlRun.objects.filter(data_source=data_source, status__in=EtlRun.ACTIVE_STATUSES).first()
+
+
+def etl_run_get_by_idempotency_key(*, data_source: DataSource, key: str) -> EtlRun | None:
+    return EtlRun.objects.filter(data_source=data_source, idempotency_key=key).first()
+
+
+def sync_state_get(*, data_source: DataSource) -> SyncState | None:
+    return SyncState.objects.filter(data_source=data_source).first()
+
+
+def processed_file_list(*, data_source: DataSource) -> QuerySet[ProcessedFile]:
+    return (
+        ProcessedFile.objects.filter(data_source=data_source).select_related("run").order_by("path")
+    )

@@ -1,0 +1,194 @@
+"""Writes of `Connection`: create and update, credentials encrypted at rest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from etl.config import REQUIRED_CONNECTION_KEYS, SECRET_KEYS
+from ml_platform.exceptions import (
+    CREDENTIALS_NOT_OBJECT,
+    CREDENTIALS_UNKNOWN_KEYS,
+    CredentialsUnreadableError,
+)
+from ml_platform.models import Connection
+
+CREDENTIAL_KEYS = frozenset(SECRET_KEYS | {"aws_access_key_id"})
+"""Keys a connection's encrypted `credentials` object may hold."""
+
+UPDATABLE_FIELDS = (
+    "name",
+    "type",
+    "host",
+    "port",
+    "database",
+    "user",
+    "bucket",
+    "container",
+    "base_path",
+    "project",
+    "endpoint_url",
+    "extra_params",
+)
+
+PARAM_FIELDS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("host", "port", "database", "user"),
+    "mysql": ("host", "port", "database", "user"),
+    "bigquery": ("project", "endpoint_url"),
+    "gcs": ("bucket", "project", "endpoint_url"),
+    "s3": ("bucket", "endpoint_url"),
+    "azure_blob": ("container", "endpoint_url"),
+    "local": ("base_path",),
+}
+"""Model fields copied into `connection_params` per type (DESIGN.md §4)."""
+
+
+def credentials_read(*, connection: Connection) -> dict[str, Any]:
+    """Return the decrypted credentials object (empty when none are stored).
+
+    Raises:
+        CredentialsUnreadableError: the stored value does not decrypt with the configured keys.
+    """
+    return _secret_json_read(connection.credentials, owner=f"connection {connection.pk}") or {}
+
+
+def connection_params_build(*, connection: Connection) -> dict[str, Any]:
+    """Return the `connection_params` of the config contract, secrets included (plain text).
+
+    Non-empty model fields of the type (see `PARAM_FIELDS`), then `extra_params`, then the
+    decrypted credentials; `endpoint_url` doubles as `api_endpoint` for BigQuery.
+    """
+    params: dict[str, Any] = {}
+    for field in PARAM_FIELDS[connection.type]:
+        value = getattr(connection, field)
+        if value not in (None, ""):
+            params[field] = value
+    if connection.type == "bigquery" and "endpoint_url" in params:
+        params["api_endpoint"] = params["endpoint_url"]
+    params.update(connection.extra_params or {})
+    params.update(credentials_read(connection=connection))
+    return params
+
+
+@transaction.atomic
+def connection_create(
+    *,
+    name: str,
+    type: str,
+    host: str = "",
+    port: int | None = None,
+    database: str = "",
+    user: str = "",
+    bucket: str = "",
+    container: str = "",
+    base_path: str = "",
+    project: str = "",
+    endpoint_url: str = "",
+    extra_params: dict[str, Any] | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> Connection:
+    """Create a connection; `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest.
+
+    Raises:
+        ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
+    """
+    connection = Connection(
+        name=name,
+        type=type,
+        host=host,
+        port=port,
+        database=database,
+        user=user,
+        bucket=bucket,
+        container=container,
+        base_path=base_path,
+        project=project,
+        endpoint_url=endpoint_url,
+        extra_params=extra_params or {},
+    )
+    connection.credentials = _credentials_dump(credentials)
+    connection_validate(connection=connection)
+    connection.save()
+    return connection
+
+
+@transaction.atomic
+def connection_update(
+    *,
+    connection: Connection,
+    data: dict[str, Any] | None = None,
+    credentials: dict[str, Any] | None = None,
+    clear_credentials: bool = False,
+) -> Connection:
+    """Update the fields named in `data` (see `UPDATABLE_FIELDS`).
+
+    Args:
+        connection: the connection to change.
+        data: field name -> new value; other fields keep their values.
+        credentials: when given, replaces the stored credentials object; None keeps it.
+        clear_credentials: remove the stored credentials.
+
+    Raises:
+        ValidationError: an unknown field, or a value invalid for its field.
+    """
+    data = data or {}
+    unknown = sorted(set(data) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise ValidationError({field: "This field cannot be updated." for field in unknown})
+    for field, value in data.items():
+        setattr(connection, field, value)
+    if clear_credentials:
+        connection.credentials = None
+    elif credentials is not None:
+        connection.credentials = _credentials_dump(credentials)
+    connection_validate(connection=connection)
+    connection.save()
+    return connection
+
+
+def connection_validate(*, connection: Connection) -> None:
+    """Check fields and the keys the connection's type needs, without saving.
+
+    Raises:
+        ValidationError: keyed by the model field at fault.
+    """
+    connection.full_clean()
+    params = connection_params_build(connection=connection)
+    missing = [
+        key for key in REQUIRED_CONNECTION_KEYS[connection.type] if params.get(key) in (None, "")
+    ]
+    if missing:
+        raise ValidationError(
+            {key: f"This field is required for a {connection.type} connection." for key in missing}
+        )
+
+
+def _credentials_dump(credentials: dict[str, Any] | None) -> str | None:
+    if credentials is None:
+        return None
+    if not isinstance(credentials, dict):
+        raise ValidationError({"credentials": CREDENTIALS_NOT_OBJECT})
+    unknown = sorted(set(credentials) - CREDENTIAL_KEYS)
+    if unknown:
+        raise ValidationError(
+            {
+                "credentials": CREDENTIALS_UNKNOWN_KEYS.format(
+                    unknown=", ".join(unknown), allowed=", ".join(sorted(CREDENTIAL_KEYS))
+                )
+            }
+        )
+    kept = {key: value for key, value in credentials.items() if value not in (None, "")}
+    return json.dumps(kept, sort_keys=True) if kept else None
+
+
+def _secret_json_read(stored: str | None, *, owner: str) -> Any:
+    if not stored:
+        return None
+    try:
+        return json.loads(stored)
+    except json.JSONDecodeError:
+        # the library returns the ciphertext itself when no key decrypts it
+        raise CredentialsUnreadableError(owner) from None

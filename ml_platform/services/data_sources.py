@@ -1,0 +1,170 @@
+"""Writes of `DataSource`: every save is validated against the engine's config contract."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from celery.schedules import ParseException, crontab
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+import etl
+from ml_platform.models import Connection, DataSource
+from ml_platform.services.job_config import job_config_build, secret_dump, validation_error_from
+
+SCHEDULE_CRON_INVALID = "Expected five cron fields (minute hour day month weekday): {reason}."
+SCHEDULE_TIMEZONE_INVALID = "Unknown time zone {value!r}; use an IANA name such as Europe/Paris."
+
+UPDATABLE_FIELDS = (
+    "name",
+    "connection",
+    "load_type",
+    "dest_table_name",
+    "selected_columns",
+    "source_table_name",
+    "custom_sql",
+    "timestamp_column",
+    "primary_key",
+    "cursor_lag_seconds",
+    "null_cursor",
+    "on_bad_rows",
+    "initial_value",
+    "file_pattern",
+    "file_prefix",
+    "file_format",
+    "file_format_options",
+    "chunk_size",
+    "destination",
+    "enabled",
+    "schedule_cron",
+    "schedule_timezone",
+)
+
+
+@transaction.atomic
+def data_source_create(
+    *,
+    name: str,
+    connection: Connection,
+    dest_table_name: str,
+    load_type: str = DataSource.LoadType.TRANSACTIONAL,
+    selected_columns: list[str] | None = None,
+    source_table_name: str = "",
+    custom_sql: str = "",
+    timestamp_column: str = "",
+    primary_key: list[str] | None = None,
+    cursor_lag_seconds: float = 0,
+    null_cursor: str = DataSource.NullCursor.FAIL,
+    on_bad_rows: str = DataSource.OnBadRows.FAIL,
+    initial_value: str = "",
+    file_pattern: str = "*",
+    file_prefix: str = "",
+    file_format: str = "",
+    file_format_options: dict[str, Any] | None = None,
+    chunk_size: int = 100_000,
+    destination: dict[str, Any] | None = None,
+    destination_credentials: dict[str, Any] | str | None = None,
+    enabled: bool = True,
+    schedule_cron: str = "",
+    schedule_timezone: str = "UTC",
+) -> DataSource:
+    """Create a data source whose fields form a valid `etl.JobConfig` with its connection.
+
+    Args follow the config contract (DESIGN.md §4); `destination` is its destination block
+    without credentials, `destination_credentials` (service-account JSON object, or
+    "anonymous") is encrypted at rest.
+
+    Raises:
+        ValidationError: keyed by the field at fault, with the contract's message.
+    """
+    data_source = DataSource(
+        name=name,
+        connection=connection,
+        dest_table_name=dest_table_name,
+        load_type=load_type,
+        selected_columns=selected_columns or [],
+        source_table_name=source_table_name,
+        custom_sql=custom_sql,
+        timestamp_column=timestamp_column,
+        primary_key=primary_key or [],
+        cursor_lag_seconds=cursor_lag_seconds,
+        null_cursor=null_cursor,
+        on_bad_rows=on_bad_rows,
+        initial_value=initial_value,
+        file_pattern=file_pattern,
+        file_prefix=file_prefix,
+        file_format=file_format,
+        file_format_options=file_format_options or {},
+        chunk_size=chunk_size,
+        destination=destination or {},
+        destination_credentials=secret_dump(destination_credentials),
+        enabled=enabled,
+        schedule_cron=schedule_cron,
+        schedule_timezone=schedule_timezone,
+    )
+    data_source_validate(data_source=data_source)
+    data_source.save()
+    return data_source
+
+
+@transaction.atomic
+def data_source_update(
+    *,
+    data_source: DataSource,
+    data: dict[str, Any] | None = None,
+    destination_credentials: dict[str, Any] | str | None = None,
+    clear_destination_credentials: bool = False,
+) -> DataSource:
+    """Update the fields named in `data` (see `UPDATABLE_FIELDS`) and re-validate the contract.
+
+    Raises:
+        ValidationError: an unknown field, or the result is not a valid `etl.JobConfig`.
+    """
+    data = data or {}
+    unknown = sorted(set(data) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise ValidationError({field: "This field cannot be updated." for field in unknown})
+    for field, value in data.items():
+        setattr(data_source, field, value)
+    if clear_destination_credentials:
+        data_source.destination_credentials = None
+    elif destination_credentials is not None:
+        data_source.destination_credentials = secret_dump(destination_credentials)
+    data_source_validate(data_source=data_source)
+    data_source.save()
+    return data_source
+
+
+def data_source_validate(*, data_source: DataSource) -> None:
+    """Check fields, schedule and the config contract (by building the JobConfig), without
+    saving.
+
+    Raises:
+        ValidationError: keyed by the `DataSource` field at fault.
+    """
+    data_source.full_clean()
+    if data_source.schedule_cron:
+        parts = data_source.schedule_cron.split()
+        try:
+            if len(parts) != 5:
+                raise ValueError(f"got {len(parts)} field(s)")
+            crontab(*parts)
+        except (ValueError, ParseException) as exc:
+            raise ValidationError(
+                {"schedule_cron": SCHEDULE_CRON_INVALID.format(reason=exc)}
+            ) from exc
+    try:
+        zoneinfo.ZoneInfo(data_source.schedule_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            {
+                "schedule_timezone": SCHEDULE_TIMEZONE_INVALID.format(
+                    value=data_source.schedule_timezone
+                )
+            }
+        ) from None
+    try:
+        job_config_build(data_source=data_source)
+    except etl.ConfigError as exc:
+        raise validation_error_from(exc) from exc

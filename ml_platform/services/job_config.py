@@ -1,0 +1,107 @@
+"""Build the engine's `etl.JobConfig` from a `DataSource` and its `Connection`."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+
+import etl
+from ml_platform.models import DataSource
+from ml_platform.services.connections import (
+    _secret_json_read,
+    connection_params_build,
+    credentials_read,
+)
+
+_FIELD_ALIASES = {"connection_params": "connection", "source_type": "connection"}
+
+
+def job_config_data(*, data_source: DataSource) -> dict[str, Any]:
+    """Return the config contract (DESIGN.md §4) as a mapping, secrets resolved (plain text).
+
+    The destination block defaults to DuckDB at `settings.ETL_DEFAULT_DUCKDB_PATH`; BigQuery
+    destination credentials come from `destination_credentials`, else from a BigQuery
+    connection's `credentials`.
+    """
+    connection = data_source.connection
+    destination = {"type": "duckdb", **(data_source.destination or {})}
+    if destination["type"] == "duckdb" and not destination.get("path"):
+        destination["path"] = str(settings.ETL_DEFAULT_DUCKDB_PATH)
+    credentials = _secret_json_read(
+        data_source.destination_credentials, owner=f"data source {data_source.pk} destination"
+    )
+    if credentials is None and destination["type"] == "bigquery" and connection.type == "bigquery":
+        credentials = credentials_read(connection=connection).get("credentials")
+    if credentials is not None:
+        destination["credentials"] = credentials
+    return {
+        "source_type": connection.type,
+        "connection_params": connection_params_build(connection=connection),
+        "load_type": data_source.load_type,
+        "dest_table_name": data_source.dest_table_name,
+        "selected_columns": list(data_source.selected_columns or []),
+        "source_table_name": data_source.source_table_name or None,
+        "custom_sql": data_source.custom_sql or None,
+        "timestamp_column": data_source.timestamp_column or None,
+        "primary_key": list(data_source.primary_key or []),
+        "cursor_lag_seconds": data_source.cursor_lag_seconds,
+        "initial_value": data_source.initial_value or None,
+        "null_cursor": data_source.null_cursor,
+        "on_bad_rows": data_source.on_bad_rows,
+        "file_pattern": data_source.file_pattern or "*",
+        "file_prefix": data_source.file_prefix,
+        "file_format": data_source.file_format or None,
+        "file_format_options": dict(data_source.file_format_options or {}),
+        "chunk_size": data_source.chunk_size,
+        "destination": destination,
+    }
+
+
+def job_config_build(*, data_source: DataSource) -> etl.JobConfig:
+    """Return the validated engine config of `data_source`, secrets resolved.
+
+    Raises:
+        etl.ConfigError: the stored fields break the contract; `.field` names the contract field.
+        CredentialsUnreadableError: stored credentials do not decrypt with the configured keys.
+    """
+    return etl.JobConfig.parse(job_config_data(data_source=data_source))
+
+
+def validation_error_from(exc: etl.ConfigError) -> ValidationError:
+    """Turn an engine `ConfigError` into a `ValidationError` keyed by the `DataSource` field.
+
+    `connection_params.*` and `source_type` map to `connection`, `destination.*` to
+    `destination`; errors about the whole config are keyed by the first field their message
+    names.
+    """
+    field = (exc.field or "config").split(".")[0]
+    field = _FIELD_ALIASES.get(field, field)
+    if field not in _data_source_fields():
+        field = _first_field_named(str(exc))
+    return ValidationError({field: str(exc)})
+
+
+def _data_source_fields() -> set[str]:
+    return {f.name for f in DataSource._meta.concrete_fields}
+
+
+def _first_field_named(message: str) -> str:
+    names = _data_source_fields() | set(_FIELD_ALIASES)
+    hits = [
+        (match.start(), match.group(0))
+        for match in re.finditer(r"[a-z][a-z0-9_]*", message)
+        if match.group(0) in names
+    ]
+    if not hits:
+        return NON_FIELD_ERRORS
+    name = min(hits)[1]
+    return _FIELD_ALIASES.get(name, name)
+
+
+def secret_dump(value: Any) -> str | None:
+    """Serialize a secret (JSON object or string) for a `SecretTextField`; None clears it."""
+    return None if value in (None, "", {}) else json.dumps(value, sort_keys=True)

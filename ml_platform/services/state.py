@@ -1,0 +1,105 @@
+"""Sync state between the engine's `etl.SyncState` and the `SyncState` / `ProcessedFile` rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from django.db import transaction
+
+import etl
+from ml_platform.models import DataSource, EtlRun, ProcessedFile, SyncState
+
+
+def sync_state_get_engine(*, data_source: DataSource) -> etl.SyncState:
+    """Return the engine state of `data_source`: its `SyncState` row (watermark, boundary and
+    NULL-cursor keys, column map, last run id) plus its `ProcessedFile` rows as the file ledger.
+    An empty state when the source never ran."""
+    row = SyncState.objects.filter(data_source=data_source).first()
+    files = {
+        record.path: etl.FileRecord(
+            version=record.version,
+            size=record.size,
+            last_modified=record.last_modified.isoformat() if record.last_modified else None,
+            rows=record.rows,
+            run_id=record.engine_run_id,
+        )
+        for record in ProcessedFile.objects.filter(data_source=data_source)
+    }
+    if row is None:
+        return etl.SyncState(files=files)
+    watermark = None
+    if row.watermark_value and row.watermark_type:
+        watermark = etl.Watermark(value=row.watermark_value, type=row.watermark_type)
+    return etl.SyncState(
+        last_run_id=row.last_run_id or None,
+        watermark=watermark,
+        boundary_keys=list(row.boundary_keys),
+        null_keys=list(row.null_keys),
+        column_map=dict(row.column_map),
+        files=files,
+    )
+
+
+@transaction.atomic
+def sync_state_save(*, data_source: DataSource, state: etl.SyncState, run: EtlRun) -> SyncState:
+    """Store `state` as the source's `SyncState` row and make its `ProcessedFile` rows mirror
+    `state.files` (new paths created, changed ones updated, vanished ones deleted).
+
+    Called by `etl_run_execute` inside the transaction that also finishes the run.
+    """
+    row = SyncState.objects.filter(data_source=data_source).first() or SyncState(
+        data_source=data_source
+    )
+    row.watermark_value = state.watermark.value if state.watermark else ""
+    row.watermark_type = state.watermark.type if state.watermark else ""
+    row.boundary_keys = list(state.boundary_keys)
+    row.null_keys = list(state.null_keys)
+    row.column_map = dict(state.column_map)
+    row.last_run_id = state.last_run_id or ""
+    row.full_clean()
+    row.save()
+    _processed_files_sync(data_source=data_source, state=state, run=run)
+    return row
+
+
+def _processed_files_sync(*, data_source: DataSource, state: etl.SyncState, run: EtlRun) -> None:
+    existing = {
+        record.path: record for record in ProcessedFile.objects.filter(data_source=data_source)
+    }
+    vanished = set(existing) - set(state.files)
+    if vanished:
+        ProcessedFile.objects.filter(data_source=data_source, path__in=vanished).delete()
+    runs = {run.uid.hex: run}
+    for path, record in state.files.items():
+        row = existing.get(path)
+        if row is not None and (row.version, row.size, row.rows, row.engine_run_id) == (
+            record.version,
+            record.size,
+            record.rows,
+            record.run_id,
+        ):
+            continue
+        if row is None:
+            row = ProcessedFile(data_source=data_source, path=path)
+            row.status = ProcessedFile.Status.LOADED
+        elif row.version != record.version or row.size != record.size:
+            row.status = ProcessedFile.Status.RELOADED
+        row.version, row.size, row.rows = record.version, record.size, record.rows
+        row.last_modified = (
+            dt.datetime.fromisoformat(record.last_modified) if record.last_modified else None
+        )
+        row.engine_run_id = record.run_id
+        if record.run_id not in runs:
+            runs[record.run_id] = EtlRun.objects.filter(uid=_uuid_or_none(record.run_id)).first()
+        row.run = runs[record.run_id]
+        # (data_source, path) is unique by construction: rows were looked up by it above
+        row.full_clean(validate_constraints=False)
+        row.save()
+
+
+def _uuid_or_none(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None

@@ -1,0 +1,66 @@
+"""Celery tasks: thin wrappers that take ids and call the service of the same name (R4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import shared_task
+
+from etl import TransientError
+
+logger = structlog.get_logger(__name__)
+
+RETRY_BASE_COUNTDOWN_S = 30
+"""First retry after 30 s, then 60, 120, ... (doubling per attempt)."""
+
+
+def _etl_run_execute_failure(
+    self: Any, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any
+) -> None:
+    """Mark the run failed when the task failed outside the service (e.g. the retry could not
+    be published), so it does not stay queued and block its source."""
+    from ml_platform.models import EtlRun
+    from ml_platform.services import etl_run_fail
+
+    run_id = args[0] if args else kwargs.get("run_id")
+    logger.error(
+        "etl_run_execute.failed", run_id=run_id, task_id=task_id, error_class=type(exc).__name__
+    )
+    run = EtlRun.objects.filter(pk=run_id, status__in=EtlRun.ACTIVE_STATUSES).first()
+    if run is not None:
+        etl_run_fail(run=run, exc=exc)
+
+
+@shared_task(
+    bind=True,
+    name="ml_platform.etl_run_execute",
+    acks_late=True,
+    max_retries=5,
+    on_failure=_etl_run_execute_failure,
+)
+def etl_run_execute(self: Any, run_id: int) -> None:
+    """Execute run `run_id`; retry with exponential backoff only on `etl.TransientError`."""
+    # in-body imports: services import this module to enqueue (HackSoft)
+    from ml_platform import selectors
+    from ml_platform.services import etl_run_execute as etl_run_execute_service
+
+    run = selectors.etl_run_get(id=run_id)
+    structlog.contextvars.bind_contextvars(
+        run_id=run.id,
+        data_source_id=run.data_source_id,
+        source_type=run.data_source.connection.type,
+    )
+    can_retry = self.request.retries < self.max_retries
+    try:
+        etl_run_execute_service(
+            run=run, worker=self.request.hostname or "", requeue_on_transient=can_retry
+        )
+    except TransientError as exc:
+        if not can_retry:
+            raise
+        raise self.retry(
+            exc=exc, countdown=RETRY_BASE_COUNTDOWN_S * 2**self.request.retries
+        ) from exc
+    finally:
+        structlog.contextvars.clear_contextvars()
