@@ -40,7 +40,8 @@ def _etl_run_execute_failure(
     on_failure=_etl_run_execute_failure,
 )
 def etl_run_execute(self: Any, run_id: int) -> None:
-    """Execute run `run_id`; retry with exponential backoff only on `etl.TransientError`."""
+    """Execute run `run_id`; on `etl.TransientError` put it back to queued and retry after
+    30, 60, 120, 240, 480 seconds; any other error fails the run at once."""
     # in-body imports: services import this module to enqueue (HackSoft)
     from ml_platform import selectors
     from ml_platform.services import etl_run_execute as etl_run_execute_service
@@ -51,7 +52,9 @@ def etl_run_execute(self: Any, run_id: int) -> None:
         data_source_id=run.data_source_id,
         source_type=run.data_source.connection.type,
     )
-    can_retry = self.request.retries < self.max_retries
+    # an eager task (one machine, no worker) is not retried: there is no one to run it after
+    # the backoff, and Celery cannot retry eagerly while eager errors propagate (celery#8056)
+    can_retry = not self.request.is_eager and self.request.retries < self.max_retries
     try:
         etl_run_execute_service(
             run=run, worker=self.request.hostname or "", requeue_on_transient=can_retry
