@@ -17,7 +17,6 @@ reached fails the test; nothing here skips.
 from __future__ import annotations
 
 import importlib.util
-import os
 import tempfile
 import uuid
 import zipfile

@@ -97,6 +97,9 @@ def _csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.Re
                     batch = batch.rename_columns(
                         [f"column_{i}" for i in range(1, batch.num_columns + 1)]
                     )
+                binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
+                if binary:  # Arrow reads text that is not valid UTF-8 as binary
+                    raise _locate_encoding_error(opener, key, options, binary[0])
                 yield batch
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -108,6 +111,26 @@ def _csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.Re
                 "set file_format_options.encoding",
                 file=key,
             ) from exc
+
+
+def _locate_encoding_error(
+    opener: Opener, key: str, options: FileFormatOptions, column: str
+) -> BadInputError:
+    """Find the first line of the file that is not valid `options.encoding`."""
+    with opener() as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode(options.encoding)
+            except UnicodeDecodeError as exc:
+                return BadInputError(
+                    f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start} of "
+                    "the line); set file_format_options.encoding",
+                    file=key, line=number, column=column,
+                )
+    return BadInputError(
+        f"text is not valid {options.encoding}; set file_format_options.encoding",
+        file=key, column=column,
+    )
 
 
 def _arrow_encoding(encoding: str) -> str:
@@ -201,9 +224,49 @@ def _jsonl(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.
             source = _Recoder(handle, options.encoding)
         try:
             reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=BLOCK_SIZE))
-            yield from reader
+            zoned: set[str] | None = None
+            for batch in reader:
+                naive = [f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz]
+                if naive and zoned is None:
+                    zoned = _utc_text_fields(opener, options.encoding, naive)
+                yield _as_utc(batch, zoned) if naive and zoned else batch
         except pa.ArrowInvalid as exc:
             raise BadInputError(f"invalid JSON lines ({exc})", file=key) from exc
+
+
+_UTC_TEXT = re.compile(r"\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?Z$")
+
+
+def _utc_text_fields(opener: Opener, encoding: str, names: list[str]) -> set[str]:
+    """Return the `names` whose first non-null value in the file is ISO 8601 text ending in `Z`:
+    Arrow infers those as zone-less timestamps holding the UTC wall clock."""
+    import json
+
+    found: dict[str, bool] = {}
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace")
+        for line in text:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            for name in names:
+                value = record.get(name) if isinstance(record, dict) else None
+                if name not in found and isinstance(value, str):
+                    found[name] = bool(_UTC_TEXT.search(value))
+            if len(found) == len(names):
+                break
+    return {name for name, utc in found.items() if utc}
+
+
+def _as_utc(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
+    arrays = [
+        column.cast(pa.timestamp(field.type.unit, tz="UTC"))
+        if field.name in names and pa.types.is_timestamp(field.type) and not field.type.tz
+        else column
+        for field, column in zip(batch.schema, batch.columns, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def _json_array(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:

@@ -99,7 +99,7 @@ def test_timestamp6_cursor_is_a_utc_instant_whatever_the_writer_zone(
     utc_rows = _execute(mysql_database, "SELECT id, ts FROM events ORDER BY id")
     assert utc_rows[0][1] == dt.datetime(2013, 6, 1, 7, 4, 56, 123456)
     loaded = duck_query(duckdb_path, f"SELECT id, ts FROM {DATASET}.events ORDER BY id")
-    assert loaded == [(id_, ts.replace(tzinfo=dt.timezone.utc)) for id_, ts in utc_rows]
+    assert loaded == [(id_, ts.replace(tzinfo=dt.UTC)) for id_, ts in utc_rows]
     assert duck_query(
         duckdb_path,
         "SELECT data_type FROM information_schema.columns WHERE table_schema = ? "

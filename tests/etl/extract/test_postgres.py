@@ -84,7 +84,7 @@ def test_timestamptz_keeps_the_instant_and_timestamp_the_wall_clock(
         expected = connection.execute(
             f"SELECT id, ts, naive FROM {pg_schema}.events ORDER BY id").fetchall()
         max_ts = connection.execute(f"SELECT max(ts) FROM {pg_schema}.events").fetchone()[0]
-    assert expected[1][1] == dt.datetime(2013, 6, 1, 16, 34, 56, 123456, tzinfo=dt.timezone.utc)
+    assert expected[1][1] == dt.datetime(2013, 6, 1, 16, 34, 56, 123456, tzinfo=dt.UTC)
     assert expected[1][2] == dt.datetime(2013, 6, 1, 12, 34, 56, 123456)
     assert first.rows_loaded == len(NEW_YORK_WALL_CLOCKS)
     loaded = duck_query(duckdb_path, f"SELECT id, ts, naive FROM {DATASET}.events ORDER BY id")
@@ -97,7 +97,7 @@ def test_timestamptz_keeps_the_instant_and_timestamp_the_wall_clock(
     ) == [("naive", "TIMESTAMP"), ("ts", "TIMESTAMP WITH TIME ZONE")]
     assert first.state.watermark == Watermark(
         value="2014-01-01T04:00:00.000001+00:00", type="timestamptz")
-    assert max_ts == dt.datetime(2014, 1, 1, 4, 0, 0, 1, tzinfo=dt.timezone.utc)
+    assert max_ts == dt.datetime(2014, 1, 1, 4, 0, 0, 1, tzinfo=dt.UTC)
 
     _insert_new_york_rows(pg_schema, 10, ["2013-12-31 23:00:00.000002", "2013-12-31 23:00:00"])
     second = run(job, first.state)
