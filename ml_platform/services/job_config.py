@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -23,14 +24,17 @@ _FIELD_ALIASES = {"connection_params": "connection", "source_type": "connection"
 def job_config_data(*, data_source: DataSource) -> dict[str, Any]:
     """Return the config contract (DESIGN.md §4) as a mapping, secrets resolved (plain text).
 
-    The destination block defaults to DuckDB at `settings.ETL_DEFAULT_DUCKDB_PATH`; BigQuery
+    The destination block defaults to DuckDB at `settings.ETL_DEFAULT_DUCKDB_PATH`; a relative
+    DuckDB `path` is taken relative to `settings.VAR_DIR`. BigQuery
     destination credentials come from `destination_credentials`, else from a BigQuery
     connection's `credentials`.
     """
     connection = data_source.connection
     destination = {"type": "duckdb", **(data_source.destination or {})}
-    if destination["type"] == "duckdb" and not destination.get("path"):
-        destination["path"] = str(settings.ETL_DEFAULT_DUCKDB_PATH)
+    if destination["type"] == "duckdb":
+        path = Path(destination.get("path") or settings.ETL_DEFAULT_DUCKDB_PATH)
+        # relative to var/, so web, workers and commands agree whatever their working directory
+        destination["path"] = str(path if path.is_absolute() else Path(settings.VAR_DIR) / path)
     credentials = _secret_json_read(
         data_source.destination_credentials, owner=f"data source {data_source.pk} destination"
     )

@@ -209,3 +209,18 @@ def test_data_source_admin_add_shows_contract_error(
     assert list(refused.context["adminform"].form.errors) == ["timestamp_column"]
     assert created.status_code == 302
     assert DataSource.objects.get().timestamp_column == "updated_at"
+
+
+def test_data_source_admin_run_now(
+    admin_client: Client, csv_source: DataSource, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001
+    """The "Run now" action enqueues a manual run, which the eager task executes on commit."""
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:ml_platform_datasource_changelist"),
+            {"action": "run_now", "_selected_action": [str(csv_source.id)]},
+        )
+
+    assert response.status_code == 302
+    run = EtlRun.objects.get()
+    assert (run.trigger, run.status, run.rows_loaded) == ("manual", "succeeded", 4)

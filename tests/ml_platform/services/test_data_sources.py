@@ -181,3 +181,29 @@ def test_job_config_build_resolves_secrets(pg_connection: Connection, settings) 
     assert job.destination.path == settings.ETL_DEFAULT_DUCKDB_PATH
     assert job.primary_key == ["id"]
     assert job.redacted()["connection_params"]["password"] == "***"
+
+
+def test_relative_duckdb_path_is_under_var_dir(pg_connection: Connection, settings) -> None:  # noqa: ANN001
+    """A relative DuckDB destination path resolves under `settings.VAR_DIR`, an absolute one is
+    kept."""
+    relative = data_source_create(
+        name="rel",
+        connection=pg_connection,
+        dest_table_name="t",
+        source_table_name="public.t",
+        load_type="catalog",
+        destination={"type": "duckdb", "path": "wh/rel.duckdb"},
+    )
+    absolute = data_source_create(
+        name="abs",
+        connection=pg_connection,
+        dest_table_name="t",
+        source_table_name="public.t",
+        load_type="catalog",
+        destination={"type": "duckdb", "path": "/srv/abs.duckdb"},
+    )
+
+    assert job_config_build(data_source=relative).destination.path == str(
+        settings.VAR_DIR / "wh" / "rel.duckdb"
+    )
+    assert job_config_build(data_source=absolute).destination.path == "/srv/abs.duckdb"
