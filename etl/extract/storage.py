@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import posixpath
 import re
@@ -13,7 +14,10 @@ import fsspec
 from fsspec.utils import glob_translate
 
 from etl.config import JobConfig
-from etl.exceptions import ConfigError, SourceUnavailableError
+from etl.exceptions import ConfigError, MissingDependencyError, SourceUnavailableError
+
+READ_BLOCK_SIZE = 8 << 20
+"""Bytes fetched per ranged read from object stores: memory per open file stays near this."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,17 @@ class StoredObject:
 def open_filesystem(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return the job's filesystem and the root path every key is relative to.
 
+    `local`: `base_path`; `s3`: the bucket (s3fs); `gcs`: the bucket (gcsfs); `azure_blob`: the
+    container (adlfs). Credentials come from `connection_params` (DESIGN.md §4); an optional
+    `endpoint_url` points at an S3-compatible store or an emulator.
+
     Raises:
-        ConfigError: `base_path` does not exist (local).
+        ConfigError: `base_path` does not exist (local), or credentials are incomplete.
+        MissingDependencyError: the filesystem package is not installed.
     """
     params = job.connection_params
-    if job.source_type == "local":
+    kind = job.source_type
+    if kind == "local":
         root = os.path.realpath(os.path.expanduser(params["base_path"]))
         if not os.path.isdir(root):
             raise ConfigError(
@@ -47,7 +57,90 @@ def open_filesystem(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, str]:
                 field="connection_params.base_path",
             )
         return fsspec.filesystem("file"), root
-    raise ConfigError(f"source_type {job.source_type} has no filesystem yet", field="source_type")
+    if kind == "s3":
+        return _s3(params), params["bucket"].strip("/")
+    if kind == "gcs":
+        return _gcs(params), params["bucket"].strip("/")
+    if kind == "azure_blob":
+        return _azure(params), params["container"].strip("/")
+    raise ConfigError(f"source_type {kind} is not a file source", field="source_type")
+
+
+def _s3(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
+    try:
+        import s3fs
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError("s3fs[boto3]", "The s3 source") from exc
+    key, secret = params.get("aws_access_key_id"), params.get("aws_secret_access_key")
+    if bool(key) != bool(secret):
+        raise ConfigError(
+            "give both aws_access_key_id and aws_secret_access_key, or neither (default chain)",
+            field="connection_params.aws_secret_access_key",
+        )
+    client_kwargs = {"region_name": params.get("region") or None}
+    if params.get("endpoint_url"):
+        client_kwargs["endpoint_url"] = params["endpoint_url"]
+    return s3fs.S3FileSystem(
+        key=key or None,
+        secret=secret or None,
+        token=params.get("aws_session_token") or None,
+        client_kwargs=client_kwargs,
+        skip_instance_cache=True,
+        default_block_size=READ_BLOCK_SIZE,
+    )
+
+
+def _gcs(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
+    # gcsfs 2026.x probes a gRPC endpoint for hierarchical-namespace buckets on every call
+    # unless this is off; an emulator (or a firewall) makes each probe wait 60 s.
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    try:
+        import gcsfs
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError("gcsfs", "The gcs source") from exc
+    credentials = params.get("credentials")
+    if credentials == "anonymous":
+        token: Any = "anon"
+    elif credentials is None:
+        token = "google_default"
+    elif isinstance(credentials, (dict, str)):
+        token = json.loads(credentials) if isinstance(credentials, str) else credentials
+    else:
+        raise ConfigError(
+            "credentials must be a service-account JSON object, null or \"anonymous\"",
+            field="connection_params.credentials",
+        )
+    return gcsfs.GCSFileSystem(
+        project=params.get("project"),
+        token=token,
+        endpoint_url=params.get("endpoint_url") or None,
+        skip_instance_cache=True,
+        block_size=READ_BLOCK_SIZE,
+    )
+
+
+def _azure(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
+    try:
+        import adlfs
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError("adlfs", "The azure_blob source") from exc
+    kwargs: dict[str, Any] = {"skip_instance_cache": True, "blocksize": READ_BLOCK_SIZE}
+    if params.get("connection_string"):
+        kwargs["connection_string"] = params["connection_string"]
+    elif params.get("account_name") and (params.get("account_key") or params.get("sas_token")):
+        kwargs["account_name"] = params["account_name"]
+        if params.get("account_key"):
+            kwargs["account_key"] = params["account_key"]
+        else:
+            kwargs["sas_token"] = params["sas_token"]
+        if params.get("endpoint_url"):
+            kwargs["account_host"] = params["endpoint_url"]
+    else:
+        raise ConfigError(
+            "azure_blob needs connection_string, or account_name with account_key or sas_token",
+            field="connection_params",
+        )
+    return adlfs.AzureBlobFileSystem(**kwargs)
 
 
 def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
@@ -72,7 +165,12 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
             )
     pattern = re.compile(glob_translate(job.file_pattern.lstrip("/")))
     try:
-        found = fs.find(search_root, detail=True) if fs.exists(search_root) else {}
+        if job.source_type == "local" and not os.path.isdir(search_root):
+            found = {}
+        else:
+            found = fs.find(search_root, detail=True)
+    except FileNotFoundError:
+        found = {}
     except OSError as exc:
         raise SourceUnavailableError(f"{job.source_type} {search_root}", str(exc)) from exc
     objects = []
