@@ -44,6 +44,14 @@ SECRET_KEYS = frozenset(
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 
 
+class _FieldError(ValueError):
+    """A cross-field rule broken; `field` is the dotted field the user must change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -114,7 +122,7 @@ class DestinationConfig(_Model):
     @model_validator(mode="after")
     def _bigquery_needs_project(self) -> DestinationConfig:
         if self.type == "bigquery" and not self.project:
-            raise ValueError("`project` is required for a bigquery destination")
+            raise _FieldError("destination.project", "`project` is required for a bigquery destination")
         return self
 
 
@@ -174,16 +182,23 @@ class JobConfig(_Model):
             if self.connection_params.get(key) in (None, "")
         ]
         if missing:
-            raise ValueError(
-                f"connection_params for {self.source_type} need {', '.join(missing)}"
+            raise _FieldError(
+                f"connection_params.{missing[0]}",
+                f"connection_params for {self.source_type} need {', '.join(missing)}",
             )
         if self.source_type in TABLE_SOURCES:
             if bool(self.source_table_name) == bool(self.custom_sql):
-                raise ValueError("give exactly one of source_table_name and custom_sql")
+                raise _FieldError(
+                    "source_table_name", "give exactly one of source_table_name and custom_sql"
+                )
             if self.load_type == "transactional" and not self.timestamp_column:
-                raise ValueError("timestamp_column is required for a transactional table load")
+                raise _FieldError(
+                    "timestamp_column", "timestamp_column is required for a transactional table load"
+                )
         elif self.file_format is None:
-            raise ValueError("file_format is required for file sources (csv, parquet, json, jsonl)")
+            raise _FieldError(
+                "file_format", "file_format is required for file sources (csv, parquet, json, jsonl)"
+            )
         return self
 
     @property
@@ -224,7 +239,12 @@ def config_error_from(exc: ValidationError) -> ConfigError:
     problems = []
     first_field = None
     for error in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in error["loc"]) or "config"
+        cause = (error.get("ctx") or {}).get("error")
+        prefix = ".".join(str(part) for part in error["loc"])
+        if isinstance(cause, _FieldError):
+            field = f"{prefix}.{cause.field.split('.', 1)[1]}" if prefix == "destination" else cause.field
+        else:
+            field = prefix or "config"
         first_field = first_field or field
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"`{field}`: {message}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -79,31 +78,13 @@ def validation_error_from(exc: etl.ConfigError) -> ValidationError:
     """Turn an engine `ConfigError` into a `ValidationError` keyed by the `DataSource` field.
 
     `connection_params.*` and `source_type` map to `connection`, `destination.*` to
-    `destination`; errors about the whole config are keyed by the first field their message
-    names.
+    `destination`; an error the engine does not tie to one field is a non-field error.
     """
-    field = (exc.field or "config").split(".")[0]
+    field = (exc.field or "").split(".")[0]
     field = _FIELD_ALIASES.get(field, field)
-    if field not in _data_source_fields():
-        field = _first_field_named(str(exc))
+    if field not in {f.name for f in DataSource._meta.concrete_fields}:
+        field = NON_FIELD_ERRORS
     return ValidationError({field: str(exc)})
-
-
-def _data_source_fields() -> set[str]:
-    return {f.name for f in DataSource._meta.concrete_fields}
-
-
-def _first_field_named(message: str) -> str:
-    names = _data_source_fields() | set(_FIELD_ALIASES)
-    hits = [
-        (match.start(), match.group(0))
-        for match in re.finditer(r"[a-z][a-z0-9_]*", message)
-        if match.group(0) in names
-    ]
-    if not hits:
-        return NON_FIELD_ERRORS
-    name = min(hits)[1]
-    return _FIELD_ALIASES.get(name, name)
 
 
 def secret_dump(value: Any) -> str | None:

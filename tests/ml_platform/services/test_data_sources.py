@@ -115,7 +115,7 @@ def test_file_source_needs_format(tmp_path) -> None:  # noqa: ANN001
         data_source_create(name="f", connection=local, dest_table_name="t")
     assert caught.value.message_dict == {
         "file_format": [
-            "Invalid job config: `config`: file_format is required for file sources "
+            "Invalid job config: `file_format`: file_format is required for file sources "
             "(csv, parquet, json, jsonl)"
         ],
     }
