@@ -111,6 +111,8 @@ class DestinationConfig(_Model):
     """Service-account JSON; None: Application Default Credentials; "anonymous": the emulator."""
     api_endpoint: str | None = None
     """BigQuery API endpoint override (the emulator)."""
+    timeout_s: float = Field(default=600, gt=0)
+    """BigQuery only: deadline for one API call with its retries, and for one job, in seconds."""
 
     @field_validator("dataset")
     @classmethod

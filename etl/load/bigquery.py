@@ -1,0 +1,347 @@
+"""BigQuery loader: Parquet load jobs into a per-run staging table, then one atomic commit.
+
+Transactional (append): one multi-statement transaction deletes the rows of replaced source
+files, inserts the staging rows into the table and records the load (run id + state) in
+`<dataset>._etl_loads`. Catalog (replace): a copy job with WRITE_TRUNCATE swaps the staging
+table in (readers see the old or the new table), then the load is recorded. Never streaming
+inserts. Job ids derive from the run id, so a retried commit is found, not run twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
+from etl.exceptions import EtlError, SchemaChangeError
+from etl.load.base import (
+    LOAD_LOG_TABLE,
+    LOADED_AT_COLUMN,
+    RUN_ID_COLUMN,
+    CommittedLoad,
+    LoadRequest,
+    LoadResult,
+    Loader,
+)
+from etl.load.bigquery_types import loadable, schema_fields
+from etl.registry import register_loader
+from etl.state import SyncState
+
+PART_ROWS = 1_000_000
+"""Rows per Parquet file sent in one load job (each part is written to a temporary file)."""
+STAGING_EXPIRATION = dt.timedelta(days=1)
+
+_LOG_SCHEMA = [
+    ("table_name", "STRING"), ("run_id", "STRING"), ("committed_at", "TIMESTAMP"),
+    ("rows_loaded", "INT64"), ("state", "STRING"),
+]
+
+
+@register_loader("bigquery")
+class BigQueryLoader(Loader):
+    """Load into `destination.project`.`destination.dataset` (created in `location` if missing)."""
+
+    def __init__(self, destination: Any) -> None:
+        super().__init__(destination)
+        self._client: bigquery.Client | None = None
+
+    @property
+    def client(self) -> bigquery.Client:
+        if self._client is None:
+            d = self.destination
+            self._client = make_client(
+                project=d.project, credentials=d.credentials, api_endpoint=d.api_endpoint,
+                location=d.location,
+            )
+        return self._client
+
+    def table_id(self, table: str) -> str:
+        return f"{self.destination.project}.{self.destination.dataset}.{table}"
+
+    def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, retry=retry(self.destination.timeout_s), **kwargs)
+        except EtlError:
+            raise
+        except Exception as exc:  # noqa: BLE001  every API error is translated
+            raise translate(exc, what) from exc
+
+    def _ensure_dataset(self) -> None:
+        dataset = bigquery.Dataset(f"{self.destination.project}.{self.destination.dataset}")
+        if self.destination.location:
+            dataset.location = self.destination.location
+        self._call("dataset creation", self.client.create_dataset, dataset, exists_ok=True)
+        log = bigquery.Table(
+            self.table_id(LOAD_LOG_TABLE),
+            schema=[bigquery.SchemaField(name, kind) for name, kind in _LOG_SCHEMA],
+        )
+        self._call("load log creation", self.client.create_table, log, exists_ok=True)
+
+    def _wait(self, job: Any, what: str) -> Any:
+        try:
+            return job.result(timeout=self.destination.timeout_s)
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, what) from exc
+
+    def _query(self, sql: str, params: list[Any], job_id: str | None = None, what: str = "query") -> Any:
+        config = bigquery.QueryJobConfig(query_parameters=params)
+        if job_id is not None:
+            existing = self._existing_job(job_id)
+            if existing is not None:
+                return self._wait(existing, what)
+        # a fixed job id cannot be retried under the same id: no job_retry then
+        extra = {"job_retry": None} if job_id is not None else {}
+        job = self._call(what, self.client.query, sql, job_config=config, job_id=job_id, **extra)
+        return self._wait(job, what)
+
+    def _existing_job(self, job_id: str) -> Any:
+        try:
+            job = self.client.get_job(job_id, retry=retry(self.destination.timeout_s))
+        except api_exceptions.NotFound:
+            return None
+        except Exception:  # noqa: BLE001  an emulator may not list jobs; submit instead
+            return None
+        return job if getattr(job, "error_result", None) is None else None
+
+    def last_committed(self, table: str) -> CommittedLoad | None:
+        sql = (
+            f"SELECT run_id, state FROM `{self.table_id(LOAD_LOG_TABLE)}` "
+            "WHERE table_name = @table ORDER BY committed_at DESC LIMIT 1"
+        )
+        try:
+            self.client.get_table(self.table_id(LOAD_LOG_TABLE), retry=retry(self.destination.timeout_s))
+        except api_exceptions.NotFound:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "the load log") from exc
+        rows = list(self._query(sql, [bigquery.ScalarQueryParameter("table", "STRING", table)],
+                                what="the load log"))
+        if not rows:
+            return None
+        return CommittedLoad(run_id=rows[0]["run_id"], state=SyncState.model_validate_json(rows[0]["state"]))
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        self._ensure_dataset()
+        tag = request.run_id.replace("-", "")[:32]
+        staging = self.table_id(f"{request.table}__etl_staging_{tag}")
+        self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
+        loaded_at = dt.datetime.now(dt.timezone.utc)
+        columns: dict[str, bigquery.SchemaField] = {}
+        arrow_types: dict[str, pa.DataType] = {}
+        rows = 0
+        with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
+            parts = _PartWriter(Path(tmp), lambda path, n: self._load_part(staging, path, n, tag))
+            for batch in request.batches:
+                batch = _with_metadata(batch, request.run_id, loaded_at)
+                fields = schema_fields(batch.schema)
+                if not columns:
+                    self._create(staging, fields, expires=True)
+                    columns = {f.name: f for f in fields}
+                else:
+                    batch = self._evolve_staging(staging, columns, fields, batch, parts, request.table)
+                for field in batch.schema:
+                    arrow_types.setdefault(field.name, field.type)
+                parts.write(_align(batch, columns, arrow_types))
+                rows += batch.num_rows
+                if request.on_batch:
+                    request.on_batch(batch.num_rows)
+            parts.close()
+        try:
+            self._commit(request, staging, columns, rows)
+        finally:
+            self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
+        table = self._call("table lookup", self.client.get_table, self.table_id(request.table))
+        schema = [{"name": f.name, "type": f.field_type if f.mode != "REPEATED" else f"ARRAY<{f.field_type}>"}
+                  for f in table.schema]
+        return LoadResult(rows_loaded=rows, schema=schema)
+
+    def _create(self, table_id: str, fields: list, *, expires: bool = False) -> None:
+        table = bigquery.Table(table_id, schema=fields)
+        if expires:
+            table.expires = dt.datetime.now(dt.timezone.utc) + STAGING_EXPIRATION
+        self._call(f"creation of {table_id}", self.client.create_table, table)
+
+    def _evolve_staging(self, staging, columns, fields, batch, parts, table):  # type: ignore[no-untyped-def]
+        new = [f for f in fields if f.name not in columns]
+        for field in fields:
+            old = columns.get(field.name)
+            if old is not None and (old.field_type, old.mode) != (field.field_type, field.mode):
+                if batch.column(field.name).null_count != batch.num_rows:
+                    raise SchemaChangeError(table, field.name, old.field_type, field.field_type)
+                batch = batch.drop_columns([field.name])  # all NULL: the aligned part fills it
+        if new:
+            parts.flush()
+            self._add_columns(staging, new)
+            columns.update({f.name: f for f in new})
+        return batch
+
+    def _add_columns(self, table_id: str, fields: list) -> None:
+        table = self._call("table lookup", self.client.get_table, table_id)
+        table.schema = [*table.schema, *fields]
+        self._call(f"new columns of {table_id}", self.client.update_table, table, ["schema"])
+
+    def _load_part(self, staging: str, path: Path, number: int, tag: str) -> None:
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            schema=self._call("table lookup", self.client.get_table, staging).schema,
+        )
+        config.parquet_options = bigquery.ParquetOptions()
+        config.parquet_options.enable_list_inference = True
+        job_id = f"etl_{tag}_part{number:05d}_{uuid.uuid4().hex[:8]}"
+        with open(path, "rb") as handle:
+            try:
+                job = self.client.load_table_from_file(
+                    handle, staging, job_config=config, job_id=job_id, rewind=True,
+                    timeout=self.destination.timeout_s,
+                )
+            except Exception as exc:  # noqa: BLE001  every API error is translated
+                raise translate(exc, f"load job {job_id}") from exc
+        self._wait(job, f"load job {job_id} ({path.name})")
+
+    def _commit(self, request: LoadRequest, staging: str, columns: dict, rows: int) -> None:
+        target = self.table_id(request.table)
+        exists = self._table_or_none(target)
+        if columns:
+            if exists is None:
+                self._create(target, list(columns.values()))
+            elif request.write_disposition == "append":
+                self._evolve_target(exists, columns, request.table)
+        state = request.finalize()
+        # literals, not query parameters: scripts with parameters are not supported everywhere
+        # (the BigQuery emulator drops them); `_literal` escapes per the lexical rules.
+        log_insert = (
+            f"INSERT INTO `{self.table_id(LOAD_LOG_TABLE)}` (table_name, run_id, committed_at, "
+            f"rows_loaded, state) VALUES ({_literal(request.table)}, {_literal(request.run_id)}, "
+            f"CURRENT_TIMESTAMP(), {int(rows)}, {_literal(state.model_dump_json())});"
+        )
+        tag = request.run_id.replace("-", "")[:32]
+        if request.write_disposition == "replace":
+            if columns:
+                copy = bigquery.CopyJobConfig(write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE)
+                job = self._call("snapshot swap", self.client.copy_table, staging, target,
+                                 job_config=copy, job_id=f"etl_{tag}_swap_{uuid.uuid4().hex[:8]}")
+                self._wait(job, f"snapshot swap into {request.table}")
+                statements = [log_insert]
+            else:  # empty snapshot
+                statements = [f"DELETE FROM `{target}` WHERE TRUE;"] if exists else []
+                statements.append(log_insert)
+        else:
+            statements = []
+            if request.replace_files and exists is not None:
+                files = ", ".join(_literal(name) for name in request.replace_files)
+                statements.append(f"DELETE FROM `{target}` WHERE _etl_source_file IN ({files});")
+            if columns:
+                names = ", ".join(f"`{name}`" for name in columns)
+                statements.append(f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;")
+            statements.append(log_insert)
+        script = "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
+        self._query(script, [], job_id=f"etl_{tag}_commit", what=f"commit into {request.table}")
+
+    def _table_or_none(self, table_id: str) -> Any:
+        try:
+            return self.client.get_table(table_id, retry=retry(self.destination.timeout_s))
+        except api_exceptions.NotFound:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, table_id) from exc
+
+    def _evolve_target(self, table: Any, columns: dict, name: str) -> None:
+        existing = {f.name: f for f in table.schema}
+        for field in columns.values():
+            old = existing.get(field.name)
+            if old is not None and (old.field_type, old.mode) != (field.field_type, field.mode):
+                raise SchemaChangeError(name, field.name, old.field_type, field.field_type)
+        new = [f for f in columns.values() if f.name not in existing]
+        if new:
+            ddl = ", ".join(f"ADD COLUMN `{f.name}` {_ddl_type(f)}" for f in new)
+            self._query(f"ALTER TABLE `{table.full_table_id.replace(':', '.')}` {ddl}", [],
+                        what=f"new columns of {name}")
+
+
+def _literal(value: str) -> str:
+    """Return `value` as a GoogleSQL string literal (https://cloud.google.com/bigquery/docs/
+    reference/standard-sql/lexical#string_and_bytes_literals)."""
+    escaped = (
+        value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+        .replace("\r", "\\r").replace("\t", "\\t")
+    )
+    return f"'{escaped}'"
+
+
+def _ddl_type(field: Any) -> str:
+    if field.field_type == "RECORD":
+        inner = ", ".join(f"`{f.name}` {_ddl_type(f)}" for f in field.fields)
+        kind = f"STRUCT<{inner}>"
+    else:
+        kind = {"BOOLEAN": "BOOL", "INTEGER": "INT64", "FLOAT": "FLOAT64"}.get(field.field_type, field.field_type)
+    return f"ARRAY<{kind}>" if field.mode == "REPEATED" else kind
+
+
+def _with_metadata(batch: pa.RecordBatch, run_id: str, loaded_at: dt.datetime) -> pa.RecordBatch:
+    arrays, fields = [], []
+    for field, array in zip(batch.schema, batch.columns, strict=True):
+        array, field = loadable(array, field)
+        arrays.append(array)
+        fields.append(field)
+    n = batch.num_rows
+    arrays += [pa.array([run_id] * n, pa.string()),
+               pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC"))]
+    fields += [pa.field(RUN_ID_COLUMN, pa.string()), pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC"))]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _align(batch: pa.RecordBatch, columns: dict, arrow_types: dict[str, pa.DataType]) -> pa.Table:
+    """Return `batch` with every staging column, in staging order (missing ones NULL)."""
+    table = pa.Table.from_batches([batch])
+    arrays = [
+        table.column(name) if name in batch.schema.names
+        else pa.nulls(batch.num_rows, type=arrow_types[name])
+        for name in columns
+    ]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+class _PartWriter:
+    """Writes batches into Parquet files of up to PART_ROWS rows; each full file is loaded."""
+
+    def __init__(self, folder: Path, load: Any) -> None:
+        self.folder, self.load = folder, load
+        self.writer: pq.ParquetWriter | None = None
+        self.path: Path | None = None
+        self.rows = 0
+        self.number = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is not None and self.writer.schema.names != table.schema.names:
+            self.flush()
+        if self.writer is None:
+            self.number += 1
+            self.path = self.folder / f"part{self.number:05d}.parquet"
+            self.writer = pq.ParquetWriter(self.path, table.schema, coerce_timestamps="us",
+                                           allow_truncated_timestamps=False)
+        if self.writer.schema != table.schema:
+            table = table.cast(self.writer.schema)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+        if self.rows >= PART_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        assert self.path is not None
+        if self.rows:
+            self.load(self.path, self.number)
+        self.path.unlink()
+        self.writer, self.rows = None, 0
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,101 @@
+"""Arrow -> BigQuery column types, and the casts that make a batch loadable from Parquet.
+
+Rules (https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types and
+https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-parquet#type_conversions):
+integers -> INT64 (UINT64 -> NUMERIC, which holds 2^64-1 exactly); decimals -> NUMERIC when
+scale <= 9 and integer digits <= 29, else BIGNUMERIC (scale <= 38, integer digits <= 38);
+zone-aware timestamps -> TIMESTAMP, naive -> DATETIME; JSON-marked strings -> JSON; lists ->
+REPEATED; structs -> RECORD; durations -> INT64 microseconds; intervals -> STRING (ISO 8601).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl.exceptions import SchemaMappingError
+from etl.schema import is_json
+
+_SIMPLE = [
+    (pa.types.is_boolean, "BOOL"),
+    (pa.types.is_integer, "INT64"),
+    (pa.types.is_floating, "FLOAT64"),
+    (pa.types.is_string, "STRING"),
+    (pa.types.is_binary, "BYTES"),
+    (pa.types.is_date, "DATE"),
+    (pa.types.is_time, "TIME"),
+    (pa.types.is_duration, "INT64"),
+    (lambda t: t == pa.month_day_nano_interval(), "STRING"),
+]
+
+
+def bigquery_type(field: pa.Field) -> tuple[str, str, list[pa.Field]]:
+    """Return (BigQuery type, mode, sub-fields) for an Arrow field.
+
+    Raises:
+        SchemaMappingError: no BigQuery type holds the values (names the column).
+    """
+    data_type = field.type
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        inner = pa.field(field.name, data_type.value_type)
+        if pa.types.is_list(inner.type):
+            raise SchemaMappingError(field.name, str(data_type), "BigQuery has no array of arrays")
+        kind, _, sub = bigquery_type(inner)
+        return kind, "REPEATED", sub
+    if pa.types.is_struct(data_type):
+        return "RECORD", "NULLABLE", list(data_type)
+    if data_type == pa.uint64():
+        return "NUMERIC", "NULLABLE", []
+    if pa.types.is_timestamp(data_type):
+        return ("TIMESTAMP" if data_type.tz else "DATETIME"), "NULLABLE", []
+    if pa.types.is_decimal(data_type):
+        precision, scale = data_type.precision, data_type.scale
+        if scale <= 9 and precision - scale <= 29:
+            return "NUMERIC", "NULLABLE", []
+        if scale <= 38 and precision - scale <= 38:
+            return "BIGNUMERIC", "NULLABLE", []
+        raise SchemaMappingError(field.name, str(data_type), "beyond BIGNUMERIC's (76, 38)")
+    if pa.types.is_string(data_type) and is_json(field):
+        return "JSON", "NULLABLE", []
+    for test, kind in _SIMPLE:
+        if test(data_type):
+            return kind, "NULLABLE", []
+    raise SchemaMappingError(field.name, str(data_type), "no BigQuery type")
+
+
+def schema_fields(schema: pa.Schema) -> list:  # list[bigquery.SchemaField]
+    """Return the BigQuery schema (all columns NULLABLE or REPEATED) for an Arrow schema."""
+    from google.cloud import bigquery
+
+    def convert(field: pa.Field) -> bigquery.SchemaField:
+        kind, mode, sub = bigquery_type(field)
+        return bigquery.SchemaField(
+            field.name, kind, mode=mode, fields=[convert(f) for f in sub]
+        )
+
+    return [convert(field) for field in schema]
+
+
+def loadable(array: pa.Array, field: pa.Field) -> tuple[pa.Array, pa.Field]:
+    """Cast one column to what a Parquet load into its BigQuery type expects."""
+    data_type = field.type
+    target: pa.DataType | None = None
+    if pa.types.is_unsigned_integer(data_type):
+        target = pa.decimal128(20, 0) if data_type == pa.uint64() else pa.int64()
+    elif pa.types.is_duration(data_type):
+        array = pc.cast(pc.cast(array, pa.duration("us")), pa.int64())
+        return array, pa.field(field.name, pa.int64())
+    elif data_type == pa.month_day_nano_interval():
+        values = [None if v is None else _iso_interval(v) for v in array.to_pylist()]
+        return pa.array(values, pa.string()), pa.field(field.name, pa.string())
+    elif pa.types.is_float16(data_type):
+        target = pa.float32()
+    if target is None:
+        return array, field
+    return pc.cast(array, target, safe=True), pa.field(field.name, target, metadata=field.metadata)
+
+
+def _iso_interval(value: pa.MonthDayNano) -> str:
+    months, days, nanos = value.months, value.days, value.nanoseconds
+    seconds = nanos / 1e9
+    return f"P{months}M{days}DT{seconds:g}S"
