@@ -62,6 +62,18 @@ class SourceUnavailableError(TransientError):
         super().__init__(f"Source {source} is unavailable: {reason}. The run can be retried.")
 
 
+class SourceAuthError(TerminalError):
+    """The source rejected the credentials or denied access; `source` names it without secrets."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source, self.reason = source, reason
+        super().__init__(
+            f"Source {source} rejected the credentials or denied access: {reason}. Fix "
+            "connection_params (keys, secret, connection string) or the permissions; a retry "
+            "alone will not succeed."
+        )
+
+
 class SourceQueryError(TerminalError):
     """The source rejected the query (unknown table or column, bad custom SQL, permissions)."""
 

@@ -49,7 +49,7 @@ def run(
         TransientError: source or destination unreachable; nothing was committed.
         TerminalError: bad config, schema change, bad input; nothing was committed.
     """
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex
     state = state or SyncState()
@@ -100,7 +100,7 @@ def run(
         loaded = loader.load(request)
         stats = extraction.stats
 
-    finished = dt.datetime.now(dt.timezone.utc)
+    finished = dt.datetime.now(dt.UTC)
     source_names = {dest: source for source, dest in transformer.column_map.items()}
     result = RunResult(
         run_id=run_id,

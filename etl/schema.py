@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+SOURCE_FILE_COLUMN = "_etl_source_file"
+"""Column the file extractor adds to every row: the object's key (path in the bucket)."""
+
 JSON_FIELD_METADATA = {b"etl.logical_type": b"json"}
 """Field metadata marking a string column that holds JSON text (loaded as JSON, not STRING)."""
 

@@ -31,7 +31,7 @@ class Watermark(BaseModel):
     def as_python(self) -> Any:
         """Return the value as the Python type a DB-API driver binds (datetime, date, int, ...)."""
         if self.type == "timestamptz":
-            return dt.datetime.fromisoformat(self.value).astimezone(dt.timezone.utc)
+            return dt.datetime.fromisoformat(self.value).astimezone(dt.UTC)
         if self.type == "timestamp":
             return dt.datetime.fromisoformat(self.value)
         if self.type == "date":
@@ -63,7 +63,7 @@ class Watermark(BaseModel):
         """Build a watermark from a cursor value read from the source (Python / Arrow scalar)."""
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
-                return cls(value=value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+                return cls(value=value.astimezone(dt.UTC).isoformat(timespec="microseconds"),
                            type="timestamptz")
             return cls(value=value.isoformat(timespec="microseconds"), type="timestamp")
         if isinstance(value, dt.date):

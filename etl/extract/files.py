@@ -14,12 +14,10 @@ import pyarrow as pa
 
 from etl.extract.base import Extraction, Extractor
 from etl.extract.formats import read_batches
-from etl.extract.storage import StoredObject, list_objects
+from etl.extract.storage import StoredObject, list_objects, storage_errors
 from etl.registry import register_extractor
+from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import FileRecord, SyncState
-
-SOURCE_FILE_COLUMN = "_etl_source_file"
-"""Column added to every row of a file source: the object's key."""
 
 
 @register_extractor("local", "gcs", "s3", "azure_blob")
@@ -74,17 +72,18 @@ class FileExtraction(Extraction):
         for obj in self.objects:
             self.current_file = obj.key
             rows = 0
-            for batch in read_batches(
-                job.file_format,
-                lambda obj=obj: self.fs.open(obj.url, "rb"),  # type: ignore[attr-defined]
-                obj.key,
-                job.file_format_options,
-                job.chunk_size,
-            ):
-                rows += batch.num_rows
-                yield batch.append_column(
-                    SOURCE_FILE_COLUMN, pa.array([obj.key] * batch.num_rows, pa.string())
-                )
+            with storage_errors(job, obj.url):
+                for batch in read_batches(
+                    job.file_format,
+                    lambda obj=obj: self.fs.open(obj.url, "rb"),  # type: ignore[attr-defined]
+                    obj.key,
+                    job.file_format_options,
+                    job.chunk_size,
+                ):
+                    rows += batch.num_rows
+                    yield batch.append_column(
+                        SOURCE_FILE_COLUMN, pa.array([obj.key] * batch.num_rows, pa.string())
+                    )
             self.rows_by_key[obj.key] = rows
             self.stats.files.append(obj.key)
             if rows == 0:

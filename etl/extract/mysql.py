@@ -137,7 +137,7 @@ class MySqlExtractor(SqlExtractor):
         import datetime as dt
 
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
         return value
 
     def translate_error(self, exc: Exception) -> Exception | None:
@@ -160,5 +160,5 @@ def _as_utc(value: Any) -> Any:
     import datetime as dt
 
     if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value

@@ -7,17 +7,28 @@ import json
 import os
 import posixpath
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from fsspec.utils import glob_translate
 
-from etl.config import JobConfig
-from etl.exceptions import ConfigError, MissingDependencyError, SourceUnavailableError
+from etl.config import SECRET_KEYS, JobConfig
+from etl.exceptions import (
+    ConfigError,
+    EtlError,
+    MissingDependencyError,
+    SourceAuthError,
+    SourceUnavailableError,
+)
 
 READ_BLOCK_SIZE = 8 << 20
 """Bytes fetched per ranged read from object stores: memory per open file stays near this."""
+
+
+GCS_READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,26 @@ def _gcs(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
     elif credentials is None:
         token = "google_default"
     elif isinstance(credentials, (dict, str)):
-        token = json.loads(credentials) if isinstance(credentials, str) else credentials
+        try:
+            token = json.loads(credentials) if isinstance(credentials, str) else credentials
+        except ValueError:
+            raise ConfigError(
+                "credentials must be a service-account JSON object, null or \"anonymous\"",
+                field="connection_params.credentials",
+            ) from None  # the text is a secret: never chained into tracebacks
+        from google.oauth2 import service_account
+
+        # built here, not by gcsfs: it hides a malformed key behind a KeyError('refresh_token')
+        try:
+            token = service_account.Credentials.from_service_account_info(
+                token, scopes=[GCS_READ_SCOPE]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                "credentials are not a valid service-account JSON key "
+                f"({_redact(_first_line(exc), params)})",
+                field="connection_params.credentials",
+            ) from exc
     else:
         raise ConfigError(
             "credentials must be a service-account JSON object, null or \"anonymous\"",
@@ -140,7 +170,13 @@ def _azure(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
             "azure_blob needs connection_string, or account_name with account_key or sas_token",
             field="connection_params",
         )
-    return adlfs.AzureBlobFileSystem(**kwargs)
+    try:
+        return adlfs.AzureBlobFileSystem(**kwargs)
+    except ValueError as exc:  # a malformed connection string or account URL
+        raise ConfigError(
+            f"cannot use these Azure credentials: {_redact(_first_line(exc), params)}",
+            field="connection_params",
+        ) from exc
 
 
 def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
@@ -164,15 +200,22 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
                 field="file_prefix",
             )
     pattern = re.compile(glob_translate(job.file_pattern.lstrip("/")))
-    try:
-        if job.source_type == "local" and not os.path.isdir(search_root):
+    with storage_errors(job, search_root):
+        try:
+            if job.source_type == "local" and not os.path.isdir(search_root):
+                found = {}
+            else:
+                found = fs.find(search_root, detail=True)
+        except FileNotFoundError:
             found = {}
-        else:
-            found = fs.find(search_root, detail=True)
-    except FileNotFoundError:
-        found = {}
-    except OSError as exc:
-        raise SourceUnavailableError(f"{job.source_type} {search_root}", str(exc)) from exc
+        if not found and job.source_type != "local" and not fs.exists(root):
+            # a mistyped bucket must not pass as an empty one, run after run
+            field = "container" if job.source_type == "azure_blob" else "bucket"
+            raise ConfigError(
+                f"{job.source_type} {field} {root!r} does not exist or is not visible with "
+                "these credentials",
+                field=f"connection_params.{field}",
+            )
     objects = []
     for path, info in found.items():
         if info.get("type") == "directory":
@@ -197,6 +240,93 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
     return fs, sorted(objects, key=lambda obj: obj.key)
 
 
+@contextmanager
+def storage_errors(job: JobConfig, where: str) -> Iterator[None]:
+    """Re-raise a store's errors inside the block as the engine's, naming `where`.
+
+    Raises:
+        SourceAuthError: credentials rejected or access denied (terminal).
+        SourceUnavailableError: network failure, timeout, server error, or an object that
+            vanished between listing and reading (transient).
+    """
+    try:
+        yield
+    except EtlError:
+        raise
+    except Exception as exc:
+        kind = _classify(exc)
+        if kind is None:
+            raise
+        reason = _redact(_first_line(exc), job.connection_params)
+        source = f"{job.source_type} {where}"
+        if kind == "auth":
+            raise SourceAuthError(source, reason) from exc
+        raise SourceUnavailableError(source, reason) from exc
+
+
+_AUTH_CODES = frozenset({
+    "AccessDenied", "AllAccessDisabled", "AuthorizationFailure", "AuthenticationFailed",
+    "AuthorizationPermissionMismatch", "ExpiredToken", "InvalidAccessKeyId", "InvalidToken",
+    "SignatureDoesNotMatch", "InvalidAuthenticationInfo",
+})
+"""Error codes (S3, Azure) that mean the credentials or permissions are wrong."""
+_AUTH_CLASSES = frozenset({
+    "ClientAuthenticationError", "NoCredentialsError", "PartialCredentialsError",
+    "RefreshError", "DefaultCredentialsError",
+})
+_NETWORK_CLASSES = frozenset({
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+    "ServiceRequestError", "ServiceResponseError", "ClientConnectionError", "ServerTimeoutError",
+    "TransportError",
+})
+
+
+def _classify(exc: BaseException) -> str | None:
+    """`auth`, `network` or None; by class name, so no optional SDK is imported here."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    code = getattr(exc, "error_code", None)  # azure
+    code = getattr(code, "value", code)
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        code = response.get("Error", {}).get("Code") or code
+    if isinstance(exc, PermissionError) or names & _AUTH_CLASSES or code in _AUTH_CODES:
+        return "auth"
+    if status in (401, 403):
+        return "auth"
+    if isinstance(exc, (OSError, TimeoutError)) or names & _NETWORK_CLASSES:
+        return "network"
+    if isinstance(status, int) and (status >= 500 or status in (408, 429)):
+        return "network"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500].rstrip(".") if text else type(exc).__name__
+
+
+def _redact(text: str, params: dict[str, Any]) -> str:
+    """Remove every secret of `params` (whole values and the key parts of a connection string)."""
+    secrets: list[str] = []
+    for key, value in params.items():
+        if key not in SECRET_KEYS or not value:
+            continue
+        if isinstance(value, dict):
+            secrets.extend(str(v) for v in value.values() if isinstance(v, str) and len(v) > 8)
+        else:
+            secrets.append(str(value))
+            secrets.extend(
+                part.split("=", 1)[1]
+                for part in str(value).split(";")
+                if part.split("=", 1)[0] in ("AccountKey", "SharedAccessSignature") and "=" in part
+            )
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _version(info: dict[str, Any]) -> str:
     for name in ("generation", "ETag", "etag"):
         if info.get(name):
@@ -212,10 +342,10 @@ def _last_modified(info: dict[str, Any]) -> str | None:
         if value is None:
             continue
         if isinstance(value, (int, float)):
-            value = dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+            value = dt.datetime.fromtimestamp(value, tz=dt.UTC)
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
-                value = value.replace(tzinfo=dt.timezone.utc)
-            return value.astimezone(dt.timezone.utc).isoformat()
+                value = value.replace(tzinfo=dt.UTC)
+            return value.astimezone(dt.UTC).isoformat()
         return str(value)
     return None

@@ -25,9 +25,9 @@ from etl.load.base import (
     LOADED_AT_COLUMN,
     RUN_ID_COLUMN,
     CommittedLoad,
+    Loader,
     LoadRequest,
     LoadResult,
-    Loader,
 )
 from etl.load.bigquery_types import loadable, schema_fields
 from etl.registry import register_loader
@@ -131,7 +131,7 @@ class BigQueryLoader(Loader):
         tag = request.run_id.replace("-", "")[:32]
         staging = self.table_id(f"{request.table}__etl_staging_{tag}")
         self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
-        loaded_at = dt.datetime.now(dt.timezone.utc)
+        loaded_at = dt.datetime.now(dt.UTC)
         columns: dict[str, bigquery.SchemaField] = {}
         arrow_types: dict[str, pa.DataType] = {}
         rows = 0
@@ -164,7 +164,7 @@ class BigQueryLoader(Loader):
     def _create(self, table_id: str, fields: list, *, expires: bool = False) -> None:
         table = bigquery.Table(table_id, schema=fields)
         if expires:
-            table.expires = dt.datetime.now(dt.timezone.utc) + STAGING_EXPIRATION
+            table.expires = dt.datetime.now(dt.UTC) + STAGING_EXPIRATION
         self._call(f"creation of {table_id}", self.client.create_table, table)
 
     def _evolve_staging(self, staging, columns, fields, batch, parts, table):  # type: ignore[no-untyped-def]

@@ -11,17 +11,20 @@ import datetime as dt
 import os
 import re
 
-import pyarrow as pa
-
-from etl.exceptions import DestinationError, MissingDependencyError, SchemaChangeError, TransientError
+from etl.exceptions import (
+    DestinationError,
+    MissingDependencyError,
+    SchemaChangeError,
+    TransientError,
+)
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
     RUN_ID_COLUMN,
     CommittedLoad,
+    Loader,
     LoadRequest,
     LoadResult,
-    Loader,
 )
 from etl.registry import register_loader
 from etl.schema import is_json
@@ -110,7 +113,7 @@ class DuckDbLoader(Loader):
         staging_name = f"{request.table}__etl_staging"
         replace = request.write_disposition == "replace"
         write_to = f"{dataset}.{_q(staging_name)}" if replace else target
-        loaded_at = dt.datetime.now(dt.timezone.utc)
+        loaded_at = dt.datetime.now(dt.UTC)
         rows = 0
         try:
             connection.begin()

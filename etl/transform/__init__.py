@@ -12,7 +12,8 @@ import pyarrow as pa
 
 from etl.config import JobConfig
 from etl.exceptions import BadInputError, ConfigError
-from etl.transform.naming import METADATA_PREFIX, assign_names, sanitize
+from etl.schema import SOURCE_FILE_COLUMN
+from etl.transform.naming import assign_names, sanitize
 from etl.transform.types import normalize_batch
 
 __all__ = ["BatchTransformer", "assign_names", "sanitize"]
@@ -42,7 +43,9 @@ class BatchTransformer:
             BadInputError: a value cannot be represented without loss (names the column).
         """
         names = batch.schema.names
-        metadata = [name for name in names if name.startswith(METADATA_PREFIX)]
+        # only the engine's own column passes through; a source column named `_etl_*` (e.g.
+        # a table loaded by ETL Runner, read back) is renamed like any other
+        metadata = [name for name in names if name == SOURCE_FILE_COLUMN]
         if self.job.selected_columns:
             missing = [name for name in self.job.selected_columns if name not in names]
             if missing:
