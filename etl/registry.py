@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,6 +20,17 @@ EXTRACTORS: dict[str, type[Extractor]] = {}
 
 LOADERS: dict[str, type[Loader]] = {}
 """Maps `destination.type` ("duckdb", "bigquery") to its loader class."""
+
+EXTRACTOR_MODULES = {
+    "postgresql": "etl.extract.postgres",
+    "mysql": "etl.extract.mysql",
+    "bigquery": "etl.extract.bigquery",
+    **{kind: "etl.extract.files" for kind in ("local", "gcs", "s3", "azure_blob")},
+}
+"""Module registering each source type: only the one a job needs is imported (its client
+library may be heavy: google-cloud-bigquery, PyMySQL, ...)."""
+
+LOADER_MODULES = {"duckdb": "etl.load.duckdb", "bigquery": "etl.load.bigquery"}
 
 
 def register_extractor(*source_types: str) -> Callable[[E], E]:
@@ -44,12 +56,12 @@ def get_extractor(source_type: str) -> type[Extractor]:
     Raises:
         UnknownSourceTypeError: no extractor is registered under that name.
     """
-    import etl.extract  # noqa: F401  registers every implementation
-
+    if source_type in EXTRACTOR_MODULES:
+        importlib.import_module(EXTRACTOR_MODULES[source_type])
     try:
         return EXTRACTORS[source_type]
     except KeyError:
-        raise UnknownSourceTypeError(source_type, known=sorted(EXTRACTORS)) from None
+        raise UnknownSourceTypeError(source_type, known=sorted(EXTRACTOR_MODULES)) from None
 
 
 def get_loader(destination_type: str) -> type[Loader]:
@@ -58,9 +70,9 @@ def get_loader(destination_type: str) -> type[Loader]:
     Raises:
         UnknownDestinationTypeError: no loader is registered under that name.
     """
-    import etl.load  # noqa: F401  registers every implementation
-
+    if destination_type in LOADER_MODULES:
+        importlib.import_module(LOADER_MODULES[destination_type])
     try:
         return LOADERS[destination_type]
     except KeyError:
-        raise UnknownDestinationTypeError(destination_type, known=sorted(LOADERS)) from None
+        raise UnknownDestinationTypeError(destination_type, known=sorted(LOADER_MODULES)) from None

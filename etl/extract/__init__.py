@@ -1,6 +1,5 @@
-"""Extractors; importing this package registers every implementation (shared/STYLE.md E3)."""
+"""Extractors; each registers itself when `etl.registry` imports its module."""
 
-from etl.extract import bigquery, files, mysql, postgres  # noqa: F401
 from etl.extract.base import Extraction, Extractor
 
 __all__ = ["Extraction", "Extractor"]

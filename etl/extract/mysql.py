@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -71,12 +71,32 @@ class MySqlExtractor(SqlExtractor):
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         return connection
 
-    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
+    def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return tuple(cursor.fetchone())
+
+    def placeholder(self, index: int, value: Any) -> str:
+        return "%s"
+
+    def stream(
+        self, connection: Any, sql: str, params: Sequence[Any]
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         import pymysql.cursors
 
         cursor = connection.cursor(pymysql.cursors.SSCursor)
         cursor.execute(sql, tuple(params) or None)
-        return cursor
+        schema = self.arrow_schema(cursor)
+        chunk_size = self.job.chunk_size
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                while rows := cursor.fetchmany(chunk_size):
+                    yield self.to_batch(rows, schema)
+            finally:
+                cursor.close()
+
+        return schema, batches()
 
     def arrow_schema(self, cursor: Any) -> pa.Schema:
         fields = []

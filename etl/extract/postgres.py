@@ -1,49 +1,40 @@
-"""PostgreSQL extractor: psycopg 3, named (server-side) cursor, REPEATABLE READ snapshot."""
+"""PostgreSQL extractor: ADBC (binary COPY straight into Arrow) in a REPEATABLE READ snapshot.
+
+The rows never become Python objects: the ADBC driver decodes PostgreSQL's binary COPY format
+into Arrow record batches in C++. Types it leaves opaque are cast on the server to text
+(uuid, inet, xml, enums, ...) or converted here (numeric -> decimal by the column's declared
+precision and scale, json/jsonb -> JSON-marked strings).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from etl.exceptions import SchemaMappingError, SourceQueryError, SourceUnavailableError
+from etl.exceptions import (
+    MissingDependencyError,
+    SchemaMappingError,
+    SourceQueryError,
+    SourceUnavailableError,
+)
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 from etl.schema import JSON_FIELD_METADATA, decimal_type
 
-SCALAR_TYPES: dict[str, pa.DataType] = {
-    "int2": pa.int16(),
-    "int4": pa.int32(),
-    "int8": pa.int64(),
-    "oid": pa.int64(),
-    "float4": pa.float32(),
-    "float8": pa.float64(),
-    "bool": pa.bool_(),
-    "text": pa.string(),
-    "varchar": pa.string(),
-    "bpchar": pa.string(),
-    "name": pa.string(),
-    "char": pa.string(),
-    "citext": pa.string(),
-    "uuid": pa.string(),
-    "json": pa.string(),
-    "jsonb": pa.string(),
-    "xml": pa.string(),
-    "inet": pa.string(),
-    "cidr": pa.string(),
-    "macaddr": pa.string(),
-    "bytea": pa.binary(),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "interval": pa.month_day_nano_interval(),
-}
-"""PostgreSQL type name -> Arrow type (numeric is sized from the column's precision/scale)."""
+PG_TYPE = b"POSTGRESQL:type"
+PG_TYPMOD = b"POSTGRESQL:typmod"
 
-TEXT_LOADED = ("uuid", "json", "jsonb", "inet", "cidr", "macaddr", "xml", "interval")
-"""Types read as their PostgreSQL text form (kept verbatim; intervals parsed from ISO 8601)."""
+NATIVE_TYPES = frozenset({
+    "int2", "int4", "int8", "oid", "float4", "float8", "bool", "text", "varchar", "bpchar",
+    "name", "char", "bytea", "date", "time", "timestamp", "timestamptz", "interval", "numeric",
+    "json", "jsonb",
+})
+"""PostgreSQL types the ADBC driver decodes into a usable Arrow type; others are read as text."""
 
 
 @register_extractor("postgresql")
@@ -54,105 +45,131 @@ class PostgresExtractor(SqlExtractor):
     quote_char = '"'
 
     def connect(self) -> Any:
-        import psycopg
-        from psycopg.types.string import TextLoader
-
+        try:
+            import adbc_driver_postgresql.dbapi as adbc
+        except ModuleNotFoundError as exc:  # pragma: no cover - a requirement
+            raise MissingDependencyError("adbc-driver-postgresql", "The postgresql source") from exc
         p = self.job.connection_params
-        connection = psycopg.connect(
-            host=p["host"],
-            port=int(p.get("port") or 5432),
-            dbname=p["database"],
-            user=p["user"],
-            password=p.get("password") or None,
-            sslmode=p.get("sslmode", "prefer"),
-            connect_timeout=int(p.get("connect_timeout", 10)),
-            application_name="etl-runner",
+        user = quote(str(p["user"]), safe="")
+        password = f":{quote(str(p['password']), safe='')}" if p.get("password") else ""
+        query = urlencode({
+            "sslmode": p.get("sslmode", "prefer"),
+            "connect_timeout": int(p.get("connect_timeout", 10)),
+            "application_name": "etl-runner",
+        })
+        uri = (
+            f"postgresql://{user}{password}@{p['host']}:{int(p.get('port') or 5432)}/"
+            f"{quote(str(p['database']), safe='')}?{query}"
         )
-        for type_name in TEXT_LOADED:
-            connection.adapters.register_loader(type_name, TextLoader)
-        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        connection.read_only = True
-        connection.execute("SET TIME ZONE 'UTC'")
-        connection.execute("SET intervalstyle = 'iso_8601'")
+        connection = adbc.connect(uri)
+        cursor = connection.cursor()
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.close()
         return connection
 
-    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
-        cursor = connection.cursor(name="etl_extract")
-        cursor.itersize = self.job.chunk_size
-        cursor.execute(sql, list(params))
-        return cursor
+    def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql)
+            table = cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
+        values = []
+        for field, column in zip(table.schema, table.columns, strict=True):
+            value = column[0].as_py() if column[0].is_valid else None
+            if field.metadata and field.metadata.get(PG_TYPE) == b"numeric" and value is not None:
+                value = Decimal(value if isinstance(value, str) else str(value))
+            values.append(value)
+        return tuple(values)
 
-    def arrow_schema(self, cursor: Any) -> pa.Schema:
-        types = cursor.connection.adapters.types
-        fields = []
-        for column in cursor.description:
-            info = types.get(column.type_code)
-            name = info.name if info else "unknown"
-            is_array = bool(info) and column.type_code == info.array_oid
-            if name == "numeric":
-                arrow_type = decimal_type(column.precision, column.scale)
-            elif name in SCALAR_TYPES:
-                arrow_type = SCALAR_TYPES[name]
-            elif info is None or is_array:
-                raise SchemaMappingError(column.name, name + ("[]" if is_array else ""))
+    def placeholder(self, index: int, value: Any) -> str:
+        return f"CAST(${index} AS numeric)" if isinstance(value, Decimal) else f"${index}"
+
+    def stream(
+        self, connection: Any, sql: str, params: Sequence[Any]
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT * FROM ({sql}) AS _etl_q LIMIT 0", list(params) or None)
+        raw = cursor.fetch_arrow_table().schema
+        columns = []
+        for field in raw:
+            pg_type = _pg_type(field)
+            name = self.quote(field.name)
+            is_array = pg_type.startswith("_")
+            base = pg_type.removeprefix("_")
+            if base in NATIVE_TYPES:
+                columns.append(name)
             else:
-                arrow_type = pa.string()  # enums, domains over text, ...
-            if is_array:
-                if name in TEXT_LOADED:
-                    raise SchemaMappingError(column.name, f"{name}[]", "arrays of it are not supported yet")
-                arrow_type = pa.list_(arrow_type)
-            metadata = JSON_FIELD_METADATA if name in ("json", "jsonb") else None
-            fields.append(pa.field(column.name, arrow_type, metadata=metadata))
-        return pa.schema(fields)
+                columns.append(f"{name}::text{'[]' if is_array else ''} AS {name}")
+        cursor.execute(f"SELECT {', '.join(columns)} FROM ({sql}) AS _etl_q", list(params) or None)
+        reader = cursor.fetch_record_batch()
+        schema = pa.schema([_arrow_field(field) for field in reader.schema])
 
-    def to_batch(self, rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
-        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
-        arrays = []
-        for field, values in zip(schema, columns, strict=True):
-            if field.type == pa.month_day_nano_interval():
-                values = [_iso_interval(v) for v in values]
+        def batches() -> Iterator[pa.RecordBatch]:
             try:
-                arrays.append(pa.array(values, type=field.type))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-                raise SchemaMappingError(field.name, str(field.type), str(exc)) from exc
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+                for batch in reader:
+                    yield _convert(batch, schema)
+            finally:
+                cursor.close()
+
+        return schema, batches()
 
     def translate_error(self, exc: Exception) -> Exception | None:
-        import psycopg
+        try:
+            import adbc_driver_manager
+        except ModuleNotFoundError:  # pragma: no cover
+            return None
+        if not isinstance(exc, adbc_driver_manager.Error):
+            return None
+        message = _first_line(exc)
+        password = self.job.connection_params.get("password")
+        if password:
+            message = message.replace(str(password), "***").replace(quote(str(password), safe=""), "***")
+        if isinstance(exc, adbc_driver_manager.OperationalError) or "could not connect" in message \
+                or "connection to server" in message:
+            return SourceUnavailableError(self.source_label, message)
+        return SourceQueryError(self.source_label, message)
 
-        if isinstance(exc, psycopg.OperationalError):
-            return SourceUnavailableError(self.source_label, _first_line(exc))
-        if isinstance(exc, psycopg.Error):
-            return SourceQueryError(self.source_label, _first_line(exc))
-        return None
+
+def _pg_type(field: pa.Field) -> str:
+    return (field.metadata or {}).get(PG_TYPE, b"").decode() or "unknown"
+
+
+def _arrow_field(field: pa.Field) -> pa.Field:
+    """Return the field as loaded: numeric -> decimal(p, s), json -> JSON-marked string."""
+    pg_type = _pg_type(field)
+    data_type = field.type
+    metadata = None
+    if pg_type == "numeric":
+        typmod = int((field.metadata or {}).get(PG_TYPMOD, b"-1"))
+        if typmod >= 4:
+            data_type = decimal_type(((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF)
+        else:
+            data_type = decimal_type(None, None)
+    elif pg_type in ("json", "jsonb"):
+        data_type, metadata = pa.string(), JSON_FIELD_METADATA
+    elif isinstance(data_type, pa.ExtensionType):
+        data_type = data_type.storage_type
+    elif pa.types.is_list(data_type) and isinstance(data_type.value_type, pa.ExtensionType):
+        data_type = pa.list_(data_type.value_type.storage_type)
+    return pa.field(field.name, data_type, metadata=metadata)
+
+
+def _convert(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    arrays = []
+    for target, array in zip(schema, batch.columns, strict=True):
+        if isinstance(array.type, pa.ExtensionType):
+            array = array.storage
+        if array.type != target.type:
+            try:
+                array = pc.cast(array, target.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaMappingError(target.name, str(target.type), str(exc)) from exc
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _iso_interval(text: str | None) -> Any:
-    """Parse an ISO 8601 interval (`P1Y2M3DT4H5M6.7S`, PostgreSQL `iso_8601` style) into
-    `pyarrow.MonthDayNano`, keeping months, days and nanoseconds apart."""
-    if text is None:
-        return None
-    import re
-
-    match = re.fullmatch(
-        r"P(?:(-?\d+)Y)?(?:(-?\d+)M)?(?:(-?\d+)W)?(?:(-?\d+)D)?"
-        r"(?:T(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?[\d.]+)S)?)?",
-        text,
-    )
-    if match is None:
-        raise ValueError(f"unexpected interval text {text!r}")
-    years, months, weeks, days, hours, minutes, seconds = match.groups()
-    from decimal import Decimal
-
-    nanos = (int(hours or 0) * 3600 + int(minutes or 0) * 60) * 10**9
-    nanos += int(Decimal(seconds or 0) * 10**9)
-    return pa.MonthDayNano(
-        [int(years or 0) * 12 + int(months or 0), int(weeks or 0) * 7 + int(days or 0), nanos]
-    )
-
-
-__all__ = ["PostgresExtractor"]
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,25 +21,27 @@ from etl.state import SyncState
 
 
 class SqlExtractor(Extractor):
-    """Base of the DB-API extractors; subclasses supply the dialect and the type mapping."""
+    """Base of the SQL extractors; subclasses supply the driver, dialect and type mapping."""
 
     quote_char = '"'
 
     @abstractmethod
     def connect(self) -> Any:
-        """Open a DB-API connection inside a read-only, repeatable-read snapshot transaction."""
+        """Open a connection inside a read-only, repeatable-read snapshot transaction."""
 
     @abstractmethod
-    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
-        """Execute `sql` on a server-side (unbuffered) cursor and return the cursor."""
+    def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
+        """Run `sql` in the snapshot and return its single row as Python values."""
 
     @abstractmethod
-    def arrow_schema(self, cursor: Any) -> pa.Schema:
-        """Return the Arrow schema of the executed cursor's columns."""
+    def stream(
+        self, connection: Any, sql: str, params: Sequence[Any]
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """Run `sql` unbuffered; return the Arrow schema and an iterator of typed batches."""
 
     @abstractmethod
-    def to_batch(self, rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
-        """Convert fetched rows into one batch of `schema`."""
+    def placeholder(self, index: int, value: Any) -> str:
+        """Return the SQL text that binds parameter number `index` (from 1) holding `value`."""
 
     def bind(self, value: Any) -> Any:
         """Return a cursor value as the driver binds it (dialects override for time zones)."""
@@ -87,7 +89,7 @@ class SqlExtractor(Extractor):
         try:
             return self._plan(connection, state)
         except Exception as exc:
-            connection.close()
+            _close(connection)
             translated = self.translate_error(exc)
             if translated is None:
                 raise
@@ -97,16 +99,14 @@ class SqlExtractor(Extractor):
         job = self.job
         select = f"SELECT {self.column_list()} FROM {self.relation()}"
         if job.load_type == "catalog":
-            cursor = self.stream(connection, select, [])
-            return SqlExtraction(self, connection, cursor, window=None)
+            schema, batches = self.stream(connection, select, [])
+            return SqlExtraction(self, connection, schema, batches, window=None)
         assert job.timestamp_column is not None
         cursor_sql = self.quote(job.timestamp_column)
-        probe = connection.cursor()
-        probe.execute(
-            f"SELECT MAX({cursor_sql}), COUNT(*) - COUNT({cursor_sql}) FROM {self.relation()}"
+        upper, null_count = self.fetch_one(
+            connection,
+            f"SELECT MAX({cursor_sql}), COUNT(*) - COUNT({cursor_sql}) FROM {self.relation()}",
         )
-        upper, null_count = probe.fetchone()
-        probe.close()
         if null_count and job.null_cursor == "fail":
             raise NullCursorError(
                 job.source_table_name or "custom_sql", job.timestamp_column, int(null_count)
@@ -114,20 +114,19 @@ class SqlExtractor(Extractor):
         lower = state.watermark.minus(job.cursor_lag_seconds) if state.watermark else None
         if lower is None and job.initial_value is not None:
             lower = job.initial_value
-        conditions, params = [], []
-        if upper is not None:
-            conditions.append(f"{cursor_sql} <= %s")
-            params.append(self.bind(upper))
-            if lower is not None:
-                conditions.insert(0, f"{cursor_sql} >= %s")
-                params.insert(0, self.bind(lower))
+        params: list[Any] = []
+        if upper is None:
+            where = "1 = 0"
         else:
-            conditions.append("1 = 0")
-        where = " AND ".join(conditions)
+            bounds = [(">=", lower)] if lower is not None else []
+            conditions = []
+            for operator, value in [*bounds, ("<=", upper)]:
+                params.append(self.bind(value))
+                conditions.append(f"{cursor_sql} {operator} {self.placeholder(len(params), value)}")
+            where = " AND ".join(conditions)
         if job.null_cursor == "include" and null_count:
             where = f"({where}) OR {cursor_sql} IS NULL"
-        cursor = self.stream(connection, f"{select} WHERE {where}", params)
-        schema = self.arrow_schema(cursor)
+        schema, batches = self.stream(connection, f"{select} WHERE {where}", params)
         cursor_type = schema.field(job.timestamp_column).type
         upper_value = pa.scalar(upper, type=cursor_type).as_py() if upper is not None else None
         window = CursorWindow(
@@ -138,39 +137,40 @@ class SqlExtractor(Extractor):
             upper=upper_value,
             null_policy=job.null_cursor,
         )
-        return SqlExtraction(self, connection, cursor, window=window, schema=schema)
+        return SqlExtraction(self, connection, schema, batches, window=window)
 
 
 class SqlExtraction(Extraction):
-    """Streams an executed server-side cursor as batches; owns the connection."""
+    """Re-chunks a stream of typed batches to `chunk_size` rows; owns the connection."""
 
     def __init__(
         self,
         extractor: SqlExtractor,
         connection: Any,
-        cursor: Any,
+        schema: pa.Schema,
+        stream: Iterator[pa.RecordBatch],
         *,
         window: CursorWindow | None,
-        schema: pa.Schema | None = None,
     ) -> None:
         super().__init__()
         self.extractor = extractor
         self.connection = connection
-        self.cursor = cursor
+        self.schema = schema
+        self.stream = stream
         self.window = window
-        self.schema = schema or extractor.arrow_schema(cursor)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         chunk_size = self.extractor.job.chunk_size
         yielded = False
         try:
-            while rows := self.cursor.fetchmany(chunk_size):
-                batch = self.extractor.to_batch(rows, self.schema)
-                if self.window is not None:
-                    batch = self.window.filter(batch)
-                if batch.num_rows:
-                    yielded = True
-                    yield batch
+            for raw in self.stream:
+                for offset in range(0, raw.num_rows, chunk_size):
+                    batch = raw.slice(offset, chunk_size)
+                    if self.window is not None:
+                        batch = self.window.filter(batch)
+                    if batch.num_rows:
+                        yielded = True
+                        yield batch
         except Exception as exc:
             translated = self.extractor.translate_error(exc)
             if translated is None:
@@ -185,11 +185,14 @@ class SqlExtraction(Extraction):
         return self.window.next_state(state) if self.window is not None else state
 
     def close(self) -> None:
-        for resource in (self.cursor, self.connection):
-            try:
-                resource.close()
-            except Exception:  # noqa: BLE001  closing a broken connection must not mask the error
-                pass
+        _close(self.connection)
+
+
+def _close(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001  closing a broken connection must not mask the error
+        pass
 
 
 def build_sqlalchemy_url(job: JobConfig, drivername: str) -> Any:

@@ -1,6 +1,5 @@
-"""Loaders; importing this package registers every implementation (shared/STYLE.md E3)."""
+"""Loaders; each registers itself when `etl.registry` imports its module."""
 
-from etl.load import bigquery, duckdb  # noqa: F401
 from etl.load.base import CommittedLoad, Loader, LoadRequest, LoadResult
 
 __all__ = ["CommittedLoad", "LoadRequest", "LoadResult", "Loader"]
