@@ -22,8 +22,10 @@ import pyarrow.parquet as pq
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 
-BLOCK_SIZE = 32 << 20
-"""Bytes of text parsed per block by the CSV/JSONL readers (types are inferred from the first)."""
+BLOCK_SIZE = 4 << 20
+"""Bytes of text parsed per block by the CSV/JSONL readers (types are inferred from the first;
+a JSONL line must fit in one). Arrow's streaming readers read up to ~34 blocks ahead of the
+consumer, so this also bounds a reader's memory: ~150 MB whatever the file size."""
 
 Opener = Callable[[], IO[bytes]]
 
