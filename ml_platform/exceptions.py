@@ -30,3 +30,11 @@ class CredentialsUnreadableError(TerminalError):
             "ETL_ENCRYPTION_SALT (or their fallbacks). Restore the key or enter the credentials "
             "again."
         )
+
+
+class ApplicationError(Exception):
+    """An error the API answers with 400 `{"message", "extra"}` (the single EXCEPTION_HANDLER)."""
+
+    def __init__(self, message: str, extra: dict | None = None) -> None:
+        self.message, self.extra = message, extra or {}
+        super().__init__(message)

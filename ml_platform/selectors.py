@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
 
 from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
 
 
 def connection_list() -> QuerySet[Connection]:
     return Connection.objects.order_by("name")
+
+
+def connection_get(*, id: int) -> Connection:
+    """Return the connection.
+
+    Raises:
+        Connection.DoesNotExist: no connection has this id.
+    """
+    return Connection.objects.get(id=id)
 
 
 def data_source_get(*, id: int) -> DataSource:
@@ -18,6 +29,11 @@ def data_source_get(*, id: int) -> DataSource:
         DataSource.DoesNotExist: no data source has this id.
     """
     return DataSource.objects.select_related("connection").get(id=id)
+
+
+def data_source_get_enabled(*, id: int) -> DataSource | None:
+    """Return the data source if it exists and is enabled, else None."""
+    return DataSource.objects.select_related("connection").filter(id=id, enabled=True).first()
 
 
 def data_source_get_by_name(*, name: str) -> DataSource | None:
@@ -38,15 +54,39 @@ def etl_run_get(*, id: int) -> EtlRun:
     return EtlRun.objects.select_related("data_source__connection").get(id=id)
 
 
-def etl_run_list(*, data_source: DataSource | None = None) -> QuerySet[EtlRun]:
-    """Return runs, newest first."""
+def etl_run_list(
+    *,
+    data_source: DataSource | None = None,
+    data_source_id: int | None = None,
+    status: str | None = None,
+) -> QuerySet[EtlRun]:
+    """Return runs, newest first, optionally of one data source and one status."""
     runs = EtlRun.objects.select_related("data_source").order_by("-queued_at", "-id")
-    return runs if data_source is None else runs.filter(data_source=data_source)
+    if data_source is not None:
+        runs = runs.filter(data_source=data_source)
+    if data_source_id is not None:
+        runs = runs.filter(data_source_id=data_source_id)
+    if status is not None:
+        runs = runs.filter(status=status)
+    return runs
 
 
 def etl_run_get_active(*, data_source: DataSource) -> EtlRun | None:
     """Return the data source's queued or running run, if any (at most one exists)."""
     return EtlRun.objects.filter(data_source=data_source, status__in=EtlRun.ACTIVE_STATUSES).first()
+
+
+def etl_run_list_stale(*, running_before: datetime, queued_before: datetime) -> QuerySet[EtlRun]:
+    """Return running runs without a heartbeat (`updated_at`) since `running_before` and queued
+    runs queued before `queued_before`, oldest first."""
+    return (
+        EtlRun.objects.filter(
+            Q(status=EtlRun.Status.RUNNING, updated_at__lt=running_before)
+            | Q(status=EtlRun.Status.QUEUED, queued_at__lt=queued_before)
+        )
+        .select_related("data_source")
+        .order_by("queued_at", "id")
+    )
 
 
 def etl_run_get_by_idempotency_key(*, data_source: DataSource, key: str) -> EtlRun | None:

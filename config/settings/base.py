@@ -21,6 +21,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "django_celery_beat",
     "ml_platform",
 ]
@@ -75,11 +77,39 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 REST_FRAMEWORK = {
+    # token first: its `WWW-Authenticate` makes a missing login a 401, not a 403
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # only staff read or change anything; the scheduler webhook and runner API override this
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ml_platform.api.exception_handlers.api_exception_handler",
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ETL Runner API",
+    "DESCRIPTION": "Connections, data sources, runs, Run Now and the Cloud Scheduler webhook.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+SCHEDULER_OIDC_AUDIENCE = env.str("SCHEDULER_OIDC_AUDIENCE", default="")
+"""`aud` the Cloud Scheduler ID token must carry (the webhook URL, or a configured audience);
+empty refuses every token."""
+SCHEDULER_OIDC_ALLOWED_EMAILS = env.list("SCHEDULER_OIDC_ALLOWED_EMAILS", default=[])
+"""Service-account emails allowed to trigger runs; empty refuses every token."""
+SCHEDULER_OIDC_CERTS_URL = env.str(
+    "SCHEDULER_OIDC_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs"
+)
+"""Google's signing certificates as `{kid: x509 PEM}` JSON."""
+SCHEDULER_OIDC_CLOCK_SKEW_S = env.int("SCHEDULER_OIDC_CLOCK_SKEW_S", default=30)  # seconds
+SCHEDULER_OIDC_CERTS_TIMEOUT_S = env.float("SCHEDULER_OIDC_CERTS_TIMEOUT_S", default=5.0)  # seconds
+SCHEDULER_OIDC_CERTS_DEFAULT_TTL_S = env.int("SCHEDULER_OIDC_CERTS_DEFAULT_TTL_S", default=300)
+"""Seconds to keep fetched certs when the response has no Cache-Control max-age."""
 
 # credentials at rest: django-fernet-encrypted-fields derives Fernet keys from a secret and
 # `SALT_KEY` (first salt encrypts, all decrypt); ml_platform's fields take the secret from
@@ -94,6 +124,16 @@ ETL_DEFAULT_DUCKDB_PATH = env.str(
 
 ETL_RUN_PROGRESS_INTERVAL_S = env.float("ETL_RUN_PROGRESS_INTERVAL_S", default=2.0)
 """Seconds between writes of a running EtlRun's progress counters."""
+
+ETL_RUN_HEARTBEAT_INTERVAL_S = env.float("ETL_RUN_HEARTBEAT_INTERVAL_S", default=30.0)
+"""Seconds between heartbeats (`EtlRun.updated_at`) of a running run, from a worker thread."""
+ETL_RUN_STALE_AFTER_S = env.float("ETL_RUN_STALE_AFTER_S", default=300.0)
+"""A running run without a heartbeat for this many seconds has lost its worker: the reaper
+(`manage.py etl_reap_stale_runs`, beat task `ml_platform.etl_run_reap_stale`) fails it."""
+ETL_RUN_QUEUED_STALE_AFTER_S = env.float("ETL_RUN_QUEUED_STALE_AFTER_S", default=24 * 3600.0)
+"""A queued run never picked up for this many seconds (its message was lost) is failed too."""
+ETL_PREVIEW_MAX_ROWS = env.int("ETL_PREVIEW_MAX_ROWS", default=1000)
+"""Upper bound of `limit` in a data source preview."""
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None)
@@ -110,6 +150,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    # installed into django-celery-beat's tables by the DatabaseScheduler at beat start
+    "etl-run-reap-stale": {
+        "task": "ml_platform.etl_run_reap_stale",
+        "schedule": env.float("ETL_REAP_INTERVAL_S", default=60.0),  # seconds
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,8 @@
 """pytest settings (`--ds=config.settings.test`): fixed dev keys, eager Celery, fast hashing."""
 
+import os
+import tempfile
+
 from config.env import env
 from config.settings.base import *  # noqa: F403
 from config.settings.base import VAR_DIR
@@ -9,9 +12,20 @@ ETL_ENCRYPTION_KEY = "test-only-not-secret-etl-key"
 SALT_KEY = ["test-only-salt"]
 
 DATABASES = {
-    # pytest-django runs SQLite test databases in memory
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'test.sqlite3'}"),
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # a file, not pytest-django's in-memory default, so a real Celery worker started by the
+    # integration tests can open the same test database (through DATABASE_URL); one file per
+    # pytest process, so concurrent sessions never share one
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"etl-runner-test-{os.getpid()}.sqlite3")
+    }
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,  # seconds a writer waits for the other process's write lock
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -1,11 +1,49 @@
-"""API routes under `api/`; the CRUD, run-now and webhook views are added by later issues."""
+"""API routes under `api/`: one APIView per operation (shared/STYLE.md R5)."""
 
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
+from ml_platform.api import connections, data_sources, runs
 from ml_platform.api.views import HealthApi
 
 app_name = "api"
 
+connection_patterns = [
+    path("", connections.ConnectionListApi.as_view(), name="list"),
+    path("create/", connections.ConnectionCreateApi.as_view(), name="create"),
+    path("<int:connection_id>/", connections.ConnectionDetailApi.as_view(), name="detail"),
+    path("<int:connection_id>/update/", connections.ConnectionUpdateApi.as_view(), name="update"),
+    path("<int:connection_id>/delete/", connections.ConnectionDeleteApi.as_view(), name="delete"),
+    path("<int:connection_id>/test/", connections.ConnectionTestApi.as_view(), name="test"),
+    path(
+        "<int:connection_id>/schemas/", connections.ConnectionSchemasApi.as_view(), name="schemas"
+    ),
+    path("<int:connection_id>/tables/", connections.ConnectionTablesApi.as_view(), name="tables"),
+    path(
+        "<int:connection_id>/columns/", connections.ConnectionColumnsApi.as_view(), name="columns"
+    ),
+    path("<int:connection_id>/files/", connections.ConnectionFilesApi.as_view(), name="files"),
+]
+
+source_patterns = [
+    path("", data_sources.DataSourceListApi.as_view(), name="list"),
+    path("create/", data_sources.DataSourceCreateApi.as_view(), name="create"),
+    path("<int:source_id>/", data_sources.DataSourceDetailApi.as_view(), name="detail"),
+    path("<int:source_id>/update/", data_sources.DataSourceUpdateApi.as_view(), name="update"),
+    path("<int:source_id>/delete/", data_sources.DataSourceDeleteApi.as_view(), name="delete"),
+    path("<int:source_id>/preview/", data_sources.DataSourcePreviewApi.as_view(), name="preview"),
+    path("<int:source_id>/run/", data_sources.DataSourceRunApi.as_view(), name="run"),
+]
+
+run_patterns = [
+    path("", runs.EtlRunListApi.as_view(), name="list"),
+    path("<int:run_id>/", runs.EtlRunDetailApi.as_view(), name="detail"),
+]
+
 urlpatterns = [
     path("health/", HealthApi.as_view(), name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("etl/connections/", include((connection_patterns, "connections"))),
+    path("etl/sources/", include((source_patterns, "sources"))),
+    path("etl/runs/", include((run_patterns, "runs"))),
 ]

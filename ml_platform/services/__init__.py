@@ -2,6 +2,7 @@
 
 from ml_platform.services.connections import (
     connection_create,
+    connection_delete,
     connection_params_build,
     connection_update,
     connection_validate,
@@ -9,6 +10,7 @@ from ml_platform.services.connections import (
 )
 from ml_platform.services.data_sources import (
     data_source_create,
+    data_source_delete,
     data_source_update,
     data_source_validate,
 )
@@ -18,22 +20,26 @@ from ml_platform.services.runs import (
     etl_run_enqueue,
     etl_run_execute,
     etl_run_fail,
+    etl_run_reap_stale,
 )
 from ml_platform.services.state import sync_state_get_engine, sync_state_save
 
 __all__ = [
     "connection_create",
+    "connection_delete",
     "connection_params_build",
     "connection_update",
     "connection_validate",
     "credentials_read",
     "data_source_create",
+    "data_source_delete",
     "data_source_update",
     "data_source_validate",
     "etl_run_create",
     "etl_run_enqueue",
     "etl_run_execute",
     "etl_run_fail",
+    "etl_run_reap_stale",
     "job_config_build",
     "job_config_data",
     "sync_state_get_engine",

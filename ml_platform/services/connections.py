@@ -192,3 +192,23 @@ def _secret_json_read(stored: str | None, *, owner: str) -> Any:
     except json.JSONDecodeError:
         # the library returns the ciphertext itself when no key decrypts it
         raise CredentialsUnreadableError(owner) from None
+
+
+CONNECTION_IN_USE = "Connection {name} is used by data source(s) {sources}; delete those first."
+
+
+@transaction.atomic
+def connection_delete(*, connection: Connection) -> None:
+    """Delete a connection that no data source uses.
+
+    Raises:
+        ApplicationError: data sources still use it (named in the message).
+    """
+    from ml_platform.exceptions import ApplicationError
+
+    names = list(connection.data_sources.order_by("name").values_list("name", flat=True))
+    if names:
+        raise ApplicationError(
+            CONNECTION_IN_USE.format(name=connection.name, sources=", ".join(names))
+        )
+    connection.delete()

@@ -168,3 +168,25 @@ def data_source_validate(*, data_source: DataSource) -> None:
         job_config_build(data_source=data_source)
     except etl.ConfigError as exc:
         raise validation_error_from(exc) from exc
+
+
+DATA_SOURCE_BUSY = "Data source {name} has run {run_id} {status}; delete it when the run ends."
+
+
+@transaction.atomic
+def data_source_delete(*, data_source: DataSource) -> None:
+    """Delete a data source with its runs, sync state and file ledger (the destination table
+    is left as it is).
+
+    Raises:
+        ApplicationError: a run of it is queued or running.
+    """
+    from ml_platform.exceptions import ApplicationError
+    from ml_platform.models import EtlRun
+
+    active = data_source.runs.filter(status__in=EtlRun.ACTIVE_STATUSES).first()
+    if active is not None:
+        raise ApplicationError(
+            DATA_SOURCE_BUSY.format(name=data_source.name, run_id=active.id, status=active.status)
+        )
+    data_source.delete()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +29,24 @@ ProgressCallback = Callable[[int, int], None]
 
 ERROR_MESSAGE_MAX_CHARS = 10_000
 REDACTED = "***"
+
+RUN_WORKER_LOST = (
+    "Run {run_id} sent no heartbeat since {last_seen} (worker {worker!r} lost: killed, out of "
+    "memory or restarted); marked failed after {stale_after_s:g} s. Nothing it loaded without "
+    "committing is kept; the next run reconciles the destination and loads what is missing."
+)
+RUN_NEVER_STARTED = (
+    "Run {run_id} stayed queued since {queued_at} and no worker took it (its task message was "
+    "lost); marked failed after {stale_after_s:g} s. Trigger the data source again."
+)
+
+
+class WorkerLostError(Exception):
+    """Recorded as the `error_class` of a run the reaper failed (its worker died)."""
+
+
+class RunNeverStartedError(Exception):
+    """Recorded as the `error_class` of a queued run whose task message never arrived."""
 
 
 def etl_run_create(
@@ -131,6 +151,8 @@ def etl_run_execute(
         return run
     data_source = run.data_source
     log = logger.bind(run_id=run.id, data_source_id=data_source.id)
+    heartbeat = _Heartbeat(run_id=run.id, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
+    heartbeat.start()
     try:
         job = job_config_build(data_source=data_source)
         state = sync_state_get_engine(data_source=data_source)
@@ -138,10 +160,12 @@ def etl_run_execute(
         result = etl.run(
             job, state, run_id=run.uid.hex, progress=_progress_recorder(run=run, forward=progress)
         )
+        heartbeat.stop()
         return _etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise; Ctrl-C too,
         # or the run would stay `running` and block its source
         requeue = requeue_on_transient and isinstance(exc, etl.TransientError)
+        heartbeat.stop()
         etl_run_fail(run=run, exc=exc, requeue=requeue)
         log.warning("etl_run.failed", error_class=type(exc).__name__, requeued=requeue)
         raise
@@ -170,6 +194,17 @@ def _etl_run_start(*, run: EtlRun, worker: str) -> tuple[EtlRun, bool]:
 
 @transaction.atomic
 def _etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
+    current = EtlRun.objects.select_for_update().get(pk=run.pk)
+    if current.status != EtlRun.Status.RUNNING:
+        # reaped while alive (e.g. the database was unreachable for the heartbeat): the load is
+        # committed in the destination, whose load log lets the next run roll forward to it
+        logger.warning(
+            "etl_run.finished_after_reap",
+            run_id=run.id,
+            status=current.status,
+            rows_loaded=result.rows_loaded,
+        )
+        return current
     sync_state_save(data_source=run.data_source, state=result.state, run=run)
     run.status = EtlRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
@@ -201,6 +236,8 @@ def etl_run_fail(*, run: EtlRun, exc: BaseException, requeue: bool = False) -> E
     run = (
         EtlRun.objects.select_for_update().select_related("data_source__connection").get(pk=run.pk)
     )
+    if run.status not in EtlRun.ACTIVE_STATUSES:
+        return run  # already finished (e.g. reaped): keep the first outcome
     now = timezone.now()
     run.status = EtlRun.Status.QUEUED if requeue else EtlRun.Status.FAILED
     run.finished_at = None if requeue else now
@@ -213,6 +250,106 @@ def etl_run_fail(*, run: EtlRun, exc: BaseException, requeue: bool = False) -> E
     run.full_clean(validate_constraints=False)
     run.save()
     return run
+
+
+def etl_run_reap_stale(
+    *, now: dt.datetime | None = None, stale_after_s: float | None = None
+) -> list[EtlRun]:
+    """Fail the runs whose worker is gone, so they stop blocking their data source.
+
+    A running run whose heartbeat (`updated_at`, refreshed every
+    `settings.ETL_RUN_HEARTBEAT_INTERVAL_S` by the executing worker) is older than
+    `settings.ETL_RUN_STALE_AFTER_S` seconds, and a queued run older than
+    `settings.ETL_RUN_QUEUED_STALE_AFTER_S`, is marked failed (`WorkerLostError` /
+    `RunNeverStartedError`). Sync state is not touched: what the dead worker loaded without
+    committing was rolled back by the destination, and a load it did commit is found by the
+    next run in the destination's load log (the engine rolls forward), so the next run loads
+    exactly what is missing.
+
+    Args:
+        now: the current time (UTC); defaults to now.
+        stale_after_s: overrides `settings.ETL_RUN_STALE_AFTER_S` (seconds).
+
+    Returns:
+        The runs marked failed, oldest first.
+    """
+    now = now or timezone.now()
+    if stale_after_s is None:
+        stale_after_s = float(settings.ETL_RUN_STALE_AFTER_S)
+    running_before = now - dt.timedelta(seconds=stale_after_s)
+    queued_before = now - dt.timedelta(seconds=float(settings.ETL_RUN_QUEUED_STALE_AFTER_S))
+    reaped = []
+    for candidate in selectors.etl_run_list_stale(
+        running_before=running_before, queued_before=queued_before
+    ):
+        with transaction.atomic():
+            run = EtlRun.objects.select_for_update().get(pk=candidate.pk)
+            if run.status == EtlRun.Status.RUNNING and run.updated_at < running_before:
+                exc: Exception = WorkerLostError(
+                    RUN_WORKER_LOST.format(
+                        run_id=run.id,
+                        last_seen=run.updated_at.isoformat(),
+                        worker=run.worker,
+                        stale_after_s=stale_after_s,
+                    )
+                )
+            elif run.status == EtlRun.Status.QUEUED and run.queued_at < queued_before:
+                exc = RunNeverStartedError(
+                    RUN_NEVER_STARTED.format(
+                        run_id=run.id,
+                        queued_at=run.queued_at.isoformat(),
+                        stale_after_s=float(settings.ETL_RUN_QUEUED_STALE_AFTER_S),
+                    )
+                )
+            else:
+                continue  # it moved on since the query
+            run = etl_run_fail(run=run, exc=exc)
+        logger.warning(
+            "etl_run.reaped",
+            run_id=run.id,
+            data_source_id=run.data_source_id,
+            error_class=run.error_class,
+            worker=run.worker,
+        )
+        reaped.append(run)
+    return reaped
+
+
+class _Heartbeat:
+    """Refresh the running run's `updated_at` every `interval_s` seconds from a daemon thread,
+    so the reaper can tell a long batch from a dead worker."""
+
+    def __init__(self, *, run_id: int, interval_s: float) -> None:
+        self.run_id, self.interval_s = run_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"etl-run-{run_id}-heartbeat", daemon=True
+        )
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval_s + 5)
+
+    def _beat(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    EtlRun.objects.filter(pk=self.run_id, status=EtlRun.Status.RUNNING).update(
+                        updated_at=timezone.now()
+                    )
+                except Exception as exc:  # noqa: BLE001  thread boundary: next beat retries
+                    logger.warning(
+                        "etl_run.heartbeat_failed", run_id=self.run_id, error=type(exc).__name__
+                    )
+        finally:
+            connection.close()
 
 
 def _progress_recorder(*, run: EtlRun, forward: ProgressCallback | None) -> ProgressCallback:

@@ -1,0 +1,276 @@
+"""Connections: CRUD (credentials write-only), test, and browse schemas, tables, columns, files."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from etl.config import SECRET_KEYS
+from ml_platform import selectors
+from ml_platform.models import Connection, SourceType
+from ml_platform.services import (
+    connection_create,
+    connection_delete,
+    connection_update,
+    probes,
+)
+
+_PARAM_FIELDS = (
+    "host",
+    "port",
+    "database",
+    "user",
+    "bucket",
+    "container",
+    "base_path",
+    "project",
+    "endpoint_url",
+    "extra_params",
+)
+
+
+class ConnectionOutputSerializer(serializers.Serializer):
+    """A connection as the API shows it: never its credentials, only whether some are stored."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+    host = serializers.CharField()
+    port = serializers.IntegerField(allow_null=True)
+    database = serializers.CharField()
+    user = serializers.CharField()
+    bucket = serializers.CharField()
+    container = serializers.CharField()
+    base_path = serializers.CharField()
+    project = serializers.CharField()
+    endpoint_url = serializers.CharField()
+    extra_params = serializers.SerializerMethodField()
+    has_credentials = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Connection"
+
+    def get_extra_params(self, obj: Connection) -> dict:
+        return {
+            key: ("***" if key in SECRET_KEYS and value else value)
+            for key, value in (obj.extra_params or {}).items()
+        }
+
+    def get_has_credentials(self, obj: Connection) -> bool:
+        return bool(obj.credentials)
+
+
+def _connection_get(connection_id: int) -> Connection:
+    return selectors.connection_get(id=connection_id)
+
+
+class ConnectionListApi(APIView):
+    @extend_schema(responses=ConnectionOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        """List connections by name."""
+        connections = selectors.connection_list()
+        return Response(ConnectionOutputSerializer(connections, many=True).data)
+
+
+class ConnectionCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        type = serializers.ChoiceField(choices=SourceType.choices)
+        host = serializers.CharField(required=False, allow_blank=True)
+        port = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=65535
+        )
+        database = serializers.CharField(required=False, allow_blank=True)
+        user = serializers.CharField(required=False, allow_blank=True)
+        bucket = serializers.CharField(required=False, allow_blank=True)
+        container = serializers.CharField(required=False, allow_blank=True)
+        base_path = serializers.CharField(required=False, allow_blank=True)
+        project = serializers.CharField(required=False, allow_blank=True)
+        endpoint_url = serializers.CharField(required=False, allow_blank=True)
+        extra_params = serializers.DictField(required=False)
+        credentials = serializers.DictField(
+            required=False,
+            allow_null=True,
+            write_only=True,
+            help_text="Secrets (password, aws_secret_access_key, credentials, connection_string, "
+            "account_key, sas_token, aws_access_key_id); encrypted at rest, never returned.",
+        )
+
+        class Meta:
+            ref_name = "ConnectionCreateInput"
+
+    @extend_schema(request=InputSerializer, responses={201: ConnectionOutputSerializer})
+    def post(self, request: Request) -> Response:
+        """Create a connection; credentials are stored encrypted and never returned."""
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        connection = connection_create(**serializer.validated_data)
+        return Response(ConnectionOutputSerializer(connection).data, status=status.HTTP_201_CREATED)
+
+
+class ConnectionDetailApi(APIView):
+    @extend_schema(responses=ConnectionOutputSerializer)
+    def get(self, request: Request, connection_id: int) -> Response:
+        return Response(ConnectionOutputSerializer(_connection_get(connection_id)).data)
+
+
+class ConnectionUpdateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        type = serializers.ChoiceField(choices=SourceType.choices, required=False)
+        host = serializers.CharField(required=False, allow_blank=True)
+        port = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=65535
+        )
+        database = serializers.CharField(required=False, allow_blank=True)
+        user = serializers.CharField(required=False, allow_blank=True)
+        bucket = serializers.CharField(required=False, allow_blank=True)
+        container = serializers.CharField(required=False, allow_blank=True)
+        base_path = serializers.CharField(required=False, allow_blank=True)
+        project = serializers.CharField(required=False, allow_blank=True)
+        endpoint_url = serializers.CharField(required=False, allow_blank=True)
+        extra_params = serializers.DictField(required=False)
+        credentials = serializers.DictField(
+            required=False, write_only=True, help_text="Replaces the stored credentials."
+        )
+        clear_credentials = serializers.BooleanField(required=False, default=False)
+
+        class Meta:
+            ref_name = "ConnectionUpdateInput"
+
+    @extend_schema(request=InputSerializer, responses=ConnectionOutputSerializer)
+    def patch(self, request: Request, connection_id: int) -> Response:
+        """Change the given fields; `credentials` replaces the stored ones (absent: kept)."""
+        connection = _connection_get(connection_id)
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        credentials = data.pop("credentials", None)
+        clear = data.pop("clear_credentials", False)
+        connection = connection_update(
+            connection=connection, data=data, credentials=credentials, clear_credentials=clear
+        )
+        return Response(ConnectionOutputSerializer(connection).data)
+
+
+class ConnectionDeleteApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, connection_id: int) -> Response:
+        """Delete a connection no data source uses (400 names the sources otherwise)."""
+        connection_delete(connection=_connection_get(connection_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConnectionTestApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+        message = serializers.CharField()
+        duration_ms = serializers.IntegerField()
+        details = serializers.DictField()
+
+        class Meta:
+            ref_name = "ConnectionTestResult"
+
+    @extend_schema(request=None, responses=OutputSerializer)
+    def post(self, request: Request, connection_id: int) -> Response:
+        """Connect for real (SQL: `SELECT 1`; files: list the root; BigQuery: list datasets).
+        A failed connection is `ok: false` with the reason, still 200."""
+        result = probes.connection_test(connection=_connection_get(connection_id))
+        return Response(self.OutputSerializer(result).data)
+
+
+class ConnectionSchemasApi(APIView):
+    @extend_schema(responses={200: {"type": "array", "items": {"type": "string"}}})
+    def get(self, request: Request, connection_id: int) -> Response:
+        """Schema (PostgreSQL) or database (MySQL) names."""
+        return Response(probes.connection_browse_schemas(connection=_connection_get(connection_id)))
+
+
+class ConnectionTablesApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        schema = serializers.CharField()
+        name = serializers.CharField()
+        kind = serializers.ChoiceField(choices=["table", "view"])
+
+        class Meta:
+            ref_name = "ConnectionTable"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("schema", str, description="default: the default schema")],
+        responses=OutputSerializer(many=True),
+    )
+    def get(self, request: Request, connection_id: int) -> Response:
+        """Tables and views of `?schema=`."""
+        tables = probes.connection_browse_tables(
+            connection=_connection_get(connection_id), schema=request.query_params.get("schema")
+        )
+        return Response(self.OutputSerializer(tables, many=True).data)
+
+
+class ConnectionColumnsApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        table = serializers.CharField(help_text="`table` or `schema.table`")
+
+        class Meta:
+            ref_name = "ConnectionColumnsFilter"
+
+    class OutputSerializer(serializers.Serializer):
+        name = serializers.CharField()
+        type = serializers.CharField()
+        nullable = serializers.BooleanField()
+        primary_key = serializers.BooleanField()
+
+        class Meta:
+            ref_name = "ConnectionColumn"
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
+    def get(self, request: Request, connection_id: int) -> Response:
+        """Columns of `?table=` in table order, with database types."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        columns = probes.connection_browse_columns(
+            connection=_connection_get(connection_id), table=filters.validated_data["table"]
+        )
+        return Response(self.OutputSerializer(columns, many=True).data)
+
+
+class ConnectionFilesApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        prefix = serializers.CharField(required=False, allow_blank=True, default="")
+        pattern = serializers.CharField(
+            required=False, default="**", help_text="glob relative to prefix; ** crosses folders"
+        )
+
+        class Meta:
+            ref_name = "ConnectionFilesFilter"
+
+    class OutputSerializer(serializers.Serializer):
+        class FileSerializer(serializers.Serializer):
+            key = serializers.CharField()
+            size = serializers.IntegerField(help_text="bytes")
+            last_modified = serializers.CharField(allow_null=True)
+            version = serializers.CharField()
+
+            class Meta:
+                ref_name = "ConnectionFile"
+
+        files = FileSerializer(many=True)
+        truncated = serializers.BooleanField()
+
+        class Meta:
+            ref_name = "ConnectionFiles"
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
+    def get(self, request: Request, connection_id: int) -> Response:
+        """Objects under `?prefix=` matching `?pattern=` (as a file data source matches them)."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        listing = probes.connection_browse_files(
+            connection=_connection_get(connection_id), **filters.validated_data
+        )
+        return Response(self.OutputSerializer(listing).data)

@@ -1,0 +1,220 @@
+"""Data sources: CRUD (validated against the config contract), preview, Run Now."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ml_platform import selectors
+from ml_platform.api.runs import EtlRunOutputSerializer
+from ml_platform.models import DataSource, EtlRun
+from ml_platform.services import (
+    data_source_create,
+    data_source_delete,
+    data_source_update,
+    etl_run_enqueue,
+    probes,
+)
+
+
+class DataSourceOutputSerializer(serializers.Serializer):
+    """A data source; `destination_credentials` is never shown, only whether it is stored."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    connection = serializers.IntegerField(source="connection_id")
+    source_type = serializers.CharField(source="connection.type")
+    load_type = serializers.CharField()
+    dest_table_name = serializers.CharField()
+    selected_columns = serializers.ListField(child=serializers.CharField())
+    source_table_name = serializers.CharField()
+    custom_sql = serializers.CharField()
+    timestamp_column = serializers.CharField()
+    primary_key = serializers.ListField(child=serializers.CharField())
+    cursor_lag_seconds = serializers.FloatField()
+    null_cursor = serializers.CharField()
+    on_bad_rows = serializers.CharField()
+    initial_value = serializers.CharField()
+    file_pattern = serializers.CharField()
+    file_prefix = serializers.CharField()
+    file_format = serializers.CharField()
+    file_format_options = serializers.DictField()
+    chunk_size = serializers.IntegerField()
+    destination = serializers.DictField()
+    has_destination_credentials = serializers.SerializerMethodField()
+    enabled = serializers.BooleanField()
+    schedule_cron = serializers.CharField()
+    schedule_timezone = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "DataSource"
+
+    def get_has_destination_credentials(self, obj: DataSource) -> bool:
+        return bool(obj.destination_credentials)
+
+
+class _DataSourceFieldsSerializer(serializers.Serializer):
+    """The writable fields; every one optional here, the service applies defaults and the
+    contract (errors name the field)."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    connection = serializers.PrimaryKeyRelatedField(
+        queryset=selectors.connection_list(), required=False
+    )
+    load_type = serializers.ChoiceField(choices=DataSource.LoadType.choices, required=False)
+    dest_table_name = serializers.CharField(max_length=300, required=False)
+    selected_columns = serializers.ListField(child=serializers.CharField(), required=False)
+    source_table_name = serializers.CharField(required=False, allow_blank=True)
+    custom_sql = serializers.CharField(required=False, allow_blank=True)
+    timestamp_column = serializers.CharField(required=False, allow_blank=True)
+    primary_key = serializers.ListField(child=serializers.CharField(), required=False)
+    cursor_lag_seconds = serializers.FloatField(required=False, min_value=0)
+    null_cursor = serializers.ChoiceField(choices=DataSource.NullCursor.choices, required=False)
+    on_bad_rows = serializers.ChoiceField(choices=DataSource.OnBadRows.choices, required=False)
+    initial_value = serializers.CharField(required=False, allow_blank=True)
+    file_pattern = serializers.CharField(required=False, allow_blank=True)
+    file_prefix = serializers.CharField(required=False, allow_blank=True)
+    file_format = serializers.ChoiceField(
+        choices=DataSource.FileFormat.choices, required=False, allow_blank=True
+    )
+    file_format_options = serializers.DictField(required=False)
+    chunk_size = serializers.IntegerField(required=False, min_value=1, max_value=10_000_000)
+    destination = serializers.DictField(required=False)
+    destination_credentials = serializers.JSONField(
+        required=False,
+        write_only=True,
+        help_text='Service-account JSON object, or "anonymous"; encrypted, never returned.',
+    )
+    enabled = serializers.BooleanField(required=False)
+    schedule_cron = serializers.CharField(required=False, allow_blank=True)
+    schedule_timezone = serializers.CharField(required=False)
+
+
+class DataSourceListApi(APIView):
+    @extend_schema(responses=DataSourceOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        """List data sources by name."""
+        sources = selectors.data_source_list()
+        return Response(DataSourceOutputSerializer(sources, many=True).data)
+
+
+class DataSourceCreateApi(APIView):
+    class InputSerializer(_DataSourceFieldsSerializer):
+        name = serializers.CharField(max_length=200)
+        connection = serializers.PrimaryKeyRelatedField(queryset=selectors.connection_list())
+        dest_table_name = serializers.CharField(max_length=300)
+
+        class Meta:
+            ref_name = "DataSourceCreateInput"
+
+    @extend_schema(request=InputSerializer, responses={201: DataSourceOutputSerializer})
+    def post(self, request: Request) -> Response:
+        """Create a data source; the fields must form a valid JobConfig with the connection
+        (400 names the field and what is allowed)."""
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data_source = data_source_create(**serializer.validated_data)
+        return Response(
+            DataSourceOutputSerializer(data_source).data, status=status.HTTP_201_CREATED
+        )
+
+
+class DataSourceDetailApi(APIView):
+    @extend_schema(responses=DataSourceOutputSerializer)
+    def get(self, request: Request, source_id: int) -> Response:
+        return Response(DataSourceOutputSerializer(selectors.data_source_get(id=source_id)).data)
+
+
+class DataSourceUpdateApi(APIView):
+    class InputSerializer(_DataSourceFieldsSerializer):
+        clear_destination_credentials = serializers.BooleanField(required=False, default=False)
+
+        class Meta:
+            ref_name = "DataSourceUpdateInput"
+
+    @extend_schema(request=InputSerializer, responses=DataSourceOutputSerializer)
+    def patch(self, request: Request, source_id: int) -> Response:
+        """Change the given fields and re-validate the whole contract."""
+        data_source = selectors.data_source_get(id=source_id)
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        credentials = data.pop("destination_credentials", None)
+        clear = data.pop("clear_destination_credentials", False)
+        data_source = data_source_update(
+            data_source=data_source,
+            data=data,
+            destination_credentials=credentials,
+            clear_destination_credentials=clear,
+        )
+        return Response(DataSourceOutputSerializer(data_source).data)
+
+
+class DataSourceDeleteApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, source_id: int) -> Response:
+        """Delete a data source with its runs and state (not its destination table)."""
+        data_source_delete(data_source=selectors.data_source_get(id=source_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DataSourcePreviewApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(required=False, default=20, min_value=1)
+
+        class Meta:
+            ref_name = "DataSourcePreviewFilter"
+
+        def validate_limit(self, value: int) -> int:
+            maximum = int(settings.ETL_PREVIEW_MAX_ROWS)
+            if value > maximum:
+                raise serializers.ValidationError(f"Ensure this value is at most {maximum}.")
+            return value
+
+    class OutputSerializer(serializers.Serializer):
+        class ColumnSerializer(serializers.Serializer):
+            source_name = serializers.CharField()
+            name = serializers.CharField(help_text="destination column name")
+            arrow_type = serializers.CharField()
+            destination_type = serializers.CharField()
+
+            class Meta:
+                ref_name = "DataSourcePreviewColumn"
+
+        columns = ColumnSerializer(many=True)
+        rows = serializers.ListField(child=serializers.DictField())
+
+        class Meta:
+            ref_name = "DataSourcePreview"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int, description="rows, 1..ETL_PREVIEW_MAX_ROWS")],
+        responses=OutputSerializer,
+    )
+    def get(self, request: Request, source_id: int) -> Response:
+        """The first `limit` rows as they would be loaded: destination column names and types.
+        Reads the source through the engine; writes nothing anywhere."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        preview = probes.data_source_preview(
+            data_source=selectors.data_source_get(id=source_id),
+            limit=filters.validated_data["limit"],
+        )
+        return Response(self.OutputSerializer(preview).data)
+
+
+class DataSourceRunApi(APIView):
+    @extend_schema(request=None, responses={202: EtlRunOutputSerializer})
+    def post(self, request: Request, source_id: int) -> Response:
+        """Run Now: queue a run (202). When the source already has a queued or running run,
+        that run is returned and nothing new starts."""
+        run = etl_run_enqueue(
+            data_source=selectors.data_source_get(id=source_id), trigger=EtlRun.Trigger.API
+        )
+        return Response(EtlRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
