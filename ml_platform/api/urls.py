@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from ml_platform.api import connections, data_sources, runs
+from ml_platform.api import connections, data_sources, runs, webhooks
 from ml_platform.api.views import HealthApi
 
 app_name = "api"
@@ -33,6 +33,11 @@ source_patterns = [
     path("<int:source_id>/delete/", data_sources.DataSourceDeleteApi.as_view(), name="delete"),
     path("<int:source_id>/preview/", data_sources.DataSourcePreviewApi.as_view(), name="preview"),
     path("<int:source_id>/run/", data_sources.DataSourceRunApi.as_view(), name="run"),
+    path(
+        "<int:source_id>/scheduler-webhook/",
+        webhooks.DataSourceSchedulerWebhookApi.as_view(),
+        name="scheduler-webhook",
+    ),
 ]
 
 run_patterns = [

@@ -289,6 +289,7 @@ def test_openapi_schema_lists_operations(staff_client: APIClient) -> None:
         "/api/etl/connections/{connection_id}/test/",
         "/api/etl/sources/{source_id}/preview/",
         "/api/etl/sources/{source_id}/run/",
+        "/api/etl/sources/{source_id}/scheduler-webhook/",
         "/api/etl/runs/{run_id}/",
     ):
         assert path in schema["paths"], path

@@ -1,0 +1,1 @@
+"""Authentication of machine callers: the Cloud Scheduler OIDC webhook, the runner token."""
