@@ -10,6 +10,7 @@ inserts. Job ids derive from the run id, so a retried commit is found, not run t
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import tempfile
 import uuid
 from pathlib import Path
@@ -135,24 +136,25 @@ class BigQueryLoader(Loader):
         columns: dict[str, bigquery.SchemaField] = {}
         arrow_types: dict[str, pa.DataType] = {}
         rows = 0
-        with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
-            parts = _PartWriter(Path(tmp), lambda path, n: self._load_part(staging, path, n, tag))
-            for batch in request.batches:
-                batch = _with_metadata(batch, request.run_id, loaded_at)
-                fields = schema_fields(batch.schema)
-                if not columns:
-                    self._create(staging, fields, expires=True)
-                    columns = {f.name: f for f in fields}
-                else:
-                    batch = self._evolve_staging(staging, columns, fields, batch, parts, request.table)
-                for field in batch.schema:
-                    arrow_types.setdefault(field.name, field.type)
-                parts.write(_align(batch, columns, arrow_types))
-                rows += batch.num_rows
-                if request.on_batch:
-                    request.on_batch(batch.num_rows)
-            parts.close()
-        try:
+        try:  # the staging table goes whether the load fails or commits
+            with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
+                parts = _PartWriter(Path(tmp), lambda path, n: self._load_part(
+                    staging, path, n, tag, request.table))
+                for batch in request.batches:
+                    batch = _with_metadata(batch, request.run_id, loaded_at)
+                    fields = schema_fields(batch.schema)
+                    if not columns:
+                        self._create(staging, fields, expires=True)
+                        columns = {f.name: f for f in fields}
+                    else:
+                        batch = self._evolve_staging(staging, columns, fields, batch, parts, request.table)
+                    for field in batch.schema:
+                        arrow_types.setdefault(field.name, field.type)
+                    parts.write(_align(batch, columns, arrow_types))
+                    rows += batch.num_rows
+                    if request.on_batch:
+                        request.on_batch(batch.num_rows)
+                parts.close()
             self._commit(request, staging, columns, rows)
         finally:
             self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
@@ -186,7 +188,7 @@ class BigQueryLoader(Loader):
         table.schema = [*table.schema, *fields]
         self._call(f"new columns of {table_id}", self.client.update_table, table, ["schema"])
 
-    def _load_part(self, staging: str, path: Path, number: int, tag: str) -> None:
+    def _load_part(self, staging: str, path: Path, number: int, tag: str, table: str) -> None:
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
@@ -202,8 +204,8 @@ class BigQueryLoader(Loader):
                     timeout=self.destination.timeout_s,
                 )
             except Exception as exc:  # noqa: BLE001  every API error is translated
-                raise translate(exc, f"load job {job_id}") from exc
-        self._wait(job, f"load job {job_id} ({path.name})")
+                raise translate(exc, f"the load of {table} (job {job_id})") from exc
+        self._wait(job, f"the load of {table} (job {job_id}, {path.name})")
 
     def _commit(self, request: LoadRequest, staging: str, columns: dict, rows: int) -> None:
         target = self.table_id(request.table)
@@ -242,7 +244,15 @@ class BigQueryLoader(Loader):
                 statements.append(f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;")
             statements.append(log_insert)
         script = "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
-        self._query(script, [], job_id=f"etl_{tag}_commit", what=f"commit into {request.table}")
+        # the id names the run, the target table and the state it commits: a retried submission
+        # of this commit is found, not run twice; a later run under the same run id (its state
+        # lost and adopted from the load log) that read new rows commits a new state, and the
+        # same run id in another dataset is another commit, so both run (job ids are unique per
+        # project: the fixed `etl_<run>_commit` made them find the old job and drop their rows).
+        key = f"{target}\n{state.model_dump_json()}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self._query(script, [], job_id=f"etl_{tag}_commit_{digest}",
+                    what=f"commit into {request.table}")
 
     def _table_or_none(self, table_id: str) -> Any:
         try:
