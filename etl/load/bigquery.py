@@ -4,7 +4,8 @@ Transactional (append): one multi-statement transaction deletes the rows of repl
 files, inserts the staging rows into the table and records the load (run id + state) in
 `<dataset>._etl_loads`. Catalog (replace): a copy job with WRITE_TRUNCATE swaps the staging
 table in (readers see the old or the new table), then the load is recorded. Never streaming
-inserts. Job ids derive from the run id, so a retried commit is found, not run twice.
+inserts. The commit's job id derives from the run id, the target table and the state it
+commits, so a retried commit is found, not run twice.
 """
 
 from __future__ import annotations
