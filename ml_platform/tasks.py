@@ -67,3 +67,12 @@ def etl_run_execute(self: Any, run_id: int) -> None:
         ) from exc
     finally:
         structlog.contextvars.clear_contextvars()
+
+
+@shared_task(name="ml_platform.etl_run_reap_stale", acks_late=True, ignore_result=True)
+def etl_run_reap_stale() -> list[int]:
+    """Fail runs whose worker died (no heartbeat) or whose message was lost; beat runs it every
+    `CELERY_BEAT_SCHEDULE["etl-run-reap-stale"]` seconds. Returns the ids of the runs failed."""
+    from ml_platform.services import etl_run_reap_stale as etl_run_reap_stale_service
+
+    return [run.id for run in etl_run_reap_stale_service()]

@@ -1,0 +1,9 @@
+"""A real Celery worker started by the integration tests (tests/ml_platform/test_worker.py):
+the test settings, but tasks go through the broker at `CELERY_BROKER_URL` (Redis) and the
+database is the test process's SQLite file, given as `DATABASE_URL`."""
+
+from config.env import env
+from config.settings.test import *  # noqa: F403
+
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
