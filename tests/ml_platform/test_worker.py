@@ -30,6 +30,11 @@ from ml_platform.services import (
     etl_run_enqueue,
     etl_run_reap_stale,
 )
+from tests.ml_platform.api.test_scheduler_webhook import (  # noqa: F401  fixtures
+    certs_server,
+    google_key,
+    oidc,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -258,3 +263,36 @@ def _committed_before(source: DataSource, rerun: EtlRun) -> int:
         return conn.execute(
             "SELECT count(*) FROM raw.flights WHERE _etl_run_id <> ?", [rerun.uid.hex]
         ).fetchone()[0]
+
+
+def test_scheduler_webhook_run_succeeds_in_worker(
+    start_worker: Callable[..., Worker],
+    oidc: Any,  # noqa: F811  the webhook tests' fixture
+    google_key: Any,  # noqa: F811
+    local_connection: Connection,
+    tmp_path: Path,
+) -> None:
+    """A Cloud Scheduler delivery with a valid ID token: 202, the run goes through Redis to the
+    worker and succeeds with the 4 CSV rows; the same delivery again returns the same run."""
+    from tests.ml_platform.api.test_scheduler_webhook import SCHEDULE_TIME, _claims, _deliver
+
+    worker = start_worker()
+    source = data_source_create(
+        name="orders",
+        connection=local_connection,
+        dest_table_name="orders",
+        file_pattern="*.csv",
+        file_format="csv",
+        destination={"type": "duckdb", "path": str(tmp_path / "o.duckdb"), "dataset": "raw"},
+    )
+    token = "Bearer " + google_key.sign(_claims())
+
+    response = _deliver(source, token, X_CLOUDSCHEDULER_SCHEDULETIME=SCHEDULE_TIME)
+
+    assert response.status_code == 202
+    run_id = response.json()["run_id"]
+    _wait(lambda: _run(run_id).status in ("succeeded", "failed"), 60, worker, "the run")
+    assert (_run(run_id).status, _run(run_id).rows_loaded) == ("succeeded", 4)
+    again = _deliver(source, token, X_CLOUDSCHEDULER_SCHEDULETIME=SCHEDULE_TIME)
+    assert (again.status_code, again.json()["run_id"]) == (202, run_id)
+    assert EtlRun.objects.count() == 1
