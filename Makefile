@@ -60,3 +60,14 @@ run: migrate
 
 clean:
 	rm -rf var/ .pytest_cache
+
+.PHONY: worker beat
+
+# web + worker on one machine: `make run` and `make worker` in two shells, both with
+# CELERY_TASK_ALWAYS_EAGER=false so Run Now and the webhook go through Redis
+worker: migrate
+	CELERY_TASK_ALWAYS_EAGER=false $(VENV)/bin/celery -A config worker --loglevel INFO --concurrency 1
+
+# periodic tasks (the stale-run reaper every ETL_REAP_INTERVAL_S) from django-celery-beat's tables
+beat: migrate
+	$(VENV)/bin/celery -A config beat --loglevel INFO

@@ -14,3 +14,9 @@ SALT_KEY = env.list("ETL_ENCRYPTION_SALT", default=["local-dev-only-salt"])
 
 # without a worker, `etl_run_enqueue` runs the task in-process when the transaction commits
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # web and worker processes share the SQLite file: wait for the other's write lock
+    DATABASES["default"].setdefault("OPTIONS", {}).update(  # noqa: F405
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
