@@ -73,10 +73,30 @@ class FileFormatOptions(_Model):
     """CSV strings read as NULL."""
     skip_rows: int = Field(default=0, ge=0)
     """CSV lines skipped before the header."""
+    allow_quoted_newlines: bool = False
+    """CSV: quoted fields may contain newlines (as BigQuery's option). Off by default, so an
+    unclosed quote fails the run at its line instead of swallowing the lines after it."""
+    decimal_point: str = "."
+    """CSV decimal separator of numbers (`,` for `1,5` with a `;` delimiter)."""
+    column_types: dict[str, str] = Field(default_factory=dict)
+    """CSV column name -> type, overriding inference: string, integer, float, boolean, date,
+    timestamp (wall clock), timestamptz (UTC instant) or decimal(P,S)."""
     catalog_files: Literal["all", "latest"] = "all"
     """Catalog load of files: `all` matching files, or only the `latest` by last-modified."""
 
-    @field_validator("delimiter", "quote_char")
+    @field_validator("column_types")
+    @classmethod
+    def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
+        from etl.extract.csv_reader import named_type
+
+        for name, kind in value.items():
+            try:
+                named_type(kind)
+            except ValueError as exc:
+                raise ValueError(f"column {name!r}: {exc}") from None
+        return value
+
+    @field_validator("delimiter", "quote_char", "decimal_point")
     @classmethod
     def _one_char(cls, value: str) -> str:
         if len(value) != 1:

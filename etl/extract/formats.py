@@ -66,53 +66,38 @@ def _unique_names(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def _csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
-    read_options = pa_csv.ReadOptions(
-        block_size=BLOCK_SIZE,
-        encoding=_arrow_encoding(options.encoding),
-        skip_rows=options.skip_rows,
-        autogenerate_column_names=not options.has_header,
-    )
-    parse_options = pa_csv.ParseOptions(
-        delimiter=options.delimiter,
-        quote_char=options.quote_char,
-        double_quote=options.escape_char is None,
-        escape_char=options.escape_char or False,
-        newlines_in_values=True,
-    )
-    convert_options = pa_csv.ConvertOptions(
-        null_values=options.null_values,
-        strings_can_be_null=True,
-        timestamp_parsers=[pa_csv.ISO8601],
-    )
-    with opener() as handle:
-        if _is_empty(handle):
-            return
-        try:
-            reader = pa_csv.open_csv(
-                handle,
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
-            )
-            for batch in reader:
-                if not options.has_header:
-                    batch = batch.rename_columns(
-                        [f"column_{i}" for i in range(1, batch.num_columns + 1)]
-                    )
-                binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
-                if binary:  # Arrow reads text that is not valid UTF-8 as binary
-                    raise _locate_encoding_error(opener, key, options, binary[0])
-                yield batch
-        except pa.ArrowInvalid as exc:
-            if "Empty CSV file" in str(exc):
-                return
-            raise _locate_csv_error(opener, key, options, str(exc)) from exc
-        except UnicodeDecodeError as exc:
-            raise BadInputError(
-                f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "
-                "set file_format_options.encoding",
-                file=key,
-            ) from exc
+    from etl.extract.csv_reader import read_csv
+
+    try:
+        for batch in read_csv(opener, key, options):
+            binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
+            if binary:  # Arrow reads text that is not valid UTF-8 as binary
+                raise _locate_encoding_error(opener, key, options, binary[0])
+            yield batch
+    except pa.ArrowInvalid as exc:
+        invalid_text = re.search(r"column #(\d+): CSV conversion error to string: invalid UTF8", str(exc))
+        if invalid_text:
+            column = _header_name(opener, options, int(invalid_text.group(1)))
+            raise _locate_encoding_error(opener, key, options, column) from exc
+        raise _locate_csv_error(opener, key, options, str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "
+            "set file_format_options.encoding",
+            file=key,
+        ) from exc
+
+
+def _header_name(opener: Opener, options: FileFormatOptions, index: int) -> str:
+    """Return the name of column `index` (from 0) as the reader names it."""
+    if not options.has_header:
+        return f"column_{index + 1}"
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
+        for _ in range(options.skip_rows):
+            text.readline()
+        header = next(csv.reader(text, delimiter=options.delimiter, quotechar=options.quote_char), [])
+    return header[index].strip() if index < len(header) else f"column_{index + 1}"
 
 
 def _locate_encoding_error(
@@ -135,7 +120,8 @@ def _locate_encoding_error(
     )
 
 
-def _arrow_encoding(encoding: str) -> str:
+def arrow_encoding(encoding: str) -> str:
+    """Return the encoding name Arrow's CSV reader takes (UTF-8 with or without BOM: `utf8`)."""
     name = codecs.lookup(encoding).name
     return "utf8" if name in ("utf-8", "utf-8-sig") else encoding
 
@@ -153,57 +139,73 @@ _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\S+): 
 _PARSE = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
+QUOTED_NEWLINE_HINT = (
+    "; if a quoted field holds a line break, set file_format_options.allow_quoted_newlines"
+)
+
+
 def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, message: str) -> BadInputError:
     """Re-read the file with Python's csv module to find the line and column `message` is about."""
     conversion = _CONVERSION.search(message)
+    hint = "" if options.allow_quoted_newlines else QUOTED_NEWLINE_HINT
     with opener() as raw:
         text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
-        for _ in range(options.skip_rows):
-            text.readline()
-        rows = csv.reader(
-            text,
-            delimiter=options.delimiter,
-            quotechar=options.quote_char,
-            doublequote=options.escape_char is None,
-            escapechar=options.escape_char,
-        )
-        header = next(rows, [])
-        width = len(header)
-        names = header if options.has_header else [f"column_{i + 1}" for i in range(width)]
-        if not options.has_header:
-            rows = _chain_first(header, rows)
-        for row in rows:
-            line = rows.line_num + options.skip_rows if hasattr(rows, "line_num") else None
+        header: list[str] | None = None
+        for line, row in _csv_rows(text, options):
+            if isinstance(row, csv.Error):
+                return BadInputError(f"malformed quoting ({row}){hint}", file=key, line=line)
+            if header is None:
+                header = row
+                if options.has_header:
+                    continue
+            names = header if options.has_header else [f"column_{i + 1}" for i in range(len(header))]
             if conversion:
                 index, type_name, value = int(conversion.group(1)), conversion.group(2), conversion.group(3)
                 if index < len(row) and row[index] == value:
                     return BadInputError(
-                        f"value {value!r} is not a valid {type_name} as inferred for the column",
+                        f"value {value!r} is not a valid {type_name}",
                         file=key, line=line, column=names[index] if index < len(names) else None,
                     )
-            elif len(row) != width and row:
+            elif row and len(row) != len(header):
                 return BadInputError(
-                    f"expected {width} fields, got {len(row)}", file=key, line=line
+                    f"expected {len(header)} fields, got {len(row)}{hint}", file=key, line=line
                 )
     reason = message.removeprefix("CSV parse error: ")
     parse = _PARSE.search(message)
     if parse:
-        reason = f"expected {parse.group(1)} fields, got {parse.group(2)}"
+        reason = f"expected {parse.group(1)} fields, got {parse.group(2)}{hint}"
     return BadInputError(reason, file=key)
 
 
-class _chain_first:
-    """A csv reader with one row put back in front, keeping `line_num`."""
-
-    def __init__(self, first: list[str], rows: Any) -> None:
-        self.first, self.rows, self.line_num = first, rows, 1
-
-    def __iter__(self) -> Iterator[list[str]]:
-        if self.first:
-            yield self.first
-        for row in self.rows:
-            self.line_num = self.rows.line_num
-            yield row
+def _csv_rows(text: IO[str], options: FileFormatOptions) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, fields or csv.Error) per record; records span lines only when
+    quoted newlines are allowed."""
+    dialect = {
+        "delimiter": options.delimiter,
+        "quotechar": options.quote_char,
+        "doublequote": options.escape_char is None,
+        "escapechar": options.escape_char,
+        "strict": True,
+    }
+    for _ in range(options.skip_rows):
+        text.readline()
+    if options.allow_quoted_newlines:
+        rows = csv.reader(text, **dialect)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield rows.line_num + options.skip_rows, exc
+                return
+            yield rows.line_num + options.skip_rows, row
+    for number, physical in enumerate(text, start=options.skip_rows + 1):
+        try:
+            yield number, next(csv.reader([physical.rstrip("\r\n")], **dialect), [])
+        except csv.Error as exc:
+            yield number, exc
+            return
 
 
 def _parquet(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:

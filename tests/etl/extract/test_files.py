@@ -232,7 +232,7 @@ def test_catalog_files_replace_the_table(
         ),
         (
             b"id|note\n1|'a|b'\n2|'it''s'\n3|'two\nlines'\n",
-            {"delimiter": "|", "quote_char": "'"},
+            {"delimiter": "|", "quote_char": "'", "allow_quoted_newlines": True},
             [{"id": 1, "note": "a|b"}, {"id": 2, "note": "it's"}, {"id": 3, "note": "two\nlines"}],
         ),
         (

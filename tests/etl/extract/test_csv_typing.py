@@ -1,0 +1,119 @@
+"""CSV typing and quoting (etl/extract/csv_reader.py): every column is typed from the whole file,
+never from its first block, and an unclosed quote fails at its line instead of swallowing the
+lines after it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from etl import BadInputError, JobConfig, run
+from etl.extract import formats
+from tests.etl.support import duck_query, duck_table_exists, job_config
+
+
+def _run_csv(tmp_path: Path, content: bytes, **options: object) -> Path:
+    base = tmp_path / "in"
+    base.mkdir(exist_ok=True)
+    (base / "data.csv").write_bytes(content)
+    duckdb_path = tmp_path / "w.duckdb"
+    job = job_config(
+        "local", duckdb_path, connection_params={"base_path": str(base)},
+        file_pattern="data.csv", file_format="csv", dest_table_name="t",
+        file_format_options=options,
+    )
+    run(JobConfig.parse(job))
+    return duckdb_path
+
+
+def _types(duckdb_path: Path) -> dict[str, str]:
+    return dict(duck_query(
+        duckdb_path,
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 't' AND column_name NOT LIKE '\\_etl\\_%' ESCAPE '\\'",
+    ))
+
+
+def test_unclosed_quote_fails_at_its_line_and_writes_nothing(tmp_path: Path) -> None:
+    """A field opened with a quote that never closes on its line fails the run naming line 4,
+    with the option to allow quoted newlines suggested; no table is created."""
+    content = b'id,name,amount\n1,a,10\n2,b,20\n3,"Smith, J,30\n4,d,40\n5,"O"Brien,50\n'
+    with pytest.raises(
+        BadInputError,
+        match=r"file data\.csv, line 4\): malformed quoting .*allow_quoted_newlines",
+    ):
+        _run_csv(tmp_path, content)
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+
+def test_quoted_newlines_load_when_allowed(tmp_path: Path) -> None:
+    """With `allow_quoted_newlines`, a quoted field keeps its line break and doubled quotes."""
+    path = _run_csv(tmp_path, b'id,note\n1,"two\nlines"\n2,"say ""hi"""\n',
+                    allow_quoted_newlines=True)
+    assert duck_query(path, "SELECT id, note FROM raw_data.t ORDER BY id") == [
+        (1, "two\nlines"), (2, 'say "hi"'),
+    ]
+
+
+def test_types_come_from_the_whole_file_not_the_first_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column empty for the first blocks and filled later, and an integer column that turns
+    into text later, load with the types their later values need (text, text), and every value
+    is kept."""
+    monkeypatch.setattr(formats, "BLOCK_SIZE", 1 << 12)  # 4 KB blocks: many blocks
+    rows = [f"{i},{i},," for i in range(1, 2001)]
+    rows += ["2001,N/A,late comment,2024-01-01T00:00:00Z"]
+    path = _run_csv(tmp_path, ("id,qty,comment,seen_at\n" + "\n".join(rows) + "\n").encode())
+    assert _types(path) == {
+        "id": "BIGINT", "qty": "VARCHAR", "comment": "VARCHAR",
+        "seen_at": "TIMESTAMP WITH TIME ZONE",
+    }
+    assert duck_query(path, "SELECT count(*), count(comment), max(qty) FROM raw_data.t") == [
+        (2001, 1, "N/A"),
+    ]
+    assert duck_query(path, "SELECT qty, comment, seen_at FROM raw_data.t WHERE id = 2001") == [
+        ("N/A", "late comment", dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)),
+    ]
+
+
+def test_inference_never_loses_digits(tmp_path: Path) -> None:
+    """Leading zeros keep a column text, integers beyond int64 become DECIMAL(38,0), `1.00` stays
+    a float, zone-aware ISO times become TIMESTAMPTZ and naive ones TIMESTAMP."""
+    content = (
+        b"zip,big,amount,flag,at_utc,at_local,day\n"
+        b"01234,12345678901234567890,1.00,true,2020-01-01T00:00:00Z,2020-01-01 08:30:00,2020-01-01\n"
+        b"10001,1,2.50,false,2020-01-01T00:00:01+02:00,2020-01-01 08:30:00.000001,2020-12-31\n"
+    )
+    path = _run_csv(tmp_path, content)
+    assert _types(path) == {
+        "zip": "VARCHAR", "big": "DECIMAL(38,0)", "amount": "DOUBLE", "flag": "BOOLEAN",
+        "at_utc": "TIMESTAMP WITH TIME ZONE", "at_local": "TIMESTAMP", "day": "DATE",
+    }
+    assert duck_query(path, "SELECT zip, big, at_utc, at_local FROM raw_data.t ORDER BY zip") == [
+        ("01234", Decimal("12345678901234567890"),
+         dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2020, 1, 1, 8, 30)),
+        ("10001", Decimal("1"), dt.datetime(2019, 12, 31, 22, 0, 1, tzinfo=dt.timezone.utc),
+         dt.datetime(2020, 1, 1, 8, 30, 0, 1)),
+    ]
+
+
+def test_column_types_and_decimal_comma(tmp_path: Path) -> None:
+    """`column_types` overrides inference, and `decimal_point: ","` reads `1,5` as 1.5."""
+    path = _run_csv(
+        tmp_path, b"code;price;qty\n7;1,5;3\n8;2,25;4\n",
+        delimiter=";", decimal_point=",", column_types={"code": "string", "qty": "decimal(10,2)"},
+    )
+    assert _types(path) == {"code": "VARCHAR", "price": "DOUBLE", "qty": "DECIMAL(10,2)"}
+    assert duck_query(path, "SELECT code, price, qty FROM raw_data.t ORDER BY code") == [
+        ("7", 1.5, Decimal("3.00")), ("8", 2.25, Decimal("4.00")),
+    ]
+
+
+def test_column_types_naming_no_column_fails(tmp_path: Path) -> None:
+    """A `column_types` entry for a column the file lacks fails naming it and the columns."""
+    with pytest.raises(BadInputError, match=r"column_types names \['nope'\].*columns: a, b"):
+        _run_csv(tmp_path, b"a,b\n1,2\n", column_types={"nope": "string"})
