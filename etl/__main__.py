@@ -14,8 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from etl.config import JobConfig
-from etl.exceptions import EtlError, TransientError
+from pydantic import ValidationError
+
+from etl.config import JobConfig, config_error_from
+from etl.exceptions import ConfigError, EtlError, TransientError
 from etl.state import SyncState
 
 
@@ -36,22 +38,45 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         job = JobConfig.parse(json.loads(args.config.read_text()))
-        state = SyncState()
-        if args.state and args.state.exists() and args.state.stat().st_size:
-            state = SyncState.model_validate_json(args.state.read_text())
+        state = _read_state(args.state)
         result = run(job, state, run_id=args.run_id)
     except (EtlError, OSError, json.JSONDecodeError) as exc:
-        print(json.dumps({
-            "status": "failed",
-            "error_class": type(exc).__name__,
-            "error": str(exc),
-            "transient": isinstance(exc, TransientError),
-        }))
+        _print_failure(exc)
         return 1
+    except KeyboardInterrupt as exc:
+        _print_failure(exc, "interrupted before the load committed; nothing was written")
+        return 130
     if args.state:
         _write_atomically(args.state, result.state.model_dump_json(indent=2))
     print(result.model_dump_json(by_alias=True, indent=2))
     return 0
+
+
+def _read_state(path: Path | None) -> SyncState:
+    """Return the state in `path` (empty when missing or empty).
+
+    Raises:
+        ConfigError: the file is not a state document (names the file and the field).
+    """
+    if path is None or not path.exists() or not path.stat().st_size:
+        return SyncState()
+    try:
+        return SyncState.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        error = config_error_from(exc)
+        raise ConfigError(
+            f"State file {path} is not an ETL Runner state: {error}".replace("Invalid job config: ", ""),
+            field=error.field,
+        ) from None
+
+
+def _print_failure(exc: BaseException, message: str | None = None) -> None:
+    print(json.dumps({
+        "status": "failed",
+        "error_class": type(exc).__name__,
+        "error": message or str(exc),
+        "transient": isinstance(exc, TransientError),
+    }))
 
 
 def _write_atomically(path: Path, text: str) -> None:

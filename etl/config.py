@@ -208,6 +208,9 @@ class JobConfig(_Model):
                 f"connection_params.{missing[0]}",
                 f"connection_params for {self.source_type} need {', '.join(missing)}",
             )
+        port = self.connection_params.get("port")
+        if port not in (None, "") and not (str(port).isdigit() and 0 < int(port) < 65536):
+            raise _FieldError("connection_params.port", "port must be an integer from 1 to 65535")
         if self.source_type in TABLE_SOURCES:
             if bool(self.source_table_name) == bool(self.custom_sql):
                 raise _FieldError(

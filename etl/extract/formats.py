@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
@@ -283,6 +282,7 @@ def _json_array(opener: Opener, key: str, options: FileFormatOptions) -> Iterato
         if codecs.lookup(options.encoding).name != "utf-8":
             source = _Recoder(handle, options.encoding)
         rows: list[dict[str, Any]] = []
+        count = 1  # number of the next array element
         try:
             for item in ijson.items(source, "item", use_float=True):
                 if not isinstance(item, dict):
@@ -292,12 +292,36 @@ def _json_array(opener: Opener, key: str, options: FileFormatOptions) -> Iterato
                     )
                 rows.append(item)
                 if len(rows) == 65_536:
-                    yield pa.RecordBatch.from_pylist(rows)
+                    yield _records(rows, key, count - len(rows) + 1)
                     rows = []
+                count += 1
         except ijson.JSONError as exc:
             raise BadInputError(f"invalid JSON ({exc}); expected an array of objects", file=key) from exc
         if rows:
-            yield pa.RecordBatch.from_pylist(rows)
+            yield _records(rows, key, count - len(rows))
+
+
+def _records(rows: list[dict[str, Any]], key: str, first: int) -> pa.RecordBatch:
+    """Return `rows` (array elements `first`, ...) as a batch, or name the element whose field
+    has a value of another type than the elements before it."""
+    try:
+        return pa.RecordBatch.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        for name in {name for row in rows for name in row}:
+            kinds: set[type] = set()
+            for offset, row in enumerate(rows):
+                value = row.get(name)
+                if value is None:
+                    continue
+                kind = float if isinstance(value, int) and not isinstance(value, bool) else type(value)
+                if kinds and kind not in kinds:
+                    raise BadInputError(
+                        f"element {first + offset} has a {type(value).__name__} where earlier "
+                        f"elements have {', '.join(sorted(k.__name__ for k in kinds))}",
+                        file=key, column=name,
+                    ) from exc
+                kinds.add(kind)
+        raise BadInputError(f"array elements cannot be read as one table ({exc})", file=key) from exc
 
 
 class _Recoder(io.RawIOBase):

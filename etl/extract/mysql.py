@@ -10,6 +10,7 @@ import pyarrow as pa
 from etl.exceptions import (
     MissingDependencyError,
     SchemaMappingError,
+    SourceAuthError,
     SourceQueryError,
     SourceUnavailableError,
 )
@@ -167,6 +168,8 @@ class MySqlExtractor(SqlExtractor):
             return None
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         reason = str(exc.args[1]) if len(exc.args) > 1 else type(exc).__name__
+        if code in (1044, 1045, 1142, 1698):  # access denied to user, database or table
+            return SourceAuthError(self.source_label, f"({code}) {reason}")
         if isinstance(exc, pymysql.OperationalError) and (2000 <= code < 3000 or code in (1205, 1213)):
             return SourceUnavailableError(self.source_label, reason)
         return SourceQueryError(self.source_label, f"({code}) {reason}")

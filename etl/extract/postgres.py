@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from etl.exceptions import (
     MissingDependencyError,
     SchemaMappingError,
+    SourceAuthError,
     SourceQueryError,
     SourceUnavailableError,
 )
@@ -35,6 +36,19 @@ NATIVE_TYPES = frozenset({
     "json", "jsonb",
 })
 """PostgreSQL types the ADBC driver decodes into a usable Arrow type; others are read as text."""
+
+
+AUTH_FAILURES = (
+    "password authentication failed", "no pg_hba.conf entry", "does not exist", "permission denied",
+    "no password supplied", "authentication failed",
+)
+"""libpq/server messages a retry cannot fix (wrong credentials, role or database missing)."""
+NETWORK_FAILURES = (
+    "connection refused", "could not connect", "timeout expired", "timed out",
+    "server closed the connection", "could not translate host name", "connection reset",
+    "the database system is starting up", "too many connections",
+)
+"""Messages of failures a retry may get past."""
 
 
 @register_extractor("postgresql")
@@ -126,8 +140,10 @@ class PostgresExtractor(SqlExtractor):
         password = self.job.connection_params.get("password")
         if password:
             message = message.replace(str(password), "***").replace(quote(str(password), safe=""), "***")
-        if isinstance(exc, adbc_driver_manager.OperationalError) or "could not connect" in message \
-                or "connection to server" in message:
+        lowered = message.lower()
+        if any(text in lowered for text in AUTH_FAILURES):
+            return SourceAuthError(self.source_label, message)
+        if any(text in lowered for text in NETWORK_FAILURES):
             return SourceUnavailableError(self.source_label, message)
         return SourceQueryError(self.source_label, message)
 
