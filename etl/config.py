@@ -131,6 +131,9 @@ class DestinationConfig(_Model):
     """Service-account JSON; None: Application Default Credentials; "anonymous": the emulator."""
     api_endpoint: str | None = None
     """BigQuery API endpoint override (the emulator)."""
+    memory_limit: str = "256MB"
+    """DuckDB only: the database's memory limit while loading (DuckDB size text, e.g. `1GB`);
+    large loads spill to the database file instead of growing the process."""
     timeout_s: float = Field(default=600, gt=0)
     """BigQuery only: deadline for one API call with its retries, and for one job, in seconds."""
 

@@ -8,8 +8,12 @@ crash at any point leaves the table and the log as they were before the run.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
 
 from etl.exceptions import (
     DestinationError,
@@ -78,7 +82,7 @@ class DuckDbLoader(Loader):
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
-            connection = duckdb.connect(path)
+            connection = duckdb.connect(path, config={"memory_limit": self.destination.memory_limit})
         except duckdb.IOException as exc:
             raise TransientError(f"DuckDB file {path} cannot be opened: {exc}") from exc
         dataset = _q(self.destination.dataset)
@@ -115,6 +119,7 @@ class DuckDbLoader(Loader):
         write_to = f"{dataset}.{_q(staging_name)}" if replace else target
         loaded_at = dt.datetime.now(dt.UTC)
         rows = 0
+        stream: _Stream | None = None
         try:
             connection.begin()
             if replace:
@@ -126,28 +131,37 @@ class DuckDbLoader(Loader):
                     f"(SELECT unnest(?::VARCHAR[]))",
                     [request.replace_files],
                 )
-            for batch in request.batches:
-                connection.register("_etl_batch", batch)
-                select = ", ".join(
-                    f"CAST({_q(f.name)} AS JSON) AS {_q(f.name)}" if is_json(f) else _q(f.name)
-                    for f in batch.schema
-                )
-                select += f", ?::VARCHAR AS {RUN_ID_COLUMN}, ?::TIMESTAMPTZ AS {LOADED_AT_COLUMN}"
-                params = [request.run_id, loaded_at]
+            params = [request.run_id, loaded_at]
+            stream = _Stream(request.on_batch)
+            # one INSERT per run of same-schema batches, streamed from a RecordBatchReader: DuckDB
+            # then writes full row groups out under its memory limit instead of holding every
+            # inserted batch until the commit
+            for _, group in itertools.groupby(request.batches, key=lambda batch: batch.schema):
+                first = next(group)  # noqa: B031  each group is consumed once, in order
+                rest = group  # noqa: B031
+                connection.register("_etl_probe", first)
                 if not columns:
                     connection.execute(
-                        f"CREATE TABLE {write_to} AS SELECT {select} FROM _etl_batch LIMIT 0", params
+                        f"CREATE TABLE {write_to} AS SELECT {_select(first.schema)} "
+                        "FROM _etl_probe LIMIT 0",
+                        params,
                     )
                     columns = self._columns(connection, staging_name if replace else request.table)
+                    cast_to: dict[str, str] = {}
                 else:
-                    self._evolve(connection, write_to, columns, batch, select, params, request.table)
+                    cast_to = self._evolve(connection, write_to, columns, first, params, request.table)
+                connection.unregister("_etl_probe")
+                batches = stream(itertools.chain([first], rest))
+                connection.register(
+                    "_etl_batch", pa.RecordBatchReader.from_batches(first.schema, batches)
+                )
                 connection.execute(
-                    f"INSERT INTO {write_to} BY NAME SELECT {select} FROM _etl_batch", params
+                    f"INSERT INTO {write_to} BY NAME SELECT {_select(first.schema, cast_to)} "
+                    "FROM _etl_batch",
+                    params,
                 )
                 connection.unregister("_etl_batch")
-                rows += batch.num_rows
-                if request.on_batch:
-                    request.on_batch(batch.num_rows)
+            rows = stream.rows
             if replace:
                 if not columns:
                     # an empty snapshot: keep the table's columns, drop its rows
@@ -168,6 +182,8 @@ class DuckDbLoader(Loader):
             ]
         except duckdb.Error as exc:
             _rollback(connection)
+            if stream is not None and stream.error is not None:
+                raise stream.error from None  # the source failed, not DuckDB
             raise DestinationError(f"DuckDB rejected the load into {request.table}: {exc}") from exc
         except BaseException:
             _rollback(connection)
@@ -184,27 +200,70 @@ class DuckDbLoader(Loader):
         ).fetchall()
         return dict(rows)
 
-    def _evolve(self, connection, write_to, columns, batch, select, params, table):  # type: ignore[no-untyped-def]
+    def _evolve(self, connection, write_to, columns, batch, params, table):  # type: ignore[no-untyped-def]
+        """Add new columns and widen existing ones for `batch`'s schema; return the columns to
+        CAST to their destination type (text columns that are NULL in the first batch)."""
         incoming = dict(
             (row[0], row[1])
             for row in connection.execute(
-                f"DESCRIBE SELECT {select} FROM _etl_batch LIMIT 0", params
+                f"DESCRIBE SELECT {_select(batch.schema)} FROM _etl_probe LIMIT 0", params
             ).fetchall()
         )
+        cast_to = {}
         for name, data_type in incoming.items():
             if name not in columns:
                 connection.execute(f"ALTER TABLE {write_to} ADD COLUMN {_q(name)} {data_type}")
                 columns[name] = data_type
                 continue
             existing = columns[name]
-            if existing == data_type or batch.column(name).null_count == batch.num_rows:
+            if existing == data_type:
                 continue
             wider = widened(existing, data_type)
             if wider is None:
+                if batch.column(name).null_count == batch.num_rows and data_type == "VARCHAR":
+                    cast_to[name] = existing  # an empty text column; a value that does not
+                    continue  # convert fails the INSERT, so nothing is changed silently
                 raise SchemaChangeError(table, name, existing, data_type)
             if wider != existing:
                 connection.execute(f"ALTER TABLE {write_to} ALTER {_q(name)} TYPE {wider}")
                 columns[name] = wider
+        return cast_to
+
+
+def _select(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str:
+    """Return the SELECT list loading `schema`: JSON-marked text as JSON, the metadata columns."""
+    items = []
+    for field in schema:
+        name = _q(field.name)
+        if cast_to and field.name in cast_to:
+            items.append(f"CAST({name} AS {cast_to[field.name]}) AS {name}")
+        elif is_json(field):
+            items.append(f"CAST({name} AS JSON) AS {name}")
+        else:
+            items.append(name)
+    items += [f"?::VARCHAR AS {RUN_ID_COLUMN}", f"?::TIMESTAMPTZ AS {LOADED_AT_COLUMN}"]
+    return ", ".join(items)
+
+
+class _Stream:
+    """Counts the rows DuckDB pulls and keeps the exception the producer raised, which DuckDB
+    would otherwise report as its own InvalidInputException."""
+
+    def __init__(self, on_batch: Callable[[int], None] | None) -> None:
+        self.rows = 0
+        self.on_batch = on_batch
+        self.error: BaseException | None = None
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in batches:
+                self.rows += batch.num_rows
+                if self.on_batch:
+                    self.on_batch(batch.num_rows)
+                yield batch
+        except BaseException as exc:
+            self.error = exc
+            raise
 
 
 def _rollback(connection) -> None:  # type: ignore[no-untyped-def]
