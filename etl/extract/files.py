@@ -26,6 +26,15 @@ class FileExtractor(Extractor):
 
     def extract(self, state: SyncState) -> Extraction:
         fs, objects = list_objects(self.job)
+        extraction = self._plan(fs, objects, state)
+        if not objects:
+            extraction.stats.warnings.append(
+                f"no object matches file_prefix {self.job.file_prefix!r} and file_pattern "
+                f"{self.job.file_pattern!r}"
+            )
+        return extraction
+
+    def _plan(self, fs: object, objects: list[StoredObject], state: SyncState) -> FileExtraction:
         if self.job.load_type == "catalog":
             if self.job.file_format_options.catalog_files == "latest" and objects:
                 objects = [max(objects, key=lambda obj: (obj.last_modified or "", obj.key))]

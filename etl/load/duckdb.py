@@ -95,6 +95,10 @@ class DuckDbLoader(Loader):
         return connection
 
     def last_committed(self, table: str) -> CommittedLoad | None:
+        import duckdb
+
+        if not os.path.exists(self.destination.path):
+            return None  # nothing loaded yet; the file is created by the first load, not here
         connection = self._connect()
         try:
             row = connection.execute(
@@ -102,6 +106,8 @@ class DuckDbLoader(Loader):
                 "WHERE table_name = ? ORDER BY committed_at DESC LIMIT 1",
                 [table],
             ).fetchone()
+        except duckdb.Error as exc:
+            raise DestinationError(f"DuckDB load log of {table} cannot be read: {exc}") from exc
         finally:
             connection.close()
         if row is None:
