@@ -234,6 +234,18 @@ class JobConfig(_Model):
         return self.source_type in FILE_SOURCES
 
     @property
+    def source_columns(self) -> list[str]:
+        """Columns a table source must read: `selected_columns` plus the cursor and primary key
+        (needed for the window and dedup even when not selected); empty means all."""
+        if not self.selected_columns:
+            return []
+        needed = list(self.selected_columns)
+        for extra in [self.timestamp_column, *self.primary_key]:
+            if extra and extra not in needed:
+                needed.append(extra)
+        return needed
+
+    @property
     def write_disposition(self) -> WriteDisposition:
         """`append` for transactional, `replace` (a snapshot) for catalog."""
         return "append" if self.load_type == "transactional" else "replace"

@@ -61,14 +61,7 @@ class BigQueryExtractor(Extractor):
         return _quote(".".join(parts))
 
     def columns(self) -> str:
-        job = self.job
-        if not job.selected_columns:
-            return "*"
-        needed = list(job.selected_columns)
-        for extra in [job.timestamp_column, *job.primary_key]:
-            if extra and extra not in needed:
-                needed.append(extra)
-        return ", ".join(_quote(name) for name in needed)
+        return ", ".join(_quote(name) for name in self.job.source_columns) or "*"
 
     def extract(self, state: SyncState) -> Extraction:
         p = self.job.connection_params

@@ -164,16 +164,9 @@ def _column_names(
         raw = reader.schema.names
     if not options.has_header:
         return [f"column_{i}" for i in range(1, len(raw) + 1)]
-    names, seen = [], set()
-    for index, name in enumerate(raw, start=1):
-        name = name.strip().lstrip("\ufeff") or f"column_{index}"
-        candidate, n = name, 1
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate.lower())
-        names.append(candidate)
-    return names
+    from etl.extract.formats import unique_names
+
+    return unique_names(raw)
 
 
 def _convert_options(

@@ -52,16 +52,23 @@ def read_batches(
 
 
 def _unique_names(batch: pa.RecordBatch) -> pa.RecordBatch:
+    names = unique_names(batch.schema.names)
+    return batch if names == batch.schema.names else batch.rename_columns(names)
+
+
+def unique_names(raw: list[str]) -> list[str]:
+    """Return header names made unique ignoring case (`id`, `ID_2`) and non-empty (`column_N`),
+    without a byte-order mark."""
     names, seen = [], set()
-    for index, name in enumerate(batch.schema.names, start=1):
-        name = name.strip() or f"column_{index}"
+    for index, name in enumerate(raw, start=1):
+        name = name.strip().lstrip("\ufeff") or f"column_{index}"
         candidate, n = name, 1
         while candidate.lower() in seen:
             n += 1
             candidate = f"{name}_{n}"
         seen.add(candidate.lower())
         names.append(candidate)
-    return batch if names == batch.schema.names else batch.rename_columns(names)
+    return names
 
 
 def _csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:

@@ -72,14 +72,7 @@ class SqlExtractor(Extractor):
         return ".".join(self.quote(part) for part in self.job.source_table_name.split("."))
 
     def column_list(self) -> str:
-        job = self.job
-        if not job.selected_columns:
-            return "*"
-        needed = list(job.selected_columns)
-        for extra in [job.timestamp_column, *job.primary_key]:
-            if extra and extra not in needed:
-                needed.append(extra)
-        return ", ".join(self.quote(name) for name in needed)
+        return ", ".join(self.quote(name) for name in self.job.source_columns) or "*"
 
     def extract(self, state: SyncState) -> Extraction:
         try:
