@@ -71,3 +71,26 @@ worker: migrate
 # periodic tasks (the stale-run reaper every ETL_REAP_INTERVAL_S) from django-celery-beat's tables
 beat: migrate
 	$(VENV)/bin/celery -A config beat --loglevel INFO
+
+# Benchmarks (issue 6; not part of `make test`): TPC-H lineitem into DuckDB against dlt, Sling
+# and the raw limits. The peers get their own virtualenv (bench/.venv); the DuckDB CLI's json and
+# httpfs extension wheels go in with --no-deps (they would downgrade the Python duckdb) and are
+# found through HOME=bench/.venv/duckdb-home. See bench/README.md.
+.PHONY: bench bench-quick
+BENCH_PY := bench/.venv/bin/python
+BENCH_ARGS ?=
+
+bench/.venv/.installed: bench/requirements.txt bench/requirements-duckdb-ext.txt
+	test -x $(BENCH_PY) || $(PYTHON) -m venv bench/.venv
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -r bench/requirements.txt
+	$(BENCH_PY) -m pip install --quiet --no-deps --target bench/.venv/duckdb-ext -r bench/requirements-duckdb-ext.txt
+	mkdir -p bench/.venv/duckdb-home/.duckdb/extensions/v1.5.5/linux_amd64
+	cp bench/.venv/duckdb-ext/duckdb_extension_*/extensions/v1.5.5/*.duckdb_extension bench/.venv/duckdb-home/.duckdb/extensions/v1.5.5/linux_amd64/
+	touch $@
+
+bench: venv bench/.venv/.installed
+	$(BENCH_PY) bench/run.py --scale 1 --repeat 3 --out bench/RESULTS.md $(BENCH_ARGS)
+
+bench-quick: venv bench/.venv/.installed
+	$(BENCH_PY) bench/run.py --scale 0.05 --repeat 3 --out bench/RESULTS-quick.md $(BENCH_ARGS)
