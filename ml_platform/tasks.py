@@ -76,3 +76,19 @@ def etl_run_reap_stale() -> list[int]:
     from ml_platform.services import etl_run_reap_stale as etl_run_reap_stale_service
 
     return [run.id for run in etl_run_reap_stale_service()]
+
+
+@shared_task(name="ml_platform.data_source_run_scheduled", ignore_result=True)
+def data_source_run_scheduled(data_source_id: int) -> int | None:
+    """Enqueue a run of data source `data_source_id` (trigger `beat`), sent by django-celery-beat
+    on the source's schedule. A source deleted or disabled since is skipped (None); a source
+    already queued or running gets no second run. Returns the run id."""
+    from ml_platform import selectors
+    from ml_platform.models import EtlRun
+    from ml_platform.services import etl_run_enqueue
+
+    data_source = selectors.data_source_get_enabled(id=data_source_id)
+    if data_source is None:
+        logger.info("data_source_run_scheduled.skipped", data_source_id=data_source_id)
+        return None
+    return etl_run_enqueue(data_source=data_source, trigger=EtlRun.Trigger.BEAT).id

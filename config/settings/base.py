@@ -132,6 +132,17 @@ ETL_RUN_STALE_AFTER_S = env.float("ETL_RUN_STALE_AFTER_S", default=300.0)
 (`manage.py etl_reap_stale_runs`, beat task `ml_platform.etl_run_reap_stale`) fails it."""
 ETL_RUN_QUEUED_STALE_AFTER_S = env.float("ETL_RUN_QUEUED_STALE_AFTER_S", default=24 * 3600.0)
 """A queued run never picked up for this many seconds (its message was lost) is failed too."""
+ETL_SCHEDULER_EXECUTOR = env.str("ETL_SCHEDULER_EXECUTOR", default="local")
+"""Who fires data source schedules: `local` (django-celery-beat: `make beat`) or `cloud`
+(one Google Cloud Scheduler job per source, posting to the scheduler webhook)."""
+ETL_PUBLIC_BASE_URL = env.str("ETL_PUBLIC_BASE_URL", default="")
+"""Public origin of this web app (`https://etl.example.com`); cloud jobs post to its webhook."""
+ETL_CLOUD_SCHEDULER_PARENT = env.str("ETL_CLOUD_SCHEDULER_PARENT", default="")
+"""`projects/<project>/locations/<region>` holding the Cloud Scheduler jobs (cloud executor)."""
+ETL_CLOUD_SCHEDULER_SERVICE_ACCOUNT = env.str("ETL_CLOUD_SCHEDULER_SERVICE_ACCOUNT", default="")
+"""Service account whose OIDC token the jobs send; list it in SCHEDULER_OIDC_ALLOWED_EMAILS."""
+ETL_CLOUD_SCHEDULER_EMULATOR_HOST = env.str("ETL_CLOUD_SCHEDULER_EMULATOR_HOST", default="")
+"""`host:port` of a plain-gRPC Cloud Scheduler stand-in (tests); empty: the real API."""
 ETL_PREVIEW_MAX_ROWS = env.int("ETL_PREVIEW_MAX_ROWS", default=1000)
 """Upper bound of `limit` in a data source preview."""
 

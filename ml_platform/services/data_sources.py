@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Any
 
-from celery.schedules import ParseException, crontab
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 import etl
 from ml_platform.models import Connection, DataSource
 from ml_platform.services.job_config import job_config_build, secret_dump, validation_error_from
-
-SCHEDULE_CRON_INVALID = "Expected five cron fields (minute hour day month weekday): {reason}."
-SCHEDULE_TIMEZONE_INVALID = "Unknown time zone {value!r}; use an IANA name such as Europe/Paris."
+from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
+    SCHEDULE_CRON_INVALID,
+    SCHEDULE_TIMEZONE_INVALID,
+    schedule_delete,
+    schedule_sync,
+    schedule_validate,
+)
 
 UPDATABLE_FIELDS = (
     "name",
@@ -75,8 +77,11 @@ def data_source_create(
     without credentials, `destination_credentials` (service-account JSON object, or
     "anonymous") is encrypted at rest.
 
+    With `schedule_cron` set (and `enabled`), the schedule executor's task or job is created.
+
     Raises:
-        ValidationError: keyed by the field at fault, with the contract's message.
+        ValidationError: keyed by the field at fault, with the contract's message; also when
+            the schedule executor refused the schedule (`schedule_cron`).
     """
     data_source = DataSource(
         name=name,
@@ -105,6 +110,8 @@ def data_source_create(
     )
     data_source_validate(data_source=data_source)
     data_source.save()
+    # inside the transaction: a schedule the executor refuses rolls the save back
+    schedule_sync(data_source=data_source)
     return data_source
 
 
@@ -118,8 +125,11 @@ def data_source_update(
 ) -> DataSource:
     """Update the fields named in `data` (see `UPDATABLE_FIELDS`) and re-validate the contract.
 
+    The scheduled task or job follows the result: created, changed or removed.
+
     Raises:
-        ValidationError: an unknown field, or the result is not a valid `etl.JobConfig`.
+        ValidationError: an unknown field, the result is not a valid `etl.JobConfig`, or the
+            schedule executor refused the schedule.
     """
     data = data or {}
     unknown = sorted(set(data) - set(UPDATABLE_FIELDS))
@@ -133,6 +143,7 @@ def data_source_update(
         data_source.destination_credentials = secret_dump(destination_credentials)
     data_source_validate(data_source=data_source)
     data_source.save()
+    schedule_sync(data_source=data_source)
     return data_source
 
 
@@ -144,26 +155,7 @@ def data_source_validate(*, data_source: DataSource) -> None:
         ValidationError: keyed by the `DataSource` field at fault.
     """
     data_source.full_clean()
-    if data_source.schedule_cron:
-        parts = data_source.schedule_cron.split()
-        try:
-            if len(parts) != 5:
-                raise ValueError(f"got {len(parts)} field(s)")
-            crontab(*parts)
-        except (ValueError, ParseException) as exc:
-            raise ValidationError(
-                {"schedule_cron": SCHEDULE_CRON_INVALID.format(reason=exc)}
-            ) from exc
-    try:
-        zoneinfo.ZoneInfo(data_source.schedule_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(
-            {
-                "schedule_timezone": SCHEDULE_TIMEZONE_INVALID.format(
-                    value=data_source.schedule_timezone
-                )
-            }
-        ) from None
+    schedule_validate(cron=data_source.schedule_cron, timezone=data_source.schedule_timezone)
     try:
         job_config_build(data_source=data_source)
     except etl.ConfigError as exc:
@@ -175,8 +167,8 @@ DATA_SOURCE_BUSY = "Data source {name} has run {run_id} {status}; delete it when
 
 @transaction.atomic
 def data_source_delete(*, data_source: DataSource) -> None:
-    """Delete a data source with its runs, sync state and file ledger (the destination table
-    is left as it is).
+    """Delete a data source with its runs, sync state, file ledger and scheduled task or job
+    (the destination table is left as it is).
 
     Raises:
         ApplicationError: a run of it is queued or running.
@@ -189,4 +181,5 @@ def data_source_delete(*, data_source: DataSource) -> None:
         raise ApplicationError(
             DATA_SOURCE_BUSY.format(name=data_source.name, run_id=active.id, status=active.status)
         )
+    schedule_delete(data_source=data_source)
     data_source.delete()
