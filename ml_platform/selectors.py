@@ -101,3 +101,22 @@ def processed_file_list(*, data_source: DataSource) -> QuerySet[ProcessedFile]:
     return (
         ProcessedFile.objects.filter(data_source=data_source).select_related("run").order_by("path")
     )
+
+
+def data_source_list_overview() -> QuerySet[DataSource]:
+    """Return every data source with its connection, by name, annotated with its latest run's
+    `last_run_id`, `last_run_status`, `last_run_rows_loaded` (rows) and `last_run_queued_at`
+    (None when it never ran)."""
+    from django.db.models import OuterRef, Subquery
+
+    latest = EtlRun.objects.filter(data_source=OuterRef("pk")).order_by("-queued_at", "-id")
+    return (
+        DataSource.objects.select_related("connection")
+        .annotate(
+            last_run_id=Subquery(latest.values("id")[:1]),
+            last_run_status=Subquery(latest.values("status")[:1]),
+            last_run_rows_loaded=Subquery(latest.values("rows_loaded")[:1]),
+            last_run_queued_at=Subquery(latest.values("queued_at")[:1]),
+        )
+        .order_by("name")
+    )

@@ -141,6 +141,9 @@ ETL_CLOUD_SCHEDULER_PARENT = env.str("ETL_CLOUD_SCHEDULER_PARENT", default="")
 """`projects/<project>/locations/<region>` holding the Cloud Scheduler jobs (cloud executor)."""
 ETL_CLOUD_SCHEDULER_SERVICE_ACCOUNT = env.str("ETL_CLOUD_SCHEDULER_SERVICE_ACCOUNT", default="")
 """Service account whose OIDC token the jobs send; list it in SCHEDULER_OIDC_ALLOWED_EMAILS."""
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/etl/"
+"""Django's login page guards the web pages (staff only); after login: the source list."""
 ETL_CLOUD_SCHEDULER_EMULATOR_HOST = env.str("ETL_CLOUD_SCHEDULER_EMULATOR_HOST", default="")
 """`host:port` of a plain-gRPC Cloud Scheduler stand-in (tests); empty: the real API."""
 ETL_PREVIEW_MAX_ROWS = env.int("ETL_PREVIEW_MAX_ROWS", default=1000)

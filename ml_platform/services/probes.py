@@ -191,7 +191,8 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
     """Read the first `limit` rows of `data_source` through the engine (extractor, then the
     transform with the stored column-name map) without loading or storing anything.
 
-    Transactional sources are read from the beginning, as on a first run.
+    Transactional sources are read from the beginning, as on a first run. `data_source` may
+    be unsaved (a draft): it then has no column-name map yet.
 
     Returns:
         `{"columns": [{"source_name", "name", "arrow_type", "destination_type"}], "rows":
@@ -205,7 +206,8 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
     from etl.transform import BatchTransformer
 
     job = job_config_build(data_source=data_source).model_copy(update={"chunk_size": limit})
-    column_map = sync_state_get_engine(data_source=data_source).column_map
+    # an unsaved source (the wizard's draft) has no state yet
+    column_map = sync_state_get_engine(data_source=data_source).column_map if data_source.pk else {}
     transformer = BatchTransformer(job, column_map)
     batches: list[pa.RecordBatch] = []
     rows = 0
