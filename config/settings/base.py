@@ -111,6 +111,22 @@ SCHEDULER_OIDC_CERTS_TIMEOUT_S = env.float("SCHEDULER_OIDC_CERTS_TIMEOUT_S", def
 SCHEDULER_OIDC_CERTS_DEFAULT_TTL_S = env.int("SCHEDULER_OIDC_CERTS_DEFAULT_TTL_S", default=300)
 """Seconds to keep fetched certs when the response has no Cache-Control max-age."""
 
+ETL_EXECUTOR = env.str("ETL_EXECUTOR", default="celery")
+"""Who executes enqueued runs: `celery` (a worker takes the task) or `cloud_run` (a Cloud Run
+Job execution of `python -m etl run --data-source-id N --run-id R` per run)."""
+if ETL_EXECUTOR not in ("celery", "cloud_run"):
+    raise ValueError(f"ETL_EXECUTOR must be `celery` or `cloud_run`, not {ETL_EXECUTOR!r}.")
+ETL_CLOUD_RUN_JOB = env.str("ETL_CLOUD_RUN_JOB", default="")
+"""Full name of the runner job: `projects/<project>/locations/<region>/jobs/<job>`."""
+ETL_CLOUD_RUN_EMULATOR_HOST = env.str("ETL_CLOUD_RUN_EMULATOR_HOST", default="")
+"""`host:port` of a Cloud Run Admin API stand-in spoken to over plaintext gRPC (tests only)."""
+ETL_RUNNER_TOKEN = env.str("ETL_RUNNER_TOKEN", default="")
+"""Shared secret runners send as `Authorization: Bearer ...`; empty disables it."""
+ETL_RUNNER_OIDC_AUDIENCE = env.str("ETL_RUNNER_OIDC_AUDIENCE", default="")
+"""`aud` of the Google ID tokens runners may send instead; empty refuses them."""
+ETL_RUNNER_ALLOWED_EMAILS = env.list("ETL_RUNNER_ALLOWED_EMAILS", default=[])
+"""Service accounts whose Google ID tokens are runner credentials."""
+
 # credentials at rest: django-fernet-encrypted-fields derives Fernet keys from a secret and
 # `SALT_KEY` (first salt encrypts, all decrypt); ml_platform's fields take the secret from
 # `ETL_ENCRYPTION_KEY` (+ `ETL_ENCRYPTION_KEY_FALLBACKS`) instead of Django's SECRET_KEY, so

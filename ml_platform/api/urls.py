@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from ml_platform.api import connections, data_sources, runs, webhooks
+from ml_platform.api import connections, data_sources, runner, runs, webhooks
 from ml_platform.api.views import HealthApi
 
 app_name = "api"
@@ -38,11 +38,14 @@ source_patterns = [
         webhooks.DataSourceSchedulerWebhookApi.as_view(),
         name="scheduler-webhook",
     ),
+    path("<int:source_id>/config/", runner.DataSourceRunnerConfigApi.as_view(), name="config"),
 ]
 
 run_patterns = [
     path("", runs.EtlRunListApi.as_view(), name="list"),
     path("<int:run_id>/", runs.EtlRunDetailApi.as_view(), name="detail"),
+    path("<uuid:run_uid>/result/", runner.EtlRunResultApi.as_view(), name="result"),
+    path("<uuid:run_uid>/heartbeat/", runner.EtlRunHeartbeatApi.as_view(), name="heartbeat"),
 ]
 
 urlpatterns = [

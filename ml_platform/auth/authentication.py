@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from rest_framework.authentication import BaseAuthentication
+from django.conf import settings
+from rest_framework.authentication import BaseAuthentication, TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from ml_platform.auth.oidc import scheduler_token_verify
+from ml_platform.auth.oidc import runner_token_verify, scheduler_token_verify
 
 
 @dataclass(frozen=True)
@@ -39,3 +43,61 @@ class SchedulerOidcAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="scheduler-webhook"'
+
+
+RUNNER_TOKEN_INVALID = "Invalid runner token."
+RUNNER_NOT_ALLOWED = "Only a runner credential may read job configs and report results."
+
+
+@dataclass(frozen=True)
+class RunnerPrincipal:
+    """A Cloud Run Job runner: `ETL_RUNNER_TOKEN` holder or an allowed Google service account."""
+
+    name: str
+    is_authenticated: bool = True
+    is_staff: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunnerAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <credential>` (or `Token <credential>`) of a runner.
+
+    The credential is, in order: the shared `ETL_RUNNER_TOKEN` (compared in constant time), a
+    Google ID token (a JWT) with `aud` = `ETL_RUNNER_OIDC_AUDIENCE` and `email` in
+    `ETL_RUNNER_ALLOWED_EMAILS`, or a DRF token (`IsRunner` then requires a staff user). No
+    header or another scheme: not attempted (401 with the challenge); anything else invalid:
+    401; Google's certs unreachable: 503. Sessions are never accepted.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() not in ("bearer", "token") or not credential:
+            return None
+        shared = settings.ETL_RUNNER_TOKEN
+        if shared and hmac.compare_digest(credential.encode(), shared.encode()):
+            return RunnerPrincipal(name="runner-token"), None
+        if credential.count(".") == 2:
+            claims = runner_token_verify(token=credential)
+            return RunnerPrincipal(name=claims["email"]), claims
+        try:
+            return TokenAuthentication().authenticate_credentials(credential)
+        except AuthenticationFailed:
+            raise AuthenticationFailed(RUNNER_TOKEN_INVALID) from None
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="etl-runner"'
+
+
+class IsRunner(BasePermission):
+    """A `RunnerPrincipal`, or a staff user authenticated by DRF token."""
+
+    message = RUNNER_NOT_ALLOWED
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return isinstance(user, RunnerPrincipal) or bool(
+            user and user.is_authenticated and user.is_staff
+        )

@@ -1,4 +1,5 @@
-"""Verify the Google-signed OIDC ID token Cloud Scheduler sends with each webhook delivery.
+"""Verify the Google-signed OIDC ID tokens of machine callers: Cloud Scheduler's webhook
+deliveries and, with their own audience and allow-list, Cloud Run Job runners.
 
 google-auth checks the RS256 signature against the certs at `SCHEDULER_OIDC_CERTS_URL`
 (`{kid: x509 PEM}` JSON), `iat`/`exp` with `SCHEDULER_OIDC_CLOCK_SKEW_S` seconds of skew and
@@ -31,10 +32,13 @@ SCHEDULER_NOT_CONFIGURED = (
     "Scheduler webhook is not configured: set SCHEDULER_OIDC_AUDIENCE and "
     "SCHEDULER_OIDC_ALLOWED_EMAILS."
 )
-TOKEN_INVALID = "Invalid scheduler ID token: {reason}."
-TOKEN_WRONG_ISSUER = "Invalid scheduler ID token: issuer {issuer!r} is not Google."
-TOKEN_EMAIL_UNVERIFIED = "Invalid scheduler ID token: email_verified is not true."
-TOKEN_EMAIL_NOT_ALLOWED = "Scheduler ID token email {email!r} is not in the allow-list."
+RUNNER_NOT_CONFIGURED = (
+    "Runner ID tokens are not accepted: set ETL_RUNNER_OIDC_AUDIENCE and ETL_RUNNER_ALLOWED_EMAILS."
+)
+TOKEN_INVALID = "Invalid {kind} ID token: {reason}."
+TOKEN_WRONG_ISSUER = "Invalid {kind} ID token: issuer {issuer!r} is not Google."
+TOKEN_EMAIL_UNVERIFIED = "Invalid {kind} ID token: email_verified is not true."
+TOKEN_EMAIL_NOT_ALLOWED = "{Kind} ID token email {email!r} is not in the allow-list."
 CERTS_UNAVAILABLE = "Google's signing certificates cannot be fetched; retry later."
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
@@ -142,10 +146,57 @@ def scheduler_token_verify(*, token: str) -> dict[str, Any]:
             email not verified or not allowed, malformed token, or the webhook not configured.
         CertsUnavailable: the certs endpoint cannot be reached or did not answer 200.
     """
-    audience = settings.SCHEDULER_OIDC_AUDIENCE
-    allowed = {email.strip().lower() for email in settings.SCHEDULER_OIDC_ALLOWED_EMAILS if email}
+    return google_id_token_verify(
+        token=token,
+        audience=settings.SCHEDULER_OIDC_AUDIENCE,
+        allowed_emails=settings.SCHEDULER_OIDC_ALLOWED_EMAILS,
+        kind="scheduler",
+        not_configured=SCHEDULER_NOT_CONFIGURED,
+    )
+
+
+def runner_token_verify(*, token: str) -> dict[str, Any]:
+    """Verify the Google ID token of a Cloud Run Job runner (its service account) and return
+    its claims.
+
+    Settings: `ETL_RUNNER_OIDC_AUDIENCE`, `ETL_RUNNER_ALLOWED_EMAILS`; certs, skew and timeout
+    are the scheduler webhook's (`SCHEDULER_OIDC_CERTS_URL`, ...).
+
+    Raises:
+        AuthenticationFailed: as `scheduler_token_verify`, or runner ID tokens not configured.
+        CertsUnavailable: the certs endpoint cannot be reached or did not answer 200.
+    """
+    return google_id_token_verify(
+        token=token,
+        audience=settings.ETL_RUNNER_OIDC_AUDIENCE,
+        allowed_emails=settings.ETL_RUNNER_ALLOWED_EMAILS,
+        kind="runner",
+        not_configured=RUNNER_NOT_CONFIGURED,
+    )
+
+
+def google_id_token_verify(
+    *, token: str, audience: str, allowed_emails: list[str], kind: str, not_configured: str
+) -> dict[str, Any]:
+    """Verify a Google-signed ID token for `audience` whose `email` is in `allowed_emails`.
+
+    Args:
+        token: the compact JWT.
+        audience: required `aud`; empty refuses every token (`not_configured`).
+        allowed_emails: allowed `email` claims (case-insensitive); empty refuses every token.
+        kind: who sends it ("scheduler", "runner"), named in the error messages.
+        not_configured: the 401 message when `audience` or `allowed_emails` is empty.
+
+    Returns:
+        The token's claims.
+
+    Raises:
+        AuthenticationFailed: see `scheduler_token_verify`.
+        CertsUnavailable: the certs endpoint cannot be reached or did not answer 200.
+    """
+    allowed = {email.strip().lower() for email in allowed_emails if email}
     if not audience or not allowed:
-        raise exceptions.AuthenticationFailed(SCHEDULER_NOT_CONFIGURED)
+        raise exceptions.AuthenticationFailed(not_configured)
     request = _CachingRequest(
         timeout_s=float(settings.SCHEDULER_OIDC_CERTS_TIMEOUT_S),
         default_ttl_s=float(settings.SCHEDULER_OIDC_CERTS_DEFAULT_TTL_S),
@@ -161,17 +212,23 @@ def scheduler_token_verify(*, token: str) -> dict[str, Any]:
             )
         )
     except google_exceptions.TransportError as exc:
-        logger.error("scheduler_oidc.certs_unavailable", error=str(exc)[:300])
+        logger.error("oidc.certs_unavailable", kind=kind, error=str(exc)[:300])
         raise CertsUnavailable() from exc
     except (ValueError, TypeError, google_exceptions.GoogleAuthError) as exc:
-        raise exceptions.AuthenticationFailed(TOKEN_INVALID.format(reason=_reason(exc))) from exc
+        raise exceptions.AuthenticationFailed(
+            TOKEN_INVALID.format(kind=kind, reason=_reason(exc))
+        ) from exc
     if claims.get("iss") not in GOOGLE_ISSUERS:
-        raise exceptions.AuthenticationFailed(TOKEN_WRONG_ISSUER.format(issuer=claims.get("iss")))
+        raise exceptions.AuthenticationFailed(
+            TOKEN_WRONG_ISSUER.format(kind=kind, issuer=claims.get("iss"))
+        )
     if claims.get("email_verified") is not True:
-        raise exceptions.AuthenticationFailed(TOKEN_EMAIL_UNVERIFIED)
+        raise exceptions.AuthenticationFailed(TOKEN_EMAIL_UNVERIFIED.format(kind=kind))
     email = str(claims.get("email") or "")
     if email.lower() not in allowed:
-        raise exceptions.AuthenticationFailed(TOKEN_EMAIL_NOT_ALLOWED.format(email=email))
+        raise exceptions.AuthenticationFailed(
+            TOKEN_EMAIL_NOT_ALLOWED.format(Kind=kind.capitalize(), email=email)
+        )
     return claims
 
 

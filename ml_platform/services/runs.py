@@ -91,7 +91,9 @@ def _etl_run_existing(*, data_source: DataSource, idempotency_key: str | None) -
 def etl_run_enqueue(
     *, data_source: DataSource, trigger: str, idempotency_key: str | None = None
 ) -> EtlRun:
-    """Record a queued run and enqueue the `ml_platform.etl_run_execute` task on commit.
+    """Record a queued run and, on commit, hand it to the executor of `settings.ETL_EXECUTOR`:
+    the `ml_platform.etl_run_execute` Celery task (`celery`) or a Cloud Run Job execution
+    (`cloud_run`, see `etl_run_cloud_run_start`).
 
     A second trigger for a source that is already queued or running, or one that repeats an
     idempotency key (e.g. Cloud Scheduler's `X-CloudScheduler-ScheduleTime`), returns the
@@ -110,7 +112,11 @@ def etl_run_enqueue(
     run, created = etl_run_create(
         data_source=data_source, trigger=trigger, idempotency_key=idempotency_key
     )
-    if created:
+    if created and settings.ETL_EXECUTOR == "cloud_run":
+        from ml_platform.services.cloud_run import etl_run_cloud_run_start
+
+        transaction.on_commit(lambda: etl_run_cloud_run_start(run=run))
+    elif created:
         transaction.on_commit(lambda: etl_run_execute_task.delay(run.id))
     return run
 
@@ -145,7 +151,7 @@ def etl_run_execute(
         was marked failed (or requeued) with the error's class and its message with secrets
         removed; sync state is then left exactly as it was.
     """
-    run, started = _etl_run_start(run=run, worker=worker or f"{socket.gethostname()}:{os.getpid()}")
+    run, started = etl_run_start(run=run, worker=worker or f"{socket.gethostname()}:{os.getpid()}")
     if not started:
         logger.info("etl_run.skipped", run_id=run.id, status=run.status)
         return run
@@ -161,7 +167,7 @@ def etl_run_execute(
             job, state, run_id=run.uid.hex, progress=_progress_recorder(run=run, forward=progress)
         )
         heartbeat.stop()
-        return _etl_run_succeed(run=run, result=result)
+        return etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise; Ctrl-C too,
         # or the run would stay `running` and block its source
         requeue = requeue_on_transient and isinstance(exc, etl.TransientError)
@@ -171,7 +177,9 @@ def etl_run_execute(
         raise
 
 
-def _etl_run_start(*, run: EtlRun, worker: str) -> tuple[EtlRun, bool]:
+def etl_run_start(*, run: EtlRun, worker: str) -> tuple[EtlRun, bool]:
+    """Mark a queued (or, executed again, running) run running by `worker` and count the
+    attempt; return `(run, started)`, `started` False (run unchanged) when it already finished."""
     with transaction.atomic():
         run = (
             EtlRun.objects.select_for_update()
@@ -193,9 +201,15 @@ def _etl_run_start(*, run: EtlRun, worker: str) -> tuple[EtlRun, bool]:
 
 
 @transaction.atomic
-def _etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
+def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
+    """In one transaction, store `result.state` (SyncState, ProcessedFile rows) and mark the
+    run succeeded with the result's counts (rows, bytes, files) and duration (seconds).
+
+    Used by `etl_run_execute` (Celery) and `etl_run_report` (Cloud Run runner). A run that is
+    no longer queued or running is returned unchanged and its state is not stored.
+    """
     current = EtlRun.objects.select_for_update().get(pk=run.pk)
-    if current.status != EtlRun.Status.RUNNING:
+    if current.status not in EtlRun.ACTIVE_STATUSES:
         # reaped while alive (e.g. the database was unreachable for the heartbeat): the load is
         # committed in the destination, whose load log lets the next run roll forward to it
         logger.warning(
@@ -230,9 +244,17 @@ def _etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
 
 
 @transaction.atomic
-def etl_run_fail(*, run: EtlRun, exc: BaseException, requeue: bool = False) -> EtlRun:
-    """Mark `run` failed (or, with `requeue`, queued again) with `exc`'s class and message,
-    secrets of its connection and destination replaced by `***`. Sync state is not touched."""
+def etl_run_fail(
+    *,
+    run: EtlRun,
+    exc: BaseException | None = None,
+    requeue: bool = False,
+    error_class: str = "",
+    error_message: str = "",
+) -> EtlRun:
+    """Mark `run` failed (or, with `requeue`, queued again) with `exc`'s class and message (or
+    `error_class` / `error_message` when given, e.g. as a runner reported them), secrets of its
+    connection and destination replaced by `***`. Sync state is not touched."""
     run = (
         EtlRun.objects.select_for_update().select_related("data_source__connection").get(pk=run.pk)
     )
@@ -243,10 +265,10 @@ def etl_run_fail(*, run: EtlRun, exc: BaseException, requeue: bool = False) -> E
     run.finished_at = None if requeue else now
     if run.started_at:
         run.duration_s = round((now - run.started_at).total_seconds(), 3)
-    run.error_class = type(exc).__name__
-    run.error_message = _redact(str(exc) or repr(exc), _secrets_of(run.data_source))[
-        :ERROR_MESSAGE_MAX_CHARS
-    ]
+    run.error_class = (error_class or type(exc).__name__)[:255]
+    run.error_message = _redact(
+        error_message or str(exc) or repr(exc), _secrets_of(run.data_source)
+    )[:ERROR_MESSAGE_MAX_CHARS]
     run.full_clean(validate_constraints=False)
     run.save()
     return run
@@ -327,7 +349,9 @@ class _Heartbeat:
         )
 
     def start(self) -> None:
-        if self.interval_s > 0:
+        # inside an open transaction (an eager task in a request or a test) a second
+        # connection's write would wait on this one's lock; only a detached worker needs a pulse
+        if self.interval_s > 0 and not transaction.get_connection().in_atomic_block:
             self._thread.start()
 
     def stop(self) -> None:

@@ -1,0 +1,279 @@
+"""Cloud Run Job mode, runner side: get the job from the control plane, run it, report back.
+
+The control plane's runner API (`/api/etl/...`) is spoken with the standard library's urllib;
+5xx answers, connection errors and timeouts are retried with exponential backoff (tenacity),
+4xx answers are not. The credential is passed in (the entry point reads `ETL_RUNNER_TOKEN`);
+it is sent as `Authorization: Bearer <token>` and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from etl.config import JobConfig
+from etl.exceptions import EtlError, TerminalError, TransientError
+from etl.state import RunResult, SyncState
+
+logger = structlog.get_logger(__name__)
+
+RunFunction = Callable[..., RunResult]
+"""`etl.run`-compatible: `(job, state, *, run_id, progress) -> RunResult`."""
+
+
+class RunnerApiError(TerminalError):
+    """The control plane refused a runner request (4xx): bad token, unknown or finished run."""
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        self.method, self.path, self.status, self.message = method, path, status, message
+        super().__init__(
+            f"Control plane answered {status} to {method} {path}: {message or 'no message'}. "
+            "Not retried: fix the token, the ids or the run's status first."
+        )
+
+
+class RunnerApiUnavailableError(TransientError):
+    """The control plane did not answer (connection error, timeout, 5xx) after every retry."""
+
+    def __init__(self, method: str, path: str, attempts: int, reason: str) -> None:
+        self.method, self.path, self.attempts, self.reason = method, path, attempts, reason
+        super().__init__(
+            f"Control plane unreachable for {method} {path} after {attempts} attempts: {reason}."
+        )
+
+
+class _Retryable(Exception):
+    """One failed attempt that may succeed when repeated."""
+
+
+@dataclass(frozen=True)
+class RunnerJob:
+    """What the control plane hands a runner for one run."""
+
+    run_id: str
+    """`EtlRun.uid` (UUID text); its hex is stamped on loaded rows."""
+    job: JobConfig
+    """Secrets resolved; never log it."""
+    state: SyncState
+    heartbeat_interval_s: float
+    """Seconds between heartbeats; 0 sends none."""
+
+
+class RunnerClient:
+    """Client of the control plane's runner API at `api_url` (e.g. `https://etl.example.com`).
+
+    Args:
+        api_url: origin (optionally with a path prefix) of the control plane.
+        token: runner credential (shared runner token, Google ID token or staff DRF token).
+        timeout_s: per-request timeout, seconds.
+        attempts: tries per request (first one included) on 5xx / connection errors.
+        wait_max_s: longest backoff between tries, seconds.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout_s: float = 60.0,
+        attempts: int = 6,
+        wait_max_s: float = 30.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self.timeout_s, self.attempts, self.wait_max_s = timeout_s, attempts, wait_max_s
+
+    def __repr__(self) -> str:
+        return f"RunnerClient(api_url={self.api_url!r})"
+
+    def fetch_job(self, *, data_source_id: int, run_id: str | None, worker: str) -> RunnerJob:
+        """Start the run and return its job: `GET /api/etl/sources/<id>/config/`.
+
+        Args:
+            data_source_id: `DataSource.id`.
+            run_id: the run the executor created (UUID text); None starts a new run.
+            worker: this runner's name, recorded on the run.
+
+        Raises:
+            RunnerApiError: refused (401/403 bad token, 404, 409 run finished, 400 bad config).
+            RunnerApiUnavailableError: no answer after every retry.
+            ConfigError: the served job is not a valid JobConfig.
+        """
+        query = {"worker": worker}
+        if run_id:
+            query["run_id"] = str(uuid.UUID(run_id))
+        path = f"/api/etl/sources/{int(data_source_id)}/config/?{urllib.parse.urlencode(query)}"
+        data = self._request("GET", path)
+        return RunnerJob(
+            run_id=data["run_id"],
+            job=JobConfig.parse(data["job"]),
+            state=SyncState.model_validate(data["state"]),
+            heartbeat_interval_s=float(data.get("heartbeat_interval_s") or 0),
+        )
+
+    def heartbeat(self, *, run_id: str, progress_rows: int, progress_bytes: int) -> None:
+        """`POST /api/etl/runs/<run_id>/heartbeat/` with progress (rows loaded, bytes read)."""
+        self._request(
+            "POST",
+            f"/api/etl/runs/{uuid.UUID(run_id)}/heartbeat/",
+            {"progress_rows": progress_rows, "progress_bytes": progress_bytes},
+        )
+
+    def report(self, *, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/etl/runs/<run_id>/result/` with a RunResult or failure document; a retry
+        after a lost answer is safe (the control plane records one outcome).
+
+        Returns:
+            `{"recorded": bool, "run": {...}}`.
+        """
+        return self._request("POST", f"/api/etl/runs/{uuid.UUID(run_id)}/result/", report)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retryable),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=0.5, max=self.wait_max_s),
+            reraise=True,
+        )
+        try:
+            return retrying(self._request_once, method, path, body)
+        except _Retryable as exc:
+            raise RunnerApiUnavailableError(method, path, self.attempts, str(exc)) from None
+
+    def _request_once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(
+            self.api_url + path, data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            message = _error_message(exc.read())
+            if exc.code >= 500:
+                logger.warning("runner_api.retry", method=method, path=path, status=exc.code)
+                raise _Retryable(f"HTTP {exc.code} {message}".strip()) from None
+            raise RunnerApiError(method, path, exc.code, message) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            logger.warning("runner_api.retry", method=method, path=path, error=str(reason))
+            raise _Retryable(str(reason)) from None
+        return json.loads(payload) if payload else None
+
+
+def run_from_api(
+    client: RunnerClient,
+    *,
+    data_source_id: int,
+    run_id: str | None,
+    worker: str,
+    run: RunFunction,
+) -> tuple[dict[str, Any], bool]:
+    """Fetch the job of `run_id`, run it with `run` (`etl.run`), report the outcome.
+
+    While the job runs, a daemon thread posts a heartbeat with the progress every
+    `heartbeat_interval_s` seconds. An engine error is reported as
+    `{"status": "failed", "error_class", "error", "transient"}`; an error before the run
+    started (refused token, finished run) is returned without reporting.
+
+    Returns:
+        `(document, succeeded)`: the RunResult JSON as reported (`status` succeeded), or the
+        failure document (also when the report itself could not be delivered).
+    """
+    try:
+        runner_job = client.fetch_job(data_source_id=data_source_id, run_id=run_id, worker=worker)
+    except EtlError as exc:
+        return _failure(exc), False
+    log = logger.bind(run_id=runner_job.run_id, data_source_id=data_source_id)
+    heartbeat = _Heartbeat(
+        client, run_id=runner_job.run_id, interval_s=runner_job.heartbeat_interval_s
+    )
+    heartbeat.start()
+    try:
+        result = run(
+            runner_job.job,
+            runner_job.state,
+            run_id=uuid.UUID(runner_job.run_id).hex,
+            progress=heartbeat.progress,
+        )
+        document: dict[str, Any] = json.loads(result.model_dump_json(by_alias=True))
+        succeeded = True
+    except KeyboardInterrupt as exc:
+        document = _failure(exc, "interrupted before the load committed; nothing was written")
+        succeeded = False
+    except Exception as exc:  # noqa: BLE001  runner boundary: report every failure, then exit 1
+        document, succeeded = _failure(exc), False
+    finally:
+        heartbeat.stop()
+    try:
+        client.report(run_id=runner_job.run_id, report=document)
+    except EtlError as exc:
+        log.error("runner.report_failed", error_class=type(exc).__name__, error=str(exc))
+        return {**document, "status": "failed", "report_error": str(exc)}, False
+    log.info("runner.reported", status=document["status"])
+    return document, succeeded
+
+
+def _failure(exc: BaseException, message: str | None = None) -> dict[str, Any]:
+    return {
+        "status": "failed",
+        "error_class": type(exc).__name__,
+        "error": message or str(exc) or repr(exc),
+        "transient": isinstance(exc, TransientError),
+    }
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")[:300]
+    if isinstance(data, dict):
+        return str(data.get("message") or data.get("detail") or "")[:300]
+    return str(data)[:300]
+
+
+class _Heartbeat:
+    """Post the latest progress every `interval_s` seconds from a daemon thread until stopped;
+    a failed post is logged and the next one tried."""
+
+    def __init__(self, client: RunnerClient, *, run_id: str, interval_s: float) -> None:
+        self.client, self.run_id, self.interval_s = client, run_id, interval_s
+        self.rows = self.nbytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="etl-runner-heartbeat", daemon=True)
+
+    def progress(self, rows: int, nbytes: int) -> None:
+        self.rows, self.nbytes = rows, nbytes
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.client.heartbeat(
+                    run_id=self.run_id, progress_rows=self.rows, progress_bytes=self.nbytes
+                )
+            except EtlError as exc:
+                logger.warning("runner.heartbeat_failed", run_id=self.run_id, error=str(exc))

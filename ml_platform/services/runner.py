@@ -1,0 +1,194 @@
+"""The control-plane side of Cloud Run Job mode: hand a runner its job, record what it reports.
+
+A runner (`python -m etl run --data-source-id N --run-id R`) starts the run and gets its
+JobConfig (secrets resolved) and engine state from `etl_run_runner_start`, sends heartbeats
+through `etl_run_heartbeat`, and reports the RunResult (or its failure) to `etl_run_report`,
+which commits exactly as the Celery path does (`etl_run_succeed` / `etl_run_fail`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+import etl
+from ml_platform.exceptions import ApplicationError
+from ml_platform.models import DataSource, EtlRun
+from ml_platform.services.job_config import job_config_build, job_config_data
+from ml_platform.services.runs import etl_run_create, etl_run_fail, etl_run_start, etl_run_succeed
+from ml_platform.services.state import sync_state_get_engine
+
+logger = structlog.get_logger(__name__)
+
+RUN_NOT_ACTIVE = (
+    "Run {run_id} is {status}; the runner may start it or report on it only while it is queued "
+    "or running."
+)
+RUN_OF_OTHER_SOURCE = "Run {run_id} belongs to data source {other_id}, not {source_id}."
+SOURCE_BUSY = (
+    "Data source {source_id} already has run {run_id} {status}; pass its run id or wait until "
+    "it finishes."
+)
+RESULT_OF_OTHER_RUN = "The result is of run {result_run_id}, not of run {run_id}."
+RESULT_INVALID = "Invalid run result: {error}"
+RUNNER_ERROR_CLASS = "RunnerError"
+"""`error_class` recorded when a runner's failure report names none."""
+
+
+class RunNotActiveError(ApplicationError):
+    """The run already finished (or another run is active): the API answers 409."""
+
+
+@dataclass(frozen=True)
+class RunnerJob:
+    """What a runner needs to execute one run."""
+
+    run: EtlRun
+    job: dict[str, Any]
+    """The config contract (DESIGN.md §4), validated, secrets in plain text."""
+    state: etl.SyncState
+
+
+def etl_run_runner_start(
+    *, data_source: DataSource, run_uid: uuid.UUID | None, worker: str
+) -> RunnerJob:
+    """Mark the run running by `worker` and return its job config and engine state.
+
+    Args:
+        data_source: the source the runner was started for.
+        run_uid: the run (`EtlRun.uid`) the executor triggered; None starts a new run (trigger
+            `cli`) unless the source already has one queued or running.
+        worker: the runner's name (Cloud Run execution, or host:pid), kept on the run.
+
+    Returns:
+        The running run, its JobConfig data and the state after its source's last success.
+
+    Raises:
+        EtlRun.DoesNotExist: no run has `run_uid`.
+        ApplicationError: the run belongs to another data source.
+        RunNotActiveError: the run already finished, or (no `run_uid`) another run is active.
+        etl.ConfigError / CredentialsUnreadableError: the stored config is unusable; the run
+            was marked failed with it.
+    """
+    if run_uid is None:
+        run, created = etl_run_create(data_source=data_source, trigger=EtlRun.Trigger.CLI)
+        if not created:
+            raise RunNotActiveError(
+                SOURCE_BUSY.format(source_id=data_source.id, run_id=run.uid, status=run.status)
+            )
+    else:
+        run = EtlRun.objects.get(uid=run_uid)
+        if run.data_source_id != data_source.id:
+            raise ApplicationError(
+                RUN_OF_OTHER_SOURCE.format(
+                    run_id=run.uid, other_id=run.data_source_id, source_id=data_source.id
+                )
+            )
+    run, started = etl_run_start(run=run, worker=worker)
+    if not started:
+        raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
+    try:
+        job_config_build(data_source=run.data_source)
+        job = job_config_data(data_source=run.data_source)
+        state = sync_state_get_engine(data_source=run.data_source)
+    except etl.EtlError as exc:
+        etl_run_fail(run=run, exc=exc)
+        raise
+    logger.info(
+        "etl_run.runner_started",
+        run_id=run.id,
+        data_source_id=data_source.id,
+        worker=worker,
+        attempt=run.attempts,
+    )
+    return RunnerJob(run=run, job=job, state=state)
+
+
+def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes: int) -> EtlRun:
+    """Refresh a running run's heartbeat (`updated_at`) and progress counters (rows, bytes).
+
+    Raises:
+        EtlRun.DoesNotExist: no run has `run_uid`.
+        RunNotActiveError: the run is not running (e.g. the reaper failed it).
+    """
+    updated = EtlRun.objects.filter(uid=run_uid, status=EtlRun.Status.RUNNING).update(
+        updated_at=timezone.now(), progress_rows=progress_rows, progress_bytes=progress_bytes
+    )
+    run = EtlRun.objects.get(uid=run_uid)
+    if not updated:
+        raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
+    return run
+
+
+def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRun, bool]:
+    """Record a runner's outcome of run `run_uid`, as the Celery path records its own.
+
+    `report` is the RunResult JSON `python -m etl run` prints (`status: succeeded`): the state,
+    file ledger and counts are committed in one transaction by `etl_run_succeed`. Or a failure
+    `{"status": "failed", "error_class", "error"}`: the run is failed by `etl_run_fail` (secrets
+    removed from the message) and sync state is untouched.
+
+    Args:
+        run_uid: `EtlRun.uid`.
+        report: the runner's JSON document.
+
+    Returns:
+        `(run, recorded)`: `recorded` False when the run had already finished with this same
+        outcome (a repeated report), which changes nothing.
+
+    Raises:
+        EtlRun.DoesNotExist: no run has `run_uid`.
+        ApplicationError: the report is not a RunResult or failure, or is of another run.
+        RunNotActiveError: the run already finished with another outcome.
+    """
+    run = EtlRun.objects.get(uid=run_uid)
+    failed = report.get("status") == "failed"
+    result: etl.RunResult | None = None
+    error_class = error_message = ""
+    if failed:
+        error_class = str(report.get("error_class") or RUNNER_ERROR_CLASS)
+        error_message = str(report.get("error") or error_class)
+    else:
+        try:
+            result = etl.RunResult.model_validate(report)
+        except pydantic.ValidationError as exc:
+            raise ApplicationError(
+                RESULT_INVALID.format(error=exc.errors(include_url=False, include_input=False))
+            ) from None
+        if result.run_id not in (run.uid.hex, str(run.uid)):
+            raise ApplicationError(
+                RESULT_OF_OTHER_RUN.format(result_run_id=result.run_id, run_id=run.uid)
+            )
+    with transaction.atomic():
+        run = (
+            EtlRun.objects.select_for_update()
+            .select_related("data_source__connection")
+            .get(pk=run.pk)
+        )
+        if run.status in EtlRun.ACTIVE_STATUSES:
+            if result is not None:
+                run = etl_run_succeed(run=run, result=result)
+            else:
+                run = etl_run_fail(run=run, error_class=error_class, error_message=error_message)
+            logger.info("etl_run.reported", run_id=run.id, status=run.status)
+            return run, True
+        if _same_outcome(run=run, result=result, error_class=error_class):
+            logger.info("etl_run.report_repeated", run_id=run.id, status=run.status)
+            return run, False
+    raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
+
+
+def _same_outcome(*, run: EtlRun, result: etl.RunResult | None, error_class: str) -> bool:
+    if result is None:
+        return run.status == EtlRun.Status.FAILED and run.error_class == error_class[:255]
+    return run.status == EtlRun.Status.SUCCEEDED and (
+        run.rows_extracted,
+        run.rows_loaded,
+        run.bytes_extracted,
+    ) == (result.rows_extracted, result.rows_loaded, result.bytes_extracted)
