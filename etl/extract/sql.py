@@ -47,6 +47,10 @@ class SqlExtractor(Extractor):
         """Return a cursor value as the driver binds it (dialects override for time zones)."""
         return value
 
+    def warnings(self) -> list[str]:
+        """Return what the read changed and the run should report (e.g. invalid dates)."""
+        return []
+
     @abstractmethod
     def translate_error(self, exc: Exception) -> Exception | None:
         """Return the engine error for a driver exception, or None if it is not a driver error."""
@@ -171,6 +175,7 @@ class SqlExtraction(Extraction):
             raise translated from exc
         if self.window is not None:
             self.stats.rows_skipped = self.window.rows_skipped
+        self.stats.warnings.extend(self.extractor.warnings())
         if not yielded:
             yield pa.RecordBatch.from_pylist([], schema=self.schema)  # the table gets its columns
 
