@@ -319,3 +319,28 @@ def test_cloud_run_execution_runs_postgres_job(
         assert conn.execute("SELECT count(*), count(DISTINCT id) FROM raw.events").fetchone() == (
             5, 5,
         )  # fmt: skip
+
+
+def test_heartbeat_refreshes_running_run_only(runner_token: str, csv_source: DataSource) -> None:
+    """A heartbeat of a running run stores its progress (rows, bytes) and refreshes
+    `updated_at` (204); once the run finished it is refused (409) and changes nothing."""
+    run, _ = etl_run_create(data_source=csv_source, trigger=EtlRun.Trigger.API)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {runner_token}")
+    url = f"/api/etl/runs/{run.uid}/heartbeat/"
+    assert (
+        client.get(f"/api/etl/sources/{csv_source.id}/config/?run_id={run.uid}").status_code == 200
+    )
+    before = EtlRun.objects.get(pk=run.pk).updated_at
+
+    beat = client.post(url, {"progress_rows": 3, "progress_bytes": 120}, format="json")
+    run.refresh_from_db()
+    assert (beat.status_code, run.progress_rows, run.progress_bytes) == (204, 3, 120)
+    assert run.updated_at > before
+
+    EtlRun.objects.filter(pk=run.pk).update(status="failed")
+    late = client.post(url, {"progress_rows": 4}, format="json")
+    assert (late.status_code, late.json()["message"]) == (
+        409, RUN_NOT_ACTIVE.format(run_id=run.uid, status="failed"),
+    )  # fmt: skip
+    assert EtlRun.objects.get(pk=run.pk).progress_rows == 3
