@@ -11,7 +11,7 @@ import datetime as dt
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 
@@ -138,11 +138,12 @@ class DuckDbLoader(Loader):
                     [request.replace_files],
                 )
             params = [request.run_id, loaded_at]
-            stream = _Stream(request.on_batch)
+            stream = _Stream()
+            reported = 0
             # one INSERT per run of same-schema batches, streamed from a RecordBatchReader: DuckDB
             # then writes full row groups out under its memory limit instead of holding every
             # inserted batch until the commit
-            for _, group in itertools.groupby(request.batches, key=lambda batch: batch.schema):
+            for _, group in itertools.groupby(request.batches, key=_InsertGroups()):
                 first = next(group)  # noqa: B031  each group is consumed once, in order
                 rest = group  # noqa: B031
                 connection.register("_etl_probe", first)
@@ -167,6 +168,11 @@ class DuckDbLoader(Loader):
                     params,
                 )
                 connection.unregister("_etl_batch")
+                if request.on_batch:
+                    # progress is reported from this thread, between INSERTs: DuckDB pulls the
+                    # stream from its own threads, where a caller's callback must not run
+                    request.on_batch(stream.rows - reported)
+                reported = stream.rows
             rows = stream.rows
             if replace:
                 if not columns:
@@ -251,21 +257,38 @@ def _select(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str:
     return ", ".join(items)
 
 
+INSERT_GROUP_ROWS = 500_000
+"""Rows streamed through one INSERT at most (progress is reported between INSERTs)."""
+
+
+class _InsertGroups:
+    """`itertools.groupby` key: a new group when the schema changes or a group is full."""
+
+    def __init__(self) -> None:
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+        self.index = 0
+
+    def __call__(self, batch: pa.RecordBatch) -> int:
+        if batch.schema != self.schema or self.rows >= INSERT_GROUP_ROWS:
+            self.schema, self.rows = batch.schema, 0
+            self.index += 1
+        self.rows += batch.num_rows
+        return self.index
+
+
 class _Stream:
     """Counts the rows DuckDB pulls and keeps the exception the producer raised, which DuckDB
     would otherwise report as its own InvalidInputException."""
 
-    def __init__(self, on_batch: Callable[[int], None] | None) -> None:
+    def __init__(self) -> None:
         self.rows = 0
-        self.on_batch = on_batch
         self.error: BaseException | None = None
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         try:
             for batch in batches:
                 self.rows += batch.num_rows
-                if self.on_batch:
-                    self.on_batch(batch.num_rows)
                 yield batch
         except BaseException as exc:
             self.error = exc
