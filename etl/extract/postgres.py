@@ -8,6 +8,7 @@ precision and scale, json/jsonb -> JSON-marked strings).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -39,7 +40,7 @@ NATIVE_TYPES = frozenset({
 
 
 AUTH_FAILURES = (
-    "password authentication failed", "no pg_hba.conf entry", "does not exist", "permission denied",
+    "password authentication failed", "no pg_hba.conf entry", "permission denied",
     "no password supplied", "authentication failed",
 )
 """libpq/server messages a retry cannot fix (wrong credentials, role or database missing)."""
@@ -47,6 +48,7 @@ NETWORK_FAILURES = (
     "connection refused", "could not connect", "timeout expired", "timed out",
     "server closed the connection", "could not translate host name", "connection reset",
     "the database system is starting up", "too many connections",
+    "terminating connection", "server terminated abnormally",
 )
 """Messages of failures a retry may get past."""
 
@@ -134,14 +136,19 @@ class PostgresExtractor(SqlExtractor):
             import adbc_driver_manager
         except ModuleNotFoundError:  # pragma: no cover
             return None
-        if not isinstance(exc, adbc_driver_manager.Error):
+        # a connection lost while a result streams surfaces from the Arrow reader as an OSError
+        # carrying libpq's message, not as an adbc_driver_manager.Error
+        from_stream = isinstance(exc, OSError) and str(exc).startswith("[libpq]")
+        if not isinstance(exc, adbc_driver_manager.Error) and not from_stream:
             return None
         message = _first_line(exc)
         password = self.job.connection_params.get("password")
         if password:
             message = message.replace(str(password), "***").replace(quote(str(password), safe=""), "***")
         lowered = message.lower()
-        if any(text in lowered for text in AUTH_FAILURES):
+        if any(text in lowered for text in AUTH_FAILURES) or re.search(
+            r'(role|database) ".*" does not exist', lowered
+        ):
             return SourceAuthError(self.source_label, message)
         if any(text in lowered for text in NETWORK_FAILURES):
             return SourceUnavailableError(self.source_label, message)
