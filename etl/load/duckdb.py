@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import os
 import re
+import threading
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -143,7 +144,7 @@ class DuckDbLoader(Loader):
             # one INSERT per run of same-schema batches, streamed from a RecordBatchReader: DuckDB
             # then writes full row groups out under its memory limit instead of holding every
             # inserted batch until the commit
-            for _, group in itertools.groupby(request.batches, key=_InsertGroups()):
+            for _, group in itertools.groupby(request.batches, key=lambda batch: batch.schema):
                 first = next(group)  # noqa: B031  each group is consumed once, in order
                 rest = group  # noqa: B031
                 connection.register("_etl_probe", first)
@@ -162,17 +163,16 @@ class DuckDbLoader(Loader):
                 connection.register(
                     "_etl_batch", pa.RecordBatchReader.from_batches(first.schema, batches)
                 )
-                connection.execute(
+                reported = _execute_reporting(
+                    connection,
                     f"INSERT INTO {write_to} BY NAME SELECT {_select(first.schema, cast_to)} "
                     "FROM _etl_batch",
                     params,
+                    stream,
+                    reported,
+                    request.on_batch,
                 )
                 connection.unregister("_etl_batch")
-                if request.on_batch:
-                    # progress is reported from this thread, between INSERTs: DuckDB pulls the
-                    # stream from its own threads, where a caller's callback must not run
-                    request.on_batch(stream.rows - reported)
-                reported = stream.rows
             rows = stream.rows
             if replace:
                 if not columns:
@@ -257,24 +257,36 @@ def _select(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str:
     return ", ".join(items)
 
 
-INSERT_GROUP_ROWS = 500_000
-"""Rows streamed through one INSERT at most (progress is reported between INSERTs)."""
+PROGRESS_INTERVAL_S = 0.5
+"""Seconds between progress reports while an INSERT streams."""
 
 
-class _InsertGroups:
-    """`itertools.groupby` key: a new group when the schema changes or a group is full."""
+def _execute_reporting(connection, sql, params, stream, reported, on_batch):  # type: ignore[no-untyped-def]
+    """Run `sql` in a helper thread while this thread reports the rows DuckDB has pulled from
+    `stream`; return the rows reported so far.
 
-    def __init__(self) -> None:
-        self.schema: pa.Schema | None = None
-        self.rows = 0
-        self.index = 0
+    DuckDB pulls the batch stream from its own threads, where the caller's progress callback
+    must not run (it may write to a database whose connections are per thread); the callback
+    runs here, in the caller's thread, every PROGRESS_INTERVAL_S.
+    """
+    outcome: dict[str, BaseException] = {}
 
-    def __call__(self, batch: pa.RecordBatch) -> int:
-        if batch.schema != self.schema or self.rows >= INSERT_GROUP_ROWS:
-            self.schema, self.rows = batch.schema, 0
-            self.index += 1
-        self.rows += batch.num_rows
-        return self.index
+    def execute() -> None:
+        try:
+            connection.execute(sql, params)
+        except BaseException as exc:  # noqa: BLE001  re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=execute, name="etl-duckdb-insert", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(PROGRESS_INTERVAL_S)
+        if on_batch and stream.rows > reported:
+            on_batch(stream.rows - reported)
+            reported = stream.rows
+    if "error" in outcome:
+        raise outcome["error"]
+    return reported
 
 
 class _Stream:
