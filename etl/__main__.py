@@ -3,6 +3,18 @@
 Prints the RunResult as JSON on stdout (`status`, `rows_extracted`, `rows_loaded`, `state`, ...)
 and writes the new state to `--state` (atomically) only after the load has committed. Exit code
 0 on success, 1 on a failed run (the error as JSON on stdout), 2 on bad arguments.
+
+Cloud Run Job mode: `python -m etl run --data-source-id N [--run-id R] [--api-url URL]` gets the
+job and state from the control plane at `--api-url` (default: env `ETL_API_URL`) with the
+runner credential in env `ETL_RUNNER_TOKEN`, runs it, reports the RunResult (or the failure)
+back, and prints it (`etl.runner_client`). The control plane stores the state; `--state` is not
+used. The run is named after env `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_INDEX` when set.
+
+Test-only fault injection: with `ETL_FAULT_INJECT=<phase>[:N[:stop]]` set, the process SIGKILLs
+itself (with `:stop`, SIGSTOPs itself, so a test can break a connection and SIGCONT it) the Nth
+time (default 1st) the run reaches `<phase>` (see `etl.pipeline.FaultHook`:
+`extract.batch`, `load.batch`, `load.before_commit`, `catalog.swap`, `load.after_commit`). Only
+this entry point reads it; the library gets a callback. tests/etl/test_faults.py uses it.
 """
 
 from __future__ import annotations
@@ -10,9 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,12 +35,23 @@ from etl.config import JobConfig, config_error_from
 from etl.exceptions import ConfigError, EtlError, TransientError
 from etl.state import SyncState
 
+FAULT_INJECT_ENV = "ETL_FAULT_INJECT"
+RUNNER_TOKEN_ENV = "ETL_RUNNER_TOKEN"
+API_URL_ENV = "ETL_API_URL"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m etl", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run one job")
-    run_parser.add_argument("--config", type=Path, required=True, help="JobConfig JSON file")
+    source = run_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="JobConfig JSON file")
+    source.add_argument(
+        "--data-source-id", type=int, help="Cloud Run Job mode: get the job from the control plane"
+    )
+    run_parser.add_argument(
+        "--api-url", default=os.environ.get(API_URL_ENV, ""), help=f"control plane (${API_URL_ENV})"
+    )
     run_parser.add_argument(
         "--state", type=Path, help="state JSON file; read if it exists, written after success"
     )
@@ -36,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     from etl.pipeline import run
 
     configure_logging()
+    if args.data_source_id is not None:
+        return _run_from_api(parser, args, run)
     try:
         job = JobConfig.parse(json.loads(args.config.read_text()))
         state = _read_state(args.state)
-        result = run(job, state, run_id=args.run_id)
+        result = run(job, state, run_id=args.run_id, fault_hook=_fault_hook(os.environ))
     except (EtlError, OSError, json.JSONDecodeError) as exc:
         _print_failure(exc)
         return 1
@@ -50,6 +78,59 @@ def main(argv: list[str] | None = None) -> int:
         _write_atomically(args.state, result.state.model_dump_json(indent=2))
     print(result.model_dump_json(by_alias=True, indent=2))
     return 0
+
+
+def _run_from_api(parser: argparse.ArgumentParser, args: argparse.Namespace, run: Any) -> int:
+    import functools
+    import socket
+
+    from etl.runner_client import RunnerClient, run_from_api
+
+    token = os.environ.get(RUNNER_TOKEN_ENV, "").strip()
+    if not token:
+        parser.error(f"--data-source-id needs the runner credential in ${RUNNER_TOKEN_ENV}")
+    if not args.api_url:
+        parser.error(f"--data-source-id needs --api-url or ${API_URL_ENV}")
+    execution = os.environ.get("CLOUD_RUN_EXECUTION")
+    worker = (
+        f"{execution}/{os.environ.get('CLOUD_RUN_TASK_INDEX', '0')}"
+        if execution
+        else f"{socket.gethostname()}:{os.getpid()}"
+    )
+    document, succeeded = run_from_api(
+        RunnerClient(args.api_url, token),
+        data_source_id=args.data_source_id,
+        run_id=args.run_id,
+        worker=worker,
+        run=functools.partial(run, fault_hook=_fault_hook(os.environ)),
+    )
+    print(json.dumps(document, indent=2))
+    if succeeded:
+        return 0
+    return 130 if document.get("error_class") == "KeyboardInterrupt" else 1
+
+
+def _fault_hook(environ: Mapping[str, str]) -> Callable[[str], None] | None:
+    """Return the hook `ETL_FAULT_INJECT=<phase>[:N[:stop]]` asks for, or None when unset."""
+    spec = environ.get(FAULT_INJECT_ENV, "").strip()
+    if not spec:
+        return None
+    phase, _, rest = spec.partition(":")
+    nth, _, action = rest.partition(":")
+    target = int(nth or 1)
+    fault_signal = signal.SIGSTOP if action == "stop" else signal.SIGKILL
+    seen = 0
+
+    def hook(reached: str) -> None:
+        nonlocal seen
+        if reached != phase:
+            return
+        seen += 1
+        if seen == target:
+            sys.stdout.flush()
+            os.kill(os.getpid(), fault_signal)
+
+    return hook
 
 
 def _read_state(path: Path | None) -> SyncState:

@@ -21,6 +21,14 @@ logger = structlog.get_logger(__name__)
 ProgressCallback = Callable[[int, int], None]
 """Called with (rows loaded so far, bytes extracted so far) after each batch."""
 
+FaultHook = Callable[[str], None]
+"""Test-only: called with the name of each phase a run passes, so fault-injection tests can kill
+the process at a chosen point. Phases: `extract.batch` (a batch was read, not yet handed to the
+loader), `load.batch` (the loader reports rows written, uncommitted), `load.before_commit`
+(all rows written, the destination commit not yet run), `catalog.swap` (BigQuery snapshot: the table was
+swapped in, the load log not yet written), `load.after_commit` (the destination committed, the
+caller has not stored the new state yet)."""
+
 
 def run(
     job: JobConfig,
@@ -28,6 +36,7 @@ def run(
     *,
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
+    fault_hook: FaultHook | None = None,
 ) -> RunResult:
     """Run one job: read what is new since `state`, load it, return the state to keep.
 
@@ -40,6 +49,8 @@ def run(
         state: the state after the last successful run; None or empty for a first run.
         run_id: id stamped on every loaded row (`_etl_run_id`); a new UUID4 hex when None.
         progress: optional callback `(rows_loaded, bytes_extracted)` after each batch.
+        fault_hook: test-only callback named with each phase reached (`FaultHook`); None in
+            production.
 
     Returns:
         RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
@@ -54,6 +65,10 @@ def run(
     run_id = run_id or uuid.uuid4().hex
     state = state or SyncState()
     log = logger.bind(run_id=run_id, source_type=job.source_type, table=job.dest_table_name)
+
+    def fault(phase: str) -> None:
+        if fault_hook is not None:
+            fault_hook(phase)
 
     loader = get_loader(job.destination.type)(job.destination)
     reconciled = None
@@ -74,10 +89,12 @@ def run(
             for batch in extraction.batches():
                 counters["rows_extracted"] += batch.num_rows
                 counters["bytes"] += batch.nbytes
+                fault("extract.batch")
                 yield transformer.transform(batch, extraction.current_file)
 
         def on_batch(rows: int) -> None:
             counters["rows_loaded"] += rows
+            fault("load.batch")
             if progress:
                 progress(counters["rows_loaded"], counters["bytes"])
 
@@ -86,6 +103,7 @@ def run(
                 update={"column_map": transformer.column_map, "last_run_id": run_id}
             )
             committed.append(new_state)
+            fault("load.before_commit")
             return new_state
 
         request = LoadRequest(
@@ -96,8 +114,11 @@ def run(
             finalize=finalize,
             replace_files=extraction.replaced_files,
             on_batch=on_batch,
+            fault_hook=fault,
+            rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
         )
         loaded = loader.load(request)
+        fault("load.after_commit")
         stats = extraction.stats
 
     finished = dt.datetime.now(dt.UTC)
@@ -107,6 +128,7 @@ def run(
         rows_extracted=counters["rows_extracted"] + stats.rows_skipped,
         rows_loaded=loaded.rows_loaded,
         rows_skipped=stats.rows_skipped,
+        rows_rejected=len(extraction.rejects.rows),
         bytes_extracted=counters["bytes"],
         files_loaded=stats.files,
         files_skipped=stats.files_skipped,

@@ -119,6 +119,8 @@ class RunResult(BaseModel):
     rows_loaded: int = 0
     rows_skipped: int = 0
     """Rows read again (watermark ties, look-back window) and not loaded because already loaded."""
+    rows_rejected: int = 0
+    """Rows set aside in `<table>__rejected` under `on_bad_rows: quarantine` (not loaded)."""
     bytes_extracted: int = 0
     files_loaded: list[str] = Field(default_factory=list)
     files_skipped: int = 0

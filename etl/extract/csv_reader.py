@@ -23,6 +23,7 @@ import pyarrow.csv as pa_csv
 
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
+from etl.extract.base import Rejects
 
 Opener = Callable[[], IO[bytes]]
 
@@ -105,8 +106,14 @@ def _leading_zero(values: pa.Array) -> bool:
     return bool(pc.any(pc.match_substring_regex(values.filter(starts), _LEADING_ZERO)).as_py())
 
 
-def read_csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
+def read_csv(
+    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
+) -> Iterator[pa.RecordBatch]:
     """Yield the typed batches of one CSV file (see the module docstring).
+
+    With `rejects` (`on_bad_rows: quarantine`), rows with the wrong number of fields and rows
+    with a value that does not convert to its `column_types` type are left out of the batches
+    and added to `rejects` (line numbers found by a diagnostic re-read once the file is done).
 
     Raises:
         pa.ArrowInvalid: malformed CSV (the caller locates the line and column).
@@ -119,6 +126,9 @@ def read_csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[p
         escape_char=options.escape_char or False,
         newlines_in_values=options.allow_quoted_newlines,
     )
+    if rejects is not None:
+        # ragged rows are skipped here and located by the diagnostic pass
+        parse_options.invalid_row_handler = lambda row: "skip"
     names = _column_names(opener, options, parse_options)
     if names is None:
         return
@@ -131,7 +141,73 @@ def read_csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[p
             file=key,
         )
     types = _infer(opener, options, parse_options, names, overrides)
-    yield from _read(opener, options, parse_options, names, types)
+    if rejects is None:
+        yield from _read(opener, options, parse_options, names, types)
+        return
+    skipped: list[str] = []
+    parse_options.invalid_row_handler = lambda row: skipped.append(row.text) or "skip"
+    bad_values: list[tuple[int, str, str]] = []  # (good-row index, column, reason)
+    text_types = {name: pa.string() if name in overrides else kind for name, kind in types.items()}
+    first = 0
+    for batch in _read(opener, options, parse_options, names, text_types):
+        keep = None
+        for name, target in overrides.items():
+            column = batch.column(name)
+            try:
+                pc.cast(column, target, safe=True)
+                continue
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+            for index, value in enumerate(column.to_pylist()):
+                if value is None or (keep is not None and not keep[index]):
+                    continue
+                try:
+                    pa.array([value]).cast(target, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    keep = keep or [True] * batch.num_rows
+                    keep[index] = False
+                    bad_values.append((first + index, name,
+                                       f"value {value!r} is not a valid {options.column_types[name]}"))
+        first += batch.num_rows
+        if keep is not None:
+            batch = batch.filter(pa.array(keep))
+        yield pa.RecordBatch.from_arrays(
+            [col.cast(types[name]) if name in overrides else col
+             for name, col in zip(batch.schema.names, batch.columns, strict=True)],
+            names=batch.schema.names,
+        )
+    if skipped or bad_values:
+        _locate_rejects(opener, key, options, len(names), bad_values, rejects)
+
+
+def _locate_rejects(
+    opener: Opener, key: str, options: FileFormatOptions, width: int,
+    bad_values: list[tuple[int, str, str]], rejects: Rejects,
+) -> None:
+    """Re-read the file to add its ragged rows and `bad_values` (by index among the well-formed
+    rows) to `rejects` with their line numbers."""
+    import io
+
+    from etl.extract.formats import _csv_rows
+
+    by_index = {index: (column, reason) for index, column, reason in bad_values}
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
+        rows = _csv_rows(text, options)
+        if options.has_header:
+            next(rows, None)
+        index = 0
+        for line, row in rows:
+            if not isinstance(row, list) or not row:
+                continue
+            record = options.delimiter.join(row)
+            if len(row) != width:
+                rejects.add(key, line, None, f"expected {width} fields, got {len(row)}", record)
+                continue
+            if index in by_index:
+                column, reason = by_index[index]
+                rejects.add(key, line, column, reason, record)
+            index += 1
 
 
 def _read_options(options: FileFormatOptions, names: list[str] | None) -> pa_csv.ReadOptions:

@@ -88,6 +88,7 @@ class FileExtraction(Extraction):
                     obj.key,
                     job.file_format_options,
                     job.chunk_size,
+                    self.rejects if job.on_bad_rows == "quarantine" else None,
                 ):
                     rows += batch.num_rows
                     yield batch.append_column(

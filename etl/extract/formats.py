@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
+from etl.extract.base import Rejects
 
 BLOCK_SIZE = 4 << 20
 """Bytes of text parsed per block by the CSV/JSONL readers (types are inferred from the first;
@@ -30,7 +31,8 @@ Opener = Callable[[], IO[bytes]]
 
 
 def read_batches(
-    fmt: str, opener: Opener, key: str, options: FileFormatOptions, chunk_size: int
+    fmt: str, opener: Opener, key: str, options: FileFormatOptions, chunk_size: int,
+    rejects: Rejects | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows of one file.
 
@@ -40,12 +42,15 @@ def read_batches(
         key: the file's name in messages.
         options: the job's `file_format_options`.
         chunk_size: maximum rows per batch.
+        rejects: `on_bad_rows: quarantine`: CSV rows that do not parse or convert go here
+            instead of failing the run (other formats still fail).
 
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
     """
     reader = {"csv": _csv, "parquet": _parquet, "json": _json_array, "jsonl": _jsonl}[fmt]
-    for batch in reader(opener, key, options):
+    batches = _csv(opener, key, options, rejects) if fmt == "csv" else reader(opener, key, options)
+    for batch in batches:
         batch = _unique_names(batch)
         for offset in range(0, batch.num_rows, chunk_size):
             yield batch.slice(offset, chunk_size)
@@ -71,11 +76,13 @@ def unique_names(raw: list[str]) -> list[str]:
     return names
 
 
-def _csv(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
+def _csv(
+    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
+) -> Iterator[pa.RecordBatch]:
     from etl.extract.csv_reader import read_csv
 
     try:
-        for batch in read_csv(opener, key, options):
+        for batch in read_csv(opener, key, options, rejects):
             binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
             if binary:  # Arrow reads text that is not valid UTF-8 as binary
                 raise _locate_encoding_error(opener, key, options, binary[0])
@@ -142,6 +149,7 @@ def _is_empty(handle: IO[bytes]) -> bool:
 
 
 _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
+_DECIMAL_CONVERSION = re.compile(r"In CSV column #(\d+): The string '(.*)' is not a valid (\S+) number")
 _PARSE = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
@@ -152,7 +160,11 @@ QUOTED_NEWLINE_HINT = (
 
 def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, message: str) -> BadInputError:
     """Re-read the file with Python's csv module to find the line and column `message` is about."""
-    conversion = _CONVERSION.search(message)
+    conversion: tuple[int, str, str] | None = None  # column index, type, value
+    if match := _CONVERSION.search(message):
+        conversion = (int(match.group(1)), match.group(2), match.group(3))
+    elif match := _DECIMAL_CONVERSION.search(message):
+        conversion = (int(match.group(1)), match.group(3), match.group(2))
     hint = "" if options.allow_quoted_newlines else QUOTED_NEWLINE_HINT
     with opener() as raw:
         text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
@@ -166,7 +178,7 @@ def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, mess
                     continue
             names = header if options.has_header else [f"column_{i + 1}" for i in range(len(header))]
             if conversion:
-                index, type_name, value = int(conversion.group(1)), conversion.group(2), conversion.group(3)
+                index, type_name, value = conversion
                 if index < len(row) and row[index] == value:
                     return BadInputError(
                         f"value {value!r} is not a valid {type_name}",
@@ -241,7 +253,47 @@ def _jsonl(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.
                     zoned = _utc_text_fields(opener, options.encoding, naive)
                 yield _as_utc(batch, zoned) if naive and zoned else batch
         except pa.ArrowInvalid as exc:
+            if "changed from" in str(exc):
+                located = _locate_jsonl_type_change(opener, key, options.encoding)
+                if located is not None:
+                    raise located from exc
             raise BadInputError(f"invalid JSON lines ({exc})", file=key) from exc
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+def _locate_jsonl_type_change(opener: Opener, key: str, encoding: str) -> BadInputError | None:
+    """Find the first line whose top-level field holds another kind of value (number, string,
+    boolean, object, array) than the lines before it."""
+    import json
+
+    kinds: dict[str, str] = {}
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace")
+        for number, line in enumerate(text, start=1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            for name, value in record.items():
+                if value is None:
+                    continue
+                kind = _json_kind(value)
+                earlier = kinds.setdefault(name, kind)
+                if kind != earlier:
+                    return BadInputError(
+                        f"a {kind} where earlier lines have a {earlier}", file=key, line=number,
+                        column=name,
+                    )
+    return None
 
 
 _UTC_TEXT = re.compile(r"\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?Z$")

@@ -13,6 +13,7 @@ from etl.state import SyncState
 
 RUN_ID_COLUMN = "_etl_run_id"
 LOADED_AT_COLUMN = "_etl_loaded_at"
+REJECTED_SUFFIX = "__rejected"
 LOAD_LOG_TABLE = "_etl_loads"
 """Destination table recording, per committed load, the run id and the state it leads to."""
 
@@ -33,6 +34,12 @@ class LoadRequest:
     """Source files whose earlier rows (by `_etl_source_file`) are deleted in the same commit."""
     on_batch: Callable[[int], None] | None = None
     """Progress callback, called with the rows of each batch loaded (not yet committed)."""
+    rejected_rows: Callable[[], pa.Table] | None = None
+    """`on_bad_rows: quarantine`: called after `finalize()`; its rows (`REJECTED_SCHEMA`) are
+    appended to `<table>__rejected` (with `_etl_run_id`, `_etl_loaded_at`) in the same commit."""
+    fault_hook: Callable[[str], None] | None = None
+    """Test-only phase callback (`etl.pipeline.FaultHook`); loaders call it with `catalog.swap`
+    between a snapshot's swap and the load-log write when those are separate steps."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ from etl.exceptions import EtlError, SchemaChangeError
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
+    REJECTED_SUFFIX,
     RUN_ID_COLUMN,
     CommittedLoad,
     Loader,
@@ -132,7 +133,7 @@ class BigQueryLoader(Loader):
         self._ensure_dataset()
         tag = request.run_id.replace("-", "")[:32]
         staging = self.table_id(f"{request.table}__etl_staging_{tag}")
-        self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
+        self._drop_abandoned_staging(request.table)
         loaded_at = dt.datetime.now(dt.UTC)
         columns: dict[str, bigquery.SchemaField] = {}
         arrow_types: dict[str, pa.DataType] = {}
@@ -158,11 +159,23 @@ class BigQueryLoader(Loader):
                 parts.close()
             self._commit(request, staging, columns, rows)
         finally:
-            self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
+            for table_id in (staging, self._rejected_staging(request.table, tag)):
+                self._call("staging cleanup", self.client.delete_table, table_id, not_found_ok=True)
         table = self._call("table lookup", self.client.get_table, self.table_id(request.table))
         schema = [{"name": f.name, "type": f.field_type if f.mode != "REPEATED" else f"ARRAY<{f.field_type}>"}
                   for f in table.schema]
         return LoadResult(rows_loaded=rows, schema=schema)
+
+    def _drop_abandoned_staging(self, table: str) -> None:
+        """Delete the staging tables of `table` that killed runs left (runs of one data source
+        never overlap, so none of them is in use); they would otherwise linger until they
+        expire (STAGING_EXPIRATION)."""
+        prefixes = (f"{table}__etl_staging_", f"{table}{REJECTED_SUFFIX}__etl_staging_")
+        dataset = f"{self.destination.project}.{self.destination.dataset}"
+        for item in self._call("staging cleanup", self.client.list_tables, dataset):
+            if item.table_id.startswith(prefixes):
+                self._call("staging cleanup", self.client.delete_table,
+                           self.table_id(item.table_id), not_found_ok=True)
 
     def _create(self, table_id: str, fields: list, *, expires: bool = False) -> None:
         table = bigquery.Table(table_id, schema=fields)
@@ -225,12 +238,15 @@ class BigQueryLoader(Loader):
             f"CURRENT_TIMESTAMP(), {int(rows)}, {_literal(state.model_dump_json())});"
         )
         tag = request.run_id.replace("-", "")[:32]
+        rejected_insert = self._stage_rejected(request, tag)
         if request.write_disposition == "replace":
             if columns:
                 copy = bigquery.CopyJobConfig(write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE)
                 job = self._call("snapshot swap", self.client.copy_table, staging, target,
                                  job_config=copy, job_id=f"etl_{tag}_swap_{uuid.uuid4().hex[:8]}")
                 self._wait(job, f"snapshot swap into {request.table}")
+                if request.fault_hook is not None:
+                    request.fault_hook("catalog.swap")
                 statements = [log_insert]
             else:  # empty snapshot
                 statements = [f"DELETE FROM `{target}` WHERE TRUE;"] if exists else []
@@ -244,6 +260,8 @@ class BigQueryLoader(Loader):
                 names = ", ".join(f"`{name}`" for name in columns)
                 statements.append(f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;")
             statements.append(log_insert)
+        if rejected_insert:
+            statements.insert(len(statements) - 1, rejected_insert)
         script = "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
         # the id names the run, the target table and the state it commits: a retried submission
         # of this commit is found, not run twice; a later run under the same run id (its state
@@ -254,6 +272,34 @@ class BigQueryLoader(Loader):
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self._query(script, [], job_id=f"etl_{tag}_commit_{digest}",
                     what=f"commit into {request.table}")
+
+    def _rejected_staging(self, table: str, tag: str) -> str:
+        return self.table_id(f"{table}{REJECTED_SUFFIX}__etl_staging_{tag}")
+
+    def _stage_rejected(self, request: LoadRequest, tag: str) -> str | None:
+        """Load the run's rejected rows into a staging table; return the statement that appends
+        them to `<table>__rejected` in the commit (None when no row was rejected)."""
+        rejected = request.rejected_rows() if request.rejected_rows else None
+        if rejected is None or not rejected.num_rows:
+            return None
+        fields = [*schema_fields(rejected.schema),
+                  bigquery.SchemaField(RUN_ID_COLUMN, "STRING"),
+                  bigquery.SchemaField(LOADED_AT_COLUMN, "TIMESTAMP")]
+        target = self.table_id(request.table + REJECTED_SUFFIX)
+        if self._table_or_none(target) is None:
+            self._create(target, fields)
+        staging = self._rejected_staging(request.table, tag)
+        self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
+        self._create(staging, fields[:-1], expires=True)
+        rows = rejected.append_column(
+            RUN_ID_COLUMN, pa.array([request.run_id] * rejected.num_rows, pa.string()))
+        with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
+            path = Path(tmp) / "rejected.parquet"
+            pq.write_table(rows, path)
+            self._load_part(staging, path, 0, tag, request.table + REJECTED_SUFFIX)
+        names = ", ".join(f"`{f.name}`" for f in fields[:-1])
+        return (f"INSERT INTO `{target}` ({names}, `{LOADED_AT_COLUMN}`) "
+                f"SELECT {names}, CURRENT_TIMESTAMP() FROM `{staging}`;")
 
     def _table_or_none(self, table_id: str) -> Any:
         try:

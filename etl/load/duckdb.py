@@ -20,11 +20,13 @@ from etl.exceptions import (
     DestinationError,
     MissingDependencyError,
     SchemaChangeError,
+    SchemaMappingError,
     TransientError,
 )
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
+    REJECTED_SUFFIX,
     RUN_ID_COLUMN,
     CommittedLoad,
     Loader,
@@ -146,6 +148,7 @@ class DuckDbLoader(Loader):
             # inserted batch until the commit
             for _, group in itertools.groupby(request.batches, key=lambda batch: batch.schema):
                 first = next(group)  # noqa: B031  each group is consumed once, in order
+                _check_representable(first.schema)
                 rest = group  # noqa: B031
                 connection.register("_etl_probe", first)
                 if not columns:
@@ -183,6 +186,14 @@ class DuckDbLoader(Loader):
                     connection.execute(f"DROP TABLE IF EXISTS {target}")
                     connection.execute(f"ALTER TABLE {write_to} RENAME TO {_q(request.table)}")
             state = request.finalize()
+            rejected = request.rejected_rows() if request.rejected_rows else None
+            if rejected is not None and rejected.num_rows:
+                name = f"{dataset}.{_q(request.table + REJECTED_SUFFIX)}"
+                connection.register("_etl_rejected", rejected)
+                select = f"SELECT *, {_select(pa.schema([]))} FROM _etl_rejected"
+                connection.execute(f"CREATE TABLE IF NOT EXISTS {name} AS {select} LIMIT 0", params)
+                connection.execute(f"INSERT INTO {name} BY NAME {select}", params)
+                connection.unregister("_etl_rejected")
             connection.execute(
                 f"INSERT INTO {dataset}.{LOAD_LOG_TABLE} VALUES (?, ?, ?, ?, ?)",
                 [request.table, request.run_id, loaded_at, rows, state.model_dump_json()],
@@ -240,6 +251,22 @@ class DuckDbLoader(Loader):
                 connection.execute(f"ALTER TABLE {write_to} ALTER {_q(name)} TYPE {wider}")
                 columns[name] = wider
         return cast_to
+
+
+def _check_representable(schema: pa.Schema) -> None:
+    """Fail on a column DuckDB cannot hold exactly: DECIMAL stops at 38 digits, and storing
+    such a value as a double or rounded would change it silently.
+
+    Raises:
+        SchemaMappingError: names the column and its type (terminal).
+    """
+    for field in schema:
+        if pa.types.is_decimal256(field.type):
+            raise SchemaMappingError(
+                field.name, str(field.type),
+                "DuckDB's DECIMAL holds at most 38 digits; select the column as text "
+                "(custom_sql with `::text`) to keep its values exactly",
+            )
 
 
 def _select(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str:

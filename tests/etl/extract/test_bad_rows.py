@@ -1,0 +1,151 @@
+"""`on_bad_rows: quarantine` (issue 5, item 4; shared/DESIGN.md §5 "Bad input").
+
+CSV rows with the wrong number of fields, and rows holding a value that does not convert to the
+type `file_format_options.column_types` gives its column, go to `<table>__rejected` (same
+dataset) with file, line, column and reason, in the same commit as the good rows; the good rows
+load. The default, `fail`, still fails the run before anything is written. Inferred columns
+cannot hold a bad value (a CSV column is typed from every value of the file), and text that is
+not valid in the file's encoding still fails the run: it means the encoding option is wrong.
+JSON / JSONL / Parquet input is not quarantined (a malformed one fails the run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl import BadInputError, JobConfig, run
+from tests.etl.support import (
+    DATASET,
+    bigquery_destination,
+    bq_rows,
+    duck_query,
+    duck_table_exists,
+    job_config,
+)
+
+BAD = (
+    b"id,amount,day\n"
+    b"1,1.50,2024-01-01\n"
+    b"2,x,2024-01-02\n"  # line 3: amount is not a decimal
+    b"3,3.25\n"  # line 4: 2 fields
+    b"4,4.00,2024-01-04,extra\n"  # line 5: 4 fields
+    b"5,5.00,2024-13-01\n"  # line 6: no month 13
+    b"6,6.00,2024-01-06\n"
+)
+GOOD = b"id,amount,day\n7,7.00,2024-01-07\n"
+TYPES = {"amount": "decimal(10,2)", "day": "date"}
+
+LOADED = [
+    (1, Decimal("1.50"), dt.date(2024, 1, 1)),
+    (6, Decimal("6.00"), dt.date(2024, 1, 6)),
+    (7, Decimal("7.00"), dt.date(2024, 1, 7)),
+]
+REJECTED = [
+    ("a.csv", 3, "amount", "value 'x' is not a valid decimal(10,2)", "2,x,2024-01-02"),
+    ("a.csv", 4, None, "expected 3 fields, got 2", "3,3.25"),
+    ("a.csv", 5, None, "expected 3 fields, got 4", "4,4.00,2024-01-04,extra"),
+    ("a.csv", 6, "day", "value '2024-13-01' is not a valid date", "5,5.00,2024-13-01"),
+]
+
+
+def _files(tmp_path: Path) -> Path:
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.csv").write_bytes(BAD)
+    (base / "b.csv").write_bytes(GOOD)
+    return base
+
+
+def _job(base: Path, duckdb_path: Path, **fields: Any) -> JobConfig:
+    return JobConfig.parse(job_config(
+        "local", duckdb_path, connection_params={"base_path": str(base)}, file_pattern="*.csv",
+        file_format="csv", dest_table_name="t", file_format_options={"column_types": TYPES},
+        **fields,
+    ))
+
+
+def test_quarantine_loads_good_rows_and_rejects_bad_ones_into_duckdb(tmp_path: Path) -> None:
+    """Of 7 rows, the 3 good ones load; the 4 bad ones land in `t__rejected` with file, line,
+    column (NULL for a row with the wrong field count), reason and the record; the run reports
+    `rows_rejected` 4 and both files as processed."""
+    duckdb_path = tmp_path / "w.duckdb"
+    result = run(_job(_files(tmp_path), duckdb_path, on_bad_rows="quarantine"))
+
+    assert (result.rows_loaded, result.rows_rejected) == (3, 4)
+    assert sorted(result.state.files) == ["a.csv", "b.csv"]
+    assert duck_query(duckdb_path, f"SELECT id, amount, day FROM {DATASET}.t ORDER BY id") == LOADED
+    assert duck_query(
+        duckdb_path,
+        f'SELECT file, line, "column", reason, record FROM {DATASET}.t__rejected ORDER BY line',
+    ) == REJECTED
+    assert duck_query(
+        duckdb_path, f"SELECT DISTINCT _etl_run_id FROM {DATASET}.t__rejected"
+    ) == [(result.run_id,)]
+
+
+def test_quarantine_of_a_clean_file_creates_no_rejected_table(tmp_path: Path) -> None:
+    """Nothing rejected: `rows_rejected` 0 and no `t__rejected` table."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "b.csv").write_bytes(GOOD)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    result = run(_job(base, duckdb_path, on_bad_rows="quarantine"))
+
+    assert (result.rows_loaded, result.rows_rejected) == (1, 0)
+    assert not duck_table_exists(duckdb_path, "t__rejected")
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"id,amount,day\n1,1.50,2024-01-01\n2,x,2024-01-02\n",
+         r"file a\.csv, line 3, column `amount`\): value 'x' is not a valid decimal"),
+        (b"id,amount,day\n1,1.50,2024-01-01\n3,3.25\n", r"file a\.csv, line 3\): expected 3 fields, got 2"),
+    ],
+    ids=["bad-value", "ragged-row"],
+)
+def test_default_fails_before_writing(tmp_path: Path, content: bytes, match: str) -> None:
+    """Without quarantine the first bad row fails the run naming file, line (and column) and
+    nothing is written: no table, no rejected table."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.csv").write_bytes(content)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    with pytest.raises(BadInputError, match=match):
+        run(_job(base, duckdb_path))
+
+    assert not duck_table_exists(duckdb_path, "t")
+    assert not duck_table_exists(duckdb_path, "t__rejected")
+
+
+@pytest.mark.integration
+def test_quarantine_into_the_bigquery_emulator(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any
+) -> None:
+    """The same files into the BigQuery emulator: the good rows in `t`, the bad ones in
+    `t__rejected`, committed together; no staging table is left."""
+    job = JobConfig.parse({
+        **job_config("local", tmp_path / "unused.duckdb", connection_params={
+            "base_path": str(_files(tmp_path))}, file_pattern="*.csv", file_format="csv",
+            dest_table_name="t", file_format_options={"column_types": TYPES},
+            on_bad_rows="quarantine"),
+        "destination": bigquery_destination(bq_dataset),
+    })
+
+    result = run(job)
+
+    assert (result.rows_loaded, result.rows_rejected) == (3, 4)
+    assert bq_rows(bigquery_client, f"SELECT id, amount, day FROM `{bq_dataset}.t` ORDER BY id") == LOADED
+    assert bq_rows(
+        bigquery_client,
+        f"SELECT file, line, `column`, reason, record FROM `{bq_dataset}.t__rejected` ORDER BY line",
+    ) == REJECTED
+    assert [t.table_id for t in bigquery_client.list_tables(bq_dataset)
+            if "__etl_staging" in t.table_id] == []
