@@ -25,9 +25,9 @@ FaultHook = Callable[[str], None]
 """Test-only: called with the name of each phase a run passes, so fault-injection tests can kill
 the process at a chosen point. Phases: `extract.batch` (a batch was read, not yet handed to the
 loader), `load.batch` (the loader reports rows written, uncommitted), `load.before_commit`
-(all rows written, the destination commit not yet run), `catalog.swap` (BigQuery snapshot: the table was
-swapped in, the load log not yet written), `load.after_commit` (the destination committed, the
-caller has not stored the new state yet)."""
+(all rows written, the destination commit not yet run), `catalog.swap` (BigQuery snapshot: the
+table was swapped in, the load log not yet written), `load.after_commit` (the destination
+committed, the caller has not stored the new state yet)."""
 
 
 def run(

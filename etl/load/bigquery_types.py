@@ -96,6 +96,11 @@ def loadable(array: pa.Array, field: pa.Field) -> tuple[pa.Array, pa.Field]:
 
 
 def _iso_interval(value: pa.MonthDayNano) -> str:
+    """Return `P<months>M<days>DT<seconds>S` with the seconds exact (`14706.789`, not the
+    six significant digits of `%g`)."""
     months, days, nanos = value.months, value.days, value.nanoseconds
-    seconds = nanos / 1e9
-    return f"P{months}M{days}DT{seconds:g}S"
+    whole, fraction = divmod(abs(nanos), 1_000_000_000)
+    seconds = f"{'-' if nanos < 0 else ''}{whole}"
+    if fraction:
+        seconds += f".{fraction:09d}".rstrip("0")
+    return f"P{months}M{days}DT{seconds}S"
