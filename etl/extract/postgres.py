@@ -100,13 +100,18 @@ class PostgresExtractor(SqlExtractor):
         return tuple(values)
 
     def placeholder(self, index: int, value: Any) -> str:
-        return f"CAST(${index} AS numeric)" if isinstance(value, Decimal) else f"${index}"
+        """Return the bound as a typed literal, not a `$n` parameter: the driver streams a
+        result through binary COPY only for a query without parameters (with parameters it
+        fetches the whole result into memory first). Values are the watermark's own (datetime,
+        date, int, Decimal) or `initial_value`, quoted as a string literal."""
+        return _literal(value)
 
     def stream(
         self, connection: Any, sql: str, params: Sequence[Any]
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         cursor = connection.cursor()
-        cursor.execute(f"SELECT * FROM ({sql}) AS _etl_q LIMIT 0", list(params) or None)
+        # bounds are inlined as literals by `placeholder`: no parameters reach the driver
+        cursor.execute(f"SELECT * FROM ({sql}) AS _etl_q LIMIT 0")
         raw = cursor.fetch_arrow_table().schema
         columns = []
         for field in raw:
@@ -118,7 +123,11 @@ class PostgresExtractor(SqlExtractor):
                 columns.append(name)
             else:
                 columns.append(f"{name}::text{'[]' if is_array else ''} AS {name}")
-        cursor.execute(f"SELECT {', '.join(columns)} FROM ({sql}) AS _etl_q", list(params) or None)
+        # the driver sizes its batches in bytes: aim near `chunk_size` rows so memory and
+        # progress follow the job's batch size (~128 bytes a row is typical of warehouse rows)
+        hint = min(max(self.job.chunk_size * 128, 1 << 16), 64 << 20)
+        cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(hint)})
+        cursor.execute(f"SELECT {', '.join(columns)} FROM ({sql}) AS _etl_q")
         reader = cursor.fetch_record_batch()
         schema = pa.schema([_arrow_field(field) for field in reader.schema])
 
@@ -153,6 +162,24 @@ class PostgresExtractor(SqlExtractor):
         if any(text in lowered for text in NETWORK_FAILURES):
             return SourceUnavailableError(self.source_label, message)
         return SourceQueryError(self.source_label, message)
+
+
+def _literal(value: Any) -> str:
+    """Return a PostgreSQL literal of a cursor bound, typed so it compares with the column."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        kind = "timestamptz" if value.tzinfo is not None else "timestamp"
+        return f"'{value.isoformat()}'::{kind}"
+    if isinstance(value, dt.date):
+        return f"'{value.isoformat()}'::date"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}::bigint"
+    if isinstance(value, (Decimal, float)):
+        return f"'{value}'::numeric"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _pg_type(field: pa.Field) -> str:

@@ -88,6 +88,7 @@ class DuckDbLoader(Loader):
             connection = duckdb.connect(path, config={"memory_limit": self.destination.memory_limit})
         except duckdb.IOException as exc:
             raise TransientError(f"DuckDB file {path} cannot be opened: {exc}") from exc
+        connection.execute("SET enable_progress_bar = false")  # it would draw on stderr
         dataset = _q(self.destination.dataset)
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {dataset}")
         connection.execute(

