@@ -52,6 +52,7 @@ pytestmark = pytest.mark.integration
 
 ROWS_FIRST = 12_000
 ROWS_TOTAL = 20_000
+BACKEND_KILL_ROWS = 200_000
 CHUNK = 1_000
 FILE_ROWS = 4_000
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -394,6 +395,9 @@ def test_pg_backend_terminated_mid_extract_then_rerun(
     state_path = tmp_path / "state.json"
     run_ok(config, state_path)
     source.change(catalog=False)
+    # more rows than the socket and driver buffers hold (~200k rows, ~10 MB), so the rest of
+    # the result must still come from the backend when it is terminated
+    source.insert(ROWS_TOTAL + 1, BACKEND_KILL_ROWS)
     with stopped_run(config, state_path, "extract.batch:3:stop") as process:
         with pg_connect() as connection:
             killed = connection.execute(
