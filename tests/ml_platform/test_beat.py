@@ -5,7 +5,6 @@ and the run it enqueues succeeds. Redis unreachable fails the test; nothing skip
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from tests.ml_platform.test_worker import (  # noqa: F401  fixtures
     _wait,
     broker,
     start_worker,
+    stop_all,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -72,14 +72,7 @@ def start_beat(tmp_path: Path) -> Iterator[Callable[[], Worker]]:
         return beat
 
     yield start
-    for beat in started:
-        if beat.process.poll() is None:
-            beat.process.send_signal(signal.SIGTERM)
-            try:
-                beat.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                beat.process.kill()
-                beat.process.wait()
+    stop_all(started, timeout_s=10)
 
 
 def test_beat_fires_per_minute_schedule_and_run_succeeds(

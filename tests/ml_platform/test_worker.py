@@ -124,11 +124,16 @@ def start_worker(tmp_path: Path, broker: redis.Redis) -> Iterator[Callable[..., 
         return worker
 
     yield start
-    for worker in started:
+    stop_all(started, timeout_s=15)
+
+
+def stop_all(workers: list[Worker], *, timeout_s: float) -> None:
+    """SIGTERM each still-running process, SIGKILL it after `timeout_s` seconds."""
+    for worker in workers:
         if worker.process.poll() is None:
             worker.process.send_signal(signal.SIGTERM)
             try:
-                worker.process.wait(timeout=15)
+                worker.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
