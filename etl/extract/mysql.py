@@ -1,9 +1,26 @@
-"""MySQL / MariaDB extractor: PyMySQL unbuffered cursor (SSCursor), consistent snapshot."""
+"""MySQL / MariaDB extractor: rows read straight into Arrow by connectorx (native code).
+
+PyMySQL holds the run's snapshot transaction: it reads the cursor's upper bound and the exact
+column metadata (`LIMIT 0` of the query: type code, unsigned flag, binary charset, precision and
+scale). connectorx then streams the rows into Arrow record batches over its own connection (the
+MySQL binary protocol decoded in Rust), reading natively only the types whose native decoding is
+proven exact (integers, floats, YEAR, text, binary, JSON, ENUM, SET) and having the server cast
+the others to text (DECIMAL, DATE, DATETIME, TIMESTAMP: connectorx fixes decimals at scale 10 and
+fails on zero dates) or to integers (TIME as microseconds, BIT as an unsigned integer). The text
+columns are parsed by Arrow casts, so values and warnings are those of the server's own text.
+
+The streamed query is one statement, so it reads a consistent snapshot of its own; its cursor
+bounds are inlined as typed literals (connectorx takes no parameters), the upper one read in the
+PyMySQL snapshot, so both connections agree on the window.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +51,16 @@ BINARY_CHARSET = 63
 
 # MySQL protocol column type codes (include/field_types.h)
 _TINY, _SHORT, _LONG, _FLOAT, _DOUBLE, _NULL, _TIMESTAMP, _LONGLONG, _INT24 = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9)
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+)
 _DATE, _TIME, _DATETIME, _YEAR, _NEWDATE, _VARCHAR, _BIT, _JSON = 10, 11, 12, 13, 14, 15, 16, 245
 _DECIMAL, _NEWDECIMAL, _ENUM, _SET = 0, 246, 247, 248
 _BLOBS = {249, 250, 251, 252}
@@ -52,11 +78,39 @@ INTEGER_TYPES = {
 """Integer columns: unsigned values get the next wider type (BIGINT UNSIGNED: uint64)."""
 
 
+NATIVE_CODES = frozenset(
+    {
+        _TINY,
+        _SHORT,
+        _INT24,
+        _LONG,
+        _LONGLONG,
+        _YEAR,
+        _FLOAT,
+        _DOUBLE,
+        _JSON,
+        _ENUM,
+        _SET,
+        *_STRINGS,
+        *_BLOBS,
+    }
+)
+"""Type codes connectorx decodes exactly (tests/etl/extract/test_mysql.py proves each one)."""
+
+SESSION_SETUP = ["SET time_zone = '+00:00'"]
+"""Run by connectorx on its connection before the query: TIMESTAMP text is UTC."""
+
+TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
+"""Server error codes a retry may get past: too many connections, shutdown, lock wait or
+deadlock, server gone or lost."""
+
+
 @register_extractor("mysql")
 class MySqlExtractor(SqlExtractor):
     """Extract a MySQL/MariaDB table or custom SQL (`connection_params`: host, port, database,
     user, password, optional `connect_timeout` seconds). The session time zone is UTC, so
-    TIMESTAMP columns arrive as UTC instants; DATETIME stays a wall-clock (naive) value."""
+    TIMESTAMP columns arrive as UTC instants; DATETIME stays a wall-clock (naive) value.
+    Batches hold at most `chunk_size` rows (connectorx's `batch_size`)."""
 
     quote_char = "`"
 
@@ -100,26 +154,113 @@ class MySqlExtractor(SqlExtractor):
         return tuple(self.to_batch([row], schema).to_pylist()[0].values())
 
     def placeholder(self, index: int, value: Any) -> str:
-        return "%s"
+        """Return the bound as a typed literal (connectorx takes no parameters): aware
+        datetimes as UTC wall clock (the session time zone of both connections is UTC)."""
+        return _literal(self.bind(value))
 
     def stream(
         self, connection: Any, sql: str, params: Sequence[Any]
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-        import pymysql.cursors
-
-        cursor = connection.cursor(pymysql.cursors.SSCursor)
-        cursor.execute(sql, tuple(params) or None)
-        schema = self.arrow_schema(cursor)
-        chunk_size = self.job.chunk_size
+        try:
+            import connectorx
+        except ModuleNotFoundError as exc:  # pragma: no cover - a requirement
+            raise MissingDependencyError("connectorx", "The mysql source") from exc
+        # bounds are inlined as literals by `placeholder`: no parameters reach the drivers
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM ({sql}) AS _etl_q LIMIT 0")
+            schema = self.arrow_schema(cursor)
+            codes = [field.type_code for field in cursor._result.fields]
+            cursor.fetchall()
+        columns, converters = [], []
+        for field, code in zip(schema, codes, strict=True):
+            expression, converter = self._read_plan(field, code)
+            columns.append(f"{expression} AS {self.quote(field.name)}")
+            converters.append(converter)
+        query = f"SELECT {', '.join(columns)} FROM ({sql}) AS _etl_q"
+        try:
+            reader = connectorx.read_sql(
+                self._url(),
+                query,
+                return_type="arrow_stream",
+                batch_size=self.job.chunk_size,
+                pre_execution_query=SESSION_SETUP,
+            )
+        except Exception as exc:  # noqa: BLE001  connectorx raises plain RuntimeErrors
+            raise self._driver_error(exc) from None
 
         def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                while rows := cursor.fetchmany(chunk_size):
-                    yield self.to_batch(rows, schema)
-            finally:
-                cursor.close()
+            iterator = iter(reader)
+            while True:
+                try:
+                    raw = next(iterator)
+                except StopIteration:
+                    return
+                except BaseException as exc:  # a Rust panic is a BaseException (pyo3)
+                    if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+                        raise self._driver_error(exc) from None
+                    raise
+                arrays = [
+                    convert(field, column)
+                    for field, column, convert in zip(schema, raw.columns, converters, strict=True)
+                ]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
         return schema, batches()
+
+    def _read_plan(
+        self, field: pa.Field, code: int
+    ) -> tuple[str, Callable[[pa.Field, pa.Array], pa.Array]]:
+        """Return the SQL expression connectorx reads for a column and the function that
+        turns what it returns into the column's Arrow type."""
+        name = self.quote(field.name)
+        if code == _NULL:
+            return "CAST(NULL AS CHAR)", lambda field, array: pa.nulls(len(array))
+        if code == _TIME:  # -838:59:59.999999 .. 838:59:59.999999 as signed microseconds
+            return f"CAST(TIME_TO_SEC({name}) * 1000000 AS SIGNED)", self._cast
+        if code == _BIT:  # big-endian bits as an unsigned integer
+            return f"CAST({name} AS UNSIGNED)", self._cast
+        if code in NATIVE_CODES:
+            return name, self._cast
+        return f"CAST({name} AS CHAR)", self._from_text
+
+    def _cast(self, field: pa.Field, array: pa.Array) -> pa.Array:
+        if array.type == field.type:
+            return array
+        try:
+            return pc.cast(array, field.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaMappingError(field.name, str(field.type), str(exc)) from exc
+
+    def _from_text(self, field: pa.Field, text: pa.Array) -> pa.Array:
+        """Convert server text (DECIMAL, DATE, DATETIME, TIMESTAMP) into the column's type."""
+        target = field.type
+        try:
+            if target == pa.string():
+                return text
+            if pa.types.is_timestamp(target) or pa.types.is_date(target):
+                return self._temporal(field, text)
+            return pc.cast(text, target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise SchemaMappingError(field.name, str(target), str(exc)) from exc
+
+    def _url(self) -> str:
+        p = self.job.connection_params
+        password = f":{quote(str(p['password']), safe='')}" if p.get("password") else ""
+        return (
+            f"mysql://{quote(str(p['user']), safe='')}{password}@{p['host']}:"
+            f"{int(p.get('port') or 3306)}/{quote(str(p['database']), safe='')}"
+        )
+
+    def _driver_error(self, exc: BaseException) -> ConnectorxError:
+        """Return connectorx's failure as a ConnectorxError with the first line of its message,
+        the password (plain and percent-encoded) replaced by `***`."""
+        text = str(exc).strip()
+        message = text.splitlines()[0][:500] if text else type(exc).__name__
+        password = self.job.connection_params.get("password")
+        if password:
+            for secret in (self._url(), quote(str(password), safe=""), str(password)):
+                message = message.replace(secret, "***")
+        return ConnectorxError(message)
 
     def arrow_schema(self, cursor: Any) -> pa.Schema:
         fields = []
@@ -160,13 +301,16 @@ class MySqlExtractor(SqlExtractor):
         return pa.schema(fields)
 
     def to_batch(self, rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
-        """Convert rows of server text (bytes for binary-collated columns) into typed columns.
+        """Convert PyMySQL rows of server text (bytes for binary-collated columns) into typed
+        columns (the snapshot's single-row queries; the table itself streams through `stream`).
 
         Zero or invalid dates (`0000-00-00`, `2020-02-30`) become NULL and are counted in the
         run's warnings; any other value that does not convert raises SchemaMappingError.
         """
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-        arrays = [self._column(field, values) for field, values in zip(schema, columns, strict=True)]
+        arrays = [
+            self._column(field, values) for field, values in zip(schema, columns, strict=True)
+        ]
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def _column(self, field: pa.Field, values: Sequence[Any]) -> pa.Array:
@@ -177,16 +321,17 @@ class MySqlExtractor(SqlExtractor):
             if pa.types.is_duration(target):  # TIME: may be negative or beyond 24 h
                 return pa.array([_time_value(v) for v in values], type=target)
             if target == pa.int64() and field.metadata and field.metadata.get(b"mysql.bit"):
-                return pa.array([None if v is None else int.from_bytes(v, "big") for v in values],
-                                type=target)
-            text = _text_array(values)
-            if target == pa.string():
-                return text
-            if pa.types.is_timestamp(target) or pa.types.is_date(target):
-                return self._temporal(field, text)
-            return pc.cast(text, target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
+                return pa.array(
+                    [None if v is None else int.from_bytes(v, "big") for v in values], type=target
+                )
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+            pa.ArrowNotImplementedError,
+            OverflowError,
+        ) as exc:
             raise SchemaMappingError(field.name, str(target), str(exc)) from exc
+        return self._from_text(field, _text_array(values))
 
     def _temporal(self, field: pa.Field, text: pa.Array) -> pa.Array:
         naive = pa.timestamp("us") if pa.types.is_timestamp(field.type) else pa.date32()
@@ -217,15 +362,78 @@ class MySqlExtractor(SqlExtractor):
     def translate_error(self, exc: Exception) -> Exception | None:
         import pymysql
 
+        if isinstance(exc, ConnectorxError):
+            return self._translate_connectorx(exc)
         if not isinstance(exc, pymysql.Error):
             return None
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         reason = str(exc.args[1]) if len(exc.args) > 1 else type(exc).__name__
         if code in (1044, 1045, 1142, 1698):  # access denied to user, database or table
             return SourceAuthError(self.source_label, f"({code}) {reason}")
-        if isinstance(exc, pymysql.OperationalError) and (2000 <= code < 3000 or code in (1205, 1213)):
+        if isinstance(exc, pymysql.OperationalError) and (
+            2000 <= code < 3000 or code in (1205, 1213)
+        ):
             return SourceUnavailableError(self.source_label, reason)
         return SourceQueryError(self.source_label, f"({code}) {reason}")
+
+    def _translate_connectorx(self, exc: ConnectorxError) -> Exception:
+        message = str(exc)
+        match = re.search(r"ERROR (\d+) \(\w+\): (.*?)\s*}?$", message)
+        code = int(match.group(1)) if match else 0
+        reason = f"({code}) {match.group(2)}" if match else message
+        if code in (1044, 1045, 1142, 1698):  # access denied to user, database or table
+            return SourceAuthError(self.source_label, reason)
+        if code in TRANSIENT_CODES or (not match and _is_network_failure(message)):
+            return SourceUnavailableError(self.source_label, reason)
+        return SourceQueryError(self.source_label, reason)
+
+
+class ConnectorxError(RuntimeError):
+    """A connectorx failure, its message cut to the first line with the password removed."""
+
+
+NETWORK_FAILURES = (
+    "drivererror",
+    "ioerror",
+    "connection refused",
+    "could not connect",
+    "broken pipe",
+    "connection reset",
+    "unexpected eof",
+    "timed out",
+    "server has gone away",
+    "lost connection",
+)
+"""connectorx messages (lowercased) of failures a retry may get past."""
+
+
+def _is_network_failure(message: str) -> bool:
+    lowered = message.lower()
+    return any(text.lower() in lowered for text in NETWORK_FAILURES)
+
+
+def _literal(value: Any) -> str:
+    """Return a MySQL literal of a cursor bound, typed so it compares with the column:
+    `TIMESTAMP'...'` (microseconds kept), `DATE'...'`, integers and decimals as digits, text
+    as a hex string in utf8mb4 (no escaping rules, whatever the sql_mode)."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        return (
+            f"TIMESTAMP'{value.replace(tzinfo=None).isoformat(sep=' ', timespec='microseconds')}'"
+        )
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value).encode()
+    return f"_utf8mb4 X'{text.hex()}'" if text else "''"
 
 
 def _text_array(values: Sequence[Any]) -> pa.Array:
@@ -259,7 +467,9 @@ def _valid_date(text: str | None) -> bool:
     if not text:
         return False
     try:
-        dt.datetime.fromisoformat(text) if " " in text or "T" in text else dt.date.fromisoformat(text)
+        dt.datetime.fromisoformat(text) if " " in text or "T" in text else dt.date.fromisoformat(
+            text
+        )
     except ValueError:
         return False
     return True
