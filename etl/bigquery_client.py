@@ -41,6 +41,7 @@ def make_client(
     credentials: dict[str, Any] | str | None,
     api_endpoint: str | None = None,
     location: str | None = None,
+    field: str = "destination.credentials",
 ) -> bigquery.Client:
     """Return a BigQuery client.
 
@@ -50,9 +51,12 @@ def make_client(
             Credentials; "anonymous": no credentials (the emulator).
         api_endpoint: e.g. `http://127.0.0.1:9050` for the emulator; None: Google's.
         location: default job location, e.g. `EU`.
+        field: the config field a `ConfigError` names (`connection_params.credentials` for a
+            source or a connection).
 
     Raises:
-        ConfigError: the credentials are not a service-account document.
+        ConfigError: the credentials are not a service-account document (no part of them is
+            in the message).
     """
     creds: Any = None
     if credentials == "anonymous":
@@ -62,13 +66,17 @@ def make_client(
     elif credentials is not None:
         from google.oauth2 import service_account
 
-        info = json.loads(credentials) if isinstance(credentials, str) else credentials
         try:
+            info = json.loads(credentials) if isinstance(credentials, str) else credentials
             creds = service_account.Credentials.from_service_account_info(info)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError):
+            creds = None
+        if creds is None:
+            # raised outside the handler, so neither cause nor context (a JSONDecodeError keeps
+            # the whole document in `doc`) carries the secret
             raise ConfigError(
-                "credentials are not a valid service-account JSON document", field="credentials"
-            ) from exc
+                "credentials are not a valid service-account JSON document", field=field
+            )
     options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
     return bigquery.Client(
         project=project, credentials=creds, client_options=options, location=location
@@ -86,8 +94,12 @@ def translate(exc: Exception, what: str, *, source: bool = False) -> EtlError:
     """Return the engine error for a BigQuery API error (`what` names the table or job).
 
     Transient: 5xx, 429, timeouts. Terminal: everything else, with BigQuery's own error
-    messages (which name the file, row and column of a failed load job).
+    messages (which name the file, row and column of a failed load job). An engine error
+    (e.g. the `ConfigError` of malformed credentials, raised when the client is first made) is
+    returned unchanged.
     """
+    if isinstance(exc, EtlError):
+        return exc
     if isinstance(exc, TRANSIENT):
         if source:
             return SourceUnavailableError(f"BigQuery {what}", _message(exc))

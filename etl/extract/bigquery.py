@@ -66,7 +66,8 @@ class BigQueryExtractor(Extractor):
     def extract(self, state: SyncState) -> Extraction:
         p = self.job.connection_params
         client = make_client(project=p["project"], credentials=p.get("credentials"),
-                             api_endpoint=p.get("api_endpoint"), location=p.get("location"))
+                             api_endpoint=p.get("api_endpoint"), location=p.get("location"),
+                             field="connection_params.credentials")
         select = f"SELECT {self.columns()} FROM {self.relation()}"
         try:
             if self.job.load_type == "catalog":

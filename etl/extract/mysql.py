@@ -287,8 +287,9 @@ class MySqlExtractor(SqlExtractor):
                 arrow_type = pa.timestamp("us", tz="UTC")
             elif code == _TIME:
                 arrow_type = pa.duration("us")
-            elif code == _BIT:
-                arrow_type, metadata = pa.int64(), {b"mysql.bit": b"1"}
+            elif code == _BIT:  # BIT(M), M <= 64 bits: BIT(64) needs uint64
+                arrow_type = pa.uint64() if field.length > 63 else pa.int64()
+                metadata = {b"mysql.bit": b"1"}
             elif code == _JSON:
                 arrow_type, metadata = pa.string(), JSON_FIELD_METADATA
             elif code in _STRINGS | _BLOBS | {_ENUM, _SET}:
@@ -320,7 +321,7 @@ class MySqlExtractor(SqlExtractor):
                 return pa.array(values, type=pa.binary())
             if pa.types.is_duration(target):  # TIME: may be negative or beyond 24 h
                 return pa.array([_time_value(v) for v in values], type=target)
-            if target == pa.int64() and field.metadata and field.metadata.get(b"mysql.bit"):
+            if field.metadata and field.metadata.get(b"mysql.bit"):
                 return pa.array(
                     [None if v is None else int.from_bytes(v, "big") for v in values], type=target
                 )

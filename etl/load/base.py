@@ -31,7 +31,8 @@ class LoadRequest:
     finalize: Callable[[], SyncState]
     """Called after the last batch, before commit; returns the state committed with the data."""
     replace_files: list[str] = field(default_factory=list)
-    """Source files whose earlier rows (by `_etl_source_file`) are deleted in the same commit."""
+    """Source files whose earlier rows (by `_etl_source_file`) are deleted in the same commit,
+    and their earlier rejects in `<table>__rejected` (by `file`) with them."""
     on_batch: Callable[[int], None] | None = None
     """Progress callback, called with the rows of each batch loaded (not yet committed)."""
     rejected_rows: Callable[[], pa.Table] | None = None

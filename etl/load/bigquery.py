@@ -253,9 +253,16 @@ class BigQueryLoader(Loader):
                 statements.append(log_insert)
         else:
             statements = []
-            if request.replace_files and exists is not None:
+            if request.replace_files:
                 files = ", ".join(_literal(name) for name in request.replace_files)
-                statements.append(f"DELETE FROM `{target}` WHERE _etl_source_file IN ({files});")
+                if exists is not None:
+                    statements.append(
+                        f"DELETE FROM `{target}` WHERE _etl_source_file IN ({files});"
+                    )
+                rejected_table = self.table_id(request.table + REJECTED_SUFFIX)
+                if self._table_or_none(rejected_table) is not None:
+                    # a changed file's earlier rejects go with its earlier rows
+                    statements.append(f"DELETE FROM `{rejected_table}` WHERE file IN ({files});")
             if columns:
                 names = ", ".join(f"`{name}`" for name in columns)
                 statements.append(f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;")

@@ -188,8 +188,14 @@ class DuckDbLoader(Loader):
                     connection.execute(f"ALTER TABLE {write_to} RENAME TO {_q(request.table)}")
             state = request.finalize()
             rejected = request.rejected_rows() if request.rejected_rows else None
+            name = f"{dataset}.{_q(request.table + REJECTED_SUFFIX)}"
+            if request.replace_files and self._columns(connection, request.table + REJECTED_SUFFIX):
+                # a changed file's earlier rejects go with its earlier rows
+                connection.execute(
+                    f"DELETE FROM {name} WHERE file IN (SELECT unnest(?::VARCHAR[]))",
+                    [request.replace_files],
+                )
             if rejected is not None and rejected.num_rows:
-                name = f"{dataset}.{_q(request.table + REJECTED_SUFFIX)}"
                 connection.register("_etl_rejected", rejected)
                 select = f"SELECT *, {_select(pa.schema([]))} FROM _etl_rejected"
                 connection.execute(f"CREATE TABLE IF NOT EXISTS {name} AS {select} LIMIT 0", params)

@@ -343,6 +343,7 @@ def _bigquery_client(connection: Connection) -> Any:
         project=params["project"],
         credentials=params.get("credentials"),
         api_endpoint=params.get("api_endpoint"),
+        field="connection_params.credentials",
     )
 
 

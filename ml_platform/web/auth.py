@@ -1,6 +1,26 @@
 """Access to the web pages: active staff users, through Django's login page."""
 
-from django.contrib.auth.decorators import user_passes_test
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
-staff_required = user_passes_test(lambda user: user.is_active and user.is_staff)
-"""Decorate a view: anyone else is sent to `settings.LOGIN_URL` (Django's login page)."""
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Decorate a view for active staff users only.
+
+    An anonymous user is sent to `settings.LOGIN_URL` (Django's login page) with `next`; a
+    logged-in user who is not active staff gets 403 (sending them to the login page again, as
+    `user_passes_test` does, only shows the form they just used).
+    """
+
+    @wraps(view)
+    def check(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not (request.user.is_active and request.user.is_staff):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return login_required(check)

@@ -14,8 +14,8 @@ Decisions and gaps:
 - json: SQL NULL and JSON `null` stay apart; DuckDB keeps a `json` value's text as written
   (`{"a": null}`) and `jsonb` in PostgreSQL's normal form (`{"k": [1, 2.5]}`); the BigQuery
   client returns JSON `null` and SQL NULL both as None, so there TO_JSON_STRING is compared.
-- Not covered here yet: MySQL types (tinyint(1), unsigned bigint, decimal(65,30), zero dates,
-  bit, enum/set) and Parquet encodings.
+- MySQL / MariaDB types (tinyint(1), unsigned bigint, decimal(65,30), zero dates, bit,
+  enum/set, ...) are in test_type_matrix_mysql.py. Not covered here yet: Parquet encodings.
 """
 
 from __future__ import annotations

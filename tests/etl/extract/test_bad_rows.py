@@ -149,3 +149,82 @@ def test_quarantine_into_the_bigquery_emulator(
     ) == REJECTED
     assert [t.table_id for t in bigquery_client.list_tables(bq_dataset)
             if "__etl_staging" in t.table_id] == []
+
+
+V1 = (
+    b"id,amount,day\n"
+    b"1,1.00,2024-01-01\n"
+    b"2,x,2024-01-02\n"  # line 3: bad amount
+    b"3,3.00\n"  # line 4: 2 fields
+)
+V2 = (
+    b"id,amount,day\n"
+    b"1,1.00,2024-01-01\n"
+    b"2,2.00,2024-01-02\n"
+    b"3,3.00,2024-01-03\n"
+    b"4,4.00,2024-02-30\n"  # line 5: no February 30
+)
+V2_REJECTED = [("a.csv", 5, "day", "value '2024-02-30' is not a valid date", "4,4.00,2024-02-30")]
+V2_LOADED = [
+    (1, Decimal("1.00"), dt.date(2024, 1, 1)),
+    (2, Decimal("2.00"), dt.date(2024, 1, 2)),
+    (3, Decimal("3.00"), dt.date(2024, 1, 3)),
+]
+
+
+def _changed_file_runs(tmp_path: Path, destination: dict[str, Any] | None) -> tuple[Any, Any]:
+    """Run version 1 of `a.csv` (2 bad rows), then version 2 (1 other bad row) transactionally."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.csv").write_bytes(V1)
+    config = job_config(
+        "local",
+        tmp_path / "w.duckdb",
+        connection_params={"base_path": str(base)},
+        file_pattern="*.csv",
+        file_format="csv",
+        dest_table_name="t",
+        file_format_options={"column_types": TYPES},
+        on_bad_rows="quarantine",
+    )
+    if destination is not None:
+        config["destination"] = destination
+    first = run(JobConfig.parse(config))
+    assert (first.rows_loaded, first.rows_rejected) == (1, 2)
+    (base / "a.csv").write_bytes(V2)
+    second = run(JobConfig.parse(config), first.state)
+    assert (second.rows_loaded, second.rows_rejected, second.files_loaded) == (3, 1, ["a.csv"])
+    return first, second
+
+
+def test_changed_file_replaces_its_rejects_in_duckdb(tmp_path: Path) -> None:
+    """A new version of `a.csv` replaces the file's rows in `t` and its rejects in
+    `t__rejected`: version 1's 2 rejects are gone, version 2's 1 reject is the only row."""
+    _, second = _changed_file_runs(tmp_path, None)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    assert (
+        duck_query(duckdb_path, f"SELECT id, amount, day FROM {DATASET}.t ORDER BY id") == V2_LOADED
+    )
+    assert duck_query(
+        duckdb_path,
+        f'SELECT file, line, "column", reason, record, _etl_run_id FROM {DATASET}.t__rejected',
+    ) == [(*V2_REJECTED[0], second.run_id)]
+
+
+@pytest.mark.integration
+def test_changed_file_replaces_its_rejects_in_the_bigquery_emulator(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any
+) -> None:
+    """The same two versions into the BigQuery emulator: `t__rejected` holds exactly version
+    2's reject, `t` exactly version 2's good rows."""
+    _, second = _changed_file_runs(tmp_path, bigquery_destination(bq_dataset))
+
+    assert (
+        bq_rows(bigquery_client, f"SELECT id, amount, day FROM `{bq_dataset}.t` ORDER BY id")
+        == V2_LOADED
+    )
+    assert bq_rows(
+        bigquery_client,
+        f"SELECT file, line, `column`, reason, record, _etl_run_id FROM `{bq_dataset}.t__rejected`",
+    ) == [(*V2_REJECTED[0], second.run_id)]

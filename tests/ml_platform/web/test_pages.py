@@ -20,12 +20,12 @@ def staff(client: Client) -> Client:
 
 
 def test_pages_need_staff_login(client: Client) -> None:
-    """Anonymous and non-staff users are sent to the login page."""
+    """Anonymous users are sent to the login page; logged-in non-staff users get 403."""
     response = client.get("/etl/")
     assert response.status_code == 302 and response.url.startswith("/accounts/login/?next=/etl/")
     User.objects.create_user("guest", password="pw")
     client.login(username="guest", password="pw")
-    assert client.get("/etl/new/1-connection/").status_code == 302
+    assert client.get("/etl/new/1-connection/").status_code == 403
     assert client.get("/accounts/login/").status_code == 200
 
 
