@@ -1,15 +1,21 @@
 """MySQL/MariaDB extractor against the real MariaDB: DATETIME(6) and TIMESTAMP(6) cursors,
-quoted identifiers, custom SQL and selected columns."""
+quoted identifiers, custom SQL and selected columns; the connectorx transport (native columns
+exact, UTC session, inlined cursor bounds of every cursor type, batch size, secrets)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import struct
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from etl import JobConfig, Watermark, run
-from tests.conftest import mysql_connect
+from etl import JobConfig, SyncState, Watermark, run
+from etl.exceptions import SourceAuthError
+from etl.registry import get_extractor
+from tests.conftest import MYSQL_PARAMS, mysql_connect
 from tests.etl.support import DATASET, duck_query, job_config
 
 pytestmark = pytest.mark.integration
@@ -186,3 +192,209 @@ def test_selected_columns_and_custom_sql(
     assert duck_query(
         duckdb_path, f"SELECT id, carrier_upper FROM {DATASET}.custom ORDER BY 1"
     ) == expected_custom
+
+
+def _f32(value: float) -> float:
+    """The float32 nearest `value`, as a Python float."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+FLOATS = [3.4028234663852886e38, 1.0000001192092896, 1.401298464324817e-45, -0.1, 16777217.0]
+"""FLOAT values whose float32 needs 7-9 significant digits (FLT_MAX, 1 + 2^-23, the smallest
+subnormal) or that float32 rounds (-0.1, 2^24 + 1)."""
+
+
+def test_native_columns_arrive_exact(mysql_database: str, duckdb_path: Path) -> None:
+    """The columns connectorx decodes natively keep every value exactly: FLOAT's 4 bytes (no
+    6-digit text rounding), DOUBLE, tinyint(1) as an integer, unsigned and YEAR extremes, TIME
+    beyond 24 h and below zero, BIT(64), latin1 and 4-byte UTF-8 text, binary-collated text as
+    text and binary strings as bytes."""
+    _execute(
+        mysql_database,
+        "CREATE TABLE native (id INT PRIMARY KEY, f FLOAT, d DOUBLE, flag TINYINT(1), "
+        "tu TINYINT UNSIGNED, bu BIGINT UNSIGNED, yr YEAR, tm TIME(6), b64 BIT(64), "
+        "l1 VARCHAR(10) CHARACTER SET latin1, u8 VARCHAR(10), vbin VARCHAR(10) COLLATE utf8mb4_bin, "
+        "vb VARBINARY(10))",
+    )
+    rows = [
+        (1, FLOATS[0], 1.7976931348623157e308, 2, 255, 2**64 - 1, 2155, "838:59:59.999999",
+         2**64 - 1, "déjà", "😀 ☃", "Bin", b"\x00\xff"),
+        (2, FLOATS[1], 5e-324, 127, 0, 0, 1901, "-838:59:59.999999", 0, "", "", "", b""),
+        (3, FLOATS[2], -0.0, -128, 1, 1, 0, "-00:00:00.000001", 1, "ÿ", "ä", "b", b"a"),
+        (4, FLOATS[3], 0.1, 0, 2, 2, 2000, "00:00:00", 2, "a", "a", "a", b"\x00"),
+        (5, FLOATS[4], -1.0, 1, 3, 3, 2001, "24:00:00.000001", 3, "b", "b", "c", b"b"),
+        (6, None, None, None, None, None, None, None, None, None, None, None, None),
+    ]
+    for row in rows:
+        _execute(mysql_database, f"INSERT INTO native VALUES ({', '.join(['%s'] * 13)})", row)
+    job = JobConfig.parse(job_config(
+        "mysql", duckdb_path, source_table_name=f"{mysql_database}.native", load_type="catalog",
+        dest_table_name="native",
+    ))
+
+    result = run(job)
+
+    assert result.rows_loaded == 6
+    loaded = duck_query(
+        duckdb_path,
+        f"SELECT id, f, d, flag, tu, bu, yr, tm, b64, l1, u8, vbin, vb FROM {DATASET}.native "
+        "ORDER BY id",
+    )
+    us = dt.timedelta(microseconds=1)
+    assert loaded == [
+        (1, _f32(FLOATS[0]), 1.7976931348623157e308, 2, 255, 2**64 - 1, 2155,
+         dt.timedelta(hours=839) - us, 2**64 - 1, "déjà", "😀 ☃", "Bin", b"\x00\xff"),
+        (2, _f32(FLOATS[1]), 5e-324, 127, 0, 0, 1901, -(dt.timedelta(hours=839) - us), 0,
+         "", "", "", b""),
+        (3, _f32(FLOATS[2]), -0.0, -128, 1, 1, 0, -us, 1, "ÿ", "ä", "b", b"a"),
+        (4, _f32(FLOATS[3]), 0.1, 0, 2, 2, 2000, dt.timedelta(0), 2, "a", "a", "a", b"\x00"),
+        (5, _f32(FLOATS[4]), -1.0, 1, 3, 3, 2001, dt.timedelta(hours=24) + us, 3, "b", "b",
+         "c", b"b"),
+        (6, None, None, None, None, None, None, None, None, None, None, None, None),
+    ]
+    assert _f32(FLOATS[0]) == FLOATS[0] and _f32(FLOATS[3]) != -0.1  # float32 values, exactly
+    assert duck_query(
+        duckdb_path,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+        "AND table_name = 'native' AND column_name IN ('f', 'flag', 'tu', 'bu', 'yr', 'tm', "
+        "'b64', 'vbin', 'vb') ORDER BY ordinal_position", [DATASET],
+    ) == [("f", "FLOAT"), ("flag", "TINYINT"), ("tu", "SMALLINT"), ("bu", "UBIGINT"),
+          ("yr", "SMALLINT"), ("tm", "INTERVAL"), ("b64", "UBIGINT"), ("vbin", "VARCHAR"),
+          ("vb", "BLOB")]
+
+
+def test_stream_session_is_utc(mysql_database: str, duckdb_path: Path) -> None:
+    """The connection that streams the rows runs with time_zone +00:00 (whatever the server's
+    default), so TIMESTAMP text is the UTC instant."""
+    job = JobConfig.parse(job_config(
+        "mysql", duckdb_path, load_type="catalog", dest_table_name="session",
+        custom_sql="SELECT @@session.time_zone AS tz, "
+                   "FROM_UNIXTIME(1370089496.123456) AS ts",
+    ))
+
+    run(job)
+
+    assert duck_query(duckdb_path, f"SELECT tz, ts FROM {DATASET}.session") == [
+        ("+00:00", dt.datetime(2013, 6, 1, 12, 24, 56, 123456))]
+
+
+CURSOR_CASES = [
+    pytest.param("DATETIME(6)", ["2013-06-01 12:34:56.000001", "2013-06-01 12:34:56.000002",
+                                 "2013-06-01 12:34:56.000003"],
+                 Watermark(value="2013-06-01T12:34:56.000002", type="timestamp"), id="datetime6"),
+    pytest.param("TIMESTAMP(6) NULL", ["2013-06-01 12:34:56.000001", "2013-06-01 12:34:56.000002",
+                                       "2013-06-01 12:34:56.000003"],
+                 Watermark(value="2013-06-01T07:04:56.000002+00:00", type="timestamptz"),
+                 id="timestamp6"),
+    pytest.param("DATE", ["2013-06-01", "2013-06-02", "2013-06-03"],
+                 Watermark(value="2013-06-02", type="date"), id="date"),
+    pytest.param("DECIMAL(12,4)", ["1.0001", "1.0002", "1.0003"],
+                 Watermark(value="1.0002", type="decimal"), id="decimal"),
+    pytest.param("BIGINT UNSIGNED", ["18446744073709551613", "18446744073709551614",
+                                     "18446744073709551615"],
+                 Watermark(value="18446744073709551614", type="integer"), id="bigint-unsigned"),
+]
+
+
+@pytest.mark.parametrize(("kind", "values", "watermark"), CURSOR_CASES)
+def test_cursor_bounds_are_inlined_exactly(
+    mysql_database: str, duckdb_path: Path, kind: str, values: list[str], watermark: Watermark
+) -> None:
+    """Cursor bounds reach the streamed query as typed literals that compare exactly with the
+    column (microseconds, UTC instants written from a +05:30 session, decimals, 2^64-1): the
+    second run loads the row tied with the watermark and the one above it, nothing else."""
+    _execute(mysql_database, f"CREATE TABLE c (id INT PRIMARY KEY, cur {kind})")
+
+    def insert(rows: list[tuple[int, str]]) -> None:
+        for row in rows:
+            _execute(mysql_database, "INSERT INTO c VALUES (%s, %s)", row, time_zone="+05:30")
+
+    insert([(1, values[0]), (2, values[1])])
+    job = JobConfig.parse(job_config(
+        "mysql", duckdb_path, source_table_name=f"{mysql_database}.c", load_type="transactional",
+        timestamp_column="cur", primary_key=["id"], dest_table_name="c",
+    ))
+
+    first = run(job)
+    insert([(3, values[1]), (4, values[2])])
+    second = run(job, first.state)
+
+    assert first.state.watermark == watermark
+    assert (first.rows_loaded, second.rows_loaded, second.rows_skipped) == (2, 2, 1)
+    assert duck_query(duckdb_path, f"SELECT id FROM {DATASET}.c WHERE _etl_run_id = ? "
+                      "ORDER BY id", [second.run_id]) == [(3,), (4,)]
+
+
+def test_batches_hold_at_most_chunk_size_rows(mysql_nycflights13: str, duckdb_path: Path) -> None:
+    """connectorx streams the table in batches of at most `chunk_size` rows, every row once."""
+    job = JobConfig.parse(job_config(
+        "mysql", duckdb_path, source_table_name="nycflights13.flights", load_type="catalog",
+        selected_columns=["id", "time_hour"], chunk_size=50_000,
+    ))
+
+    with get_extractor("mysql")(job).extract(SyncState()) as extraction:
+        sizes, total = [], 0
+        for batch in extraction.batches():
+            sizes.append(batch.num_rows)
+            total += sum(batch.column("id").to_pylist())
+
+    assert len(sizes) == 7 and max(sizes) == 50_000 and sum(sizes) == 336_776
+    expected = _execute("nycflights13", "SELECT SUM(id) FROM flights")[0][0]
+    assert total == expected
+
+
+SECRET = "S3cr#t/p@ss:w%rd"
+"""A password with every character a URL must percent-encode."""
+
+
+@pytest.fixture
+def mysql_user(mysql_database: str) -> Iterator[str]:
+    """A user `etl_<hex>` with password SECRET and SELECT on the test database; dropped after."""
+    user = f"etl_{uuid.uuid4().hex[:10]}"
+    _execute(mysql_database, f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (SECRET,))
+    _execute(mysql_database, f"GRANT SELECT ON `{mysql_database}`.* TO '{user}'@'%'")
+    try:
+        yield user
+    finally:
+        _execute(mysql_database, f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def _user_job(database: str, duckdb_path: Path, user: str, password: str) -> JobConfig:
+    return JobConfig.parse({
+        **job_config("mysql", duckdb_path, load_type="catalog", dest_table_name="t",
+                     source_table_name=f"{database}.t"),
+        "connection_params": {**MYSQL_PARAMS, "database": database, "user": user,
+                              "password": password},
+    })
+
+
+def test_password_is_url_encoded_and_never_shown(
+    mysql_database: str, mysql_user: str, duckdb_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A password with URL characters (`#/@:%`) reaches connectorx intact; when connectorx is
+    refused (the password changed after the snapshot opened), the run fails with
+    SourceAuthError, and neither the error, its chain nor anything printed holds the secret."""
+    _execute(mysql_database, "CREATE TABLE t (id INT PRIMARY KEY)")
+    _execute(mysql_database, "INSERT INTO t VALUES (1), (2)")
+
+    assert run(_user_job(mysql_database, duckdb_path, mysql_user, SECRET)).rows_loaded == 2
+
+    extractor = get_extractor("mysql")(_user_job(mysql_database, duckdb_path, mysql_user, SECRET))
+    connection = extractor.connect()
+    try:
+        _execute(mysql_database, f"ALTER USER '{mysql_user}'@'%' IDENTIFIED BY 'rotated'")
+        with pytest.raises(SourceAuthError, match=r"\(1045\) Access denied for user") as caught:
+            try:
+                extractor.stream(connection, f"SELECT id FROM `{mysql_database}`.t", [])
+            except Exception as exc:
+                raise extractor.translate_error(exc) or exc from exc
+    finally:
+        connection.close()
+
+    chain, error = [], caught.value
+    while error is not None:
+        chain.append(f"{error!s} {error!r}")
+        error = error.__cause__ or error.__context__
+    printed = capfd.readouterr()
+    for text in [*chain, printed.out, printed.err]:
+        assert SECRET not in text and "S3cr%23t" not in text
