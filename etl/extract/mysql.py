@@ -97,6 +97,11 @@ NATIVE_CODES = frozenset(
 )
 """Type codes connectorx decodes exactly (tests/etl/extract/test_mysql.py proves each one)."""
 
+NATIVE_BATCH_ROWS = 10_000
+"""Most rows connectorx puts in one batch (fewer when `chunk_size` is smaller). Measured on TPC-H
+lineitem SF 1 into DuckDB (2 cores): 10,000-row batches 20.9 s / 476 MB peak RSS, 100,000-row
+batches 26.0 s / 600 MB; extraction alone 164 MB vs 245 MB."""
+
 SESSION_SETUP = ["SET time_zone = '+00:00'"]
 """Run by connectorx on its connection before the query: TIMESTAMP text is UTC."""
 
@@ -110,7 +115,7 @@ class MySqlExtractor(SqlExtractor):
     """Extract a MySQL/MariaDB table or custom SQL (`connection_params`: host, port, database,
     user, password, optional `connect_timeout` seconds). The session time zone is UTC, so
     TIMESTAMP columns arrive as UTC instants; DATETIME stays a wall-clock (naive) value.
-    Batches hold at most `chunk_size` rows (connectorx's `batch_size`)."""
+    Batches hold at most `chunk_size` rows, and at most NATIVE_BATCH_ROWS."""
 
     quote_char = "`"
 
@@ -182,7 +187,7 @@ class MySqlExtractor(SqlExtractor):
                 self._url(),
                 query,
                 return_type="arrow_stream",
-                batch_size=self.job.chunk_size,
+                batch_size=min(self.job.chunk_size, NATIVE_BATCH_ROWS),
                 pre_execution_query=SESSION_SETUP,
             )
         except Exception as exc:  # noqa: BLE001  connectorx raises plain RuntimeErrors
