@@ -251,8 +251,9 @@ class MySqlExtractor(SqlExtractor):
     def _url(self) -> str:
         p = self.job.connection_params
         password = f":{quote(str(p['password']), safe='')}" if p.get("password") else ""
+        host = f"[{p['host']}]" if ":" in str(p["host"]) else p["host"]  # an IPv6 address
         return (
-            f"mysql://{quote(str(p['user']), safe='')}{password}@{p['host']}:"
+            f"mysql://{quote(str(p['user']), safe='')}{password}@{host}:"
             f"{int(p.get('port') or 3306)}/{quote(str(p['database']), safe='')}"
         )
 
