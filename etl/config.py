@@ -42,6 +42,8 @@ SECRET_KEYS = frozenset(
 """`connection_params` keys whose values are never logged, shown or put in error messages."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")
+"""BigQuery project ids (`my-project-123`, domain-scoped `example.com:my-project`)."""
 
 
 class _FieldError(ValueError):
@@ -142,6 +144,17 @@ class DestinationConfig(_Model):
     def _dataset_name(cls, value: str) -> str:
         if not _IDENTIFIER.match(value):
             raise ValueError("must be letters, digits and underscores, not starting with a digit")
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project_id(cls, value: str | None) -> str | None:
+        # written into backquoted table paths of BigQuery SQL: no quote may reach them
+        if value is not None and not _PROJECT.match(value):
+            raise ValueError(
+                "must be a BigQuery project id: letters, digits, hyphens (and `.`, `:` of "
+                "domain-scoped ids)"
+            )
         return value
 
     @model_validator(mode="after")
