@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
-from etl.exceptions import EtlError, SchemaChangeError
+from etl.exceptions import BadInputError, EtlError, SchemaChangeError
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
@@ -34,6 +35,7 @@ from etl.load.base import (
 )
 from etl.load.bigquery_types import loadable, schema_fields
 from etl.registry import register_loader
+from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import SyncState
 
 PART_ROWS = 1_000_000
@@ -138,11 +140,13 @@ class BigQueryLoader(Loader):
         columns: dict[str, bigquery.SchemaField] = {}
         arrow_types: dict[str, pa.DataType] = {}
         rows = 0
+        file_rows: dict[str, int] = {}  # rows of each source file in earlier batches
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
                 parts = _PartWriter(Path(tmp), lambda path, n: self._load_part(
                     staging, path, n, tag, request.table))
                 for batch in request.batches:
+                    _check_no_null_elements(batch, rows, file_rows)
                     batch = _with_metadata(batch, request.run_id, loaded_at)
                     fields = schema_fields(batch.schema)
                     if not columns:
@@ -348,6 +352,46 @@ def _ddl_type(field: Any) -> str:
     return f"ARRAY<{kind}>" if field.mode == "REPEATED" else kind
 
 
+NULL_ELEMENT = (
+    "row {row} holds an array with a NULL element, which a BigQuery ARRAY cannot hold "
+    "(https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#array_nulls)"
+)
+
+
+def _check_no_null_elements(
+    batch: pa.RecordBatch, run_rows: int, file_rows: dict[str, int]
+) -> None:
+    """Fail on the first list column value holding a NULL element; BigQuery rejects
+    such a load, and dropping the element would change the value. Count the batch's rows into
+    `file_rows` (source file -> rows seen) when it passes.
+
+    Args:
+        batch: one batch as extracted (a file source's batch comes from one file and carries
+            `_etl_source_file`).
+        run_rows: rows of the run in earlier batches (the row number of other sources).
+        file_rows: rows of each source file in earlier batches.
+
+    Raises:
+        BadInputError: names the column, the row (from 1, within its file for file sources,
+            else within the run) and the file.
+    """
+    names = batch.schema.names
+    source = batch.column(SOURCE_FILE_COLUMN) if SOURCE_FILE_COLUMN in names else None
+    file = source[0].as_py() if source is not None and batch.num_rows else None
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        kind = field.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+            continue
+        values = pc.list_flatten(column)
+        if not values.null_count:
+            continue
+        index = pc.list_parent_indices(column)[pc.index(pc.is_null(values), True).as_py()].as_py()
+        row = (file_rows.get(file, 0) if file is not None else run_rows) + index + 1
+        raise BadInputError(NULL_ELEMENT.format(row=row), file=file, column=field.name)
+    if file is not None:
+        file_rows[file] = file_rows.get(file, 0) + batch.num_rows
+
+
 def _with_metadata(batch: pa.RecordBatch, run_id: str, loaded_at: dt.datetime) -> pa.RecordBatch:
     arrays, fields = [], []
     for field, array in zip(batch.schema, batch.columns, strict=True):
@@ -383,7 +427,11 @@ class _PartWriter:
         self.number = 0
 
     def write(self, table: pa.Table) -> None:
-        if self.writer is not None and self.writer.schema.names != table.schema.names:
+        # another column type (int32 in one source file, int64 in the next) starts a new part:
+        # casting to the part's schema would narrow; only nullability/metadata are cast below
+        if self.writer is not None and [(f.name, f.type) for f in self.writer.schema] != [
+            (f.name, f.type) for f in table.schema
+        ]:
             self.flush()
         if self.writer is None:
             self.number += 1
