@@ -6,7 +6,9 @@ dataset) with file, line, column and reason, in the same commit as the good rows
 load. The default, `fail`, still fails the run before anything is written. Inferred columns
 cannot hold a bad value (a CSV column is typed from every value of the file), and text that is
 not valid in the file's encoding still fails the run: it means the encoding option is wrong.
-JSON / JSONL / Parquet input is not quarantined (a malformed one fails the run).
+JSONL lines that are not valid JSON, not an object, or hold a value of another kind than the
+earlier lines gave the field are quarantined the same way. A Parquet file has no rows to set
+aside: one that does not read fails the run naming the file, quarantine or not.
 """
 
 from __future__ import annotations
@@ -228,3 +230,121 @@ def test_changed_file_replaces_its_rejects_in_the_bigquery_emulator(
         bigquery_client,
         f"SELECT file, line, `column`, reason, record, _etl_run_id FROM `{bq_dataset}.t__rejected`",
     ) == [(*V2_REJECTED[0], second.run_id)]
+
+
+JSONL = (
+    b'{"id":1,"v":1.5,"s":"a"}\n'
+    b'{"id":2,"v":2,"s":null}\n'
+    b'{"id":3,"v":"x","s":"c"}\n'  # line 3: a string where `v` has numbers
+    b"\n"
+    b'{"id":5,"v":4.5\n'  # line 5: not valid JSON
+    b"[6]\n"  # line 6: not an object
+    b'{"id":7,"v":7.25,"s":"g","o":{"k":1}}\n'
+    b'{"id":8,"o":{"k":"y"}}\n'  # line 8: a string where `o.k` has numbers
+)
+JSONL_LOADED = [(1, 1.5, "a", None), (2, 2.0, None, None), (7, 7.25, "g", {"k": 1})]
+JSONL_REJECTED = [
+    ("a.jsonl", 3, "v", "a string where earlier lines have a number", '{"id":3,"v":"x","s":"c"}'),
+    ("a.jsonl", 5, None, "invalid JSON (Expecting ',' delimiter: line 1 column 16 (char 15))",
+     '{"id":5,"v":4.5'),
+    ("a.jsonl", 6, None, "a JSON array, not an object", "[6]"),
+    ("a.jsonl", 8, "o.k", "a string where earlier lines have a number", '{"id":8,"o":{"k":"y"}}'),
+]
+
+
+def _jsonl_job(base: Path, duckdb_path: Path, **fields: Any) -> JobConfig:
+    return JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(base)},
+            file_pattern="*.jsonl",
+            file_format="jsonl",
+            dest_table_name="t",
+            **fields,
+        )
+    )
+
+
+def test_jsonl_quarantine_loads_good_lines_and_rejects_bad_ones(tmp_path: Path) -> None:
+    """Of 7 JSONL lines (one more is blank), the 3 good ones load (`v` a DOUBLE: 2 stays
+    2.0); the line with a string in number field `v`, the broken line, the array and the line
+    with a string in the nested number `o.k` land in `t__rejected` with their physical line,
+    field path, reason and text."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.jsonl").write_bytes(JSONL)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    result = run(_jsonl_job(base, duckdb_path, on_bad_rows="quarantine"))
+
+    assert (result.rows_loaded, result.rows_rejected) == (3, 4)
+    assert duck_query(duckdb_path, f"SELECT id, v, s, o FROM {DATASET}.t ORDER BY id") == (
+        JSONL_LOADED
+    )
+    assert (
+        duck_query(
+            duckdb_path,
+            f'SELECT file, line, "column", reason, record FROM {DATASET}.t__rejected ORDER BY line',
+        )
+        == JSONL_REJECTED
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (JSONL, r"file a\.jsonl, line 3, column `v`\): a string where earlier lines have a number"),
+        (
+            b'{"id":1}\n{"id":2\n',
+            r"file a\.jsonl, line 2\): invalid JSON \(Expecting ',' delimiter: line 1 column 8",
+        ),
+    ],
+    ids=["type-change", "invalid-json"],
+)
+def test_jsonl_default_fails_before_writing(tmp_path: Path, content: bytes, match: str) -> None:
+    """Without quarantine the first bad JSONL line fails the run naming file, line (and field);
+    no table is written."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.jsonl").write_bytes(content)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    with pytest.raises(BadInputError, match=match):
+        run(_jsonl_job(base, duckdb_path))
+
+    assert not duck_table_exists(duckdb_path, "t")
+    assert not duck_table_exists(duckdb_path, "t__rejected")
+
+
+def test_parquet_quarantine_does_not_apply_a_broken_file_fails(tmp_path: Path) -> None:
+    """Parquet has no row-level parse errors to set aside: under quarantine a file that does not
+    read (here a good file cut in half) still fails the run naming it, and nothing is written,
+    not even the good file's rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = tmp_path / "in"
+    base.mkdir()
+    pq.write_table(pa.table({"id": [1, 2]}), base / "a.parquet")
+    pq.write_table(pa.table({"id": list(range(1000))}), base / "b.parquet")
+    whole = (base / "b.parquet").read_bytes()
+    (base / "b.parquet").write_bytes(whole[: len(whole) // 2])
+    duckdb_path = tmp_path / "w.duckdb"
+    job = JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(base)},
+            file_pattern="*.parquet",
+            file_format="parquet",
+            dest_table_name="t",
+            on_bad_rows="quarantine",
+        )
+    )
+
+    with pytest.raises(BadInputError, match=r"file b\.parquet\): not a readable Parquet file"):
+        run(job)
+
+    assert not duck_table_exists(duckdb_path, "t")
+    assert not duck_table_exists(duckdb_path, "t__rejected")
