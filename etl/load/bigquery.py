@@ -146,7 +146,7 @@ class BigQueryLoader(Loader):
                 parts = _PartWriter(Path(tmp), lambda path, n: self._load_part(
                     staging, path, n, tag, request.table))
                 for batch in request.batches:
-                    _check_no_null_elements(batch, rows, file_rows)
+                    _check_bigquery_values(batch, rows, file_rows)
                     batch = _with_metadata(batch, request.run_id, loaded_at)
                     fields = schema_fields(batch.schema)
                     if not columns:
@@ -356,14 +356,21 @@ NULL_ELEMENT = (
     "row {row} holds an array with a NULL element, which a BigQuery ARRAY cannot hold "
     "(https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#array_nulls)"
 )
+OUT_OF_RANGE = (
+    "row {row} holds {value}, outside BigQuery's {kind} range 0001-01-01 to 9999-12-31 "
+    "(https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types)"
+)
+_FIRST = dt.datetime(1, 1, 1)
+_LAST = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
 
 
-def _check_no_null_elements(
+def _check_bigquery_values(
     batch: pa.RecordBatch, run_rows: int, file_rows: dict[str, int]
 ) -> None:
-    """Fail on the first list column value holding a NULL element; BigQuery rejects
-    such a load, and dropping the element would change the value. Count the batch's rows into
-    `file_rows` (source file -> rows seen) when it passes.
+    """Fail on the first value BigQuery cannot hold and would reject the load for: a list with
+    a NULL element (dropping it would change the value), a date or timestamp outside years
+    1..9999 (Arrow and DuckDB hold them). Count the batch's rows into `file_rows` (source
+    file -> rows seen) when it passes.
 
     Args:
         batch: one batch as extracted (a file source's batch comes from one file and carries
@@ -378,18 +385,35 @@ def _check_no_null_elements(
     names = batch.schema.names
     source = batch.column(SOURCE_FILE_COLUMN) if SOURCE_FILE_COLUMN in names else None
     file = source[0].as_py() if source is not None and batch.num_rows else None
+    before = file_rows.get(file, 0) if file is not None else run_rows
     for field, column in zip(batch.schema, batch.columns, strict=True):
         kind = field.type
-        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
-            continue
-        values = pc.list_flatten(column)
-        if not values.null_count:
-            continue
-        index = pc.list_parent_indices(column)[pc.index(pc.is_null(values), True).as_py()].as_py()
-        row = (file_rows.get(file, 0) if file is not None else run_rows) + index + 1
-        raise BadInputError(NULL_ELEMENT.format(row=row), file=file, column=field.name)
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            values = pc.list_flatten(column)
+            if values.null_count:
+                first = pc.index(pc.is_null(values), True).as_py()
+                index = pc.list_parent_indices(column)[first].as_py()
+                raise BadInputError(
+                    NULL_ELEMENT.format(row=before + index + 1), file=file, column=field.name
+                )
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            is_date = pa.types.is_date(kind)
+            zone = dt.UTC if not is_date and kind.tz else None
+            low, high = (
+                pa.scalar(bound.date() if is_date else bound.replace(tzinfo=zone), kind)
+                for bound in (_FIRST, _LAST)
+            )
+            outside = pc.or_(pc.less(column, low), pc.greater(column, high))
+            index = pc.index(outside, True).as_py()
+            if index >= 0:
+                name = "DATE" if is_date else "TIMESTAMP" if zone else "DATETIME"
+                text = pc.cast(column.slice(index, 1), pa.string())[0].as_py()
+                raise BadInputError(
+                    OUT_OF_RANGE.format(row=before + index + 1, value=text, kind=name),
+                    file=file, column=field.name,
+                )
     if file is not None:
-        file_rows[file] = file_rows.get(file, 0) + batch.num_rows
+        file_rows[file] = before + batch.num_rows
 
 
 def _with_metadata(batch: pa.RecordBatch, run_id: str, loaded_at: dt.datetime) -> pa.RecordBatch:

@@ -8,7 +8,8 @@ zone-aware timestamps -> TIMESTAMP, naive -> DATETIME; JSON-marked strings -> JS
 REPEATED; structs -> RECORD; maps -> REPEATED RECORD of `key`, `value` (what a Parquet load
 does with `ParquetOptions.map_target_type = ARRAY_OF_STRUCT`); durations -> INT64 microseconds;
 intervals -> STRING (ISO 8601). BigQuery arrays hold no NULL element (a NULL array is read as
-`[]`): a list with a NULL element fails the load naming file, row and column.
+`[]`), and dates/timestamps stop at years 1..9999: such a value fails the load naming file, row
+and column (etl/load/bigquery.py).
 """
 
 from __future__ import annotations

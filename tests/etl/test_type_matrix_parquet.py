@@ -13,7 +13,10 @@ Decisions:
   digits fails the run naming file, row and column, with the value's nine fraction digits
   (truncation would change it quietly; pyarrow's own writer refuses the same cast unless
   `allow_truncated_timestamps=True`). Whole-microsecond nanosecond values load exactly, the
-  timestamp[ns] extremes (1677-09-21 / 2262-04-11) included.
+  timestamp[ns] extremes (1677-09-21 / 2262-04-11) included. Dates and timestamps outside
+  years 1..9999 (timestamp[ms]/[s] and date32 hold them) load unchanged into DuckDB; for
+  BigQuery, whose DATE / DATETIME / TIMESTAMP stop there, the run fails naming file, row and
+  column.
 - dictionary, large_string and string_view columns load as text, float16 as FLOAT / FLOAT64
   (exact), uint64 as DuckDB UBIGINT / BigQuery NUMERIC (2^64-1 exact), NaN and infinities stay.
 - map<string, int64>: DuckDB MAP; BigQuery ARRAY<STRUCT<key, value>> (what BigQuery's own
@@ -30,8 +33,9 @@ BigQuery emulator gaps (bqemulator 1.4.0), tested as far as the code path goes:
   any table with a BIGNUMERIC column answers HTTP 500. The BIGNUMERIC columns are checked up to
   the load: the BigQuery schema the loader creates and the exact values and Parquet types of
   the part file it sends to the load job.
-- NULL array elements: the emulator accepts them (and the client then fails to read the row);
-  the loader's own check is what rejects them, as real BigQuery would.
+- NULL array elements and dates beyond 9999-12-31: the emulator accepts them (for the former
+  the client then fails to read the row); the loader's own checks are what reject them, as
+  real BigQuery would.
 """
 
 from __future__ import annotations
@@ -364,13 +368,13 @@ def test_bignumeric_columns_reach_the_bigquery_load_exactly(big_decimals: Path) 
     (The emulator cannot create a BIGNUMERIC table, see the module docstring, so the check stops
     at the load job's input.)"""
     from etl.extract.files import check_microseconds
-    from etl.load.bigquery import _align, _check_no_null_elements, _PartWriter, _with_metadata
+    from etl.load.bigquery import _align, _check_bigquery_values, _PartWriter, _with_metadata
     from etl.load.bigquery_types import schema_fields
     from etl.transform.types import normalize_batch
 
     batch = normalize_batch(pq.read_table(big_decimals).to_batches()[0])
     check_microseconds(batch, "big.parquet", 0)
-    _check_no_null_elements(batch, 0, {})
+    _check_bigquery_values(batch, 0, {})
     batch = _with_metadata(batch, "run", dt.datetime(2026, 1, 1, tzinfo=UTC))
     fields = schema_fields(batch.schema)
     assert [(f.name, f.field_type, f.mode) for f in fields[:3]] == [
@@ -559,3 +563,55 @@ def test_int32_and_int64_files_widen_to_int64(
         else bq_rows(bigquery_client, sql.format(f"`{bq_dataset}.types`"))
     )
     assert rows == [(1, -(2**31)), (2, 2**31 - 1), (3, -(2**63)), (4, 2**63 - 1)]
+
+
+BEYOND = {
+    # column: (values; row 2 lies outside years 1..9999), DuckDB text, BigQuery type, shown
+    "ts": (
+        pa.array([0, 253_402_300_800_000], pa.timestamp("ms")),
+        "10000-01-01 00:00:00",
+        "DATETIME",
+        "10000-01-01 00:00:00.000000",
+    ),
+    "tz": (
+        pa.array([0, -62_135_596_801], pa.timestamp("s", tz="UTC")),
+        "0001-12-31 (BC) 23:59:59+00",
+        "TIMESTAMP",
+        "0000-12-31 23:59:59.000000Z",
+    ),
+    "d": (pa.array([0, 2_932_897], pa.date32()), "10000-01-01", "DATE", "10000-01-01"),
+}
+
+
+@pytest.mark.parametrize("column", list(BEYOND))
+def test_dates_beyond_year_9999_stay_in_duckdb(tmp_path: Path, column: str) -> None:
+    """DuckDB holds dates and timestamps outside years 1..9999: they load unchanged."""
+    _write(tmp_path / "files" / "far.parquet", {column: BEYOND[column][0]})
+
+    run(_job(tmp_path / "files", tmp_path))
+
+    assert duck_query(
+        tmp_path / "w.duckdb", f"SELECT {column}::VARCHAR FROM {DATASET}.types WHERE id = 2"
+    ) == [(BEYOND[column][1],)]
+
+
+@pytest.mark.parametrize("column", list(BEYOND))
+def test_dates_beyond_year_9999_fail_naming_file_row_and_column_in_bigquery(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any, column: str
+) -> None:
+    """BigQuery DATE / DATETIME / TIMESTAMP stop at years 1..9999: the run fails naming file, row
+    and column instead of sending a value real BigQuery rejects (the emulator stores it); no
+    table is written."""
+    values, _, kind, shown = BEYOND[column]
+    _write(tmp_path / "files" / "far.parquet", {column: values})
+
+    with pytest.raises(BadInputError) as raised:
+        run(_job(tmp_path / "files", tmp_path, destination=bigquery_destination(bq_dataset)))
+
+    assert (raised.value.file, raised.value.column) == ("far.parquet", column)
+    assert raised.value.reason == (
+        f"row 2 holds {shown}, outside BigQuery's {kind} range 0001-01-01 to 9999-12-31 "
+        "(https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types)"
+    )
+    tables = [t.table_id for t in bigquery_client.list_tables(bq_dataset)]
+    assert [name for name in tables if name.startswith("types")] == []
