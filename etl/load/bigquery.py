@@ -3,7 +3,8 @@
 Transactional (append): one multi-statement transaction deletes the rows of replaced source
 files, inserts the staging rows into the table and records the load (run id + state) in
 `<dataset>._etl_loads`. Catalog (replace): a copy job with WRITE_TRUNCATE swaps the staging
-table in (readers see the old or the new table), then the load is recorded. Never streaming
+table in (readers see the old or the new table), then one transaction replaces the rows of
+`<table>__rejected` with this snapshot's rejects and records the load. Never streaming
 inserts. The commit's job id derives from the run id, the target table and the state it
 commits, so a retried commit is found, not run twice.
 """
@@ -271,6 +272,13 @@ class BigQueryLoader(Loader):
                 names = ", ".join(f"`{name}`" for name in columns)
                 statements.append(f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;")
             statements.append(log_insert)
+        if request.write_disposition == "replace":
+            rejected_table = self.table_id(request.table + REJECTED_SUFFIX)
+            if self._table_or_none(rejected_table) is not None:
+                # a snapshot's rejects are its own: the earlier snapshot's go in this commit
+                statements.insert(
+                    len(statements) - 1, f"DELETE FROM `{rejected_table}` WHERE TRUE;"
+                )
         if rejected_insert:
             statements.insert(len(statements) - 1, rejected_insert)
         script = "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"

@@ -348,3 +348,118 @@ def test_parquet_quarantine_does_not_apply_a_broken_file_fails(tmp_path: Path) -
 
     assert not duck_table_exists(duckdb_path, "t")
     assert not duck_table_exists(duckdb_path, "t__rejected")
+
+
+CLEAN = b"id,amount,day\n1,1.00,2024-01-01\n2,2.00,2024-01-02\n"
+CLEAN_LOADED = [
+    (1, Decimal("1.00"), dt.date(2024, 1, 1)),
+    (2, Decimal("2.00"), dt.date(2024, 1, 2)),
+]
+
+
+def test_catalog_rejects_follow_the_snapshot_in_duckdb(tmp_path: Path) -> None:
+    """A catalog load replaces `t__rejected` together with `t`: after the snapshot with 2 bad
+    rows and the one with 1, `t__rejected` holds exactly the second snapshot's reject; after a
+    clean snapshot it holds 0 rows (and `t` exactly the clean file's 2 rows)."""
+    duckdb_path = tmp_path / "w.duckdb"
+    base = tmp_path / "in"
+    base.mkdir()
+    config = job_config(
+        "local",
+        duckdb_path,
+        connection_params={"base_path": str(base)},
+        file_pattern="*.csv",
+        file_format="csv",
+        dest_table_name="t",
+        load_type="catalog",
+        file_format_options={"column_types": TYPES},
+        on_bad_rows="quarantine",
+    )
+    rejected = (
+        f'SELECT file, line, "column", reason, record, _etl_run_id FROM {DATASET}.t__rejected'
+    )
+    loaded = f"SELECT id, amount, day FROM {DATASET}.t ORDER BY id"
+    state = None
+    observed = []
+    for content in (V1, V2, CLEAN):
+        (base / "a.csv").write_bytes(content)
+        result = run(JobConfig.parse(config), state)
+        state = result.state
+        observed.append(
+            (
+                result.rows_loaded,
+                result.rows_rejected,
+                result.run_id,
+                duck_query(duckdb_path, loaded),
+                duck_query(duckdb_path, rejected + " ORDER BY line"),
+            )
+        )
+
+    first, second, third = observed
+    assert first[:2] == (1, 2)
+    assert first[3] == [(1, Decimal("1.00"), dt.date(2024, 1, 1))]
+    assert [row[1] for row in first[4]] == [3, 4]
+    assert second[:2] == (3, 1)
+    assert second[3] == V2_LOADED
+    assert second[4] == [(*V2_REJECTED[0], second[2])]
+    assert third[:2] == (2, 0)
+    assert third[3] == CLEAN_LOADED
+    assert third[4] == []
+
+
+@pytest.mark.integration
+def test_catalog_rejects_follow_the_snapshot_in_the_bigquery_emulator(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any
+) -> None:
+    """The same three snapshots into the BigQuery emulator: after the second `t__rejected`
+    holds exactly its 1 reject, after the clean one 0 rows, and `t` the clean file's 2 rows;
+    no staging table is left."""
+    base = tmp_path / "in"
+    base.mkdir()
+    config = {
+        **job_config(
+            "local",
+            tmp_path / "unused.duckdb",
+            connection_params={"base_path": str(base)},
+            file_pattern="*.csv",
+            file_format="csv",
+            dest_table_name="t",
+            load_type="catalog",
+            file_format_options={"column_types": TYPES},
+            on_bad_rows="quarantine",
+        ),
+        "destination": bigquery_destination(bq_dataset),
+    }
+    rejected = (
+        f"SELECT file, line, `column`, reason, record, _etl_run_id FROM `{bq_dataset}.t__rejected`"
+        " ORDER BY line"
+    )
+    loaded = f"SELECT id, amount, day FROM `{bq_dataset}.t` ORDER BY id"
+    state = None
+    observed = []
+    for content in (V1, V2, CLEAN):
+        (base / "a.csv").write_bytes(content)
+        result = run(JobConfig.parse(config), state)
+        state = result.state
+        observed.append(
+            (
+                result.rows_loaded,
+                result.rows_rejected,
+                result.run_id,
+                bq_rows(bigquery_client, loaded),
+                bq_rows(bigquery_client, rejected),
+            )
+        )
+
+    first, second, third = observed
+    assert first[:2] == (1, 2)
+    assert [row[1] for row in first[4]] == [3, 4]
+    assert second[:2] == (3, 1)
+    assert second[3] == V2_LOADED
+    assert second[4] == [(*V2_REJECTED[0], second[2])]
+    assert third[:2] == (2, 0)
+    assert third[3] == CLEAN_LOADED
+    assert third[4] == []
+    assert [
+        t.table_id for t in bigquery_client.list_tables(bq_dataset) if "__etl_staging" in t.table_id
+    ] == []
