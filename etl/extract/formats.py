@@ -41,17 +41,17 @@ def read_batches(
         key: the file's name in messages.
         options: the job's `file_format_options`.
         chunk_size: maximum rows per batch.
-        rejects: `on_bad_rows: quarantine`: CSV rows and JSONL lines that do not parse or
-            convert go here instead of failing the run (`json` and Parquet files still fail:
-            they have no row to set aside).
+        rejects: `on_bad_rows: quarantine`: CSV rows, JSONL lines and `json` array elements
+            that do not parse or convert go here instead of failing the run (Parquet files
+            still fail: they have no row to set aside).
 
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
     """
-    if fmt in ("csv", "jsonl"):
-        batches = (_csv if fmt == "csv" else _jsonl)(opener, key, options, rejects)
+    if fmt == "parquet":
+        batches = _parquet(opener, key, options)
     else:
-        batches = {"parquet": _parquet, "json": _json_array}[fmt](opener, key, options)
+        batches = {"csv": _csv, "jsonl": _jsonl, "json": _json}[fmt](opener, key, options, rejects)
     for batch in batches:
         batch = _unique_names(batch)
         for offset in range(0, batch.num_rows, chunk_size):
@@ -246,9 +246,10 @@ def _parquet(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[p
 
 
 def _jsonl(
-    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
+    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None,
+    array: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    from etl.extract.jsonl_reader import read_jsonl
+    from etl.extract.jsonl_reader import read_json_array, read_jsonl
 
     def utf8() -> IO[bytes]:
         handle = opener()
@@ -258,10 +259,11 @@ def _jsonl(
 
     zoned: set[str] | None = None
     try:
-        for batch in read_jsonl(utf8, key, BLOCK_SIZE, rejects):
+        read = read_json_array if array else read_jsonl
+        for batch in read(utf8, key, BLOCK_SIZE, rejects):
             naive = [f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz]
             if naive and zoned is None:
-                zoned = _utc_text_fields(opener, options.encoding, naive)
+                zoned = _utc_text_fields(opener, options.encoding, naive, array)
             yield _as_utc(batch, zoned) if naive and zoned else batch
     except UnicodeDecodeError as exc:
         raise BadInputError(
@@ -274,19 +276,41 @@ def _jsonl(
 _UTC_TEXT = re.compile(r"\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?Z$")
 
 
-def _utc_text_fields(opener: Opener, encoding: str, names: list[str]) -> set[str]:
-    """Return the `names` whose first non-null value in the file is ISO 8601 text ending in `Z`:
-    Arrow infers those as zone-less timestamps holding the UTC wall clock."""
+def _json(
+    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
+) -> Iterator[pa.RecordBatch]:
+    return _jsonl(opener, key, options, rejects, array=True)
+
+
+def _records_of(raw: IO[bytes], encoding: str, array: bool) -> Iterator[Any]:
+    """Yield the records of a JSON lines file (lines that are not JSON skipped) or of a JSON
+    array file (until it breaks)."""
     import json
 
+    if array:
+        import ijson
+
+        source: Any = raw if codecs.lookup(encoding).name == "utf-8" else _Recoder(raw, encoding)
+        try:
+            yield from ijson.items(source, "item")
+        except ijson.JSONError:
+            return
+        return
+    for line in io.TextIOWrapper(raw, encoding=encoding, errors="replace"):
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
+def _utc_text_fields(
+    opener: Opener, encoding: str, names: list[str], array: bool = False
+) -> set[str]:
+    """Return the `names` whose first non-null value in the file is ISO 8601 text ending in `Z`:
+    Arrow infers those as zone-less timestamps holding the UTC wall clock."""
     found: dict[str, bool] = {}
     with opener() as raw:
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace")
-        for line in text:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for record in _records_of(raw, encoding, array):
             for name in names:
                 value = record.get(name) if isinstance(record, dict) else None
                 if name not in found and isinstance(value, str):
@@ -304,58 +328,6 @@ def _as_utc(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
         for field, column in zip(batch.schema, batch.columns, strict=True)
     ]
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-
-
-def _json_array(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
-    import ijson
-
-    with opener() as handle:
-        if _is_empty(handle):
-            return
-        source: IO[bytes] = handle
-        if codecs.lookup(options.encoding).name != "utf-8":
-            source = _Recoder(handle, options.encoding)
-        rows: list[dict[str, Any]] = []
-        count = 1  # number of the next array element
-        try:
-            for item in ijson.items(source, "item", use_float=True):
-                if not isinstance(item, dict):
-                    raise BadInputError(
-                        f"array element {len(rows) + 1} is a {type(item).__name__}, not an object",
-                        file=key,
-                    )
-                rows.append(item)
-                if len(rows) == 65_536:
-                    yield _records(rows, key, count - len(rows) + 1)
-                    rows = []
-                count += 1
-        except ijson.JSONError as exc:
-            raise BadInputError(f"invalid JSON ({exc}); expected an array of objects", file=key) from exc
-        if rows:
-            yield _records(rows, key, count - len(rows))
-
-
-def _records(rows: list[dict[str, Any]], key: str, first: int) -> pa.RecordBatch:
-    """Return `rows` (array elements `first`, ...) as a batch, or name the element whose field
-    has a value of another type than the elements before it."""
-    try:
-        return pa.RecordBatch.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        for name in {name for row in rows for name in row}:
-            kinds: set[type] = set()
-            for offset, row in enumerate(rows):
-                value = row.get(name)
-                if value is None:
-                    continue
-                kind = float if isinstance(value, int) and not isinstance(value, bool) else type(value)
-                if kinds and kind not in kinds:
-                    raise BadInputError(
-                        f"element {first + offset} has a {type(value).__name__} where earlier "
-                        f"elements have {', '.join(sorted(k.__name__ for k in kinds))}",
-                        file=key, column=name,
-                    ) from exc
-                kinds.add(kind)
-        raise BadInputError(f"array elements cannot be read as one table ({exc})", file=key) from exc
 
 
 class _Recoder(io.RawIOBase):
