@@ -236,11 +236,29 @@ class JobConfig(_Model):
                 raise _FieldError(
                     "timestamp_column", "timestamp_column is required for a transactional table load"
                 )
+            if self.source_type == "bigquery":
+                self._check_bigquery_names()
         elif self.file_format is None:
             raise _FieldError(
                 "file_format", "file_format is required for file sources (csv, parquet, json, jsonl)"
             )
         return self
+
+    def _check_bigquery_names(self) -> None:
+        """BigQuery names hold no backquote, backslash or line break (dataset and table names:
+        letters, digits, `_`, `-` and Unicode letters; column names: no such characters either —
+        https://cloud.google.com/bigquery/docs/tables#table_naming), so refusing them keeps a
+        name from ever leaving its quoted identifier."""
+        names = [("source_table_name", self.source_table_name or "")]
+        names += [("selected_columns", c) for c in self.selected_columns]
+        names += [("timestamp_column", self.timestamp_column or "")]
+        names += [("primary_key", c) for c in self.primary_key]
+        for field, name in names:
+            if any(ch in name for ch in "`\\\n\r"):
+                raise _FieldError(
+                    field, f"{field} {name!r}: a BigQuery name cannot hold a backquote, backslash "
+                    "or line break"
+                )
 
     @property
     def is_file_source(self) -> bool:

@@ -1,10 +1,8 @@
 """A hostile BigQuery *source* table name (`source_type: bigquery`, issue 5, item 5) cannot
-inject SQL into the emulator: the name is one backquoted identifier (backquotes and backslashes
-escaped per https://cloud.google.com/bigquery/docs/reference/standard-sql/lexical#quoted_identifiers),
-so the run fails with a typed error, and the canary table `x` of the same dataset keeps its row.
-The emulator's lexer does not take backslash escapes in quoted identifiers: it rejects the first
-two names with "Unexpected character '\\'" and reports the third as a table not found; real
-BigQuery reads each as one (missing) table."""
+inject SQL: BigQuery names never hold a backquote, backslash or line break
+(https://cloud.google.com/bigquery/docs/tables#table_naming), so a config with one is refused
+with a ConfigError naming the field before any query; every other name is one backquoted
+identifier, and a missing table is a SourceQueryError. The canary table `x` keeps its row."""
 
 from __future__ import annotations
 
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 
 from etl import JobConfig, run
-from etl.exceptions import EtlError
+from etl.exceptions import ConfigError, SourceQueryError
 from tests.conftest import BIGQUERY_PROJECT, emulator_env
 from tests.etl.support import bq_rows, duck_table_exists, job_config
 
@@ -27,30 +25,56 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("name", HOSTILE, ids=["drop", "delete", "backslash"])
-def test_hostile_bigquery_source_name_cannot_inject(
-    tmp_path: Path, bq_dataset: str, bigquery_client: Any, name: str
-) -> None:
-    """The extract fails with an EtlError (the table does not exist), nothing is loaded, and
-    the canary `x` still holds its one row."""
-    bigquery_client.create_dataset(bq_dataset)
-    bigquery_client.query(f"CREATE TABLE `{bq_dataset}.x` AS SELECT 42 AS v").result(timeout=60)
-    job = JobConfig.parse(
-        job_config(
-            "bigquery",
-            tmp_path / "w.duckdb",
-            source_table_name=f"{bq_dataset}.{name.format(ds=bq_dataset)}",
-            load_type="catalog",
-            connection_params={
-                "project": BIGQUERY_PROJECT,
-                "credentials": "anonymous",
-                "api_endpoint": emulator_env("ETL_BIGQUERY_API_ENDPOINT"),
-            },
-        )
+def _job(tmp_path: Path, table: str, **fields: Any) -> dict[str, Any]:
+    return job_config(
+        "bigquery",
+        tmp_path / "w.duckdb",
+        source_table_name=table,
+        load_type="catalog",
+        connection_params={
+            "project": BIGQUERY_PROJECT,
+            "credentials": "anonymous",
+            "api_endpoint": emulator_env("ETL_BIGQUERY_API_ENDPOINT"),
+        },
+        **fields,
     )
 
-    with pytest.raises(EtlError, match=r"BigQuery rejected"):
+
+@pytest.fixture
+def canary(bq_dataset: str, bigquery_client: Any) -> str:
+    bigquery_client.create_dataset(bq_dataset)
+    bigquery_client.query(f"CREATE TABLE `{bq_dataset}.x` AS SELECT 42 AS v").result(timeout=60)
+    return bq_dataset
+
+
+@pytest.mark.parametrize("name", HOSTILE, ids=["drop", "delete", "backslash"])
+def test_hostile_bigquery_source_name_is_refused(
+    tmp_path: Path, canary: str, bigquery_client: Any, name: str
+) -> None:
+    """The config is refused naming `source_table_name`; nothing runs, the canary keeps its row."""
+    with pytest.raises(ConfigError, match=r"cannot hold a backquote, backslash") as caught:
+        JobConfig.parse(_job(tmp_path, f"{canary}.{name.format(ds=canary)}"))
+
+    assert caught.value.field == "source_table_name"
+    assert bq_rows(bigquery_client, f"SELECT v FROM `{canary}.x`") == [(42,)]
+
+
+def test_hostile_bigquery_column_name_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        JobConfig.parse(_job(tmp_path, "d.t", selected_columns=["v` FROM x; DROP TABLE y; --"]))
+
+    assert caught.value.field == "selected_columns"
+
+
+def test_unusual_but_legal_name_is_one_identifier_and_a_missing_table_a_query_error(
+    tmp_path: Path, canary: str, bigquery_client: Any
+) -> None:
+    """`x; DROP TABLE x --` (spaces, `;` and dashes inside the backquotes) names one missing
+    table: SourceQueryError, nothing loaded, the canary intact."""
+    job = JobConfig.parse(_job(tmp_path, f"{canary}.x; DROP TABLE x --"))
+
+    with pytest.raises(SourceQueryError, match=r"rejected the query"):
         run(job)
 
     assert not duck_table_exists(tmp_path / "w.duckdb", "t")
-    assert bq_rows(bigquery_client, f"SELECT v FROM `{bq_dataset}.x`") == [(42,)]
+    assert bq_rows(bigquery_client, f"SELECT v FROM `{canary}.x`") == [(42,)]
