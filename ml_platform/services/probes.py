@@ -26,6 +26,7 @@ from ml_platform.exceptions import ApplicationError
 from ml_platform.models import Connection, DataSource
 from ml_platform.services.connections import connection_params_build
 from ml_platform.services.job_config import job_config_build
+from ml_platform.services.secrets import redact
 from ml_platform.services.state import sync_state_get_engine
 
 logger = structlog.get_logger(__name__)
@@ -38,7 +39,6 @@ MAX_FILES_LISTED = 1000
 CONNECTION_BROWSE_UNSUPPORTED = "Browsing {what} is not supported for {type} connections."
 CONNECTION_UNREACHABLE = "Could not reach the {type} connection: {reason}"
 SQL_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
-REDACTED = "***"
 
 
 def connection_test(*, connection: Connection) -> dict[str, Any]:
@@ -357,8 +357,6 @@ def _redact(message: str, connection: Connection) -> str:
         params = connection_params_build(connection=connection)
     except etl.EtlError:
         return message
-    secrets = [str(value) for key, value in params.items() if key in SECRET_KEYS and value]
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 3:
-            message = message.replace(secret, REDACTED)
-    return message
+    return redact(
+        message, [str(value) for key, value in params.items() if key in SECRET_KEYS and value]
+    )

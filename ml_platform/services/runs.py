@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -18,8 +18,9 @@ from django.utils import timezone
 import etl
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
-from ml_platform.services.connections import _secret_json_read, credentials_read
+from ml_platform.services.connections import credentials_read
 from ml_platform.services.job_config import job_config_build
+from ml_platform.services.secrets import redact, secret_read, secret_strings
 from ml_platform.services.state import sync_state_get_engine, sync_state_save
 
 logger = structlog.get_logger(__name__)
@@ -28,7 +29,6 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (rows loaded so far, bytes extracted so far) after each batch."""
 
 ERROR_MESSAGE_MAX_CHARS = 10_000
-REDACTED = "***"
 
 RUN_WORKER_LOST = (
     "Run {run_id} sent no heartbeat since {last_seen} (worker {worker!r} lost: killed, out of "
@@ -266,7 +266,7 @@ def etl_run_fail(
     if run.started_at:
         run.duration_s = round((now - run.started_at).total_seconds(), 3)
     run.error_class = (error_class or type(exc).__name__)[:255]
-    run.error_message = _redact(
+    run.error_message = redact(
         error_message or str(exc) or repr(exc), _secrets_of(run.data_source)
     )[:ERROR_MESSAGE_MAX_CHARS]
     run.full_clean(validate_constraints=False)
@@ -401,24 +401,7 @@ def _secrets_of(data_source: DataSource) -> list[str]:
     except etl.EtlError:
         pass
     try:
-        values.append(_secret_json_read(data_source.destination_credentials, owner="destination"))
+        values.append(secret_read(data_source.destination_credentials, owner="destination"))
     except etl.EtlError:
         pass
-    return sorted({s for s in _strings(values) if len(s) >= 3}, key=len, reverse=True)
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
-
-
-def _redact(message: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        message = message.replace(secret, REDACTED)
-    return message
+    return list(secret_strings(values))
