@@ -632,6 +632,127 @@ def incremental(args, data: dict, work: Path) -> list[dict]:
     return out
 
 
+def quarter_data(data: dict, routes: set[str]) -> dict:
+    """A quarter of the table (the size of SF / 4): the first 25% of each file's rows, and for the
+    databases the rows with `l_orderkey <= max / 4` (custom SQL over the same table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    qdir = data["csv"].parent.parent / "quarter"
+    qdir.mkdir(exist_ok=True)
+    target = data["rows"] // 4
+    out = {"dir": qdir}
+    if not (qdir / ".done").exists():
+        sh(f"head -n {target + 1} {data['csv']} > {qdir / 'lineitem.csv'}")
+        sh(f"head -n {target} {data['jsonl']} > {qdir / 'lineitem.jsonl'}")
+        src = pq.ParquetFile(data["parquet"])
+        left = target
+        with pq.ParquetWriter(qdir / "lineitem.parquet", src.schema_arrow,
+                              compression="snappy") as w:
+            for batch in src.iter_batches(batch_size=200_000):
+                if left <= 0:
+                    break
+                batch = batch.slice(0, left)
+                left -= batch.num_rows
+                w.write_table(pa.Table.from_batches([batch]), row_group_size=200_000)
+        (qdir / ".done").write_text(str(target))
+    for fmt in ("csv", "parquet", "jsonl"):
+        out[fmt] = qdir / f"lineitem.{fmt}"
+    out["file_rows"] = target
+    if {"pg", "my"} & routes:
+        max_key = int(psql("SELECT max(l_orderkey) FROM bench.lineitem"))
+        out["key_limit"] = max_key // 4
+        out["db_rows"] = int(psql("SELECT count(*) FROM bench.lineitem WHERE l_orderkey <= "
+                                  f"{out['key_limit']}"))
+    return out
+
+
+def memory_scaling(args, data: dict, work: Path) -> list[dict]:
+    """ETL Runner alone on a quarter of the table, per route: peak RSS and wall time (median of
+    `--repeat`), to compare with the full table's (the target: no growth with table size)."""
+    quarter = quarter_data(data, args.routes)
+    results = []
+    for key in ("pg", "my", "csv", "parquet", "jsonl"):
+        if key not in args.routes:
+            continue
+        dest = work / f"quarter_{key}.duckdb"
+        if key in ("pg", "my"):
+            source = "postgresql" if key == "pg" else "mysql"
+            table = "bench.lineitem" if key == "pg" else "lineitem"
+            config = etl_db_config(source, dest)
+            del config["source_table_name"]
+            config["custom_sql"] = f"SELECT * FROM {table} WHERE l_orderkey <= {quarter['key_limit']}"
+            rows = quarter["db_rows"]
+        else:
+            config = etl_file_config(key, quarter[key], dest)
+            rows = quarter["file_rows"]
+        run = etl_run(work, f"quarter_{key}", config)
+        run.dest = dest
+        samples, seen = [], []
+        for _ in range(args.repeat):
+            sample, got = execute(run)
+            samples.append(sample)
+            seen.append(got)
+            log(f"  quarter {key}: {sample.wall:.2f}s, {sample.peak_rss / 2**20:.0f} MB, {got:,} rows"
+                + (f" FAILED {sample.stderr[-300:]}" if sample.rc else ""))
+        cleanup(dest)
+        ok = [s for s in samples if s.rc == 0]
+        results.append({"route": key, "rows": rows, "seen": seen,
+                        "wall": statistics.median(s.wall for s in ok) if ok else None,
+                        "peak": max(s.peak_rss for s in ok) if ok else None})
+    return results
+
+
+ROUTE_NAMES = {"pg": "PostgreSQL → DuckDB", "my": "MySQL → DuckDB", "csv": "CSV → DuckDB",
+               "parquet": "Parquet → DuckDB", "jsonl": "JSONL → DuckDB"}
+
+
+def targets(routes, inc, mem) -> list[str]:
+    """The issue's targets, each with the measured figure and met / missed."""
+    rows = ["| target | route | measured | met |", "|---|---|---|:-:|"]
+
+    def line(target, route, measured, met):
+        rows.append(f"| {target} | {route} | {measured} | {'yes' if met else '**no**'} |")
+
+    for route, items in routes.items():
+        ours = next((r for r, _ in items if r.kind == "ours" and r.rps), None)
+        peers = [r for r, _ in items if r.kind == "peer" and r.rps and "slice" not in r.tool]
+        limit = next((r for r, _ in items if r.kind == "limit" and r.rps), None)
+        if not ours:
+            line("runs", route, "ETL Runner failed", False)
+            continue
+        if route.startswith(("PostgreSQL", "MySQL")):
+            if peers:
+                best = max(peers, key=lambda r: r.rps)
+                ratio = ours.rps / best.rps
+                line("≥ 1.5× the fastest peer", route, f"{ratio:.2f}× {best.tool}", ratio >= 1.5)
+            if limit:
+                ratio = ours.rps / limit.rps
+                line("≥ 50% of the raw dump", route, f"{ratio:.0%}", ratio >= 0.5)
+        elif limit and not route.startswith("JSONL"):
+            ratio = limit.rps / ours.rps
+            line("within 1.5× of DuckDB's reader", route, f"{ratio:.2f}× its time", ratio <= 1.5)
+        line("peak RSS < 300 MB", route, f"{fmt_mb(ours.peak)} MB", ours.peak < 300 * 2**20)
+    for m in mem:
+        full = next((r for r, _ in routes.get(ROUTE_NAMES[m["route"]], []) if r.kind == "ours"), None)
+        if m["peak"] and full and full.peak:
+            growth = full.peak / m["peak"]
+            line("no memory growth from ¼ of the table to all of it", ROUTE_NAMES[m["route"]],
+                 f"{fmt_mb(m['peak'])} → {fmt_mb(full.peak)} MB ({growth:.2f}×)", growth <= 1.15)
+    fulls = {(r["source"], r["tool"]): r for r in inc if r["phase"] == "full load"}
+    for r in inc:
+        if r["phase"] != "1% changed" or not r["tool"].startswith("ETL Runner"):
+            continue
+        full = fulls.get((r["source"], r["tool"]))
+        src = "PostgreSQL" if r["source"] == "pg" else "MySQL"
+        if full and full["wall"]:
+            rel = r["wall"] / full["wall"]
+            line("incremental 1%: < 10% of the full load's time", src, f"{rel:.1%}", rel < 0.10)
+        line("incremental 1%: exactly the changed rows moved", src,
+             f"{r['moved']:,} moved, {r['changed']:,} changed", r["moved"] == r["changed"])
+    return rows
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -672,7 +793,8 @@ def versions() -> list[str]:
     return [f"- {x}" for x in lines]
 
 
-def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool = False) -> None:
+def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool = False,
+           mem: list[dict] | None = None) -> None:
     L = []
     L.append(f"# ETL Runner benchmark — TPC-H `lineitem`, scale factor {args.scale} "
              f"({data['rows']:,} rows)")
@@ -693,6 +815,11 @@ def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool =
         L.append("")
     L.append("**Noise:** this 2-core machine is shared: other engineers ran test suites during "
              "the run, so individual timings vary; the spread (min–max) is shown.")
+    L.append("")
+    mem = mem or []
+    L.append("## Targets (issue 6)")
+    L.append("")
+    L += targets(routes, inc, mem)
     L.append("")
     L.append("## Machine")
     L += machine_facts()
@@ -756,6 +883,26 @@ def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool =
             L.append(f"| {src} | {r['tool']} | {r['phase']} | {r['wall']:.2f} | {moved} | {chg} | "
                      f"{r['dest_rows']:,} | {fmt_mb(r['peak'])} | {rel} |")
         L.append("")
+    if mem:
+        L.append("## Memory against table size: ETL Runner on a quarter of the table")
+        L.append("")
+        L.append("The first 25% of each file's rows, and for the databases custom SQL "
+                 "`WHERE l_orderkey <= max / 4`; median wall time and the highest peak RSS of "
+                 f"{args.repeat} runs, next to the full table's.")
+        L.append("")
+        L.append("| route | rows (¼) | s (¼) | peak RSS MB (¼) | rows (full) | peak RSS MB (full) | "
+                 "growth |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for m in mem:
+            full = next((r for r, _ in routes.get(ROUTE_NAMES[m["route"]], [])
+                         if r.kind == "ours"), None)
+            growth = (f"{full.peak / m['peak']:.2f}×" if full and full.peak and m["peak"]
+                      else "—")
+            wall = f"{m['wall']:.2f}" if m["wall"] else "failed"
+            L.append(f"| {ROUTE_NAMES[m['route']]} | {m['rows']:,} | {wall} | "
+                     f"{fmt_mb(m['peak'])} | {full.rows if full else 0:,} | "
+                     f"{fmt_mb(full.peak if full else None)} | {growth} |")
+        L.append("")
     prof = BENCH / "PROFILE.md"
     if prof.exists():
         L.append(prof.read_text().strip())
@@ -774,6 +921,8 @@ def main() -> int:
     parser.add_argument("--slice-rows", type=int, default=30_000,
                         help="rows for dlt's default (SQLAlchemy) backend (capped at 10%% of rows)")
     parser.add_argument("--no-dlt-default", action="store_true")
+    parser.add_argument("--no-memory-scaling", action="store_true",
+                        help="skip ETL Runner's runs on a quarter of the table")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--etl-rev", default="HEAD",
                         help="git revision of etl/ to run (snapshot), or 'worktree'")
@@ -793,7 +942,8 @@ def main() -> int:
     snapshot_etl(args.etl_rev, work)
     data = prepare_data(args.scale, data_dir)
     log(f"lineitem: {data['rows']:,} rows")
-    load_databases(args.scale, data)
+    if args.routes & {"pg", "my", "incremental"}:
+        load_databases(args.scale, data)
     routes = build_routes(args, data, work)
     inc_holder: list = []
 
@@ -809,7 +959,8 @@ def main() -> int:
     inc = incremental(args, data, work) if "incremental" in args.routes else []
     inc_holder.extend(inc)
     run_routes(file_routes, args.repeat, partial)
-    report(args, data, routes, inc, started, time.perf_counter() - t0, args.out)
+    mem = [] if args.no_memory_scaling else memory_scaling(args, data, work)
+    report(args, data, routes, inc, started, time.perf_counter() - t0, args.out, mem=mem)
     return 0
 
 

@@ -18,7 +18,11 @@ def structlog_configure(*, level: str, json: bool) -> None:
             structlog.processors.EventRenamer("message")
         ]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # plain tracebacks: rich's (the default when rich is installed) print each frame's
+        # local variables, which can hold connection passwords
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
         processors = []
     structlog.configure(
         processors=[

@@ -11,6 +11,8 @@ from etl.exceptions import (
     DestinationError,
     EtlError,
     MissingDependencyError,
+    SourceAuthError,
+    SourceQueryError,
     SourceUnavailableError,
     TransientError,
 )
@@ -104,6 +106,10 @@ def translate(exc: Exception, what: str, *, source: bool = False) -> EtlError:
         if source:
             return SourceUnavailableError(f"BigQuery {what}", _message(exc))
         return TransientError(f"BigQuery is unavailable for {what}: {_message(exc)}. Retry the run.")
+    if source:
+        if getattr(exc, "code", None) in (401, 403):
+            return SourceAuthError(f"BigQuery {what}", _message(exc))
+        return SourceQueryError(f"BigQuery {what}", _message(exc))
     return DestinationError(f"BigQuery rejected {what}: {_message(exc)}")
 
 

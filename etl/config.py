@@ -42,6 +42,8 @@ SECRET_KEYS = frozenset(
 """`connection_params` keys whose values are never logged, shown or put in error messages."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")
+"""BigQuery project ids (`my-project-123`, domain-scoped `example.com:my-project`)."""
 
 
 class _FieldError(ValueError):
@@ -144,6 +146,17 @@ class DestinationConfig(_Model):
             raise ValueError("must be letters, digits and underscores, not starting with a digit")
         return value
 
+    @field_validator("project")
+    @classmethod
+    def _project_id(cls, value: str | None) -> str | None:
+        # written into backquoted table paths of BigQuery SQL: no quote may reach them
+        if value is not None and not _PROJECT.match(value):
+            raise ValueError(
+                "must be a BigQuery project id: letters, digits, hyphens (and `.`, `:` of "
+                "domain-scoped ids)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _bigquery_needs_project(self) -> DestinationConfig:
         if self.type == "bigquery" and not self.project:
@@ -223,11 +236,29 @@ class JobConfig(_Model):
                 raise _FieldError(
                     "timestamp_column", "timestamp_column is required for a transactional table load"
                 )
+            if self.source_type == "bigquery":
+                self._check_bigquery_names()
         elif self.file_format is None:
             raise _FieldError(
                 "file_format", "file_format is required for file sources (csv, parquet, json, jsonl)"
             )
         return self
+
+    def _check_bigquery_names(self) -> None:
+        """BigQuery names hold no backquote, backslash or line break (dataset and table names:
+        letters, digits, `_`, `-` and Unicode letters; column names: no such characters either —
+        https://cloud.google.com/bigquery/docs/tables#table_naming), so refusing them keeps a
+        name from ever leaving its quoted identifier."""
+        names = [("source_table_name", self.source_table_name or "")]
+        names += [("selected_columns", c) for c in self.selected_columns]
+        names += [("timestamp_column", self.timestamp_column or "")]
+        names += [("primary_key", c) for c in self.primary_key]
+        for field, name in names:
+            if any(ch in name for ch in "`\\\n\r"):
+                raise _FieldError(
+                    field, f"{field} {name!r}: a BigQuery name cannot hold a backquote, backslash "
+                    "or line break"
+                )
 
     @property
     def is_file_source(self) -> bool:

@@ -32,7 +32,70 @@ def _json_object_or_string(value: str, *, field: str) -> Any:
         raise ValidationError("Enter a JSON object.") from None
 
 
-class ConnectionForm(forms.ModelForm):
+class _ServiceModelForm(forms.ModelForm):
+    """A model form that checks and saves its row through the entity's services (STYLE.md R3):
+    `clean` shows the service's validation errors next to the field they name, and the
+    admin's `save_model` calls `service_save`. The stored secret (`secret_field`) is write-only:
+    the form takes a new value in `new_<secret_field>` and a `clear_<secret_field>` box."""
+
+    updatable_fields: tuple[str, ...] = ()
+    """Fields the update service accepts in `data`."""
+    secret_field = ""
+    """The model's `SecretTextField`, also the services' keyword for its new value."""
+
+    def service_data(self) -> dict[str, Any]:
+        """Return the cleaned values of `updatable_fields` the form has."""
+        return {f: self.cleaned_data[f] for f in self.updatable_fields if f in self.cleaned_data}
+
+    def secret_input(self) -> Any:
+        """Return the secret to store, or None to keep the stored one."""
+        return self.cleaned_data.get(f"new_{self.secret_field}")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        for field, value in self.service_data().items():
+            setattr(self.instance, field, value)
+        try:
+            self.service_validate()
+        except ValidationError as exc:
+            self._update_errors(exc)
+        return cleaned
+
+    def service_validate(self) -> None:
+        """Check `self.instance` with the entity's `<entity>_validate` service.
+
+        Raises:
+            ValidationError: keyed by the model field at fault.
+        """
+        raise NotImplementedError
+
+    def service_save(self, *, instance: Any, data: dict[str, Any], secret: Any, clear: bool) -> Any:
+        """Create the row (`instance` None) or update `instance` through the entity's services.
+
+        Raises:
+            ValidationError: keyed by the model field at fault.
+        """
+        raise NotImplementedError
+
+
+class _ServiceModelAdmin(admin.ModelAdmin):
+    """Saves through the form's `service_save`, never `obj.save()` (STYLE.md R3)."""
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: _ServiceModelForm, change: bool
+    ) -> None:
+        saved = form.service_save(
+            instance=obj if change else None,
+            data=form.service_data(),
+            secret=form.secret_input(),
+            clear=form.cleaned_data[f"clear_{form.secret_field}"],
+        )
+        obj.pk = saved.pk
+
+
+class ConnectionForm(_ServiceModelForm):
     password = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -50,39 +113,31 @@ class ConnectionForm(forms.ModelForm):
     )
     clear_credentials = forms.BooleanField(required=False, help_text="Remove stored credentials.")
 
+    updatable_fields = services.connections.UPDATABLE_FIELDS
+    secret_field = "credentials"
+
     class Meta:
         model = Connection
-        fields = [
-            "name",
-            "type",
-            "host",
-            "port",
-            "database",
-            "user",
-            "bucket",
-            "container",
-            "base_path",
-            "project",
-            "endpoint_url",
-            "extra_params",
-        ]
+        fields = list(services.connections.UPDATABLE_FIELDS)
 
     def clean_new_credentials(self) -> Any:
         return _json_object_or_string(self.cleaned_data["new_credentials"], field="credentials")
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if not self.errors:
-            for field in self.Meta.fields:
-                setattr(self.instance, field, cleaned.get(field))
-            try:
-                services.connection_validate(connection=self.instance)
-            except ValidationError as exc:
-                self._update_errors(exc)
-        return cleaned
+    def service_validate(self) -> None:
+        services.connection_validate(connection=self.instance)
 
-    def credentials_input(self) -> dict[str, Any] | None:
-        """Return the credentials object to store, or None to keep the stored one."""
+    def service_save(
+        self, *, instance: Connection | None, data: dict[str, Any], secret: Any, clear: bool
+    ) -> Connection:
+        if instance is None:
+            return services.connection_create(**data, credentials=secret)
+        return services.connection_update(
+            connection=instance, data=data, credentials=secret, clear_credentials=clear
+        )
+
+    def secret_input(self) -> dict[str, Any] | None:
+        """Return the credentials object to store (`new_credentials` with `password` under the
+        type's secret key), or None to keep the stored one."""
         credentials = self.cleaned_data.get("new_credentials")
         password = self.cleaned_data.get("password")
         if credentials is None and not password:
@@ -97,7 +152,7 @@ class ConnectionForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(_ServiceModelAdmin):
     form = ConnectionForm
     list_display = [
         "name",
@@ -117,24 +172,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     def has_credentials(self, obj: Connection) -> bool:
         return bool(obj.credentials)
 
-    def save_model(
-        self, request: HttpRequest, obj: Connection, form: ConnectionForm, change: bool
-    ) -> None:
-        data = {field: form.cleaned_data[field] for field in ConnectionForm.Meta.fields}
-        credentials = form.credentials_input()
-        if change:
-            services.connection_update(
-                connection=obj,
-                data=data,
-                credentials=credentials,
-                clear_credentials=form.cleaned_data["clear_credentials"],
-            )
-        else:
-            created = services.connection_create(**data, credentials=credentials)
-            obj.pk = created.pk
 
-
-class DataSourceForm(forms.ModelForm):
+class DataSourceForm(_ServiceModelForm):
     new_destination_credentials = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -142,6 +181,9 @@ class DataSourceForm(forms.ModelForm):
         label="Destination credentials",
     )
     clear_destination_credentials = forms.BooleanField(required=False)
+
+    updatable_fields = services.data_sources.UPDATABLE_FIELDS
+    secret_field = "destination_credentials"
 
     class Meta:
         model = DataSource
@@ -152,24 +194,25 @@ class DataSourceForm(forms.ModelForm):
             self.cleaned_data["new_destination_credentials"], field="destination_credentials"
         )
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
+    def service_validate(self) -> None:
         # contract errors (JobConfig) are shown on the form, next to the field they name
-        instance = self.instance
-        for field in services.data_sources.UPDATABLE_FIELDS:
-            if field in cleaned:
-                setattr(instance, field, cleaned[field])
-        try:
-            services.data_source_validate(data_source=instance)
-        except ValidationError as exc:
-            self._update_errors(exc)
-        return cleaned
+        services.data_source_validate(data_source=self.instance)
+
+    def service_save(
+        self, *, instance: DataSource | None, data: dict[str, Any], secret: Any, clear: bool
+    ) -> DataSource:
+        if instance is None:
+            return services.data_source_create(**data, destination_credentials=secret)
+        return services.data_source_update(
+            data_source=instance,
+            data=data,
+            destination_credentials=secret,
+            clear_destination_credentials=clear,
+        )
 
 
 @admin.register(DataSource)
-class DataSourceAdmin(admin.ModelAdmin):
+class DataSourceAdmin(_ServiceModelAdmin):
     form = DataSourceForm
     list_display = [
         "name",
@@ -200,26 +243,6 @@ class DataSourceAdmin(admin.ModelAdmin):
                 )
                 continue
             self.message_user(request, f"{data_source.name}: run {run.id} ({run.status})")
-
-    def save_model(
-        self, request: HttpRequest, obj: DataSource, form: DataSourceForm, change: bool
-    ) -> None:
-        data = {
-            f: form.cleaned_data[f]
-            for f in services.data_sources.UPDATABLE_FIELDS
-            if f in form.cleaned_data
-        }
-        credentials = form.cleaned_data.get("new_destination_credentials")
-        if change:
-            services.data_source_update(
-                data_source=obj,
-                data=data,
-                destination_credentials=credentials,
-                clear_destination_credentials=form.cleaned_data["clear_destination_credentials"],
-            )
-        else:
-            created = services.data_source_create(**data, destination_credentials=credentials)
-            obj.pk = created.pk
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from etl.exceptions import BadInputError
 from etl.extract.base import Extraction, Extractor
 from etl.extract.formats import read_batches
 from etl.extract.storage import StoredObject, list_objects, storage_errors
@@ -90,6 +92,7 @@ class FileExtraction(Extraction):
                     job.chunk_size,
                     self.rejects if job.on_bad_rows == "quarantine" else None,
                 ):
+                    check_microseconds(batch, obj.key, rows)
                     rows += batch.num_rows
                     yield batch.append_column(
                         SOURCE_FILE_COLUMN, pa.array([obj.key] * batch.num_rows, pa.string())
@@ -110,3 +113,49 @@ class FileExtraction(Extraction):
                 run_id=run_id,
             )
         return state.model_copy(update={"files": ledger})
+
+
+SUB_MICROSECOND = (
+    "row {row} holds {value}, whose nanoseconds a TIMESTAMP / DATETIME / TIME (microseconds in "
+    "BigQuery and DuckDB) cannot hold; it is not truncated"
+)
+
+
+def check_microseconds(batch: pa.RecordBatch, key: str, before: int) -> None:
+    """Fail on the first nanosecond timestamp or time with sub-microsecond digits (Parquet
+    `TIMESTAMP(NANOS)` / `TIME(NANOS)`).
+
+    Truncating them would change values quietly (shared/DESIGN.md §5); pyarrow's own Parquet
+    writer refuses the same cast unless `allow_truncated_timestamps=True`.
+
+    Args:
+        batch: rows `before + 1`... of the file `key`.
+        key: the file's name in the message.
+        before: rows of the file in earlier batches.
+
+    Raises:
+        BadInputError: names the file, the row (from 1, over the whole file), the column and the
+            value with its nine fraction digits.
+    """
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        kind = field.type
+        if not (pa.types.is_timestamp(kind) or pa.types.is_time64(kind)) or kind.unit != "ns":
+            continue
+        micro = pa.timestamp("us", kind.tz) if pa.types.is_timestamp(kind) else pa.time64("us")
+        exact = pc.equal(pc.cast(pc.cast(column, micro, safe=False), kind), column)
+        first = pc.index(exact, False).as_py()
+        if first >= 0:
+            raise BadInputError(
+                SUB_MICROSECOND.format(row=before + first + 1, value=_ns_text(column[first])),
+                file=key,
+                column=field.name,
+            )
+
+
+def _ns_text(value: pa.Scalar) -> str:
+    """Return a nanosecond timestamp or time scalar as text with all nine fraction digits
+    (`str()` of a time64 scalar goes through `datetime.time` and drops the last three)."""
+    if pa.types.is_timestamp(value.type):
+        return str(value)  # 2023-11-14 22:13:20.123456789[+00:00]
+    seconds, nanos = divmod(value.value, 1_000_000_000)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{nanos:09d}"

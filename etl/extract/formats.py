@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from etl.config import FileFormatOptions
@@ -23,8 +22,8 @@ from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
 
 BLOCK_SIZE = 4 << 20
-"""Bytes of text parsed per block by the CSV/JSONL readers (types are inferred from the first;
-a JSONL line must fit in one). Arrow's streaming readers read up to ~34 blocks ahead of the
+"""Bytes of text parsed per block by the CSV/JSONL readers (both type every column from the
+whole file in a first pass). Arrow's streaming readers read up to ~34 blocks ahead of the
 consumer, so this also bounds a reader's memory: ~150 MB whatever the file size."""
 
 Opener = Callable[[], IO[bytes]]
@@ -42,14 +41,17 @@ def read_batches(
         key: the file's name in messages.
         options: the job's `file_format_options`.
         chunk_size: maximum rows per batch.
-        rejects: `on_bad_rows: quarantine`: CSV rows that do not parse or convert go here
-            instead of failing the run (other formats still fail).
+        rejects: `on_bad_rows: quarantine`: CSV rows, JSONL lines and `json` array elements
+            that do not parse or convert go here instead of failing the run (Parquet files
+            still fail: they have no row to set aside).
 
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
     """
-    reader = {"csv": _csv, "parquet": _parquet, "json": _json_array, "jsonl": _jsonl}[fmt]
-    batches = _csv(opener, key, options, rejects) if fmt == "csv" else reader(opener, key, options)
+    if fmt == "parquet":
+        batches = _parquet(opener, key, options)
+    else:
+        batches = {"csv": _csv, "jsonl": _jsonl, "json": _json}[fmt](opener, key, options, rejects)
     for batch in batches:
         batch = _unique_names(batch)
         for offset in range(0, batch.num_rows, chunk_size):
@@ -169,6 +171,7 @@ def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, mess
     with opener() as raw:
         text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
         header: list[str] | None = None
+        record = 0  # data records so far; differs from the line when a value spans lines
         for line, row in _csv_rows(text, options):
             if isinstance(row, csv.Error):
                 return BadInputError(f"malformed quoting ({row}){hint}", file=key, line=line)
@@ -176,17 +179,21 @@ def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, mess
                 header = row
                 if options.has_header:
                     continue
+            if row:
+                record += 1
+            where = f" (data record {record}, which starts on this line)" if not hint else ""
             names = header if options.has_header else [f"column_{i + 1}" for i in range(len(header))]
             if conversion:
                 index, type_name, value = conversion
                 if index < len(row) and row[index] == value:
                     return BadInputError(
-                        f"value {value!r} is not a valid {type_name}",
+                        f"value {value!r} is not a valid {type_name}{where}",
                         file=key, line=line, column=names[index] if index < len(names) else None,
                     )
             elif row and len(row) != len(header):
                 return BadInputError(
-                    f"expected {len(header)} fields, got {len(row)}{hint}", file=key, line=line
+                    f"expected {len(header)} fields, got {len(row)}{where or hint}",
+                    file=key, line=line,
                 )
     reason = message.removeprefix("CSV parse error: ")
     parse = _PARSE.search(message)
@@ -196,8 +203,8 @@ def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, mess
 
 
 def _csv_rows(text: IO[str], options: FileFormatOptions) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, fields or csv.Error) per record; records span lines only when
-    quoted newlines are allowed."""
+    """Yield (physical line number the record starts on, from 1, fields or csv.Error) per
+    record; records span lines only when quoted newlines are allowed."""
     dialect = {
         "delimiter": options.delimiter,
         "quotechar": options.quote_char,
@@ -210,14 +217,15 @@ def _csv_rows(text: IO[str], options: FileFormatOptions) -> Iterator[tuple[int, 
     if options.allow_quoted_newlines:
         rows = csv.reader(text, **dialect)
         while True:
+            start = rows.line_num + 1 + options.skip_rows  # a record may span lines: its first
             try:
                 row = next(rows)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield rows.line_num + options.skip_rows, exc
+                yield start, exc
                 return
-            yield rows.line_num + options.skip_rows, row
+            yield start, row
     for number, physical in enumerate(text, start=options.skip_rows + 1):
         try:
             yield number, next(csv.reader([physical.rstrip("\r\n")], **dialect), [])
@@ -237,81 +245,72 @@ def _parquet(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[p
             raise BadInputError(f"not a readable Parquet file ({exc})", file=key) from exc
 
 
-def _jsonl(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
-    with opener() as handle:
-        if _is_empty(handle):
-            return
-        source: IO[bytes] = handle
-        if codecs.lookup(options.encoding).name not in ("utf-8",):
-            source = _Recoder(handle, options.encoding)
-        try:
-            reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=BLOCK_SIZE))
-            zoned: set[str] | None = None
-            for batch in reader:
-                naive = [f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz]
-                if naive and zoned is None:
-                    zoned = _utc_text_fields(opener, options.encoding, naive)
-                yield _as_utc(batch, zoned) if naive and zoned else batch
-        except pa.ArrowInvalid as exc:
-            if "changed from" in str(exc):
-                located = _locate_jsonl_type_change(opener, key, options.encoding)
-                if located is not None:
-                    raise located from exc
-            raise BadInputError(f"invalid JSON lines ({exc})", file=key) from exc
+def _jsonl(
+    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None,
+    array: bool = False,
+) -> Iterator[pa.RecordBatch]:
+    from etl.extract.jsonl_reader import read_json_array, read_jsonl
 
+    def utf8() -> IO[bytes]:
+        handle = opener()
+        if codecs.lookup(options.encoding).name != "utf-8":
+            return io.BufferedReader(_Recoder(handle, options.encoding))
+        return handle
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", dict: "object", list: "array"}.get(type(value), type(value).__name__)
-
-
-def _locate_jsonl_type_change(opener: Opener, key: str, encoding: str) -> BadInputError | None:
-    """Find the first line whose top-level field holds another kind of value (number, string,
-    boolean, object, array) than the lines before it."""
-    import json
-
-    kinds: dict[str, str] = {}
-    with opener() as raw:
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace")
-        for number, line in enumerate(text, start=1):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(record, dict):
-                continue
-            for name, value in record.items():
-                if value is None:
-                    continue
-                kind = _json_kind(value)
-                earlier = kinds.setdefault(name, kind)
-                if kind != earlier:
-                    return BadInputError(
-                        f"a {kind} where earlier lines have a {earlier}", file=key, line=number,
-                        column=name,
-                    )
-    return None
+    zoned: set[str] | None = None
+    try:
+        read = read_json_array if array else read_jsonl
+        for batch in read(utf8, key, BLOCK_SIZE, rejects):
+            naive = [f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz]
+            if naive and zoned is None:
+                zoned = _utc_text_fields(opener, options.encoding, naive, array)
+            yield _as_utc(batch, zoned) if naive and zoned else batch
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "
+            "set file_format_options.encoding",
+            file=key,
+        ) from exc
 
 
 _UTC_TEXT = re.compile(r"\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?Z$")
 
 
-def _utc_text_fields(opener: Opener, encoding: str, names: list[str]) -> set[str]:
-    """Return the `names` whose first non-null value in the file is ISO 8601 text ending in `Z`:
-    Arrow infers those as zone-less timestamps holding the UTC wall clock."""
+def _json(
+    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
+) -> Iterator[pa.RecordBatch]:
+    return _jsonl(opener, key, options, rejects, array=True)
+
+
+def _records_of(raw: IO[bytes], encoding: str, array: bool) -> Iterator[Any]:
+    """Yield the records of a JSON lines file (lines that are not JSON skipped) or of a JSON
+    array file (until it breaks)."""
     import json
 
+    if array:
+        import ijson
+
+        source: Any = raw if codecs.lookup(encoding).name == "utf-8" else _Recoder(raw, encoding)
+        try:
+            yield from ijson.items(source, "item")
+        except ijson.JSONError:
+            return
+        return
+    for line in io.TextIOWrapper(raw, encoding=encoding, errors="replace"):
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
+def _utc_text_fields(
+    opener: Opener, encoding: str, names: list[str], array: bool = False
+) -> set[str]:
+    """Return the `names` whose first non-null value in the file is ISO 8601 text ending in `Z`:
+    Arrow infers those as zone-less timestamps holding the UTC wall clock."""
     found: dict[str, bool] = {}
     with opener() as raw:
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace")
-        for line in text:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for record in _records_of(raw, encoding, array):
             for name in names:
                 value = record.get(name) if isinstance(record, dict) else None
                 if name not in found and isinstance(value, str):
@@ -331,58 +330,6 @@ def _as_utc(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
-def _json_array(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
-    import ijson
-
-    with opener() as handle:
-        if _is_empty(handle):
-            return
-        source: IO[bytes] = handle
-        if codecs.lookup(options.encoding).name != "utf-8":
-            source = _Recoder(handle, options.encoding)
-        rows: list[dict[str, Any]] = []
-        count = 1  # number of the next array element
-        try:
-            for item in ijson.items(source, "item", use_float=True):
-                if not isinstance(item, dict):
-                    raise BadInputError(
-                        f"array element {len(rows) + 1} is a {type(item).__name__}, not an object",
-                        file=key,
-                    )
-                rows.append(item)
-                if len(rows) == 65_536:
-                    yield _records(rows, key, count - len(rows) + 1)
-                    rows = []
-                count += 1
-        except ijson.JSONError as exc:
-            raise BadInputError(f"invalid JSON ({exc}); expected an array of objects", file=key) from exc
-        if rows:
-            yield _records(rows, key, count - len(rows))
-
-
-def _records(rows: list[dict[str, Any]], key: str, first: int) -> pa.RecordBatch:
-    """Return `rows` (array elements `first`, ...) as a batch, or name the element whose field
-    has a value of another type than the elements before it."""
-    try:
-        return pa.RecordBatch.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        for name in {name for row in rows for name in row}:
-            kinds: set[type] = set()
-            for offset, row in enumerate(rows):
-                value = row.get(name)
-                if value is None:
-                    continue
-                kind = float if isinstance(value, int) and not isinstance(value, bool) else type(value)
-                if kinds and kind not in kinds:
-                    raise BadInputError(
-                        f"element {first + offset} has a {type(value).__name__} where earlier "
-                        f"elements have {', '.join(sorted(k.__name__ for k in kinds))}",
-                        file=key, column=name,
-                    ) from exc
-                kinds.add(kind)
-        raise BadInputError(f"array elements cannot be read as one table ({exc})", file=key) from exc
-
-
 class _Recoder(io.RawIOBase):
     """Wrap a binary stream in `encoding` as a UTF-8 binary stream."""
 
@@ -392,6 +339,10 @@ class _Recoder(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        self.text.close()
+        super().close()
 
     def readinto(self, buffer: Any) -> int:
         while len(self.pending) < len(buffer):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import structlog
 from fsspec.utils import glob_translate
 
 from etl.config import SECRET_KEYS, JobConfig
@@ -23,6 +24,8 @@ from etl.exceptions import (
     SourceAuthError,
     SourceUnavailableError,
 )
+
+logger = structlog.get_logger(__name__)
 
 READ_BLOCK_SIZE = 8 << 20
 """Bytes fetched per ranged read from object stores: memory per open file stays near this."""
@@ -184,6 +187,8 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
 
     Returns:
         The filesystem and the objects sorted by key. `*` does not cross `/`; `**` does.
+        `local`: a symlink whose target is outside `base_path` is skipped with a
+        `storage.outside_base_path_skipped` warning naming its key.
 
     Raises:
         ConfigError: the prefix leaves the base path (local).
@@ -221,13 +226,19 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
         if info.get("type") == "directory":
             continue
         relative = posixpath.relpath(path, search_root)
+        key = posixpath.relpath(path, root)
+        if job.source_type == "local" and not os.path.realpath(path).startswith(root + os.sep):
+            # a symlink leading out of the base path is never read; said, so it is no surprise
+            # (a linked folder is never entered, whatever the pattern)
+            if pattern.fullmatch(relative) or os.path.isdir(path):
+                logger.warning(
+                    "storage.outside_base_path_skipped",
+                    key=key,
+                    reason="symlink to outside connection_params.base_path",
+                )
+            continue
         if not pattern.fullmatch(relative):
             continue
-        if job.source_type == "local":
-            real = os.path.realpath(path)
-            if not real.startswith(root + os.sep):
-                continue  # a symlink leading out of the base path is never read
-        key = posixpath.relpath(path, root)
         objects.append(
             StoredObject(
                 key=key,

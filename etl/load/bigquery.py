@@ -3,7 +3,8 @@
 Transactional (append): one multi-statement transaction deletes the rows of replaced source
 files, inserts the staging rows into the table and records the load (run id + state) in
 `<dataset>._etl_loads`. Catalog (replace): a copy job with WRITE_TRUNCATE swaps the staging
-table in (readers see the old or the new table), then the load is recorded. Never streaming
+table in (readers see the old or the new table), then one transaction replaces the rows of
+`<table>__rejected` with this snapshot's rejects and records the load. Never streaming
 inserts. The commit's job id derives from the run id, the target table and the state it
 commits, so a retried commit is found, not run twice.
 """
@@ -18,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
-from etl.exceptions import EtlError, SchemaChangeError
+from etl.exceptions import BadInputError, EtlError, SchemaChangeError
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
@@ -34,6 +36,7 @@ from etl.load.base import (
 )
 from etl.load.bigquery_types import loadable, schema_fields
 from etl.registry import register_loader
+from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import SyncState
 
 PART_ROWS = 1_000_000
@@ -138,11 +141,13 @@ class BigQueryLoader(Loader):
         columns: dict[str, bigquery.SchemaField] = {}
         arrow_types: dict[str, pa.DataType] = {}
         rows = 0
+        file_rows: dict[str, int] = {}  # rows of each source file in earlier batches
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
                 parts = _PartWriter(Path(tmp), lambda path, n: self._load_part(
                     staging, path, n, tag, request.table))
                 for batch in request.batches:
+                    _check_bigquery_values(batch, rows, file_rows)
                     batch = _with_metadata(batch, request.run_id, loaded_at)
                     fields = schema_fields(batch.schema)
                     if not columns:
@@ -267,6 +272,13 @@ class BigQueryLoader(Loader):
                 names = ", ".join(f"`{name}`" for name in columns)
                 statements.append(f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;")
             statements.append(log_insert)
+        if request.write_disposition == "replace":
+            rejected_table = self.table_id(request.table + REJECTED_SUFFIX)
+            if self._table_or_none(rejected_table) is not None:
+                # a snapshot's rejects are its own: the earlier snapshot's go in this commit
+                statements.insert(
+                    len(statements) - 1, f"DELETE FROM `{rejected_table}` WHERE TRUE;"
+                )
         if rejected_insert:
             statements.insert(len(statements) - 1, rejected_insert)
         script = "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
@@ -348,6 +360,70 @@ def _ddl_type(field: Any) -> str:
     return f"ARRAY<{kind}>" if field.mode == "REPEATED" else kind
 
 
+NULL_ELEMENT = (
+    "row {row} holds an array with a NULL element, which a BigQuery ARRAY cannot hold "
+    "(https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#array_nulls)"
+)
+OUT_OF_RANGE = (
+    "row {row} holds {value}, outside BigQuery's {kind} range 0001-01-01 to 9999-12-31 "
+    "(https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types)"
+)
+_FIRST = dt.datetime(1, 1, 1)
+_LAST = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+
+
+def _check_bigquery_values(
+    batch: pa.RecordBatch, run_rows: int, file_rows: dict[str, int]
+) -> None:
+    """Fail on the first value BigQuery cannot hold and would reject the load for: a list with
+    a NULL element (dropping it would change the value), a date or timestamp outside years
+    1..9999 (Arrow and DuckDB hold them). Count the batch's rows into `file_rows` (source
+    file -> rows seen) when it passes.
+
+    Args:
+        batch: one batch as extracted (a file source's batch comes from one file and carries
+            `_etl_source_file`).
+        run_rows: rows of the run in earlier batches (the row number of other sources).
+        file_rows: rows of each source file in earlier batches.
+
+    Raises:
+        BadInputError: names the column, the row (from 1, within its file for file sources,
+            else within the run) and the file.
+    """
+    names = batch.schema.names
+    source = batch.column(SOURCE_FILE_COLUMN) if SOURCE_FILE_COLUMN in names else None
+    file = source[0].as_py() if source is not None and batch.num_rows else None
+    before = file_rows.get(file, 0) if file is not None else run_rows
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        kind = field.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            values = pc.list_flatten(column)
+            if values.null_count:
+                first = pc.index(pc.is_null(values), True).as_py()
+                index = pc.list_parent_indices(column)[first].as_py()
+                raise BadInputError(
+                    NULL_ELEMENT.format(row=before + index + 1), file=file, column=field.name
+                )
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            is_date = pa.types.is_date(kind)
+            zone = dt.UTC if not is_date and kind.tz else None
+            low, high = (
+                pa.scalar(bound.date() if is_date else bound.replace(tzinfo=zone), kind)
+                for bound in (_FIRST, _LAST)
+            )
+            outside = pc.or_(pc.less(column, low), pc.greater(column, high))
+            index = pc.index(outside, True).as_py()
+            if index >= 0:
+                name = "DATE" if is_date else "TIMESTAMP" if zone else "DATETIME"
+                text = pc.cast(column.slice(index, 1), pa.string())[0].as_py()
+                raise BadInputError(
+                    OUT_OF_RANGE.format(row=before + index + 1, value=text, kind=name),
+                    file=file, column=field.name,
+                )
+    if file is not None:
+        file_rows[file] = before + batch.num_rows
+
+
 def _with_metadata(batch: pa.RecordBatch, run_id: str, loaded_at: dt.datetime) -> pa.RecordBatch:
     arrays, fields = [], []
     for field, array in zip(batch.schema, batch.columns, strict=True):
@@ -383,7 +459,11 @@ class _PartWriter:
         self.number = 0
 
     def write(self, table: pa.Table) -> None:
-        if self.writer is not None and self.writer.schema.names != table.schema.names:
+        # another column type (int32 in one source file, int64 in the next) starts a new part:
+        # casting to the part's schema would narrow; only nullability/metadata are cast below
+        if self.writer is not None and [(f.name, f.type) for f in self.writer.schema] != [
+            (f.name, f.type) for f in table.schema
+        ]:
             self.flush()
         if self.writer is None:
             self.number += 1

@@ -5,7 +5,11 @@ https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-parquet#type_c
 integers -> INT64 (UINT64 -> NUMERIC, which holds 2^64-1 exactly); decimals -> NUMERIC when
 scale <= 9 and integer digits <= 29, else BIGNUMERIC (scale <= 38, integer digits <= 38);
 zone-aware timestamps -> TIMESTAMP, naive -> DATETIME; JSON-marked strings -> JSON; lists ->
-REPEATED; structs -> RECORD; durations -> INT64 microseconds; intervals -> STRING (ISO 8601).
+REPEATED; structs -> RECORD; maps -> REPEATED RECORD of `key`, `value` (what a Parquet load
+does with `ParquetOptions.map_target_type = ARRAY_OF_STRUCT`); durations -> INT64 microseconds;
+intervals -> STRING (ISO 8601). BigQuery arrays hold no NULL element (a NULL array is read as
+`[]`), and dates/timestamps stop at years 1..9999: such a value fails the load naming file, row
+and column (etl/load/bigquery.py).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ def bigquery_type(field: pa.Field) -> tuple[str, str, list[pa.Field]]:
         SchemaMappingError: no BigQuery type holds the values (names the column).
     """
     data_type = field.type
+    if pa.types.is_map(data_type):
+        return "RECORD", "REPEATED", [data_type.key_field, data_type.item_field]
     if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
         inner = pa.field(field.name, data_type.value_type)
         if pa.types.is_list(inner.type):
@@ -77,7 +83,8 @@ def schema_fields(schema: pa.Schema) -> list:  # list[bigquery.SchemaField]
 
 
 def loadable(array: pa.Array, field: pa.Field) -> tuple[pa.Array, pa.Field]:
-    """Cast one column to what a Parquet load into its BigQuery type expects."""
+    """Cast one column to what a Parquet load into its BigQuery type expects (a map becomes a
+    list of `key`/`value` structs)."""
     data_type = field.type
     target: pa.DataType | None = None
     if pa.types.is_unsigned_integer(data_type):
@@ -90,6 +97,9 @@ def loadable(array: pa.Array, field: pa.Field) -> tuple[pa.Array, pa.Field]:
         return pa.array(values, pa.string()), pa.field(field.name, pa.string())
     elif pa.types.is_float16(data_type):
         target = pa.float32()
+    elif pa.types.is_map(data_type):
+        entry = pa.struct([data_type.key_field, data_type.item_field])
+        target = pa.list_(pa.field("element", entry, nullable=False))
     if target is None:
         return array, field
     return pc.cast(array, target, safe=True), pa.field(field.name, target, metadata=field.metadata)

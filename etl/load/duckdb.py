@@ -189,7 +189,11 @@ class DuckDbLoader(Loader):
             state = request.finalize()
             rejected = request.rejected_rows() if request.rejected_rows else None
             name = f"{dataset}.{_q(request.table + REJECTED_SUFFIX)}"
-            if request.replace_files and self._columns(connection, request.table + REJECTED_SUFFIX):
+            has_rejects = bool(self._columns(connection, request.table + REJECTED_SUFFIX))
+            if replace and has_rejects:
+                # a snapshot's rejects are its own: the earlier snapshot's go in this commit
+                connection.execute(f"DELETE FROM {name}")
+            elif request.replace_files and has_rejects:
                 # a changed file's earlier rejects go with its earlier rows
                 connection.execute(
                     f"DELETE FROM {name} WHERE file IN (SELECT unnest(?::VARCHAR[]))",

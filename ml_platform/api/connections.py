@@ -17,19 +17,7 @@ from ml_platform.services import (
     connection_update,
     probes,
 )
-
-_PARAM_FIELDS = (
-    "host",
-    "port",
-    "database",
-    "user",
-    "bucket",
-    "container",
-    "base_path",
-    "project",
-    "endpoint_url",
-    "extra_params",
-)
+from ml_platform.services.connections import CREDENTIAL_KEYS
 
 
 class ConnectionOutputSerializer(serializers.Serializer):
@@ -69,6 +57,24 @@ def _connection_get(connection_id: int) -> Connection:
     return selectors.connection_get(id=connection_id)
 
 
+# the writable fields but credentials; every one optional here, the service applies defaults
+# and checks what the connection's type needs (errors name the field). A comment, not a
+# docstring: drf-spectacular would publish a docstring as each input schema's description
+class _ConnectionFieldsSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    type = serializers.ChoiceField(choices=SourceType.choices, required=False)
+    host = serializers.CharField(required=False, allow_blank=True)
+    port = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
+    database = serializers.CharField(required=False, allow_blank=True)
+    user = serializers.CharField(required=False, allow_blank=True)
+    bucket = serializers.CharField(required=False, allow_blank=True)
+    container = serializers.CharField(required=False, allow_blank=True)
+    base_path = serializers.CharField(required=False, allow_blank=True)
+    project = serializers.CharField(required=False, allow_blank=True)
+    endpoint_url = serializers.CharField(required=False, allow_blank=True)
+    extra_params = serializers.DictField(required=False)
+
+
 class ConnectionListApi(APIView):
     @extend_schema(responses=ConnectionOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -78,27 +84,15 @@ class ConnectionListApi(APIView):
 
 
 class ConnectionCreateApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(_ConnectionFieldsSerializer):
         name = serializers.CharField(max_length=200)
         type = serializers.ChoiceField(choices=SourceType.choices)
-        host = serializers.CharField(required=False, allow_blank=True)
-        port = serializers.IntegerField(
-            required=False, allow_null=True, min_value=1, max_value=65535
-        )
-        database = serializers.CharField(required=False, allow_blank=True)
-        user = serializers.CharField(required=False, allow_blank=True)
-        bucket = serializers.CharField(required=False, allow_blank=True)
-        container = serializers.CharField(required=False, allow_blank=True)
-        base_path = serializers.CharField(required=False, allow_blank=True)
-        project = serializers.CharField(required=False, allow_blank=True)
-        endpoint_url = serializers.CharField(required=False, allow_blank=True)
-        extra_params = serializers.DictField(required=False)
         credentials = serializers.DictField(
             required=False,
             allow_null=True,
             write_only=True,
-            help_text="Secrets (password, aws_secret_access_key, credentials, connection_string, "
-            "account_key, sas_token, aws_access_key_id); encrypted at rest, never returned.",
+            help_text=f"Secrets ({', '.join(sorted(CREDENTIAL_KEYS))}); encrypted at rest, "
+            "never returned.",
         )
 
         class Meta:
@@ -120,21 +114,7 @@ class ConnectionDetailApi(APIView):
 
 
 class ConnectionUpdateApi(APIView):
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=200, required=False)
-        type = serializers.ChoiceField(choices=SourceType.choices, required=False)
-        host = serializers.CharField(required=False, allow_blank=True)
-        port = serializers.IntegerField(
-            required=False, allow_null=True, min_value=1, max_value=65535
-        )
-        database = serializers.CharField(required=False, allow_blank=True)
-        user = serializers.CharField(required=False, allow_blank=True)
-        bucket = serializers.CharField(required=False, allow_blank=True)
-        container = serializers.CharField(required=False, allow_blank=True)
-        base_path = serializers.CharField(required=False, allow_blank=True)
-        project = serializers.CharField(required=False, allow_blank=True)
-        endpoint_url = serializers.CharField(required=False, allow_blank=True)
-        extra_params = serializers.DictField(required=False)
+    class InputSerializer(_ConnectionFieldsSerializer):
         credentials = serializers.DictField(
             required=False, write_only=True, help_text="Replaces the stored credentials."
         )

@@ -17,8 +17,8 @@ from ml_platform.services import (
     data_source_delete,
     data_source_update,
     etl_run_enqueue,
-    probes,
 )
+from ml_platform.services.preview import data_source_preview
 
 
 class DataSourceOutputSerializer(serializers.Serializer):
@@ -202,7 +202,7 @@ class DataSourcePreviewApi(APIView):
         Reads the source through the engine; writes nothing anywhere."""
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        preview = probes.data_source_preview(
+        preview = data_source_preview(
             data_source=selectors.data_source_get(id=source_id),
             limit=filters.validated_data["limit"],
         )

@@ -20,8 +20,8 @@ from ml_platform.services.runs import (
     etl_run_enqueue,
     etl_run_execute,
     etl_run_fail,
-    etl_run_reap_stale,
 )
+from ml_platform.services.runs_reap import etl_run_reap_stale
 from ml_platform.services.state import sync_state_get_engine, sync_state_save
 
 __all__ = [

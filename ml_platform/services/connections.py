@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from etl.config import REQUIRED_CONNECTION_KEYS, SECRET_KEYS
-from ml_platform.exceptions import (
-    CREDENTIALS_NOT_OBJECT,
-    CREDENTIALS_UNKNOWN_KEYS,
-    CredentialsUnreadableError,
-)
+from ml_platform.exceptions import CREDENTIALS_NOT_OBJECT, CREDENTIALS_UNKNOWN_KEYS
 from ml_platform.models import Connection
+from ml_platform.services.common import model_fields_apply
+from ml_platform.services.secrets import secret_apply, secret_dump, secret_read
 
 CREDENTIAL_KEYS = frozenset(SECRET_KEYS | {"aws_access_key_id"})
 """Keys a connection's encrypted `credentials` object may hold."""
@@ -52,7 +49,7 @@ def credentials_read(*, connection: Connection) -> dict[str, Any]:
     Raises:
         CredentialsUnreadableError: the stored value does not decrypt with the configured keys.
     """
-    return _secret_json_read(connection.credentials, owner=f"connection {connection.pk}") or {}
+    return secret_read(connection.credentials, owner=f"connection {connection.pk}") or {}
 
 
 def connection_params_build(*, connection: Connection) -> dict[str, Any]:
@@ -134,16 +131,14 @@ def connection_update(
     Raises:
         ValidationError: an unknown field, or a value invalid for its field.
     """
-    data = data or {}
-    unknown = sorted(set(data) - set(UPDATABLE_FIELDS))
-    if unknown:
-        raise ValidationError({field: "This field cannot be updated." for field in unknown})
-    for field, value in data.items():
-        setattr(connection, field, value)
-    if clear_credentials:
-        connection.credentials = None
-    elif credentials is not None:
-        connection.credentials = _credentials_dump(credentials)
+    model_fields_apply(instance=connection, data=data or {}, updatable=UPDATABLE_FIELDS)
+    secret_apply(
+        instance=connection,
+        field="credentials",
+        value=credentials,
+        clear=clear_credentials,
+        dump=_credentials_dump,
+    )
     connection_validate(connection=connection)
     connection.save()
     return connection
@@ -180,18 +175,9 @@ def _credentials_dump(credentials: dict[str, Any] | None) -> str | None:
                 )
             }
         )
-    kept = {key: value for key, value in credentials.items() if value not in (None, "")}
-    return json.dumps(kept, sort_keys=True) if kept else None
-
-
-def _secret_json_read(stored: str | None, *, owner: str) -> Any:
-    if not stored:
-        return None
-    try:
-        return json.loads(stored)
-    except json.JSONDecodeError:
-        # the library returns the ciphertext itself when no key decrypts it
-        raise CredentialsUnreadableError(owner) from None
+    return secret_dump(
+        {key: value for key, value in credentials.items() if value not in (None, "")}
+    )
 
 
 CONNECTION_IN_USE = "Connection {name} is used by data source(s) {sources}; delete those first."

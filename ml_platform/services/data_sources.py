@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 import etl
 from ml_platform.models import Connection, DataSource
-from ml_platform.services.job_config import job_config_build, secret_dump, validation_error_from
+from ml_platform.services.common import model_fields_apply
+from ml_platform.services.job_config import job_config_build, validation_error_from
 from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
     SCHEDULE_CRON_INVALID,
     SCHEDULE_TIMEZONE_INVALID,
@@ -17,6 +17,7 @@ from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
     schedule_sync,
     schedule_validate,
 )
+from ml_platform.services.secrets import secret_apply, secret_dump
 
 UPDATABLE_FIELDS = (
     "name",
@@ -131,16 +132,13 @@ def data_source_update(
         ValidationError: an unknown field, the result is not a valid `etl.JobConfig`, or the
             schedule executor refused the schedule.
     """
-    data = data or {}
-    unknown = sorted(set(data) - set(UPDATABLE_FIELDS))
-    if unknown:
-        raise ValidationError({field: "This field cannot be updated." for field in unknown})
-    for field, value in data.items():
-        setattr(data_source, field, value)
-    if clear_destination_credentials:
-        data_source.destination_credentials = None
-    elif destination_credentials is not None:
-        data_source.destination_credentials = secret_dump(destination_credentials)
+    model_fields_apply(instance=data_source, data=data or {}, updatable=UPDATABLE_FIELDS)
+    secret_apply(
+        instance=data_source,
+        field="destination_credentials",
+        value=destination_credentials,
+        clear=clear_destination_credentials,
+    )
     data_source_validate(data_source=data_source)
     data_source.save()
     schedule_sync(data_source=data_source)

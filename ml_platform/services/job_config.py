@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +10,8 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 import etl
 from ml_platform.models import DataSource
-from ml_platform.services.connections import (
-    _secret_json_read,
-    connection_params_build,
-    credentials_read,
-)
+from ml_platform.services.connections import connection_params_build, credentials_read
+from ml_platform.services.secrets import secret_read
 
 _FIELD_ALIASES = {"connection_params": "connection", "source_type": "connection"}
 
@@ -34,7 +30,7 @@ def job_config_data(*, data_source: DataSource) -> dict[str, Any]:
         path = Path(destination.get("path") or settings.ETL_DEFAULT_DUCKDB_PATH)
         # relative to var/, so web, workers and commands agree whatever their working directory
         destination["path"] = str(path if path.is_absolute() else Path(settings.VAR_DIR) / path)
-    credentials = _secret_json_read(
+    credentials = secret_read(
         data_source.destination_credentials, owner=f"data source {data_source.pk} destination"
     )
     if credentials is None and destination["type"] == "bigquery" and connection.type == "bigquery":
@@ -85,8 +81,3 @@ def validation_error_from(exc: etl.ConfigError) -> ValidationError:
     if field not in {f.name for f in DataSource._meta.concrete_fields}:
         field = NON_FIELD_ERRORS
     return ValidationError({field: str(exc)})
-
-
-def secret_dump(value: Any) -> str | None:
-    """Serialize a secret (JSON object or string) for a `SecretTextField`; None clears it."""
-    return None if value in (None, "", {}) else json.dumps(value, sort_keys=True)

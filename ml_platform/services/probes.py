@@ -1,32 +1,26 @@
 """Reads of the outside world for the API and the wizard: test a connection, browse its
-schemas, tables, columns and files, preview a data source's first rows. Nothing is written,
-neither here nor in the source or the destination.
+schemas, tables, columns and files. Nothing is written, neither here nor in the source.
 
 Database sources are reached through SQLAlchemy (`postgresql+psycopg`, `mysql+pymysql`), file
-sources through the engine's own `etl.extract.storage.list_objects`, the preview through the
-engine's extractor and transform, so what is shown is what a run would load.
+sources through the engine's own `etl.extract.storage.list_objects`. A data source's preview is
+`services.preview`.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pyarrow as pa
 import structlog
 
 import etl
 from etl.config import FILE_SOURCES, SECRET_KEYS
 from ml_platform.exceptions import ApplicationError
-from ml_platform.models import Connection, DataSource
+from ml_platform.models import Connection
 from ml_platform.services.connections import connection_params_build
-from ml_platform.services.job_config import job_config_build
-from ml_platform.services.state import sync_state_get_engine
+from ml_platform.services.secrets import redact
 
 logger = structlog.get_logger(__name__)
 
@@ -38,7 +32,6 @@ MAX_FILES_LISTED = 1000
 CONNECTION_BROWSE_UNSUPPORTED = "Browsing {what} is not supported for {type} connections."
 CONNECTION_UNREACHABLE = "Could not reach the {type} connection: {reason}"
 SQL_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
-REDACTED = "***"
 
 
 def connection_test(*, connection: Connection) -> dict[str, Any]:
@@ -171,7 +164,7 @@ def connection_browse_files(
         "file_prefix": prefix,
         "file_pattern": pattern or "**",
     }
-    with _engine_errors(connection):
+    with engine_errors(connection):
         _, objects = list_objects(etl.JobConfig.parse(job_data))
     return {
         "files": [
@@ -185,95 +178,6 @@ def connection_browse_files(
         ],
         "truncated": len(objects) > MAX_FILES_LISTED,
     }
-
-
-def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any]:
-    """Read the first `limit` rows of `data_source` through the engine (extractor, then the
-    transform with the stored column-name map) without loading or storing anything.
-
-    Transactional sources are read from the beginning, as on a first run. `data_source` may
-    be unsaved (a draft): it then has no column-name map yet.
-
-    Returns:
-        `{"columns": [{"source_name", "name", "arrow_type", "destination_type"}], "rows":
-        [{destination name: value}]}`; `destination_type` is the DuckDB or BigQuery type the
-        column gets; decimals, timestamps and bytes are strings (ISO 8601, base64).
-
-    Raises:
-        ApplicationError: the source cannot be read (config, connection, query or data error).
-    """
-    from etl.registry import get_extractor
-    from etl.transform import BatchTransformer
-
-    job = job_config_build(data_source=data_source).model_copy(update={"chunk_size": limit})
-    # an unsaved source (the wizard's draft) has no state yet
-    column_map = sync_state_get_engine(data_source=data_source).column_map if data_source.pk else {}
-    transformer = BatchTransformer(job, column_map)
-    batches: list[pa.RecordBatch] = []
-    rows = 0
-    with _engine_errors(data_source.connection):
-        with get_extractor(job.source_type)(job).extract(etl.SyncState()) as extraction:
-            for batch in extraction.batches():
-                batch = transformer.transform(batch.slice(0, limit - rows), extraction.current_file)
-                batches.append(batch)
-                rows += batch.num_rows
-                if rows >= limit:
-                    break
-    if not batches:
-        return {"columns": [], "rows": []}
-    table = pa.Table.from_batches(batches).combine_chunks()
-    source_names = {dest: source for source, dest in transformer.column_map.items()}
-    types = _destination_types(table.schema, job.destination.type)
-    columns = [
-        {
-            "source_name": source_names.get(field.name, field.name),
-            "name": field.name,
-            "arrow_type": str(field.type),
-            "destination_type": types[field.name],
-        }
-        for field in table.schema
-    ]
-    return {"columns": columns, "rows": [_jsonable(row) for row in table.to_pylist()]}
-
-
-def _destination_types(schema: pa.Schema, destination_type: str) -> dict[str, str]:
-    if destination_type == "bigquery":
-        from etl.load.bigquery_types import bigquery_type
-
-        result = {}
-        for field in schema:
-            kind, mode, _ = bigquery_type(field)
-            result[field.name] = f"ARRAY<{kind}>" if mode == "REPEATED" else kind
-        return result
-    import duckdb
-
-    from etl.schema import is_json
-
-    # the DuckDB loader's own projection (JSON-marked strings become JSON), on an empty table
-    empty = schema.empty_table()
-    select = ", ".join(
-        f'CAST("{f.name}" AS JSON) AS "{f.name}"' if is_json(f) else f'"{f.name}"' for f in schema
-    )
-    with duckdb.connect(":memory:") as connection:
-        connection.register("_etl_preview", empty)
-        described = connection.execute(f"DESCRIBE SELECT {select} FROM _etl_preview").fetchall()
-    return {row[0]: row[1] for row in described}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return value
 
 
 @contextmanager
@@ -323,7 +227,10 @@ def _sql_inspector(connection: Connection, what: str) -> Iterator[Any]:
 
 
 @contextmanager
-def _engine_errors(connection: Connection) -> Iterator[None]:
+def engine_errors(connection: Connection) -> Iterator[None]:
+    """Turn an engine error raised inside the block into an `ApplicationError` (400) whose
+    message has `connection`'s secrets replaced by `***`: a `ConfigError` with `extra`
+    `{"fields": {field: [message]}}`, any other `EtlError` with `{"error_class": name}`."""
     try:
         yield
     except etl.ConfigError as exc:
@@ -357,8 +264,6 @@ def _redact(message: str, connection: Connection) -> str:
         params = connection_params_build(connection=connection)
     except etl.EtlError:
         return message
-    secrets = [str(value) for key, value in params.items() if key in SECRET_KEYS and value]
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 3:
-            message = message.replace(secret, REDACTED)
-    return message
+    return redact(
+        message, [str(value) for key, value in params.items() if key in SECRET_KEYS and value]
+    )

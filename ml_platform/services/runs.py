@@ -1,13 +1,12 @@
-"""Writes of `EtlRun`: create/enqueue a run, execute it through the engine, record the outcome."""
+"""Writes of `EtlRun`: create/enqueue a run, execute it through the engine, record the outcome.
+
+The heartbeat and progress counters a running run writes are in `runs_progress`; failing runs
+whose worker is gone is `runs_reap`."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -18,35 +17,15 @@ from django.utils import timezone
 import etl
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
-from ml_platform.services.connections import _secret_json_read, credentials_read
+from ml_platform.services.connections import credentials_read
 from ml_platform.services.job_config import job_config_build
+from ml_platform.services.runs_progress import ProgressCallback, RunHeartbeat, run_progress_recorder
+from ml_platform.services.secrets import redact, secret_read, secret_strings
 from ml_platform.services.state import sync_state_get_engine, sync_state_save
 
 logger = structlog.get_logger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
-"""Called with (rows loaded so far, bytes extracted so far) after each batch."""
-
 ERROR_MESSAGE_MAX_CHARS = 10_000
-REDACTED = "***"
-
-RUN_WORKER_LOST = (
-    "Run {run_id} sent no heartbeat since {last_seen} (worker {worker!r} lost: killed, out of "
-    "memory or restarted); marked failed after {stale_after_s:g} s. Nothing it loaded without "
-    "committing is kept; the next run reconciles the destination and loads what is missing."
-)
-RUN_NEVER_STARTED = (
-    "Run {run_id} stayed queued since {queued_at} and no worker took it (its task message was "
-    "lost); marked failed after {stale_after_s:g} s. Trigger the data source again."
-)
-
-
-class WorkerLostError(Exception):
-    """Recorded as the `error_class` of a run the reaper failed (its worker died)."""
-
-
-class RunNeverStartedError(Exception):
-    """Recorded as the `error_class` of a queued run whose task message never arrived."""
 
 
 def etl_run_create(
@@ -157,14 +136,17 @@ def etl_run_execute(
         return run
     data_source = run.data_source
     log = logger.bind(run_id=run.id, data_source_id=data_source.id)
-    heartbeat = _Heartbeat(run_id=run.id, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
+    heartbeat = RunHeartbeat(run_id=run.id, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
     heartbeat.start()
     try:
         job = job_config_build(data_source=data_source)
         state = sync_state_get_engine(data_source=data_source)
         log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
         result = etl.run(
-            job, state, run_id=run.uid.hex, progress=_progress_recorder(run=run, forward=progress)
+            job,
+            state,
+            run_id=run.uid.hex,
+            progress=run_progress_recorder(run=run, forward=progress),
         )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
@@ -266,132 +248,12 @@ def etl_run_fail(
     if run.started_at:
         run.duration_s = round((now - run.started_at).total_seconds(), 3)
     run.error_class = (error_class or type(exc).__name__)[:255]
-    run.error_message = _redact(
+    run.error_message = redact(
         error_message or str(exc) or repr(exc), _secrets_of(run.data_source)
     )[:ERROR_MESSAGE_MAX_CHARS]
     run.full_clean(validate_constraints=False)
     run.save()
     return run
-
-
-def etl_run_reap_stale(
-    *, now: dt.datetime | None = None, stale_after_s: float | None = None
-) -> list[EtlRun]:
-    """Fail the runs whose worker is gone, so they stop blocking their data source.
-
-    A running run whose heartbeat (`updated_at`, refreshed every
-    `settings.ETL_RUN_HEARTBEAT_INTERVAL_S` by the executing worker) is older than
-    `settings.ETL_RUN_STALE_AFTER_S` seconds, and a queued run older than
-    `settings.ETL_RUN_QUEUED_STALE_AFTER_S`, is marked failed (`WorkerLostError` /
-    `RunNeverStartedError`). Sync state is not touched: what the dead worker loaded without
-    committing was rolled back by the destination, and a load it did commit is found by the
-    next run in the destination's load log (the engine rolls forward), so the next run loads
-    exactly what is missing.
-
-    Args:
-        now: the current time (UTC); defaults to now.
-        stale_after_s: overrides `settings.ETL_RUN_STALE_AFTER_S` (seconds).
-
-    Returns:
-        The runs marked failed, oldest first.
-    """
-    now = now or timezone.now()
-    if stale_after_s is None:
-        stale_after_s = float(settings.ETL_RUN_STALE_AFTER_S)
-    running_before = now - dt.timedelta(seconds=stale_after_s)
-    queued_before = now - dt.timedelta(seconds=float(settings.ETL_RUN_QUEUED_STALE_AFTER_S))
-    reaped = []
-    for candidate in selectors.etl_run_list_stale(
-        running_before=running_before, queued_before=queued_before
-    ):
-        with transaction.atomic():
-            run = EtlRun.objects.select_for_update().get(pk=candidate.pk)
-            if run.status == EtlRun.Status.RUNNING and run.updated_at < running_before:
-                exc: Exception = WorkerLostError(
-                    RUN_WORKER_LOST.format(
-                        run_id=run.id,
-                        last_seen=run.updated_at.isoformat(),
-                        worker=run.worker,
-                        stale_after_s=stale_after_s,
-                    )
-                )
-            elif run.status == EtlRun.Status.QUEUED and run.queued_at < queued_before:
-                exc = RunNeverStartedError(
-                    RUN_NEVER_STARTED.format(
-                        run_id=run.id,
-                        queued_at=run.queued_at.isoformat(),
-                        stale_after_s=float(settings.ETL_RUN_QUEUED_STALE_AFTER_S),
-                    )
-                )
-            else:
-                continue  # it moved on since the query
-            run = etl_run_fail(run=run, exc=exc)
-        logger.warning(
-            "etl_run.reaped",
-            run_id=run.id,
-            data_source_id=run.data_source_id,
-            error_class=run.error_class,
-            worker=run.worker,
-        )
-        reaped.append(run)
-    return reaped
-
-
-class _Heartbeat:
-    """Refresh the running run's `updated_at` every `interval_s` seconds from a daemon thread,
-    so the reaper can tell a long batch from a dead worker."""
-
-    def __init__(self, *, run_id: int, interval_s: float) -> None:
-        self.run_id, self.interval_s = run_id, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, name=f"etl-run-{run_id}-heartbeat", daemon=True
-        )
-
-    def start(self) -> None:
-        # inside an open transaction (an eager task in a request or a test) a second
-        # connection's write would wait on this one's lock; only a detached worker needs a pulse
-        if self.interval_s > 0 and not transaction.get_connection().in_atomic_block:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.interval_s + 5)
-
-    def _beat(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    EtlRun.objects.filter(pk=self.run_id, status=EtlRun.Status.RUNNING).update(
-                        updated_at=timezone.now()
-                    )
-                except Exception as exc:  # noqa: BLE001  thread boundary: next beat retries
-                    logger.warning(
-                        "etl_run.heartbeat_failed", run_id=self.run_id, error=type(exc).__name__
-                    )
-        finally:
-            connection.close()
-
-
-def _progress_recorder(*, run: EtlRun, forward: ProgressCallback | None) -> ProgressCallback:
-    interval = float(settings.ETL_RUN_PROGRESS_INTERVAL_S)
-    last = [0.0]
-
-    def record(rows: int, nbytes: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= interval:
-            last[0] = now
-            # a counter write outside the run's final transaction, so others can watch it
-            EtlRun.objects.filter(pk=run.pk).update(
-                progress_rows=rows, progress_bytes=nbytes, updated_at=timezone.now()
-            )
-        if forward is not None:
-            forward(rows, nbytes)
-
-    return record
 
 
 def _secrets_of(data_source: DataSource) -> list[str]:
@@ -401,24 +263,7 @@ def _secrets_of(data_source: DataSource) -> list[str]:
     except etl.EtlError:
         pass
     try:
-        values.append(_secret_json_read(data_source.destination_credentials, owner="destination"))
+        values.append(secret_read(data_source.destination_credentials, owner="destination"))
     except etl.EtlError:
         pass
-    return sorted({s for s in _strings(values) if len(s) >= 3}, key=len, reverse=True)
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
-
-
-def _redact(message: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        message = message.replace(secret, REDACTED)
-    return message
+    return list(secret_strings(values))

@@ -15,6 +15,7 @@ from ml_platform import selectors
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import Connection, DataSource
 from ml_platform.services import connection_create, data_source_create, probes
+from ml_platform.services.preview import data_source_preview
 from ml_platform.services.schedules import schedule_next_fire_times
 from ml_platform.web import forms
 from ml_platform.web.auth import staff_required
@@ -174,7 +175,7 @@ def wizard_preview(request: HttpRequest) -> HttpResponse:
     error, preview = None, {"columns": [], "rows": []}
     draft_source = _draft_source(request, connection, load_type="catalog", selected_columns=[])
     try:
-        preview = probes.data_source_preview(data_source=draft_source, limit=PREVIEW_ROWS)
+        preview = data_source_preview(data_source=draft_source, limit=PREVIEW_ROWS)
     except ApplicationError as exc:
         error = exc.message
     columns = preview["columns"]

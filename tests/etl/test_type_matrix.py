@@ -15,7 +15,10 @@ Decisions and gaps:
   (`{"a": null}`) and `jsonb` in PostgreSQL's normal form (`{"k": [1, 2.5]}`); the BigQuery
   client returns JSON `null` and SQL NULL both as None, so there TO_JSON_STRING is compared.
 - MySQL / MariaDB types (tinyint(1), unsigned bigint, decimal(65,30), zero dates, bit,
-  enum/set, ...) are in test_type_matrix_mysql.py. Not covered here yet: Parquet encodings.
+  enum/set, ...) are in test_type_matrix_mysql.py.
+- Parquet encodings (decimals as INT32/INT64/FIXED_LEN_BYTE_ARRAY, decimal256, nanosecond
+  timestamps, dictionary/large/view strings, float16, unsigned, maps, files differing in
+  nullability or int width) are in test_type_matrix_parquet.py.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from etl.config import FILE_SOURCES
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services import etl_run_create, etl_run_execute
-from ml_platform.services.runs import ProgressCallback
+from ml_platform.services.runs_progress import ProgressCallback
 
 RUN_ETL_UNKNOWN_SOURCE = "Data source {id} does not exist."
 RUN_ETL_BUSY = (

@@ -6,7 +6,9 @@ dataset) with file, line, column and reason, in the same commit as the good rows
 load. The default, `fail`, still fails the run before anything is written. Inferred columns
 cannot hold a bad value (a CSV column is typed from every value of the file), and text that is
 not valid in the file's encoding still fails the run: it means the encoding option is wrong.
-JSON / JSONL / Parquet input is not quarantined (a malformed one fails the run).
+JSONL lines that are not valid JSON, not an object, or hold a value of another kind than the
+earlier lines gave the field are quarantined the same way. A Parquet file has no rows to set
+aside: one that does not read fails the run naming the file, quarantine or not.
 """
 
 from __future__ import annotations
@@ -228,3 +230,236 @@ def test_changed_file_replaces_its_rejects_in_the_bigquery_emulator(
         bigquery_client,
         f"SELECT file, line, `column`, reason, record, _etl_run_id FROM `{bq_dataset}.t__rejected`",
     ) == [(*V2_REJECTED[0], second.run_id)]
+
+
+JSONL = (
+    b'{"id":1,"v":1.5,"s":"a"}\n'
+    b'{"id":2,"v":2,"s":null}\n'
+    b'{"id":3,"v":"x","s":"c"}\n'  # line 3: a string where `v` has numbers
+    b"\n"
+    b'{"id":5,"v":4.5\n'  # line 5: not valid JSON
+    b"[6]\n"  # line 6: not an object
+    b'{"id":7,"v":7.25,"s":"g","o":{"k":1}}\n'
+    b'{"id":8,"o":{"k":"y"}}\n'  # line 8: a string where `o.k` has numbers
+)
+JSONL_LOADED = [(1, 1.5, "a", None), (2, 2.0, None, None), (7, 7.25, "g", {"k": 1})]
+JSONL_REJECTED = [
+    ("a.jsonl", 3, "v", "a string where earlier lines have a number", '{"id":3,"v":"x","s":"c"}'),
+    ("a.jsonl", 5, None, "invalid JSON (Expecting ',' delimiter: line 1 column 16 (char 15))",
+     '{"id":5,"v":4.5'),
+    ("a.jsonl", 6, None, "a JSON array, not an object", "[6]"),
+    ("a.jsonl", 8, "o.k", "a string where earlier lines have a number", '{"id":8,"o":{"k":"y"}}'),
+]
+
+
+def _jsonl_job(base: Path, duckdb_path: Path, **fields: Any) -> JobConfig:
+    return JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(base)},
+            file_pattern="*.jsonl",
+            file_format="jsonl",
+            dest_table_name="t",
+            **fields,
+        )
+    )
+
+
+def test_jsonl_quarantine_loads_good_lines_and_rejects_bad_ones(tmp_path: Path) -> None:
+    """Of 7 JSONL lines (one more is blank), the 3 good ones load (`v` a DOUBLE: 2 stays
+    2.0); the line with a string in number field `v`, the broken line, the array and the line
+    with a string in the nested number `o.k` land in `t__rejected` with their physical line,
+    field path, reason and text."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.jsonl").write_bytes(JSONL)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    result = run(_jsonl_job(base, duckdb_path, on_bad_rows="quarantine"))
+
+    assert (result.rows_loaded, result.rows_rejected) == (3, 4)
+    assert duck_query(duckdb_path, f"SELECT id, v, s, o FROM {DATASET}.t ORDER BY id") == (
+        JSONL_LOADED
+    )
+    assert (
+        duck_query(
+            duckdb_path,
+            f'SELECT file, line, "column", reason, record FROM {DATASET}.t__rejected ORDER BY line',
+        )
+        == JSONL_REJECTED
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (JSONL, r"file a\.jsonl, line 3, column `v`\): a string where earlier lines have a number"),
+        (
+            b'{"id":1}\n{"id":2\n',
+            r"file a\.jsonl, line 2\): invalid JSON \(Expecting ',' delimiter: line 1 column 8",
+        ),
+    ],
+    ids=["type-change", "invalid-json"],
+)
+def test_jsonl_default_fails_before_writing(tmp_path: Path, content: bytes, match: str) -> None:
+    """Without quarantine the first bad JSONL line fails the run naming file, line (and field);
+    no table is written."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.jsonl").write_bytes(content)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    with pytest.raises(BadInputError, match=match):
+        run(_jsonl_job(base, duckdb_path))
+
+    assert not duck_table_exists(duckdb_path, "t")
+    assert not duck_table_exists(duckdb_path, "t__rejected")
+
+
+def test_parquet_quarantine_does_not_apply_a_broken_file_fails(tmp_path: Path) -> None:
+    """Parquet has no row-level parse errors to set aside: under quarantine a file that does not
+    read (here a good file cut in half) still fails the run naming it, and nothing is written,
+    not even the good file's rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = tmp_path / "in"
+    base.mkdir()
+    pq.write_table(pa.table({"id": [1, 2]}), base / "a.parquet")
+    pq.write_table(pa.table({"id": list(range(1000))}), base / "b.parquet")
+    whole = (base / "b.parquet").read_bytes()
+    (base / "b.parquet").write_bytes(whole[: len(whole) // 2])
+    duckdb_path = tmp_path / "w.duckdb"
+    job = JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(base)},
+            file_pattern="*.parquet",
+            file_format="parquet",
+            dest_table_name="t",
+            on_bad_rows="quarantine",
+        )
+    )
+
+    with pytest.raises(BadInputError, match=r"file b\.parquet\): not a readable Parquet file"):
+        run(job)
+
+    assert not duck_table_exists(duckdb_path, "t")
+    assert not duck_table_exists(duckdb_path, "t__rejected")
+
+
+CLEAN = b"id,amount,day\n1,1.00,2024-01-01\n2,2.00,2024-01-02\n"
+CLEAN_LOADED = [
+    (1, Decimal("1.00"), dt.date(2024, 1, 1)),
+    (2, Decimal("2.00"), dt.date(2024, 1, 2)),
+]
+
+
+def test_catalog_rejects_follow_the_snapshot_in_duckdb(tmp_path: Path) -> None:
+    """A catalog load replaces `t__rejected` together with `t`: after the snapshot with 2 bad
+    rows and the one with 1, `t__rejected` holds exactly the second snapshot's reject; after a
+    clean snapshot it holds 0 rows (and `t` exactly the clean file's 2 rows)."""
+    duckdb_path = tmp_path / "w.duckdb"
+    base = tmp_path / "in"
+    base.mkdir()
+    config = job_config(
+        "local",
+        duckdb_path,
+        connection_params={"base_path": str(base)},
+        file_pattern="*.csv",
+        file_format="csv",
+        dest_table_name="t",
+        load_type="catalog",
+        file_format_options={"column_types": TYPES},
+        on_bad_rows="quarantine",
+    )
+    rejected = (
+        f'SELECT file, line, "column", reason, record, _etl_run_id FROM {DATASET}.t__rejected'
+    )
+    loaded = f"SELECT id, amount, day FROM {DATASET}.t ORDER BY id"
+    state = None
+    observed = []
+    for content in (V1, V2, CLEAN):
+        (base / "a.csv").write_bytes(content)
+        result = run(JobConfig.parse(config), state)
+        state = result.state
+        observed.append(
+            (
+                result.rows_loaded,
+                result.rows_rejected,
+                result.run_id,
+                duck_query(duckdb_path, loaded),
+                duck_query(duckdb_path, rejected + " ORDER BY line"),
+            )
+        )
+
+    first, second, third = observed
+    assert first[:2] == (1, 2)
+    assert first[3] == [(1, Decimal("1.00"), dt.date(2024, 1, 1))]
+    assert [row[1] for row in first[4]] == [3, 4]
+    assert second[:2] == (3, 1)
+    assert second[3] == V2_LOADED
+    assert second[4] == [(*V2_REJECTED[0], second[2])]
+    assert third[:2] == (2, 0)
+    assert third[3] == CLEAN_LOADED
+    assert third[4] == []
+
+
+@pytest.mark.integration
+def test_catalog_rejects_follow_the_snapshot_in_the_bigquery_emulator(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any
+) -> None:
+    """The same three snapshots into the BigQuery emulator: after the second `t__rejected`
+    holds exactly its 1 reject, after the clean one 0 rows, and `t` the clean file's 2 rows;
+    no staging table is left."""
+    base = tmp_path / "in"
+    base.mkdir()
+    config = {
+        **job_config(
+            "local",
+            tmp_path / "unused.duckdb",
+            connection_params={"base_path": str(base)},
+            file_pattern="*.csv",
+            file_format="csv",
+            dest_table_name="t",
+            load_type="catalog",
+            file_format_options={"column_types": TYPES},
+            on_bad_rows="quarantine",
+        ),
+        "destination": bigquery_destination(bq_dataset),
+    }
+    rejected = (
+        f"SELECT file, line, `column`, reason, record, _etl_run_id FROM `{bq_dataset}.t__rejected`"
+        " ORDER BY line"
+    )
+    loaded = f"SELECT id, amount, day FROM `{bq_dataset}.t` ORDER BY id"
+    state = None
+    observed = []
+    for content in (V1, V2, CLEAN):
+        (base / "a.csv").write_bytes(content)
+        result = run(JobConfig.parse(config), state)
+        state = result.state
+        observed.append(
+            (
+                result.rows_loaded,
+                result.rows_rejected,
+                result.run_id,
+                bq_rows(bigquery_client, loaded),
+                bq_rows(bigquery_client, rejected),
+            )
+        )
+
+    first, second, third = observed
+    assert first[:2] == (1, 2)
+    assert [row[1] for row in first[4]] == [3, 4]
+    assert second[:2] == (3, 1)
+    assert second[3] == V2_LOADED
+    assert second[4] == [(*V2_REJECTED[0], second[2])]
+    assert third[:2] == (2, 0)
+    assert third[3] == CLEAN_LOADED
+    assert third[4] == []
+    assert [
+        t.table_id for t in bigquery_client.list_tables(bq_dataset) if "__etl_staging" in t.table_id
+    ] == []

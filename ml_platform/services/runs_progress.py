@@ -1,0 +1,85 @@
+"""What a running `EtlRun` writes while the engine works: a heartbeat (`updated_at`) and
+progress counters (rows loaded, bytes extracted), each on its own connection and outside the
+run's final transaction."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ml_platform.models import EtlRun
+
+logger = structlog.get_logger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (rows loaded so far, bytes extracted so far) after each batch."""
+
+
+class RunHeartbeat:
+    """Refresh the running run's `updated_at` every `interval_s` seconds from a daemon thread,
+    so the reaper (`runs_reap`) can tell a long batch from a dead worker.
+
+    `start()` does nothing when `interval_s` is 0 or inside an open transaction; `stop()` waits
+    for the thread at most `interval_s + 5` seconds.
+    """
+
+    def __init__(self, *, run_id: int, interval_s: float) -> None:
+        self.run_id, self.interval_s = run_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"etl-run-{run_id}-heartbeat", daemon=True
+        )
+
+    def start(self) -> None:
+        # inside an open transaction (an eager task in a request or a test) a second
+        # connection's write would wait on this one's lock; only a detached worker needs a pulse
+        if self.interval_s > 0 and not transaction.get_connection().in_atomic_block:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval_s + 5)
+
+    def _beat(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    EtlRun.objects.filter(pk=self.run_id, status=EtlRun.Status.RUNNING).update(
+                        updated_at=timezone.now()
+                    )
+                except Exception as exc:  # noqa: BLE001  thread boundary: next beat retries
+                    logger.warning(
+                        "etl_run.heartbeat_failed", run_id=self.run_id, error=type(exc).__name__
+                    )
+        finally:
+            connection.close()
+
+
+def run_progress_recorder(*, run: EtlRun, forward: ProgressCallback | None) -> ProgressCallback:
+    """Return a callback that stores `(rows, bytes)` on the run's `progress_rows` /
+    `progress_bytes` at most every `settings.ETL_RUN_PROGRESS_INTERVAL_S` seconds (outside the
+    run's final transaction, so others can watch it), then calls `forward` with them."""
+    interval = float(settings.ETL_RUN_PROGRESS_INTERVAL_S)
+    last = [0.0]
+
+    def record(rows: int, nbytes: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= interval:
+            last[0] = now
+            # a counter write outside the run's final transaction, so others can watch it
+            EtlRun.objects.filter(pk=run.pk).update(
+                progress_rows=rows, progress_bytes=nbytes, updated_at=timezone.now()
+            )
+        if forward is not None:
+            forward(rows, nbytes)
+
+    return record
