@@ -38,6 +38,11 @@ NATIVE_TYPES = frozenset({
 })
 """PostgreSQL types the ADBC driver decodes into a usable Arrow type; others are read as text."""
 
+BATCH_HINT_MAX_BYTES = 2 << 20
+"""Upper bound of the driver's batch size, bytes (`adbc.postgresql.batch_size_hint_bytes`).
+Measured on TPC-H lineitem SF 0.25 -> DuckDB: 12.8 MB batches peak at ~395 MB RSS, 4 MB at
+~310 MB, 2 MB at ~270 MB, with the same CPU time."""
+
 
 AUTH_FAILURES = (
     "password authentication failed", "no pg_hba.conf entry", "permission denied",
@@ -126,9 +131,10 @@ class PostgresExtractor(SqlExtractor):
                 columns.append(name)
             else:
                 columns.append(f"{name}::text{'[]' if is_array else ''} AS {name}")
-        # the driver sizes its batches in bytes: aim near `chunk_size` rows so memory and
-        # progress follow the job's batch size (~128 bytes a row is typical of warehouse rows)
-        hint = min(max(self.job.chunk_size * 128, 1 << 16), 64 << 20)
+        # the driver sizes its batches in bytes: aim near `chunk_size` rows (~128 bytes a row
+        # is typical of warehouse rows), at most BATCH_HINT_MAX_BYTES: each MB of a driver
+        # batch costs ~10 MB of peak RSS downstream (casts, prefetch queue, DuckDB's scan)
+        hint = min(max(self.job.chunk_size * 128, 1 << 16), BATCH_HINT_MAX_BYTES)
         statement, reader = connection.query(
             f"SELECT {', '.join(columns)} FROM ({sql}) AS _etl_q",
             {"adbc.postgresql.batch_size_hint_bytes": str(hint)},
