@@ -8,9 +8,11 @@ new snapshot and the ledger is rebuilt from it.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.extract.base import Extraction, Extractor
 from etl.extract.formats import read_batches
@@ -92,7 +94,7 @@ class FileExtraction(Extraction):
                 ):
                     rows += batch.num_rows
                     yield batch.append_column(
-                        SOURCE_FILE_COLUMN, pa.array([obj.key] * batch.num_rows, pa.string())
+                        SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)
                     )
             self.rows_by_key[obj.key] = rows
             self.stats.files.append(obj.key)
@@ -110,3 +112,14 @@ class FileExtraction(Extraction):
                 run_id=run_id,
             )
         return state.model_copy(update={"files": ledger})
+
+
+def _constant_strings(value: str, length: int) -> pa.Array:
+    """Return a string array of `length` copies of `value`, built in Arrow: converting a Python
+    list (or scalar) would cost a Python object per row and make pyarrow import pandas."""
+    data = value.encode()
+    single = pa.StringArray.from_buffers(
+        1, pa.py_buffer(struct.pack("<ii", 0, len(data))), pa.py_buffer(data)
+    )
+    zeros = pa.Array.from_buffers(pa.int32(), length, [None, pa.py_buffer(bytes(4 * length))])
+    return pc.take(single, zeros)
