@@ -92,7 +92,7 @@ class PostgresExtractor(SqlExtractor):
         try:
             table = reader.read_all()
         finally:
-            statement.close()
+            connection.release(statement)
         values = []
         for field, column in zip(table.schema, table.columns, strict=True):
             value = column[0].as_py() if column[0].is_valid else None
@@ -116,7 +116,7 @@ class PostgresExtractor(SqlExtractor):
         try:
             raw = reader.read_all().schema
         finally:
-            statement.close()
+            connection.release(statement)
         columns = []
         for field in raw:
             pg_type = _pg_type(field)
@@ -151,7 +151,7 @@ class PostgresExtractor(SqlExtractor):
                 for batch in reader:
                     yield _convert(batch, schema)
             finally:
-                statement.close()
+                connection.release(statement)
 
         return schema, batches()
 
@@ -208,6 +208,13 @@ class _Connection:
         statement.set_sql_query(sql)
         handle, _ = statement.execute_query()
         return statement, pa.RecordBatchReader.from_stream(handle)
+
+    def release(self, statement: Any) -> None:
+        """Close `statement` unless the connection has already closed it (ADBC counts the
+        closes of a connection's statements and fails on a second one)."""
+        if statement in self.statements:
+            self.statements.remove(statement)
+            statement.close()
 
     def execute_update(self, sql: str) -> None:
         import adbc_driver_manager
