@@ -8,6 +8,7 @@ new snapshot and the ledger is rebuilt from it.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -95,7 +96,7 @@ class FileExtraction(Extraction):
                     check_microseconds(batch, obj.key, rows)
                     rows += batch.num_rows
                     yield batch.append_column(
-                        SOURCE_FILE_COLUMN, pa.array([obj.key] * batch.num_rows, pa.string())
+                        SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)
                     )
             self.rows_by_key[obj.key] = rows
             self.stats.files.append(obj.key)
@@ -159,3 +160,13 @@ def _ns_text(value: pa.Scalar) -> str:
         return str(value)  # 2023-11-14 22:13:20.123456789[+00:00]
     seconds, nanos = divmod(value.value, 1_000_000_000)
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{nanos:09d}"
+
+def _constant_strings(value: str, length: int) -> pa.Array:
+    """Return a string array of `length` copies of `value`, built in Arrow: converting a Python
+    list (or scalar) would cost a Python object per row and make pyarrow import pandas."""
+    data = value.encode()
+    single = pa.StringArray.from_buffers(
+        1, pa.py_buffer(struct.pack("<ii", 0, len(data))), pa.py_buffer(data)
+    )
+    zeros = pa.Array.from_buffers(pa.int32(), length, [None, pa.py_buffer(bytes(4 * length))])
+    return pc.take(single, zeros)

@@ -327,6 +327,11 @@ def _execute_reporting(connection, sql, params, stream, reported, on_batch):  # 
     return reported
 
 
+INSERT_BATCH_ROWS = 16_384
+"""Most rows handed to DuckDB's Arrow scan at once (zero-copy slices of larger batches): TPC-H
+lineitem -> DuckDB peaked ~45 MB lower than with 65,536-row batches, at the same CPU time."""
+
+
 class _Stream:
     """Counts the rows DuckDB pulls and keeps the exception the producer raised, which DuckDB
     would otherwise report as its own InvalidInputException."""
@@ -338,8 +343,11 @@ class _Stream:
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         try:
             for batch in batches:
-                self.rows += batch.num_rows
-                yield batch
+                # DuckDB's memory follows the size of the batches it scans, not their number
+                for offset in range(0, batch.num_rows, INSERT_BATCH_ROWS):
+                    piece = batch.slice(offset, INSERT_BATCH_ROWS)
+                    self.rows += piece.num_rows
+                    yield piece
         except BaseException as exc:
             self.error = exc
             raise
