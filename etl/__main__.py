@@ -146,18 +146,24 @@ def _read_state(path: Path | None) -> SyncState:
     except ValidationError as exc:
         error = config_error_from(exc)
         raise ConfigError(
-            f"State file {path} is not an ETL Runner state: {error}".replace("Invalid job config: ", ""),
+            f"State file {path} is not an ETL Runner state: {error}".replace(
+                "Invalid job config: ", ""
+            ),
             field=error.field,
         ) from None
 
 
 def _print_failure(exc: BaseException, message: str | None = None) -> None:
-    print(json.dumps({
-        "status": "failed",
-        "error_class": type(exc).__name__,
-        "error": message or str(exc),
-        "transient": isinstance(exc, TransientError),
-    }))
+    print(
+        json.dumps(
+            {
+                "status": "failed",
+                "error_class": type(exc).__name__,
+                "error": message or str(exc),
+                "transient": isinstance(exc, TransientError),
+            }
+        )
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:

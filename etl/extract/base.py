@@ -29,10 +29,15 @@ MAX_REJECTED_ROWS = 100_000
 """Rows one run may set aside under `on_bad_rows: quarantine` (they are held until the commit);
 more fails the run: the file is then not a file with some bad rows but the wrong format."""
 
-REJECTED_SCHEMA = pa.schema([
-    ("file", pa.string()), ("line", pa.int64()), ("column", pa.string()),
-    ("reason", pa.string()), ("record", pa.string()),
-])
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),
+        ("line", pa.int64()),
+        ("column", pa.string()),
+        ("reason", pa.string()),
+        ("record", pa.string()),
+    ]
+)
 """Columns of `<table>__rejected` (before `_etl_run_id` / `_etl_loaded_at`)."""
 
 
@@ -42,7 +47,9 @@ class Rejects:
 
     rows: list[dict[str, object]] = field(default_factory=list)
 
-    def add(self, file: str, line: int | None, column: str | None, reason: str, record: str) -> None:
+    def add(
+        self, file: str, line: int | None, column: str | None, reason: str, record: str
+    ) -> None:
         """Record one rejected row.
 
         Raises:
@@ -53,7 +60,10 @@ class Rejects:
 
             raise BadInputError(
                 f"more than {MAX_REJECTED_ROWS} rows rejected; check file_format and "
-                "file_format_options", file=file, line=line, column=column,
+                "file_format_options",
+                file=file,
+                line=line,
+                column=column,
             )
         self.rows.append(
             {"file": file, "line": line, "column": column, "reason": reason, "record": record}

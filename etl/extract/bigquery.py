@@ -65,9 +65,13 @@ class BigQueryExtractor(Extractor):
 
     def extract(self, state: SyncState) -> Extraction:
         p = self.job.connection_params
-        client = make_client(project=p["project"], credentials=p.get("credentials"),
-                             api_endpoint=p.get("api_endpoint"), location=p.get("location"),
-                             field="connection_params.credentials")
+        client = make_client(
+            project=p["project"],
+            credentials=p.get("credentials"),
+            api_endpoint=p.get("api_endpoint"),
+            location=p.get("location"),
+            field="connection_params.credentials",
+        )
         select = f"SELECT {self.columns()} FROM {self.relation()}"
         try:
             if self.job.load_type == "catalog":
@@ -88,8 +92,12 @@ class BigQueryExtractor(Extractor):
         row = next(iter(probe))
         upper, null_count = row["upper"], int(row["nulls"] or 0)
         if null_count and job.null_cursor == "fail":
-            raise NullCursorError(job.source_table_name or "custom_sql", job.timestamp_column, null_count)
-        lower = state.watermark.minus(job.cursor_lag_seconds) if state.watermark else job.initial_value
+            raise NullCursorError(
+                job.source_table_name or "custom_sql", job.timestamp_column, null_count
+            )
+        lower = (
+            state.watermark.minus(job.cursor_lag_seconds) if state.watermark else job.initial_value
+        )
         params: list[Any] = []
         if upper is None:
             where = "FALSE"
@@ -102,8 +110,12 @@ class BigQueryExtractor(Extractor):
         if job.null_cursor == "include" and null_count:
             where = f"({where}) OR {cursor} IS NULL"
         window = CursorWindow(
-            state=state, cursor_column=job.timestamp_column, key_columns=job.primary_key,
-            lag=job.cursor_lag_seconds, upper=upper, null_policy=job.null_cursor,
+            state=state,
+            cursor_column=job.timestamp_column,
+            key_columns=job.primary_key,
+            lag=job.cursor_lag_seconds,
+            upper=upper,
+            null_policy=job.null_cursor,
         )
         return BigQueryExtraction(self, client, f"{select} WHERE {where}", params, window=window)
 
@@ -111,8 +123,15 @@ class BigQueryExtractor(Extractor):
 class BigQueryExtraction(Extraction):
     """Runs the query and yields its result pages as batches of at most `chunk_size` rows."""
 
-    def __init__(self, extractor: BigQueryExtractor, client: Any, sql: str, params: list[Any],
-                 *, window: CursorWindow | None) -> None:
+    def __init__(
+        self,
+        extractor: BigQueryExtractor,
+        client: Any,
+        sql: str,
+        params: list[Any],
+        *,
+        window: CursorWindow | None,
+    ) -> None:
         super().__init__()
         self.extractor, self.client, self.sql, self.params = extractor, client, sql, params
         self.window = window

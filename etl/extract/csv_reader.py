@@ -76,7 +76,9 @@ def named_type(name: str) -> pa.DataType:
     match = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", name.strip().lower())
     if match:
         precision, scale = int(match.group(1)), int(match.group(2))
-        return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+        return (
+            pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+        )
     try:
         return NAMED_TYPES[name.strip().lower()]
     except KeyError:
@@ -119,8 +121,10 @@ def _string_array(values: list[str]) -> pa.StringArray:
 
 
 def _leading_zero(values: pa.Array) -> bool:
-    starts = pc.or_(pc.starts_with(values, "0"), pc.or_(pc.starts_with(values, "-0"),
-                                                        pc.starts_with(values, "+0")))
+    starts = pc.or_(
+        pc.starts_with(values, "0"),
+        pc.or_(pc.starts_with(values, "-0"), pc.starts_with(values, "+0")),
+    )
     if not pc.any(starts).as_py():
         return False
     return bool(pc.any(pc.match_substring_regex(values.filter(starts), _LEADING_ZERO)).as_py())
@@ -186,14 +190,21 @@ def read_csv(
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     keep = keep or [True] * batch.num_rows
                     keep[index] = False
-                    bad_values.append((first + index, name,
-                                       f"value {value!r} is not a valid {options.column_types[name]}"))
+                    bad_values.append(
+                        (
+                            first + index,
+                            name,
+                            f"value {value!r} is not a valid {options.column_types[name]}",
+                        )
+                    )
         first += batch.num_rows
         if keep is not None:
             batch = batch.filter(pa.array(keep))
         yield pa.RecordBatch.from_arrays(
-            [col.cast(types[name]) if name in overrides else col
-             for name, col in zip(batch.schema.names, batch.columns, strict=True)],
+            [
+                col.cast(types[name]) if name in overrides else col
+                for name, col in zip(batch.schema.names, batch.columns, strict=True)
+            ],
             names=batch.schema.names,
         )
     if skipped or bad_values:
@@ -201,8 +212,12 @@ def read_csv(
 
 
 def _locate_rejects(
-    opener: Opener, key: str, options: FileFormatOptions, width: int,
-    bad_values: list[tuple[int, str, str]], rejects: Rejects,
+    opener: Opener,
+    key: str,
+    options: FileFormatOptions,
+    width: int,
+    bad_values: list[tuple[int, str, str]],
+    rejects: Rejects,
 ) -> None:
     """Re-read the file to add its ragged rows and `bad_values` (by index among the well-formed
     rows) to `rejects` with their line numbers."""
@@ -250,7 +265,9 @@ def _column_names(
     with opener() as handle:
         try:
             reader = pa_csv.open_csv(
-                handle, read_options=_read_options(options, None), parse_options=parse_options,
+                handle,
+                read_options=_read_options(options, None),
+                parse_options=parse_options,
                 convert_options=pa_csv.ConvertOptions(column_types={}, strings_can_be_null=True),
             )
         except pa.ArrowInvalid as exc:
@@ -291,7 +308,9 @@ def _infer(
     text = {name: pa.string() for name in names}
     with opener() as handle:
         reader = pa_csv.open_csv(
-            handle, read_options=_read_options(options, names), parse_options=parse_options,
+            handle,
+            read_options=_read_options(options, names),
+            parse_options=parse_options,
             convert_options=_convert_options(options, text),
         )
         for batch in reader:
@@ -343,7 +362,9 @@ def _read(
 ) -> Iterator[pa.RecordBatch]:
     with opener() as handle:
         reader = pa_csv.open_csv(
-            handle, read_options=_read_options(options, names), parse_options=parse_options,
+            handle,
+            read_options=_read_options(options, names),
+            parse_options=parse_options,
             convert_options=_convert_options(options, types),
         )
         yield from reader

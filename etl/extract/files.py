@@ -161,6 +161,7 @@ def _ns_text(value: pa.Scalar) -> str:
     seconds, nanos = divmod(value.value, 1_000_000_000)
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{nanos:09d}"
 
+
 def _constant_strings(value: str, length: int) -> pa.Array:
     """Return a string array of `length` copies of `value`, built in Arrow: converting a Python
     list (or scalar) would cost a Python object per row and make pyarrow import pandas."""

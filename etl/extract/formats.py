@@ -35,7 +35,11 @@ Opener = Callable[[], IO[bytes]]
 
 
 def read_batches(
-    fmt: str, opener: Opener, key: str, options: FileFormatOptions, chunk_size: int,
+    fmt: str,
+    opener: Opener,
+    key: str,
+    options: FileFormatOptions,
+    chunk_size: int,
     rejects: Rejects | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows of one file.
@@ -95,7 +99,9 @@ def _csv(
                 raise _locate_encoding_error(opener, key, options, binary[0])
             yield batch
     except pa.ArrowInvalid as exc:
-        invalid_text = re.search(r"column #(\d+): CSV conversion error to string: invalid UTF8", str(exc))
+        invalid_text = re.search(
+            r"column #(\d+): CSV conversion error to string: invalid UTF8", str(exc)
+        )
         if invalid_text:
             column = _header_name(opener, options, int(invalid_text.group(1)))
             raise _locate_encoding_error(opener, key, options, column) from exc
@@ -116,7 +122,9 @@ def _header_name(opener: Opener, options: FileFormatOptions, index: int) -> str:
         text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
         for _ in range(options.skip_rows):
             text.readline()
-        header = next(csv.reader(text, delimiter=options.delimiter, quotechar=options.quote_char), [])
+        header = next(
+            csv.reader(text, delimiter=options.delimiter, quotechar=options.quote_char), []
+        )
     return header[index].strip() if index < len(header) else f"column_{index + 1}"
 
 
@@ -132,11 +140,14 @@ def _locate_encoding_error(
                 return BadInputError(
                     f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start} of "
                     "the line); set file_format_options.encoding",
-                    file=key, line=number, column=column,
+                    file=key,
+                    line=number,
+                    column=column,
                 )
     return BadInputError(
         f"text is not valid {options.encoding}; set file_format_options.encoding",
-        file=key, column=column,
+        file=key,
+        column=column,
     )
 
 
@@ -155,8 +166,12 @@ def _is_empty(handle: IO[bytes]) -> bool:
     return empty
 
 
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
-_DECIMAL_CONVERSION = re.compile(r"In CSV column #(\d+): The string '(.*)' is not a valid (\S+) number")
+_CONVERSION = re.compile(
+    r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'"
+)
+_DECIMAL_CONVERSION = re.compile(
+    r"In CSV column #(\d+): The string '(.*)' is not a valid (\S+) number"
+)
 _PARSE = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
@@ -165,7 +180,9 @@ QUOTED_NEWLINE_HINT = (
 )
 
 
-def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, message: str) -> BadInputError:
+def _locate_csv_error(
+    opener: Opener, key: str, options: FileFormatOptions, message: str
+) -> BadInputError:
     """Re-read the file with Python's csv module to find the line and column `message` is about."""
     conversion: tuple[int, str, str] | None = None  # column index, type, value
     if match := _CONVERSION.search(message):
@@ -187,18 +204,23 @@ def _locate_csv_error(opener: Opener, key: str, options: FileFormatOptions, mess
             if row:
                 record += 1
             where = f" (data record {record}, which starts on this line)" if not hint else ""
-            names = header if options.has_header else [f"column_{i + 1}" for i in range(len(header))]
+            names = (
+                header if options.has_header else [f"column_{i + 1}" for i in range(len(header))]
+            )
             if conversion:
                 index, type_name, value = conversion
                 if index < len(row) and row[index] == value:
                     return BadInputError(
                         f"value {value!r} is not a valid {type_name}{where}",
-                        file=key, line=line, column=names[index] if index < len(names) else None,
+                        file=key,
+                        line=line,
+                        column=names[index] if index < len(names) else None,
                     )
             elif row and len(row) != len(header):
                 return BadInputError(
                     f"expected {len(header)} fields, got {len(row)}{where or hint}",
-                    file=key, line=line,
+                    file=key,
+                    line=line,
                 )
     reason = message.removeprefix("CSV parse error: ")
     parse = _PARSE.search(message)
@@ -251,7 +273,10 @@ def _parquet(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[p
 
 
 def _jsonl(
-    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None,
+    opener: Opener,
+    key: str,
+    options: FileFormatOptions,
+    rejects: Rejects | None = None,
     array: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     from etl.extract.jsonl_reader import read_json_array, read_jsonl
@@ -266,7 +291,9 @@ def _jsonl(
     try:
         read = read_json_array if array else read_jsonl
         for batch in read(utf8, key, BLOCK_SIZE, rejects):
-            naive = [f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz]
+            naive = [
+                f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz
+            ]
             if naive and zoned is None:
                 zoned = _utc_text_fields(opener, options.encoding, naive, array)
             yield _as_utc(batch, zoned) if naive and zoned else batch

@@ -117,4 +117,3 @@ class CursorWindow:
                 "null_keys": sorted(self.seen_null | self.next_null),
             }
         )
-

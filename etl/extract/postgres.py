@@ -31,11 +31,31 @@ from etl.schema import JSON_FIELD_METADATA, decimal_type
 PG_TYPE = b"POSTGRESQL:type"
 PG_TYPMOD = b"POSTGRESQL:typmod"
 
-NATIVE_TYPES = frozenset({
-    "int2", "int4", "int8", "oid", "float4", "float8", "bool", "text", "varchar", "bpchar",
-    "name", "char", "bytea", "date", "time", "timestamp", "timestamptz", "interval", "numeric",
-    "json", "jsonb",
-})
+NATIVE_TYPES = frozenset(
+    {
+        "int2",
+        "int4",
+        "int8",
+        "oid",
+        "float4",
+        "float8",
+        "bool",
+        "text",
+        "varchar",
+        "bpchar",
+        "name",
+        "char",
+        "bytea",
+        "date",
+        "time",
+        "timestamp",
+        "timestamptz",
+        "interval",
+        "numeric",
+        "json",
+        "jsonb",
+    }
+)
 """PostgreSQL types the ADBC driver decodes into a usable Arrow type; others are read as text."""
 
 BATCH_HINT_MAX_BYTES = 2 << 20
@@ -45,15 +65,25 @@ Measured on TPC-H lineitem SF 0.25 -> DuckDB: 12.8 MB batches peak at ~395 MB RS
 
 
 AUTH_FAILURES = (
-    "password authentication failed", "no pg_hba.conf entry", "permission denied",
-    "no password supplied", "authentication failed",
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "no password supplied",
+    "authentication failed",
 )
 """libpq/server messages a retry cannot fix (wrong credentials, role or database missing)."""
 NETWORK_FAILURES = (
-    "connection refused", "could not connect", "timeout expired", "timed out",
-    "server closed the connection", "could not translate host name", "connection reset",
-    "the database system is starting up", "too many connections",
-    "terminating connection", "server terminated abnormally",
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "timed out",
+    "server closed the connection",
+    "could not translate host name",
+    "connection reset",
+    "the database system is starting up",
+    "too many connections",
+    "terminating connection",
+    "server terminated abnormally",
 )
 """Messages of failures a retry may get past."""
 
@@ -73,11 +103,13 @@ class PostgresExtractor(SqlExtractor):
         p = self.job.connection_params
         user = quote(str(p["user"]), safe="")
         password = f":{quote(str(p['password']), safe='')}" if p.get("password") else ""
-        query = urlencode({
-            "sslmode": p.get("sslmode", "prefer"),
-            "connect_timeout": int(p.get("connect_timeout", 10)),
-            "application_name": "etl-runner",
-        })
+        query = urlencode(
+            {
+                "sslmode": p.get("sslmode", "prefer"),
+                "connect_timeout": int(p.get("connect_timeout", 10)),
+                "application_name": "etl-runner",
+            }
+        )
         uri = (
             f"postgresql://{user}{password}@{p['host']}:{int(p.get('port') or 5432)}/"
             f"{quote(str(p['database']), safe='')}?{query}"
@@ -168,7 +200,9 @@ class PostgresExtractor(SqlExtractor):
         message = _first_line(exc)
         password = self.job.connection_params.get("password")
         if password:
-            message = message.replace(str(password), "***").replace(quote(str(password), safe=""), "***")
+            message = message.replace(str(password), "***").replace(
+                quote(str(password), safe=""), "***"
+            )
         lowered = message.lower()
         if any(text in lowered for text in AUTH_FAILURES) or re.search(
             r'(role|database) ".*" does not exist', lowered

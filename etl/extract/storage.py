@@ -122,7 +122,7 @@ def _gcs(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
             token = json.loads(credentials) if isinstance(credentials, str) else credentials
         except ValueError:
             raise ConfigError(
-                "credentials must be a service-account JSON object, null or \"anonymous\"",
+                'credentials must be a service-account JSON object, null or "anonymous"',
                 field="connection_params.credentials",
             ) from None  # the text is a secret: never chained into tracebacks
         from google.oauth2 import service_account
@@ -140,7 +140,7 @@ def _gcs(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
             ) from exc
     else:
         raise ConfigError(
-            "credentials must be a service-account JSON object, null or \"anonymous\"",
+            'credentials must be a service-account JSON object, null or "anonymous"',
             field="connection_params.credentials",
         )
     return gcsfs.GCSFileSystem(
@@ -275,21 +275,42 @@ def storage_errors(job: JobConfig, where: str) -> Iterator[None]:
         raise SourceUnavailableError(source, reason) from exc
 
 
-_AUTH_CODES = frozenset({
-    "AccessDenied", "AllAccessDisabled", "AuthorizationFailure", "AuthenticationFailed",
-    "AuthorizationPermissionMismatch", "ExpiredToken", "InvalidAccessKeyId", "InvalidToken",
-    "SignatureDoesNotMatch", "InvalidAuthenticationInfo",
-})
+_AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AuthorizationFailure",
+        "AuthenticationFailed",
+        "AuthorizationPermissionMismatch",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "InvalidAuthenticationInfo",
+    }
+)
 """Error codes (S3, Azure) that mean the credentials or permissions are wrong."""
-_AUTH_CLASSES = frozenset({
-    "ClientAuthenticationError", "NoCredentialsError", "PartialCredentialsError",
-    "RefreshError", "DefaultCredentialsError",
-})
-_NETWORK_CLASSES = frozenset({
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-    "ServiceRequestError", "ServiceResponseError", "ClientConnectionError", "ServerTimeoutError",
-    "TransportError",
-})
+_AUTH_CLASSES = frozenset(
+    {
+        "ClientAuthenticationError",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "RefreshError",
+        "DefaultCredentialsError",
+    }
+)
+_NETWORK_CLASSES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ServiceRequestError",
+        "ServiceResponseError",
+        "ClientConnectionError",
+        "ServerTimeoutError",
+        "TransportError",
+    }
+)
 
 
 def _classify(exc: BaseException) -> str | None:

@@ -44,8 +44,11 @@ PART_ROWS = 1_000_000
 STAGING_EXPIRATION = dt.timedelta(days=1)
 
 _LOG_SCHEMA = [
-    ("table_name", "STRING"), ("run_id", "STRING"), ("committed_at", "TIMESTAMP"),
-    ("rows_loaded", "INT64"), ("state", "STRING"),
+    ("table_name", "STRING"),
+    ("run_id", "STRING"),
+    ("committed_at", "TIMESTAMP"),
+    ("rows_loaded", "INT64"),
+    ("state", "STRING"),
 ]
 
 
@@ -62,7 +65,9 @@ class BigQueryLoader(Loader):
         if self._client is None:
             d = self.destination
             self._client = make_client(
-                project=d.project, credentials=d.credentials, api_endpoint=d.api_endpoint,
+                project=d.project,
+                credentials=d.credentials,
+                api_endpoint=d.api_endpoint,
                 location=d.location,
             )
         return self._client
@@ -95,7 +100,9 @@ class BigQueryLoader(Loader):
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, what) from exc
 
-    def _query(self, sql: str, params: list[Any], job_id: str | None = None, what: str = "query") -> Any:
+    def _query(
+        self, sql: str, params: list[Any], job_id: str | None = None, what: str = "query"
+    ) -> Any:
         config = bigquery.QueryJobConfig(query_parameters=params)
         if job_id is not None:
             existing = self._existing_job(job_id)
@@ -121,16 +128,23 @@ class BigQueryLoader(Loader):
             "WHERE table_name = @table ORDER BY committed_at DESC LIMIT 1"
         )
         try:
-            self.client.get_table(self.table_id(LOAD_LOG_TABLE), retry=retry(self.destination.timeout_s))
+            self.client.get_table(
+                self.table_id(LOAD_LOG_TABLE), retry=retry(self.destination.timeout_s)
+            )
         except api_exceptions.NotFound:
             return None
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, "the load log") from exc
-        rows = list(self._query(sql, [bigquery.ScalarQueryParameter("table", "STRING", table)],
-                                what="the load log"))
+        rows = list(
+            self._query(
+                sql, [bigquery.ScalarQueryParameter("table", "STRING", table)], what="the load log"
+            )
+        )
         if not rows:
             return None
-        return CommittedLoad(run_id=rows[0]["run_id"], state=SyncState.model_validate_json(rows[0]["state"]))
+        return CommittedLoad(
+            run_id=rows[0]["run_id"], state=SyncState.model_validate_json(rows[0]["state"])
+        )
 
     def load(self, request: LoadRequest) -> LoadResult:
         self._ensure_dataset()
@@ -144,8 +158,9 @@ class BigQueryLoader(Loader):
         file_rows: dict[str, int] = {}  # rows of each source file in earlier batches
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
-                parts = _PartWriter(Path(tmp), lambda path, n: self._load_part(
-                    staging, path, n, tag, request.table))
+                parts = _PartWriter(
+                    Path(tmp), lambda path, n: self._load_part(staging, path, n, tag, request.table)
+                )
                 for batch in request.batches:
                     _check_bigquery_values(batch, rows, file_rows)
                     batch = _with_metadata(batch, request.run_id, loaded_at)
@@ -154,7 +169,9 @@ class BigQueryLoader(Loader):
                         self._create(staging, fields, expires=True)
                         columns = {f.name: f for f in fields}
                     else:
-                        batch = self._evolve_staging(staging, columns, fields, batch, parts, request.table)
+                        batch = self._evolve_staging(
+                            staging, columns, fields, batch, parts, request.table
+                        )
                     for field in batch.schema:
                         arrow_types.setdefault(field.name, field.type)
                     parts.write(_align(batch, columns, arrow_types))
@@ -167,8 +184,13 @@ class BigQueryLoader(Loader):
             for table_id in (staging, self._rejected_staging(request.table, tag)):
                 self._call("staging cleanup", self.client.delete_table, table_id, not_found_ok=True)
         table = self._call("table lookup", self.client.get_table, self.table_id(request.table))
-        schema = [{"name": f.name, "type": f.field_type if f.mode != "REPEATED" else f"ARRAY<{f.field_type}>"}
-                  for f in table.schema]
+        schema = [
+            {
+                "name": f.name,
+                "type": f.field_type if f.mode != "REPEATED" else f"ARRAY<{f.field_type}>",
+            }
+            for f in table.schema
+        ]
         return LoadResult(rows_loaded=rows, schema=schema)
 
     def _drop_abandoned_staging(self, table: str) -> None:
@@ -179,8 +201,12 @@ class BigQueryLoader(Loader):
         dataset = f"{self.destination.project}.{self.destination.dataset}"
         for item in self._call("staging cleanup", self.client.list_tables, dataset):
             if item.table_id.startswith(prefixes):
-                self._call("staging cleanup", self.client.delete_table,
-                           self.table_id(item.table_id), not_found_ok=True)
+                self._call(
+                    "staging cleanup",
+                    self.client.delete_table,
+                    self.table_id(item.table_id),
+                    not_found_ok=True,
+                )
 
     def _create(self, table_id: str, fields: list, *, expires: bool = False) -> None:
         table = bigquery.Table(table_id, schema=fields)
@@ -219,7 +245,11 @@ class BigQueryLoader(Loader):
         with open(path, "rb") as handle:
             try:
                 job = self.client.load_table_from_file(
-                    handle, staging, job_config=config, job_id=job_id, rewind=True,
+                    handle,
+                    staging,
+                    job_config=config,
+                    job_id=job_id,
+                    rewind=True,
                     timeout=self.destination.timeout_s,
                 )
             except Exception as exc:  # noqa: BLE001  every API error is translated
@@ -246,9 +276,17 @@ class BigQueryLoader(Loader):
         rejected_insert = self._stage_rejected(request, tag)
         if request.write_disposition == "replace":
             if columns:
-                copy = bigquery.CopyJobConfig(write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE)
-                job = self._call("snapshot swap", self.client.copy_table, staging, target,
-                                 job_config=copy, job_id=f"etl_{tag}_swap_{uuid.uuid4().hex[:8]}")
+                copy = bigquery.CopyJobConfig(
+                    write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE
+                )
+                job = self._call(
+                    "snapshot swap",
+                    self.client.copy_table,
+                    staging,
+                    target,
+                    job_config=copy,
+                    job_id=f"etl_{tag}_swap_{uuid.uuid4().hex[:8]}",
+                )
                 self._wait(job, f"snapshot swap into {request.table}")
                 if request.fault_hook is not None:
                     request.fault_hook("catalog.swap")
@@ -270,7 +308,9 @@ class BigQueryLoader(Loader):
                     statements.append(f"DELETE FROM `{rejected_table}` WHERE file IN ({files});")
             if columns:
                 names = ", ".join(f"`{name}`" for name in columns)
-                statements.append(f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;")
+                statements.append(
+                    f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;"
+                )
             statements.append(log_insert)
         if request.write_disposition == "replace":
             rejected_table = self.table_id(request.table + REJECTED_SUFFIX)
@@ -289,8 +329,9 @@ class BigQueryLoader(Loader):
         # project: the fixed `etl_<run>_commit` made them find the old job and drop their rows).
         key = f"{target}\n{state.model_dump_json()}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        self._query(script, [], job_id=f"etl_{tag}_commit_{digest}",
-                    what=f"commit into {request.table}")
+        self._query(
+            script, [], job_id=f"etl_{tag}_commit_{digest}", what=f"commit into {request.table}"
+        )
 
     def _rejected_staging(self, table: str, tag: str) -> str:
         return self.table_id(f"{table}{REJECTED_SUFFIX}__etl_staging_{tag}")
@@ -301,9 +342,11 @@ class BigQueryLoader(Loader):
         rejected = request.rejected_rows() if request.rejected_rows else None
         if rejected is None or not rejected.num_rows:
             return None
-        fields = [*schema_fields(rejected.schema),
-                  bigquery.SchemaField(RUN_ID_COLUMN, "STRING"),
-                  bigquery.SchemaField(LOADED_AT_COLUMN, "TIMESTAMP")]
+        fields = [
+            *schema_fields(rejected.schema),
+            bigquery.SchemaField(RUN_ID_COLUMN, "STRING"),
+            bigquery.SchemaField(LOADED_AT_COLUMN, "TIMESTAMP"),
+        ]
         target = self.table_id(request.table + REJECTED_SUFFIX)
         if self._table_or_none(target) is None:
             self._create(target, fields)
@@ -311,14 +354,17 @@ class BigQueryLoader(Loader):
         self._call("staging cleanup", self.client.delete_table, staging, not_found_ok=True)
         self._create(staging, fields[:-1], expires=True)
         rows = rejected.append_column(
-            RUN_ID_COLUMN, pa.array([request.run_id] * rejected.num_rows, pa.string()))
+            RUN_ID_COLUMN, pa.array([request.run_id] * rejected.num_rows, pa.string())
+        )
         with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
             path = Path(tmp) / "rejected.parquet"
             pq.write_table(rows, path)
             self._load_part(staging, path, 0, tag, request.table + REJECTED_SUFFIX)
         names = ", ".join(f"`{f.name}`" for f in fields[:-1])
-        return (f"INSERT INTO `{target}` ({names}, `{LOADED_AT_COLUMN}`) "
-                f"SELECT {names}, CURRENT_TIMESTAMP() FROM `{staging}`;")
+        return (
+            f"INSERT INTO `{target}` ({names}, `{LOADED_AT_COLUMN}`) "
+            f"SELECT {names}, CURRENT_TIMESTAMP() FROM `{staging}`;"
+        )
 
     def _table_or_none(self, table_id: str) -> Any:
         try:
@@ -337,16 +383,22 @@ class BigQueryLoader(Loader):
         new = [f for f in columns.values() if f.name not in existing]
         if new:
             ddl = ", ".join(f"ADD COLUMN `{f.name}` {_ddl_type(f)}" for f in new)
-            self._query(f"ALTER TABLE `{table.full_table_id.replace(':', '.')}` {ddl}", [],
-                        what=f"new columns of {name}")
+            self._query(
+                f"ALTER TABLE `{table.full_table_id.replace(':', '.')}` {ddl}",
+                [],
+                what=f"new columns of {name}",
+            )
 
 
 def _literal(value: str) -> str:
     """Return `value` as a GoogleSQL string literal (https://cloud.google.com/bigquery/docs/
     reference/standard-sql/lexical#string_and_bytes_literals)."""
     escaped = (
-        value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
-        .replace("\r", "\\r").replace("\t", "\\t")
+        value.replace("\\", "\\\\")
+        .replace("'", "\\'")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
     )
     return f"'{escaped}'"
 
@@ -356,7 +408,9 @@ def _ddl_type(field: Any) -> str:
         inner = ", ".join(f"`{f.name}` {_ddl_type(f)}" for f in field.fields)
         kind = f"STRUCT<{inner}>"
     else:
-        kind = {"BOOLEAN": "BOOL", "INTEGER": "INT64", "FLOAT": "FLOAT64"}.get(field.field_type, field.field_type)
+        kind = {"BOOLEAN": "BOOL", "INTEGER": "INT64", "FLOAT": "FLOAT64"}.get(
+            field.field_type, field.field_type
+        )
     return f"ARRAY<{kind}>" if field.mode == "REPEATED" else kind
 
 
@@ -372,9 +426,7 @@ _FIRST = dt.datetime(1, 1, 1)
 _LAST = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
 
 
-def _check_bigquery_values(
-    batch: pa.RecordBatch, run_rows: int, file_rows: dict[str, int]
-) -> None:
+def _check_bigquery_values(batch: pa.RecordBatch, run_rows: int, file_rows: dict[str, int]) -> None:
     """Fail on the first value BigQuery cannot hold and would reject the load for: a list with
     a NULL element (dropping it would change the value), a date or timestamp outside years
     1..9999 (Arrow and DuckDB hold them). Count the batch's rows into `file_rows` (source
@@ -418,7 +470,8 @@ def _check_bigquery_values(
                 text = pc.cast(column.slice(index, 1), pa.string())[0].as_py()
                 raise BadInputError(
                     OUT_OF_RANGE.format(row=before + index + 1, value=text, kind=name),
-                    file=file, column=field.name,
+                    file=file,
+                    column=field.name,
                 )
     if file is not None:
         file_rows[file] = before + batch.num_rows
@@ -431,9 +484,14 @@ def _with_metadata(batch: pa.RecordBatch, run_id: str, loaded_at: dt.datetime) -
         arrays.append(array)
         fields.append(field)
     n = batch.num_rows
-    arrays += [pa.array([run_id] * n, pa.string()),
-               pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC"))]
-    fields += [pa.field(RUN_ID_COLUMN, pa.string()), pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC"))]
+    arrays += [
+        pa.array([run_id] * n, pa.string()),
+        pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")),
+    ]
+    fields += [
+        pa.field(RUN_ID_COLUMN, pa.string()),
+        pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC")),
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
@@ -441,7 +499,8 @@ def _align(batch: pa.RecordBatch, columns: dict, arrow_types: dict[str, pa.DataT
     """Return `batch` with every staging column, in staging order (missing ones NULL)."""
     table = pa.Table.from_batches([batch])
     arrays = [
-        table.column(name) if name in batch.schema.names
+        table.column(name)
+        if name in batch.schema.names
         else pa.nulls(batch.num_rows, type=arrow_types[name])
         for name in columns
     ]
@@ -468,8 +527,9 @@ class _PartWriter:
         if self.writer is None:
             self.number += 1
             self.path = self.folder / f"part{self.number:05d}.parquet"
-            self.writer = pq.ParquetWriter(self.path, table.schema, coerce_timestamps="us",
-                                           allow_truncated_timestamps=False)
+            self.writer = pq.ParquetWriter(
+                self.path, table.schema, coerce_timestamps="us", allow_truncated_timestamps=False
+            )
         if self.writer.schema != table.schema:
             table = table.cast(self.writer.schema)
         self.writer.write_table(table)

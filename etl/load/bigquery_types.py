@@ -75,9 +75,7 @@ def schema_fields(schema: pa.Schema) -> list:  # list[bigquery.SchemaField]
 
     def convert(field: pa.Field) -> bigquery.SchemaField:
         kind, mode, sub = bigquery_type(field)
-        return bigquery.SchemaField(
-            field.name, kind, mode=mode, fields=[convert(f) for f in sub]
-        )
+        return bigquery.SchemaField(field.name, kind, mode=mode, fields=[convert(f) for f in sub])
 
     return [convert(field) for field in schema]
 

@@ -85,7 +85,9 @@ class DuckDbLoader(Loader):
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
-            connection = duckdb.connect(path, config={"memory_limit": self.destination.memory_limit})
+            connection = duckdb.connect(
+                path, config={"memory_limit": self.destination.memory_limit}
+            )
         except duckdb.IOException as exc:
             raise TransientError(f"DuckDB file {path} cannot be opened: {exc}") from exc
         connection.execute("SET enable_progress_bar = false")  # it would draw on stderr
@@ -161,7 +163,9 @@ class DuckDbLoader(Loader):
                     columns = self._columns(connection, staging_name if replace else request.table)
                     cast_to: dict[str, str] = {}
                 else:
-                    cast_to = self._evolve(connection, write_to, columns, first, params, request.table)
+                    cast_to = self._evolve(
+                        connection, write_to, columns, first, params, request.table
+                    )
                 connection.unregister("_etl_probe")
                 batches = stream(itertools.chain([first], rest))
                 connection.register(
@@ -274,7 +278,8 @@ def _check_representable(schema: pa.Schema) -> None:
     for field in schema:
         if pa.types.is_decimal256(field.type):
             raise SchemaMappingError(
-                field.name, str(field.type),
+                field.name,
+                str(field.type),
                 "DuckDB's DECIMAL holds at most 38 digits; select the column as text "
                 "(custom_sql with `::text`) to keep its values exactly",
             )

@@ -31,7 +31,9 @@ class BatchTransformer:
         self.job = job
         self.column_map = dict(column_map)
 
-    def __call__(self, batches: Iterator[pa.RecordBatch], source: str = "") -> Iterator[pa.RecordBatch]:
+    def __call__(
+        self, batches: Iterator[pa.RecordBatch], source: str = ""
+    ) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             yield self.transform(batch, source)
 

@@ -13,8 +13,15 @@ from collections.abc import Iterable, Mapping
 
 MAX_LENGTH = 300
 RESERVED_PREFIXES = (
-    "_table_", "_file_", "_partition", "_row_timestamp", "__root__", "_colidentifier",
-    "_change_sequence_number", "_change_type", "_change_timestamp",
+    "_table_",
+    "_file_",
+    "_partition",
+    "_row_timestamp",
+    "__root__",
+    "_colidentifier",
+    "_change_sequence_number",
+    "_change_type",
+    "_change_timestamp",
 )
 """BigQuery's reserved column-name prefixes (lower case; the check ignores case)."""
 METADATA_PREFIX = "_etl_"

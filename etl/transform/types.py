@@ -33,7 +33,11 @@ def normalize_type(data_type: pa.DataType) -> pa.DataType:
         return pa.float32()
     if pa.types.is_null(data_type):
         return pa.string()
-    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_list_view(data_type):
+    if (
+        pa.types.is_list(data_type)
+        or pa.types.is_large_list(data_type)
+        or pa.types.is_list_view(data_type)
+    ):
         return pa.list_(normalize_type(data_type.value_type))
     if pa.types.is_struct(data_type):
         return pa.struct(

@@ -49,9 +49,21 @@ def run_cli(config: dict[str, Any], state_path: Path) -> tuple[int, dict[str, An
     config_path = state_path.with_name(state_path.stem + ".job.json")
     config_path.write_text(json.dumps(config))
     completed = subprocess.run(
-        [sys.executable, "-m", "etl", "run", "--config", str(config_path), "--state",
-         str(state_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "--config",
+            str(config_path),
+            "--state",
+            str(state_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     try:
         output = json.loads(completed.stdout)
@@ -75,11 +87,13 @@ def duck_query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[A
 def duck_table_exists(path: Path, table: str) -> bool:
     if not path.exists():
         return False
-    return bool(duck_query(
-        path,
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [DATASET, table],
-    )[0][0])
+    return bool(
+        duck_query(
+            path,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [DATASET, table],
+        )[0][0]
+    )
 
 
 def duck_count(path: Path, table: str) -> int:
@@ -126,7 +140,7 @@ def numeric_profile(run_sql, table: str, columns: Sequence[str], quote) -> dict[
         q = quote(name)
         parts.append(f"count({q}), sum({q}), min({q}), max({q})")
     row = run_sql(f"SELECT {', '.join(parts)} FROM {table}")[0]
-    return {name: tuple(row[4 * i: 4 * i + 4]) for i, name in enumerate(columns)}
+    return {name: tuple(row[4 * i : 4 * i + 4]) for i, name in enumerate(columns)}
 
 
 def value_counts(run_sql, table: str, column: str, quote) -> dict[Any, int]:  # type: ignore[no-untyped-def]
@@ -152,8 +166,11 @@ def bigquery_destination(dataset: str) -> dict[str, Any]:
     short timeout bounds the client's retries of the HTTP 500s the emulator answers some
     errors with."""
     return {
-        "type": "bigquery", "project": BIGQUERY_PROJECT, "dataset": dataset,
-        "credentials": "anonymous", "api_endpoint": emulator_env("ETL_BIGQUERY_API_ENDPOINT"),
+        "type": "bigquery",
+        "project": BIGQUERY_PROJECT,
+        "dataset": dataset,
+        "credentials": "anonymous",
+        "api_endpoint": emulator_env("ETL_BIGQUERY_API_ENDPOINT"),
         "timeout_s": 30,
     }
 
@@ -196,22 +213,28 @@ def insert_1000_flights(source: SqlSource, table: str, watermark: dt.datetime) -
     )
 
 
-def assert_flights_equal(source: SqlSource, table: str, dest_rows, dest_table: str, dest_quote) -> None:  # type: ignore[no-untyped-def]
+def assert_flights_equal(
+    source: SqlSource, table: str, dest_rows, dest_table: str, dest_quote
+) -> None:  # type: ignore[no-untyped-def]
     """The destination copy `dest_table` of `table` holds the source's values: per-column
     count/sum/min/max of the numbers, the value distribution of every text column and of
     `time_hour` (as instants), and whole rows spot-checked by id. `dest_rows(sql)` runs a query
     on the destination; `dest_quote` quotes an identifier there."""
     assert numeric_profile(dest_rows, dest_table, FLIGHT_NUMBER_COLUMNS, dest_quote) == (
-        numeric_profile(source.rows, table, FLIGHT_NUMBER_COLUMNS, source.quote))
+        numeric_profile(source.rows, table, FLIGHT_NUMBER_COLUMNS, source.quote)
+    )
     for column in [*FLIGHT_TEXT_COLUMNS, "time_hour"]:
         expected = value_counts(source.rows, table, column, source.quote)
         assert value_counts(dest_rows, dest_table, column, dest_quote) == expected, column
     spot_ids = [1, 2, 100_000, 250_001, FLIGHTS]
-    spot_ids += [row[0] for row in source.rows(
-        f"SELECT min(id) FROM {table} WHERE dep_time IS NULL UNION ALL "
-        f"SELECT min(id) FROM {table} WHERE tailnum IS NULL UNION ALL "
-        f"SELECT max(id) FROM {table} WHERE arr_delay IS NULL"
-    )]
+    spot_ids += [
+        row[0]
+        for row in source.rows(
+            f"SELECT min(id) FROM {table} WHERE dep_time IS NULL UNION ALL "
+            f"SELECT min(id) FROM {table} WHERE tailnum IS NULL UNION ALL "
+            f"SELECT max(id) FROM {table} WHERE arr_delay IS NULL"
+        )
+    ]
     id_list = ", ".join(map(str, spot_ids))
     expected_rows = source.rows(
         f"SELECT {', '.join(source.quote(n) for n in FLIGHT_COLUMNS)} FROM {table} "

@@ -28,7 +28,10 @@ pytestmark = pytest.mark.integration
 def _assert_duckdb_flights(source: SqlSource, table: str, duckdb_path: Path) -> None:
     """The DuckDB copy of `table` holds the source's values (`support.assert_flights_equal`)."""
     assert_flights_equal(
-        source, table, lambda sql: duck_query(duckdb_path, sql), f'{DATASET}."flights"',
+        source,
+        table,
+        lambda sql: duck_query(duckdb_path, sql),
+        f'{DATASET}."flights"',
         lambda name: f'"{name}"',
     )
 
@@ -41,9 +44,13 @@ def test_flights_transactional_runs_via_cli(
     a third run with no changes loads 0."""
     table = copy_table(sql_source, "flights")
     config = job_config(
-        sql_source.source_type, duckdb_path,
-        source_table_name=table, load_type="transactional", timestamp_column="time_hour",
-        primary_key=["id"], dest_table_name="flights",
+        sql_source.source_type,
+        duckdb_path,
+        source_table_name=table,
+        load_type="transactional",
+        timestamp_column="time_hour",
+        primary_key=["id"],
+        dest_table_name="flights",
     )
     state_path = tmp_path / "state.json"
 
@@ -51,7 +58,10 @@ def test_flights_transactional_runs_via_cli(
 
     assert code == 0, first
     assert (first["status"], first["rows_extracted"], first["rows_loaded"]) == (
-        "succeeded", FLIGHTS, FLIGHTS)
+        "succeeded",
+        FLIGHTS,
+        FLIGHTS,
+    )
     watermark = sql_source.scalar(f"SELECT max(time_hour) FROM {table}")
     assert Watermark.model_validate(first["state"]["watermark"]) == Watermark.from_python(watermark)
     assert json.loads(state_path.read_text()) == first["state"]
@@ -59,26 +69,34 @@ def test_flights_transactional_runs_via_cli(
     time_type = duck_query(
         duckdb_path,
         "SELECT data_type FROM information_schema.columns WHERE table_schema = ? "
-        "AND table_name = 'flights' AND column_name = 'time_hour'", [DATASET],
+        "AND table_name = 'flights' AND column_name = 'time_hour'",
+        [DATASET],
     )[0][0]
     assert time_type == (
-        "TIMESTAMP WITH TIME ZONE" if sql_source.source_type == "postgresql" else "TIMESTAMP")
+        "TIMESTAMP WITH TIME ZONE" if sql_source.source_type == "postgresql" else "TIMESTAMP"
+    )
     _assert_duckdb_flights(sql_source, table, duckdb_path)
 
     insert_1000_flights(sql_source, table, watermark)
-    assert sql_source.scalar(
-        f"SELECT count(*) FROM {table} WHERE id > 1000000 AND time_hour = %s", [watermark]
-    ) == 250
+    assert (
+        sql_source.scalar(
+            f"SELECT count(*) FROM {table} WHERE id > 1000000 AND time_hour = %s", [watermark]
+        )
+        == 250
+    )
     code, second = run_cli(config, state_path)
 
     assert code == 0, second
     assert second["rows_loaded"] == 1_000
     assert duck_count(duckdb_path, "flights") == FLIGHTS + 1_000
-    assert duck_query(
-        duckdb_path, f"SELECT count(DISTINCT id) FROM {DATASET}.flights")[0][0] == FLIGHTS + 1_000
+    assert (
+        duck_query(duckdb_path, f"SELECT count(DISTINCT id) FROM {DATASET}.flights")[0][0]
+        == FLIGHTS + 1_000
+    )
     loaded_ids = duck_query(
         duckdb_path,
-        f"SELECT id FROM {DATASET}.flights WHERE _etl_run_id = ? ORDER BY id", [second["run_id"]],
+        f"SELECT id FROM {DATASET}.flights WHERE _etl_run_id = ? ORDER BY id",
+        [second["run_id"]],
     )
     assert [row[0] for row in loaded_ids] == list(range(1_000_001, 1_001_001))
     new_max = sql_source.scalar(f"SELECT max(time_hour) FROM {table}")
@@ -99,8 +117,13 @@ def test_failed_run_prints_error_json_and_keeps_state(duckdb_path: Path, tmp_pat
     the state file is left as it was."""
     state_path = tmp_path / "state.json"
     state_path.write_text('{"watermark": null}')
-    config = job_config("postgresql", duckdb_path, dest_table_name="flights",
-                        source_table_name="nycflights13.flights", load_type="transactional")
+    config = job_config(
+        "postgresql",
+        duckdb_path,
+        dest_table_name="flights",
+        source_table_name="nycflights13.flights",
+        load_type="transactional",
+    )
 
     code, output = run_cli(config, state_path)
 

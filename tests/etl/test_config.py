@@ -8,15 +8,23 @@ import pytest
 
 from etl import ConfigError, JobConfig
 
-PG = {"host": "127.0.0.1", "port": 5432, "database": "test", "user": "postgres",
-      "password": "s3cret-value"}
+PG = {
+    "host": "127.0.0.1",
+    "port": 5432,
+    "database": "test",
+    "user": "postgres",
+    "password": "s3cret-value",
+}
 
 
 def _table_job(**changes: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "source_type": "postgresql", "connection_params": dict(PG),
-        "source_table_name": "public.flights", "load_type": "transactional",
-        "timestamp_column": "time_hour", "dest_table_name": "flights",
+        "source_type": "postgresql",
+        "connection_params": dict(PG),
+        "source_table_name": "public.flights",
+        "load_type": "transactional",
+        "timestamp_column": "time_hour",
+        "dest_table_name": "flights",
     }
     config.update(changes)
     return {key: value for key, value in config.items() if value is not ...}
@@ -24,8 +32,10 @@ def _table_job(**changes: Any) -> dict[str, Any]:
 
 def _file_job(**changes: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "source_type": "local", "connection_params": {"base_path": "/data"},
-        "file_format": "csv", "dest_table_name": "flights",
+        "source_type": "local",
+        "connection_params": {"base_path": "/data"},
+        "file_format": "csv",
+        "dest_table_name": "flights",
     }
     config.update(changes)
     return {key: value for key, value in config.items() if value is not ...}
@@ -34,37 +44,137 @@ def _file_job(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("config", "field", "message"),
     [
-        (_table_job(source_type="oracle"), "source_type", r"`source_type`: Input should be 'postgresql'"),
+        (
+            _table_job(source_type="oracle"),
+            "source_type",
+            r"`source_type`: Input should be 'postgresql'",
+        ),
         (_table_job(source_type=...), "source_type", r"`source_type`: Field required"),
-        (_table_job(load_type="full"), "load_type", r"`load_type`: Input should be 'transactional' or 'catalog'"),
-        (_table_job(dest_table_name="1 flights"), "dest_table_name", r"`dest_table_name`: must be letters, digits and underscores"),
+        (
+            _table_job(load_type="full"),
+            "load_type",
+            r"`load_type`: Input should be 'transactional' or 'catalog'",
+        ),
+        (
+            _table_job(dest_table_name="1 flights"),
+            "dest_table_name",
+            r"`dest_table_name`: must be letters, digits and underscores",
+        ),
         (_table_job(dest_table_name=...), "dest_table_name", r"`dest_table_name`: Field required"),
-        (_table_job(null_cursor="skip"), "null_cursor", r"`null_cursor`: Input should be 'fail', 'include' or 'exclude'"),
-        (_table_job(cursor_lag_seconds=-1), "cursor_lag_seconds", r"`cursor_lag_seconds`: Input should be greater than or equal to 0"),
-        (_table_job(chunk_size=0), "chunk_size", r"`chunk_size`: Input should be greater than or equal to 1"),
-        (_table_job(source_tabel_name="x"), "source_tabel_name", r"`source_tabel_name`: Extra inputs are not permitted"),
-        (_table_job(destination={"type": "duckdb", "dataset": "raw-data"}), "destination.dataset", r"`destination.dataset`: must be letters"),
-        (_table_job(destination={"type": "snowflake"}), "destination.type", r"`destination.type`: Input should be 'duckdb' or 'bigquery'"),
-        (_table_job(destination={"type": "bigquery"}), "destination.project", r"`destination.project`: `project` is required for a bigquery destination"),
-        (_table_job(connection_params={"port": 5432, "database": "test"}), "connection_params.host", r"connection_params for postgresql need host, user"),
-        (_table_job(custom_sql="SELECT 1"), "source_table_name", r"give exactly one of source_table_name and custom_sql"),
-        (_table_job(source_table_name=...), "source_table_name", r"give exactly one of source_table_name and custom_sql"),
-        (_table_job(timestamp_column=...), "timestamp_column", r"timestamp_column is required for a transactional table load"),
-        (_file_job(file_format=...), "file_format", r"file_format is required for file sources \(csv, parquet, json, jsonl\)"),
-        (_file_job(file_format="xlsx"), "file_format", r"`file_format`: Input should be 'csv', 'parquet', 'json' or 'jsonl'"),
-        (_file_job(connection_params={}), "connection_params.base_path", r"connection_params for local need base_path"),
-        (_file_job(file_format_options={"delimiter": ";;"}), "file_format_options.delimiter", r"`file_format_options.delimiter`: must be exactly one character"),
-        (_file_job(file_format_options={"encoding": "klingon"}), "file_format_options.encoding", r"`file_format_options.encoding`: unknown encoding 'klingon'"),
-        (_file_job(file_format_options={"delimeter": ";"}), "file_format_options.delimeter", r"`file_format_options.delimeter`: Extra inputs are not permitted"),
-        (_file_job(file_format_options={"skip_rows": -2}), "file_format_options.skip_rows", r"`file_format_options.skip_rows`: Input should be greater than or equal to 0"),
+        (
+            _table_job(null_cursor="skip"),
+            "null_cursor",
+            r"`null_cursor`: Input should be 'fail', 'include' or 'exclude'",
+        ),
+        (
+            _table_job(cursor_lag_seconds=-1),
+            "cursor_lag_seconds",
+            r"`cursor_lag_seconds`: Input should be greater than or equal to 0",
+        ),
+        (
+            _table_job(chunk_size=0),
+            "chunk_size",
+            r"`chunk_size`: Input should be greater than or equal to 1",
+        ),
+        (
+            _table_job(source_tabel_name="x"),
+            "source_tabel_name",
+            r"`source_tabel_name`: Extra inputs are not permitted",
+        ),
+        (
+            _table_job(destination={"type": "duckdb", "dataset": "raw-data"}),
+            "destination.dataset",
+            r"`destination.dataset`: must be letters",
+        ),
+        (
+            _table_job(destination={"type": "snowflake"}),
+            "destination.type",
+            r"`destination.type`: Input should be 'duckdb' or 'bigquery'",
+        ),
+        (
+            _table_job(destination={"type": "bigquery"}),
+            "destination.project",
+            r"`destination.project`: `project` is required for a bigquery destination",
+        ),
+        (
+            _table_job(connection_params={"port": 5432, "database": "test"}),
+            "connection_params.host",
+            r"connection_params for postgresql need host, user",
+        ),
+        (
+            _table_job(custom_sql="SELECT 1"),
+            "source_table_name",
+            r"give exactly one of source_table_name and custom_sql",
+        ),
+        (
+            _table_job(source_table_name=...),
+            "source_table_name",
+            r"give exactly one of source_table_name and custom_sql",
+        ),
+        (
+            _table_job(timestamp_column=...),
+            "timestamp_column",
+            r"timestamp_column is required for a transactional table load",
+        ),
+        (
+            _file_job(file_format=...),
+            "file_format",
+            r"file_format is required for file sources \(csv, parquet, json, jsonl\)",
+        ),
+        (
+            _file_job(file_format="xlsx"),
+            "file_format",
+            r"`file_format`: Input should be 'csv', 'parquet', 'json' or 'jsonl'",
+        ),
+        (
+            _file_job(connection_params={}),
+            "connection_params.base_path",
+            r"connection_params for local need base_path",
+        ),
+        (
+            _file_job(file_format_options={"delimiter": ";;"}),
+            "file_format_options.delimiter",
+            r"`file_format_options.delimiter`: must be exactly one character",
+        ),
+        (
+            _file_job(file_format_options={"encoding": "klingon"}),
+            "file_format_options.encoding",
+            r"`file_format_options.encoding`: unknown encoding 'klingon'",
+        ),
+        (
+            _file_job(file_format_options={"delimeter": ";"}),
+            "file_format_options.delimeter",
+            r"`file_format_options.delimeter`: Extra inputs are not permitted",
+        ),
+        (
+            _file_job(file_format_options={"skip_rows": -2}),
+            "file_format_options.skip_rows",
+            r"`file_format_options.skip_rows`: Input should be greater than or equal to 0",
+        ),
     ],
     ids=[
-        "unknown-source-type", "missing-source-type", "unknown-load-type", "bad-dest-table-name",
-        "missing-dest-table-name", "unknown-null-cursor-policy", "negative-lag", "zero-chunk-size",
-        "misspelt-field", "bad-dataset", "unknown-destination", "bigquery-without-project",
-        "missing-connection-keys", "table-and-custom-sql", "neither-table-nor-sql",
-        "transactional-without-cursor", "file-without-format", "unknown-file-format",
-        "local-without-base-path", "long-delimiter", "unknown-encoding", "misspelt-option",
+        "unknown-source-type",
+        "missing-source-type",
+        "unknown-load-type",
+        "bad-dest-table-name",
+        "missing-dest-table-name",
+        "unknown-null-cursor-policy",
+        "negative-lag",
+        "zero-chunk-size",
+        "misspelt-field",
+        "bad-dataset",
+        "unknown-destination",
+        "bigquery-without-project",
+        "missing-connection-keys",
+        "table-and-custom-sql",
+        "neither-table-nor-sql",
+        "transactional-without-cursor",
+        "file-without-format",
+        "unknown-file-format",
+        "local-without-base-path",
+        "long-delimiter",
+        "unknown-encoding",
+        "misspelt-option",
         "negative-skip-rows",
     ],
 )
@@ -83,10 +193,12 @@ def test_invalid_config_names_the_field(
 
 def test_design_example_parses_with_defaults() -> None:
     """The example of DESIGN.md §4 is valid; omitted fields take their documented defaults."""
-    job = JobConfig.parse(_table_job(
-        selected_columns=[],
-        destination={"type": "duckdb", "path": "warehouse.duckdb", "dataset": "raw_data"},
-    ))
+    job = JobConfig.parse(
+        _table_job(
+            selected_columns=[],
+            destination={"type": "duckdb", "path": "warehouse.duckdb", "dataset": "raw_data"},
+        )
+    )
 
     assert job.write_disposition == "append"
     assert (job.null_cursor, job.cursor_lag_seconds, job.on_bad_rows) == ("fail", 0, "fail")
@@ -112,8 +224,15 @@ def test_catalog_table_load_needs_no_cursor() -> None:
 
 def test_secrets_are_redacted() -> None:
     """`redacted()` and `repr()` never show passwords or destination credentials."""
-    job = JobConfig.parse(_table_job(destination={
-        "type": "bigquery", "project": "p", "credentials": {"private_key": "KEY-123"}}))
+    job = JobConfig.parse(
+        _table_job(
+            destination={
+                "type": "bigquery",
+                "project": "p",
+                "credentials": {"private_key": "KEY-123"},
+            }
+        )
+    )
 
     redacted = job.redacted()
 

@@ -91,8 +91,10 @@ def compare(source: list[tuple], dest: list[tuple], label: str) -> dict[str, int
     lost = len(set(source_ids) - set(dest_ids))
     duplicated = len(dest_ids) - len(set(dest_ids))
     extra = len(set(dest_ids) - set(source_ids))
-    print(f"\n[faults] {label}: source rows {len(source)}, destination rows {len(dest)}, "
-          f"rows lost {lost}, rows duplicated {duplicated}, unexpected rows {extra}")
+    print(
+        f"\n[faults] {label}: source rows {len(source)}, destination rows {len(dest)}, "
+        f"rows lost {lost}, rows duplicated {duplicated}, unexpected rows {extra}"
+    )
     assert (lost, duplicated, extra) == (0, 0, 0)
     assert figures(dest) == figures(source)
     assert sorted(dest) == sorted(source)
@@ -110,9 +112,21 @@ def start_cli(config: dict[str, Any], state_path: Path, fault: str | None) -> su
     if fault:
         env["ETL_FAULT_INJECT"] = fault
     return subprocess.Popen(
-        [sys.executable, "-m", "etl", "run", "--config", str(config_path), "--state",
-         str(state_path)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "run",
+            "--config",
+            str(config_path),
+            "--state",
+            str(state_path),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -136,7 +150,9 @@ def run_killed(config: dict[str, Any], state_path: Path, fault: str) -> None:
     """Run with `fault`; the process must die of SIGKILL (the phase was reached)."""
     state_before = state_path.read_bytes() if state_path.exists() else None
     code, output, stderr = finish(start_cli(config, state_path, fault))
-    assert code == -signal.SIGKILL, f"{fault} was not reached: exit {code} {output} {stderr[-3000:]}"
+    assert code == -signal.SIGKILL, (
+        f"{fault} was not reached: exit {code} {output} {stderr[-3000:]}"
+    )
     after = state_path.read_bytes() if state_path.exists() else None
     assert after == state_before, "the state file changed although the run was killed"
 
@@ -205,8 +221,11 @@ class TableSource:
 
     def config(self, load_type: str) -> dict[str, Any]:
         config: dict[str, Any] = {
-            "source_type": "postgresql", "connection_params": dict(PG_PARAMS),
-            "source_table_name": self.table, "load_type": load_type, "chunk_size": CHUNK,
+            "source_type": "postgresql",
+            "connection_params": dict(PG_PARAMS),
+            "source_table_name": self.table,
+            "load_type": load_type,
+            "chunk_size": CHUNK,
         }
         if load_type == "transactional":
             config.update(timestamp_column="ts", primary_key=["id"])
@@ -224,7 +243,9 @@ def csv_bytes(first: int, last: int, version: int = 0) -> bytes:
 class FileSource:
     """CSV files `part-NN.csv` of 4,000 rows each, in a local folder or an S3 bucket."""
 
-    def __init__(self, put: Callable[[str, bytes], None], params: dict[str, Any], source_type: str) -> None:
+    def __init__(
+        self, put: Callable[[str, bytes], None], params: dict[str, Any], source_type: str
+    ) -> None:
         self.put, self.params, self.source_type = put, params, source_type
         self.files: dict[str, tuple[int, int, int]] = {}
         for n in range(1, 4):
@@ -251,9 +272,13 @@ class FileSource:
 
     def config(self, load_type: str) -> dict[str, Any]:
         return {
-            "source_type": self.source_type, "connection_params": dict(self.params),
-            "file_format": "csv", "file_pattern": "*.csv", "load_type": load_type,
-            "chunk_size": CHUNK, "file_format_options": {"column_types": {"amount": "decimal(12,2)"}},
+            "source_type": self.source_type,
+            "connection_params": dict(self.params),
+            "file_format": "csv",
+            "file_pattern": "*.csv",
+            "load_type": load_type,
+            "chunk_size": CHUNK,
+            "file_format_options": {"column_types": {"amount": "decimal(12,2)"}},
         }
 
 
@@ -287,33 +312,50 @@ class Destination:
     def rows(self, table: str = "events") -> list[tuple]:
         sql_cols = "id, amount, qty, label"
         if self.kind == "duckdb":
-            return [tuple(r) for r in duck_query(self.path, f'SELECT {sql_cols} FROM {DATASET}."{table}"')]
+            return [
+                tuple(r)
+                for r in duck_query(self.path, f'SELECT {sql_cols} FROM {DATASET}."{table}"')
+            ]
         return bq_rows(self.client, f"SELECT {sql_cols} FROM `{self.dataset}.{table}`")
 
     def staging_tables(self) -> list[str]:
         """Names of leftover staging tables (must be none after a successful run)."""
         if self.kind == "duckdb":
-            names = duck_query(self.path, "SELECT table_name FROM information_schema.tables "
-                                          "WHERE table_schema = ?", [DATASET])
+            names = duck_query(
+                self.path,
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                [DATASET],
+            )
             return [n for (n,) in names if "__etl_staging" in n]
-        return [t.table_id for t in self.client.list_tables(self.dataset)
-                if "__etl_staging" in t.table_id]
+        return [
+            t.table_id
+            for t in self.client.list_tables(self.dataset)
+            if "__etl_staging" in t.table_id
+        ]
 
 
 @pytest.fixture(params=["duckdb", "bigquery"])
 def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
     if request.param == "duckdb":
         return Destination("duckdb", tmp_path, None, None)
-    return Destination("bigquery", tmp_path, request.getfixturevalue("bq_dataset"),
-                       request.getfixturevalue("bigquery_client"))
+    return Destination(
+        "bigquery",
+        tmp_path,
+        request.getfixturevalue("bq_dataset"),
+        request.getfixturevalue("bigquery_client"),
+    )
 
 
 # --- the kill matrix ----------------------------------------------------------------------------
 
 
 BIGQUERY_PHASES = {
-    ("table", "transactional"): ["extract.batch:3", "load.batch:3", "load.before_commit",
-                                 "load.after_commit"],
+    ("table", "transactional"): [
+        "extract.batch:3",
+        "load.batch:3",
+        "load.before_commit",
+        "load.after_commit",
+    ],
     ("table", "catalog"): ["load.before_commit", "catalog.swap", "load.after_commit"],
     ("files", "transactional"): ["load.batch:3", "load.after_commit"],
     ("files", "catalog"): ["catalog.swap", "load.after_commit"],
@@ -329,16 +371,26 @@ def _cases() -> list[Any]:
             for load_type in ["transactional", "catalog"]:
                 phases = KILL_PHASES if dest == "duckdb" else BIGQUERY_PHASES[source, load_type]
                 for phase in phases:
-                    cases.append(pytest.param(
-                        dest, source, load_type, phase,
-                        id=f"{dest}-{source}-{load_type}-{phase.split(':')[0]}"))
+                    cases.append(
+                        pytest.param(
+                            dest,
+                            source,
+                            load_type,
+                            phase,
+                            id=f"{dest}-{source}-{load_type}-{phase.split(':')[0]}",
+                        )
+                    )
     return cases
 
 
 @pytest.mark.parametrize(("dest_kind", "source_kind", "load_type", "fault"), _cases())
 def test_sigkill_at_phase_then_rerun_loads_exactly_once(
-    request: pytest.FixtureRequest, tmp_path: Path, dest_kind: str, source_kind: str,
-    load_type: str, fault: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    dest_kind: str,
+    source_kind: str,
+    load_type: str,
+    fault: str,
 ) -> None:
     """A run SIGKILLed at `fault` leaves the destination as it was before the run or, once the
     destination committed, as it is after it (never in between, never a staging table visible as
@@ -347,14 +399,17 @@ def test_sigkill_at_phase_then_rerun_loads_exactly_once(
     if dest_kind == "duckdb":
         dest = Destination("duckdb", tmp_path, None, None)
     else:
-        dest = Destination("bigquery", tmp_path, request.getfixturevalue("bq_dataset"),
-                           request.getfixturevalue("bigquery_client"))
+        dest = Destination(
+            "bigquery",
+            tmp_path,
+            request.getfixturevalue("bq_dataset"),
+            request.getfixturevalue("bigquery_client"),
+        )
     if source_kind == "table":
         source: TableSource | FileSource = TableSource(request.getfixturevalue("pg_schema"))
     else:
         source = local_files(tmp_path / "files")
-    config = {**source.config(load_type), "dest_table_name": "events",
-              "destination": dest.block()}
+    config = {**source.config(load_type), "dest_table_name": "events", "destination": dest.block()}
     state_path = tmp_path / "state.json"
 
     run_ok(config, state_path)
@@ -368,7 +423,8 @@ def test_sigkill_at_phase_then_rerun_loads_exactly_once(
     in_between = sorted(dest.rows())
     assert in_between in (sorted(before), sorted(after)), (
         f"after the kill the destination holds {len(in_between)} rows: neither the "
-        f"{len(before)} before the run nor the {len(after)} after it")
+        f"{len(before)} before the run nor the {len(after)} after it"
+    )
     committed = run_ok(config, state_path)
     compare(after, dest.rows(), f"{request.node.callspec.id} after recovery")
     if fault == "load.after_commit":
@@ -390,8 +446,11 @@ def test_pg_backend_terminated_mid_extract_then_rerun(
     with a transient SourceUnavailableError and commits nothing; the next run loads every row
     once."""
     source = TableSource(pg_schema)
-    config = {**source.config("transactional"), "dest_table_name": "events",
-              "destination": destination.block()}
+    config = {
+        **source.config("transactional"),
+        "dest_table_name": "events",
+        "destination": destination.block(),
+    }
     state_path = tmp_path / "state.json"
     run_ok(config, state_path)
     source.change(catalog=False)
@@ -411,8 +470,11 @@ def test_pg_backend_terminated_mid_extract_then_rerun(
 
     assert code == 1 and output is not None, f"exit {code}: {output} {stderr[-3000:]}"
     assert (output["error_class"], output["transient"]) == ("SourceUnavailableError", True), output
-    compare([r for r in source.rows() if r[0] <= ROWS_FIRST],
-            destination.rows(), f"{request.node.callspec.id} after the broken run")
+    compare(
+        [r for r in source.rows() if r[0] <= ROWS_FIRST],
+        destination.rows(),
+        f"{request.node.callspec.id} after the broken run",
+    )
     run_ok(config, state_path)
     compare(source.rows(), destination.rows(), f"{request.node.callspec.id} after recovery")
 
@@ -507,11 +569,17 @@ def test_s3_emulator_connection_cut_mid_extract_then_rerun(
     bucket.create()
     try:
         with flaky_proxy(emulator_endpoint("s3")) as proxy:
-            params = {**bucket.connection_params(), "endpoint_url": f"http://127.0.0.1:{proxy.port}"}
+            params = {
+                **bucket.connection_params(),
+                "endpoint_url": f"http://127.0.0.1:{proxy.port}",
+            }
             source = FileSource(bucket.put, params, "s3")
             dest = Destination("duckdb", tmp_path, None, None)
-            config = {**source.config("transactional"), "dest_table_name": "events",
-                      "destination": dest.block()}
+            config = {
+                **source.config("transactional"),
+                "dest_table_name": "events",
+                "destination": dest.block(),
+            }
             state_path = tmp_path / "state.json"
             run_ok(config, state_path)
             before = source.rows()
@@ -524,7 +592,10 @@ def test_s3_emulator_connection_cut_mid_extract_then_rerun(
                 proxy.restore()
 
             assert code == 1 and output is not None, f"exit {code}: {output} {stderr[-3000:]}"
-            assert (output["error_class"], output["transient"]) == ("SourceUnavailableError", True), output
+            assert (output["error_class"], output["transient"]) == (
+                "SourceUnavailableError",
+                True,
+            ), output
             compare(before, dest.rows(), "s3 cut: after the broken run")
             run_ok(config, state_path)
             compare(source.rows(), dest.rows(), "s3 cut: after recovery")
@@ -544,8 +615,11 @@ def test_bigquery_emulator_unreachable_at_commit_then_rerun(
     source = TableSource(pg_schema)
     dest = Destination("bigquery", tmp_path, bq_dataset, bigquery_client)
     with flaky_proxy(emulator_env("ETL_BIGQUERY_API_ENDPOINT")) as proxy:
-        config = {**source.config(load_type), "dest_table_name": "events",
-                  "destination": dest.block(f"http://127.0.0.1:{proxy.port}")}
+        config = {
+            **source.config(load_type),
+            "dest_table_name": "events",
+            "destination": dest.block(f"http://127.0.0.1:{proxy.port}"),
+        }
         state_path = tmp_path / "state.json"
         run_ok(config, state_path)
         before = source.rows()
@@ -562,7 +636,9 @@ def test_bigquery_emulator_unreachable_at_commit_then_rerun(
         if code != 0:
             assert output["transient"] is True, output
             assert sorted(dest.rows()) == sorted(before)
-        print(f"\n[faults] bigquery {load_type} cut at commit: exit {code}, "
-              f"{proxy.cuts} connections refused, {output.get('error_class', 'succeeded')}")
+        print(
+            f"\n[faults] bigquery {load_type} cut at commit: exit {code}, "
+            f"{proxy.cuts} connections refused, {output.get('error_class', 'succeeded')}"
+        )
         run_ok(config, state_path)
         compare(source.rows(), dest.rows(), f"bigquery {load_type} cut: after recovery")

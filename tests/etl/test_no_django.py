@@ -44,7 +44,11 @@ def test_engine_imports_and_runs_without_django_celery_or_ml_platform(tmp_path: 
 
     completed = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "in"), str(tmp_path / "w.duckdb")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -78,18 +78,54 @@ EXPECTED = {
     "ta": (["x", "y z"], []),
 }
 DUCKDB_TYPES = {
-    "i2": "SMALLINT", "i4": "INTEGER", "i8": "BIGINT", "n12": "DECIMAL(12,2)",
-    "nu": "DECIMAL(38,9)", "r": "FLOAT", "d": "DOUBLE", "b": "BOOLEAN", "tx": "VARCHAR",
-    "vc": "VARCHAR", "ch": "VARCHAR", "bt": "BLOB", "dt": "DATE", "tm": "TIME",
-    "ts": "TIMESTAMP", "tz": "TIMESTAMP WITH TIME ZONE", "iv": "INTERVAL", "u": "VARCHAR",
-    "j": "JSON", "jb": "JSON", "ua": "VARCHAR[]", "ia": "INTEGER[]", "ta": "VARCHAR[]",
+    "i2": "SMALLINT",
+    "i4": "INTEGER",
+    "i8": "BIGINT",
+    "n12": "DECIMAL(12,2)",
+    "nu": "DECIMAL(38,9)",
+    "r": "FLOAT",
+    "d": "DOUBLE",
+    "b": "BOOLEAN",
+    "tx": "VARCHAR",
+    "vc": "VARCHAR",
+    "ch": "VARCHAR",
+    "bt": "BLOB",
+    "dt": "DATE",
+    "tm": "TIME",
+    "ts": "TIMESTAMP",
+    "tz": "TIMESTAMP WITH TIME ZONE",
+    "iv": "INTERVAL",
+    "u": "VARCHAR",
+    "j": "JSON",
+    "jb": "JSON",
+    "ua": "VARCHAR[]",
+    "ia": "INTEGER[]",
+    "ta": "VARCHAR[]",
 }
 BIGQUERY_TYPES = {
-    "i2": "INT64", "i4": "INT64", "i8": "INT64", "n12": "NUMERIC", "nu": "NUMERIC",
-    "r": "FLOAT64", "d": "FLOAT64", "b": "BOOL", "tx": "STRING", "vc": "STRING", "ch": "STRING",
-    "bt": "BYTES", "dt": "DATE", "tm": "TIME", "ts": "DATETIME", "tz": "TIMESTAMP",
-    "iv": "STRING", "u": "STRING", "j": "JSON", "jb": "JSON", "ua": "ARRAY<STRING>",
-    "ia": "ARRAY<INT64>", "ta": "ARRAY<STRING>",
+    "i2": "INT64",
+    "i4": "INT64",
+    "i8": "INT64",
+    "n12": "NUMERIC",
+    "nu": "NUMERIC",
+    "r": "FLOAT64",
+    "d": "FLOAT64",
+    "b": "BOOL",
+    "tx": "STRING",
+    "vc": "STRING",
+    "ch": "STRING",
+    "bt": "BYTES",
+    "dt": "DATE",
+    "tm": "TIME",
+    "ts": "DATETIME",
+    "tz": "TIMESTAMP",
+    "iv": "STRING",
+    "u": "STRING",
+    "j": "JSON",
+    "jb": "JSON",
+    "ua": "ARRAY<STRING>",
+    "ia": "ARRAY<INT64>",
+    "ta": "ARRAY<STRING>",
 }
 
 
@@ -104,9 +140,18 @@ def pg_types(pg_schema: str) -> str:
 
 
 def _job(table: str, duckdb_path: Path, **fields: Any) -> JobConfig:
-    return JobConfig.parse({**job_config(
-        "postgresql", duckdb_path, source_table_name=table, load_type="catalog",
-        dest_table_name="types"), **fields})
+    return JobConfig.parse(
+        {
+            **job_config(
+                "postgresql",
+                duckdb_path,
+                source_table_name=table,
+                load_type="catalog",
+                dest_table_name="types",
+            ),
+            **fields,
+        }
+    )
 
 
 def _assert_values(rows: list[tuple[Any, ...]], names: list[str]) -> None:
@@ -124,7 +169,8 @@ def test_postgresql_types_into_duckdb(pg_types: str, tmp_path: Path) -> None:
     result = run(_job(pg_types, duckdb_path))
 
     assert {c["name"]: c["type"] for c in result.schema_ if not c["name"].startswith("_etl_")} == (
-        {"id": "INTEGER", **DUCKDB_TYPES})
+        {"id": "INTEGER", **DUCKDB_TYPES}
+    )
     names = list(EXPECTED)
     rows = duck_query(duckdb_path, f"SELECT id, {', '.join(names)} FROM {DATASET}.types")
     _assert_values(rows, names)
@@ -147,7 +193,8 @@ def test_numeric_beyond_38_digits_fails_naming_the_column_in_duckdb(
     with pg_connect() as connection:
         connection.execute(f"CREATE TABLE {pg_schema}.big (id int, n40 numeric(40,10))")
         connection.execute(
-            f"INSERT INTO {pg_schema}.big VALUES (1, 123456789012345678901234567890.0123456789)")
+            f"INSERT INTO {pg_schema}.big VALUES (1, 123456789012345678901234567890.0123456789)"
+        )
 
     with pytest.raises(SchemaMappingError, match=r"Column `n40` of type `decimal256\(40, 10\)`"):
         run(_job(f"{pg_schema}.big", tmp_path / "w.duckdb"))
@@ -171,11 +218,13 @@ def test_postgresql_types_into_bigquery(
 ) -> None:
     """Every value arrives exactly with the BigQuery type of BIGQUERY_TYPES (TIMESTAMP in UTC for
     timestamptz, DATETIME wall clock for timestamp, the interval as exact ISO 8601 text)."""
-    result = run(_job(pg_types, tmp_path / "unused.duckdb",
-                      destination=bigquery_destination(bq_dataset)))
+    result = run(
+        _job(pg_types, tmp_path / "unused.duckdb", destination=bigquery_destination(bq_dataset))
+    )
 
     assert {c["name"]: c["type"] for c in result.schema_ if not c["name"].startswith("_etl_")} == (
-        {"id": "INT64", **BIGQUERY_TYPES})
+        {"id": "INT64", **BIGQUERY_TYPES}
+    )
     names = list(EXPECTED)
     rows = bq_rows(bigquery_client, f"SELECT id, {', '.join(names)} FROM `{bq_dataset}.types`")
     _assert_values(rows, names)

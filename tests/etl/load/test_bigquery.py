@@ -51,14 +51,17 @@ LEGACY_NAMES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
 
 def _bq_job(source_type: str, dataset: str, tmp_path: Path, **fields: Any) -> dict[str, Any]:
     """A JobConfig mapping for `source_type` loading into `dataset` of the emulator."""
-    return job_config(source_type, tmp_path / "unused.duckdb",
-                      destination=bigquery_destination(dataset), **fields)
+    return job_config(
+        source_type, tmp_path / "unused.duckdb", destination=bigquery_destination(dataset), **fields
+    )
 
 
 def _schema(client: Any, table_id: str) -> list[tuple[str, str, str]]:
     """(name, GoogleSQL type, mode) of every column of `table_id`, in table order."""
-    return [(f.name, LEGACY_NAMES.get(f.field_type, f.field_type), f.mode)
-            for f in client.get_table(table_id).schema]
+    return [
+        (f.name, LEGACY_NAMES.get(f.field_type, f.field_type), f.mode)
+        for f in client.get_table(table_id).schema
+    ]
 
 
 def _result_schema(client: Any, table_id: str) -> dict[str, str]:
@@ -73,8 +76,12 @@ def _tables(client: Any, dataset: str) -> set[str]:
 
 def _log(client: Any, dataset: str, table: str) -> list[tuple[str, int]]:
     """(run_id, rows_loaded) of every load-log row of `table`, sorted."""
-    return sorted(bq_rows(
-        client, f"SELECT run_id, rows_loaded FROM `{dataset}.{LOG}` WHERE table_name = '{table}'"))
+    return sorted(
+        bq_rows(
+            client,
+            f"SELECT run_id, rows_loaded FROM `{dataset}.{LOG}` WHERE table_name = '{table}'",
+        )
+    )
 
 
 def _count(client: Any, table_id: str) -> int:
@@ -94,9 +101,16 @@ def test_flights_transactional_runs_via_cli(
     Ids stay unique and the load log holds one row per run."""
     source = SqlSource("postgresql", pg_schema)
     table = copy_table(source, "flights")
-    config = _bq_job("postgresql", bq_dataset, tmp_path, source_table_name=table,
-                     load_type="transactional", timestamp_column="time_hour",
-                     primary_key=["id"], dest_table_name="flights")
+    config = _bq_job(
+        "postgresql",
+        bq_dataset,
+        tmp_path,
+        source_table_name=table,
+        load_type="transactional",
+        timestamp_column="time_hour",
+        primary_key=["id"],
+        dest_table_name="flights",
+    )
     state_path = tmp_path / "state.json"
     dest = f"`{bq_dataset}.flights`"
 
@@ -105,21 +119,32 @@ def test_flights_transactional_runs_via_cli(
 
     def assert_equal_to_source() -> None:
         assert_flights_equal(source, table, bq, dest, bq_quote)
-        assert bq(f"SELECT SUM(UNIX_SECONDS(time_hour)), MIN(time_hour), MAX(time_hour) "
-                  f"FROM {dest}") == source.rows(
+        assert bq(
+            f"SELECT SUM(UNIX_SECONDS(time_hour)), MIN(time_hour), MAX(time_hour) FROM {dest}"
+        ) == source.rows(
             f"SELECT sum(extract(epoch FROM time_hour))::bigint, min(time_hour), max(time_hour) "
-            f"FROM {table}")
+            f"FROM {table}"
+        )
         assert bq(f"SELECT count(*) - count(DISTINCT id) FROM {dest}") == [(0,)]
 
     code, first = run_cli(config, state_path)
 
     assert code == 0, first
     assert (first["status"], first["rows_extracted"], first["rows_loaded"]) == (
-        "succeeded", FLIGHTS, FLIGHTS)
+        "succeeded",
+        FLIGHTS,
+        FLIGHTS,
+    )
     assert _count(bigquery_client, f"{bq_dataset}.flights") == FLIGHTS
-    schema = dict((name, kind) for name, kind, _ in _schema(bigquery_client, f"{bq_dataset}.flights"))
+    schema = dict(
+        (name, kind) for name, kind, _ in _schema(bigquery_client, f"{bq_dataset}.flights")
+    )
     assert (schema["id"], schema["dep_delay"], schema["carrier"], schema["time_hour"]) == (
-        "INT64", "INT64", "STRING", "TIMESTAMP")
+        "INT64",
+        "INT64",
+        "STRING",
+        "TIMESTAMP",
+    )
     assert_equal_to_source()
     watermark = source.scalar(f"SELECT max(time_hour) FROM {table}")
     assert Watermark.model_validate(first["state"]["watermark"]) == Watermark.from_python(watermark)
@@ -130,9 +155,10 @@ def test_flights_transactional_runs_via_cli(
     assert code == 0, second
     assert second["rows_loaded"] == 1_000
     assert _count(bigquery_client, f"{bq_dataset}.flights") == FLIGHTS + 1_000
-    assert [row[0] for row in bq(
-        f"SELECT id FROM {dest} WHERE _etl_run_id = '{second['run_id']}' ORDER BY id"
-    )] == list(range(1_000_001, 1_001_001))
+    assert [
+        row[0]
+        for row in bq(f"SELECT id FROM {dest} WHERE _etl_run_id = '{second['run_id']}' ORDER BY id")
+    ] == list(range(1_000_001, 1_001_001))
     assert_equal_to_source()
 
     code, third = run_cli(config, state_path)
@@ -141,7 +167,8 @@ def test_flights_transactional_runs_via_cli(
     assert third["rows_loaded"] == 0
     assert _count(bigquery_client, f"{bq_dataset}.flights") == FLIGHTS + 1_000
     assert _log(bigquery_client, bq_dataset, "flights") == sorted(
-        [(first["run_id"], FLIGHTS), (second["run_id"], 1_000), (third["run_id"], 0)])
+        [(first["run_id"], FLIGHTS), (second["run_id"], 1_000), (third["run_id"], 0)]
+    )
     assert _tables(bigquery_client, bq_dataset) == {"flights", LOG}
 
 
@@ -153,8 +180,16 @@ def test_catalog_replace_swaps_the_snapshot(
     source's, and no staging table is left in the dataset."""
     source = SqlSource("postgresql", pg_schema)
     table = copy_table(source, "planes")
-    job = JobConfig.parse(_bq_job("postgresql", bq_dataset, tmp_path, source_table_name=table,
-                                  load_type="catalog", dest_table_name="planes"))
+    job = JobConfig.parse(
+        _bq_job(
+            "postgresql",
+            bq_dataset,
+            tmp_path,
+            source_table_name=table,
+            load_type="catalog",
+            dest_table_name="planes",
+        )
+    )
     dest = f"`{bq_dataset}.planes`"
     numbers = [name for name, kind in COLUMNS["planes"] if kind == "int"]
 
@@ -177,12 +212,15 @@ def test_catalog_replace_swaps_the_snapshot(
     assert third.rows_loaded == 3_322 - deleted
     assert bq(f"SELECT count(*), countif(year < 1990) FROM {dest}") == [(3_322 - deleted, 0)]
     assert numeric_profile(bq, dest, numbers, bq_quote) == numeric_profile(
-        source.rows, table, numbers, source.quote)
+        source.rows, table, numbers, source.quote
+    )
     assert value_counts(bq, dest, "manufacturer", bq_quote) == value_counts(
-        source.rows, table, "manufacturer", source.quote)
+        source.rows, table, "manufacturer", source.quote
+    )
     assert _tables(bigquery_client, bq_dataset) == {"planes", LOG}
     assert _log(bigquery_client, bq_dataset, "planes") == sorted(
-        [(first.run_id, 3_322), (second.run_id, 3_322), (third.run_id, 3_322 - deleted)])
+        [(first.run_id, 3_322), (second.run_id, 3_322), (third.run_id, 3_322 - deleted)]
+    )
 
 
 # --- exact types ------------------------------------------------------------------------------
@@ -193,7 +231,7 @@ TYPED_COLUMNS = (
 )
 TYPED_ROWS = [
     "(1, 12345678.91, '2024-03-31 01:30:00.123456+02', '2024-03-31 02:30:00.654321', "
-    "'2024-02-29', '{\"a\": [1, 2.5, null], \"b\": {\"c\": \"\u00fc\"}}', '{1,2,3}', true, "
+    '\'2024-02-29\', \'{"a": [1, 2.5, null], "b": {"c": "\u00fc"}}\', \'{1,2,3}\', true, '
     "'\\x00ff10', 'h\u00e9llo, \"world\"')",
     "(2, -0.01, '1970-01-01 00:00:00+00', '0001-01-01 00:00:00', '9999-12-31', '[]', '{}', false, "
     "'\\x', '')",
@@ -212,26 +250,40 @@ def test_types_are_exact(
     table = source.table("typed")
     source.rows(f"SET TIME ZONE 'Europe/Berlin'; CREATE TABLE {table} ({TYPED_COLUMNS})")
     source.rows(f"INSERT INTO {table} VALUES {', '.join(TYPED_ROWS)}")
-    job = JobConfig.parse(_bq_job("postgresql", bq_dataset, tmp_path,
-                                  source_table_name=f"{pg_schema}.typed", load_type="catalog",
-                                  dest_table_name="typed"))
+    job = JobConfig.parse(
+        _bq_job(
+            "postgresql",
+            bq_dataset,
+            tmp_path,
+            source_table_name=f"{pg_schema}.typed",
+            load_type="catalog",
+            dest_table_name="typed",
+        )
+    )
 
     result = run(job)
 
     assert result.rows_loaded == 3
     assert _schema(bigquery_client, f"{bq_dataset}.typed") == [
-        ("id", "INT64", "NULLABLE"), ("amount", "NUMERIC", "NULLABLE"),
-        ("at_tz", "TIMESTAMP", "NULLABLE"), ("at_local", "DATETIME", "NULLABLE"),
-        ("day", "DATE", "NULLABLE"), ("doc", "JSON", "NULLABLE"),
-        ("tags", "INT64", "REPEATED"), ("flag", "BOOL", "NULLABLE"), ("raw", "BYTES", "NULLABLE"),
-        ("note", "STRING", "NULLABLE"), ("_etl_run_id", "STRING", "NULLABLE"),
+        ("id", "INT64", "NULLABLE"),
+        ("amount", "NUMERIC", "NULLABLE"),
+        ("at_tz", "TIMESTAMP", "NULLABLE"),
+        ("at_local", "DATETIME", "NULLABLE"),
+        ("day", "DATE", "NULLABLE"),
+        ("doc", "JSON", "NULLABLE"),
+        ("tags", "INT64", "REPEATED"),
+        ("flag", "BOOL", "NULLABLE"),
+        ("raw", "BYTES", "NULLABLE"),
+        ("note", "STRING", "NULLABLE"),
+        ("_etl_run_id", "STRING", "NULLABLE"),
         ("_etl_loaded_at", "TIMESTAMP", "NULLABLE"),
     ]
     names = ["id", "amount", "at_tz", "at_local", "day", "doc", "tags", "flag", "raw", "note"]
     expected = source.rows(f"SELECT {', '.join(names)} FROM {table} ORDER BY id")
     expected = [(*row[:6], row[6] if row[6] is not None else [], *row[7:]) for row in expected]
-    actual = bq_rows(bigquery_client,
-                     f"SELECT {', '.join(names)} FROM `{bq_dataset}.typed` ORDER BY id")
+    actual = bq_rows(
+        bigquery_client, f"SELECT {', '.join(names)} FROM `{bq_dataset}.typed` ORDER BY id"
+    )
     assert actual == expected
     # the instant, not only an equal-comparing value: UTC in BigQuery
     assert actual[0][2] == dt.datetime(2024, 3, 30, 23, 30, 0, 123456, tzinfo=dt.UTC)
@@ -240,8 +292,9 @@ def test_types_are_exact(
     assert actual[0][8] == b"\x00\xff\x10"
     # the JSON document itself, not its Python parse (the emulator prints NUMERIC with all 9
     # decimals, so the amount is compared as a Decimal above rather than as text)
-    assert bq_rows(bigquery_client, f"SELECT TO_JSON_STRING(doc) FROM `{bq_dataset}.typed` "
-                                    "WHERE id = 1") == [('{"a":[1,2.5,null],"b":{"c":"\u00fc"}}',)]
+    assert bq_rows(
+        bigquery_client, f"SELECT TO_JSON_STRING(doc) FROM `{bq_dataset}.typed` WHERE id = 1"
+    ) == [('{"a":[1,2.5,null],"b":{"c":"\u00fc"}}',)]
 
 
 @pytest.mark.parametrize(
@@ -257,7 +310,9 @@ def test_types_are_exact(
     ],
     ids=["10-2", "38-9", "29-0", "30-0", "20-10", "40-2", "76-38"],
 )
-def test_decimal_precision_picks_numeric_or_bignumeric(arrow_type: pa.DataType, bigquery: str) -> None:
+def test_decimal_precision_picks_numeric_or_bignumeric(
+    arrow_type: pa.DataType, bigquery: str
+) -> None:
     """Decimals go to NUMERIC while scale <= 9 and integer digits <= 29, else BIGNUMERIC.
 
     Tested on the mapping function: the emulator cannot create a BIGNUMERIC column (its DuckDB
@@ -268,8 +323,11 @@ def test_decimal_precision_picks_numeric_or_bignumeric(arrow_type: pa.DataType, 
 def test_decimal_beyond_bignumeric_is_reported() -> None:
     """A decimal with more than 38 integer digits has no BigQuery type: the error names the
     column and its type."""
-    with pytest.raises(SchemaMappingError, match=r"Column `big` of type `decimal256\(76, 0\)` "
-                                                 r"cannot be loaded: beyond BIGNUMERIC"):
+    with pytest.raises(
+        SchemaMappingError,
+        match=r"Column `big` of type `decimal256\(76, 0\)` "
+        r"cannot be loaded: beyond BIGNUMERIC",
+    ):
         bigquery_type(pa.field("big", pa.decimal256(76, 0)))
 
 
@@ -292,12 +350,22 @@ def test_dataset_created_new_columns_added_and_type_changes_refused(
     source = SqlSource("postgresql", pg_schema)
     table = source.table("events")
     source.rows(f"CREATE TABLE {table} (id integer PRIMARY KEY, at timestamptz, n integer)")
-    source.rows(f"INSERT INTO {table} SELECT i, '2024-01-01'::timestamptz + i * interval '1 hour',"
-                " i * 10 FROM generate_series(1, 3) AS i")
-    job = JobConfig.parse(_bq_job("postgresql", bq_dataset, tmp_path,
-                                  source_table_name=f"{pg_schema}.events",
-                                  load_type="transactional", timestamp_column="at",
-                                  primary_key=["id"], dest_table_name="events"))
+    source.rows(
+        f"INSERT INTO {table} SELECT i, '2024-01-01'::timestamptz + i * interval '1 hour',"
+        " i * 10 FROM generate_series(1, 3) AS i"
+    )
+    job = JobConfig.parse(
+        _bq_job(
+            "postgresql",
+            bq_dataset,
+            tmp_path,
+            source_table_name=f"{pg_schema}.events",
+            load_type="transactional",
+            timestamp_column="at",
+            primary_key=["id"],
+            dest_table_name="events",
+        )
+    )
     dest = f"`{bq_dataset}.events`"
     with pytest.raises(NotFound):
         bigquery_client.get_dataset(bq_dataset)
@@ -308,24 +376,34 @@ def test_dataset_created_new_columns_added_and_type_changes_refused(
     assert bigquery_client.get_dataset(bq_dataset).dataset_id == bq_dataset
 
     source.rows(f"ALTER TABLE {table} ADD COLUMN label text")
-    source.rows(f"INSERT INTO {table} VALUES (4, '2024-01-02', 40, 'four'), "
-                "(5, '2024-01-03', 50, 'five')")
+    source.rows(
+        f"INSERT INTO {table} VALUES (4, '2024-01-02', 40, 'four'), (5, '2024-01-03', 50, 'five')"
+    )
     second = run(job, first.state)
 
     assert second.rows_loaded == 2
     assert _result_schema(bigquery_client, f"{bq_dataset}.events")["label"] == "STRING"
     assert bq_rows(bigquery_client, f"SELECT id, n, label FROM {dest} ORDER BY id") == [
-        (1, 10, None), (2, 20, None), (3, 30, None), (4, 40, "four"), (5, 50, "five")]
+        (1, 10, None),
+        (2, 20, None),
+        (3, 30, None),
+        (4, 40, "four"),
+        (5, 50, "five"),
+    ]
 
     source.rows(f"ALTER TABLE {table} ALTER COLUMN n TYPE text USING n::text")
     source.rows(f"INSERT INTO {table} VALUES (6, '2024-01-04', 'sixty', 'six')")
-    with pytest.raises(SchemaChangeError, match=r"Column `n` of events is INT64 in the "
-                                                r"destination but STRING in the source"):
+    with pytest.raises(
+        SchemaChangeError,
+        match=r"Column `n` of events is INT64 in the "
+        r"destination but STRING in the source",
+    ):
         run(job, second.state)
 
     assert bq_rows(bigquery_client, f"SELECT count(*), max(id) FROM {dest}") == [(5, 5)]
     assert _log(bigquery_client, bq_dataset, "events") == sorted(
-        [(first.run_id, 3), (second.run_id, 2)])
+        [(first.run_id, 3), (second.run_id, 2)]
+    )
     assert _tables(bigquery_client, bq_dataset) == {"events", LOG}
 
 
@@ -346,14 +424,24 @@ def test_lost_state_with_the_same_run_id_loads_nothing_twice(
     source.rows(f"CREATE TABLE {table} (id integer PRIMARY KEY, at timestamptz)")
 
     def insert(first_id: int, last_id: int) -> None:
-        source.rows(f"INSERT INTO {table} SELECT i, '2024-01-01'::timestamptz + i * interval "
-                    f"'1 minute' FROM generate_series({first_id}, {last_id}) AS i")
+        source.rows(
+            f"INSERT INTO {table} SELECT i, '2024-01-01'::timestamptz + i * interval "
+            f"'1 minute' FROM generate_series({first_id}, {last_id}) AS i"
+        )
 
     insert(1, 100)
-    job = JobConfig.parse(_bq_job("postgresql", bq_dataset, tmp_path,
-                                  source_table_name=f"{pg_schema}.events",
-                                  load_type="transactional", timestamp_column="at",
-                                  primary_key=["id"], dest_table_name="events"))
+    job = JobConfig.parse(
+        _bq_job(
+            "postgresql",
+            bq_dataset,
+            tmp_path,
+            source_table_name=f"{pg_schema}.events",
+            load_type="transactional",
+            timestamp_column="at",
+            primary_key=["id"],
+            dest_table_name="events",
+        )
+    )
     dest = f"`{bq_dataset}.events`"
     first = run(job, run_id="run-a")
     insert(101, 150)
@@ -368,15 +456,17 @@ def test_lost_state_with_the_same_run_id_loads_nothing_twice(
     assert again.rows_loaded == 0
     assert again.state.watermark == second.state.watermark
     assert bq_rows(bigquery_client, f"SELECT count(*), count(DISTINCT id) FROM {dest}") == [
-        (150, 150)]
+        (150, 150)
+    ]
     assert _log(bigquery_client, bq_dataset, "events") == [("run-a", 100), ("run-b", 50)]
 
     insert(151, 160)
     retried = run(job, first.state, run_id="run-b")  # lost again, with new rows meanwhile
 
     assert retried.rows_loaded == 10
-    assert bq_rows(bigquery_client, f"SELECT count(*), count(DISTINCT id), max(id) FROM {dest}") == [
-        (160, 160, 160)]
+    assert bq_rows(
+        bigquery_client, f"SELECT count(*), count(DISTINCT id), max(id) FROM {dest}"
+    ) == [(160, 160, 160)]
     assert _tables(bigquery_client, bq_dataset) == {"events", LOG}
 
 
@@ -392,10 +482,17 @@ def test_rejected_load_names_table_and_column(
     source = SqlSource("postgresql", pg_schema)
     table = source.table("docs")
     source.rows(f"CREATE TABLE {table} (id integer PRIMARY KEY, doc json)")
-    source.rows(f"INSERT INTO {table} VALUES (1, '{{\"ok\": true}}'), (2, '{{\"a\": \"\\ud800\"}}')")
-    job = JobConfig.parse(_bq_job("postgresql", bq_dataset, tmp_path,
-                                  source_table_name=f"{pg_schema}.docs", load_type="catalog",
-                                  dest_table_name="docs"))
+    source.rows(f'INSERT INTO {table} VALUES (1, \'{{"ok": true}}\'), (2, \'{{"a": "\\ud800"}}\')')
+    job = JobConfig.parse(
+        _bq_job(
+            "postgresql",
+            bq_dataset,
+            tmp_path,
+            source_table_name=f"{pg_schema}.docs",
+            load_type="catalog",
+            dest_table_name="docs",
+        )
+    )
 
     with pytest.raises(DestinationError, match=r"(?s)docs.*column doc") as error:
         run(job)
@@ -430,10 +527,17 @@ def test_flights_csv_from_storage_via_cli(
     key = "exports/2013/flights.csv"
     bucket.put(key, header + b"".join(lines))
     bucket.put("exports/2013/readme.txt", b"not matched by the pattern")
-    config = _bq_job(bucket.service, bq_dataset, tmp_path,
-                     connection_params=bucket.connection_params(), file_prefix="exports/2013/",
-                     file_pattern="*.csv", file_format="csv", load_type="transactional",
-                     dest_table_name="flights")
+    config = _bq_job(
+        bucket.service,
+        bq_dataset,
+        tmp_path,
+        connection_params=bucket.connection_params(),
+        file_prefix="exports/2013/",
+        file_pattern="*.csv",
+        file_format="csv",
+        load_type="transactional",
+        dest_table_name="flights",
+    )
     state_path = tmp_path / "state.json"
     dest = f"`{bq_dataset}.flights`"
     numbers = [name for name, kind in COLUMNS["flights"] if kind == "int"]
@@ -448,13 +552,17 @@ def test_flights_csv_from_storage_via_cli(
     assert (first["rows_loaded"], first["files_loaded"]) == (FLIGHTS, [key])
     source = SqlSource("postgresql", NYCFLIGHTS13)
     assert numeric_profile(bq, dest, numbers, bq_quote) == numeric_profile(
-        source.rows, reference, numbers, source.quote)
-    assert bq(f"SELECT SUM(UNIX_SECONDS(time_hour)), MIN(time_hour), MAX(time_hour) "
-              f"FROM {dest}") == source.rows(
+        source.rows, reference, numbers, source.quote
+    )
+    assert bq(
+        f"SELECT SUM(UNIX_SECONDS(time_hour)), MIN(time_hour), MAX(time_hour) FROM {dest}"
+    ) == source.rows(
         f"SELECT sum(extract(epoch FROM time_hour))::bigint, min(time_hour), max(time_hour) "
-        f"FROM {reference}")
+        f"FROM {reference}"
+    )
     assert value_counts(bq, dest, "carrier", bq_quote) == value_counts(
-        source.rows, reference, "carrier", source.quote)
+        source.rows, reference, "carrier", source.quote
+    )
     assert bq(f"SELECT DISTINCT _etl_source_file FROM {dest}") == [(key,)]
 
     code, second = run_cli(config, state_path)
@@ -469,8 +577,9 @@ def test_flights_csv_from_storage_via_cli(
     assert code == 0, third
     assert (third["rows_loaded"], third["files_loaded"]) == (FLIGHTS, [key])
     assert bq(f"SELECT count(*), count(DISTINCT _etl_run_id), max(_etl_run_id) FROM {dest}") == [
-        (FLIGHTS, 1, third["run_id"])]
+        (FLIGHTS, 1, third["run_id"])
+    ]
     assert numeric_profile(bq, dest, numbers, bq_quote) == numeric_profile(
-        source.rows, reference, numbers, source.quote)
+        source.rows, reference, numbers, source.quote
+    )
     assert _tables(bigquery_client, bq_dataset) == {"flights", LOG}
-

@@ -26,13 +26,20 @@ def _state(value: str) -> SyncState:
 
 
 def _load(
-    path: Path, batches: list[pa.RecordBatch] | Iterator[pa.RecordBatch], run_id: str, *,
-    disposition: str = "append", state: SyncState | None = None,
+    path: Path,
+    batches: list[pa.RecordBatch] | Iterator[pa.RecordBatch],
+    run_id: str,
+    *,
+    disposition: str = "append",
+    state: SyncState | None = None,
     replace_files: list[str] | None = None,
 ) -> int:
     request = LoadRequest(
-        table="t", batches=iter(batches), write_disposition=disposition,  # type: ignore[arg-type]
-        run_id=run_id, finalize=lambda: state or _state(run_id.removeprefix("r")),
+        table="t",
+        batches=iter(batches),
+        write_disposition=disposition,  # type: ignore[arg-type]
+        run_id=run_id,
+        finalize=lambda: state or _state(run_id.removeprefix("r")),
         replace_files=replace_files or [],
     )
     return _loader(path).load(request).rows_loaded
@@ -43,7 +50,8 @@ def _batch(**columns: list) -> pa.RecordBatch:
 
 
 @pytest.mark.parametrize(
-    ("disposition", "rows_after"), [("append", 4), ("replace", 2)],
+    ("disposition", "rows_after"),
+    [("append", 4), ("replace", 2)],
     ids=["append-adds", "replace-overwrites"],
 )
 def test_load_twice(duckdb_path: Path, disposition: str, rows_after: int) -> None:
@@ -70,18 +78,27 @@ def test_load_twice(duckdb_path: Path, disposition: str, rows_after: int) -> Non
 
 def test_new_columns_are_added_and_integers_widened(duckdb_path: Path) -> None:
     """A later batch with a new column adds it (earlier rows NULL); int32 widens to int64."""
-    _load(duckdb_path, [pa.RecordBatch.from_arrays(
-        [pa.array([1], pa.int32())], names=["n"])], "r1")
+    _load(duckdb_path, [pa.RecordBatch.from_arrays([pa.array([1], pa.int32())], names=["n"])], "r1")
 
-    _load(duckdb_path, [pa.RecordBatch.from_arrays(
-        [pa.array([2**40], pa.int64()), pa.array(["x"])], names=["n", "extra"])], "r2")
+    _load(
+        duckdb_path,
+        [
+            pa.RecordBatch.from_arrays(
+                [pa.array([2**40], pa.int64()), pa.array(["x"])], names=["n", "extra"]
+            )
+        ],
+        "r2",
+    )
 
     assert duck_query(duckdb_path, f"SELECT n, extra FROM {DATASET}.t ORDER BY n") == [
-        (1, None), (2**40, "x")]
+        (1, None),
+        (2**40, "x"),
+    ]
     assert duck_query(
         duckdb_path,
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
-        "AND table_name = 't' AND column_name IN ('n', 'extra') ORDER BY 1", [DATASET],
+        "AND table_name = 't' AND column_name IN ('n', 'extra') ORDER BY 1",
+        [DATASET],
     ) == [("extra", "VARCHAR"), ("n", "BIGINT")]
 
 
@@ -90,8 +107,11 @@ def test_incompatible_type_change_fails_and_writes_nothing(duckdb_path: Path) ->
     and the load log stay as they were."""
     _load(duckdb_path, [_batch(n=[1, 2])], "r1")
 
-    with pytest.raises(SchemaChangeError, match=r"Column `n` of t is BIGINT in the destination "
-                                                r"but VARCHAR in the source"):
+    with pytest.raises(
+        SchemaChangeError,
+        match=r"Column `n` of t is BIGINT in the destination "
+        r"but VARCHAR in the source",
+    ):
         _load(duckdb_path, [_batch(n=[3]), _batch(n=["three"])], "r2")
 
     assert duck_query(duckdb_path, f"SELECT n FROM {DATASET}.t ORDER BY n") == [(1,), (2,)]
@@ -117,12 +137,12 @@ def test_replace_files_deletes_their_earlier_rows(duckdb_path: Path) -> None:
     """Rows of a re-loaded source file are replaced in the same commit; other files' rows stay."""
     _load(duckdb_path, [_batch(id=[1, 2, 3], _etl_source_file=["a.csv", "a.csv", "b.csv"])], "r1")
 
-    _load(duckdb_path, [_batch(id=[10], _etl_source_file=["a.csv"])], "r2",
-          replace_files=["a.csv"])
+    _load(duckdb_path, [_batch(id=[10], _etl_source_file=["a.csv"])], "r2", replace_files=["a.csv"])
 
-    assert duck_query(
-        duckdb_path, f"SELECT id, _etl_source_file FROM {DATASET}.t ORDER BY id"
-    ) == [(3, "b.csv"), (10, "a.csv")]
+    assert duck_query(duckdb_path, f"SELECT id, _etl_source_file FROM {DATASET}.t ORDER BY id") == [
+        (3, "b.csv"),
+        (10, "a.csv"),
+    ]
 
 
 def test_empty_catalog_snapshot_keeps_columns_and_drops_rows(duckdb_path: Path) -> None:
@@ -140,10 +160,15 @@ def test_lost_state_is_reconciled_without_duplicates(tmp_path: Path, duckdb_path
     state from the destination's load log and loads nothing twice."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_text("id,name\n1,a\n2,b\n")
-    job = JobConfig.parse(job_config(
-        "local", duckdb_path, connection_params={"base_path": str(tmp_path / "in")},
-        file_format="csv", dest_table_name="t",
-    ))
+    job = JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(tmp_path / "in")},
+            file_format="csv",
+            dest_table_name="t",
+        )
+    )
     first = run(job)
 
     again = run(job, SyncState())  # the state of `first` was lost

@@ -48,7 +48,9 @@ def test_assign_names_makes_collisions_unique_ignoring_case() -> None:
     mapping = assign_names(["Order ID", "order_id", "ORDER-ID", "order_id_2"], {})
 
     assert mapping == {
-        "Order ID": "order_id", "order_id": "order_id_2", "ORDER-ID": "order_id_3",
+        "Order ID": "order_id",
+        "order_id": "order_id_2",
+        "ORDER-ID": "order_id_3",
         "order_id_2": "order_id_2_2",
     }
     assert len({name.lower() for name in mapping.values()}) == 4
