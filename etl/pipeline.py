@@ -48,7 +48,8 @@ def run(
         job: the validated job config.
         state: the state after the last successful run; None or empty for a first run.
         run_id: id stamped on every loaded row (`_etl_run_id`); a new UUID4 hex when None.
-        progress: optional callback `(rows_loaded, bytes_extracted)` after each batch.
+        progress: optional callback `(rows_loaded, bytes_extracted)` as batches load, and once
+            more with the final figures after the commit when they changed since.
         fault_hook: test-only callback named with each phase reached (`FaultHook`); None in
             production.
 
@@ -94,11 +95,18 @@ def run(
                 fault("extract.batch")
                 yield transformer.transform(batch, extraction.current_file)
 
+        reported = [(0, 0)]
+
         def on_batch(rows: int) -> None:
             counters["rows_loaded"] += rows
             fault("load.batch")
-            if progress:
-                progress(counters["rows_loaded"], counters["bytes"])
+            report()
+
+        def report() -> None:
+            figures = (counters["rows_loaded"], counters["bytes"])
+            if progress and figures != reported[0]:
+                reported[0] = figures
+                progress(*figures)
 
         def finalize() -> SyncState:
             new_state = extraction.next_state(state, run_id).model_copy(
@@ -120,6 +128,7 @@ def run(
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
         )
         loaded = loader.load(request)
+        report()  # the final figures, even when the last batches held no rows
         fault("load.after_commit")
         stats = extraction.stats
 
