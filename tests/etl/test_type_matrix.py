@@ -10,7 +10,8 @@ Decisions and gaps:
 - interval: DuckDB INTERVAL (months, days and time kept apart); BigQuery STRING in ISO 8601
   (`P14M3DT14706.789S`), exact to the microsecond.
 - arrays: BigQuery has no NULL arrays (a NULL array reads back as `[]`) and no NULL elements, so
-  the BigQuery rows hold no NULL element (real BigQuery rejects one; the emulator does not).
+  the BigQuery rows hold no NULL element: the loader fails such a row naming it, as real
+  BigQuery would (the emulator alone would accept it; see test_type_matrix_parquet.py).
 - json: SQL NULL and JSON `null` stay apart; DuckDB keeps a `json` value's text as written
   (`{"a": null}`) and `jsonb` in PostgreSQL's normal form (`{"k": [1, 2.5]}`); the BigQuery
   client returns JSON `null` and SQL NULL both as None, so there TO_JSON_STRING is compared.
