@@ -30,12 +30,12 @@ import bisect
 import contextlib
 import io
 import json
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from etl.exceptions import BadInputError, SchemaMappingError
@@ -46,8 +46,6 @@ _INT64 = (-(2**63), 2**63 - 1)
 BIG_INTEGER_PRECISIONS = (29, 38)
 """DECIMAL(P, 0) precisions an integer field beyond int64 takes: the narrowest that holds its
 longest value (29 digits: BigQuery NUMERIC, 38: BIGNUMERIC and DuckDB's widest DECIMAL)."""
-_LONG_INTEGER = re.compile(rb'(?<![\w."])-?\d{19,}(?![\d.eE])')
-"""An integer literal of 19 digits or more (it may lie outside int64), or such digits in text."""
 
 
 def chunks(source: IO[bytes], block_size: int) -> Iterator[tuple[int, bytes]]:
@@ -257,16 +255,39 @@ def _path_text(path: tuple[str, ...]) -> str:
     return "".join(part if part == "[]" or i == 0 else f".{part}" for i, part in enumerate(path))
 
 
-def exact_schema(chunk: bytes, schema: pa.Schema) -> pa.Schema:
-    """Return `schema` (Arrow's inference for `chunk`) with each DOUBLE field that holds
-    integers beyond int64 made the DECIMAL(P, 0) holding them exactly; the chunk's lines are
-    parsed in Python only when the bytes hold an integer literal of 19 digits or more.
+def _beyond_int64(data: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a floating value of `data` (nested lists and structs included) has a magnitude
+    of 2^63 or more: Arrow reads an integer literal beyond int64 as such a double, so without
+    one no field can hold such an integer."""
+    chunks = data.chunks if isinstance(data, pa.ChunkedArray) else [data]
+    for array in chunks:
+        kind = array.type
+        if pa.types.is_floating(kind):
+            largest = pc.max(pc.abs(array)).as_py()
+            if largest is not None and not largest < 2.0**63:  # NaN and inf count too
+                return True
+        elif pa.types.is_list(kind) and _beyond_int64(array.flatten()):
+            return True
+        elif pa.types.is_struct(kind) and any(
+            _beyond_int64(array.field(i)) for i in range(kind.num_fields)
+        ):
+            return True
+    return False
+
+
+def exact_schema(chunk: bytes, table: pa.Table) -> pa.Schema:
+    """Return the schema of `table` (Arrow's reading of `chunk`) with each DOUBLE field that
+    holds integers beyond int64 made the DECIMAL(P, 0) holding them exactly; the chunk's lines
+    are parsed in Python only when a double of the table reaches 2^63 in magnitude.
 
     Raises:
         SchemaMappingError: a field has an integer of more than 38 digits, or such integers and
             numbers with a fraction (names the field path, e.g. `o.k`).
     """
-    if not any(_has_double(field.type) for field in schema) or not _LONG_INTEGER.search(chunk):
+    schema = table.schema
+    if not any(_has_double(field.type) for field in schema) or not any(
+        _beyond_int64(column) for column in table.columns
+    ):
         return schema
     found: dict[tuple[str, ...], list[int]] = {}
     for raw in chunk.split(b"\n"):
@@ -540,7 +561,7 @@ def _read_records(
         for first, chunk in numbered_chunks:
             try:
                 table = _read(chunk, None)
-                schema = exact_schema(chunk, table.schema)
+                schema = exact_schema(chunk, table)
                 conflict = merge_schema(dict(types), schema)
             except pa.ArrowInvalid:
                 conflict = ""
@@ -555,7 +576,7 @@ def _read_records(
                 table = _read(chunk, None)
             except pa.ArrowInvalid as exc:
                 raise located(f"invalid JSON {noun} ({exc})", first) from exc
-            schema = exact_schema(chunk, table.schema)
+            schema = exact_schema(chunk, table)
             if merge_schema(types, schema) is not None:
                 raise located(f"{noun} from here on cannot be read as one table ({schema})", first)
     if not types:
