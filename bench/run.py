@@ -813,8 +813,8 @@ def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool =
     if partial:
         L.append("**Partial: the run was still going (or was stopped) when this was written.**")
         L.append("")
-    L.append("**Noise:** this 2-core machine is shared: other engineers ran test suites during "
-             "the run, so individual timings vary; the spread (min–max) is shown.")
+    L.append("**Noise:** a 2-core machine; the load average at the end of the run is under "
+             "Machine, and the spread of each tool's runs (min–max) is shown.")
     L.append("")
     mem = mem or []
     L.append("## Targets (issue 6)")
