@@ -41,6 +41,25 @@ def job_config(source_type: str, duckdb_path: Path, **fields: Any) -> dict[str, 
     return config
 
 
+def local_file_job(
+    tmp_path: Path, name: str, content: bytes, fmt: str = "csv", **fields: Any
+) -> dict[str, Any]:
+    """Write `content` to `<tmp_path>/in/<name>`; return a `local` JobConfig mapping that reads
+    just that file (`file_format` `fmt`) into table `t` of `<tmp_path>/w.duckdb`."""
+    base = tmp_path / "in"
+    base.mkdir(exist_ok=True)
+    (base / name).write_bytes(content)
+    return job_config(
+        "local",
+        tmp_path / "w.duckdb",
+        connection_params={"base_path": str(base)},
+        file_pattern=name,
+        file_format=fmt,
+        dest_table_name="t",
+        **fields,
+    )
+
+
 def run_cli(config: dict[str, Any], state_path: Path) -> tuple[int, dict[str, Any]]:
     """Run `python -m etl run --config <file> --state <state_path>` in a subprocess.
 

@@ -13,25 +13,12 @@ import pytest
 
 from etl import BadInputError, JobConfig, run
 from etl.state import RunResult
-from tests.etl.support import DATASET, duck_query, duck_table_exists, job_config
+from tests.etl.support import DATASET, duck_query, duck_table_exists, local_file_job
 
 
 def _run(tmp_path: Path, name: str, content: bytes, fmt: str = "csv", **options: Any) -> RunResult:
-    base = tmp_path / "in"
-    base.mkdir(exist_ok=True)
-    (base / name).write_bytes(content)
     return run(
-        JobConfig.parse(
-            job_config(
-                "local",
-                tmp_path / "w.duckdb",
-                connection_params={"base_path": str(base)},
-                file_pattern=name,
-                file_format=fmt,
-                dest_table_name="t",
-                file_format_options=options,
-            )
-        )
+        JobConfig.parse(local_file_job(tmp_path, name, content, fmt, file_format_options=options))
     )
 
 

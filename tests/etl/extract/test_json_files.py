@@ -29,23 +29,12 @@ from tests.etl.support import (
     bq_rows,
     duck_query,
     duck_table_exists,
-    job_config,
+    local_file_job,
 )
 
 
 def _config(tmp_path: Path, name: str, content: bytes, fmt: str, **fields: Any) -> dict[str, Any]:
-    base = tmp_path / "in"
-    base.mkdir(exist_ok=True)
-    (base / name).write_bytes(content)
-    return job_config(
-        "local",
-        tmp_path / "w.duckdb",
-        connection_params={"base_path": str(base)},
-        file_pattern=name,
-        file_format=fmt,
-        dest_table_name="t",
-        **fields,
-    )
+    return local_file_job(tmp_path, name, content, fmt, **fields)
 
 
 def _run(tmp_path: Path, name: str, content: bytes, fmt: str, **fields: Any) -> RunResult:
