@@ -60,6 +60,21 @@ def local_file_job(
     )
 
 
+def cli_command(config_path: Path, state_path: Path) -> list[str]:
+    """The argv of `python -m etl run --config <config_path> --state <state_path>` with this
+    interpreter (run from REPO_ROOT)."""
+    return [
+        sys.executable,
+        "-m",
+        "etl",
+        "run",
+        "--config",
+        str(config_path),
+        "--state",
+        str(state_path),
+    ]
+
+
 def run_cli(config: dict[str, Any], state_path: Path) -> tuple[int, dict[str, Any]]:
     """Run `python -m etl run --config <file> --state <state_path>` in a subprocess.
 
@@ -68,16 +83,7 @@ def run_cli(config: dict[str, Any], state_path: Path) -> tuple[int, dict[str, An
     config_path = state_path.with_name(state_path.stem + ".job.json")
     config_path.write_text(json.dumps(config))
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "run",
-            "--config",
-            str(config_path),
-            "--state",
-            str(state_path),
-        ],
+        cli_command(config_path, state_path),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -35,7 +35,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +45,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import PG_PARAMS, pg_connect
-from tests.etl.support import DATASET, REPO_ROOT, bigquery_destination, bq_rows, duck_query
+from tests.etl.support import (
+    DATASET,
+    REPO_ROOT,
+    bigquery_destination,
+    bq_rows,
+    cli_command,
+    duck_query,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -112,16 +118,7 @@ def start_cli(config: dict[str, Any], state_path: Path, fault: str | None) -> su
     if fault:
         env["ETL_FAULT_INJECT"] = fault
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "run",
-            "--config",
-            str(config_path),
-            "--state",
-            str(state_path),
-        ],
+        cli_command(config_path, state_path),
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

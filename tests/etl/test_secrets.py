@@ -19,7 +19,6 @@ import base64
 import json
 import logging
 import subprocess
-import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from etl.exceptions import SourceAuthError
 from tests.conftest import BIGQUERY_PROJECT, MYSQL_PARAMS, PG_PARAMS, emulator_env
 from tests.etl.extract.conftest import Bucket, file_job_config, make_bucket  # noqa: F401
 from tests.etl.extract.test_cloud_files import s3_with_auth  # noqa: F401
-from tests.etl.support import DATASET, REPO_ROOT
+from tests.etl.support import DATASET, REPO_ROOT, cli_command
 
 pytestmark = pytest.mark.integration
 
@@ -111,16 +110,7 @@ def run_cli_raw(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedP
     config_path = tmp_path / "job.json"
     config_path.write_text(json.dumps(config))
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "run",
-            "--config",
-            str(config_path),
-            "--state",
-            str(tmp_path / "state.json"),
-        ],
+        cli_command(config_path, tmp_path / "state.json"),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
