@@ -207,6 +207,12 @@ class JobConfig(_Model):
     """Rows whose cursor is NULL: fail the run with a count, load them once, or skip them."""
     on_bad_rows: Literal["fail", "quarantine"] = "fail"
     """Malformed input: fail before writing anything (default) or quarantine the bad rows."""
+    on_unrepresentable: Literal["nearest", "fail"] = "nearest"
+    """A value the destination cannot hold exactly (NaN or ±Infinity in a NUMERIC column,
+    sub-microsecond time, an invalid date): `nearest` loads the nearest exact representation
+    where one exists (nanoseconds truncated to microseconds, never rounded up across a second),
+    else NULL, and counts every adjusted value per column in `RunResult.warnings`; `fail` fails
+    the run naming the column (docs/config.md, "Unrepresentable values")."""
     file_pattern: str = "*"
     """Glob matched against object paths relative to `file_prefix` (`**` crosses folders)."""
     file_prefix: str = ""
