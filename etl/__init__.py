@@ -3,6 +3,8 @@
 Framework-free: never imports django, celery or ml_platform, never reads the environment.
 """
 
+__version__ = "0.3.0"  # the release (CHANGELOG.md); `pip install .` reads it from here
+
 from etl.config import DestinationConfig, FileFormatOptions, JobConfig
 from etl.exceptions import (
     BadInputError,
@@ -17,6 +19,7 @@ from etl.pipeline import run
 from etl.state import FileRecord, RunResult, SyncState, Watermark
 
 __all__ = [
+    "__version__",
     "BadInputError",
     "ConfigError",
     "DestinationConfig",

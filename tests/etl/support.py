@@ -61,8 +61,8 @@ def local_file_job(
 
 
 def cli_command(config_path: Path, state_path: Path) -> list[str]:
-    """The argv of `python -m etl run --config <config_path> --state <state_path>` with this
-    interpreter (run from REPO_ROOT)."""
+    """The argv of `python -m etl run --config <config_path> --state <state_path> --json` with
+    this interpreter (run from REPO_ROOT): the RunResult, or the failure, as JSON on stdout."""
     return [
         sys.executable,
         "-m",
@@ -72,6 +72,7 @@ def cli_command(config_path: Path, state_path: Path) -> list[str]:
         str(config_path),
         "--state",
         str(state_path),
+        "--json",
     ]
 
 

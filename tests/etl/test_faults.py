@@ -7,7 +7,7 @@ must be 0 and 0 (the figures are printed, `pytest -s` shows them).
 
 Faults:
 - SIGKILL through the test-only hook `ETL_FAULT_INJECT=<phase>[:N]` (read only by
-  `etl/__main__.py`, see `etl.pipeline.FaultHook`): `extract.batch` (3rd batch read),
+  `etl/cli.py`, see `etl.pipeline.FaultHook`): `extract.batch` (3rd batch read),
   `load.batch` (rows handed to the loader, see KILL_PHASES), `load.before_commit` (all rows written, not
   committed), `load.after_commit` (destination committed, state file not written) and, for
   BigQuery snapshots, `catalog.swap` (copy job done, load log not written). DuckDB swaps a

@@ -53,7 +53,8 @@ def run_data_source(
     command.stdout.write(
         f"{data_source.name}: run {run.id} {run.status}: {run.rows_extracted:,} rows extracted, "
         f"{run.rows_loaded:,} loaded, {run.rows_skipped:,} skipped, "
-        f"{run.bytes_extracted:,} bytes, {seconds:.2f} s, {rate:,.0f} rows/s"
+        f"{run.bytes_extracted / 1e6:,.1f} MB in memory (Arrow), {seconds:.2f} s, "
+        f"{rate:,.0f} rows/s"
         + (
             f", files {run.files_loaded} loaded / {run.files_skipped} unchanged"
             if data_source.connection.type in FILE_SOURCES
@@ -65,26 +66,11 @@ def run_data_source(
 
 @contextlib.contextmanager
 def _progress_display(command: BaseCommand, label: str) -> Iterator[ProgressCallback | None]:
-    """Yield a callback drawing a rich live line (rows, MB, elapsed) on a terminal; on a pipe or
-    file, yield None and draw nothing."""
-    if not command.stdout.isatty():
-        yield None
-        return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """Yield a callback drawing the `etl run` live line (rows, in-memory MB, rows/s, elapsed;
+    `etl.progress`) on a terminal; on a pipe or file, yield None and draw nothing."""
+    from etl.progress import progress_display
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        TextColumn("{task.completed:,} rows"),
-        TextColumn("{task.fields[mb]:,.1f} MB"),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=None, mb=0.0)
-
-        def update(rows: int, nbytes: int) -> None:
-            progress.update(task, completed=rows, mb=nbytes / 1e6)
-
+    with progress_display(label, enabled=command.stdout.isatty()) as update:
         yield update
 
 
