@@ -37,6 +37,7 @@ def run(
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
     fault_hook: FaultHook | None = None,
+    full_refresh: bool = False,
 ) -> RunResult:
     """Run one job: read what is new since `state`, load it, return the state to keep.
 
@@ -52,6 +53,10 @@ def run(
             more with the final figures after the commit when they changed since.
         fault_hook: test-only callback named with each phase reached (`FaultHook`); None in
             production.
+        full_refresh: ignore `state` and the load log's state (keeping only the column-name
+            map, so destination names stay stable), read everything, and replace the table with
+            that snapshot atomically, whatever the load type; the state committed with it is
+            a first run's. What "reset" does in the control plane and `etl run --full-refresh`.
 
     Returns:
         RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
@@ -77,6 +82,11 @@ def run(
     if last is not None and last.run_id != state.last_run_id:
         log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
         state, reconciled = last.state, last.run_id
+    write_disposition = job.write_disposition
+    if full_refresh:
+        log.info("run.full_refresh", load_type=job.load_type)
+        state = SyncState(column_map=state.column_map)
+        write_disposition = "replace"
 
     extractor = get_extractor(job.source_type)(job)
     transformer = BatchTransformer(job, state.column_map)
@@ -119,7 +129,7 @@ def run(
         request = LoadRequest(
             table=job.dest_table_name,
             batches=batches(),
-            write_disposition=job.write_disposition,
+            write_disposition=write_disposition,
             run_id=run_id,
             finalize=finalize,
             replace_files=extraction.replaced_files,
