@@ -113,20 +113,6 @@ class DataSource(BaseModel):
     enabled = models.BooleanField(default=True)
     schedule_cron = models.CharField(max_length=100, blank=True)
     schedule_timezone = models.CharField(max_length=64, default="UTC")
-    alert_emails = models.JSONField(
-        default=list, blank=True, help_text="addresses alerted besides ETL_ALERT_EMAILS"
-    )
-    alert_webhook_url = models.URLField(
-        max_length=1024,
-        blank=True,
-        help_text="Slack-compatible webhook besides ETL_ALERT_WEBHOOK_URL",
-    )
-    alert_stale_after_s = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        help_text="seconds without a successful run before a stale alert; empty: 2 x the "
-        "schedule's interval",
-    )
 
     class Meta:
         ordering = ["name"]
@@ -251,34 +237,3 @@ class ProcessedFile(BaseModel):
 
     def __str__(self) -> str:
         return self.path
-
-
-class AlertIncident(BaseModel):
-    """One alert condition of a data source, from the alert that opened it to its recovery:
-    notifications go out once when it opens and once when it closes."""
-
-    class Kind(models.TextChoices):
-        FAILED = "failed", "Run failed"
-        STALE = "stale", "No successful run recently"
-
-    data_source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="incidents")
-    kind = models.CharField(max_length=8, choices=Kind.choices)
-    run = models.ForeignKey(
-        EtlRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    message = models.TextField(blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["data_source", "kind"],
-                condition=Q(closed_at__isnull=True),
-                name="alert_incident_one_open_per_kind",
-            )
-        ]
-
-    def __str__(self) -> str:
-        state = "closed" if self.closed_at else "open"
-        return f"{self.kind} incident of {self.data_source_id} ({state})"

@@ -92,12 +92,3 @@ def data_source_run_scheduled(data_source_id: int) -> int | None:
         logger.info("data_source_run_scheduled.skipped", data_source_id=data_source_id)
         return None
     return etl_run_enqueue(data_source=data_source, trigger=EtlRun.Trigger.BEAT).id
-
-
-@shared_task(name="ml_platform.alerts_check_stale", acks_late=True, ignore_result=True)
-def alerts_check_stale() -> list[int]:
-    """Open (and notify) a `stale` incident for each source without a recent successful run;
-    beat runs it every `ETL_ALERT_CHECK_INTERVAL_S` seconds. Returns the incidents' ids."""
-    from ml_platform.services.alerts import alerts_check_stale as alerts_check_stale_service
-
-    return [incident.id for incident in alerts_check_stale_service()]

@@ -190,27 +190,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ml_platform.etl_run_reap_stale",
         "schedule": env.float("ETL_REAP_INTERVAL_S", default=60.0),  # seconds
     },
-    "alerts-check-stale": {
-        "task": "ml_platform.alerts_check_stale",
-        "schedule": env.float("ETL_ALERT_CHECK_INTERVAL_S", default=300.0),  # seconds
-    },
 }
-
-# alerts (ml_platform/services/alerts.py): a failed run, or a source with no successful run for
-# its stale limit, notifies once per incident and once on recovery
-ETL_ALERT_EMAILS = env.list("ETL_ALERT_EMAILS", default=[])
-"""Addresses alerted for every data source (each source may add its own)."""
-ETL_ALERT_WEBHOOK_URL = env.str("ETL_ALERT_WEBHOOK_URL", default="")
-"""Slack-compatible incoming webhook (`{"text": ...}` JSON POST) alerted for every source."""
-ETL_ALERT_STALE_FACTOR = env.float("ETL_ALERT_STALE_FACTOR", default=2.0)
-"""A scheduled source is stale after this many schedule intervals without a successful run."""
-ETL_ALERT_TIMEOUT_S = env.float("ETL_ALERT_TIMEOUT_S", default=10.0)  # seconds per delivery
-EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
-EMAIL_PORT = env.int("EMAIL_PORT", default=25)
-EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
-EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="etl-runner@localhost")
 
 LOGGING = {
     "version": 1,

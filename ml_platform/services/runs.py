@@ -215,7 +215,6 @@ def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
     run.reconciled_run_id = result.reconciled_run_id or ""
     run.full_clean(validate_constraints=False)
     run.save()
-    _alert_on_commit(run)
     logger.info(
         "etl_run.succeeded",
         run_id=run.id,
@@ -254,23 +253,7 @@ def etl_run_fail(
     )[:ERROR_MESSAGE_MAX_CHARS]
     run.full_clean(validate_constraints=False)
     run.save()
-    if not requeue:
-        _alert_on_commit(run)
     return run
-
-
-def _alert_on_commit(run: EtlRun) -> None:
-    """Open or close the source's alert incidents once the run's outcome is committed."""
-
-    def alert() -> None:
-        from ml_platform.services.alerts import alerts_run_finished
-
-        try:
-            alerts_run_finished(run=EtlRun.objects.select_related("data_source").get(pk=run.pk))
-        except Exception:  # noqa: BLE001  an alert must never change a run's outcome
-            logger.exception("alert.failed", run_id=run.id)
-
-    transaction.on_commit(alert)
 
 
 def _secrets_of(data_source: DataSource) -> list[str]:
