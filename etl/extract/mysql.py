@@ -32,6 +32,7 @@ from etl.exceptions import (
     SourceQueryError,
     SourceUnavailableError,
 )
+from etl.extract.inflight import INFLIGHT_MARGIN_S, NOT_VISIBLE, InflightCap
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 from etl.schema import JSON_FIELD_METADATA, decimal_type
@@ -105,6 +106,44 @@ batches 26.0 s / 600 MB; extraction alone 164 MB vs 245 MB."""
 SESSION_SETUP = ["SET time_zone = '+00:00'"]
 """Run by connectorx on its connection before the query: TIMESTAMP text is UTC."""
 
+_OTHER_WRITERS = """
+    FROM information_schema.INNODB_TRX t
+    WHERE t.trx_mysql_thread_id <> CONNECTION_ID() AND t.trx_is_read_only = 0
+      AND t.trx_autocommit_non_locking = 0"""
+_RUNNING = """
+    FROM information_schema.PROCESSLIST p
+    WHERE p.ID <> CONNECTION_ID() AND p.COMMAND IN ('Query', 'Execute')
+      AND NOT EXISTS (SELECT 1 FROM information_schema.INNODB_TRX r
+          WHERE r.trx_mysql_thread_id = p.ID
+            AND (r.trx_is_read_only = 1 OR r.trx_autocommit_non_locking = 1))"""
+_STATEMENT_START = "NOW(6) - INTERVAL CAST(p.TIME_MS * 1000 AS INTEGER) MICROSECOND"
+INFLIGHT_SQL = f"""
+SELECT cap, CONVERT_TZ(cap, '+00:00', @@global.time_zone), probed_at, oldest_trx,
+    oldest_statement, holder
+FROM (
+    SELECT LEAST(probed_at, COALESCE(oldest_trx, probed_at), COALESCE(oldest_statement, probed_at))
+        - INTERVAL {int(INFLIGHT_MARGIN_S * 1_000_000)} MICROSECOND AS cap,
+        probed_at, oldest_trx, oldest_statement, holder
+    FROM (
+        SELECT NOW(6) AS probed_at,
+            (SELECT MIN(t.trx_started) {_OTHER_WRITERS}) AS oldest_trx,
+            (SELECT MIN({_STATEMENT_START}) {_RUNNING}) AS oldest_statement,
+            (SELECT t.trx_mysql_thread_id {_OTHER_WRITERS} ORDER BY t.trx_started LIMIT 1)
+                AS holder
+    ) AS probe
+) AS bound
+"""
+"""Read before the snapshot (session `time_zone` '+00:00': times are UTC wall clocks). `NOW(6)`
+is the statement's start, before any view row is read. Read-only and autocommit non-locking
+transactions (other runs' snapshots, plain SELECTs) cannot write and are left out."""
+CLOCK_ONLY_SQL = f"""
+SELECT NOW(6) - INTERVAL {int(INFLIGHT_MARGIN_S * 1_000_000)} MICROSECOND,
+    CONVERT_TZ(NOW(6) - INTERVAL {int(INFLIGHT_MARGIN_S * 1_000_000)} MICROSECOND, '+00:00',
+        @@global.time_zone)
+"""
+"""The cap when the views cannot be read: transactions started after the probe are still
+covered."""
+
 TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
 """Server error codes a retry may get past: too many connections, shutdown, lock wait or
 deadlock, server gone or lost."""
@@ -146,10 +185,46 @@ class MySqlExtractor(SqlExtractor):
             conv=ENCODERS,
             init_command="SET time_zone = '+00:00'",
         )
+        return connection
+
+    def begin_snapshot(self, connection: Any) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        return connection
+
+    def probe_inflight(self, connection: Any) -> InflightCap:
+        """Read `INNODB_TRX` and `PROCESSLIST` before the snapshot: the oldest start of a
+        read-write InnoDB transaction or of a running statement in another session (`NOW()`
+        is a statement's start), and the wall-clock cap in the server's default `time_zone`
+        (`DATETIME` columns written by `NOW()` hold that zone's wall clock). Both views need
+        the PROCESS privilege: without it the cap is the server's clock alone and the run's
+        warnings say so."""
+        import pymysql
+
+        try:
+            values = self.fetch_one(connection, INFLIGHT_SQL)
+        except pymysql.err.OperationalError as exc:
+            if not exc.args or exc.args[0] != 1227:  # access denied: PROCESS not granted
+                raise
+            cap_utc, cap_wall = self.fetch_one(connection, CLOCK_ONLY_SQL)
+            return InflightCap(
+                instant=_as_utc(cap_utc),
+                wall=cap_wall,
+                warnings=[
+                    NOT_VISIBLE.format(
+                        count="all", reason="this user lacks the PROCESS privilege: grant it"
+                    )
+                ],
+            )
+        cap_utc, cap_wall, probed_at, oldest_trx, oldest_statement, holder = values
+        starts = [value for value in (oldest_trx, oldest_statement) if value is not None]
+        return InflightCap(
+            instant=_as_utc(cap_utc),
+            wall=cap_wall,
+            probed_at=_as_utc(probed_at),
+            oldest=_as_utc(min(starts)) if starts else None,
+            holder=f"connection {holder}" if holder is not None else "",
+        )
 
     def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
         with connection.cursor() as cursor:
@@ -441,6 +516,15 @@ def _literal(value: Any) -> str:
         return repr(value)
     text = str(value).encode()
     return f"_utf8mb4 X'{text.hex()}'" if text else "''"
+
+
+def _as_utc(value: Any) -> Any:
+    """Return a naive UTC wall clock (session `time_zone` '+00:00') as an aware UTC datetime."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
 
 
 def _text_array(values: Sequence[Any]) -> pa.Array:

@@ -24,6 +24,7 @@ from etl.exceptions import (
     SourceQueryError,
     SourceUnavailableError,
 )
+from etl.extract.inflight import INFLIGHT_MARGIN_S, NOT_VISIBLE, STANDBY, InflightCap
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 from etl.schema import JSON_FIELD_METADATA, decimal_type
@@ -63,6 +64,30 @@ BATCH_HINT_MAX_BYTES = 2 << 20
 Measured on TPC-H lineitem SF 0.25 -> DuckDB: 12.8 MB batches peak at ~395 MB RSS, 4 MB at
 ~310 MB, 2 MB at ~270 MB, with the same CPU time."""
 
+
+INFLIGHT_SQL = f"""
+WITH other AS (
+    SELECT pid, xact_start, state, backend_type, query
+    FROM pg_stat_activity
+    WHERE pid <> pg_backend_pid() AND datname = current_database()
+      AND coalesce(backend_type, '') NOT IN ('autovacuum worker', 'autovacuum launcher')
+      AND coalesce(application_name, '') <> 'etl-runner'
+), oldest AS (
+    SELECT xact_start, pid || ', ' || coalesce(state, backend_type) AS holder
+    FROM other WHERE xact_start IS NOT NULL ORDER BY xact_start LIMIT 1
+), bound AS (
+    SELECT least(statement_timestamp(), (SELECT xact_start FROM oldest))
+        - interval '{INFLIGHT_MARGIN_S} seconds' AS cap
+)
+SELECT cap, cap AT TIME ZONE current_setting('TimeZone'), statement_timestamp(),
+    (SELECT xact_start FROM oldest), (SELECT 'pid ' || holder FROM oldest),
+    (SELECT count(*) FROM other WHERE query = '<insufficient privilege>'), pg_is_in_recovery()
+FROM bound
+"""
+"""Read before the snapshot, in one statement: `statement_timestamp()` is taken before any
+`pg_stat_activity` row is, so a transaction missing from the view started after it. The wall
+clock cap is in the session's default `TimeZone` (read before `SET TIME ZONE 'UTC'`)."""
+INFLIGHT_COLUMNS = ("cap", "cap_wall", "probed_at", "oldest", "holder", "hidden", "standby")
 
 AUTH_FAILURES = (
     "password authentication failed",
@@ -114,10 +139,38 @@ class PostgresExtractor(SqlExtractor):
             f"postgresql://{user}{password}@{p['host']}:{int(p.get('port') or 5432)}/"
             f"{quote(str(p['database']), safe='')}?{query}"
         )
-        connection = _Connection(adbc_driver_postgresql.connect(uri))
+        return _Connection(adbc_driver_postgresql.connect(uri))
+
+    def begin_snapshot(self, connection: Any) -> None:
+        connection.connection.set_autocommit(False)  # ADBC sends BEGIN
         connection.execute_update("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         connection.execute_update("SET TIME ZONE 'UTC'")
-        return connection
+
+    def probe_inflight(self, connection: Any) -> InflightCap:
+        """Read `pg_stat_activity` in autocommit mode, before the snapshot: the oldest
+        `xact_start` of other sessions of this database (client backends and background
+        workers, not autovacuum nor other ETL Runner runs, which only read), and the wall-clock
+        cap in the session's default `TimeZone`. Sessions of other roles show `xact_start`
+        only to superusers and members of `pg_read_all_stats`: when some are hidden, the
+        run's warnings say so."""
+        row = dict(zip(INFLIGHT_COLUMNS, self.fetch_one(connection, INFLIGHT_SQL), strict=True))
+        cap = InflightCap(
+            instant=row["cap"],
+            wall=row["cap_wall"],
+            probed_at=row["probed_at"],
+            oldest=row["oldest"],
+            holder=row["holder"] or "",
+        )
+        if row["hidden"]:
+            cap.warnings.append(
+                NOT_VISIBLE.format(
+                    count=row["hidden"],
+                    reason="their role is not visible to this user: grant it pg_read_all_stats",
+                )
+            )
+        if row["standby"]:
+            cap.warnings.append(STANDBY)
+        return cap
 
     def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
         statement, reader = connection.query(sql)
@@ -214,8 +267,9 @@ class PostgresExtractor(SqlExtractor):
 
 
 class _Connection:
-    """An ADBC connection with autocommit off (one transaction), used through ADBC's low-level
-    API: its DB-API module imports `pyarrow.dataset` and with it pandas (~50 MB, ~0.3 s)."""
+    """An ADBC connection (autocommit until `begin_snapshot` turns it off: one transaction),
+    used through ADBC's low-level API: its DB-API module imports `pyarrow.dataset` and with it
+    pandas (~50 MB, ~0.3 s)."""
 
     def __init__(self, database: Any) -> None:
         import adbc_driver_manager
@@ -227,7 +281,6 @@ class _Connection:
             database.close()
             raise
         self.statements: list[Any] = []
-        self.connection.set_autocommit(False)
 
     def query(
         self, sql: str, options: dict[str, str] | None = None
