@@ -32,7 +32,12 @@ from etl.exceptions import (
     SourceQueryError,
     SourceUnavailableError,
 )
-from etl.extract.inflight import INFLIGHT_MARGIN_S, NOT_VISIBLE, InflightCap
+from etl.extract.inflight import (
+    MYSQL_CLOCK_ONLY_SQL,
+    MYSQL_INFLIGHT_SQL,
+    NOT_VISIBLE,
+    InflightCap,
+)
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 from etl.schema import JSON_FIELD_METADATA, decimal_type
@@ -106,44 +111,6 @@ batches 26.0 s / 600 MB; extraction alone 164 MB vs 245 MB."""
 SESSION_SETUP = ["SET time_zone = '+00:00'"]
 """Run by connectorx on its connection before the query: TIMESTAMP text is UTC."""
 
-_OTHER_WRITERS = """
-    FROM information_schema.INNODB_TRX t
-    WHERE t.trx_mysql_thread_id <> CONNECTION_ID() AND t.trx_is_read_only = 0
-      AND t.trx_autocommit_non_locking = 0"""
-_RUNNING = """
-    FROM information_schema.PROCESSLIST p
-    WHERE p.ID <> CONNECTION_ID() AND p.COMMAND IN ('Query', 'Execute')
-      AND NOT EXISTS (SELECT 1 FROM information_schema.INNODB_TRX r
-          WHERE r.trx_mysql_thread_id = p.ID
-            AND (r.trx_is_read_only = 1 OR r.trx_autocommit_non_locking = 1))"""
-_STATEMENT_START = "NOW(6) - INTERVAL CAST(p.TIME_MS * 1000 AS INTEGER) MICROSECOND"
-INFLIGHT_SQL = f"""
-SELECT cap, CONVERT_TZ(cap, '+00:00', @@global.time_zone), probed_at, oldest_trx,
-    oldest_statement, holder
-FROM (
-    SELECT LEAST(probed_at, COALESCE(oldest_trx, probed_at), COALESCE(oldest_statement, probed_at))
-        - INTERVAL {int(INFLIGHT_MARGIN_S * 1_000_000)} MICROSECOND AS cap,
-        probed_at, oldest_trx, oldest_statement, holder
-    FROM (
-        SELECT NOW(6) AS probed_at,
-            (SELECT MIN(t.trx_started) {_OTHER_WRITERS}) AS oldest_trx,
-            (SELECT MIN({_STATEMENT_START}) {_RUNNING}) AS oldest_statement,
-            (SELECT t.trx_mysql_thread_id {_OTHER_WRITERS} ORDER BY t.trx_started LIMIT 1)
-                AS holder
-    ) AS probe
-) AS bound
-"""
-"""Read before the snapshot (session `time_zone` '+00:00': times are UTC wall clocks). `NOW(6)`
-is the statement's start, before any view row is read. Read-only and autocommit non-locking
-transactions (other runs' snapshots, plain SELECTs) cannot write and are left out."""
-CLOCK_ONLY_SQL = f"""
-SELECT NOW(6) - INTERVAL {int(INFLIGHT_MARGIN_S * 1_000_000)} MICROSECOND,
-    CONVERT_TZ(NOW(6) - INTERVAL {int(INFLIGHT_MARGIN_S * 1_000_000)} MICROSECOND, '+00:00',
-        @@global.time_zone)
-"""
-"""The cap when the views cannot be read: transactions started after the probe are still
-covered."""
-
 TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
 """Server error codes a retry may get past: too many connections, shutdown, lock wait or
 deadlock, server gone or lost."""
@@ -202,11 +169,11 @@ class MySqlExtractor(SqlExtractor):
         import pymysql
 
         try:
-            values = self.fetch_one(connection, INFLIGHT_SQL)
+            values = self.fetch_one(connection, MYSQL_INFLIGHT_SQL)
         except pymysql.err.OperationalError as exc:
             if not exc.args or exc.args[0] != 1227:  # access denied: PROCESS not granted
                 raise
-            cap_utc, cap_wall = self.fetch_one(connection, CLOCK_ONLY_SQL)
+            cap_utc, cap_wall = self.fetch_one(connection, MYSQL_CLOCK_ONLY_SQL)
             return InflightCap(
                 instant=_as_utc(cap_utc),
                 wall=cap_wall,

@@ -24,7 +24,13 @@ from etl.exceptions import (
     SourceQueryError,
     SourceUnavailableError,
 )
-from etl.extract.inflight import INFLIGHT_MARGIN_S, NOT_VISIBLE, STANDBY, InflightCap
+from etl.extract.inflight import (
+    NOT_VISIBLE,
+    PG_INFLIGHT_COLUMNS,
+    PG_INFLIGHT_SQL,
+    STANDBY,
+    InflightCap,
+)
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 from etl.schema import JSON_FIELD_METADATA, decimal_type
@@ -64,30 +70,6 @@ BATCH_HINT_MAX_BYTES = 2 << 20
 Measured on TPC-H lineitem SF 0.25 -> DuckDB: 12.8 MB batches peak at ~395 MB RSS, 4 MB at
 ~310 MB, 2 MB at ~270 MB, with the same CPU time."""
 
-
-INFLIGHT_SQL = f"""
-WITH other AS (
-    SELECT pid, xact_start, state, backend_type, query
-    FROM pg_stat_activity
-    WHERE pid <> pg_backend_pid() AND datname = current_database()
-      AND coalesce(backend_type, '') NOT IN ('autovacuum worker', 'autovacuum launcher')
-      AND coalesce(application_name, '') <> 'etl-runner'
-), oldest AS (
-    SELECT xact_start, pid || ', ' || coalesce(state, backend_type) AS holder
-    FROM other WHERE xact_start IS NOT NULL ORDER BY xact_start LIMIT 1
-), bound AS (
-    SELECT least(statement_timestamp(), (SELECT xact_start FROM oldest))
-        - interval '{INFLIGHT_MARGIN_S} seconds' AS cap
-)
-SELECT cap, cap AT TIME ZONE current_setting('TimeZone'), statement_timestamp(),
-    (SELECT xact_start FROM oldest), (SELECT 'pid ' || holder FROM oldest),
-    (SELECT count(*) FROM other WHERE query = '<insufficient privilege>'), pg_is_in_recovery()
-FROM bound
-"""
-"""Read before the snapshot, in one statement: `statement_timestamp()` is taken before any
-`pg_stat_activity` row is, so a transaction missing from the view started after it. The wall
-clock cap is in the session's default `TimeZone` (read before `SET TIME ZONE 'UTC'`)."""
-INFLIGHT_COLUMNS = ("cap", "cap_wall", "probed_at", "oldest", "holder", "hidden", "standby")
 
 AUTH_FAILURES = (
     "password authentication failed",
@@ -153,7 +135,9 @@ class PostgresExtractor(SqlExtractor):
         cap in the session's default `TimeZone`. Sessions of other roles show `xact_start`
         only to superusers and members of `pg_read_all_stats`: when some are hidden, the
         run's warnings say so."""
-        row = dict(zip(INFLIGHT_COLUMNS, self.fetch_one(connection, INFLIGHT_SQL), strict=True))
+        row = dict(
+            zip(PG_INFLIGHT_COLUMNS, self.fetch_one(connection, PG_INFLIGHT_SQL), strict=True)
+        )
         cap = InflightCap(
             instant=row["cap"],
             wall=row["cap_wall"],

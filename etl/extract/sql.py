@@ -9,6 +9,7 @@ window through a server-side cursor into `pyarrow.RecordBatch`es, so memory stay
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from etl.config import JobConfig
 from etl.exceptions import NullCursorError
 from etl.extract.base import Extraction, Extractor
 from etl.extract.incremental import CursorWindow, check_spec_columns, spec_columns
-from etl.extract.inflight import InflightCap
+from etl.extract.inflight import WALL_UNKNOWN, InflightCap
 from etl.state import SyncState
 
 
@@ -92,6 +93,18 @@ class SqlExtractor(Extractor):
         return ", ".join(self.quote(name) for name in self.job.source_columns) or "*"
 
     def extract(self, state: SyncState) -> Extraction:
+        """Plan the run: a transactional run reads the window `lower <= cursor <= upper` where
+        `upper` is the largest cursor value of the snapshot below the in-flight cap
+        (etl/extract/inflight.py: rows a transaction still open may yet precede wait for the
+        next run) and `lower` comes from `state` (etl/extract/incremental.py).
+
+        Raises:
+            SourceUnavailableError: the source cannot be reached (transient).
+            SourceQueryError, SourceAuthError: the query or the credentials are rejected.
+            NullCursorError: NULL cursor values under `null_cursor: fail`.
+            IncrementalSettingsError: the state cannot be matched with the current settings
+                (another cursor column, a key column gone).
+        """
         try:
             connection = self.connect()
         except Exception as exc:
@@ -127,6 +140,8 @@ class SqlExtractor(Extractor):
             )
         notes = list(cap.warnings)
         bound = cap.bound_for(upper) if upper is not None else None
+        if bound is None and isinstance(upper, dt.datetime):
+            notes.append(WALL_UNKNOWN.format(cursor=job.timestamp_column))
         if bound is not None and upper >= bound:
             # rows a transaction still open may yet precede are left for the next run
             (upper,) = self.fetch_one(
