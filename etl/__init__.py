@@ -16,11 +16,12 @@ from etl.exceptions import (
     TransientError,
 )
 from etl.pipeline import run
-from etl.state import FileRecord, RunResult, SyncState, Watermark
+from etl.state import BoundarySpec, FileRecord, RunResult, SyncState, Watermark
 
 __all__ = [
     "__version__",
     "BadInputError",
+    "BoundarySpec",
     "ConfigError",
     "DestinationConfig",
     "EtlError",

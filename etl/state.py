@@ -94,6 +94,24 @@ class FileRecord(BaseModel):
     run_id: str = ""
 
 
+class BoundarySpec(BaseModel):
+    """The settings `SyncState.boundary_keys` / `null_keys` were computed with, and the cursor
+    range they cover, so a run with other settings can still tell loaded rows from new ones
+    (etl/extract/incremental.py; docs/config.md "Incremental table loads")."""
+
+    cursor_column: str
+    """Source name of the cursor the watermark belongs to."""
+    key_columns: list[str] = Field(default_factory=list)
+    """`primary_key` the keys were made from; empty: a SHA-1 of the `hash_columns` values."""
+    hash_columns: list[str] = Field(default_factory=list)
+    """Columns (source names, in order) the row hash covers when `key_columns` is empty."""
+    lag_seconds: float = 0
+    """`cursor_lag_seconds` of the run that wrote the state (informative)."""
+    keys_from: Watermark | None = None
+    """Lowest cursor value from which `boundary_keys` hold every loaded row up to the
+    watermark (inclusive); rows below it and at or below the watermark count as loaded."""
+
+
 class SyncState(BaseModel):
     """Everything a data source remembers between runs (JSON round-trips exactly)."""
 
@@ -103,9 +121,14 @@ class SyncState(BaseModel):
     watermark: Watermark | None = None
     boundary_keys: list[str] = Field(default_factory=list)
     """Keys (primary key JSON or row hash) of rows loaded whose cursor lies within
-    `cursor_lag_seconds` of the watermark (exactly at it when the lag is 0)."""
+    `cursor_lag_seconds` of the watermark (exactly at it when the lag is 0), sorted. A multiset:
+    a key appears once per copy loaded, so identical rows of a table without a primary key keep
+    their multiplicity."""
     null_keys: list[str] = Field(default_factory=list)
-    """Keys of rows with a NULL cursor loaded under the `include` policy."""
+    """Keys of rows with a NULL cursor loaded under the `include` policy (a multiset, sorted)."""
+    boundary: BoundarySpec | None = None
+    """How `boundary_keys` were computed; None in states written before it existed (the job's
+    current settings are then assumed, as those versions did)."""
     column_map: dict[str, str] = Field(default_factory=dict)
     """Source column name -> destination column name, stable across runs."""
     files: dict[str, FileRecord] = Field(default_factory=dict)

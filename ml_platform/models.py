@@ -199,6 +199,8 @@ class SyncState(BaseModel):
     watermark_type = models.CharField(max_length=16, blank=True)
     boundary_keys = models.JSONField(default=list, blank=True)
     null_keys = models.JSONField(default=list, blank=True)
+    boundary = models.JSONField(null=True, blank=True, default=None)
+    """How the keys were computed (`etl.state.BoundarySpec` as JSON); null before it existed."""
     column_map = models.JSONField(default=dict, blank=True)
     last_run_id = models.CharField(max_length=64, blank=True)
 

@@ -1,31 +1,46 @@
 """Incremental window and boundary dedup for cursor-based table extraction (DESIGN.md §5).
 
-A run reads rows with `lower <= cursor <= upper`, where `lower` is the stored watermark minus
-`cursor_lag_seconds` and `upper` the largest cursor value in the same snapshot. Rows at or below
-the old watermark were possibly loaded before: their keys (primary key, or a hash of the whole
-row) are compared with the keys the state remembers and only unseen rows pass. The keys of rows
-within the lag of the new watermark are remembered for the next run.
+A run reads rows with `lower <= cursor <= upper`. `upper` is the largest cursor value in the
+run's snapshot (capped below the oldest transaction still open on the source by the SQL
+extractors, etl/extract/inflight.py); `lower` is the stored watermark minus
+`cursor_lag_seconds`, but never below `BoundarySpec.keys_from`, the lowest cursor value the
+stored keys cover. Rows at or below the old watermark were possibly loaded before: their keys
+(primary key, or a SHA-1 of the row when there is none) are matched against the stored keys,
+copy by copy (a multiset: two identical rows of a keyless table stay two), and only the copies
+not loaded before pass. The keys of the rows within the lag of the new watermark are kept for
+the next run, with the settings they were computed with (`SyncState.boundary`), so a run with a
+larger look-back, another primary key or other columns still matches them without re-loading
+anything; a changed cursor column is refused (`IncrementalSettingsError`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.state import SyncState, Watermark
+from etl.exceptions import (
+    INCREMENTAL_CURSOR_CHANGED,
+    INCREMENTAL_KEY_COLUMN_MISSING,
+    IncrementalSettingsError,
+)
+from etl.state import BoundarySpec, SyncState, Watermark
 
 
-def row_keys(batch: pa.RecordBatch, key_columns: Sequence[str]) -> list[str]:
-    """Return one stable key per row: the primary key values as JSON, or a SHA-1 of the row.
+def row_keys(
+    batch: pa.RecordBatch, key_columns: Sequence[str], hash_columns: Sequence[str] = ()
+) -> list[str]:
+    """Return one stable key per row: the primary key values as JSON, or a SHA-1 (hex) of the
+    values of `hash_columns` (all columns of `batch` when empty) when there is no key.
 
     Keys depend only on the values, so the same source row gives the same key in every run.
     """
-    columns = list(key_columns) or batch.schema.names
+    columns = list(key_columns) or list(hash_columns) or batch.schema.names
     values = [batch.column(name).to_pylist() for name in columns]
     keys = []
     for row in zip(*values, strict=True):
@@ -34,16 +49,73 @@ def row_keys(batch: pa.RecordBatch, key_columns: Sequence[str]) -> list[str]:
     return keys
 
 
+def spec_columns(spec: BoundarySpec) -> list[str]:
+    """Return the columns a run must read to compute keys the way `spec` did."""
+    return list(spec.key_columns) or list(spec.hash_columns)
+
+
+def stored_spec(
+    state: SyncState, *, cursor_column: str, key_columns: Sequence[str], lag: float
+) -> BoundarySpec | None:
+    """Return how `state`'s boundary keys were computed, or None for a first run.
+
+    A state written before `SyncState.boundary` existed is assumed to match the current
+    `key_columns` and `lag` (what those versions assumed), its row hashes covering every column
+    read.
+
+    Raises:
+        IncrementalSettingsError: `cursor_column` is not the cursor the watermark belongs to.
+    """
+    if state.watermark is None:
+        return None
+    spec = state.boundary
+    if spec is None:
+        return BoundarySpec(
+            cursor_column=cursor_column,
+            key_columns=list(key_columns),
+            lag_seconds=lag,
+            keys_from=Watermark.from_python(state.watermark.minus(lag)),
+        )
+    if spec.cursor_column != cursor_column:
+        raise IncrementalSettingsError(
+            "timestamp_column",
+            INCREMENTAL_CURSOR_CHANGED.format(
+                before=spec.cursor_column, after=cursor_column, watermark=state.watermark.value
+            ),
+        )
+    return spec
+
+
+def check_spec_columns(spec: BoundarySpec, available: Sequence[str]) -> None:
+    """Check that every column `spec` computed keys from is among `available`.
+
+    Raises:
+        IncrementalSettingsError: a key or hashed column is gone from the source.
+    """
+    for column in spec_columns(spec):
+        if column not in available:
+            what = "primary key" if spec.key_columns else "row hash of a table without a key"
+            setting = "primary_key" if spec.key_columns else "selected_columns"
+            raise IncrementalSettingsError(
+                setting, INCREMENTAL_KEY_COLUMN_MISSING.format(column=column, what=what)
+            )
+
+
 class CursorWindow:
     """Filters a stream of batches to the rows not loaded before and tracks the next state.
 
     Args:
-        state: the stored state (watermark, boundary keys, NULL-row keys).
+        state: the stored state (watermark, boundary keys, NULL-row keys, their `boundary`).
         cursor_column: source name of the cursor column.
         key_columns: primary key columns; empty means the row hash.
         lag: `cursor_lag_seconds`.
-        upper: largest cursor value in the snapshot (Python value), or None when no rows.
+        upper: largest cursor value of the window (Python value), or None when no rows.
         null_policy: `include` keeps rows with a NULL cursor once each; `exclude` drops them.
+        hash_columns: columns the row hash covers when `key_columns` is empty (the job's own
+            columns, without any read only to match old keys); None: every column of a batch.
+
+    Raises:
+        IncrementalSettingsError: the cursor column differs from the state's.
     """
 
     def __init__(
@@ -55,42 +127,117 @@ class CursorWindow:
         lag: float,
         upper: Any,
         null_policy: str,
+        hash_columns: Sequence[str] | None = None,
     ) -> None:
         self.cursor_column = cursor_column
         self.key_columns = list(key_columns)
+        self.hash_columns = list(hash_columns) if hash_columns is not None else None
         self.lag = lag
         self.old = state.watermark
-        self.seen = set(state.boundary_keys)
-        self.seen_null = set(state.null_keys)
+        self.old_spec = stored_spec(
+            state, cursor_column=cursor_column, key_columns=key_columns, lag=lag
+        )
+        self.old_keys = Counter(state.boundary_keys)
+        self.old_null = Counter(state.null_keys)
+        self.remaining = Counter(self.old_keys)
+        self.remaining_null = Counter(self.old_null)
         self.null_policy = null_policy
+        self.next_boundary: Counter[str] = Counter()
+        self.next_null: Counter[str] = Counter()
+        self.rows_skipped = 0
+        self.set_upper(upper)
+
+    def set_upper(self, upper: Any) -> None:
+        """Set the largest cursor value of the window (before any batch is filtered)."""
         self.upper = upper
         self.new_watermark = self.old
         if upper is not None:
             candidate = Watermark.from_python(upper)
             if self.old is None or candidate.as_python() > self.old.as_python():
                 self.new_watermark = candidate
-        self.keep_from = self.new_watermark.minus(lag) if self.new_watermark else None
-        self.next_boundary: set[str] = set()
-        self.next_null: set[str] = set()
-        self.rows_skipped = 0
+        self.keep_from = self.new_watermark.minus(self.lag) if self.new_watermark else None
+
+    @property
+    def lower(self) -> Any:
+        """Lowest cursor value to read (Python value): the watermark minus the lag, never
+        below the lowest value the stored keys cover; None on a first run."""
+        if self.old is None:
+            return None
+        lower = self.old.minus(self.lag)
+        keys_from = self.old_spec.keys_from if self.old_spec is not None else None
+        if keys_from is not None and keys_from.as_python() > lower:
+            return keys_from.as_python()
+        return lower
+
+    def new_spec(self, names: Sequence[str]) -> BoundarySpec:
+        """Return the spec the next state's keys are computed with (`names`: batch columns)."""
+        hashed = [] if self.key_columns else list(self.hash_columns or names)
+        return BoundarySpec(
+            cursor_column=self.cursor_column,
+            key_columns=self.key_columns,
+            hash_columns=hashed,
+            lag_seconds=self.lag,
+        )
+
+    def _spec_changed(self, names: Sequence[str]) -> bool:
+        if self.old_spec is None:
+            return False
+        new = self.new_spec(names)
+        if self.old_spec.key_columns or new.key_columns:
+            return self.old_spec.key_columns != new.key_columns
+        # a legacy state hashed every column read
+        return bool(self.old_spec.hash_columns) and self.old_spec.hash_columns != new.hash_columns
+
+    def _old_keys(self, rows: pa.RecordBatch) -> list[str]:
+        spec = self.old_spec
+        assert spec is not None
+        if spec.key_columns or spec.hash_columns:
+            check_spec_columns(spec, rows.schema.names)
+            return row_keys(rows, spec.key_columns, spec.hash_columns)
+        return row_keys(rows, (), self.new_spec(rows.schema.names).hash_columns)
+
+    def _new_keys(self, rows: pa.RecordBatch) -> list[str]:
+        spec = self.new_spec(rows.schema.names)
+        return row_keys(rows, spec.key_columns, spec.hash_columns)
+
+    @staticmethod
+    def _consume(keys: list[str], remaining: Counter[str]) -> pa.Array:
+        """Return, per key, whether this copy is new, using up one stored copy per match."""
+        fresh = []
+        for key in keys:
+            if remaining[key] > 0:
+                remaining[key] -= 1
+                fresh.append(False)
+            else:
+                fresh.append(True)
+        return pa.array(fresh, pa.bool_())
 
     def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Return the rows of `batch` not loaded before, remembering boundary keys."""
+        """Return the rows of `batch` not loaded before, remembering boundary keys.
+
+        Raises:
+            IncrementalSettingsError: a column the stored keys were computed from is missing.
+        """
         cursor = batch.column(self.cursor_column)
         is_null = pc.is_null(cursor)
         keep = pc.invert(is_null)
         if self.null_policy == "include" and pc.any(is_null).as_py():
             null_rows = batch.filter(is_null)
-            keys = row_keys(null_rows, self.key_columns)
-            self.next_null.update(keys)
-            fresh = pa.array([key not in self.seen_null for key in keys], pa.bool_())
-            keep = pc.replace_with_mask(keep, is_null, fresh)
+            self.next_null.update(self._new_keys(null_rows))
+            old = self._old_keys(null_rows) if self.old_spec else self._new_keys(null_rows)
+            keep = pc.replace_with_mask(keep, is_null, self._consume(old, self.remaining_null))
+        lower = self.lower
+        if lower is not None:
+            below = pc.fill_null(pc.less(cursor, pa.scalar(lower, type=cursor.type)), False)
+            keep = pc.and_(keep, pc.invert(below))
+        else:
+            below = pa.array([False] * batch.num_rows, pa.bool_())
         if self.old is not None:
             old_value = pa.scalar(self.old.as_python(), type=cursor.type)
             at_or_below = pc.fill_null(pc.less_equal(cursor, old_value), False)
+            at_or_below = pc.and_(at_or_below, pc.invert(below))
             if pc.any(at_or_below).as_py():
-                keys = row_keys(batch.filter(at_or_below), self.key_columns)
-                fresh = pa.array([key not in self.seen for key in keys], pa.bool_())
+                fresh = self._consume(self._old_keys(batch.filter(at_or_below)), self.remaining)
                 keep = pc.and_(
                     keep, pc.replace_with_mask(pc.invert(at_or_below), at_or_below, fresh)
                 )
@@ -98,22 +245,52 @@ class CursorWindow:
             near_top = pc.fill_null(
                 pc.greater_equal(cursor, pa.scalar(self.keep_from, type=cursor.type)), False
             )
+            near_top = pc.and_(near_top, pc.invert(below))
             if pc.any(near_top).as_py():
-                self.next_boundary.update(row_keys(batch.filter(near_top), self.key_columns))
+                self.next_boundary.update(self._new_keys(batch.filter(near_top)))
+        if self.hash_columns is None and not self.key_columns:
+            self.hash_columns = list(batch.schema.names)
         kept = batch.filter(keep)
         self.rows_skipped += batch.num_rows - kept.num_rows
         return kept
 
-    def next_state(self, state: SyncState) -> SyncState:
-        """Return `state` with the new watermark and remembered keys."""
-        if self.new_watermark == self.old:
-            boundary = self.seen | self.next_boundary
+    def next_state(self, state: SyncState, names: Sequence[str] = ()) -> SyncState:
+        """Return `state` with the new watermark, the keys to remember and how they were made.
+
+        A key is kept once per copy in the destination: the larger of the copies loaded before
+        and the copies read in this run.
+        """
+        spec = self.new_spec(names)
+        same = not self._spec_changed(names)
+        boundary = Counter(self.next_boundary)
+        if same:
+            for key, count in boundary.items():
+                boundary[key] = max(count, self.old_keys[key])
+        nulls = Counter(self.next_null)
+        if same:
+            for key, count in self.old_null.items():
+                nulls[key] = max(count, nulls[key])
+        lower = self.lower
+        if self.old is not None and self.new_watermark == self.old:
+            if same:
+                for key, count in self.old_keys.items():
+                    boundary[key] = max(count, boundary[key])
+                keys_from = self.old_spec.keys_from if self.old_spec else None
+            else:
+                keys_from = Watermark.from_python(lower)
+        elif self.keep_from is None:
+            keys_from = None
+        elif lower is not None and lower > self.keep_from:
+            keys_from = Watermark.from_python(lower)
         else:
-            boundary = self.next_boundary
+            keys_from = Watermark.from_python(self.keep_from)
         return state.model_copy(
             update={
                 "watermark": self.new_watermark,
-                "boundary_keys": sorted(boundary),
-                "null_keys": sorted(self.seen_null | self.next_null),
+                "boundary_keys": sorted(boundary.elements()),
+                "null_keys": sorted(nulls.elements()),
+                "boundary": spec.model_copy(update={"keys_from": keys_from})
+                if self.new_watermark is not None
+                else None,
             }
         )

@@ -32,6 +32,12 @@ from etl.exceptions import (
     SourceQueryError,
     SourceUnavailableError,
 )
+from etl.extract.inflight import (
+    MYSQL_CLOCK_ONLY_SQL,
+    MYSQL_INFLIGHT_SQL,
+    NOT_VISIBLE,
+    InflightCap,
+)
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 from etl.schema import JSON_FIELD_METADATA, decimal_type
@@ -146,10 +152,46 @@ class MySqlExtractor(SqlExtractor):
             conv=ENCODERS,
             init_command="SET time_zone = '+00:00'",
         )
+        return connection
+
+    def begin_snapshot(self, connection: Any) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        return connection
+
+    def probe_inflight(self, connection: Any) -> InflightCap:
+        """Read `INNODB_TRX` and `PROCESSLIST` before the snapshot: the oldest start of a
+        read-write InnoDB transaction or of a running statement in another session (`NOW()`
+        is a statement's start), and the wall-clock cap in the server's default `time_zone`
+        (`DATETIME` columns written by `NOW()` hold that zone's wall clock). Both views need
+        the PROCESS privilege: without it the cap is the server's clock alone and the run's
+        warnings say so."""
+        import pymysql
+
+        try:
+            values = self.fetch_one(connection, MYSQL_INFLIGHT_SQL)
+        except pymysql.err.OperationalError as exc:
+            if not exc.args or exc.args[0] != 1227:  # access denied: PROCESS not granted
+                raise
+            cap_utc, cap_wall = self.fetch_one(connection, MYSQL_CLOCK_ONLY_SQL)
+            return InflightCap(
+                instant=_as_utc(cap_utc),
+                wall=cap_wall,
+                warnings=[
+                    NOT_VISIBLE.format(
+                        count="all", reason="this user lacks the PROCESS privilege: grant it"
+                    )
+                ],
+            )
+        cap_utc, cap_wall, probed_at, oldest_trx, oldest_statement, holder = values
+        starts = [value for value in (oldest_trx, oldest_statement) if value is not None]
+        return InflightCap(
+            instant=_as_utc(cap_utc),
+            wall=cap_wall,
+            probed_at=_as_utc(probed_at),
+            oldest=_as_utc(min(starts)) if starts else None,
+            holder=f"connection {holder}" if holder is not None else "",
+        )
 
     def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
         with connection.cursor() as cursor:
@@ -441,6 +483,15 @@ def _literal(value: Any) -> str:
         return repr(value)
     text = str(value).encode()
     return f"_utf8mb4 X'{text.hex()}'" if text else "''"
+
+
+def _as_utc(value: Any) -> Any:
+    """Return a naive UTC wall clock (session `time_zone` '+00:00') as an aware UTC datetime."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
 
 
 def _text_array(values: Sequence[Any]) -> pa.Array:

@@ -24,6 +24,13 @@ from etl.exceptions import (
     SourceQueryError,
     SourceUnavailableError,
 )
+from etl.extract.inflight import (
+    NOT_VISIBLE,
+    PG_INFLIGHT_COLUMNS,
+    PG_INFLIGHT_SQL,
+    STANDBY,
+    InflightCap,
+)
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 from etl.schema import JSON_FIELD_METADATA, decimal_type
@@ -114,10 +121,40 @@ class PostgresExtractor(SqlExtractor):
             f"postgresql://{user}{password}@{p['host']}:{int(p.get('port') or 5432)}/"
             f"{quote(str(p['database']), safe='')}?{query}"
         )
-        connection = _Connection(adbc_driver_postgresql.connect(uri))
+        return _Connection(adbc_driver_postgresql.connect(uri))
+
+    def begin_snapshot(self, connection: Any) -> None:
+        connection.connection.set_autocommit(False)  # ADBC sends BEGIN
         connection.execute_update("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         connection.execute_update("SET TIME ZONE 'UTC'")
-        return connection
+
+    def probe_inflight(self, connection: Any) -> InflightCap:
+        """Read `pg_stat_activity` in autocommit mode, before the snapshot: the oldest
+        `xact_start` of other sessions of this database (client backends and background
+        workers, not autovacuum nor other ETL Runner runs, which only read), and the wall-clock
+        cap in the session's default `TimeZone`. Sessions of other roles show `xact_start`
+        only to superusers and members of `pg_read_all_stats`: when some are hidden, the
+        run's warnings say so."""
+        row = dict(
+            zip(PG_INFLIGHT_COLUMNS, self.fetch_one(connection, PG_INFLIGHT_SQL), strict=True)
+        )
+        cap = InflightCap(
+            instant=row["cap"],
+            wall=row["cap_wall"],
+            probed_at=row["probed_at"],
+            oldest=row["oldest"],
+            holder=row["holder"] or "",
+        )
+        if row["hidden"]:
+            cap.warnings.append(
+                NOT_VISIBLE.format(
+                    count=row["hidden"],
+                    reason="their role is not visible to this user: grant it pg_read_all_stats",
+                )
+            )
+        if row["standby"]:
+            cap.warnings.append(STANDBY)
+        return cap
 
     def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
         statement, reader = connection.query(sql)
@@ -214,8 +251,9 @@ class PostgresExtractor(SqlExtractor):
 
 
 class _Connection:
-    """An ADBC connection with autocommit off (one transaction), used through ADBC's low-level
-    API: its DB-API module imports `pyarrow.dataset` and with it pandas (~50 MB, ~0.3 s)."""
+    """An ADBC connection (autocommit until `begin_snapshot` turns it off: one transaction),
+    used through ADBC's low-level API: its DB-API module imports `pyarrow.dataset` and with it
+    pandas (~50 MB, ~0.3 s)."""
 
     def __init__(self, database: Any) -> None:
         import adbc_driver_manager
@@ -227,7 +265,6 @@ class _Connection:
             database.close()
             raise
         self.statements: list[Any] = []
-        self.connection.set_autocommit(False)
 
     def query(
         self, sql: str, options: dict[str, str] | None = None

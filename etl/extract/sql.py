@@ -1,12 +1,15 @@
 """Shared logic of the SQL table extractors (PostgreSQL, MySQL).
 
-A run opens one read-only transaction with a consistent snapshot, reads the upper bound of the
-cursor (and the NULL count) in it, then streams the window through a server-side cursor into
-`pyarrow.RecordBatch`es, so memory stays bounded by `chunk_size` whatever the table size.
+A transactional run first reads which transactions are open on the source (the in-flight cap,
+etl/extract/inflight.py), then opens one read-only transaction with a consistent snapshot,
+reads the upper bound of the cursor (below the cap) and the NULL count in it, and streams the
+window through a server-side cursor into `pyarrow.RecordBatch`es, so memory stays bounded by
+`chunk_size` whatever the table size.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -16,7 +19,8 @@ import pyarrow as pa
 from etl.config import JobConfig
 from etl.exceptions import NullCursorError
 from etl.extract.base import Extraction, Extractor
-from etl.extract.incremental import CursorWindow
+from etl.extract.incremental import CursorWindow, check_spec_columns, spec_columns
+from etl.extract.inflight import WALL_UNKNOWN, InflightCap
 from etl.state import SyncState
 
 
@@ -27,7 +31,17 @@ class SqlExtractor(Extractor):
 
     @abstractmethod
     def connect(self) -> Any:
-        """Open a connection inside a read-only, repeatable-read snapshot transaction."""
+        """Open a connection; no snapshot is taken before `begin_snapshot`."""
+
+    @abstractmethod
+    def begin_snapshot(self, connection: Any) -> None:
+        """Start the read-only, repeatable-read transaction whose snapshot the run reads."""
+
+    @abstractmethod
+    def probe_inflight(self, connection: Any) -> InflightCap:
+        """Read, before the snapshot, the server's clock and the start of the oldest
+        transaction open in other sessions (etl/extract/inflight.py). A view the connection
+        may not read gives a cap from the clock alone and a warning, never an error."""
 
     @abstractmethod
     def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
@@ -79,12 +93,28 @@ class SqlExtractor(Extractor):
         return ", ".join(self.quote(name) for name in self.job.source_columns) or "*"
 
     def extract(self, state: SyncState) -> Extraction:
+        """Plan the run: a transactional run reads the window `lower <= cursor <= upper` where
+        `upper` is the largest cursor value of the snapshot below the in-flight cap
+        (etl/extract/inflight.py: rows a transaction still open may yet precede wait for the
+        next run) and `lower` comes from `state` (etl/extract/incremental.py).
+
+        Raises:
+            SourceUnavailableError: the source cannot be reached (transient).
+            SourceQueryError, SourceAuthError: the query or the credentials are rejected.
+            NullCursorError: NULL cursor values under `null_cursor: fail`.
+            IncrementalSettingsError: the state cannot be matched with the current settings
+                (another cursor column, a key column gone).
+        """
         try:
             connection = self.connect()
         except Exception as exc:
             raise (self.translate_error(exc) or exc) from exc
         try:
-            return self._plan(connection, state)
+            cap = None
+            if self.job.load_type == "transactional":
+                cap = self.probe_inflight(connection)
+            self.begin_snapshot(connection)
+            return self._plan(connection, state, cap)
         except Exception as exc:
             _close(connection)
             translated = self.translate_error(exc)
@@ -92,13 +122,13 @@ class SqlExtractor(Extractor):
                 raise
             raise translated from exc
 
-    def _plan(self, connection: Any, state: SyncState) -> Extraction:
+    def _plan(self, connection: Any, state: SyncState, cap: InflightCap | None) -> Extraction:
         job = self.job
         select = f"SELECT {self.column_list()} FROM {self.relation()}"
         if job.load_type == "catalog":
             schema, batches = self.stream(connection, select, [])
             return SqlExtraction(self, connection, schema, batches, window=None)
-        assert job.timestamp_column is not None
+        assert job.timestamp_column is not None and cap is not None
         cursor_sql = self.quote(job.timestamp_column)
         upper, null_count = self.fetch_one(
             connection,
@@ -108,7 +138,29 @@ class SqlExtractor(Extractor):
             raise NullCursorError(
                 job.source_table_name or "custom_sql", job.timestamp_column, int(null_count)
             )
-        lower = state.watermark.minus(job.cursor_lag_seconds) if state.watermark else None
+        notes = list(cap.warnings)
+        bound = cap.bound_for(upper) if upper is not None else None
+        if bound is None and isinstance(upper, dt.datetime):
+            notes.append(WALL_UNKNOWN.format(cursor=job.timestamp_column))
+        if bound is not None and upper >= bound:
+            # rows a transaction still open may yet precede are left for the next run
+            (upper,) = self.fetch_one(
+                connection,
+                f"SELECT MAX({cursor_sql}) FROM {self.relation()} "
+                f"WHERE {cursor_sql} < {self.placeholder(1, bound)}",
+            )
+            held = cap.held_back(job.timestamp_column, bound)
+            if held:
+                notes.append(held)
+        window = CursorWindow(
+            state=state,
+            cursor_column=job.timestamp_column,
+            key_columns=job.primary_key,
+            lag=job.cursor_lag_seconds,
+            upper=upper,
+            null_policy=job.null_cursor,
+        )
+        lower = window.lower
         if lower is None and job.initial_value is not None:
             lower = job.initial_value
         params: list[Any] = []
@@ -123,18 +175,41 @@ class SqlExtractor(Extractor):
             where = " AND ".join(conditions)
         if job.null_cursor == "include" and null_count:
             where = f"({where}) OR {cursor_sql} IS NULL"
+        extras = self._key_columns_to_add(connection, window)
+        if extras:
+            columns = ", ".join(self.quote(name) for name in [*job.source_columns, *extras])
+            select = f"SELECT {columns} FROM {self.relation()}"
         schema, batches = self.stream(connection, f"{select} WHERE {where}", params)
+        if window.old_spec is not None and spec_columns(window.old_spec):
+            check_spec_columns(window.old_spec, schema.names)
+        output = pa.schema([field for field in schema if field.name not in extras])
+        if not job.primary_key:
+            window.hash_columns = output.names
         cursor_type = schema.field(job.timestamp_column).type
         upper_value = pa.scalar(upper, type=cursor_type).as_py() if upper is not None else None
-        window = CursorWindow(
-            state=state,
-            cursor_column=job.timestamp_column,
-            key_columns=job.primary_key,
-            lag=job.cursor_lag_seconds,
-            upper=upper_value,
-            null_policy=job.null_cursor,
-        )
-        return SqlExtraction(self, connection, schema, batches, window=window)
+        window.set_upper(upper_value)
+        extraction = SqlExtraction(self, connection, output, batches, window=window)
+        extraction.notes = notes
+        return extraction
+
+    def _key_columns_to_add(self, connection: Any, window: CursorWindow) -> list[str]:
+        """Return the columns the stored boundary keys were computed from that `selected_columns`
+        leaves out: they are read too, to match the keys, and dropped before loading.
+
+        Raises:
+            IncrementalSettingsError: such a column no longer exists in the source.
+        """
+        if window.old_spec is None or not self.job.source_columns:
+            return []
+        extras = [c for c in spec_columns(window.old_spec) if c not in self.job.source_columns]
+        if extras:
+            schema, batches = self.stream(
+                connection, f"SELECT * FROM {self.relation()} WHERE 1 = 0", []
+            )
+            for _ in batches:
+                pass
+            check_spec_columns(window.old_spec, schema.names)
+        return extras
 
 
 class SqlExtraction(Extraction):
@@ -153,8 +228,11 @@ class SqlExtraction(Extraction):
         self.extractor = extractor
         self.connection = connection
         self.schema = schema
+        """Columns yielded: those of the job (any read only to match old keys are dropped)."""
         self.stream = stream
         self.window = window
+        self.notes: list[str] = []
+        """Warnings of the plan (in-flight cap), reported with the run's."""
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         chunk_size = self.extractor.job.chunk_size
@@ -165,6 +243,8 @@ class SqlExtraction(Extraction):
                     batch = raw.slice(offset, chunk_size)
                     if self.window is not None:
                         batch = self.window.filter(batch)
+                        if batch.num_columns != len(self.schema):
+                            batch = batch.select(self.schema.names)
                     if batch.num_rows:
                         yielded = True
                         yield batch
@@ -175,12 +255,14 @@ class SqlExtraction(Extraction):
             raise translated from exc
         if self.window is not None:
             self.stats.rows_skipped = self.window.rows_skipped
-        self.stats.warnings.extend(self.extractor.warnings())
+        self.stats.warnings.extend([*self.notes, *self.extractor.warnings()])
         if not yielded:
             yield pa.RecordBatch.from_pylist([], schema=self.schema)  # the table gets its columns
 
     def next_state(self, state: SyncState, run_id: str) -> SyncState:
-        return self.window.next_state(state) if self.window is not None else state
+        if self.window is None:
+            return state
+        return self.window.next_state(state, self.schema.names)
 
     def close(self) -> None:
         _close(self.connection)

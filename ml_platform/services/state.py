@@ -13,8 +13,8 @@ from ml_platform.models import DataSource, EtlRun, ProcessedFile, SyncState
 
 def sync_state_get_engine(*, data_source: DataSource) -> etl.SyncState:
     """Return the engine state of `data_source`: its `SyncState` row (watermark, boundary and
-    NULL-cursor keys, column map, last run id) plus its `ProcessedFile` rows as the file ledger.
-    An empty state when the source never ran."""
+    NULL-cursor keys and how they were computed, column map, last run id) plus its
+    `ProcessedFile` rows as the file ledger. An empty state when the source never ran."""
     row = SyncState.objects.filter(data_source=data_source).first()
     files = {
         record.path: etl.FileRecord(
@@ -36,6 +36,7 @@ def sync_state_get_engine(*, data_source: DataSource) -> etl.SyncState:
         watermark=watermark,
         boundary_keys=list(row.boundary_keys),
         null_keys=list(row.null_keys),
+        boundary=etl.BoundarySpec.model_validate(row.boundary) if row.boundary else None,
         column_map=dict(row.column_map),
         files=files,
     )
@@ -55,6 +56,7 @@ def sync_state_save(*, data_source: DataSource, state: etl.SyncState, run: EtlRu
     row.watermark_type = state.watermark.type if state.watermark else ""
     row.boundary_keys = list(state.boundary_keys)
     row.null_keys = list(state.null_keys)
+    row.boundary = state.boundary.model_dump(mode="json") if state.boundary else None
     row.column_map = dict(state.column_map)
     row.last_run_id = state.last_run_id or ""
     row.full_clean()
