@@ -1,11 +1,9 @@
 """CSV into Arrow with every column typed from the whole file, never from its first block.
 
-Pass 1 streams the file with every column as text and keeps, per column, the types every
-non-null value converts to (vectorised Arrow casts; memory bounded by the block size). Pass 2
-streams it again with those types fixed. A type that would lose information is never chosen:
-integers with leading zeros (`01234`) stay text, integers beyond int64 become DECIMAL(38, 0),
-mixed zone-aware and naive timestamps stay text. `file_format_options.column_types` overrides
-the inference per column.
+Pass 1 (etl/extract/csv_infer.py) streams the file with every column as text and keeps, per
+column, the types every non-null value converts to. Pass 2 streams it again with those types
+fixed. `file_format_options.column_types` overrides the inference per column. When Arrow's
+reader fails, etl/extract/csv_diagnose.py re-reads the file to name the line and column.
 
 Quoted fields may hold newlines only with `allow_quoted_newlines` (as BigQuery's option of the
 same name): otherwise an unclosed quote would silently swallow the lines after it.
@@ -13,11 +11,8 @@ same name): otherwise an unclosed quote would silently swallow the lines after i
 
 from __future__ import annotations
 
-import itertools
 import re
-import struct
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,108 +21,47 @@ import pyarrow.csv as pa_csv
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
-
-Opener = Callable[[], IO[bytes]]
-
-TRUE_VALUES = ["true", "True", "TRUE"]
-FALSE_VALUES = ["false", "False", "FALSE"]
-
-_LEADING_ZERO = r"^[+-]?0\d"
-_INTEGER = r"^[+-]?\d+$"
-
-CANDIDATES: list[tuple[str, pa.DataType]] = [
-    ("boolean", pa.bool_()),
-    ("integer", pa.int64()),
-    ("big_integer", pa.decimal128(38, 0)),
-    ("float", pa.float64()),
-    ("date", pa.date32()),
-    ("timestamp", pa.timestamp("us")),
-    ("timestamptz", pa.timestamp("us", tz="UTC")),
-]
-"""Inferred types, narrowest first; a column is text when none holds every value."""
-
-IMPLIED: dict[str, tuple[str, ...]] = {
-    "integer": ("big_integer", "float"),
-    "big_integer": ("float",),
-    "date": ("timestamp",),
-}
-"""Candidates that hold whenever the key holds, so they need no test of their own: Arrow's
-int64 parse accepts only `-?digits` (which DECIMAL(38, 0) and float64 parse too), and its date
-parse is the date part of its ISO 8601 timestamp parse."""
-
-NAMED_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "float": pa.float64(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-}
-"""Type names accepted in `file_format_options.column_types` (plus `decimal(P,S)`)."""
+from etl.extract.csv_diagnose import (
+    header_name,
+    locate_csv_error,
+    locate_encoding_error,
+    locate_rejects,
+)
+from etl.extract.csv_infer import FALSE_VALUES, TRUE_VALUES, infer
+from etl.extract.text import BLOCK_SIZE, Opener, arrow_encoding, unique_names
+from etl.file_types import named_type
 
 
-def named_type(name: str) -> pa.DataType:
-    """Return the Arrow type for a `column_types` name.
+def read_csv_file(
+    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Yield the typed batches of one CSV file; Arrow's errors become `BadInputError`s naming
+    the file, line and column (found by a diagnostic re-read).
 
     Raises:
-        ValueError: unknown name.
+        BadInputError: malformed CSV, text not in `options.encoding`, a value that does not
+            convert to its `column_types` type, unknown `column_types` names.
     """
-    match = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", name.strip().lower())
-    if match:
-        precision, scale = int(match.group(1)), int(match.group(2))
-        return (
-            pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
-        )
     try:
-        return NAMED_TYPES[name.strip().lower()]
-    except KeyError:
-        known = ", ".join([*NAMED_TYPES, "decimal(P,S)"])
-        raise ValueError(f"unknown column type {name!r}; use one of {known}") from None
-
-
-def _holds(kind: str, values: pa.Array, decimal_point: str) -> bool:
-    """Return True when every (non-null, text) value converts to `kind` without loss.
-
-    Arrow's casts from text are strict (no spaces, no zone on a naive timestamp, no time on a
-    date), so the cast itself is the test.
-    """
-    if kind == "boolean":
-        return bool(pc.all(pc.is_in(values, _string_array(TRUE_VALUES + FALSE_VALUES))).as_py())
-    if kind in ("integer", "big_integer", "float") and _leading_zero(values):
-        return False  # identifiers such as zip codes: keep the zeros
-    if kind == "big_integer" and not pc.all(pc.match_substring_regex(values, _INTEGER)).as_py():
-        return False  # `1.00` casts to DECIMAL(38, 0) exactly, yet it is written as a float
-    if kind == "float" and decimal_point != ".":
-        values = pc.replace_substring(values, decimal_point, ".")
-    target = dict(CANDIDATES)[kind]
-    # a failing cast costs far more than a passing one (Arrow builds its error slowly): try a
-    # sample first, so a candidate that does not fit is dropped cheaply
-    for sample in (values.slice(0, 64), values):
-        try:
-            pc.cast(sample, target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return False
-    return True
-
-
-def _string_array(values: list[str]) -> pa.StringArray:
-    """Return `values` as an Arrow string array built from buffers: converting a Python list
-    makes pyarrow import pandas (~0.3 s, ~45 MB) on the first call."""
-    data = [value.encode() for value in values]
-    ends = list(itertools.accumulate((len(item) for item in data), initial=0))
-    offsets = pa.py_buffer(struct.pack(f"<{len(ends)}i", *ends))
-    return pa.StringArray.from_buffers(len(data), offsets, pa.py_buffer(b"".join(data)))
-
-
-def _leading_zero(values: pa.Array) -> bool:
-    starts = pc.or_(
-        pc.starts_with(values, "0"),
-        pc.or_(pc.starts_with(values, "-0"), pc.starts_with(values, "+0")),
-    )
-    if not pc.any(starts).as_py():
-        return False
-    return bool(pc.any(pc.match_substring_regex(values.filter(starts), _LEADING_ZERO)).as_py())
+        for batch in read_csv(opener, key, options, rejects):
+            binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
+            if binary:  # Arrow reads text that is not valid UTF-8 as binary
+                raise locate_encoding_error(opener, key, options, binary[0])
+            yield batch
+    except pa.ArrowInvalid as exc:
+        invalid_text = re.search(
+            r"column #(\d+): CSV conversion error to string: invalid UTF8", str(exc)
+        )
+        if invalid_text:
+            column = header_name(opener, options, int(invalid_text.group(1)))
+            raise locate_encoding_error(opener, key, options, column) from exc
+        raise locate_csv_error(opener, key, options, str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "
+            "set file_format_options.encoding",
+            file=key,
+        ) from exc
 
 
 def read_csv(
@@ -208,46 +142,10 @@ def read_csv(
             names=batch.schema.names,
         )
     if skipped or bad_values:
-        _locate_rejects(opener, key, options, len(names), bad_values, rejects)
-
-
-def _locate_rejects(
-    opener: Opener,
-    key: str,
-    options: FileFormatOptions,
-    width: int,
-    bad_values: list[tuple[int, str, str]],
-    rejects: Rejects,
-) -> None:
-    """Re-read the file to add its ragged rows and `bad_values` (by index among the well-formed
-    rows) to `rejects` with their line numbers."""
-    import io
-
-    from etl.extract.formats import _csv_rows
-
-    by_index = {index: (column, reason) for index, column, reason in bad_values}
-    with opener() as raw:
-        text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
-        rows = _csv_rows(text, options)
-        if options.has_header:
-            next(rows, None)
-        index = 0
-        for line, row in rows:
-            if not isinstance(row, list) or not row:
-                continue
-            record = options.delimiter.join(row)
-            if len(row) != width:
-                rejects.add(key, line, None, f"expected {width} fields, got {len(row)}", record)
-                continue
-            if index in by_index:
-                column, reason = by_index[index]
-                rejects.add(key, line, column, reason, record)
-            index += 1
+        locate_rejects(opener, key, options, len(names), bad_values, rejects)
 
 
 def _read_options(options: FileFormatOptions, names: list[str] | None) -> pa_csv.ReadOptions:
-    from etl.extract.formats import BLOCK_SIZE, arrow_encoding
-
     skip = options.skip_rows + (1 if names is not None and options.has_header else 0)
     return pa_csv.ReadOptions(
         block_size=BLOCK_SIZE,
@@ -277,8 +175,6 @@ def _column_names(
         raw = reader.schema.names
     if not options.has_header:
         return [f"column_{i}" for i in range(1, len(raw) + 1)]
-    from etl.extract.formats import unique_names
-
     return unique_names(raw)
 
 
@@ -303,41 +199,22 @@ def _infer(
     names: list[str],
     overrides: dict[str, pa.DataType],
 ) -> dict[str, pa.DataType]:
-    viable = {name: [kind for kind, _ in CANDIDATES] for name in names if name not in overrides}
-    seen: set[str] = set()
     text = {name: pa.string() for name in names}
-    with opener() as handle:
-        reader = pa_csv.open_csv(
-            handle,
-            read_options=_read_options(options, names),
-            parse_options=parse_options,
-            convert_options=_convert_options(options, text),
-        )
-        for batch in reader:
-            if not options.allow_quoted_newlines:
-                for name in names:
-                    column = batch.column(name)
-                    if column.null_count < len(column) and _has_line_break(column):
-                        # Arrow's reader joins lines inside quotes whatever the option says
-                        raise pa.ArrowInvalid(f"CSV parse error: a value of `{name}` spans lines")
-            for name, kinds in viable.items():
-                if not kinds:
-                    continue
-                values = batch.column(name).drop_null()
-                if len(values):
-                    seen.add(name)
-                    implied: set[str] = set()
-                    kept = []
-                    for kind in kinds:
-                        if kind in implied or _holds(kind, values, options.decimal_point):
-                            kept.append(kind)
-                            implied.update(IMPLIED.get(kind, ()))
-                    kinds[:] = kept
-    types = dict(overrides)
-    for name, kinds in viable.items():
-        # a column with no value at all is text: nothing says it is anything else
-        types[name] = dict(CANDIDATES)[kinds[0]] if kinds and name in seen else pa.string()
-    return {name: types[name] for name in names}
+    batches = _read(opener, options, parse_options, names, text)
+    if not options.allow_quoted_newlines:
+        batches = _single_lines(batches, names)
+    return infer(batches, names, overrides, options.decimal_point)
+
+
+def _single_lines(batches: Iterable[pa.RecordBatch], names: list[str]) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through, failing on a value that spans lines: Arrow's reader joins lines
+    inside quotes whatever `newlines_in_values` says."""
+    for batch in batches:
+        for name in names:
+            column = batch.column(name)
+            if column.null_count < len(column) and _has_line_break(column):
+                raise pa.ArrowInvalid(f"CSV parse error: a value of `{name}` spans lines")
+        yield batch
 
 
 def _has_line_break(column: pa.Array) -> bool:
