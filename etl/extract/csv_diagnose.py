@@ -14,6 +14,12 @@ from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
 from etl.extract.text import Opener
 
+# Python's csv module refuses fields over 128 KiB by default; the Arrow reader this re-reads for
+# has no such limit (its own is MAX_BLOCK_SIZE), so neither has the diagnosis
+csv.field_size_limit(1 << 30)
+
+UNCLOSED = "a quote opened on this line is never closed"
+
 
 def header_name(opener: Opener, options: FileFormatOptions, index: int) -> str:
     """Return the name of column `index` (from 0) as the reader names it."""
@@ -82,6 +88,8 @@ def locate_csv_error(
         record = 0  # data records so far; differs from the line when a value spans lines
         for line, row in csv_rows(text, options):
             if isinstance(row, csv.Error):
+                if options.allow_quoted_newlines and "unexpected end of data" in str(row):
+                    return BadInputError(UNCLOSED, file=key, line=line)
                 return BadInputError(f"malformed quoting ({row}){hint}", file=key, line=line)
             if header is None:
                 header = row
@@ -175,3 +183,19 @@ def locate_rejects(
                 column, reason = by_index[index]
                 rejects.add(key, line, column, reason, record)
             index += 1
+
+
+def check_quotes_close(opener: Opener, key: str, options: FileFormatOptions) -> None:
+    """Read the file with Python's csv module (strict) to check that every quote closes.
+
+    Raises:
+        BadInputError: a quote is never closed (names the file and the line it opens on), or
+            a quoted value is followed by more text before the delimiter.
+    """
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
+        for line, row in csv_rows(text, options):
+            if isinstance(row, csv.Error):
+                if "unexpected end of data" in str(row):
+                    raise BadInputError(UNCLOSED, file=key, line=line)
+                raise BadInputError(f"malformed quoting ({row})", file=key, line=line)

@@ -5,8 +5,13 @@ column, the types every non-null value converts to. Pass 2 streams it again with
 fixed. `file_format_options.column_types` overrides the inference per column. When Arrow's
 reader fails, etl/extract/csv_diagnose.py re-reads the file to name the line and column.
 
-Quoted fields may hold newlines only with `allow_quoted_newlines` (as BigQuery's option of the
-same name): otherwise an unclosed quote would silently swallow the lines after it.
+Quoted fields may hold line breaks (`allow_quoted_newlines`, on by default): a file where one
+does is read once more by Python's csv module to check that every quote closes, because Arrow's
+reader takes everything after an unclosed quote, to the end of the file, as one value.
+
+A record larger than a block (a 64 MiB cell) makes the reader start again with blocks twice as
+large, up to MAX_BLOCK_SIZE, read serially: memory then follows the largest record (about 3x
+it: the block, the parsed value, the converted column), not the file.
 """
 
 from __future__ import annotations
@@ -22,18 +27,23 @@ from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
 from etl.extract.csv_diagnose import (
+    check_quotes_close,
     header_name,
     locate_csv_error,
     locate_encoding_error,
     locate_rejects,
 )
 from etl.extract.csv_infer import FALSE_VALUES, TRUE_VALUES, infer
-from etl.extract.text import BLOCK_SIZE, Opener, arrow_encoding, unique_names
+from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, arrow_encoding, unique_names
 from etl.file_types import named_type
 
 
 def read_csv_file(
-    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
+    opener: Opener,
+    key: str,
+    options: FileFormatOptions,
+    rejects: Rejects | None = None,
+    warnings: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the typed batches of one CSV file; Arrow's errors become `BadInputError`s naming
     the file, line and column (found by a diagnostic re-read).
@@ -87,27 +97,37 @@ def read_csv(
     if rejects is not None:
         # ragged rows are skipped here and located by the diagnostic pass
         parse_options.invalid_row_handler = lambda row: "skip"
-    names = _column_names(opener, options, parse_options)
-    if names is None:
-        return
     overrides = {name: named_type(kind) for name, kind in options.column_types.items()}
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise BadInputError(
-            f"file_format_options.column_types names {unknown}, not columns of the file "
-            f"(columns: {', '.join(names)})",
-            file=key,
-        )
-    types = _infer(opener, options, parse_options, names, overrides)
+    reading = _Reading(opener, options, parse_options)
+    while True:
+        try:
+            names = _column_names(reading)
+            if names is None:
+                yield NO_COLUMNS
+                return
+            unknown = sorted(set(overrides) - set(names))
+            if unknown:
+                raise BadInputError(
+                    f"file_format_options.column_types names {unknown}, not columns of the "
+                    f"file (columns: {', '.join(names)})",
+                    file=key,
+                )
+            types = _infer(reading, key, names, overrides)
+            break
+        except pa.ArrowInvalid as exc:
+            if "straddling object" not in str(exc):
+                raise
+            reading.grow(key)
     if rejects is None:
-        yield from _read(opener, options, parse_options, names, types)
+        yield from _with_schema(_read(reading, names, types), names, types)
         return
     skipped: list[str] = []
     parse_options.invalid_row_handler = lambda row: skipped.append(row.text) or "skip"
     bad_values: list[tuple[int, str, str]] = []  # (good-row index, column, reason)
     text_types = {name: pa.string() if name in overrides else kind for name, kind in types.items()}
     first = 0
-    for batch in _read(opener, options, parse_options, names, text_types):
+    read = _read(reading, names, text_types)
+    for batch in _with_schema(read, names, {**text_types, **overrides}):
         keep = None
         for name, target in overrides.items():
             column = batch.column(name)
@@ -145,27 +165,57 @@ def read_csv(
         locate_rejects(opener, key, options, len(names), bad_values, rejects)
 
 
-def _read_options(options: FileFormatOptions, names: list[str] | None) -> pa_csv.ReadOptions:
-    skip = options.skip_rows + (1 if names is not None and options.has_header else 0)
-    return pa_csv.ReadOptions(
-        block_size=BLOCK_SIZE,
-        encoding=arrow_encoding(options.encoding),
-        skip_rows=skip,
-        column_names=names,
-        autogenerate_column_names=names is None and not options.has_header,
-    )
+MAX_BLOCK_SIZE = 1 << 30
+"""Largest block the reader grows to: a record (with all its values) must fit in one block,
+and Arrow's text arrays hold at most 2 GiB per batch."""
 
 
-def _column_names(
-    opener: Opener, options: FileFormatOptions, parse_options: pa_csv.ParseOptions
-) -> list[str] | None:
+class _Reading:
+    """How one CSV file is read by Arrow: the dialect and the block size, which grows (doubling
+    from BLOCK_SIZE) when a record does not fit in a block."""
+
+    def __init__(
+        self, opener: Opener, options: FileFormatOptions, parse_options: pa_csv.ParseOptions
+    ) -> None:
+        self.opener, self.options, self.parse_options = opener, options, parse_options
+        self.block_size = BLOCK_SIZE
+
+    def grow(self, key: str) -> None:
+        """Double the block size, after Arrow found a record larger than a block.
+
+        Raises:
+            BadInputError: a record is larger than MAX_BLOCK_SIZE.
+        """
+        if self.block_size >= MAX_BLOCK_SIZE:
+            raise BadInputError(
+                f"a record is larger than {MAX_BLOCK_SIZE >> 20} MiB, the most one row may hold",
+                file=key,
+            )
+        self.block_size *= 2
+
+    def read_options(self, names: list[str] | None) -> pa_csv.ReadOptions:
+        options = self.options
+        skip = options.skip_rows + (1 if names is not None and options.has_header else 0)
+        return pa_csv.ReadOptions(
+            block_size=self.block_size,
+            # Arrow's threaded reader reads ~34 blocks ahead: with grown blocks, memory would
+            # follow that multiple of the largest record; the serial reader holds one block
+            use_threads=self.block_size == BLOCK_SIZE,
+            encoding=arrow_encoding(options.encoding),
+            skip_rows=skip,
+            column_names=names,
+            autogenerate_column_names=names is None and not options.has_header,
+        )
+
+
+def _column_names(reading: _Reading) -> list[str] | None:
     """Return unique, non-empty column names (`column_N` without a header); None: no content."""
-    with opener() as handle:
+    with reading.opener() as handle:
         try:
             reader = pa_csv.open_csv(
                 handle,
-                read_options=_read_options(options, None),
-                parse_options=parse_options,
+                read_options=reading.read_options(None),
+                parse_options=reading.parse_options,
                 convert_options=pa_csv.ConvertOptions(column_types={}, strings_can_be_null=True),
             )
         except pa.ArrowInvalid as exc:
@@ -173,7 +223,7 @@ def _column_names(
                 return None
             raise
         raw = reader.schema.names
-    if not options.has_header:
+    if not reading.options.has_header:
         return [f"column_{i}" for i in range(1, len(raw) + 1)]
     return unique_names(raw)
 
@@ -193,37 +243,57 @@ def _convert_options(
 
 
 def _infer(
-    opener: Opener,
-    options: FileFormatOptions,
-    parse_options: pa_csv.ParseOptions,
-    names: list[str],
-    overrides: dict[str, pa.DataType],
+    reading: _Reading, key: str, names: list[str], overrides: dict[str, pa.DataType]
 ) -> dict[str, pa.DataType]:
+    """Type every column from the whole file; with quoted line breaks allowed, a file holding
+    one is checked once more for a quote that is never closed (Arrow's reader takes everything
+    after such a quote, to the end of the file, as one value)."""
+    spanning: list[str] = []
     text = {name: pa.string() for name in names}
-    batches = _read(opener, options, parse_options, names, text)
-    if not options.allow_quoted_newlines:
-        batches = _single_lines(batches, names)
-    return infer(batches, names, overrides, options.decimal_point)
+    batches = _line_breaks(_read(reading, names, text), names, spanning)
+    if not reading.options.allow_quoted_newlines:
+        batches = _single_lines(batches, spanning)
+    types = infer(batches, names, overrides, reading.options.decimal_point)
+    if spanning:
+        check_quotes_close(reading.opener, key, reading.options)
+    return types
 
 
-def _single_lines(batches: Iterable[pa.RecordBatch], names: list[str]) -> Iterator[pa.RecordBatch]:
-    """Pass `batches` through, failing on a value that spans lines: Arrow's reader joins lines
-    inside quotes whatever `newlines_in_values` says."""
+def _line_breaks(
+    batches: Iterable[pa.RecordBatch], names: list[str], spanning: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through, adding to `spanning` the first column found with a value that
+    spans lines."""
     for batch in batches:
-        for name in names:
-            column = batch.column(name)
-            if column.null_count < len(column) and _has_line_break(column):
-                raise pa.ArrowInvalid(f"CSV parse error: a value of `{name}` spans lines")
+        if not spanning:
+            for name in names:
+                column = batch.column(name)
+                if column.null_count < len(column) and _has_line_break(column):
+                    spanning.append(name)
+                    break
+        yield batch
+
+
+def _single_lines(
+    batches: Iterable[pa.RecordBatch], spanning: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through, failing on a value that spans lines (`allow_quoted_newlines`
+    off): Arrow's reader joins lines inside quotes whatever `newlines_in_values` says."""
+    for batch in batches:
+        if spanning:
+            raise pa.ArrowInvalid(f"CSV parse error: a value of `{spanning[0]}` spans lines")
         yield batch
 
 
 def _has_line_break(column: pa.Array) -> bool:
     """Return True when a value of the text `column` holds `\n` or `\r`; one scan of the
-    column's character data decides the common case of no line break at all."""
+    column's character data decides the common case of no line break at all (columns of up to
+    16 MiB of text: the scan copies it)."""
     data = column.buffers()[2]
-    text = data.to_pybytes() if data is not None and column.offset == 0 else None
-    if text is not None and b"\n" not in text and b"\r" not in text:
-        return False
+    if data is not None and column.offset == 0 and data.size <= 16 << 20:
+        text = data.to_pybytes()
+        if b"\n" not in text and b"\r" not in text:
+            return False
     return bool(
         pc.any(pc.match_substring(column, "\n")).as_py()
         or pc.any(pc.match_substring(column, "\r")).as_py()
@@ -231,17 +301,27 @@ def _has_line_break(column: pa.Array) -> bool:
 
 
 def _read(
-    opener: Opener,
-    options: FileFormatOptions,
-    parse_options: pa_csv.ParseOptions,
-    names: list[str],
-    types: dict[str, pa.DataType],
+    reading: _Reading, names: list[str], types: dict[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
-    with opener() as handle:
+    with reading.opener() as handle:
         reader = pa_csv.open_csv(
             handle,
-            read_options=_read_options(options, names),
-            parse_options=parse_options,
-            convert_options=_convert_options(options, types),
+            read_options=reading.read_options(names),
+            parse_options=reading.parse_options,
+            convert_options=_convert_options(reading.options, types),
         )
         yield from reader
+
+
+def _with_schema(
+    batches: Iterable[pa.RecordBatch], names: list[str], types: dict[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through; yield one batch of no rows with the file's columns when there is
+    none (a header-only file), so an empty snapshot still has its columns."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        schema = pa.schema([(name, types[name]) for name in names])
+        yield pa.RecordBatch.from_pylist([], schema=schema)

@@ -20,7 +20,7 @@ from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
 from etl.extract.csv_reader import read_csv_file
 from etl.extract.jsonl_reader import read_json_file
-from etl.extract.text import BLOCK_SIZE, Opener, unique_names
+from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, unique_names
 
 __all__ = ["BLOCK_SIZE", "PARQUET_BATCH_ROWS", "read_batches", "unique_names"]
 
@@ -37,6 +37,7 @@ def read_batches(
     options: FileFormatOptions,
     chunk_size: int,
     rejects: Rejects | None = None,
+    warnings: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows of one file.
 
@@ -49,6 +50,8 @@ def read_batches(
         rejects: `on_bad_rows: quarantine`: CSV rows, JSONL lines and `json` array elements
             that do not parse or convert go here instead of failing the run (Parquet files
             still fail: they have no row to set aside).
+        warnings: the run's warnings, added to when a value or a type is adjusted (a JSON
+            field whose values change kind).
 
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
@@ -61,11 +64,21 @@ def read_batches(
             "jsonl": read_json_file,
             "json": partial(read_json_file, array=True),
         }
-        batches = readers[fmt](opener, key, options, rejects)
+        batches = readers[fmt](opener, key, options, rejects, warnings)
+    empty: pa.RecordBatch | None = None
+    yielded = False
     for batch in batches:
         batch = _unique_names(batch)
+        if batch.num_rows == 0:
+            empty = batch if empty is None else empty
+            continue
         for offset in range(0, batch.num_rows, chunk_size):
             yield batch.slice(offset, chunk_size)
+        yielded = True
+    if empty is not None and not yielded:
+        # a file without rows still declares its columns: a snapshot of it creates (or
+        # empties) the table with them
+        yield empty
 
 
 def _unique_names(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -85,9 +98,11 @@ def _is_empty(handle: IO[bytes]) -> bool:
 def _parquet(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
     with opener() as handle:
         if _is_empty(handle):
+            yield NO_COLUMNS
             return
         try:
-            parquet = pq.ParquetFile(handle)
+            parquet = pq.ParquetFile(handle, coerce_int96_timestamp_unit="us")
+            yield pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
             yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
         except (pa.ArrowInvalid, OSError) as exc:
             raise BadInputError(f"not a readable Parquet file ({exc})", file=key) from exc

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import SchemaMappingError
+from etl.extract.json_drift import Drift, note
 
 _UNITS = ["s", "ms", "us", "ns"]
 _INT64 = (-(2**63), 2**63 - 1)
@@ -275,10 +276,13 @@ def screen(
     types: dict[str, pa.DataType],
     on_bad: OnBadLine,
     noun: str = "lines",
+    drift: Drift | None = None,
 ) -> bytes:
     """Return `chunk` without its bad lines, reporting each to `on_bad`; `types` (field ->
     type of the earlier lines) is updated with the good lines (Python types: text as text).
-    `noun` names the lines in reasons (`elements` for a JSON array)."""
+    `noun` names the lines in reasons (`elements` for a JSON array). With `drift`, a value of
+    another kind than the earlier lines gave its field does not make its line bad: the field
+    is noted in `drift` (etl/extract/json_drift.py) instead."""
     good = []
     for number, raw in enumerate(chunk.split(b"\n"), start=first_line):
         if not raw.strip():
@@ -294,15 +298,20 @@ def screen(
             continue
         found = None
         for name, value in record.items():
-            if name in types:
+            if name in types and (drift is None or name not in drift):
                 found = first_conflict(types[name], value, name)
-                if found:
+                if found and drift is not None:
+                    note(drift, *found)
+                    found = None
+                elif found:
                     break
         if found:
             path, got, expected = found
             on_bad(number, path, f"a {got} where earlier {noun} have a {expected}", text)
             continue
         for name, value in record.items():
+            if drift is not None and name in drift:
+                continue
             merged = merge(types[name], value_type(value), name) if name in types else None
             types[name] = merged if merged is not None else value_type(value)
         good.append(raw)

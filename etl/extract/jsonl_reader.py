@@ -39,8 +39,10 @@ from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
 from etl.extract.json_array import array_chunks, spool_chunks
+from etl.extract.json_drift import JSON, STRING, Drift, rewrite
 from etl.extract.json_types import exact_schema, merge_schema, screen
-from etl.extract.text import BLOCK_SIZE, Opener, Recoder, is_utf8
+from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, Recoder, is_utf8
+from etl.schema import JSON_FIELD_METADATA
 
 
 def read_json_file(
@@ -48,6 +50,7 @@ def read_json_file(
     key: str,
     options: FileFormatOptions,
     rejects: Rejects | None = None,
+    warnings: list[str] | None = None,
     array: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows of one JSONL file (`array`: one JSON array file) in `options.encoding`;
@@ -67,7 +70,7 @@ def read_json_file(
     zoned: set[str] | None = None
     try:
         read = read_json_array if array else read_jsonl
-        for batch in read(utf8, key, BLOCK_SIZE, rejects):
+        for batch in read(utf8, key, BLOCK_SIZE, rejects, warnings):
             naive = [
                 f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz
             ]
@@ -166,7 +169,11 @@ def _read(chunk: bytes, schema: pa.Schema | None) -> pa.Table:
 
 
 def read_jsonl(
-    opener: Callable[[], IO[bytes]], key: str, block_size: int, rejects: Rejects | None = None
+    opener: Callable[[], IO[bytes]],
+    key: str,
+    block_size: int,
+    rejects: Rejects | None = None,
+    warnings: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows of one JSON lines file (UTF-8), every batch with the schema of the whole
     file (fields in order of first appearance).
@@ -191,11 +198,15 @@ def read_jsonl(
         with opener() as handle:
             yield chunks(handle, block_size)
 
-    return _read_records(lines, key, rejects, "lines")
+    return _read_records(lines, key, rejects, "lines", warnings)
 
 
 def read_json_array(
-    opener: Callable[[], IO[bytes]], key: str, block_size: int, rejects: Rejects | None = None
+    opener: Callable[[], IO[bytes]],
+    key: str,
+    block_size: int,
+    rejects: Rejects | None = None,
+    warnings: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows of one file holding a JSON array of objects (UTF-8), every batch with the
     schema of the whole file, as `read_jsonl` does with elements for lines. The file is parsed
@@ -227,7 +238,7 @@ def read_json_array(
                 return
             yield spool_chunks(array_chunks(opener, key, block_size), spool, spooled)
 
-        yield from _read_records(elements, key, rejects, "elements")
+        yield from _read_records(elements, key, rejects, "elements", warnings)
 
 
 def _read_records(
@@ -235,11 +246,15 @@ def _read_records(
     key: str,
     rejects: Rejects | None,
     noun: str,
+    warnings: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Type the records of `open_chunks()` (runs of JSON lines numbered from their first) from
     all of them, then yield them with that schema; `noun` is `lines` (numbers are lines) or
-    `elements` (numbers are a JSON array's elements, named in the reason)."""
+    `elements` (numbers are a JSON array's elements, named in the reason). A field whose values
+    change kind is widened (etl/extract/json_drift.py) and named in `warnings` with the count
+    of values stored as their JSON text."""
     types: dict[str, pa.DataType] = {}
+    drift: Drift = {}
     bad_lines: list[int] = []  # ascending: lines are screened in file order
 
     def located(reason: str, number: int, field: str | None = None) -> BadInputError:
@@ -256,31 +271,49 @@ def _read_records(
         else:
             rejects.add(key, None, field, f"element {line}: {reason}", text)
 
+    def typed(schema: pa.Schema) -> pa.Schema:
+        return pa.schema([(f.name, pa.string() if f.name in drift else f.type) for f in schema])
+
     with open_chunks() as numbered_chunks:
         for first, chunk in numbered_chunks:
+            if drift:
+                chunk = rewrite(chunk, drift)
             try:
                 table = _read(chunk, None)
-                schema = exact_schema(chunk, table)
+                schema = typed(exact_schema(chunk, table))
                 conflict = merge_schema(dict(types), schema)
             except pa.ArrowInvalid:
                 conflict = ""
             if conflict is None:
                 merge_schema(types, schema)
                 continue
-            # a bad line in this chunk: find it (and, under quarantine, read the chunk without)
-            chunk = screen(chunk, first, dict(types), on_bad, noun)
+            # a bad line or a drifting field in this chunk: find it (and, under quarantine,
+            # read the chunk without the bad lines)
+            known = len(drift)
+            chunk = screen(chunk, first, dict(types), on_bad, noun, drift)
             if not chunk:
                 continue
+            if len(drift) != known:
+                chunk = rewrite(chunk, drift)
+                types.update({name: pa.string() for name in drift if name in types})
             try:
                 table = _read(chunk, None)
             except pa.ArrowInvalid as exc:
                 raise located(f"invalid JSON {noun} ({exc})", first) from exc
-            schema = exact_schema(chunk, table)
+            schema = typed(exact_schema(chunk, table))
             if merge_schema(types, schema) is not None:
                 raise located(f"{noun} from here on cannot be read as one table ({schema})", first)
     if not types:
+        yield NO_COLUMNS
         return
-    schema = pa.schema(list(types.items()))
+    schema = pa.schema(
+        [
+            pa.field(name, kind, metadata=JSON_FIELD_METADATA if drift.get(name) == JSON else None)
+            for name, kind in types.items()
+        ]
+    )
+    counts: dict[str, int] = {}
+    empty = True
     with open_chunks() as numbered_chunks:
         for first, chunk in numbered_chunks:
             last = first + chunk.count(b"\n")
@@ -292,8 +325,32 @@ def _read_records(
                 )
                 if not chunk.strip():
                     continue
+            if drift:
+                chunk = rewrite(chunk, drift, counts)
             try:
                 table = _read(chunk, schema)
             except pa.ArrowInvalid as exc:
                 raise located(f"invalid JSON {noun} ({exc})", first) from exc
-            yield from table.to_batches()
+            for batch in table.to_batches():
+                empty = False
+                yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    if empty:
+        yield pa.RecordBatch.from_pylist([], schema=schema)
+    if warnings is not None:
+        for name, mode in drift.items():
+            warnings.append(
+                DRIFT_WARNING[mode].format(file=key, field=name, count=counts.get(name, 0))
+            )
+
+
+DRIFT_WARNING = {
+    STRING: (
+        "file {file}, field {field}: values of different kinds; loaded as STRING, "
+        "{count} non-string values stored as their JSON text"
+    ),
+    JSON: (
+        "file {file}, field {field}: objects or arrays mixed with values of another shape; "
+        "loaded as JSON, {count} values stored as their JSON text"
+    ),
+}
+"""The warning naming a field whose values change kind (etl/extract/json_drift.py)."""

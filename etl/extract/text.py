@@ -8,6 +8,8 @@ import io
 from collections.abc import Callable
 from typing import IO, Any
 
+import pyarrow as pa
+
 Opener = Callable[[], IO[bytes]]
 """Opens a file for binary reading, decompressed; called once per pass over the file."""
 
@@ -15,6 +17,10 @@ BLOCK_SIZE = 4 << 20
 """Bytes of text parsed per block by the CSV/JSONL readers (both type every column from the
 whole file in a first pass). Arrow's streaming readers read up to ~34 blocks ahead of the
 consumer, so this also bounds a reader's memory: ~150 MB whatever the file size."""
+
+NO_COLUMNS = pa.RecordBatch.from_arrays([], names=[])
+"""The batch of a file that declares no column (zero bytes, `[]`): a snapshot of it still
+replaces the table's rows."""
 
 
 def unique_names(raw: list[str]) -> list[str]:
