@@ -664,3 +664,110 @@ def test_dates_beyond_year_9999_fail_naming_file_row_and_column_in_bigquery(
     )
     tables = [t.table_id for t in bigquery_client.list_tables(bq_dataset)]
     assert [name for name in tables if name.startswith("types")] == []
+
+
+INT96_VALUES = [
+    dt.datetime(1, 1, 1),
+    dt.datetime(1000, 1, 1, 12, 0, 0, 123456),
+    dt.datetime(1677, 9, 21, 0, 12, 43, 145224),
+    dt.datetime(2262, 4, 12),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+]
+"""Spark / Hive / Impala INT96 timestamps over years 1-9999; read as nanoseconds, those before
+1677-09-21 or after 2262-04-11 would wrap around (ARROW-12096)."""
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "bigquery"])
+def test_int96_timestamps_over_years_1_to_9999_load_exactly(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any, destination: str
+) -> None:
+    """A file written as Spark writes timestamps (INT96) loads years 1-9999 exactly, as DuckDB
+    TIMESTAMP / BigQuery DATETIME (INT96 carries no zone)."""
+    root = tmp_path / "files"
+    root.mkdir()
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3, 4, 5], pa.int32()),
+            "ts": pa.array(INT96_VALUES, pa.timestamp("us")),
+        }
+    )
+    pq.write_table(table, root / "spark.parquet", use_deprecated_int96_timestamps=True)
+    assert _physical_types(root / "spark.parquet")["ts"] == "INT96"
+    fields = {} if destination == "duckdb" else {"destination": bigquery_destination(bq_dataset)}
+
+    result = run(_job(root, tmp_path, **fields))
+
+    assert (result.rows_loaded, result.warnings) == (5, [])
+    if destination == "duckdb":
+        rows = duck_query(tmp_path / "w.duckdb", f"SELECT ts FROM {DATASET}.types ORDER BY id")
+        assert _user_schema(result)["ts"] == "TIMESTAMP"
+    else:
+        rows = bq_rows(bigquery_client, f"SELECT ts FROM `{bq_dataset}.types` ORDER BY id")
+        assert _user_schema(result)["ts"] == "DATETIME"
+    assert rows == [(value,) for value in INT96_VALUES]
+
+
+NESTED = pa.list_(pa.struct([("k", pa.string()), ("vals", pa.list_(pa.int64()))]))
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "bigquery"])
+def test_nested_list_of_struct_of_list_loads_exactly(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any, destination: str
+) -> None:
+    """`list<struct<k string, vals list<int64>>>` keeps its shape and order: DuckDB
+    STRUCT(k VARCHAR, vals BIGINT[])[], BigQuery ARRAY<STRUCT<k STRING, vals ARRAY<INT64>>>
+    (no NULL element, which BigQuery arrays cannot hold)."""
+    root = tmp_path / "files"
+    values = [[{"k": "a", "vals": [1, 2]}, {"k": "b", "vals": []}], [], [{"k": "c", "vals": [3]}]]
+    _write(root / "nested.parquet", {"n": pa.array(values, NESTED)})
+    fields = {} if destination == "duckdb" else {"destination": bigquery_destination(bq_dataset)}
+
+    run(_job(root, tmp_path, **fields))
+
+    if destination == "duckdb":
+        rows = duck_query(tmp_path / "w.duckdb", f"SELECT n FROM {DATASET}.types ORDER BY id")
+        assert duck_query(
+            tmp_path / "w.duckdb",
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'types' "
+            "AND column_name = 'n'",
+        ) == [("STRUCT(k VARCHAR, vals BIGINT[])[]",)]
+    else:
+        rows = bq_rows(bigquery_client, f"SELECT n FROM `{bq_dataset}.types` ORDER BY id")
+        field = bigquery_client.get_table(f"{bq_dataset}.types").schema[1]
+        assert (field.name, field.field_type, field.mode) == ("n", "RECORD", "REPEATED")
+        assert [(f.name, f.field_type, f.mode) for f in field.fields] == [
+            ("k", "STRING", "NULLABLE"),
+            ("vals", "INT64", "REPEATED"),
+        ]
+    assert rows == [(value,) for value in values]
+
+
+def test_files_differing_in_dictionary_encoding_load_into_one_table(tmp_path: Path) -> None:
+    """`v` is dictionary-encoded in a.parquet (as pandas categoricals and Spark write it) and
+    plain in b.parquet: one run loads both into one VARCHAR column."""
+    root = tmp_path / "files"
+    root.mkdir()
+    pq.write_table(
+        pa.table(
+            {"id": pa.array([1, 2], pa.int32()), "v": pa.array(["x", "y"]).dictionary_encode()}
+        ),
+        root / "a.parquet",
+    )
+    pq.write_table(
+        pa.table({"id": pa.array([3, 4], pa.int32()), "v": pa.array(["y", None])}),
+        root / "b.parquet",
+        use_dictionary=False,
+    )
+    assert pq.ParquetFile(root / "a.parquet").schema_arrow.field("v").type == pa.dictionary(
+        pa.int32(), pa.string()
+    )
+
+    result = run(_job(root, tmp_path))
+
+    assert _user_schema(result)["v"] == "VARCHAR"
+    assert duck_query(tmp_path / "w.duckdb", f"SELECT id, v FROM {DATASET}.types ORDER BY id") == [
+        (1, "x"),
+        (2, "y"),
+        (3, "y"),
+        (4, None),
+    ]

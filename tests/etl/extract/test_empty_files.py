@@ -150,7 +150,7 @@ def test_empty_file_among_others_adds_its_warning_only(tmp_path: Path) -> None:
     ("name", "fields"),
     [
         ("header-only.csv", [("id", "STRING"), ("name", "STRING")]),
-        ("zero-rows.parquet", [("id", "INTEGER"), ("price", "NUMERIC"), ("at", "TIMESTAMP")]),
+        ("zero-rows.parquet", [("id", "INT64"), ("price", "NUMERIC"), ("at", "TIMESTAMP")]),
     ],
 )
 def test_catalog_run_of_an_empty_file_creates_the_bigquery_table(
