@@ -82,9 +82,12 @@ class FileFormatOptions(_Model):
     """CSV strings read as NULL."""
     skip_rows: int = Field(default=0, ge=0)
     """CSV lines skipped before the header."""
-    allow_quoted_newlines: bool = False
-    """CSV: quoted fields may contain newlines (as BigQuery's option). Off by default, so an
-    unclosed quote fails the run at its line instead of swallowing the lines after it."""
+    allow_quoted_newlines: bool = True
+    """CSV: quoted fields may contain line breaks (LF, CRLF or CR), as spreadsheet and database
+    exports write them (RFC 4180 section 2.6; BigQuery's option of the same name). A quote that
+    is never closed still fails the run naming the file and the line it opens on (a file
+    holding a line break inside quotes is checked once more, with Python's csv module).
+    `false`: a value spanning lines fails the run at its line."""
     decimal_point: str = "."
     """CSV decimal separator of numbers (`,` for `1,5` with a `;` delimiter)."""
     column_types: dict[str, str] = Field(default_factory=dict)
@@ -96,7 +99,7 @@ class FileFormatOptions(_Model):
     @field_validator("column_types")
     @classmethod
     def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
-        from etl.extract.csv_reader import named_type
+        from etl.file_types import named_type
 
         for name, kind in value.items():
             try:

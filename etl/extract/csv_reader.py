@@ -1,23 +1,23 @@
 """CSV into Arrow with every column typed from the whole file, never from its first block.
 
-Pass 1 streams the file with every column as text and keeps, per column, the types every
-non-null value converts to (vectorised Arrow casts; memory bounded by the block size). Pass 2
-streams it again with those types fixed. A type that would lose information is never chosen:
-integers with leading zeros (`01234`) stay text, integers beyond int64 become DECIMAL(38, 0),
-mixed zone-aware and naive timestamps stay text. `file_format_options.column_types` overrides
-the inference per column.
+Pass 1 (etl/extract/csv_infer.py) streams the file with every column as text and keeps, per
+column, the types every non-null value converts to. Pass 2 streams it again with those types
+fixed. `file_format_options.column_types` overrides the inference per column. When Arrow's
+reader fails, etl/extract/csv_diagnose.py re-reads the file to name the line and column.
 
-Quoted fields may hold newlines only with `allow_quoted_newlines` (as BigQuery's option of the
-same name): otherwise an unclosed quote would silently swallow the lines after it.
+Quoted fields may hold line breaks (`allow_quoted_newlines`, on by default): a file where one
+does is read once more by Python's csv module to check that every quote closes, because Arrow's
+reader takes everything after an unclosed quote, to the end of the file, as one value.
+
+A record larger than a block (a 64 MiB cell) makes the reader start again with blocks twice as
+large, up to MAX_BLOCK_SIZE, read serially: memory then follows the largest record (about 3x
+it: the block, the parsed value, the converted column), not the file.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-import struct
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,108 +26,52 @@ import pyarrow.csv as pa_csv
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
-
-Opener = Callable[[], IO[bytes]]
-
-TRUE_VALUES = ["true", "True", "TRUE"]
-FALSE_VALUES = ["false", "False", "FALSE"]
-
-_LEADING_ZERO = r"^[+-]?0\d"
-_INTEGER = r"^[+-]?\d+$"
-
-CANDIDATES: list[tuple[str, pa.DataType]] = [
-    ("boolean", pa.bool_()),
-    ("integer", pa.int64()),
-    ("big_integer", pa.decimal128(38, 0)),
-    ("float", pa.float64()),
-    ("date", pa.date32()),
-    ("timestamp", pa.timestamp("us")),
-    ("timestamptz", pa.timestamp("us", tz="UTC")),
-]
-"""Inferred types, narrowest first; a column is text when none holds every value."""
-
-IMPLIED: dict[str, tuple[str, ...]] = {
-    "integer": ("big_integer", "float"),
-    "big_integer": ("float",),
-    "date": ("timestamp",),
-}
-"""Candidates that hold whenever the key holds, so they need no test of their own: Arrow's
-int64 parse accepts only `-?digits` (which DECIMAL(38, 0) and float64 parse too), and its date
-parse is the date part of its ISO 8601 timestamp parse."""
-
-NAMED_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "float": pa.float64(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-}
-"""Type names accepted in `file_format_options.column_types` (plus `decimal(P,S)`)."""
+from etl.extract.csv_diagnose import (
+    check_quotes_close,
+    header_name,
+    locate_csv_error,
+    locate_encoding_error,
+    locate_rejects,
+)
+from etl.extract.csv_infer import FALSE_VALUES, TRUE_VALUES, infer
+from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, arrow_encoding, unique_names
+from etl.file_types import named_type
 
 
-def named_type(name: str) -> pa.DataType:
-    """Return the Arrow type for a `column_types` name.
+def read_csv_file(
+    opener: Opener,
+    key: str,
+    options: FileFormatOptions,
+    rejects: Rejects | None = None,
+    warnings: list[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Yield the typed batches of one CSV file; Arrow's errors become `BadInputError`s naming
+    the file, line and column (found by a diagnostic re-read).
 
     Raises:
-        ValueError: unknown name.
+        BadInputError: malformed CSV, text not in `options.encoding`, a value that does not
+            convert to its `column_types` type, unknown `column_types` names.
     """
-    match = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", name.strip().lower())
-    if match:
-        precision, scale = int(match.group(1)), int(match.group(2))
-        return (
-            pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
-        )
     try:
-        return NAMED_TYPES[name.strip().lower()]
-    except KeyError:
-        known = ", ".join([*NAMED_TYPES, "decimal(P,S)"])
-        raise ValueError(f"unknown column type {name!r}; use one of {known}") from None
-
-
-def _holds(kind: str, values: pa.Array, decimal_point: str) -> bool:
-    """Return True when every (non-null, text) value converts to `kind` without loss.
-
-    Arrow's casts from text are strict (no spaces, no zone on a naive timestamp, no time on a
-    date), so the cast itself is the test.
-    """
-    if kind == "boolean":
-        return bool(pc.all(pc.is_in(values, _string_array(TRUE_VALUES + FALSE_VALUES))).as_py())
-    if kind in ("integer", "big_integer", "float") and _leading_zero(values):
-        return False  # identifiers such as zip codes: keep the zeros
-    if kind == "big_integer" and not pc.all(pc.match_substring_regex(values, _INTEGER)).as_py():
-        return False  # `1.00` casts to DECIMAL(38, 0) exactly, yet it is written as a float
-    if kind == "float" and decimal_point != ".":
-        values = pc.replace_substring(values, decimal_point, ".")
-    target = dict(CANDIDATES)[kind]
-    # a failing cast costs far more than a passing one (Arrow builds its error slowly): try a
-    # sample first, so a candidate that does not fit is dropped cheaply
-    for sample in (values.slice(0, 64), values):
-        try:
-            pc.cast(sample, target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return False
-    return True
-
-
-def _string_array(values: list[str]) -> pa.StringArray:
-    """Return `values` as an Arrow string array built from buffers: converting a Python list
-    makes pyarrow import pandas (~0.3 s, ~45 MB) on the first call."""
-    data = [value.encode() for value in values]
-    ends = list(itertools.accumulate((len(item) for item in data), initial=0))
-    offsets = pa.py_buffer(struct.pack(f"<{len(ends)}i", *ends))
-    return pa.StringArray.from_buffers(len(data), offsets, pa.py_buffer(b"".join(data)))
-
-
-def _leading_zero(values: pa.Array) -> bool:
-    starts = pc.or_(
-        pc.starts_with(values, "0"),
-        pc.or_(pc.starts_with(values, "-0"), pc.starts_with(values, "+0")),
-    )
-    if not pc.any(starts).as_py():
-        return False
-    return bool(pc.any(pc.match_substring_regex(values.filter(starts), _LEADING_ZERO)).as_py())
+        for batch in read_csv(opener, key, options, rejects):
+            binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
+            if binary:  # Arrow reads text that is not valid UTF-8 as binary
+                raise locate_encoding_error(opener, key, options, binary[0])
+            yield batch
+    except pa.ArrowInvalid as exc:
+        invalid_text = re.search(
+            r"column #(\d+): CSV conversion error to string: invalid UTF8", str(exc)
+        )
+        if invalid_text:
+            column = header_name(opener, options, int(invalid_text.group(1)))
+            raise locate_encoding_error(opener, key, options, column) from exc
+        raise locate_csv_error(opener, key, options, str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "
+            "set file_format_options.encoding",
+            file=key,
+        ) from exc
 
 
 def read_csv(
@@ -153,27 +97,37 @@ def read_csv(
     if rejects is not None:
         # ragged rows are skipped here and located by the diagnostic pass
         parse_options.invalid_row_handler = lambda row: "skip"
-    names = _column_names(opener, options, parse_options)
-    if names is None:
-        return
     overrides = {name: named_type(kind) for name, kind in options.column_types.items()}
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise BadInputError(
-            f"file_format_options.column_types names {unknown}, not columns of the file "
-            f"(columns: {', '.join(names)})",
-            file=key,
-        )
-    types = _infer(opener, options, parse_options, names, overrides)
+    reading = _Reading(opener, options, parse_options)
+    while True:
+        try:
+            names = _column_names(reading)
+            if names is None:
+                yield NO_COLUMNS
+                return
+            unknown = sorted(set(overrides) - set(names))
+            if unknown:
+                raise BadInputError(
+                    f"file_format_options.column_types names {unknown}, not columns of the "
+                    f"file (columns: {', '.join(names)})",
+                    file=key,
+                )
+            types = _infer(reading, key, names, overrides)
+            break
+        except pa.ArrowInvalid as exc:
+            if "straddling object" not in str(exc):
+                raise
+            reading.grow(key)
     if rejects is None:
-        yield from _read(opener, options, parse_options, names, types)
+        yield from _with_schema(_read(reading, names, types), names, types)
         return
     skipped: list[str] = []
     parse_options.invalid_row_handler = lambda row: skipped.append(row.text) or "skip"
     bad_values: list[tuple[int, str, str]] = []  # (good-row index, column, reason)
     text_types = {name: pa.string() if name in overrides else kind for name, kind in types.items()}
     first = 0
-    for batch in _read(opener, options, parse_options, names, text_types):
+    read = _read(reading, names, text_types)
+    for batch in _with_schema(read, names, {**text_types, **overrides}):
         keep = None
         for name, target in overrides.items():
             column = batch.column(name)
@@ -208,66 +162,60 @@ def read_csv(
             names=batch.schema.names,
         )
     if skipped or bad_values:
-        _locate_rejects(opener, key, options, len(names), bad_values, rejects)
+        locate_rejects(opener, key, options, len(names), bad_values, rejects)
 
 
-def _locate_rejects(
-    opener: Opener,
-    key: str,
-    options: FileFormatOptions,
-    width: int,
-    bad_values: list[tuple[int, str, str]],
-    rejects: Rejects,
-) -> None:
-    """Re-read the file to add its ragged rows and `bad_values` (by index among the well-formed
-    rows) to `rejects` with their line numbers."""
-    import io
-
-    from etl.extract.formats import _csv_rows
-
-    by_index = {index: (column, reason) for index, column, reason in bad_values}
-    with opener() as raw:
-        text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
-        rows = _csv_rows(text, options)
-        if options.has_header:
-            next(rows, None)
-        index = 0
-        for line, row in rows:
-            if not isinstance(row, list) or not row:
-                continue
-            record = options.delimiter.join(row)
-            if len(row) != width:
-                rejects.add(key, line, None, f"expected {width} fields, got {len(row)}", record)
-                continue
-            if index in by_index:
-                column, reason = by_index[index]
-                rejects.add(key, line, column, reason, record)
-            index += 1
+MAX_BLOCK_SIZE = 1 << 30
+"""Largest block the reader grows to: a record (with all its values) must fit in one block,
+and Arrow's text arrays hold at most 2 GiB per batch."""
 
 
-def _read_options(options: FileFormatOptions, names: list[str] | None) -> pa_csv.ReadOptions:
-    from etl.extract.formats import BLOCK_SIZE, arrow_encoding
+class _Reading:
+    """How one CSV file is read by Arrow: the dialect and the block size, which grows (doubling
+    from BLOCK_SIZE) when a record does not fit in a block."""
 
-    skip = options.skip_rows + (1 if names is not None and options.has_header else 0)
-    return pa_csv.ReadOptions(
-        block_size=BLOCK_SIZE,
-        encoding=arrow_encoding(options.encoding),
-        skip_rows=skip,
-        column_names=names,
-        autogenerate_column_names=names is None and not options.has_header,
-    )
+    def __init__(
+        self, opener: Opener, options: FileFormatOptions, parse_options: pa_csv.ParseOptions
+    ) -> None:
+        self.opener, self.options, self.parse_options = opener, options, parse_options
+        self.block_size = BLOCK_SIZE
+
+    def grow(self, key: str) -> None:
+        """Double the block size, after Arrow found a record larger than a block.
+
+        Raises:
+            BadInputError: a record is larger than MAX_BLOCK_SIZE.
+        """
+        if self.block_size >= MAX_BLOCK_SIZE:
+            raise BadInputError(
+                f"a record is larger than {MAX_BLOCK_SIZE >> 20} MiB, the most one row may hold",
+                file=key,
+            )
+        self.block_size *= 2
+
+    def read_options(self, names: list[str] | None) -> pa_csv.ReadOptions:
+        options = self.options
+        skip = options.skip_rows + (1 if names is not None and options.has_header else 0)
+        return pa_csv.ReadOptions(
+            block_size=self.block_size,
+            # Arrow's threaded reader reads ~34 blocks ahead: with grown blocks, memory would
+            # follow that multiple of the largest record; the serial reader holds one block
+            use_threads=self.block_size == BLOCK_SIZE,
+            encoding=arrow_encoding(options.encoding),
+            skip_rows=skip,
+            column_names=names,
+            autogenerate_column_names=names is None and not options.has_header,
+        )
 
 
-def _column_names(
-    opener: Opener, options: FileFormatOptions, parse_options: pa_csv.ParseOptions
-) -> list[str] | None:
+def _column_names(reading: _Reading) -> list[str] | None:
     """Return unique, non-empty column names (`column_N` without a header); None: no content."""
-    with opener() as handle:
+    with reading.opener() as handle:
         try:
             reader = pa_csv.open_csv(
                 handle,
-                read_options=_read_options(options, None),
-                parse_options=parse_options,
+                read_options=reading.read_options(None),
+                parse_options=reading.parse_options,
                 convert_options=pa_csv.ConvertOptions(column_types={}, strings_can_be_null=True),
             )
         except pa.ArrowInvalid as exc:
@@ -275,10 +223,8 @@ def _column_names(
                 return None
             raise
         raw = reader.schema.names
-    if not options.has_header:
+    if not reading.options.has_header:
         return [f"column_{i}" for i in range(1, len(raw) + 1)]
-    from etl.extract.formats import unique_names
-
     return unique_names(raw)
 
 
@@ -297,56 +243,57 @@ def _convert_options(
 
 
 def _infer(
-    opener: Opener,
-    options: FileFormatOptions,
-    parse_options: pa_csv.ParseOptions,
-    names: list[str],
-    overrides: dict[str, pa.DataType],
+    reading: _Reading, key: str, names: list[str], overrides: dict[str, pa.DataType]
 ) -> dict[str, pa.DataType]:
-    viable = {name: [kind for kind, _ in CANDIDATES] for name in names if name not in overrides}
-    seen: set[str] = set()
+    """Type every column from the whole file; with quoted line breaks allowed, a file holding
+    one is checked once more for a quote that is never closed (Arrow's reader takes everything
+    after such a quote, to the end of the file, as one value)."""
+    spanning: list[str] = []
     text = {name: pa.string() for name in names}
-    with opener() as handle:
-        reader = pa_csv.open_csv(
-            handle,
-            read_options=_read_options(options, names),
-            parse_options=parse_options,
-            convert_options=_convert_options(options, text),
-        )
-        for batch in reader:
-            if not options.allow_quoted_newlines:
-                for name in names:
-                    column = batch.column(name)
-                    if column.null_count < len(column) and _has_line_break(column):
-                        # Arrow's reader joins lines inside quotes whatever the option says
-                        raise pa.ArrowInvalid(f"CSV parse error: a value of `{name}` spans lines")
-            for name, kinds in viable.items():
-                if not kinds:
-                    continue
-                values = batch.column(name).drop_null()
-                if len(values):
-                    seen.add(name)
-                    implied: set[str] = set()
-                    kept = []
-                    for kind in kinds:
-                        if kind in implied or _holds(kind, values, options.decimal_point):
-                            kept.append(kind)
-                            implied.update(IMPLIED.get(kind, ()))
-                    kinds[:] = kept
-    types = dict(overrides)
-    for name, kinds in viable.items():
-        # a column with no value at all is text: nothing says it is anything else
-        types[name] = dict(CANDIDATES)[kinds[0]] if kinds and name in seen else pa.string()
-    return {name: types[name] for name in names}
+    batches = _line_breaks(_read(reading, names, text), names, spanning)
+    if not reading.options.allow_quoted_newlines:
+        batches = _single_lines(batches, spanning)
+    types = infer(batches, names, overrides, reading.options.decimal_point)
+    if spanning:
+        check_quotes_close(reading.opener, key, reading.options)
+    return types
+
+
+def _line_breaks(
+    batches: Iterable[pa.RecordBatch], names: list[str], spanning: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through, adding to `spanning` the first column found with a value that
+    spans lines."""
+    for batch in batches:
+        if not spanning:
+            for name in names:
+                column = batch.column(name)
+                if column.null_count < len(column) and _has_line_break(column):
+                    spanning.append(name)
+                    break
+        yield batch
+
+
+def _single_lines(
+    batches: Iterable[pa.RecordBatch], spanning: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through, failing on a value that spans lines (`allow_quoted_newlines`
+    off): Arrow's reader joins lines inside quotes whatever `newlines_in_values` says."""
+    for batch in batches:
+        if spanning:
+            raise pa.ArrowInvalid(f"CSV parse error: a value of `{spanning[0]}` spans lines")
+        yield batch
 
 
 def _has_line_break(column: pa.Array) -> bool:
     """Return True when a value of the text `column` holds `\n` or `\r`; one scan of the
-    column's character data decides the common case of no line break at all."""
+    column's character data decides the common case of no line break at all (columns of up to
+    16 MiB of text: the scan copies it)."""
     data = column.buffers()[2]
-    text = data.to_pybytes() if data is not None and column.offset == 0 else None
-    if text is not None and b"\n" not in text and b"\r" not in text:
-        return False
+    if data is not None and column.offset == 0 and data.size <= 16 << 20:
+        text = data.to_pybytes()
+        if b"\n" not in text and b"\r" not in text:
+            return False
     return bool(
         pc.any(pc.match_substring(column, "\n")).as_py()
         or pc.any(pc.match_substring(column, "\r")).as_py()
@@ -354,17 +301,27 @@ def _has_line_break(column: pa.Array) -> bool:
 
 
 def _read(
-    opener: Opener,
-    options: FileFormatOptions,
-    parse_options: pa_csv.ParseOptions,
-    names: list[str],
-    types: dict[str, pa.DataType],
+    reading: _Reading, names: list[str], types: dict[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
-    with opener() as handle:
+    with reading.opener() as handle:
         reader = pa_csv.open_csv(
             handle,
-            read_options=_read_options(options, names),
-            parse_options=parse_options,
-            convert_options=_convert_options(options, types),
+            read_options=reading.read_options(names),
+            parse_options=reading.parse_options,
+            convert_options=_convert_options(reading.options, types),
         )
         yield from reader
+
+
+def _with_schema(
+    batches: Iterable[pa.RecordBatch], names: list[str], types: dict[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through; yield one batch of no rows with the file's columns when there is
+    none (a header-only file), so an empty snapshot still has its columns."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        schema = pa.schema([(name, types[name]) for name in names])
+        yield pa.RecordBatch.from_pylist([], schema=schema)

@@ -8,6 +8,7 @@ new snapshot and the ledger is rebuilt from it.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 
 from etl.exceptions import BadInputError
 from etl.extract.base import Extraction, Extractor
+from etl.extract.compression import decompressing
 from etl.extract.formats import read_batches
 from etl.extract.storage import StoredObject, list_objects, storage_errors
 from etl.registry import register_extractor
@@ -79,29 +81,58 @@ class FileExtraction(Extraction):
         return list(self._replaced)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
+        """Yield the rows of the planned objects in key order.
+
+        A file without rows (zero bytes, a header-only CSV, a zero-row Parquet / JSON / JSONL
+        file) is recorded with 0 rows and a warning naming it. A catalog run whose files hold
+        no row at all yields one batch of no rows with the columns the first such file
+        declares, so the snapshot creates (or empties) the table with them; a transactional
+        run creates no table from it (a CSV header carries no types: its columns would be text,
+        and the typed values of a later file could not load into them).
+        """
         job = self.job
         assert job.file_format is not None
+        declared: pa.RecordBatch | None = None
+        total = 0
         for obj in self.objects:
             self.current_file = obj.key
             rows = 0
+            truncated: dict[str, int] = {}
             with storage_errors(job, obj.url):
+                opener = functools.partial(self.fs.open, obj.url, "rb")  # type: ignore[attr-defined]
+                if job.file_format != "parquet":
+                    opener = decompressing(opener, obj.key)
                 for batch in read_batches(
                     job.file_format,
-                    lambda obj=obj: self.fs.open(obj.url, "rb"),  # type: ignore[attr-defined]
+                    opener,
                     obj.key,
                     job.file_format_options,
                     job.chunk_size,
                     self.rejects if job.on_bad_rows == "quarantine" else None,
+                    self.stats.warnings,
                 ):
-                    check_microseconds(batch, obj.key, rows)
-                    rows += batch.num_rows
-                    yield batch.append_column(
+                    batch = check_microseconds(
+                        batch, obj.key, rows, job.on_unrepresentable, truncated
+                    )
+                    batch = batch.append_column(
                         SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)
                     )
+                    if batch.num_rows == 0:
+                        declared = batch if declared is None else declared
+                        continue
+                    rows += batch.num_rows
+                    yield batch
             self.rows_by_key[obj.key] = rows
+            total += rows
             self.stats.files.append(obj.key)
             if rows == 0:
                 self.stats.warnings.append(f"file {obj.key} has no rows ({obj.size} bytes)")
+            for column, count in truncated.items():
+                self.stats.warnings.append(
+                    TRUNCATED_WARNING.format(file=obj.key, column=column, count=count)
+                )
+        if job.load_type == "catalog" and total == 0 and declared is not None:
+            yield declared
 
     def next_state(self, state: SyncState, run_id: str) -> SyncState:
         ledger = {} if self.job.load_type == "catalog" else dict(state.files)
@@ -118,39 +149,78 @@ class FileExtraction(Extraction):
 
 SUB_MICROSECOND = (
     "row {row} holds {value}, whose nanoseconds a TIMESTAMP / DATETIME / TIME (microseconds in "
-    "BigQuery and DuckDB) cannot hold; it is not truncated"
+    "BigQuery and DuckDB) cannot hold; it is not truncated (on_unrepresentable: fail)"
 )
+TRUNCATED_WARNING = (
+    "file {file}, column {column}: {count} values with sub-microsecond digits truncated to "
+    "microseconds (on_unrepresentable: nearest)"
+)
+"""The warning of a file's nanosecond column with values that are not whole microseconds."""
 
 
-def check_microseconds(batch: pa.RecordBatch, key: str, before: int) -> None:
-    """Fail on the first nanosecond timestamp or time with sub-microsecond digits (Parquet
-    `TIMESTAMP(NANOS)` / `TIME(NANOS)`).
+def check_microseconds(
+    batch: pa.RecordBatch,
+    key: str,
+    before: int,
+    policy: str = "fail",
+    truncated: dict[str, int] | None = None,
+) -> pa.RecordBatch:
+    """Return `batch` with its nanosecond timestamps and times (Parquet `TIMESTAMP(NANOS)` /
+    `TIME(NANOS)`, pandas' default) in microseconds, the unit of BigQuery's and DuckDB's
+    TIMESTAMP / DATETIME / TIME.
 
-    Truncating them would change values quietly (shared/DESIGN.md §5); pyarrow's own Parquet
-    writer refuses the same cast unless `allow_truncated_timestamps=True`.
+    Whole-microsecond values convert exactly. A value with sub-microsecond digits follows
+    `policy` (`JobConfig.on_unrepresentable`): `nearest` truncates it toward the past
+    (`...59.999999999` -> `...59.999999`, never rounded up across a second, before 1970
+    included) and counts it per column in `truncated`; `fail` raises (pyarrow's own Parquet
+    writer refuses the same cast unless `allow_truncated_timestamps=True`).
 
     Args:
         batch: rows `before + 1`... of the file `key`.
         key: the file's name in the message.
         before: rows of the file in earlier batches.
+        policy: `nearest` or `fail`.
+        truncated: column -> values truncated so far, updated in place (`nearest`).
 
     Raises:
-        BadInputError: names the file, the row (from 1, over the whole file), the column and the
-            value with its nine fraction digits.
+        BadInputError: (`fail`) names the file, the row (from 1, over the whole file), the
+            column and the value with its nine fraction digits.
     """
-    for field, column in zip(batch.schema, batch.columns, strict=True):
+    arrays, changed = list(batch.columns), False
+    for index, (field, column) in enumerate(zip(batch.schema, batch.columns, strict=True)):
         kind = field.type
         if not (pa.types.is_timestamp(kind) or pa.types.is_time64(kind)) or kind.unit != "ns":
             continue
         micro = pa.timestamp("us", kind.tz) if pa.types.is_timestamp(kind) else pa.time64("us")
-        exact = pc.equal(pc.cast(pc.cast(column, micro, safe=False), kind), column)
+        floored = pc.floor_temporal(column, unit="microsecond")
+        exact = pc.equal(floored, column)
         first = pc.index(exact, False).as_py()
         if first >= 0:
-            raise BadInputError(
-                SUB_MICROSECOND.format(row=before + first + 1, value=_ns_text(column[first])),
-                file=key,
-                column=field.name,
-            )
+            if policy == "fail":
+                raise BadInputError(
+                    SUB_MICROSECOND.format(row=before + first + 1, value=_ns_text(column[first])),
+                    file=key,
+                    column=field.name,
+                )
+            if truncated is not None:
+                count = len(exact) - exact.null_count - pc.sum(exact).as_py()
+                truncated[field.name] = truncated.get(field.name, 0) + count
+        arrays[index], changed = pc.cast(floored, micro), True
+    if not changed:
+        return batch
+    return pa.RecordBatch.from_arrays(arrays, schema=_micro_schema(batch.schema))
+
+
+def _micro_schema(schema: pa.Schema) -> pa.Schema:
+    fields = []
+    for field in schema:
+        kind = field.type
+        if pa.types.is_timestamp(kind) and kind.unit == "ns":
+            field = field.with_type(pa.timestamp("us", kind.tz))
+        elif pa.types.is_time64(kind) and kind.unit == "ns":
+            field = field.with_type(pa.time64("us"))
+        fields.append(field)
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def _ns_text(value: pa.Scalar) -> str:

@@ -10,9 +10,9 @@ Decisions:
   column (DuckDB's DECIMAL stops at 38 digits; never a double, never rounded).
 - timestamps: naive -> DuckDB TIMESTAMP / BigQuery DATETIME, UTC-adjusted -> TIMESTAMP WITH TIME
   ZONE / TIMESTAMP, all in microseconds. A nanosecond timestamp or time64 with sub-microsecond
-  digits fails the run naming file, row and column, with the value's nine fraction digits
-  (truncation would change it quietly; pyarrow's own writer refuses the same cast unless
-  `allow_truncated_timestamps=True`). Whole-microsecond nanosecond values load exactly, the
+  digits follows `on_unrepresentable`: `nearest` (default) truncates it toward the past and
+  counts it per column in the run's warnings; `fail` fails the run naming file, row and column,
+  with the value's nine fraction digits. Whole-microsecond nanosecond values load exactly, the
   timestamp[ns] extremes (1677-09-21 / 2262-04-11) included. Dates and timestamps outside
   years 1..9999 (timestamp[ms]/[s] and date32 hold them) load unchanged into DuckDB; for
   BigQuery, whose DATE / DATETIME / TIMESTAMP stop there, the run fails naming file, row and
@@ -415,9 +415,9 @@ def test_bignumeric_columns_reach_the_bigquery_load_exactly(big_decimals: Path) 
 def test_sub_microsecond_values_fail_naming_file_row_and_column(
     tmp_path: Path, column: str, value: pa.Array, shown: str
 ) -> None:
-    """A nanosecond value that is not a whole microsecond (row 5 of the file, in its second row
-    group) fails the run naming file, row and column with all nine digits; nothing is loaded,
-    not even the first file's rows."""
+    """With `on_unrepresentable: fail`, a nanosecond value that is not a whole microsecond
+    (row 5 of the file, in its second row group) fails the run naming file, row and column with
+    all nine digits; nothing is loaded, not even the first file's rows."""
     root = tmp_path / "files"
     _write(root / "a.parquet", {column: value.slice(0, 1)})
     whole = pa.concat_arrays([value.slice(0, 1)] * 4 + [value.slice(1, 1)])
@@ -425,17 +425,66 @@ def test_sub_microsecond_values_fail_naming_file_row_and_column(
     assert pq.ParquetFile(root / "b.parquet").metadata.num_row_groups == 2
 
     with pytest.raises(BadInputError) as raised:
-        run(_job(root, tmp_path))
+        run(_job(root, tmp_path, on_unrepresentable="fail"))
 
     assert (raised.value.file, raised.value.column) == ("b.parquet", column)
     assert raised.value.reason == (
         f"row 5 holds {shown}, whose nanoseconds a TIMESTAMP / DATETIME / TIME (microseconds in "
-        "BigQuery and DuckDB) cannot hold; it is not truncated"
+        "BigQuery and DuckDB) cannot hold; it is not truncated (on_unrepresentable: fail)"
     )
     assert not (tmp_path / "w.duckdb").exists() or duck_query(
         tmp_path / "w.duckdb",
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'types'",
     ) == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "loaded"),
+    [
+        (
+            "ts",
+            pa.array([1_700_000_000_123_456_789, 1_700_000_000_000_001_000], pa.timestamp("ns")),
+            [
+                dt.datetime(2023, 11, 14, 22, 13, 20, 123456),
+                dt.datetime(2023, 11, 14, 22, 13, 20, 1),
+            ],
+        ),
+        (
+            "tz",
+            pa.array([-1, 999], pa.timestamp("ns", tz="UTC")),
+            [
+                dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                dt.datetime(1970, 1, 1, tzinfo=UTC),
+            ],
+        ),
+        (
+            "tm",
+            pa.array([86_399_999_999_999, 1_000], pa.time64("ns")),
+            [dt.time(23, 59, 59, 999999), dt.time(0, 0, 0, 1)],
+        ),
+    ],
+    ids=["timestamp-ns", "timestamp-ns-utc-before-1970", "time64-ns"],
+)
+def test_sub_microsecond_values_truncate_by_default_and_are_counted(
+    tmp_path: Path, column: str, value: pa.Array, loaded: list[Any]
+) -> None:
+    """By default (`on_unrepresentable: nearest`) a nanosecond value that is not a whole
+    microsecond loads truncated toward the past (`...59.999999999` -> `...59.999999`, before
+    1970 too: never rounded up across a second), a whole-microsecond one unchanged, and the
+    run's warnings count the truncated values of the column."""
+    root = tmp_path / "files"
+    _write(root / "a.parquet", {column: value})
+
+    result = run(_job(root, tmp_path))
+
+    assert duck_query(
+        tmp_path / "w.duckdb", f"SELECT {column} FROM raw_data.types ORDER BY id"
+    ) == [(item,) for item in loaded]
+    truncated = 1 if column != "tz" else 2
+    assert result.warnings == [
+        f"file a.parquet, column {column}: {truncated} values with sub-microsecond digits "
+        "truncated to microseconds (on_unrepresentable: nearest)"
+    ]
 
 
 NULL_ELEMENTS = {
@@ -615,3 +664,110 @@ def test_dates_beyond_year_9999_fail_naming_file_row_and_column_in_bigquery(
     )
     tables = [t.table_id for t in bigquery_client.list_tables(bq_dataset)]
     assert [name for name in tables if name.startswith("types")] == []
+
+
+INT96_VALUES = [
+    dt.datetime(1, 1, 1),
+    dt.datetime(1000, 1, 1, 12, 0, 0, 123456),
+    dt.datetime(1677, 9, 21, 0, 12, 43, 145224),
+    dt.datetime(2262, 4, 12),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+]
+"""Spark / Hive / Impala INT96 timestamps over years 1-9999; read as nanoseconds, those before
+1677-09-21 or after 2262-04-11 would wrap around (ARROW-12096)."""
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "bigquery"])
+def test_int96_timestamps_over_years_1_to_9999_load_exactly(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any, destination: str
+) -> None:
+    """A file written as Spark writes timestamps (INT96) loads years 1-9999 exactly, as DuckDB
+    TIMESTAMP / BigQuery DATETIME (INT96 carries no zone)."""
+    root = tmp_path / "files"
+    root.mkdir()
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3, 4, 5], pa.int32()),
+            "ts": pa.array(INT96_VALUES, pa.timestamp("us")),
+        }
+    )
+    pq.write_table(table, root / "spark.parquet", use_deprecated_int96_timestamps=True)
+    assert _physical_types(root / "spark.parquet")["ts"] == "INT96"
+    fields = {} if destination == "duckdb" else {"destination": bigquery_destination(bq_dataset)}
+
+    result = run(_job(root, tmp_path, **fields))
+
+    assert (result.rows_loaded, result.warnings) == (5, [])
+    if destination == "duckdb":
+        rows = duck_query(tmp_path / "w.duckdb", f"SELECT ts FROM {DATASET}.types ORDER BY id")
+        assert _user_schema(result)["ts"] == "TIMESTAMP"
+    else:
+        rows = bq_rows(bigquery_client, f"SELECT ts FROM `{bq_dataset}.types` ORDER BY id")
+        assert _user_schema(result)["ts"] == "DATETIME"
+    assert rows == [(value,) for value in INT96_VALUES]
+
+
+NESTED = pa.list_(pa.struct([("k", pa.string()), ("vals", pa.list_(pa.int64()))]))
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "bigquery"])
+def test_nested_list_of_struct_of_list_loads_exactly(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any, destination: str
+) -> None:
+    """`list<struct<k string, vals list<int64>>>` keeps its shape and order: DuckDB
+    STRUCT(k VARCHAR, vals BIGINT[])[], BigQuery ARRAY<STRUCT<k STRING, vals ARRAY<INT64>>>
+    (no NULL element, which BigQuery arrays cannot hold)."""
+    root = tmp_path / "files"
+    values = [[{"k": "a", "vals": [1, 2]}, {"k": "b", "vals": []}], [], [{"k": "c", "vals": [3]}]]
+    _write(root / "nested.parquet", {"n": pa.array(values, NESTED)})
+    fields = {} if destination == "duckdb" else {"destination": bigquery_destination(bq_dataset)}
+
+    run(_job(root, tmp_path, **fields))
+
+    if destination == "duckdb":
+        rows = duck_query(tmp_path / "w.duckdb", f"SELECT n FROM {DATASET}.types ORDER BY id")
+        assert duck_query(
+            tmp_path / "w.duckdb",
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'types' "
+            "AND column_name = 'n'",
+        ) == [("STRUCT(k VARCHAR, vals BIGINT[])[]",)]
+    else:
+        rows = bq_rows(bigquery_client, f"SELECT n FROM `{bq_dataset}.types` ORDER BY id")
+        field = bigquery_client.get_table(f"{bq_dataset}.types").schema[1]
+        assert (field.name, field.field_type, field.mode) == ("n", "RECORD", "REPEATED")
+        assert [(f.name, f.field_type, f.mode) for f in field.fields] == [
+            ("k", "STRING", "NULLABLE"),
+            ("vals", "INT64", "REPEATED"),
+        ]
+    assert rows == [(value,) for value in values]
+
+
+def test_files_differing_in_dictionary_encoding_load_into_one_table(tmp_path: Path) -> None:
+    """`v` is dictionary-encoded in a.parquet (as pandas categoricals and Spark write it) and
+    plain in b.parquet: one run loads both into one VARCHAR column."""
+    root = tmp_path / "files"
+    root.mkdir()
+    pq.write_table(
+        pa.table(
+            {"id": pa.array([1, 2], pa.int32()), "v": pa.array(["x", "y"]).dictionary_encode()}
+        ),
+        root / "a.parquet",
+    )
+    pq.write_table(
+        pa.table({"id": pa.array([3, 4], pa.int32()), "v": pa.array(["y", None])}),
+        root / "b.parquet",
+        use_dictionary=False,
+    )
+    assert pq.ParquetFile(root / "a.parquet").schema_arrow.field("v").type == pa.dictionary(
+        pa.int32(), pa.string()
+    )
+
+    result = run(_job(root, tmp_path))
+
+    assert _user_schema(result)["v"] == "VARCHAR"
+    assert duck_query(tmp_path / "w.duckdb", f"SELECT id, v FROM {DATASET}.types ORDER BY id") == [
+        (1, "x"),
+        (2, "y"),
+        (3, "y"),
+        (4, None),
+    ]

@@ -59,15 +59,18 @@ def test_cp1252_read_as_utf8_fails_naming_line_and_column(tmp_path: Path) -> Non
     assert not duck_table_exists(tmp_path / "w.duckdb", "t")
 
 
-def test_jsonl_field_changing_type_fails_naming_line_and_field(tmp_path: Path) -> None:
-    """`v` is a number on line 1 and a string on line 3: the run fails naming line 3 and `v`."""
+def test_jsonl_field_changing_type_widens_to_text(tmp_path: Path) -> None:
+    """`v` is a number on line 1 and a string on line 3: `v` loads as text, the number as its
+    JSON text `1`, with a warning counting the one value stored that way (issue 17, item 6)."""
     content = b'{"id":1,"v":1}\n{"id":2,"v":null}\n{"id":3,"v":"x"}\n'
-    with pytest.raises(
-        BadInputError,
-        match=r"file data\.jsonl, line 3, column `v`\): a string where earlier lines have a number",
-    ):
-        _run(tmp_path, "data.jsonl", content, fmt="jsonl")
-    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+    result = _run(tmp_path, "data.jsonl", content, fmt="jsonl")
+
+    assert _columns(result) == [("id", "id", "BIGINT"), ("v", "v", "VARCHAR")]
+    assert _rows(tmp_path) == [(1, "1"), (2, None), (3, "x")]
+    assert result.warnings == [
+        "file data.jsonl, field v: values of different kinds; loaded as STRING, 1 non-string "
+        "values stored as their JSON text"
+    ]
 
 
 def test_jsonl_integer_then_float_widens_to_double(tmp_path: Path) -> None:

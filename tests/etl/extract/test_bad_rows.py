@@ -265,16 +265,21 @@ def test_changed_file_replaces_its_rejects_in_the_bigquery_emulator(
 JSONL = (
     b'{"id":1,"v":1.5,"s":"a"}\n'
     b'{"id":2,"v":2,"s":null}\n'
-    b'{"id":3,"v":"x","s":"c"}\n'  # line 3: a string where `v` has numbers
+    b'{"id":3,"v":"x","s":"c"}\n'  # line 3: a string where `v` has numbers: `v` is text
     b"\n"
     b'{"id":5,"v":4.5\n'  # line 5: not valid JSON
     b"[6]\n"  # line 6: not an object
     b'{"id":7,"v":7.25,"s":"g","o":{"k":1}}\n'
-    b'{"id":8,"o":{"k":"y"}}\n'  # line 8: a string where `o.k` has numbers
+    b'{"id":8,"o":{"k":"y"}}\n'  # line 8: a string where `o.k` has numbers: `o` is JSON
 )
-JSONL_LOADED = [(1, 1.5, "a", None), (2, 2.0, None, None), (7, 7.25, "g", {"k": 1})]
+JSONL_LOADED = [
+    (1, "1.5", "a", None),
+    (2, "2", None, None),
+    (3, "x", "c", None),
+    (7, "7.25", "g", '{"k":1}'),
+    (8, None, None, '{"k":"y"}'),
+]
 JSONL_REJECTED = [
-    ("a.jsonl", 3, "v", "a string where earlier lines have a number", '{"id":3,"v":"x","s":"c"}'),
     (
         "a.jsonl",
         5,
@@ -283,7 +288,6 @@ JSONL_REJECTED = [
         '{"id":5,"v":4.5',
     ),
     ("a.jsonl", 6, None, "a JSON array, not an object", "[6]"),
-    ("a.jsonl", 8, "o.k", "a string where earlier lines have a number", '{"id":8,"o":{"k":"y"}}'),
 ]
 
 
@@ -302,10 +306,10 @@ def _jsonl_job(base: Path, duckdb_path: Path, **fields: Any) -> JobConfig:
 
 
 def test_jsonl_quarantine_loads_good_lines_and_rejects_bad_ones(tmp_path: Path) -> None:
-    """Of 7 JSONL lines (one more is blank), the 3 good ones load (`v` a DOUBLE: 2 stays
-    2.0); the line with a string in number field `v`, the broken line, the array and the line
-    with a string in the nested number `o.k` land in `t__rejected` with their physical line,
-    field path, reason and text."""
+    """Of 7 JSONL lines (one more is blank), the 5 objects load (`v`, numbers and a string, as
+    text keeping each number's JSON text; `o`, whose member `o.k` is a number and a string, as
+    JSON); the broken line and the array land in `t__rejected` with their physical line,
+    reason and text."""
     base = tmp_path / "in"
     base.mkdir()
     (base / "a.jsonl").write_bytes(JSONL)
@@ -313,10 +317,14 @@ def test_jsonl_quarantine_loads_good_lines_and_rejects_bad_ones(tmp_path: Path) 
 
     result = run(_jsonl_job(base, duckdb_path, on_bad_rows="quarantine"))
 
-    assert (result.rows_loaded, result.rows_rejected) == (3, 4)
+    assert (result.rows_loaded, result.rows_rejected) == (5, 2)
     assert duck_query(duckdb_path, f"SELECT id, v, s, o FROM {DATASET}.t ORDER BY id") == (
         JSONL_LOADED
     )
+    assert [w.split(":")[0] for w in result.warnings] == [
+        "file a.jsonl, field v",
+        "file a.jsonl, field o",
+    ]
     assert (
         duck_query(
             duckdb_path,
@@ -329,13 +337,13 @@ def test_jsonl_quarantine_loads_good_lines_and_rejects_bad_ones(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (JSONL, r"file a\.jsonl, line 3, column `v`\): a string where earlier lines have a number"),
+        (JSONL, r"file a\.jsonl, line 5\): invalid JSON \(Expecting ',' delimiter"),
         (
             b'{"id":1}\n{"id":2\n',
             r"file a\.jsonl, line 2\): invalid JSON \(Expecting ',' delimiter: line 1 column 8",
         ),
     ],
-    ids=["type-change", "invalid-json"],
+    ids=["first-bad-line", "invalid-json"],
 )
 def test_jsonl_default_fails_before_writing(tmp_path: Path, content: bytes, match: str) -> None:
     """Without quarantine the first bad JSONL line fails the run naming file, line (and field);

@@ -43,23 +43,43 @@ def _types(duckdb_path: Path) -> dict[str, str]:
     )
 
 
-def test_unclosed_quote_fails_at_its_line_and_writes_nothing(tmp_path: Path) -> None:
-    """A field opened with a quote that never closes on its line fails the run naming line 4,
-    with the option to allow quoted newlines suggested; no table is created."""
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({}, r"file data\.csv, line 4\): malformed quoting \(',' expected after '\"'\)\. Nothing"),
+        (
+            {"allow_quoted_newlines": False},
+            r"file data\.csv, line 4\): malformed quoting .*allow_quoted_newlines",
+        ),
+    ],
+    ids=["default", "quoted-newlines-off"],
+)
+def test_unclosed_quote_fails_at_its_line_and_writes_nothing(
+    tmp_path: Path, options: dict[str, bool], match: str
+) -> None:
+    """A field opened with a quote on line 4 that does not close before more text follows the
+    next quote fails the run naming line 4 (with `allow_quoted_newlines: false`, the option is
+    suggested); no table is created."""
     content = b'id,name,amount\n1,a,10\n2,b,20\n3,"Smith, J,30\n4,d,40\n5,"O"Brien,50\n'
-    with pytest.raises(
-        BadInputError,
-        match=r"file data\.csv, line 4\): malformed quoting .*allow_quoted_newlines",
-    ):
-        _run_csv(tmp_path, content)
+    with pytest.raises(BadInputError, match=match):
+        _run_csv(tmp_path, content, **options)
     assert not duck_table_exists(tmp_path / "w.duckdb", "t")
 
 
-def test_quoted_newlines_load_when_allowed(tmp_path: Path) -> None:
-    """With `allow_quoted_newlines`, a quoted field keeps its line break and doubled quotes."""
-    path = _run_csv(
-        tmp_path, b'id,note\n1,"two\nlines"\n2,"say ""hi"""\n', allow_quoted_newlines=True
-    )
+def test_quote_never_closed_fails_at_the_line_it_opens(tmp_path: Path) -> None:
+    """A quote opened on line 3 and never closed (Arrow's reader would take the rest of the
+    file as one value) fails naming line 3; no table is created."""
+    with pytest.raises(
+        BadInputError,
+        match=r"file data\.csv, line 3\): a quote opened on this line is never closed\.",
+    ):
+        _run_csv(tmp_path, b'id,name\n1,a\n2,"b\n3,c\n4,d\n')
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+
+def test_quoted_newlines_load_without_an_option(tmp_path: Path) -> None:
+    """By default a quoted field keeps its line break and doubled quotes."""
+    path = _run_csv(tmp_path, b'id,note\n1,"two\nlines"\n2,"say ""hi"""\n')
     assert duck_query(path, "SELECT id, note FROM raw_data.t ORDER BY id") == [
         (1, "two\nlines"),
         (2, 'say "hi"'),

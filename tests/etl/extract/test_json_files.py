@@ -2,10 +2,11 @@
 JSONL (issue 5, item 4; shared/DESIGN.md section 5, "Types are exact" and "Bad input").
 
 A JSON array is typed from the whole file like JSONL: an integer field that holds a fraction
-after the first 70,000 elements is a DOUBLE, values exact. Elements that are not objects, or
-hold a value of another kind than the earlier elements gave the field, fail the run naming file,
-element and field before anything is written, or under `on_bad_rows: quarantine` go to
-`t__rejected` (line NULL: the reason names the element). Integers beyond int64 load as
+after the first 70,000 elements is a DOUBLE, values exact. A field whose values change kind is
+widened (issue 17: number and string -> STRING, a nested member of another kind -> JSON), with
+a warning. Elements that are not objects fail the run naming file and element before anything
+is written, or under `on_bad_rows: quarantine` go to `t__rejected` (line NULL: the reason names
+the element). Integers beyond int64 load as
 DECIMAL(29, 0) (up to 29 digits; BigQuery NUMERIC) or DECIMAL(38, 0) (up to 38), never as a
 DOUBLE; more than 38 digits, or such integers mixed with fractions, fail with
 SchemaMappingError naming the field.
@@ -77,37 +78,35 @@ ARRAY = (
     b' {"id": 6, "o": {"k": "y"}}\n'  # element 6: a string where `o.k` has numbers
     b"]\n"
 )
-ARRAY_LOADED = [(1, 1.5, "a", None), (2, 2.0, None, None), (5, 5.25, "e", {"k": 1})]
-ARRAY_REJECTED = [  # ordered by reason, i.e. by element
-    (
-        "a.json",
-        None,
-        "v",
-        "element 3: a string where earlier elements have a number",
-        '{"id":3,"v":"x","s":"c"}',
-    ),
-    ("a.json", None, None, "element 4: a JSON array, not an object", "[4]"),
-    (
-        "a.json",
-        None,
-        "o.k",
-        "element 6: a string where earlier elements have a number",
-        '{"id":6,"o":{"k":"y"}}',
-    ),
+ARRAY_LOADED = [
+    (1, "1.5", "a", None),
+    (2, "2", None, None),
+    (3, "x", "c", None),
+    (5, "5.25", "e", '{"k":1}'),
+    (6, None, None, '{"k":"y"}'),
 ]
+"""`v` (numbers and a string) as STRING, `o` (`o.k` a number and a string) as JSON."""
+ARRAY_REJECTED = [("a.json", None, None, "element 4: a JSON array, not an object", "[4]")]
 
 
 def test_json_array_quarantine_sets_bad_elements_aside(tmp_path: Path) -> None:
-    """Under quarantine the 3 good elements load; the string in number field `v`, the array and
-    the string in nested number `o.k` go to `t__rejected` with their element number, field path
-    and the element as compact JSON."""
+    """Under quarantine the 5 objects load, `v` widened to text and `o` to JSON (each named in
+    a warning with its count of values stored as JSON text); the array goes to `t__rejected`
+    with its element number and the element as compact JSON."""
     result = _run(tmp_path, "a.json", ARRAY, "json", on_bad_rows="quarantine")
 
-    assert (result.rows_loaded, result.rows_rejected) == (3, 3)
+    assert (result.rows_loaded, result.rows_rejected) == (5, 1)
     duckdb_path = tmp_path / "w.duckdb"
     assert duck_query(duckdb_path, f"SELECT id, v, s, o FROM {DATASET}.t ORDER BY id") == (
         ARRAY_LOADED
     )
+    assert (_type(tmp_path, "v"), _type(tmp_path, "o")) == ("VARCHAR", "JSON")
+    assert result.warnings == [
+        "file a.json, field v: values of different kinds; loaded as STRING, 3 non-string "
+        "values stored as their JSON text",
+        "file a.json, field o: objects or arrays mixed with values of another shape; loaded as "
+        "JSON, 2 values stored as their JSON text",
+    ]
     assert (
         duck_query(
             duckdb_path,
@@ -123,8 +122,7 @@ def test_json_array_quarantine_sets_bad_elements_aside(tmp_path: Path) -> None:
         (
             ARRAY,
             BadInputError,
-            r"\(file a\.json, column `v`\): element 3: a string where earlier elements have a "
-            r"number\. Nothing was loaded",
+            r"\(file a\.json\): element 4: a JSON array, not an object\. Nothing was loaded",
         ),
         (
             b'{"id": 1}',

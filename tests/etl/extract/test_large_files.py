@@ -226,44 +226,30 @@ def test_jsonl_integer_widens_to_double_and_late_fields_load_after_the_first_blo
     ]
 
 
-def test_jsonl_string_after_the_first_blocks_fails_naming_line_and_field(
-    tmp_path: Path,
+@pytest.mark.parametrize("on_bad_rows", ["fail", "quarantine"])
+def test_jsonl_string_after_the_first_blocks_widens_the_field_to_text(
+    tmp_path: Path, on_bad_rows: str
 ) -> None:
-    """`v` is a string on line 100,001 after 100,000 integers: as in a small file, the run
-    fails naming that line and `v`; nothing is written."""
-    content, _ = _big_jsonl("x")
-
-    with pytest.raises(
-        BadInputError,
-        match=r"file big\.jsonl, line 100001, column `v`\): a string where earlier lines have a "
-        "number",
-    ):
-        _run(tmp_path, "big.jsonl", content, "jsonl")
-    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
-
-
-def test_jsonl_string_after_the_first_blocks_is_quarantined(tmp_path: Path) -> None:
-    """Under quarantine the same file loads 149,999 lines with `v` BIGINT and rejects line
-    100,001 alone."""
+    """`v` is a string on line 100,001 after 100,000 integers (blocks typed earlier said
+    BIGINT): `v` loads as text over the whole file, every integer as its JSON text, with a
+    warning counting the 149,999 numbers stored that way; nothing is rejected, quarantine or
+    not (issue 17, item 6)."""
     content, records = _big_jsonl("x")
 
-    result = _run(tmp_path, "big.jsonl", content, "jsonl", on_bad_rows="quarantine")
+    result = _run(tmp_path, "big.jsonl", content, "jsonl", on_bad_rows=on_bad_rows)
 
-    assert (result.rows_loaded, result.rows_rejected) == (JSONL_LINES - 1, 1)
-    assert _types(tmp_path)["v"] == "BIGINT"
+    assert (result.rows_loaded, result.rows_rejected) == (JSONL_LINES, 0)
+    assert _types(tmp_path)["v"] == "VARCHAR"
     v_sum = sum(r["v"] for r in records if r["id"] != CHANGE_AT)
     assert duck_query(
-        tmp_path / "w.duckdb", f"SELECT count(*), sum(v), sum(late) FROM {DATASET}.t"
-    ) == [(JSONL_LINES - 1, v_sum, sum(range(140_001, 150_001)))]
-    assert duck_query(
         tmp_path / "w.duckdb",
-        f'SELECT file, line, "column", reason, record FROM {DATASET}.t__rejected',
-    ) == [
-        (
-            "big.jsonl",
-            CHANGE_AT,
-            "v",
-            "a string where earlier lines have a number",
-            json.dumps(records[CHANGE_AT - 1], separators=(",", ":")),
-        )
+        f"SELECT count(*), sum(TRY_CAST(v AS BIGINT)), count(*) FILTER (v = 'x'), sum(late) "
+        f"FROM {DATASET}.t",
+    ) == [(JSONL_LINES, v_sum, 1, sum(range(140_001, 150_001)))]
+    assert duck_query(
+        tmp_path / "w.duckdb", f"SELECT id, v FROM {DATASET}.t WHERE id IN (1, 100001) ORDER BY id"
+    ) == [(1, "3"), (CHANGE_AT, "x")]
+    assert result.warnings == [
+        f"file big.jsonl, field v: values of different kinds; loaded as STRING, "
+        f"{JSONL_LINES - 1} non-string values stored as their JSON text"
     ]
