@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -9,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from etl.config import SECRET_KEYS
 from ml_platform import selectors
 from ml_platform.api.runs import EtlRunOutputSerializer
 from ml_platform.models import DataSource, EtlRun
@@ -46,7 +49,9 @@ class DataSourceOutputSerializer(serializers.Serializer):
     file_format = serializers.CharField()
     file_format_options = serializers.JSONField()
     chunk_size = serializers.IntegerField()
-    destination = serializers.JSONField()
+    destination = serializers.SerializerMethodField(
+        help_text="the destination block; secret keys (credentials, ...) shown as ***"
+    )
     has_destination_credentials = serializers.SerializerMethodField()
     config_errors = serializers.SerializerMethodField(
         help_text="why the stored config does not build a job, by field; {} when it does"
@@ -59,6 +64,15 @@ class DataSourceOutputSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "DataSource"
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_destination(self, obj: DataSource) -> Any:
+        if not isinstance(obj.destination, dict):
+            return obj.destination  # wrongly typed: shown as stored, named in config_errors
+        return {
+            key: ("***" if key in SECRET_KEYS and value else value)
+            for key, value in obj.destination.items()
+        }
 
     def get_has_destination_credentials(self, obj: DataSource) -> bool:
         return bool(obj.destination_credentials)
