@@ -19,6 +19,7 @@ from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun, EtlRunKey
 from ml_platform.services.connections import credentials_read
 from ml_platform.services.job_config import job_config_build
+from ml_platform.services.runs_lock import destination_writer_lock
 from ml_platform.services.runs_progress import ProgressCallback, RunHeartbeat, run_progress_recorder
 from ml_platform.services.secrets import redact, secret_read, secret_strings
 from ml_platform.services.state import sync_state_get_engine, sync_state_save
@@ -240,12 +241,14 @@ def etl_run_execute(
         job = job_config_build(data_source=data_source)
         state = sync_state_get_engine(data_source=data_source)
         log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
-        result = etl.run(
-            job,
-            state,
-            run_id=run.uid.hex,
-            progress=run_progress_recorder(run=run, forward=progress),
-        )
+        # one writer per DuckDB file: wait for a run loading the same file (heartbeat running)
+        with destination_writer_lock(job=job, run_id=run.id):
+            result = etl.run(
+                job,
+                state,
+                run_id=run.uid.hex,
+                progress=run_progress_recorder(run=run, forward=progress),
+            )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise; Ctrl-C too,
