@@ -1,10 +1,11 @@
-"""Fail the runs whose worker is gone (no heartbeat) or whose task never arrived, so they stop
-blocking their data source."""
+"""Fail the runs whose worker is gone (no heartbeat), and enqueue again (or fail) the queued runs
+whose task message was lost, so they stop blocking their data source."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import structlog
 from django.conf import settings
@@ -13,7 +14,12 @@ from django.utils import timezone
 
 from ml_platform import selectors
 from ml_platform.models import EtlRun
-from ml_platform.services.runs import etl_run_fail, etl_run_task_id
+from ml_platform.services.runs import (
+    RunEnqueueUnavailableError,
+    etl_run_fail,
+    etl_run_publish,
+    etl_run_task_id,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -47,9 +53,10 @@ def etl_run_reap_stale(
     `settings.ETL_RUN_HEARTBEAT_INTERVAL_S` by the executing worker) is older than
     `settings.ETL_RUN_STALE_AFTER_S` seconds is marked failed (`WorkerLostError`). A run queued
     longer than `settings.ETL_RUN_QUEUED_STALE_AFTER_S` seconds whose `etl_run_execute` message
-    is neither waiting in the broker nor held by a worker (see `broker_task_ids`; e.g. lost in
-    a broker restart) is marked failed (`RunNeverStartedError`), as is any run still queued
-    after `settings.ETL_RUN_QUEUED_MAX_AGE_S`. Sync state is not touched: what a dead worker
+    is neither waiting in the broker nor held by a worker in two looks 0.5 s apart (see
+    `broker_task_ids`; e.g. lost in a broker restart) is enqueued again (with eager Celery,
+    where no broker holds messages, it is failed), and any run still queued after
+    `settings.ETL_RUN_QUEUED_MAX_AGE_S` is failed (`RunNeverStartedError`). Sync state is not touched: what a dead worker
     loaded without committing was rolled back by the destination, and a load it did commit is
     found by the next run in the destination's load log (the engine rolls forward), so the
     next run loads exactly what is missing.
@@ -59,7 +66,8 @@ def etl_run_reap_stale(
         stale_after_s: overrides `settings.ETL_RUN_STALE_AFTER_S` (seconds).
 
     Returns:
-        The runs marked failed, oldest first.
+        The runs marked failed, oldest first (runs enqueued again are logged,
+        `etl_run.requeued`).
     """
     now = now or timezone.now()
     if stale_after_s is None:
@@ -72,9 +80,9 @@ def etl_run_reap_stale(
     candidates = list(
         selectors.etl_run_list_stale(running_before=running_before, queued_before=queued_before)
     )
-    in_broker: set[str] | None = set()
-    if any(run.status == EtlRun.Status.QUEUED for run in candidates):
-        in_broker = broker_task_ids()
+    queued = [run for run in candidates if run.status == EtlRun.Status.QUEUED]
+    eager = _celery_eager()
+    in_broker = _broker_task_ids_twice(queued) if queued and not eager else set()
     reaped = []
     for candidate in candidates:
         with transaction.atomic():
@@ -89,14 +97,17 @@ def etl_run_reap_stale(
                     )
                 )
             elif run.status == EtlRun.Status.QUEUED and run.queued_at < queued_before:
-                waiting = in_broker is None or etl_run_task_id(run=run) in in_broker
-                if waiting and run.queued_at >= queued_max_before:
-                    continue  # its message waits for a free worker: not lost
+                too_old = run.queued_at < queued_max_before
+                if not too_old and not eager:
+                    if in_broker is None or etl_run_task_id(run=run) in in_broker:
+                        continue  # waits for a free worker (or the broker cannot be read)
+                    _etl_run_republish(run=run)  # its message was lost: send it again
+                    continue
                 exc = RunNeverStartedError(
                     RUN_NEVER_STARTED.format(
                         run_id=run.id,
                         queued_at=run.queued_at.isoformat(),
-                        stale_after_s=queued_max_s if waiting else queued_stale_s,
+                        stale_after_s=queued_max_s if too_old else queued_stale_s,
                     )
                 )
             else:
@@ -113,6 +124,33 @@ def etl_run_reap_stale(
     return reaped
 
 
+BROKER_RECHECK_S = 0.5
+"""A message a worker is taking is briefly in neither the queue nor `unacked`: look twice."""
+
+
+def _celery_eager() -> bool:
+    from celery import current_app
+
+    return bool(current_app.conf.task_always_eager)
+
+
+def _broker_task_ids_twice(queued: list[EtlRun]) -> set[str] | None:
+    first = broker_task_ids()
+    if first is None or all(etl_run_task_id(run=run) in first for run in queued):
+        return first
+    time.sleep(BROKER_RECHECK_S)
+    second = broker_task_ids()
+    return None if second is None else first | second
+
+
+def _etl_run_republish(*, run: EtlRun) -> None:
+    try:
+        etl_run_publish(run=run)
+    except RunEnqueueUnavailableError:
+        return  # the broker is down again: the next pass tries again
+    logger.warning("etl_run.requeued", run_id=run.id, data_source_id=run.data_source_id)
+
+
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"
 """kombu's Redis transport keeps priority levels of queue `q` in lists `q`, `q\\x06\\x163`, ..."""
 UNACKED_KEY = "unacked"
@@ -123,16 +161,14 @@ def broker_task_ids() -> set[str] | None:
     """Return the ids of the tasks the broker holds: waiting in a queue or delivered to a
     worker and not yet acknowledged (running, or waiting for a retry countdown).
 
-    Inspectable for the Redis transport (kombu's `queue` lists and `unacked` hash); an eager
-    Celery (no broker) holds nothing (empty set); for other brokers, or a broker that cannot
-    be reached, None (unknown: the reaper then waits for `ETL_RUN_QUEUED_MAX_AGE_S`).
+    Inspectable for the Redis transport (kombu's `queue` lists and `unacked` hash); for other
+    brokers, or a broker that cannot be reached, None (unknown: the reaper then waits for
+    `ETL_RUN_QUEUED_MAX_AGE_S`).
     """
     import redis
     from celery import current_app
 
     app = current_app
-    if app.conf.task_always_eager:
-        return set()
     url = str(app.conf.broker_url or "")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
