@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -74,7 +73,7 @@ class RunnerClient:
 
     Args:
         api_url: origin (optionally with a path prefix) of the control plane.
-        token: runner credential (shared runner token, Google ID token or staff DRF token).
+        token: runner credential (the shared runner token or the runner's Google ID token).
         timeout_s: per-request timeout, seconds.
         attempts: tries per request (first one included) on 5xx / connection errors.
         wait_max_s: longest backoff between tries, seconds.
@@ -97,7 +96,8 @@ class RunnerClient:
         return f"RunnerClient(api_url={self.api_url!r})"
 
     def fetch_job(self, *, data_source_id: int, run_id: str | None, worker: str) -> RunnerJob:
-        """Start the run and return its job: `GET /api/etl/sources/<id>/config/`.
+        """Start the run and return its job: `POST /api/etl/sources/<id>/config/` with
+        `{"run_id", "worker"}` (a GET there only reads, so the start is this explicit POST).
 
         Args:
             data_source_id: `DataSource.id`.
@@ -109,11 +109,8 @@ class RunnerClient:
             RunnerApiUnavailableError: no answer after every retry.
             ConfigError: the served job is not a valid JobConfig.
         """
-        query = {"worker": worker}
-        if run_id:
-            query["run_id"] = str(uuid.UUID(run_id))
-        path = f"/api/etl/sources/{int(data_source_id)}/config/?{urllib.parse.urlencode(query)}"
-        data = self._request("GET", path)
+        body = {"worker": worker, "run_id": str(uuid.UUID(run_id)) if run_id else None}
+        data = self._request("POST", f"/api/etl/sources/{int(data_source_id)}/config/", body)
         return RunnerJob(
             run_id=data["run_id"],
             job=JobConfig.parse(data["job"]),

@@ -90,7 +90,11 @@ def etl_run_list_stale(*, running_before: datetime, queued_before: datetime) -> 
 
 
 def etl_run_get_by_idempotency_key(*, data_source: DataSource, key: str) -> EtlRun | None:
-    return EtlRun.objects.filter(data_source=data_source, idempotency_key=key).first()
+    """Return the run `key` created, else the run it was answered with (`EtlRunKey`)."""
+    run = EtlRun.objects.filter(data_source=data_source, idempotency_key=key).first()
+    if run is None:
+        run = EtlRun.objects.filter(data_source=data_source, keys__key=key).first()
+    return run
 
 
 def sync_state_get(*, data_source: DataSource) -> SyncState | None:

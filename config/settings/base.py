@@ -29,6 +29,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # outermost: under /api/ even Django's own error pages (404, 400, 413, 500) are JSON
+    "ml_platform.api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,6 +89,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ml_platform.api.exception_handlers.api_exception_handler",
+    # JSON bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (413) and nesting depth (400)
+    "DEFAULT_PARSER_CLASSES": [
+        "ml_platform.api.parsers.ApiJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -150,8 +158,17 @@ ETL_RUN_HEARTBEAT_INTERVAL_S = env.float("ETL_RUN_HEARTBEAT_INTERVAL_S", default
 ETL_RUN_STALE_AFTER_S = env.float("ETL_RUN_STALE_AFTER_S", default=300.0)
 """A running run without a heartbeat for this many seconds has lost its worker: the reaper
 (`manage.py etl_reap_stale_runs`, beat task `ml_platform.etl_run_reap_stale`) fails it."""
-ETL_RUN_QUEUED_STALE_AFTER_S = env.float("ETL_RUN_QUEUED_STALE_AFTER_S", default=24 * 3600.0)
-"""A queued run never picked up for this many seconds (its message was lost) is failed too."""
+ETL_RUN_QUEUED_STALE_AFTER_S = env.float("ETL_RUN_QUEUED_STALE_AFTER_S", default=300.0)
+"""A run queued this many seconds whose task message is neither waiting in the broker nor held
+by a worker (lost in a broker restart) is failed by the reaper, freeing its source."""
+ETL_RUN_QUEUED_MAX_AGE_S = env.float("ETL_RUN_QUEUED_MAX_AGE_S", default=24 * 3600.0)
+"""A run still queued after this many seconds is failed even if its message is in the broker."""
+ETL_ENQUEUE_RETRY_AFTER_S = env.int("ETL_ENQUEUE_RETRY_AFTER_S", default=30)  # seconds
+"""`Retry-After` of the 503 a trigger gets when the broker cannot take the run."""
+ETL_DATA_DIR = env.str("ETL_DATA_DIR", default=str(VAR_DIR))
+"""Folder every DuckDB destination `path` must lie in; a relative path is taken from here."""
+ETL_DUCKDB_LOCK_TIMEOUT_S = env.float("ETL_DUCKDB_LOCK_TIMEOUT_S", default=6 * 3600.0)
+"""Seconds a run waits for another run writing the same DuckDB file before failing (transient)."""
 ETL_SCHEDULER_EXECUTOR = env.str("ETL_SCHEDULER_EXECUTOR", default="local")
 """Who fires data source schedules: `local` (django-celery-beat: `make beat`) or `cloud`
 (one Google Cloud Scheduler job per source, posting to the scheduler webhook)."""

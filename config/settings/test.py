@@ -31,3 +31,5 @@ CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_URL = "memory://"
 ETL_RUN_PROGRESS_INTERVAL_S = 0.0
+ETL_DATA_DIR = tempfile.gettempdir()
+"""Tests put DuckDB files in pytest's `tmp_path` (under the temporary directory)."""

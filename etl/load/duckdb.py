@@ -89,7 +89,14 @@ class DuckDbLoader(Loader):
                 path, config={"memory_limit": self.destination.memory_limit}
             )
         except duckdb.IOException as exc:
-            raise TransientError(f"DuckDB file {path} cannot be opened: {exc}") from exc
+            # only another process's lock on the file passes by waiting; a file that is not a
+            # DuckDB database (or of a newer format, or unreadable) needs fixing first
+            if "lock" in str(exc).lower():
+                raise TransientError(f"DuckDB file {path} cannot be opened: {exc}") from exc
+            raise DestinationError(
+                f"DuckDB file {path} cannot be opened: {exc}. Not retried: point "
+                "destination.path at a DuckDB database file (or a new path) first."
+            ) from exc
         connection.execute("SET enable_progress_bar = false")  # it would draw on stderr
         dataset = _q(self.destination.dataset)
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {dataset}")

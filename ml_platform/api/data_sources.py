@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from etl.config import SECRET_KEYS
 from ml_platform import selectors
 from ml_platform.api.runs import EtlRunOutputSerializer
 from ml_platform.models import DataSource, EtlRun
@@ -18,6 +21,7 @@ from ml_platform.services import (
     data_source_update,
     etl_run_enqueue,
 )
+from ml_platform.services.job_config import job_config_errors
 from ml_platform.services.preview import data_source_preview
 
 
@@ -30,11 +34,12 @@ class DataSourceOutputSerializer(serializers.Serializer):
     source_type = serializers.CharField(source="connection.type")
     load_type = serializers.CharField()
     dest_table_name = serializers.CharField()
-    selected_columns = serializers.ListField(child=serializers.CharField())
+    # the JSON fields as stored: a wrongly typed value is shown (and named in `config_errors`)
+    selected_columns = serializers.JSONField()
     source_table_name = serializers.CharField()
     custom_sql = serializers.CharField()
     timestamp_column = serializers.CharField()
-    primary_key = serializers.ListField(child=serializers.CharField())
+    primary_key = serializers.JSONField()
     cursor_lag_seconds = serializers.FloatField()
     null_cursor = serializers.CharField()
     on_bad_rows = serializers.CharField()
@@ -42,10 +47,15 @@ class DataSourceOutputSerializer(serializers.Serializer):
     file_pattern = serializers.CharField()
     file_prefix = serializers.CharField()
     file_format = serializers.CharField()
-    file_format_options = serializers.DictField()
+    file_format_options = serializers.JSONField()
     chunk_size = serializers.IntegerField()
-    destination = serializers.DictField()
+    destination = serializers.SerializerMethodField(
+        help_text="the destination block; secret keys (credentials, ...) shown as ***"
+    )
     has_destination_credentials = serializers.SerializerMethodField()
+    config_errors = serializers.SerializerMethodField(
+        help_text="why the stored config does not build a job, by field; {} when it does"
+    )
     enabled = serializers.BooleanField()
     schedule_cron = serializers.CharField()
     schedule_timezone = serializers.CharField()
@@ -55,8 +65,23 @@ class DataSourceOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "DataSource"
 
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_destination(self, obj: DataSource) -> Any:
+        if not isinstance(obj.destination, dict):
+            return obj.destination  # wrongly typed: shown as stored, named in config_errors
+        return {
+            key: ("***" if key in SECRET_KEYS and value else value)
+            for key, value in obj.destination.items()
+        }
+
     def get_has_destination_credentials(self, obj: DataSource) -> bool:
         return bool(obj.destination_credentials)
+
+    @extend_schema_field(
+        {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
+    )
+    def get_config_errors(self, obj: DataSource) -> dict[str, list[str]]:
+        return job_config_errors(data_source=obj)
 
 
 class _DataSourceFieldsSerializer(serializers.Serializer):
@@ -202,9 +227,12 @@ class DataSourcePreviewApi(APIView):
         Reads the source through the engine; writes nothing anywhere."""
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
+        data_source = selectors.data_source_get(id=source_id)
+        errors = job_config_errors(data_source=data_source)
+        if errors:  # a stored config gone bad: 400 naming the field, never a 500
+            raise serializers.ValidationError(errors)
         preview = data_source_preview(
-            data_source=selectors.data_source_get(id=source_id),
-            limit=filters.validated_data["limit"],
+            data_source=data_source, limit=filters.validated_data["limit"]
         )
         return Response(self.OutputSerializer(preview).data)
 

@@ -1,8 +1,8 @@
 """The runner API of Cloud Run Job mode: job config (with secrets) out, heartbeats and results in.
 
 Only runner credentials are accepted (`RunnerAuthentication` + `IsRunner`): the shared
-`ETL_RUNNER_TOKEN`, an allowed service account's Google ID token, or a staff user's DRF token.
-Sessions are not, so a browser never sees a config's secrets.
+`ETL_RUNNER_TOKEN` or an allowed service account's Google ID token. A staff user's DRF token or
+session is not, so no person's credential ever reads a config's secrets.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from ml_platform import selectors
 from ml_platform.api.runs import EtlRunOutputSerializer
 from ml_platform.auth.authentication import IsRunner, RunnerAuthentication
 from ml_platform.services.runner import (
+    RunnerJob,
     RunNotActiveError,
     etl_run_heartbeat,
     etl_run_report,
+    etl_run_runner_job,
     etl_run_runner_start,
 )
 
@@ -38,44 +40,76 @@ class _RunnerApi(APIView):
     permission_classes = [IsRunner]
 
 
-class DataSourceRunnerConfigApi(_RunnerApi):
-    """`GET /api/etl/sources/<id>/config/?run_id=<uuid>&worker=<name>`.
+class RunnerJobOutputSerializer(serializers.Serializer):
+    run_id = serializers.UUIDField(allow_null=True)
+    job = serializers.DictField(help_text="the config contract, secrets in plain text")
+    state = serializers.DictField(help_text="the engine SyncState JSON")
+    heartbeat_interval_s = serializers.FloatField()
 
-    Marks the run running (a new `cli` run when `run_id` is omitted) and answers 200
-    `{"run_id", "job", "state", "heartbeat_interval_s"}`: the JobConfig with secrets resolved,
-    the engine SyncState JSON, and how often (seconds) to POST the heartbeat. 409 when the run
-    already finished (or, without `run_id`, another run is active); 404 for an unknown source or
-    run; 400 when the stored config is unusable (the run is then failed).
+    class Meta:
+        ref_name = "RunnerJob"
+
+
+class DataSourceRunnerConfigApi(_RunnerApi):
+    """The job of a Cloud Run Job runner; runner credentials only (never a staff user).
+
+    `GET /api/etl/sources/<id>/config/?run_id=<uuid>` reads, changing nothing: 200 `{"run_id",
+    "job", "state", "heartbeat_interval_s"}`: the JobConfig with secrets resolved, the engine
+    SyncState JSON and how often (seconds) to POST the heartbeat.
+
+    `POST /api/etl/sources/<id>/config/` `{"run_id": <uuid>, "worker": <name>}` starts the run
+    (marks it running by `worker`; a new `cli` run when `run_id` is omitted) and answers the
+    same document. 409 when the run already finished (or, without `run_id`, another run is
+    active); 404 for an unknown source or run; 400 when the stored config is unusable (a
+    started run is then failed).
     """
 
     class FilterSerializer(serializers.Serializer):
         run_id = serializers.UUIDField(required=False)
-        worker = serializers.CharField(required=False, max_length=255, default="")
 
         class Meta:
             ref_name = "RunnerConfigFilter"
 
-    @extend_schema(parameters=[FilterSerializer], responses={200: dict})
+    class InputSerializer(serializers.Serializer):
+        run_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+        worker = serializers.CharField(required=False, max_length=255, default="", allow_blank=True)
+
+        class Meta:
+            ref_name = "RunnerStartInput"
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: RunnerJobOutputSerializer})
     def get(self, request: Request, source_id: int) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
+        runner_job = etl_run_runner_job(
+            data_source=selectors.data_source_get(id=source_id),
+            run_uid=filters.validated_data.get("run_id"),
+        )
+        return Response(_runner_job_data(runner_job))
+
+    @extend_schema(request=InputSerializer, responses={200: RunnerJobOutputSerializer})
+    def post(self, request: Request, source_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         data_source = selectors.data_source_get(id=source_id)
         try:
             runner_job = etl_run_runner_start(
                 data_source=data_source,
-                run_uid=filters.validated_data.get("run_id"),
-                worker=filters.validated_data["worker"] or f"runner:{request.user}",
+                run_uid=data.validated_data["run_id"],
+                worker=data.validated_data["worker"] or f"runner:{request.user}",
             )
         except RunNotActiveError as exc:
             raise Conflict(exc.message) from exc
-        return Response(
-            {
-                "run_id": str(runner_job.run.uid),
-                "job": runner_job.job,
-                "state": runner_job.state.model_dump(mode="json"),
-                "heartbeat_interval_s": float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S),
-            }
-        )
+        return Response(_runner_job_data(runner_job))
+
+
+def _runner_job_data(runner_job: RunnerJob) -> dict:
+    return {
+        "run_id": str(runner_job.run.uid) if runner_job.run is not None else None,
+        "job": runner_job.job,
+        "state": runner_job.state.model_dump(mode="json"),
+        "heartbeat_interval_s": float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S),
+    }
 
 
 class EtlRunHeartbeatApi(_RunnerApi):

@@ -22,10 +22,11 @@ SCHEDULE_TIME_HEADER = "X-CloudScheduler-ScheduleTime"
 class DataSourceSchedulerWebhookApi(APIView):
     """`POST /api/etl/sources/<id>/scheduler-webhook/` from Cloud Scheduler (OIDC token).
 
-    401 (with `WWW-Authenticate`) on a missing or bad token, 503 when Google's certs cannot be
-    fetched, 404 for an unknown or disabled source, else 202 with the run. The same
-    `X-CloudScheduler-ScheduleTime` twice gives the same run; a delivery while a run is queued
-    or running gives that run.
+    401 (with `WWW-Authenticate`, saying what failed) on a missing or bad token, 503 when
+    Google's certs cannot be fetched or the broker cannot take the run (`Retry-After`; nothing
+    is queued, Cloud Scheduler retries), 404 for an unknown or disabled source, else 202 with
+    the run. The same `X-CloudScheduler-ScheduleTime` always gives the same run, even after it
+    finished; a delivery while a run is queued or running gives that run.
     """
 
     authentication_classes = [SchedulerOidcAuthentication]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from rest_framework.authentication import BaseAuthentication, TokenAuthentication
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -64,11 +64,11 @@ class RunnerPrincipal:
 class RunnerAuthentication(BaseAuthentication):
     """`Authorization: Bearer <credential>` (or `Token <credential>`) of a runner.
 
-    The credential is, in order: the shared `ETL_RUNNER_TOKEN` (compared in constant time), a
-    Google ID token (a JWT) with `aud` = `ETL_RUNNER_OIDC_AUDIENCE` and `email` in
-    `ETL_RUNNER_ALLOWED_EMAILS`, or a DRF token (`IsRunner` then requires a staff user). No
-    header or another scheme: not attempted (401 with the challenge); anything else invalid:
-    401; Google's certs unreachable: 503. Sessions are never accepted.
+    The credential is the shared `ETL_RUNNER_TOKEN` (compared in constant time) or a Google ID
+    token (a JWT) with `aud` = `ETL_RUNNER_OIDC_AUDIENCE` and `email` in
+    `ETL_RUNNER_ALLOWED_EMAILS`. No header or another scheme: not attempted (401 with the
+    challenge); anything else (a user's DRF token included): 401; Google's certs unreachable:
+    503. Sessions are never accepted.
     """
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
@@ -82,22 +82,17 @@ class RunnerAuthentication(BaseAuthentication):
         if credential.count(".") == 2:
             claims = runner_token_verify(token=credential)
             return RunnerPrincipal(name=claims["email"]), claims
-        try:
-            return TokenAuthentication().authenticate_credentials(credential)
-        except AuthenticationFailed:
-            raise AuthenticationFailed(RUNNER_TOKEN_INVALID) from None
+        # a person's DRF token is no runner credential, staff or not
+        raise AuthenticationFailed(RUNNER_TOKEN_INVALID)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="etl-runner"'
 
 
 class IsRunner(BasePermission):
-    """A `RunnerPrincipal`, or a staff user authenticated by DRF token."""
+    """A `RunnerPrincipal` only: runner API answers carry secrets, which no person reads."""
 
     message = RUNNER_NOT_ALLOWED
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return isinstance(user, RunnerPrincipal) or bool(
-            user and user.is_authenticated and user.is_staff
-        )
+        return isinstance(request.user, RunnerPrincipal)

@@ -232,6 +232,23 @@ def google_id_token_verify(
     return claims
 
 
+TOKEN_REASONS = (
+    ("wrong audience", "audience mismatch"),
+    ("token expired", "expired"),
+    ("used too early", "issued in the future (check the clock)"),
+    ("could not verify token signature", "bad signature"),
+    ("certificate for key id", "unknown signing key id"),
+    ("unsupported signature algorithm", "unsupported signature algorithm"),
+    ("does not match signature algorithm", "unsupported signature algorithm"),
+    ("does not contain required claim", "required claim missing"),
+)
+"""google-auth's error text -> what a 401 says failed. Only the kind of failure is told: the
+original text carries the configured audience, the token itself or timestamps."""
+
+
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200].rstrip(".")
+    text = str(exc).lower()
+    for needle, reason in TOKEN_REASONS:
+        if needle in text:
+            return reason
+    return "malformed token"

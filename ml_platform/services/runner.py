@@ -49,7 +49,8 @@ class RunNotActiveError(ApplicationError):
 class RunnerJob:
     """What a runner needs to execute one run."""
 
-    run: EtlRun
+    run: EtlRun | None
+    """None when read without a run (`etl_run_runner_job` with no `run_uid`)."""
     job: dict[str, Any]
     """The config contract (DESIGN.md §4), validated, secrets in plain text."""
     state: etl.SyncState
@@ -108,6 +109,29 @@ def etl_run_runner_start(
         attempt=run.attempts,
     )
     return RunnerJob(run=run, job=job, state=state)
+
+
+def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) -> RunnerJob:
+    """Return the job config and engine state of `data_source` (and the run `run_uid`, when
+    given), changing nothing: no run is created, started or failed.
+
+    Raises:
+        EtlRun.DoesNotExist: no run has `run_uid`.
+        ApplicationError: the run belongs to another data source.
+        etl.ConfigError / CredentialsUnreadableError: the stored config is unusable.
+    """
+    run = None
+    if run_uid is not None:
+        run = EtlRun.objects.get(uid=run_uid)
+        if run.data_source_id != data_source.id:
+            raise ApplicationError(
+                RUN_OF_OTHER_SOURCE.format(
+                    run_id=run.uid, other_id=run.data_source_id, source_id=data_source.id
+                )
+            )
+    job_config_build(data_source=data_source)
+    job = job_config_data(data_source=data_source)
+    return RunnerJob(run=run, job=job, state=sync_state_get_engine(data_source=data_source))
 
 
 def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes: int) -> EtlRun:

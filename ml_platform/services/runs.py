@@ -16,9 +16,10 @@ from django.utils import timezone
 
 import etl
 from ml_platform import selectors
-from ml_platform.models import DataSource, EtlRun
+from ml_platform.models import DataSource, EtlRun, EtlRunKey
 from ml_platform.services.connections import credentials_read
 from ml_platform.services.job_config import job_config_build
+from ml_platform.services.runs_lock import destination_writer_lock
 from ml_platform.services.runs_progress import ProgressCallback, RunHeartbeat, run_progress_recorder
 from ml_platform.services.secrets import redact, secret_read, secret_strings
 from ml_platform.services.state import sync_state_get_engine, sync_state_save
@@ -28,17 +29,42 @@ logger = structlog.get_logger(__name__)
 ERROR_MESSAGE_MAX_CHARS = 10_000
 
 
+RUN_ENQUEUE_UNAVAILABLE = (
+    "The task queue cannot take a run of data source {data_source_id} now ({reason}); nothing "
+    "was queued. Retry in {retry_after_s} s."
+)
+BROKER_UNAVAILABLE_CLASS = "BrokerUnavailableError"
+
+
+class RunEnqueueUnavailableError(etl.TransientError):
+    """The broker refused or could not be reached when a run was handed to it; the run was
+    removed, so nothing stays queued. The API answers 503 with `Retry-After`."""
+
+    def __init__(self, *, data_source_id: int, reason: str, retry_after_s: int) -> None:
+        self.data_source_id, self.reason, self.retry_after_s = data_source_id, reason, retry_after_s
+        self.message = RUN_ENQUEUE_UNAVAILABLE.format(
+            data_source_id=data_source_id, reason=reason, retry_after_s=retry_after_s
+        )
+        super().__init__(self.message)
+
+
 def etl_run_create(
     *, data_source: DataSource, trigger: str, idempotency_key: str | None = None
 ) -> tuple[EtlRun, bool]:
-    """Return `(run, created)`: the run with `idempotency_key` for this source if one exists
-    (whatever its status), else the source's queued or running run, else a new queued run.
+    """Return `(run, created)`: the run `idempotency_key` was answered with for this source if
+    any (whatever its status), else the source's queued or running run, else a new queued run.
 
-    Does not enqueue anything; `etl_run_enqueue` and `run_etl` build on it.
+    A key answered with an already active run is remembered (`EtlRunKey`), so the same key
+    returns that run later too, even after it finished. Does not enqueue anything;
+    `etl_run_enqueue` and `run_etl` build on it.
     """
     for _ in range(3):
         existing = _etl_run_existing(data_source=data_source, idempotency_key=idempotency_key)
         if existing is not None:
+            if idempotency_key is not None and existing.idempotency_key != idempotency_key:
+                existing = _etl_run_key_remember(
+                    data_source=data_source, key=idempotency_key, run=existing
+                )
             return existing, False
         run = EtlRun(data_source=data_source, trigger=trigger, idempotency_key=idempotency_key)
         # uniqueness (one key, one active run per source) is the database's to enforce: a
@@ -66,17 +92,33 @@ def _etl_run_existing(*, data_source: DataSource, idempotency_key: str | None) -
     return selectors.etl_run_get_active(data_source=data_source)
 
 
-@transaction.atomic
+def _etl_run_key_remember(*, data_source: DataSource, key: str, run: EtlRun) -> EtlRun:
+    """Record that `key` was answered with `run`; return the run the key is bound to (a
+    concurrent trigger may have bound it first)."""
+    try:
+        with transaction.atomic():
+            EtlRunKey.objects.create(data_source=data_source, key=key, run=run)
+    except IntegrityError:
+        bound = EtlRunKey.objects.select_related("run").filter(data_source=data_source, key=key)
+        return bound.first().run if bound.exists() else run
+    return run
+
+
 def etl_run_enqueue(
     *, data_source: DataSource, trigger: str, idempotency_key: str | None = None
 ) -> EtlRun:
-    """Record a queued run and, on commit, hand it to the executor of `settings.ETL_EXECUTOR`:
-    the `ml_platform.etl_run_execute` Celery task (`celery`) or a Cloud Run Job execution
-    (`cloud_run`, see `etl_run_cloud_run_start`).
+    """Record a queued run and hand it to the executor of `settings.ETL_EXECUTOR`: the
+    `ml_platform.etl_run_execute` Celery task (`celery`) or a Cloud Run Job execution
+    (`cloud_run`, see `etl_run_cloud_run_start`), once the run is committed.
 
     A second trigger for a source that is already queued or running, or one that repeats an
     idempotency key (e.g. Cloud Scheduler's `X-CloudScheduler-ScheduleTime`), returns the
     existing run and enqueues nothing.
+
+    Called outside a transaction (a request), the task is published before returning: when
+    the broker cannot take it the run is deleted and `RunEnqueueUnavailableError` raised, so no
+    run stays queued without a message. Inside a caller's transaction the task is published on
+    its commit, and a publish failure then marks the run failed (`BrokerUnavailableError`).
 
     Args:
         data_source: the source to run.
@@ -85,19 +127,76 @@ def etl_run_enqueue(
 
     Returns:
         The new or the existing run.
-    """
-    from ml_platform.tasks import etl_run_execute as etl_run_execute_task
 
-    run, created = etl_run_create(
-        data_source=data_source, trigger=trigger, idempotency_key=idempotency_key
-    )
-    if created and settings.ETL_EXECUTOR == "cloud_run":
+    Raises:
+        RunEnqueueUnavailableError: the broker is down or refused the message (transient).
+    """
+    with transaction.atomic():
+        run, created = etl_run_create(
+            data_source=data_source, trigger=trigger, idempotency_key=idempotency_key
+        )
+    if not created:
+        return run
+    if settings.ETL_EXECUTOR == "cloud_run":
         from ml_platform.services.cloud_run import etl_run_cloud_run_start
 
         transaction.on_commit(lambda: etl_run_cloud_run_start(run=run))
-    elif created:
-        transaction.on_commit(lambda: etl_run_execute_task.delay(run.id))
+        return run
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: _etl_run_publish_or_fail(run=run))
+        return run
+    try:
+        etl_run_publish(run=run)
+    except RunEnqueueUnavailableError:
+        # no message, no run: the caller answers 503 and the sender retries
+        EtlRun.objects.filter(pk=run.pk, status=EtlRun.Status.QUEUED).delete()
+        raise
     return run
+
+
+def etl_run_task_id(*, run: EtlRun) -> str:
+    """Return the Celery task id of `run`'s `etl_run_execute` message (`etl-run-<uid>`), by
+    which the reaper finds it in the broker."""
+    return f"etl-run-{run.uid}"
+
+
+def etl_run_publish(*, run: EtlRun) -> None:
+    """Publish `run`'s `etl_run_execute` task (run inline when Celery is eager).
+
+    Raises:
+        RunEnqueueUnavailableError: the broker could not be reached or refused the message
+            after Celery's publish retries.
+    """
+    from kombu.exceptions import OperationalError
+
+    from ml_platform.tasks import etl_run_execute as etl_run_execute_task
+
+    task_id = etl_run_task_id(run=run)
+    if etl_run_execute_task.app.conf.task_always_eager:
+        etl_run_execute_task.apply_async(args=[run.id], task_id=task_id)
+        return
+    try:
+        etl_run_execute_task.apply_async(args=[run.id], task_id=task_id)
+    except (OperationalError, OSError) as exc:
+        logger.warning(
+            "etl_run.enqueue_failed",
+            run_id=run.id,
+            data_source_id=run.data_source_id,
+            error_class=type(exc).__name__,
+        )
+        # the class only: a broker error's text may carry the broker URL and its password
+        raise RunEnqueueUnavailableError(
+            data_source_id=run.data_source_id,
+            reason=f"broker unavailable: {type(exc).__name__}",
+            retry_after_s=int(settings.ETL_ENQUEUE_RETRY_AFTER_S),
+        ) from exc
+
+
+def _etl_run_publish_or_fail(*, run: EtlRun) -> None:
+    try:
+        etl_run_publish(run=run)
+    except RunEnqueueUnavailableError as exc:
+        etl_run_fail(run=run, exc=exc, error_class=BROKER_UNAVAILABLE_CLASS)
 
 
 def etl_run_execute(
@@ -142,12 +241,14 @@ def etl_run_execute(
         job = job_config_build(data_source=data_source)
         state = sync_state_get_engine(data_source=data_source)
         log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
-        result = etl.run(
-            job,
-            state,
-            run_id=run.uid.hex,
-            progress=run_progress_recorder(run=run, forward=progress),
-        )
+        # one writer per DuckDB file: wait for a run loading the same file (heartbeat running)
+        with destination_writer_lock(job=job, run_id=run.id):
+            result = etl.run(
+                job,
+                state,
+                run_id=run.uid.hex,
+                progress=run_progress_recorder(run=run, forward=progress),
+            )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise; Ctrl-C too,

@@ -1,9 +1,11 @@
-"""Fail the runs whose worker is gone (no heartbeat) or whose task never arrived, so they stop
-blocking their data source."""
+"""Fail the runs whose worker is gone (no heartbeat), and enqueue again (or fail) the queued runs
+whose task message was lost, so they stop blocking their data source."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 
 import structlog
 from django.conf import settings
@@ -12,7 +14,12 @@ from django.utils import timezone
 
 from ml_platform import selectors
 from ml_platform.models import EtlRun
-from ml_platform.services.runs import etl_run_fail
+from ml_platform.services.runs import (
+    RunEnqueueUnavailableError,
+    etl_run_fail,
+    etl_run_publish,
+    etl_run_task_id,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -23,7 +30,8 @@ RUN_WORKER_LOST = (
 )
 RUN_NEVER_STARTED = (
     "Run {run_id} stayed queued since {queued_at} and no worker took it (its task message was "
-    "lost); marked failed after {stale_after_s:g} s. Trigger the data source again."
+    "lost, e.g. in a broker restart); marked failed after {stale_after_s:g} s. Trigger the "
+    "data source again."
 )
 
 
@@ -38,33 +46,45 @@ class RunNeverStartedError(Exception):
 def etl_run_reap_stale(
     *, now: dt.datetime | None = None, stale_after_s: float | None = None
 ) -> list[EtlRun]:
-    """Fail the runs whose worker is gone, so they stop blocking their data source.
+    """Fail the runs whose worker is gone or whose task message is lost, so they stop blocking
+    their data source.
 
     A running run whose heartbeat (`updated_at`, refreshed every
     `settings.ETL_RUN_HEARTBEAT_INTERVAL_S` by the executing worker) is older than
-    `settings.ETL_RUN_STALE_AFTER_S` seconds, and a queued run older than
-    `settings.ETL_RUN_QUEUED_STALE_AFTER_S`, is marked failed (`WorkerLostError` /
-    `RunNeverStartedError`). Sync state is not touched: what the dead worker loaded without
-    committing was rolled back by the destination, and a load it did commit is found by the
-    next run in the destination's load log (the engine rolls forward), so the next run loads
-    exactly what is missing.
+    `settings.ETL_RUN_STALE_AFTER_S` seconds is marked failed (`WorkerLostError`). A run queued
+    longer than `settings.ETL_RUN_QUEUED_STALE_AFTER_S` seconds whose `etl_run_execute` message
+    is neither waiting in the broker nor held by a worker in two looks 0.5 s apart (see
+    `broker_task_ids`; e.g. lost in a broker restart) is enqueued again (with eager Celery,
+    where no broker holds messages, it is failed), and any run still queued after
+    `settings.ETL_RUN_QUEUED_MAX_AGE_S` is failed (`RunNeverStartedError`). Sync state is not touched: what a dead worker
+    loaded without committing was rolled back by the destination, and a load it did commit is
+    found by the next run in the destination's load log (the engine rolls forward), so the
+    next run loads exactly what is missing.
 
     Args:
         now: the current time (UTC); defaults to now.
         stale_after_s: overrides `settings.ETL_RUN_STALE_AFTER_S` (seconds).
 
     Returns:
-        The runs marked failed, oldest first.
+        The runs marked failed, oldest first (runs enqueued again are logged,
+        `etl_run.requeued`).
     """
     now = now or timezone.now()
     if stale_after_s is None:
         stale_after_s = float(settings.ETL_RUN_STALE_AFTER_S)
+    queued_stale_s = float(settings.ETL_RUN_QUEUED_STALE_AFTER_S)
+    queued_max_s = max(float(settings.ETL_RUN_QUEUED_MAX_AGE_S), queued_stale_s)
     running_before = now - dt.timedelta(seconds=stale_after_s)
-    queued_before = now - dt.timedelta(seconds=float(settings.ETL_RUN_QUEUED_STALE_AFTER_S))
+    queued_before = now - dt.timedelta(seconds=queued_stale_s)
+    queued_max_before = now - dt.timedelta(seconds=queued_max_s)
+    candidates = list(
+        selectors.etl_run_list_stale(running_before=running_before, queued_before=queued_before)
+    )
+    queued = [run for run in candidates if run.status == EtlRun.Status.QUEUED]
+    eager = _celery_eager()
+    in_broker = _broker_task_ids_twice(queued) if queued and not eager else set()
     reaped = []
-    for candidate in selectors.etl_run_list_stale(
-        running_before=running_before, queued_before=queued_before
-    ):
+    for candidate in candidates:
         with transaction.atomic():
             run = EtlRun.objects.select_for_update().get(pk=candidate.pk)
             if run.status == EtlRun.Status.RUNNING and run.updated_at < running_before:
@@ -77,11 +97,17 @@ def etl_run_reap_stale(
                     )
                 )
             elif run.status == EtlRun.Status.QUEUED and run.queued_at < queued_before:
+                too_old = run.queued_at < queued_max_before
+                if not too_old and not eager:
+                    if in_broker is None or etl_run_task_id(run=run) in in_broker:
+                        continue  # waits for a free worker (or the broker cannot be read)
+                    _etl_run_republish(run=run)  # its message was lost: send it again
+                    continue
                 exc = RunNeverStartedError(
                     RUN_NEVER_STARTED.format(
                         run_id=run.id,
                         queued_at=run.queued_at.isoformat(),
-                        stale_after_s=float(settings.ETL_RUN_QUEUED_STALE_AFTER_S),
+                        stale_after_s=queued_max_s if too_old else queued_stale_s,
                     )
                 )
             else:
@@ -96,3 +122,86 @@ def etl_run_reap_stale(
         )
         reaped.append(run)
     return reaped
+
+
+BROKER_RECHECK_S = 0.5
+"""A message a worker is taking is briefly in neither the queue nor `unacked`: look twice."""
+
+
+def _celery_eager() -> bool:
+    from celery import current_app
+
+    return bool(current_app.conf.task_always_eager)
+
+
+def _broker_task_ids_twice(queued: list[EtlRun]) -> set[str] | None:
+    first = broker_task_ids()
+    if first is None or all(etl_run_task_id(run=run) in first for run in queued):
+        return first
+    time.sleep(BROKER_RECHECK_S)
+    second = broker_task_ids()
+    return None if second is None else first | second
+
+
+def _etl_run_republish(*, run: EtlRun) -> None:
+    try:
+        etl_run_publish(run=run)
+    except RunEnqueueUnavailableError:
+        return  # the broker is down again: the next pass tries again
+    logger.warning("etl_run.requeued", run_id=run.id, data_source_id=run.data_source_id)
+
+
+QUEUE_PRIORITY_SEPARATOR = "\x06\x16"
+"""kombu's Redis transport keeps priority levels of queue `q` in lists `q`, `q\\x06\\x163`, ..."""
+UNACKED_KEY = "unacked"
+"""kombu's Redis transport: hash of the messages workers hold (acks_late, ETA/countdown)."""
+
+
+def broker_task_ids() -> set[str] | None:
+    """Return the ids of the tasks the broker holds: waiting in a queue or delivered to a
+    worker and not yet acknowledged (running, or waiting for a retry countdown).
+
+    Inspectable for the Redis transport (kombu's `queue` lists and `unacked` hash); for other
+    brokers, or a broker that cannot be reached, None (unknown: the reaper then waits for
+    `ETL_RUN_QUEUED_MAX_AGE_S`).
+    """
+    import redis
+    from celery import current_app
+
+    app = current_app
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    queues = {str(app.conf.task_default_queue or "celery")}
+    queues |= {str(name) for name in (app.amqp.queues or {})}
+    keys = [
+        f"{queue}{suffix}"
+        for queue in sorted(queues)
+        for suffix in ["", *(f"{QUEUE_PRIORITY_SEPARATOR}{p}" for p in range(1, 10))]
+    ]
+    ids: set[str] = set()
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            for key in keys:
+                for raw in client.lrange(key, 0, -1):
+                    ids.add(_task_id(raw))
+            for raw in client.hvals(UNACKED_KEY):
+                ids.add(_task_id(raw, held=True))
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        logger.warning("etl_run.broker_unreadable", error_class=type(exc).__name__)
+        return None
+    ids.discard("")
+    return ids
+
+
+def _task_id(raw: bytes, *, held: bool = False) -> str:
+    try:
+        message = json.loads(raw)
+        if held:  # [message, exchange, routing_key]
+            message = message[0]
+        return str(message.get("headers", {}).get("id") or "")
+    except (ValueError, TypeError, IndexError, AttributeError):
+        return ""

@@ -14,6 +14,7 @@ import etl
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services import etl_run_enqueue
+from ml_platform.services.runs import RunEnqueueUnavailableError
 from ml_platform.services.schedules import schedule_next_fire_times
 from ml_platform.web.auth import staff_required
 
@@ -70,6 +71,12 @@ def source_run(request: HttpRequest, source_id: int) -> HttpResponse:
     source = _source(source_id)
     try:
         etl_run_enqueue(data_source=source, trigger=EtlRun.Trigger.MANUAL)
+    except RunEnqueueUnavailableError as exc:  # nothing was queued: say so, the user retries
+        return JsonResponse(
+            {"message": exc.message, "extra": {"retry_after_s": exc.retry_after_s}},
+            status=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
     except etl.EtlError as exc:
         # eager mode (no worker) runs the task inside this request: the failure is recorded
         # on the run, which the page shows

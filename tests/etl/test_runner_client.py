@@ -24,6 +24,8 @@ class Api:
     statuses: list[int] = field(default_factory=list)
     """Statuses to answer, in order; 200 once exhausted."""
     seen: list[tuple[str, str, str, Any]] = field(default_factory=list)
+    answer: dict[str, Any] = field(default_factory=lambda: {"recorded": True})
+    """Body of a 200 answer."""
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def api() -> Iterator[Api]:
             state.seen.append(("POST", self.path, self.headers["Authorization"], body))
             status = state.statuses.pop(0) if state.statuses else 200
             payload = json.dumps(
-                {"recorded": True} if status == 200 else {"message": f"status {status}"}
+                state.answer if status == 200 else {"message": f"status {status}"}
             ).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -91,3 +93,31 @@ def test_connection_refused_retried_then_transient() -> None:
 
     with pytest.raises(RunnerApiUnavailableError, match="after 3 attempts"):
         client.heartbeat(run_id=RUN_ID, progress_rows=1, progress_bytes=2)
+
+
+def test_fetch_job_starts_run_with_explicit_post(api: Api, tmp_path: Any) -> None:
+    """Fetching the job is one POST to the source's config URL with the run id and worker name
+    in a JSON body (a GET there only reads); the answer becomes a parsed JobConfig and state."""
+    api.answer = {
+        "run_id": RUN_ID,
+        "job": {
+            "source_type": "local",
+            "connection_params": {"base_path": str(tmp_path)},
+            "dest_table_name": "orders",
+            "file_format": "csv",
+            "destination": {"type": "duckdb", "path": str(tmp_path / "w.duckdb")},
+        },
+        "state": {},
+        "heartbeat_interval_s": 2.5,
+    }
+    client = RunnerClient(api.url, "tok-1", attempts=1)
+
+    job = client.fetch_job(data_source_id=7, run_id=RUN_ID, worker="exec-1/0")
+
+    assert api.seen == [
+        ("POST", "/api/etl/sources/7/config/", "Bearer tok-1",
+         {"worker": "exec-1/0", "run_id": RUN_ID}),
+    ]  # fmt: skip
+    assert (job.run_id, job.job.source_type, job.job.dest_table_name, job.heartbeat_interval_s) == (
+        RUN_ID, "local", "orders", 2.5,
+    )  # fmt: skip

@@ -9,8 +9,8 @@ by session, and as the same user with a DRF token. Expected:
 - Web pages (`etl/`): anonymous -> Django's login page with `next`; non-staff 403.
 - Django admin (`admin/`): Django's own rule, everyone but active staff -> the admin login page.
 - Documented exceptions: the scheduler webhook authenticates only by a Google OIDC token and the
-  runner API only by its runner credential (or a staff DRF token): without one both answer 401,
-  sessions are not accepted, a non-staff DRF token is 403 on the runner API; `api/health/` is
+  runner API only by its runner credential (never a person's): without one both answer 401,
+  sessions are not accepted, a user's DRF token is 401 on the runner API; `api/health/` is
   public (load balancer check); Django's login, logout and password-reset pages (`accounts/`,
   `api-auth/`, `admin/login/`, `admin/logout/`) are public by nature; `accounts/password_change/`
   is for any logged-in user; the redirects (`/` and admin's `<id>/` shortcuts) only redirect.
@@ -56,7 +56,7 @@ ANY_LOGGED_IN = {"password_change", "password_change_done"}
 OWN_TOKEN = {"api:sources:scheduler-webhook"}
 """Authenticated only by a Google OIDC token: no token, no session -> 401."""
 RUNNER = {"api:sources:config", "api:runs:result", "api:runs:heartbeat"}
-"""Authenticated by the runner credential or a staff DRF token: 401 without, 403 non-staff."""
+"""Authenticated by the runner credential only: 401 without it (a user's DRF token included)."""
 
 
 def walk(
@@ -142,7 +142,7 @@ def test_every_url_refuses_anonymous_and_non_staff_users(
                 elif name in OWN_TOKEN:
                     ok = status == 401
                 elif name in RUNNER:
-                    ok = status == (403 if who == "token" else 401)
+                    ok = status == 401
                 elif route.startswith("admin/"):
                     ok = status == 302 and location.startswith("/admin/login/?next=")
                 elif name in ANY_LOGGED_IN:

@@ -139,7 +139,9 @@ def test_runner_loads_csv_and_reports_once(
 
 
 @pytest.mark.parametrize(
-    "token", [None, "wrong-token", "non-staff"], ids=["missing", "wrong", "non-staff-drf-token"]
+    "token",
+    [None, "wrong-token", "non-staff", "staff"],
+    ids=["missing", "wrong", "non-staff-drf-token", "staff-drf-token"],
 )
 def test_runner_without_valid_credential_changes_nothing(
     token: str | None,
@@ -148,11 +150,14 @@ def test_runner_without_valid_credential_changes_nothing(
     csv_source: DataSource,
     warehouse: Path,
 ) -> None:
-    """A runner with no, a wrong or a non-staff token gets 401/403 from the config and result
-    endpoints: the run stays queued, nothing is loaded, no state is written."""
+    """A runner with no or a wrong token, or a person's DRF token (staff or not), gets 401 from
+    the config and result endpoints: the run stays queued, nothing is loaded, no state is
+    written."""
     run, _ = etl_run_create(data_source=csv_source, trigger=EtlRun.Trigger.API)
-    if token == "non-staff":
-        user = get_user_model().objects.create_user("viewer", password="x", is_staff=False)
+    if token in ("non-staff", "staff"):
+        user = get_user_model().objects.create_user(
+            "person", password="x", is_staff=token == "staff"
+        )
         token = Token.objects.create(user=user).key
 
     completed = _runner(
@@ -171,9 +176,8 @@ def test_runner_without_valid_credential_changes_nothing(
         assert status == 401
     else:
         assert completed.returncode == 1
-        expected = 403 if token != "wrong-token" else 401
-        assert f"answered {expected} to GET" in json.loads(completed.stdout)["error"]
-        assert status == expected
+        assert "answered 401 to POST" in json.loads(completed.stdout)["error"]
+        assert status == 401
     run.refresh_from_db()
     assert (run.status, run.attempts, run.error_class) == ("queued", 0, "")
     assert not warehouse.exists()
@@ -181,24 +185,30 @@ def test_runner_without_valid_credential_changes_nothing(
 
 
 def test_session_staff_user_cannot_read_config(runner_token: str, csv_source: DataSource) -> None:
-    """A staff user logged in by session (a browser) never gets a config with secrets: 401."""
+    """A staff user logged in by session (a browser) never gets a config with secrets: 401 to
+    the read and to the start."""
     client = APIClient()
     client.force_login(get_user_model().objects.create_user("ops", password="x", is_staff=True))
 
-    response = client.get(f"/api/etl/sources/{csv_source.id}/config/")
+    read = client.get(f"/api/etl/sources/{csv_source.id}/config/")
+    start = client.post(f"/api/etl/sources/{csv_source.id}/config/", {}, format="json")
 
-    assert response.status_code == 401
+    assert (read.status_code, start.status_code) == (401, 401)
+    assert "job" not in read.json() and "job" not in start.json()
     assert EtlRun.objects.count() == 0
 
 
-def test_staff_drf_token_and_google_id_token_are_runner_credentials(
+def test_only_runner_credentials_read_config_and_get_has_no_side_effect(
     settings: Any,
     oidc: Any,  # noqa: F811  the webhook tests' fixture
     google_key: SigningKey,  # noqa: F811
+    runner_token: str,
     csv_source: DataSource,
 ) -> None:
-    """A staff user's DRF token and a Google ID token of an allowed runner service account
-    (runner audience) read the config; the scheduler's token (other audience) is refused."""
+    """A staff user's DRF token is refused (401); a Google ID token of an allowed runner
+    service account (runner audience) reads the config by GET without creating or starting
+    any run, and starts one by POST; the scheduler's token (other audience) is refused with
+    what failed, not the audience expected."""
     settings.ETL_RUNNER_OIDC_AUDIENCE = RUNNER_AUDIENCE
     settings.ETL_RUNNER_ALLOWED_EMAILS = [RUNNER_EMAIL]
     staff = get_user_model().objects.create_user("ops", password="x", is_staff=True)
@@ -207,19 +217,30 @@ def test_staff_drf_token_and_google_id_token_are_runner_credentials(
     scheduler_id_token = google_key.sign(_claims())
     url = f"/api/etl/sources/{csv_source.id}/config/"
 
-    first = APIClient().get(url, HTTP_AUTHORIZATION=f"Token {staff_token}")
-    EtlRun.objects.update(status="failed")
-    second = APIClient().get(url, HTTP_AUTHORIZATION=f"Bearer {runner_id_token}")
-    EtlRun.objects.update(status="failed")
+    staff_read = APIClient().get(url, HTTP_AUTHORIZATION=f"Token {staff_token}")
+    staff_start = APIClient().post(
+        url, {}, format="json", HTTP_AUTHORIZATION=f"Token {staff_token}"
+    )
+    read = APIClient().get(url, HTTP_AUTHORIZATION=f"Bearer {runner_id_token}")
+    read_again = APIClient().get(url, HTTP_AUTHORIZATION=f"Bearer {runner_token}")
+    assert EtlRun.objects.count() == 0
+    start = APIClient().post(url, {}, format="json", HTTP_AUTHORIZATION=f"Bearer {runner_id_token}")
     refused = APIClient().get(url, HTTP_AUTHORIZATION=f"Bearer {scheduler_id_token}")
 
-    assert (first.status_code, second.status_code) == (200, 200)
-    assert set(second.json()) == {"run_id", "job", "state", "heartbeat_interval_s"}
-    assert (second.json()["job"]["source_type"], second.json()["state"]["files"]) == ("local", {})
-    assert EtlRun.objects.get(uid=second.json()["run_id"]).worker == f"runner:{RUNNER_EMAIL}"
+    assert (staff_read.status_code, staff_start.status_code) == (401, 401)
+    assert staff_read.json() == {"message": "Invalid runner token.", "extra": {}}
+    assert (read.status_code, read_again.status_code, start.status_code) == (200, 200, 200)
+    assert read.json() == read_again.json()
+    assert read.json()["run_id"] is None
+    assert set(start.json()) == {"run_id", "job", "state", "heartbeat_interval_s"}
+    assert (start.json()["job"]["source_type"], start.json()["state"]["files"]) == ("local", {})
+    started = EtlRun.objects.get()
+    assert (str(started.uid), started.status, started.trigger, started.worker) == (
+        start.json()["run_id"], "running", "cli", f"runner:{RUNNER_EMAIL}",
+    )  # fmt: skip
     assert refused.status_code == 401
-    assert refused.json()["message"].startswith("Invalid runner ID token: Token has wrong audience")
-    assert EtlRun.objects.count() == 2
+    assert refused.json()["message"] == "Invalid runner ID token: audience mismatch."
+    assert RUNNER_AUDIENCE not in refused.content.decode()
 
 
 def test_failure_report_fails_run_without_secrets(
@@ -245,8 +266,10 @@ def test_failure_report_fails_run_without_secrets(
     }
     url = f"{live_server.url}/api/etl/runs/{run.uid}/result/"
 
-    config = APIClient().get(
-        f"/api/etl/sources/{source.id}/config/?run_id={run.uid}&worker=exec-1/0",
+    config = APIClient().post(
+        f"/api/etl/sources/{source.id}/config/",
+        {"run_id": str(run.uid), "worker": "exec-1/0"},
+        format="json",
         HTTP_AUTHORIZATION=f"Bearer {runner_token}",
     )
     assert config.status_code == 200
@@ -328,9 +351,10 @@ def test_heartbeat_refreshes_running_run_only(runner_token: str, csv_source: Dat
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {runner_token}")
     url = f"/api/etl/runs/{run.uid}/heartbeat/"
-    assert (
-        client.get(f"/api/etl/sources/{csv_source.id}/config/?run_id={run.uid}").status_code == 200
+    started = client.post(
+        f"/api/etl/sources/{csv_source.id}/config/", {"run_id": str(run.uid)}, format="json"
     )
+    assert started.status_code == 200
     before = EtlRun.objects.get(pk=run.pk).updated_at
 
     beat = client.post(url, {"progress_rows": 3, "progress_bytes": 120}, format="json")

@@ -249,17 +249,14 @@ def _bad_token(case: str, google_key: SigningKey, other_key: SigningKey) -> str 
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("wrong-audience", "Invalid scheduler ID token: Token has wrong audience"),
-        ("expired", "Invalid scheduler ID token: Token expired"),
+        ("wrong-audience", "Invalid scheduler ID token: audience mismatch."),
+        ("expired", "Invalid scheduler ID token: expired."),
         (
             "wrong-issuer",
             "Invalid scheduler ID token: issuer 'https://evil.example.com' is not Google.",
         ),
-        ("bad-signature", "Invalid scheduler ID token: Could not verify token signature."),
-        (
-            "unknown-kid",
-            "Invalid scheduler ID token: Certificate for key id rotated-away not found.",
-        ),
+        ("bad-signature", "Invalid scheduler ID token: bad signature."),
+        ("unknown-kid", "Invalid scheduler ID token: unknown signing key id."),
         (
             "email-not-allowed",
             "Scheduler ID token email 'intruder@evil.iam.gserviceaccount.com' is not in the "
@@ -268,7 +265,7 @@ def _bad_token(case: str, google_key: SigningKey, other_key: SigningKey) -> str 
         ("email-unverified", "Invalid scheduler ID token: email_verified is not true."),
         ("no-email", "Scheduler ID token email '' is not in the allow-list."),
         ("missing-header", "Authentication credentials were not provided."),
-        ("garbage-bearer", "Invalid scheduler ID token: "),
+        ("garbage-bearer", "Invalid scheduler ID token: malformed token."),
         ("basic-scheme", "Authentication credentials were not provided."),
         ("empty-bearer", "Authentication credentials were not provided."),
     ],
@@ -283,14 +280,16 @@ def test_bad_token_401_starts_nothing(
     csv_source: DataSource,
     django_capture_on_commit_callbacks,
 ) -> None:
-    """Each bad or missing token: 401 with the Bearer challenge, the reason, no run."""
+    """Each bad or missing token: 401 with the Bearer challenge and what failed (never the
+    configured audience, nor the token), no run."""
     authorization = _bad_token(case, google_key, other_key)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = _deliver(csv_source, authorization, X_CLOUDSCHEDULER_SCHEDULETIME=SCHEDULE_TIME)
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == CHALLENGE
-    assert response.json()["message"].startswith(message)
+    assert response.json()["message"] == message
+    assert AUDIENCE not in response.content.decode()
     assert callbacks == []
     assert EtlRun.objects.count() == 0
 

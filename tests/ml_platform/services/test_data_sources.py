@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from ml_platform.services import (
     data_source_update,
     job_config_build,
 )
+from ml_platform.services.job_config import DESTINATION_PATH_OUTSIDE
 
 pytestmark = pytest.mark.django_db
 
@@ -183,27 +185,35 @@ def test_job_config_build_resolves_secrets(pg_connection: Connection, settings) 
     assert job.redacted()["connection_params"]["password"] == "***"
 
 
-def test_relative_duckdb_path_is_under_var_dir(pg_connection: Connection, settings) -> None:  # noqa: ANN001
-    """A relative DuckDB destination path resolves under `settings.VAR_DIR`, an absolute one is
-    kept."""
+def test_duckdb_path_is_confined_to_data_dir(
+    pg_connection: Connection, settings, tmp_path: Path
+) -> None:  # noqa: ANN001
+    """A relative DuckDB destination path resolves under `settings.ETL_DATA_DIR`, an absolute
+    one inside it is kept; `..` out of it, an absolute path elsewhere and a symlink leading out
+    are refused with a `destination` field error naming the path."""
+    settings.ETL_DATA_DIR = str(tmp_path / "data")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "out").symlink_to("/srv")
+    fields = {"connection": pg_connection, "dest_table_name": "t", "load_type": "catalog",
+              "source_table_name": "public.t"}  # fmt: skip
     relative = data_source_create(
-        name="rel",
-        connection=pg_connection,
-        dest_table_name="t",
-        source_table_name="public.t",
-        load_type="catalog",
-        destination={"type": "duckdb", "path": "wh/rel.duckdb"},
+        name="rel", destination={"type": "duckdb", "path": "wh/rel.duckdb"}, **fields
     )
+    inside = str(tmp_path / "data" / "abs.duckdb")
     absolute = data_source_create(
-        name="abs",
-        connection=pg_connection,
-        dest_table_name="t",
-        source_table_name="public.t",
-        load_type="catalog",
-        destination={"type": "duckdb", "path": "/srv/abs.duckdb"},
+        name="abs", destination={"type": "duckdb", "path": inside}, **fields
     )
 
     assert job_config_build(data_source=relative).destination.path == str(
-        settings.VAR_DIR / "wh" / "rel.duckdb"
+        tmp_path / "data" / "wh" / "rel.duckdb"
     )
-    assert job_config_build(data_source=absolute).destination.path == "/srv/abs.duckdb"
+    assert job_config_build(data_source=absolute).destination.path == inside
+    root = str(tmp_path / "data")
+    for path in ("../escape.duckdb", "/srv/abs.duckdb", "out/w.duckdb", "wh/../../x.duckdb"):
+        with pytest.raises(ValidationError) as caught:
+            data_source_create(
+                name=f"bad {path}", destination={"type": "duckdb", "path": path}, **fields
+            )
+        assert caught.value.message_dict == {
+            "destination": [DESTINATION_PATH_OUTSIDE.format(path=path, root=root)]
+        }
