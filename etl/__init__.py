@@ -10,6 +10,8 @@ from etl.exceptions import (
     EtlError,
     NullCursorError,
     SchemaChangeError,
+    SupersededError,
+    TableOwnedError,
     TerminalError,
     TransientError,
 )
@@ -27,7 +29,9 @@ __all__ = [
     "NullCursorError",
     "RunResult",
     "SchemaChangeError",
+    "SupersededError",
     "SyncState",
+    "TableOwnedError",
     "TerminalError",
     "TransientError",
     "Watermark",
