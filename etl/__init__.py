@@ -12,6 +12,8 @@ from etl.exceptions import (
     EtlError,
     NullCursorError,
     SchemaChangeError,
+    SupersededError,
+    TableOwnedError,
     TerminalError,
     TransientError,
 )
@@ -31,7 +33,9 @@ __all__ = [
     "NullCursorError",
     "RunResult",
     "SchemaChangeError",
+    "SupersededError",
     "SyncState",
+    "TableOwnedError",
     "TerminalError",
     "TransientError",
     "Watermark",

@@ -25,8 +25,9 @@ Exit codes: 0 success, 1 a failed run or an invalid config, 2 bad arguments, 130
 Test-only fault injection: with `ETL_FAULT_INJECT=<phase>[:N[:stop]]` set, the process SIGKILLs
 itself (with `:stop`, SIGSTOPs itself, so a test can break a connection and SIGCONT it) the Nth
 time (default 1st) the run reaches `<phase>` (see `etl.pipeline.FaultHook`:
-`extract.batch`, `load.batch`, `load.before_commit`, `catalog.swap`, `load.after_commit`). Only
-this entry point reads it; the library gets a callback. tests/etl/test_faults.py uses it.
+`run.planned`, `extract.batch`, `load.batch`, `load.before_commit`, `catalog.swap`,
+`load.after_commit`). Only this entry point (and the control plane's test settings) reads it;
+the library gets a callback. tests/etl/test_faults.py uses it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -255,25 +255,9 @@ def _run_from_api(parser: argparse.ArgumentParser, args: argparse.Namespace, run
 
 def _fault_hook(environ: Mapping[str, str]) -> Callable[[str], None] | None:
     """Return the hook `ETL_FAULT_INJECT=<phase>[:N[:stop]]` asks for, or None when unset."""
-    spec = environ.get(FAULT_INJECT_ENV, "").strip()
-    if not spec:
-        return None
-    phase, _, rest = spec.partition(":")
-    nth, _, action = rest.partition(":")
-    target = int(nth or 1)
-    fault_signal = signal.SIGSTOP if action == "stop" else signal.SIGKILL
-    seen = 0
+    from etl.pipeline import fault_hook_from_spec
 
-    def hook(reached: str) -> None:
-        nonlocal seen
-        if reached != phase:
-            return
-        seen += 1
-        if seen == target:
-            sys.stdout.flush()
-            os.kill(os.getpid(), fault_signal)
-
-    return hook
+    return fault_hook_from_spec(environ.get(FAULT_INJECT_ENV, ""))
 
 
 def _read_state(path: Path | None) -> SyncState:

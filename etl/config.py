@@ -9,6 +9,7 @@ control plane resolves them from encrypted storage, and `repr()` never shows the
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Literal
 
@@ -225,6 +226,11 @@ class JobConfig(_Model):
     chunk_size: int = Field(default=100_000, ge=1, le=10_000_000)
     """Maximum rows per `pyarrow.RecordBatch`."""
     destination: DestinationConfig = Field(default_factory=DestinationConfig)
+    pipeline_id: str | None = Field(default=None, min_length=1, max_length=512)
+    """Identity of the data source that owns the destination table (recorded with every load in
+    the load log; a load into a table another pipeline owns is refused with `TableOwnedError`).
+    The control plane sets `datasource:<id>`. None: derived from the source identity
+    (`owner_id`), so a job file keeps its table while its source stays the same."""
 
     @field_validator("dest_table_name")
     @classmethod
@@ -299,6 +305,29 @@ class JobConfig(_Model):
             if extra and extra not in needed:
                 needed.append(extra)
         return needed
+
+    @property
+    def owner_id(self) -> str:
+        """The pipeline id recorded in the load log: `pipeline_id`, else one derived from the
+        source's identity, never from a secret: `<source_type>://<host>[:port]/<database>/<table>`
+        for database sources (`sql:<sha256 prefix>` for custom SQL), `bigquery://<project>/
+        <table>`, and `<source_type>://<bucket | container | base_path>/<file_prefix>
+        <file_pattern>` for file sources. Changing any of these parts changes the derived id;
+        set `pipeline_id` to keep the table across such a change."""
+        if self.pipeline_id:
+            return self.pipeline_id
+        params = self.connection_params
+        if self.source_type in TABLE_SOURCES:
+            what = self.source_table_name or (
+                "sql:" + hashlib.sha256((self.custom_sql or "").encode()).hexdigest()[:16]
+            )
+            if self.source_type == "bigquery":
+                return f"bigquery://{params.get('project')}/{what}"
+            port = params.get("port")
+            host = f"{params.get('host')}:{port}" if port not in (None, "") else params.get("host")
+            return f"{self.source_type}://{host}/{params.get('database')}/{what}"
+        place = params.get("bucket") or params.get("container") or params.get("base_path")
+        return f"{self.source_type}://{place}/{self.file_prefix}{self.file_pattern}"
 
     @property
     def write_disposition(self) -> WriteDisposition:

@@ -167,3 +167,36 @@ class SchemaChangeError(TerminalError):
 
 class DestinationError(TerminalError):
     """The destination rejected the load (permissions, invalid data)."""
+
+
+class SupersededError(TerminalError):
+    """Another run committed into the table after this run planned from the load log (this run
+    stalled, was presumed dead and its work was redone): its commit was refused and rolled back.
+
+    `expected_run_id` is the newest load-log entry the run planned from (None: the log held no
+    entry for the table), `found_run_id` the newest one at commit time (None: none).
+    """
+
+    def __init__(self, table: str, expected_run_id: str | None, found_run_id: str | None) -> None:
+        self.table = table
+        self.expected_run_id, self.found_run_id = expected_run_id, found_run_id
+        super().__init__(
+            f"Commit into {table} refused: this run planned from load "
+            f"{expected_run_id or '(none: the load log was empty)'}, but the load log's newest "
+            f"entry is now {found_run_id or '(none)'}, committed by another run meanwhile. "
+            "Nothing of this run was kept; the next run continues from the newer load. Not "
+            "retried."
+        )
+
+
+class TableOwnedError(TerminalError):
+    """The destination table's load log belongs to another pipeline (data source): loading
+    into it would replace or mix that pipeline's rows and adopt its state."""
+
+    def __init__(self, table: str, owner: str, pipeline_id: str) -> None:
+        self.table, self.owner, self.pipeline_id = table, owner, pipeline_id
+        super().__init__(
+            f"Table {table} belongs to pipeline `{owner}`; pipeline `{pipeline_id}` may not load "
+            "into it (nor into its `__rejected` table). Nothing was written. Choose another "
+            "dest_table_name or dataset."
+        )

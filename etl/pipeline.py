@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,7 +14,8 @@ import pyarrow as pa
 import structlog
 
 from etl.config import JobConfig
-from etl.load.base import LoadRequest
+from etl.exceptions import SupersededError
+from etl.load.base import Fence, LoadRequest
 from etl.registry import get_extractor, get_loader
 from etl.state import RunResult, SyncState
 from etl.transform import BatchTransformer
@@ -23,11 +27,38 @@ ProgressCallback = Callable[[int, int], None]
 
 FaultHook = Callable[[str], None]
 """Test-only: called with the name of each phase a run passes, so fault-injection tests can kill
-the process at a chosen point. Phases: `extract.batch` (a batch was read, not yet handed to the
-loader), `load.batch` (the loader reports rows written, uncommitted), `load.before_commit`
+the process at a chosen point. Phases: `run.planned` (the load log was read and the run planned
+from it; nothing extracted, no destination connection held), `extract.batch` (a batch was read,
+not yet handed to the loader), `load.batch` (the loader reports rows written, uncommitted), `load.before_commit`
 (all rows written, the destination commit not yet run), `catalog.swap` (BigQuery snapshot: the
 table was swapped in, the load log not yet written), `load.after_commit` (the destination
 committed, the caller has not stored the new state yet)."""
+
+
+def fault_hook_from_spec(spec: str) -> FaultHook | None:
+    """Return the test-only hook `<phase>[:N[:stop]]` describes, or None for an empty spec: it
+    SIGKILLs this process (with `:stop`, SIGSTOPs it, so a test can act and SIGCONT it) the Nth
+    time (default 1st) the run reaches `<phase>`. Read from `ETL_FAULT_INJECT` by
+    `python -m etl` and, in the test settings only, by the control plane's run executor."""
+    spec = spec.strip()
+    if not spec:
+        return None
+    phase, _, rest = spec.partition(":")
+    nth, _, action = rest.partition(":")
+    target = int(nth or 1)
+    fault_signal = signal.SIGSTOP if action == "stop" else signal.SIGKILL
+    seen = 0
+
+    def hook(reached: str) -> None:
+        nonlocal seen
+        if reached != phase:
+            return
+        seen += 1
+        if seen == target:
+            sys.stdout.flush()
+            os.kill(os.getpid(), fault_signal)
+
+    return hook
 
 
 def run(
@@ -43,7 +74,11 @@ def run(
 
     Before reading, the destination's load log is consulted: when it holds a commit by a run
     that `state` does not know about (the process died between the load and the state write),
-    that run's state is adopted ("rolled forward") so nothing is loaded twice.
+    that run's state is adopted ("rolled forward") so nothing is loaded twice. The commit is
+    fenced on that entry: if another run commits into the table before this one does (this run
+    stalled and was presumed dead), this run's commit is refused (`SupersededError`). A table
+    whose load log belongs to another pipeline (`job.owner_id`) is refused before anything is
+    read (`TableOwnedError`).
 
     Args:
         job: the validated job config.
@@ -64,6 +99,9 @@ def run(
 
     Raises:
         TransientError: source or destination unreachable; nothing was committed.
+        SupersededError: another run committed into the table after this run planned; nothing
+            of this run was committed (terminal: never retry it, the next run goes on).
+        TableOwnedError: another pipeline owns the destination table; nothing was written.
         TerminalError: bad config, schema change, bad input; nothing was committed.
     """
     started = dt.datetime.now(dt.UTC)
@@ -78,7 +116,8 @@ def run(
 
     loader = get_loader(job.destination.type)(job.destination)
     reconciled = None
-    last = loader.last_committed(job.dest_table_name)
+    pipeline_id = job.owner_id
+    last = loader.last_committed(job.dest_table_name, pipeline_id)
     if last is not None and last.run_id != state.last_run_id:
         log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
         state, reconciled = last.state, last.run_id
@@ -87,6 +126,8 @@ def run(
         log.info("run.full_refresh", load_type=job.load_type)
         state = SyncState(column_map=state.column_map)
         write_disposition = "replace"
+    fence = Fence(expected_run_id=last.run_id if last else None, pipeline_id=pipeline_id)
+    fault("run.planned")
 
     extractor = get_extractor(job.source_type)(job)
     transformer = BatchTransformer(job, state.column_map)
@@ -135,9 +176,14 @@ def run(
             replace_files=extraction.replaced_files,
             on_batch=on_batch,
             fault_hook=fault,
+            fence=fence,
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
         )
-        loaded = loader.load(request)
+        try:
+            loaded = loader.load(request)
+        except SupersededError as exc:
+            log.warning("run.superseded", planned_from=exc.expected_run_id, found=exc.found_run_id)
+            raise
         report()  # the final figures, even when the last batches held no rows
         fault("load.after_commit")
         stats = extraction.stats

@@ -1,4 +1,21 @@
-"""The loader contract."""
+"""The loader contract, and the load log every loader keeps.
+
+The load log (`<dataset>._etl_loads`: table_name, run_id, committed_at, rows_loaded, state,
+pipeline_id) gets one row per committed load, in the same transaction as the rows. It serves
+three rules (docs/config.md, "Exactly once and the load log"):
+
+- Roll forward: a run whose process died between the destination commit and the state write is
+  found by the next run (`Loader.last_committed`), which adopts its state.
+- Fencing: a run plans from the newest entry it read (`Fence.expected_run_id`); its commit
+  checks, inside the commit's transaction, that this entry is still the newest, else it rolls
+  back with `SupersededError`. A run presumed dead (stalled, reaped) that wakes up after
+  another run committed can therefore never commit a second copy.
+- Ownership: each entry names the pipeline (data source) that made it. A table whose newest
+  entry belongs to another pipeline is refused with `TableOwnedError` before anything is
+  written, and its state is never adopted. `<table>__rejected` follows its table. Entries
+  written before `pipeline_id` existed (NULL) belong to no one: the next pipeline to load
+  claims the table.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +26,36 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from etl.config import DestinationConfig, WriteDisposition
+from etl.exceptions import SupersededError, TableOwnedError
 from etl.state import SyncState
 
 RUN_ID_COLUMN = "_etl_run_id"
 LOADED_AT_COLUMN = "_etl_loaded_at"
 REJECTED_SUFFIX = "__rejected"
 LOAD_LOG_TABLE = "_etl_loads"
-"""Destination table recording, per committed load, the run id and the state it leads to."""
+"""Destination table recording, per committed load, the run id, the state it leads to and the
+pipeline that made it."""
+
+
+def owned_with(table: str) -> list[str]:
+    """Return the tables whose load-log owner must match a load into `table`: the table, its
+    `__rejected` table, and the table a `__rejected` table belongs to."""
+    names = [table, table + REJECTED_SUFFIX]
+    if table.endswith(REJECTED_SUFFIX):
+        names.append(table.removesuffix(REJECTED_SUFFIX))
+    return names
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a run planned from: its commit succeeds only if the load log still agrees."""
+
+    expected_run_id: str | None
+    """Run id of the newest load-log entry of the table when the run planned (None: the log
+    had none); the commit raises `SupersededError` when the newest entry is another one."""
+    pipeline_id: str
+    """The loading pipeline (`JobConfig.owner_id`), recorded in the load-log row; a newer entry
+    of another pipeline raises `TableOwnedError`."""
 
 
 @dataclass
@@ -38,6 +78,9 @@ class LoadRequest:
     rejected_rows: Callable[[], pa.Table] | None = None
     """`on_bad_rows: quarantine`: called after `finalize()`; its rows (`REJECTED_SCHEMA`) are
     appended to `<table>__rejected` (with `_etl_run_id`, `_etl_loaded_at`) in the same commit."""
+    fence: Fence | None = None
+    """What the run planned from (`etl.run` always sets it). None: an unfenced load (a loader
+    used on its own), which records no pipeline id."""
     fault_hook: Callable[[str], None] | None = None
     """Test-only phase callback (`etl.pipeline.FaultHook`); loaders call it with `catalog.swap`
     between a snapshot's swap and the load-log write when those are separate steps."""
@@ -54,6 +97,8 @@ class LoadResult:
 class CommittedLoad:
     run_id: str
     state: SyncState
+    pipeline_id: str | None = None
+    """The pipeline that committed it; None for entries older than pipeline ids."""
 
 
 class Loader(ABC):
@@ -63,8 +108,18 @@ class Loader(ABC):
         self.destination = destination
 
     @abstractmethod
-    def last_committed(self, table: str) -> CommittedLoad | None:
-        """Return the last load committed into `table` (run id and state), or None."""
+    def last_committed(self, table: str, pipeline_id: str | None = None) -> CommittedLoad | None:
+        """Return the newest load committed into `table` (run id, state, pipeline), or None.
+
+        Args:
+            table: destination table name.
+            pipeline_id: the asking pipeline; None skips the ownership check.
+
+        Raises:
+            TableOwnedError: the newest entry of `table` (or of its `__rejected` table, or of
+                the table it is the `__rejected` table of) belongs to another pipeline; its
+                state is not returned.
+        """
 
     @abstractmethod
     def load(self, request: LoadRequest) -> LoadResult:
@@ -73,9 +128,14 @@ class Loader(ABC):
         `append` adds rows; `replace` swaps in a new table atomically (readers see the old table
         or the new one). New columns are added; a safe widening widens the destination column.
         Every row gets `_etl_run_id` and `_etl_loaded_at` (UTC). The state returned by
-        `request.finalize()` is recorded in the load log in the same transaction.
+        `request.finalize()` is recorded in the load log in the same transaction. With
+        `request.fence`, that transaction first checks that the newest load-log entry of the
+        table is still `fence.expected_run_id`.
 
         Raises:
+            SupersededError: another run committed into the table since the fence's entry;
+                nothing was kept (terminal).
+            TableOwnedError: another pipeline committed into the table (terminal).
             SchemaChangeError: an incoming column type narrows or conflicts (terminal).
             DestinationError: the destination rejected the rows (terminal).
             TransientError subclasses: the destination is unreachable or busy.
@@ -83,3 +143,40 @@ class Loader(ABC):
 
     def close(self) -> None:  # noqa: B027  optional hook
         """Release connections."""
+
+
+def check_owner(table: str, pipeline_id: str | None, owners: dict[str, str | None]) -> None:
+    """Refuse a load into `table` by `pipeline_id` when another pipeline owns it.
+
+    Args:
+        table: the destination table.
+        pipeline_id: the loading pipeline; None checks nothing.
+        owners: table name -> pipeline id of its newest load-log entry (None: a legacy entry),
+            for the names of `owned_with(table)` that have entries.
+
+    Raises:
+        TableOwnedError: names `table` and the owning pipeline.
+    """
+    if pipeline_id is None:
+        return
+    for name in owned_with(table):
+        owner = owners.get(name)
+        if owner is not None and owner != pipeline_id:
+            raise TableOwnedError(table, owner, pipeline_id)
+
+
+def check_fence(
+    table: str, fence: Fence, found_run_id: str | None, found_pipeline_id: str | None
+) -> None:
+    """Refuse a commit whose plan is stale: the newest load-log entry of `table`, read inside
+    the commit's transaction (`found_*`; None when there is none), must be the fence's.
+
+    Raises:
+        TableOwnedError: the newest entry was made by another pipeline.
+        SupersededError: it was made by another run of this pipeline.
+    """
+    if found_run_id == fence.expected_run_id:
+        return
+    if found_pipeline_id is not None and found_pipeline_id != fence.pipeline_id:
+        raise TableOwnedError(table, found_pipeline_id, fence.pipeline_id)
+    raise SupersededError(table, fence.expected_run_id, found_run_id)

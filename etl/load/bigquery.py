@@ -7,12 +7,27 @@ table in (readers see the old or the new table), then one transaction replaces t
 `<table>__rejected` with this snapshot's rejects and records the load. Never streaming
 inserts. The commit's job id derives from the run id, the target table and the state it
 commits, so a retried commit is found, not run twice.
+
+Fencing (etl/load/base.py): the commit transaction's first statement reads the newest load-log
+entry of the table and, when it is not the one the run planned from, fails the script with
+`ERROR('etl-fence[...]')`, which rolls the transaction back; the loader raises
+`SupersededError` (or `TableOwnedError` when the entry is another pipeline's). A snapshot's
+copy job runs outside that transaction (a copy job cannot join one), so a catalog run checks the
+load log once more just before the swap; a run stalled between that check and the swap would
+swap in its snapshot and then be refused at the log write, leaving the table one snapshot
+ahead of its log until the next run's snapshot replaces it (a snapshot holds every row, so no
+row is duplicated). BigQuery isolates transactions by snapshot and does not make two
+transactions that only INSERT conflict, so two commits planned from the same entry and
+submitted within the same seconds are not excluded; a stalled run resuming minutes later is.
+`RAISE` is not used: the BigQuery emulator answers an uncaught RAISE with an HTTP 500 instead
+of a failed job.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -30,9 +45,13 @@ from etl.load.base import (
     REJECTED_SUFFIX,
     RUN_ID_COLUMN,
     CommittedLoad,
+    Fence,
     Loader,
     LoadRequest,
     LoadResult,
+    check_fence,
+    check_owner,
+    owned_with,
 )
 from etl.load.bigquery_types import loadable, schema_fields
 from etl.registry import register_loader
@@ -49,7 +68,11 @@ _LOG_SCHEMA = [
     ("committed_at", "TIMESTAMP"),
     ("rows_loaded", "INT64"),
     ("state", "STRING"),
+    ("pipeline_id", "STRING"),
 ]
+FENCE_ERROR = re.compile(r"etl-fence\[run=(.*?);owner=(.*?)\]etl-fence-end", re.DOTALL)
+"""The message of the commit script's `ERROR()` when the load log moved on: the newest entry's
+run id and pipeline id (empty for none / NULL)."""
 
 
 @register_loader("bigquery")
@@ -59,6 +82,7 @@ class BigQueryLoader(Loader):
     def __init__(self, destination: Any) -> None:
         super().__init__(destination)
         self._client: bigquery.Client | None = None
+        self._has_pipeline_id = False
 
     @property
     def client(self) -> bigquery.Client:
@@ -93,6 +117,29 @@ class BigQueryLoader(Loader):
             schema=[bigquery.SchemaField(name, kind) for name, kind in _LOG_SCHEMA],
         )
         self._call("load log creation", self.client.create_table, log, exists_ok=True)
+        if not self._log_has_pipeline_id():
+            # a load log made before pipeline ids: its entries stay NULL (owned by no one)
+            self._query(
+                f"ALTER TABLE `{self.table_id(LOAD_LOG_TABLE)}` "
+                "ADD COLUMN IF NOT EXISTS pipeline_id STRING",
+                [],
+                what="the load log's pipeline_id column",
+            )
+
+    def _log_has_pipeline_id(self) -> bool:
+        """Whether the load log has its `pipeline_id` column (a query, not the table's schema:
+        the emulator's catalog does not show a column added by ALTER TABLE)."""
+        if not self._has_pipeline_id:
+            try:
+                self._query(
+                    f"SELECT pipeline_id FROM `{self.table_id(LOAD_LOG_TABLE)}` LIMIT 0",
+                    [],
+                    what="the load log",
+                )
+            except EtlError:
+                return False
+            self._has_pipeline_id = True
+        return True
 
     def _wait(self, job: Any, what: str) -> Any:
         try:
@@ -122,11 +169,7 @@ class BigQueryLoader(Loader):
             return None
         return job if getattr(job, "error_result", None) is None else None
 
-    def last_committed(self, table: str) -> CommittedLoad | None:
-        sql = (
-            f"SELECT run_id, state FROM `{self.table_id(LOAD_LOG_TABLE)}` "
-            "WHERE table_name = @table ORDER BY committed_at DESC LIMIT 1"
-        )
+    def last_committed(self, table: str, pipeline_id: str | None = None) -> CommittedLoad | None:
         try:
             self.client.get_table(
                 self.table_id(LOAD_LOG_TABLE), retry=retry(self.destination.timeout_s)
@@ -135,16 +178,30 @@ class BigQueryLoader(Loader):
             return None
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, "the load log") from exc
-        rows = list(
-            self._query(
-                sql, [bigquery.ScalarQueryParameter("table", "STRING", table)], what="the load log"
-            )
-        )
-        if not rows:
+        newest = self._newest(table)
+        check_owner(table, pipeline_id, {name: entry[2] for name, entry in newest.items()})
+        if table not in newest:
             return None
+        run_id, state, owner = newest[table]
         return CommittedLoad(
-            run_id=rows[0]["run_id"], state=SyncState.model_validate_json(rows[0]["state"])
+            run_id=run_id, state=SyncState.model_validate_json(state), pipeline_id=owner
         )
+
+    def _newest(self, table: str) -> dict[str, tuple[str, str, str | None]]:
+        """Return table name -> (run_id, state JSON, pipeline_id) of the newest load-log entry
+        of each table `owned_with(table)` that has one (pipeline_id NULL in a load log older
+        than the column)."""
+        owner = "pipeline_id" if self._log_has_pipeline_id() else "CAST(NULL AS STRING)"
+        names = ", ".join(_literal(name) for name in owned_with(table))
+        sql = (
+            f"SELECT table_name, run_id, state, {owner} AS pipeline_id "
+            f"FROM `{self.table_id(LOAD_LOG_TABLE)}` WHERE table_name IN ({names}) "
+            "QUALIFY ROW_NUMBER() OVER (PARTITION BY table_name ORDER BY committed_at DESC) = 1"
+        )
+        rows = self._query(sql, [], what="the load log")
+        return {
+            row["table_name"]: (row["run_id"], row["state"], row["pipeline_id"]) for row in rows
+        }
 
     def load(self, request: LoadRequest) -> LoadResult:
         self._ensure_dataset()
@@ -195,8 +252,9 @@ class BigQueryLoader(Loader):
 
     def _drop_abandoned_staging(self, table: str) -> None:
         """Delete the staging tables of `table` that killed runs left (runs of one data source
-        never overlap, so none of them is in use); they would otherwise linger until they
-        expire (STAGING_EXPIRATION)."""
+        never overlap, so none of them is in use; a stalled run presumed dead whose staging
+        table goes is refused at its commit by the fence anyway); they would otherwise linger
+        until they expire (STAGING_EXPIRATION)."""
         prefixes = (f"{table}__etl_staging_", f"{table}{REJECTED_SUFFIX}__etl_staging_")
         dataset = f"{self.destination.project}.{self.destination.dataset}"
         for item in self._call("staging cleanup", self.client.list_tables, dataset):
@@ -267,14 +325,24 @@ class BigQueryLoader(Loader):
         state = request.finalize()
         # literals, not query parameters: scripts with parameters are not supported everywhere
         # (the BigQuery emulator drops them); `_literal` escapes per the lexical rules.
+        fence = request.fence
+        owner = _literal(fence.pipeline_id) if fence is not None else "NULL"
         log_insert = (
             f"INSERT INTO `{self.table_id(LOAD_LOG_TABLE)}` (table_name, run_id, committed_at, "
-            f"rows_loaded, state) VALUES ({_literal(request.table)}, {_literal(request.run_id)}, "
-            f"CURRENT_TIMESTAMP(), {int(rows)}, {_literal(state.model_dump_json())});"
+            f"rows_loaded, state, pipeline_id) VALUES ({_literal(request.table)}, "
+            f"{_literal(request.run_id)}, CURRENT_TIMESTAMP(), {int(rows)}, "
+            f"{_literal(state.model_dump_json())}, {owner});"
         )
         tag = request.run_id.replace("-", "")[:32]
         rejected_insert = self._stage_rejected(request, tag)
         if request.write_disposition == "replace":
+            if fence is not None:
+                # the swap cannot join the transaction: refuse a stale plan before it
+                newest = self._newest(request.table)
+                found = newest.get(request.table)
+                check_fence(
+                    request.table, fence, found[0] if found else None, found[2] if found else None
+                )
             if columns:
                 copy = bigquery.CopyJobConfig(
                     write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE
@@ -321,6 +389,8 @@ class BigQueryLoader(Loader):
                 )
         if rejected_insert:
             statements.insert(len(statements) - 1, rejected_insert)
+        if fence is not None:
+            statements.insert(0, self._fence_statement(request.table, fence))
         script = "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
         # the id names the run, the target table and the state it commits: a retried submission
         # of this commit is found, not run twice; a later run under the same run id (its state
@@ -329,8 +399,34 @@ class BigQueryLoader(Loader):
         # project: the fixed `etl_<run>_commit` made them find the old job and drop their rows).
         key = f"{target}\n{state.model_dump_json()}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        self._query(
-            script, [], job_id=f"etl_{tag}_commit_{digest}", what=f"commit into {request.table}"
+        try:
+            self._query(
+                script,
+                [],
+                job_id=f"etl_{tag}_commit_{digest}",
+                what=f"commit into {request.table}",
+            )
+        except EtlError as exc:
+            refused = FENCE_ERROR.search(str(exc))
+            if fence is None or refused is None:
+                raise
+            check_fence(request.table, fence, refused[1] or None, refused[2] or None)
+            raise  # the log moved on and back: not a fence refusal
+
+    def _fence_statement(self, table: str, fence: Fence) -> str:
+        """Return the statement that fails the commit script (rolling its transaction back)
+        with `FENCE_ERROR`'s message when the newest load-log entry of `table` is not
+        `fence.expected_run_id`."""
+        newest = (
+            f"(SELECT {{column}} FROM `{self.table_id(LOAD_LOG_TABLE)}` "
+            f"WHERE table_name = {_literal(table)} ORDER BY committed_at DESC LIMIT 1)"
+        )
+        found_run = newest.format(column="run_id")
+        found_owner = newest.format(column="pipeline_id")
+        return (
+            f"SELECT IF(IFNULL({found_run}, '') != {_literal(fence.expected_run_id or '')}, "
+            f"ERROR(CONCAT('etl-fence[run=', IFNULL({found_run}, ''), ';owner=', "
+            f"IFNULL({found_owner}, ''), ']etl-fence-end')), NULL);"
         )
 
     def _rejected_staging(self, table: str, tag: str) -> str:

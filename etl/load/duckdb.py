@@ -1,8 +1,17 @@
 """DuckDB loader: the embedded default warehouse (a single `.duckdb` file).
 
-One DuckDB transaction per run holds the schema changes, the deletes of replaced files' rows,
-every inserted batch, the table swap of a snapshot and the load-log row with the new state, so a
-crash at any point leaves the table and the log as they were before the run.
+One DuckDB transaction per run holds the fence check, the schema changes, the deletes of
+replaced files' rows, every inserted batch, the table swap of a snapshot and the load-log row
+with the new state, so a crash at any point leaves the table and the log as they were before the
+run.
+
+Fencing (etl/load/base.py): the transaction's first statement reads the newest load-log entry of
+the table (and the owners of the tables `owned_with` it); when it is not the one the run planned
+from, or another pipeline owns the table, the transaction is rolled back before anything is
+written (`SupersededError` / `TableOwnedError`). The read and the log insert are in one
+transaction, and a DuckDB file has one writing process at a time (its file lock), so no other
+process can commit between them. Two connections of one process writing the same file are not
+fenced against each other (DuckDB's optimistic concurrency does not conflict on appends).
 """
 
 from __future__ import annotations
@@ -29,9 +38,13 @@ from etl.load.base import (
     REJECTED_SUFFIX,
     RUN_ID_COLUMN,
     CommittedLoad,
+    Fence,
     Loader,
     LoadRequest,
     LoadResult,
+    check_fence,
+    check_owner,
+    owned_with,
 )
 from etl.registry import register_loader
 from etl.schema import is_json
@@ -103,29 +116,46 @@ class DuckDbLoader(Loader):
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {dataset}.{LOAD_LOG_TABLE} (table_name VARCHAR NOT NULL, "
             "run_id VARCHAR NOT NULL, committed_at TIMESTAMPTZ NOT NULL, rows_loaded BIGINT, "
-            "state JSON NOT NULL)"
+            "state JSON NOT NULL, pipeline_id VARCHAR)"
+        )
+        # load logs made before pipeline ids: their entries stay NULL (owned by no one)
+        connection.execute(
+            f"ALTER TABLE {dataset}.{LOAD_LOG_TABLE} ADD COLUMN IF NOT EXISTS pipeline_id VARCHAR"
         )
         return connection
 
-    def last_committed(self, table: str) -> CommittedLoad | None:
+    def last_committed(self, table: str, pipeline_id: str | None = None) -> CommittedLoad | None:
         import duckdb
 
         if not os.path.exists(self.destination.path):
             return None  # nothing loaded yet; the file is created by the first load, not here
         connection = self._connect()
         try:
-            row = connection.execute(
-                f"SELECT run_id, state FROM {_q(self.destination.dataset)}.{LOAD_LOG_TABLE} "
-                "WHERE table_name = ? ORDER BY committed_at DESC LIMIT 1",
-                [table],
-            ).fetchone()
+            newest = self._newest(connection, table)
         except duckdb.Error as exc:
             raise DestinationError(f"DuckDB load log of {table} cannot be read: {exc}") from exc
         finally:
             connection.close()
-        if row is None:
+        check_owner(table, pipeline_id, {name: entry[2] for name, entry in newest.items()})
+        if table not in newest:
             return None
-        return CommittedLoad(run_id=row[0], state=SyncState.model_validate_json(row[1]))
+        run_id, state, owner = newest[table]
+        return CommittedLoad(
+            run_id=run_id, state=SyncState.model_validate_json(state), pipeline_id=owner
+        )
+
+    def _newest(self, connection, table: str) -> dict[str, tuple[str, str, str | None]]:  # type: ignore[no-untyped-def]
+        """Return table name -> (run_id, state JSON, pipeline_id) of the newest load-log entry
+        of each table `owned_with(table)` that has one."""
+        names = owned_with(table)
+        rows = connection.execute(
+            f"SELECT table_name, run_id, state, pipeline_id "
+            f"FROM {_q(self.destination.dataset)}.{LOAD_LOG_TABLE} "
+            "WHERE table_name IN (SELECT unnest(?::VARCHAR[])) "
+            "QUALIFY row_number() OVER (PARTITION BY table_name ORDER BY committed_at DESC) = 1",
+            [names],
+        ).fetchall()
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def load(self, request: LoadRequest) -> LoadResult:
         import duckdb
@@ -141,6 +171,8 @@ class DuckDbLoader(Loader):
         stream: _Stream | None = None
         try:
             connection.begin()
+            if request.fence is not None:
+                self._check_fence(connection, request.table, request.fence)
             if replace:
                 connection.execute(f"DROP TABLE IF EXISTS {write_to}")
             columns = self._columns(connection, staging_name if replace else request.table)
@@ -217,8 +249,16 @@ class DuckDbLoader(Loader):
                 connection.execute(f"INSERT INTO {name} BY NAME {select}", params)
                 connection.unregister("_etl_rejected")
             connection.execute(
-                f"INSERT INTO {dataset}.{LOAD_LOG_TABLE} VALUES (?, ?, ?, ?, ?)",
-                [request.table, request.run_id, loaded_at, rows, state.model_dump_json()],
+                f"INSERT INTO {dataset}.{LOAD_LOG_TABLE} (table_name, run_id, committed_at, "
+                "rows_loaded, state, pipeline_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    request.table,
+                    request.run_id,
+                    loaded_at,
+                    rows,
+                    state.model_dump_json(),
+                    request.fence.pipeline_id if request.fence else None,
+                ],
             )
             connection.commit()
             schema = [
@@ -236,6 +276,14 @@ class DuckDbLoader(Loader):
         finally:
             connection.close()
         return LoadResult(rows_loaded=rows, schema=schema)
+
+    def _check_fence(self, connection, table: str, fence: Fence) -> None:  # type: ignore[no-untyped-def]
+        """Raise `TableOwnedError` / `SupersededError` (the caller rolls back) when the load log,
+        as this transaction sees it, is not where the run planned from."""
+        newest = self._newest(connection, table)
+        check_owner(table, fence.pipeline_id, {name: entry[2] for name, entry in newest.items()})
+        found = newest.get(table)
+        check_fence(table, fence, found[0] if found else None, found[2] if found else None)
 
     def _columns(self, connection, table: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
         rows = connection.execute(
