@@ -126,6 +126,7 @@ def run(
             on_batch=on_batch,
             fault_hook=fault,
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
+            allow_widen_to_string=job.allow_widen_to_string,
         )
         loaded = loader.load(request)
         report()  # the final figures, even when the last batches held no rows

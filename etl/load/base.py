@@ -38,6 +38,9 @@ class LoadRequest:
     rejected_rows: Callable[[], pa.Table] | None = None
     """`on_bad_rows: quarantine`: called after `finalize()`; its rows (`REJECTED_SCHEMA`) are
     appended to `<table>__rejected` (with `_etl_run_id`, `_etl_loaded_at`) in the same commit."""
+    allow_widen_to_string: bool = False
+    """`JobConfig.allow_widen_to_string`: a column whose type changes in a way no lossless
+    widening covers becomes STRING instead of failing the load."""
     fault_hook: Callable[[str], None] | None = None
     """Test-only phase callback (`etl.pipeline.FaultHook`); loaders call it with `catalog.swap`
     between a snapshot's swap and the load-log write when those are separate steps."""
