@@ -13,9 +13,9 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from etl.exceptions import (
     DestinationError,
@@ -342,14 +342,22 @@ def _exact_text(batch: pa.RecordBatch) -> pa.RecordBatch:
     arrays, fields = [], []
     for field, array in zip(batch.schema, batch.columns, strict=True):
         if pa.types.is_decimal256(field.type):
-            text = pc.cast(array, pa.string())
-            if field.type.scale:
-                text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")
-                text = pc.replace_substring_regex(text, r"\.$", "")
+            # Arrow's decimal text switches to exponents (`0E-30`); Python's `f` format does not
+            text = pa.array(
+                [None if v is None else _plain(v) for v in array.to_pylist()], pa.string()
+            )
             array, field = text, pa.field(field.name, pa.string(), metadata=field.metadata)
         arrays.append(array)
         fields.append(field)
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _plain(value: Decimal) -> str:
+    """Return `value` as plain decimal text without trailing fractional zeros (`1.5`, `0`)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _select(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str:
