@@ -352,6 +352,11 @@ class MySqlExtractor(SqlExtractor):
         naive = pa.timestamp("us") if pa.types.is_timestamp(field.type) else pa.date32()
         try:
             values = pc.cast(text, naive, safe=True)
+            # Arrow reads year 0 ('0000-12-19'), which MySQL stores but no date of the
+            # destinations means (DuckDB reads 1 BC, BigQuery refuses it): such a batch takes
+            # the per-value path below, as one holding '0000-00-00' does
+            if pc.any(pc.less(pc.year(values), 1)).as_py():
+                raise pa.ArrowInvalid("year 0")
         except pa.ArrowInvalid:
             valid = [_valid_date(v) for v in text.to_pylist()]
             invalid = sum(1 for v, ok in zip(text.to_pylist(), valid, strict=True) if v and not ok)
