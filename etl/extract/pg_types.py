@@ -6,9 +6,9 @@ Every type is decided once per column and run, before the first row streams:
   json) are read natively; `oid` is read as bigint (the driver's int32 wraps values >= 2^31);
 - `numeric` is read as the server's text and cast in Arrow: a declared numeric(p, s) as
   decimal(p, s); an unconstrained `numeric` (and `money`, read as numeric) as the type its
-  values need, measured in the same snapshot (`profile_sql`): decimal(38, 9) when they fit
-  BigQuery's NUMERIC, decimal(38, s) up to 38 digits, decimal256(76, 38) (BIGNUMERIC) up to 38
-  integer digits and 38 decimals, else the exact text. NaN and ±Infinity have no decimal value
+  values need, measured in the same snapshot (`measured_decimal`): decimal(digits + scale,
+  scale) of its largest values, decimal256 (BIGNUMERIC) past 38 digits up to 38 integer
+  digits and 38 decimals, else the exact text. NaN and ±Infinity have no decimal value
   and follow `on_unrepresentable` (`NumericReader`);
 - an array column whose values have more than one dimension (`array_ndims`, measured in the
   same snapshot: `pg_attribute.attndims` is not enforced) is read as JSON (`[[1,2],[3,4]]`),
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import SchemaMappingError, UnrepresentableValueError
-from etl.schema import JSON_FIELD_METADATA, UNCONSTRAINED_DECIMAL
+from etl.schema import JSON_FIELD_METADATA
 
 PG_TYPE = b"POSTGRESQL:type"
 PG_TYPMOD = b"POSTGRESQL:typmod"
@@ -92,18 +92,21 @@ def declared_decimal(field: pa.Field) -> pa.DataType | None:
 
 def measured_decimal(integer_digits: int | None, scale: int | None) -> pa.DataType:
     """Return the type an unconstrained numeric column loads as, from its largest number of
-    integer digits and decimals in this run's window (None: no finite value).
+    integer digits and of decimals among the finite values in this run's window (both None:
+    no finite value).
 
-    Buckets keep the type stable across runs: decimal128(38, 9) (BigQuery NUMERIC) for what
-    fits it, decimal128(38, s) up to 38 digits, decimal256(76, 38) (BIGNUMERIC) up to 38
-    integer digits and 38 decimals, else string (the exact text)."""
-    digits, scale = integer_digits or 0, scale or 0
-    if digits <= 29 and scale <= 9:
-        return UNCONSTRAINED_DECIMAL
+    The type fits the data exactly, decimal(digits + scale, scale), so that the union of two
+    runs' types (schema evolution, etl/load/duckdb.py `widened`) is what their values need:
+    decimal128 up to 38 digits, decimal256 (BigQuery BIGNUMERIC; DuckDB: the exact text) up to
+    38 integer digits and 38 decimals, else string (the exact text). No finite value:
+    decimal(1, 0), which widens to whatever a later run brings."""
+    if integer_digits is None and scale is None:
+        return pa.decimal128(1, 0)
+    digits, scale = max(integer_digits or 1, 1), scale or 0
     if digits + scale <= 38:
-        return pa.decimal128(38, max(scale, min(9, 38 - digits)))
+        return pa.decimal128(digits + scale, scale)
     if digits <= 38 and scale <= 38:
-        return pa.decimal256(76, 38)
+        return pa.decimal256(digits + scale, scale)
     return pa.string()
 
 

@@ -142,7 +142,7 @@ class PostgresExtractor(SqlExtractor):
             figures = measured.get(index)
             if read.kind == "numeric":
                 declared = declared_decimal(field) if pg_type(field) == "numeric" else None
-                numeric_types[field.name] = declared or measured_decimal(*(figures or (0, 0)))
+                numeric_types[field.name] = declared or measured_decimal(*(figures or (None, None)))
             elif read.kind == "array" and figures and (figures[0] or 0) > 1:
                 reads[index] = multi_dimensional(read, self.quote(field.name))
         columns = [

@@ -44,7 +44,7 @@ EXPECTED = {
     "pt": ("VARCHAR", "STRING", "(1.5,-2)"),
     "pg": ("VARCHAR", "STRING", "((0,0),(1,0),(1,1))"),
     "x": ("VARCHAR", "STRING", '<a b="1">t</a>'),
-    "m": ("DECIMAL(38,9)", "NUMERIC", Decimal("-1234.56")),
+    "m": ("DECIMAL(6,2)", "NUMERIC", Decimal("-1234.56")),
     "iv": ("INTERVAL", "STRING", None),  # compared as text below
     "bt": ("VARCHAR", "STRING", "1010"),
     "vb": ("VARCHAR", "STRING", "101"),
@@ -175,19 +175,19 @@ NUMERIC_CASES = [
     # values, DuckDB type, BigQuery type, values read back from DuckDB
     (
         ["1.5", "12345678901234567890.123456789", "-7"],
-        "DECIMAL(38,9)",
+        "DECIMAL(29,9)",
         "NUMERIC",
         [Decimal("1.5"), Decimal("12345678901234567890.123456789"), Decimal("-7")],
     ),
     (
         ["1.12345678901234", "100"],
-        "DECIMAL(38,14)",
+        "DECIMAL(17,14)",
         "BIGNUMERIC",
         [Decimal("1.12345678901234"), Decimal("100")],
     ),
     (
         ["1234567890123456789012345678901.5", "0.25"],
-        "DECIMAL(38,7)",
+        "DECIMAL(33,2)",
         "BIGNUMERIC",
         [Decimal("1234567890123456789012345678901.5"), Decimal("0.25")],
     ),
@@ -229,10 +229,9 @@ def _loaded(case: int, width: int) -> list[Any]:
 def test_unconstrained_numeric_takes_the_type_its_values_need(
     pg_numerics: str, tmp_path: Path
 ) -> None:
-    """Each unconstrained numeric column loads as the smallest of DECIMAL(38, 9),
-    DECIMAL(38, s), DECIMAL past 38 digits (DuckDB: the exact text) and exact text that holds
-    every value read in the run's snapshot: each value exact, never rounded to a fixed scale;
-    no warning."""
+    """Each unconstrained numeric column loads as the exact type of its values in the run's
+    snapshot, DECIMAL(integer digits + scale, scale), the exact text past DuckDB's 38 digits:
+    each value exact, never rounded to a fixed scale; no warning."""
     duckdb_path = tmp_path / "w.duckdb"
     result = run(_job(pg_numerics, duckdb_path))
 
@@ -294,7 +293,7 @@ def test_numeric_nan_and_infinities_are_counted_per_column(pg_schema: str, tmp_p
         "column `a`: 3 values NaN/Infinity loaded as NULL (on_unrepresentable: nearest)",
         "column `b`: 1 value NaN/Infinity loaded as NULL (on_unrepresentable: nearest)",
     ]
-    assert {c["name"]: c["type"] for c in result.schema_}["a"] == "DECIMAL(38,12)"
+    assert {c["name"]: c["type"] for c in result.schema_}["a"] == "DECIMAL(13,12)"
     assert duck_query(duckdb_path, f"SELECT id, a, b FROM {DATASET}.ext ORDER BY id") == [
         (1, None, None),
         (2, None, Decimal("1.25")),
@@ -325,4 +324,37 @@ def test_array_dimensions_are_decided_per_run_window(pg_schema: str, tmp_path: P
         (1, "[1,2]"),
         (2, None),
         (3, "[[5,6],[7,8]]"),
+    ]
+
+
+def test_unconstrained_numeric_types_of_successive_runs_widen(
+    pg_schema: str, tmp_path: Path
+) -> None:
+    """Incremental runs measure each window's values: DECIMAL(15,14) for 1.12345678901234, then
+    DECIMAL(10,1) for 123456789.5, and the destination column widens in place to DECIMAL(23,14),
+    which holds both; a window with only small values later loads into it unchanged."""
+    table = f"{pg_schema}.n"
+    with pg_connect() as connection:
+        connection.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v numeric)")
+        connection.execute(f"INSERT INTO {table} VALUES (1, 1.12345678901234)")
+    path = tmp_path / "w.duckdb"
+    job = _job(table, path, load_type="transactional", timestamp_column="id", primary_key=["id"])
+
+    first = run(job)
+    with pg_connect() as connection:
+        connection.execute(f"INSERT INTO {table} VALUES (2, 123456789.5)")
+    second = run(job, first.state)
+    with pg_connect() as connection:
+        connection.execute(f"INSERT INTO {table} VALUES (3, 0.5)")
+    third = run(job, second.state)
+
+    assert [{c["name"]: c["type"] for c in r.schema_}["v"] for r in (first, second, third)] == [
+        "DECIMAL(15,14)",
+        "DECIMAL(23,14)",
+        "DECIMAL(23,14)",
+    ]
+    assert duck_query(path, f"SELECT id, v FROM {DATASET}.ext ORDER BY id") == [
+        (1, Decimal("1.12345678901234")),
+        (2, Decimal("123456789.5")),
+        (3, Decimal("0.5")),
     ]

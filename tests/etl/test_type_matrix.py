@@ -6,7 +6,7 @@ Decisions and gaps:
 - numeric with more than 38 digits: BigQuery gets BIGNUMERIC; DuckDB's DECIMAL stops at 38
   digits, so DuckDB gets the exact decimal text (never a double or a rounded value).
   Unconstrained numeric loads as the type its values need in the run's snapshot
-  (DECIMAL(38, 9) / NUMERIC when they fit; test_pg_types.py); NaN/±Infinity load as NULL,
+  (here DECIMAL(10, 9) / NUMERIC; test_pg_types.py); NaN/±Infinity load as NULL,
   counted in the warnings, or fail the run under `on_unrepresentable: fail`.
 - interval: DuckDB INTERVAL (months, days and time kept apart); BigQuery STRING in ISO 8601
   (`P14M3DT14706.789S`), exact to the microsecond.
@@ -91,7 +91,7 @@ DUCKDB_TYPES = {
     "i4": "INTEGER",
     "i8": "BIGINT",
     "n12": "DECIMAL(12,2)",
-    "nu": "DECIMAL(38,9)",
+    "nu": "DECIMAL(10,9)",
     "r": "FLOAT",
     "d": "DOUBLE",
     "b": "BOOLEAN",
