@@ -194,7 +194,9 @@ class NumericReader:
         ]
 
 
-def arrow_field(name: str, read: ColumnRead, driver: pa.Field, numeric: pa.DataType | None):
+def arrow_field(
+    name: str, read: ColumnRead, driver: pa.Field, numeric: pa.DataType | None
+) -> pa.Field:
     """Return the field a column loads as: `numeric` for numeric reads, JSON-marked text for
     JSON reads, the driver's type (extension types unwrapped) otherwise."""
     if read.kind == "numeric":
