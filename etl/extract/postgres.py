@@ -144,7 +144,7 @@ class PostgresExtractor(SqlExtractor):
                 declared = declared_decimal(field) if pg_type(field) == "numeric" else None
                 numeric_types[field.name] = declared or measured_decimal(*(figures or (None, None)))
             elif read.kind == "array" and figures and (figures[0] or 0) > 1:
-                reads[index] = multi_dimensional(read, self.quote(field.name))
+                reads[index] = multi_dimensional(self.quote(field.name))
         columns = [
             f"{read.expression} AS {self.quote(field.name)}"
             for field, read in zip(raw, reads, strict=True)
