@@ -217,6 +217,11 @@ class JobConfig(_Model):
     where one exists (nanoseconds truncated to microseconds, never rounded up across a second),
     else NULL, and counts every adjusted value per column in `RunResult.warnings`; `fail` fails
     the run naming the column (docs/config.md, "Unrepresentable values")."""
+    allow_widen_to_string: bool = False
+    """Schema evolution between runs: when a column's incoming type is neither the existing
+    destination type nor a lossless widening of it (e.g. INTEGER then VARCHAR), `true` changes
+    the destination column to STRING/VARCHAR (existing values become their text) instead of
+    failing the run with a SchemaChangeError (docs/config.md, "Schema evolution")."""
     file_pattern: str = "*"
     """Glob matched against object paths relative to `file_prefix` (`**` crosses folders)."""
     file_prefix: str = ""

@@ -178,6 +178,7 @@ def run(
             fault_hook=fault,
             fence=fence,
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
+            allow_widen_to_string=job.allow_widen_to_string,
         )
         try:
             loaded = loader.load(request)

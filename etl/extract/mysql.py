@@ -31,6 +31,7 @@ from etl.exceptions import (
     SourceAuthError,
     SourceQueryError,
     SourceUnavailableError,
+    UnrepresentableValueError,
 )
 from etl.extract.inflight import (
     MYSQL_CLOCK_ONLY_SQL,
@@ -51,6 +52,13 @@ def _encoders() -> dict[Any, Any]:
 
 ENCODERS = _encoders()
 """PyMySQL's conversions without its decoders: parameters are still escaped by Python type."""
+
+INVALID_DATE_WARNING = (
+    "column `{column}`: {count} {values} zero/invalid date loaded as NULL "
+    "(on_unrepresentable: nearest)"
+)
+"""The run warning of a column whose zero or invalid dates ('0000-00-00', '2020-02-30') were
+loaded as NULL; under `on_unrepresentable: fail` the first one fails the run instead."""
 
 UNSIGNED_FLAG = 32
 BINARY_CHARSET = 63
@@ -386,9 +394,21 @@ class MySqlExtractor(SqlExtractor):
         naive = pa.timestamp("us") if pa.types.is_timestamp(field.type) else pa.date32()
         try:
             values = pc.cast(text, naive, safe=True)
+            # Arrow reads year 0 ('0000-12-19'), which MySQL stores but no date of the
+            # destinations means (DuckDB reads 1 BC, BigQuery refuses it): such a batch takes
+            # the per-value path below, as one holding '0000-00-00' does
+            if pc.any(pc.less(pc.year(values), 1)).as_py():
+                raise pa.ArrowInvalid("year 0")
         except pa.ArrowInvalid:
             valid = [_valid_date(v) for v in text.to_pylist()]
             invalid = sum(1 for v, ok in zip(text.to_pylist(), valid, strict=True) if v and not ok)
+            if invalid and self.job.on_unrepresentable == "fail":
+                value = next(
+                    v for v, ok in zip(text.to_pylist(), valid, strict=True) if v and not ok
+                )
+                raise UnrepresentableValueError(
+                    self.job.source_table_name or "custom_sql", field.name, value, "date"
+                ) from None
             self.invalid_dates[field.name] = self.invalid_dates.get(field.name, 0) + invalid
             values = pc.cast(pc.if_else(pa.array(valid), text, None), naive, safe=True)
         # TIMESTAMP columns are UTC instants (session time_zone '+00:00'), DATETIME wall clock
@@ -396,7 +416,9 @@ class MySqlExtractor(SqlExtractor):
 
     def warnings(self) -> list[str]:
         return [
-            f"{count} zero or invalid date(s) in column `{name}` were loaded as NULL"
+            INVALID_DATE_WARNING.format(
+                column=name, count=count, values="value" if count == 1 else "values"
+            )
             for name, count in sorted(self.invalid_dates.items())
         ]
 

@@ -1,9 +1,8 @@
 """PostgreSQL extractor: ADBC (binary COPY straight into Arrow) in a REPEATABLE READ snapshot.
 
 The rows never become Python objects: the ADBC driver decodes PostgreSQL's binary COPY format
-into Arrow record batches in C++. Types it leaves opaque are cast on the server to text
-(uuid, inet, xml, enums, ...) or converted here (numeric -> decimal by the column's declared
-precision and scale, json/jsonb -> JSON-marked strings).
+into Arrow record batches in C++. How each type is read and what it loads as is
+decided once per column in `etl.extract.pg_types` (docs/config.md, "Database types").
 """
 
 from __future__ import annotations
@@ -31,39 +30,19 @@ from etl.extract.inflight import (
     STANDBY,
     InflightCap,
 )
+from etl.extract.pg_types import (
+    PG_TYPE,
+    ColumnRead,
+    NumericReader,
+    arrow_field,
+    declared_decimal,
+    measured_decimal,
+    multi_dimensional,
+    pg_type,
+    plan_column,
+)
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
-from etl.schema import JSON_FIELD_METADATA, decimal_type
-
-PG_TYPE = b"POSTGRESQL:type"
-PG_TYPMOD = b"POSTGRESQL:typmod"
-
-NATIVE_TYPES = frozenset(
-    {
-        "int2",
-        "int4",
-        "int8",
-        "oid",
-        "float4",
-        "float8",
-        "bool",
-        "text",
-        "varchar",
-        "bpchar",
-        "name",
-        "char",
-        "bytea",
-        "date",
-        "time",
-        "timestamp",
-        "timestamptz",
-        "interval",
-        "numeric",
-        "json",
-        "jsonb",
-    }
-)
-"""PostgreSQL types the ADBC driver decodes into a usable Arrow type; others are read as text."""
 
 BATCH_HINT_MAX_BYTES = 2 << 20
 """Upper bound of the driver's batch size, bytes (`adbc.postgresql.batch_size_hint_bytes`).
@@ -101,6 +80,10 @@ class PostgresExtractor(SqlExtractor):
     user, password, optional `sslmode`, `connect_timeout` seconds)."""
 
     quote_char = '"'
+
+    def __init__(self, job: Any) -> None:
+        super().__init__(job)
+        self.numerics = NumericReader(job.source_table_name or "custom_sql", job.on_unrepresentable)
 
     def connect(self) -> Any:
         try:
@@ -180,26 +163,29 @@ class PostgresExtractor(SqlExtractor):
     def stream(
         self, connection: Any, sql: str, params: Sequence[Any]
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """Stream `sql`, each column read as `etl.extract.pg_types` decides: the types that
+        depend on the data (unconstrained numeric, array dimensions) are measured first with
+        one aggregate query over the same window, in the same snapshot."""
         # bounds are inlined as literals by `placeholder`: no parameters reach the driver
         statement, reader = connection.query(f"SELECT * FROM ({sql}) AS _etl_q LIMIT 0")
         try:
             raw = reader.read_all().schema
         finally:
             connection.release(statement)
-        columns = []
-        for field in raw:
-            pg_type = _pg_type(field)
-            name = self.quote(field.name)
-            is_array = pg_type.startswith("_")
-            base = pg_type.removeprefix("_")
-            if pg_type == "numeric":
-                # the server's text form, cast to decimal in Arrow: ~4x less CPU than the
-                # driver's own decoding of binary numerics (which also yields text)
-                columns.append(f"{name}::text AS {name}")
-            elif base in NATIVE_TYPES:
-                columns.append(name)
-            else:
-                columns.append(f"{name}::text{'[]' if is_array else ''} AS {name}")
+        reads = [plan_column(field, self.quote(field.name)) for field in raw]
+        measured = self._profile(connection, sql, reads)
+        numeric_types: dict[str, pa.DataType] = {}
+        for index, (field, read) in enumerate(zip(raw, reads, strict=True)):
+            figures = measured.get(index)
+            if read.kind == "numeric":
+                declared = declared_decimal(field) if pg_type(field) == "numeric" else None
+                numeric_types[field.name] = declared or measured_decimal(*(figures or (None, None)))
+            elif read.kind == "array" and figures and (figures[0] or 0) > 1:
+                reads[index] = multi_dimensional(self.quote(field.name))
+        columns = [
+            f"{read.expression} AS {self.quote(field.name)}"
+            for field, read in zip(raw, reads, strict=True)
+        ]
         # the driver sizes its batches in bytes: aim near `chunk_size` rows (~128 bytes a row
         # is typical of warehouse rows), at most BATCH_HINT_MAX_BYTES: each MB of a driver
         # batch costs ~10 MB of peak RSS downstream (casts, prefetch queue, DuckDB's scan)
@@ -210,19 +196,58 @@ class PostgresExtractor(SqlExtractor):
         )
         schema = pa.schema(
             [
-                _arrow_field(declared if _pg_type(declared) == "numeric" else field)
-                for declared, field in zip(raw, reader.schema, strict=True)
+                arrow_field(declared.name, read, driver, numeric_types.get(declared.name))
+                for declared, read, driver in zip(raw, reads, reader.schema, strict=True)
             ]
         )
+        kinds = [read.kind for read in reads]
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 for batch in reader:
-                    yield _convert(batch, schema)
+                    yield self._convert(batch, schema, kinds)
             finally:
                 connection.release(statement)
 
         return schema, batches()
+
+    def _profile(
+        self, connection: Any, sql: str, reads: list[ColumnRead]
+    ) -> dict[int, tuple[Any, ...]]:
+        """Return, per column index that needs it, the figures its type is chosen from
+        (integer digits and scale of a numeric, dimensions of an array), read from the window
+        `sql` in the run's snapshot."""
+        aggregates = [(index, item) for index, read in enumerate(reads) for item in read.profile]
+        if not aggregates:
+            return {}
+        row = self.fetch_one(
+            connection,
+            f"SELECT {', '.join(item for _, item in aggregates)} FROM ({sql}) AS _etl_q",
+        )
+        figures: dict[int, tuple[Any, ...]] = {}
+        for (index, _), value in zip(aggregates, row, strict=True):
+            figures[index] = (*figures.get(index, ()), None if value is None else int(value))
+        return figures
+
+    def _convert(
+        self, batch: pa.RecordBatch, schema: pa.Schema, kinds: list[str]
+    ) -> pa.RecordBatch:
+        arrays = []
+        for target, array, kind in zip(schema, batch.columns, kinds, strict=True):
+            if isinstance(array.type, pa.ExtensionType):
+                array = array.storage
+            if kind == "numeric":
+                array = self.numerics.convert(array, target)
+            elif array.type != target.type:
+                try:
+                    array = pc.cast(array, target.type, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise SchemaMappingError(target.name, str(target.type), str(exc)) from exc
+            arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def warnings(self) -> list[str]:
+        return self.numerics.warnings()
 
     def translate_error(self, exc: Exception) -> Exception | None:
         try:
@@ -322,44 +347,6 @@ def _literal(value: Any) -> str:
     if isinstance(value, (Decimal, float)):
         return f"'{value}'::numeric"
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def _pg_type(field: pa.Field) -> str:
-    return (field.metadata or {}).get(PG_TYPE, b"").decode() or "unknown"
-
-
-def _arrow_field(field: pa.Field) -> pa.Field:
-    """Return the field as loaded: numeric -> decimal(p, s), json -> JSON-marked string."""
-    pg_type = _pg_type(field)
-    data_type = field.type
-    metadata = None
-    if pg_type == "numeric":
-        typmod = int((field.metadata or {}).get(PG_TYPMOD, b"-1"))
-        if typmod >= 4:
-            data_type = decimal_type(((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF)
-        else:
-            data_type = decimal_type(None, None)
-    elif pg_type in ("json", "jsonb"):
-        data_type, metadata = pa.string(), JSON_FIELD_METADATA
-    elif isinstance(data_type, pa.ExtensionType):
-        data_type = data_type.storage_type
-    elif pa.types.is_list(data_type) and isinstance(data_type.value_type, pa.ExtensionType):
-        data_type = pa.list_(data_type.value_type.storage_type)
-    return pa.field(field.name, data_type, metadata=metadata)
-
-
-def _convert(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    arrays = []
-    for target, array in zip(schema, batch.columns, strict=True):
-        if isinstance(array.type, pa.ExtensionType):
-            array = array.storage
-        if array.type != target.type:
-            try:
-                array = pc.cast(array, target.type, safe=True)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise SchemaMappingError(target.name, str(target.type), str(exc)) from exc
-        arrays.append(array)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _first_line(exc: Exception) -> str:

@@ -81,6 +81,9 @@ class LoadRequest:
     fence: Fence | None = None
     """What the run planned from (`etl.run` always sets it). None: an unfenced load (a loader
     used on its own), which records no pipeline id."""
+    allow_widen_to_string: bool = False
+    """`JobConfig.allow_widen_to_string`: a column whose type changes in a way no lossless
+    widening covers becomes STRING instead of failing the load."""
     fault_hook: Callable[[str], None] | None = None
     """Test-only phase callback (`etl.pipeline.FaultHook`); loaders call it with `catalog.swap`
     between a snapshot's swap and the load-log write when those are separate steps."""

@@ -53,7 +53,7 @@ from etl.load.base import (
     check_owner,
     owned_with,
 )
-from etl.load.bigquery_types import loadable, schema_fields
+from etl.load.bigquery_types import bigquery_widened, loadable, normalized, schema_fields
 from etl.registry import register_loader
 from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import SyncState
@@ -321,7 +321,9 @@ class BigQueryLoader(Loader):
             if exists is None:
                 self._create(target, list(columns.values()))
             elif request.write_disposition == "append":
-                self._evolve_target(exists, columns, request.table)
+                self._evolve_target(
+                    exists, columns, request.table, staging, request.allow_widen_to_string
+                )
         state = request.finalize()
         # literals, not query parameters: scripts with parameters are not supported everywhere
         # (the BigQuery emulator drops them); `_literal` escapes per the lexical rules.
@@ -470,20 +472,67 @@ class BigQueryLoader(Loader):
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, table_id) from exc
 
-    def _evolve_target(self, table: Any, columns: dict, name: str) -> None:
+    def _evolve_target(
+        self, table: Any, columns: dict, name: str, staging: str, to_string: bool
+    ) -> None:
+        """Add the run's new columns to `table` and widen the columns whose type the run's
+        values need (`bigquery_widened`): INT64 -> NUMERIC -> BIGNUMERIC with ALTER COLUMN SET
+        DATA TYPE, in place; to STRING (only with `to_string`) by rewriting the table with the
+        column cast, since ALTER COLUMN cannot change a type to STRING (then a partitioned or
+        clustered table is refused rather than recreated without its layout). A STRING column
+        receiving other values gets them as text: the staging table is rewritten with the cast.
+
+        Raises:
+            SchemaChangeError: a narrowing or incompatible change, naming the column and both
+                types (terminal).
+        """
         existing = {f.name: f for f in table.schema}
+        target = f"`{table.full_table_id.replace(':', '.')}`"
+        alters: list[str] = []
+        target_casts: list[str] = []
+        staging_casts: list[str] = []
         for field in columns.values():
             old = existing.get(field.name)
-            if old is not None and (old.field_type, old.mode) != (field.field_type, field.mode):
-                raise SchemaChangeError(name, field.name, old.field_type, field.field_type)
+            if old is None:
+                continue
+            old_type, new_type = normalized(old.field_type), normalized(field.field_type)
+            if (old_type, old.mode) == (new_type, field.mode):
+                continue
+            wider = None
+            if old.mode == field.mode == "NULLABLE":
+                wider = bigquery_widened(old_type, new_type, to_string=to_string)
+            if wider is None or (wider == "STRING" and old_type != "STRING" and _laid_out(table)):
+                raise SchemaChangeError(name, field.name, old_type, new_type)
+            if wider == "STRING" and old_type != "STRING":
+                target_casts.append(field.name)
+            elif wider != old_type:
+                alters.append(f"ALTER COLUMN `{field.name}` SET DATA TYPE {wider}")
+            if wider == "STRING" and new_type != "STRING":
+                staging_casts.append(field.name)
+        if alters:
+            self._query(f"ALTER TABLE {target} {', '.join(alters)}", [], what=f"widening of {name}")
+        for table_ref, casts in ((target, target_casts), (f"`{staging}`", staging_casts)):
+            if casts:
+                replace = ", ".join(f"CAST(`{c}` AS STRING) AS `{c}`" for c in casts)
+                self._query(
+                    f"CREATE OR REPLACE TABLE {table_ref} AS "
+                    f"SELECT * REPLACE ({replace}) FROM {table_ref}",
+                    [],
+                    what=f"widening of {name} to STRING",
+                )
         new = [f for f in columns.values() if f.name not in existing]
         if new:
             ddl = ", ".join(f"ADD COLUMN `{f.name}` {_ddl_type(f)}" for f in new)
             self._query(
-                f"ALTER TABLE `{table.full_table_id.replace(':', '.')}` {ddl}",
+                f"ALTER TABLE {target} {ddl}",
                 [],
                 what=f"new columns of {name}",
             )
+
+
+def _laid_out(table: Any) -> bool:
+    """Return True when `table` has a partitioning or clustering a rewrite would drop."""
+    return bool(table.time_partitioning or table.range_partitioning or table.clustering_fields)
 
 
 def _literal(value: str) -> str:

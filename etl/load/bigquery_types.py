@@ -112,3 +112,40 @@ def _iso_interval(value: pa.MonthDayNano) -> str:
     if fraction:
         seconds += f".{fraction:09d}".rstrip("0")
     return f"P{months}M{days}DT{seconds}S"
+
+
+LEGACY_NAMES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+"""Type names the BigQuery API reports (legacy SQL) -> the GoogleSQL names `bigquery_type`
+uses: a table created with INT64 is read back as INTEGER from real BigQuery."""
+
+_WIDER = {"INT64": 1, "NUMERIC": 2, "BIGNUMERIC": 3}
+"""Lossless widenings ALTER COLUMN SET DATA TYPE applies in place: INT64 -> NUMERIC ->
+BIGNUMERIC (https://cloud.google.com/bigquery/docs/managing-table-schemas#change_a_columns_data_type;
+INT64 -> FLOAT64 is allowed there too but loses integers beyond 2^53, so it is not used)."""
+
+_NOT_TO_STRING = {"RECORD", "STRUCT", "JSON", "GEOGRAPHY", "RANGE"}
+"""Types whose values CAST(... AS STRING) does not write back exactly, or not at all."""
+
+
+def normalized(field_type: str) -> str:
+    """Return the GoogleSQL name of a schema field type (`INTEGER` -> `INT64`)."""
+    return LEGACY_NAMES.get(field_type.upper(), field_type.upper())
+
+
+def bigquery_widened(existing: str, incoming: str, *, to_string: bool = False) -> str | None:
+    """Return the type a NULLABLE column of `existing` type must have to hold `incoming`
+    values too: `existing` when it already does (INSERT coerces INT64 into NUMERIC), a wider
+    type when a lossless in-place widening exists (INT64 -> NUMERIC -> BIGNUMERIC), STRING when
+    `to_string` (`allow_widen_to_string`) and both are scalar types, else None.
+
+    Args:
+        existing, incoming: GoogleSQL type names (`normalized`).
+    """
+    existing, incoming = normalized(existing), normalized(incoming)
+    if existing == incoming:
+        return existing
+    if existing in _WIDER and incoming in _WIDER:
+        return existing if _WIDER[existing] >= _WIDER[incoming] else incoming
+    if to_string and not {existing, incoming} & _NOT_TO_STRING:
+        return "STRING"
+    return None

@@ -22,6 +22,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pyarrow as pa
 
@@ -29,7 +30,6 @@ from etl.exceptions import (
     DestinationError,
     MissingDependencyError,
     SchemaChangeError,
-    SchemaMappingError,
     TransientError,
 )
 from etl.load.base import (
@@ -52,33 +52,89 @@ from etl.state import SyncState
 
 _INT_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
 _UINT_RANK = {"UTINYINT": 1, "USMALLINT": 2, "UINTEGER": 3, "UBIGINT": 4, "UHUGEINT": 5}
+_SIGNED = {rank: name for name, rank in _INT_RANK.items()}
+_DIGITS = {
+    "TINYINT": 3,
+    "SMALLINT": 5,
+    "INTEGER": 10,
+    "BIGINT": 19,
+    "HUGEINT": 39,
+    "UTINYINT": 3,
+    "USMALLINT": 5,
+    "UINTEGER": 10,
+    "UBIGINT": 20,
+    "UHUGEINT": 39,
+}
+"""Decimal digits an integer type needs (its largest magnitude)."""
+_EXACT_IN_FLOAT = {"TINYINT", "SMALLINT", "UTINYINT", "USMALLINT"}
+"""Integers a FLOAT (24-bit significand) holds exactly."""
+_EXACT_IN_DOUBLE = _EXACT_IN_FLOAT | {"INTEGER", "UINTEGER", "FLOAT"}
+"""Types a DOUBLE (53-bit significand) holds exactly."""
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+STRING = "VARCHAR"
 
 
-def widened(existing: str, incoming: str) -> str | None:
+def widened(existing: str, incoming: str, *, to_string: bool = False) -> str | None:
     """Return the type a column of `existing` type must have to hold `incoming` values too:
-    `existing` when it already does, a wider type when that is a safe widening, else None."""
+    `existing` when it already does, a wider type when that is a lossless widening, VARCHAR
+    when no widening holds both and `to_string` (`allow_widen_to_string`), else None.
+
+    Lossless widenings (shared/DESIGN.md §5 "Schema", issue 17 item 8): integer -> wider
+    integer (signed when one side is unsigned); integer -> DECIMAL(p, s) when p - s covers its
+    digits (else the DECIMAL both fit, up to 38 digits); FLOAT -> DOUBLE, and integers of at
+    most 32 bits -> DOUBLE (16 bits -> FLOAT); DECIMAL(p, s) -> DECIMAL(p', s') with
+    p' - s' >= p - s and s' >= s (the smallest such, at most 38 digits: DuckDB's DECIMAL limit,
+    https://duckdb.org/docs/sql/data_types/numeric). Anything -> VARCHAR only with `to_string`.
+    """
     if existing == incoming:
         return existing
+    wider = _lossless(existing, incoming)
+    if wider is not None:
+        return wider
+    if to_string and not existing.endswith("]") and not incoming.endswith("]"):
+        return STRING  # lists stay lists: their text would not load back into an array
+    return None
+
+
+def _lossless(existing: str, incoming: str) -> str | None:
     for ranks in (_INT_RANK, _UINT_RANK):
         if existing in ranks and incoming in ranks:
             return existing if ranks[existing] >= ranks[incoming] else incoming
     if existing in _INT_RANK and incoming in _UINT_RANK:
-        return existing if _INT_RANK[existing] > _UINT_RANK[incoming] else None
-    if existing == "DOUBLE" and (incoming == "FLOAT" or _INT_RANK.get(incoming, 9) <= 3):
+        rank = max(_INT_RANK[existing], _UINT_RANK[incoming] + 1)
+        return _SIGNED.get(rank)
+    if existing in _UINT_RANK and incoming in _INT_RANK:
+        rank = max(_UINT_RANK[existing] + 1, _INT_RANK[incoming])
+        return _SIGNED.get(rank)
+    for kind, exact in (("FLOAT", _EXACT_IN_FLOAT), ("DOUBLE", _EXACT_IN_DOUBLE)):
+        if existing == kind and incoming in exact:
+            return existing
+        if incoming == kind and existing in exact:
+            return incoming
+    if existing == "FLOAT" and incoming in _EXACT_IN_DOUBLE | {"DOUBLE"}:
+        return "DOUBLE"
+    if incoming == "FLOAT" and existing in _EXACT_IN_DOUBLE:
+        return "DOUBLE"
+    old, new = _decimal(existing), _decimal(incoming)
+    if old is None and new is None:
+        return None
+    if old is None or new is None:
+        if (existing if old is None else incoming) not in _DIGITS:
+            return None
+    (p1, s1) = old or (_DIGITS[existing], 0)
+    (p2, s2) = new or (_DIGITS[incoming], 0)
+    scale = max(s1, s2)
+    precision = max(p1 - s1, p2 - s2) + scale
+    if precision > 38:
+        return None
+    if old is not None and (precision, scale) == old:
         return existing
-    if existing == "FLOAT" and incoming == "DOUBLE":
-        return incoming
-    old, new = _DECIMAL.fullmatch(existing), _DECIMAL.fullmatch(incoming)
-    if old and new:
-        (p1, s1), (p2, s2) = map(int, old.groups()), map(int, new.groups())
-        precision = max(p1 - s1, p2 - s2) + max(s1, s2)
-        return f"DECIMAL({precision},{max(s1, s2)})" if precision <= 38 else None
-    if old and incoming in _INT_RANK:
-        p1, s1 = map(int, old.groups())
-        digits = {"TINYINT": 3, "SMALLINT": 5, "INTEGER": 10, "BIGINT": 19, "HUGEINT": 39}[incoming]
-        return existing if p1 - s1 >= digits else None
-    return None
+    return f"DECIMAL({precision},{scale})"
+
+
+def _decimal(data_type: str) -> tuple[int, int] | None:
+    match = _DECIMAL.fullmatch(data_type)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _q(identifier: str) -> str:
@@ -188,9 +244,9 @@ class DuckDbLoader(Loader):
             # one INSERT per run of same-schema batches, streamed from a RecordBatchReader: DuckDB
             # then writes full row groups out under its memory limit instead of holding every
             # inserted batch until the commit
-            for _, group in itertools.groupby(request.batches, key=lambda batch: batch.schema):
+            incoming = (_exact_text(batch) for batch in request.batches)
+            for _, group in itertools.groupby(incoming, key=lambda batch: batch.schema):
                 first = next(group)  # noqa: B031  each group is consumed once, in order
-                _check_representable(first.schema)
                 rest = group  # noqa: B031
                 connection.register("_etl_probe", first)
                 if not columns:
@@ -203,7 +259,13 @@ class DuckDbLoader(Loader):
                     cast_to: dict[str, str] = {}
                 else:
                     cast_to = self._evolve(
-                        connection, write_to, columns, first, params, request.table
+                        connection,
+                        write_to,
+                        columns,
+                        first,
+                        params,
+                        request.table,
+                        request.allow_widen_to_string,
                     )
                 connection.unregister("_etl_probe")
                 batches = stream(itertools.chain([first], rest))
@@ -293,9 +355,10 @@ class DuckDbLoader(Loader):
         ).fetchall()
         return dict(rows)
 
-    def _evolve(self, connection, write_to, columns, batch, params, table):  # type: ignore[no-untyped-def]
-        """Add new columns and widen existing ones for `batch`'s schema; return the columns to
-        CAST to their destination type (text columns that are NULL in the first batch)."""
+    def _evolve(self, connection, write_to, columns, batch, params, table, to_string):  # type: ignore[no-untyped-def]
+        """Add new columns and widen existing ones for `batch`'s schema (`widened`); return
+        the columns to CAST to their destination type (narrower values into a wider column,
+        text columns that are NULL in the first batch)."""
         incoming = dict(
             (row[0], row[1])
             for row in connection.execute(
@@ -311,33 +374,45 @@ class DuckDbLoader(Loader):
             existing = columns[name]
             if existing == data_type:
                 continue
-            wider = widened(existing, data_type)
+            if batch.column(name).null_count == batch.num_rows and data_type == "VARCHAR":
+                cast_to[name] = existing  # an empty text column; a value that does not
+                continue  # convert fails the INSERT, so nothing is changed silently
+            wider = widened(existing, data_type, to_string=to_string)
             if wider is None:
-                if batch.column(name).null_count == batch.num_rows and data_type == "VARCHAR":
-                    cast_to[name] = existing  # an empty text column; a value that does not
-                    continue  # convert fails the INSERT, so nothing is changed silently
                 raise SchemaChangeError(table, name, existing, data_type)
             if wider != existing:
                 connection.execute(f"ALTER TABLE {write_to} ALTER {_q(name)} TYPE {wider}")
                 columns[name] = wider
+            if wider != data_type:
+                cast_to[name] = wider  # e.g. INTEGER values into a DECIMAL or VARCHAR column
         return cast_to
 
 
-def _check_representable(schema: pa.Schema) -> None:
-    """Fail on a column DuckDB cannot hold exactly: DECIMAL stops at 38 digits, and storing
-    such a value as a double or rounded would change it silently.
-
-    Raises:
-        SchemaMappingError: names the column and its type (terminal).
-    """
-    for field in schema:
+def _exact_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Return `batch` with its decimal256 columns as their exact decimal text (VARCHAR):
+    DuckDB's DECIMAL stops at 38 digits, and a DOUBLE or a rounded value would change them
+    silently. The text is the shortest exact form (`1.5`, not `1.50000...`)."""
+    if not any(pa.types.is_decimal256(field.type) for field in batch.schema):
+        return batch
+    arrays, fields = [], []
+    for field, array in zip(batch.schema, batch.columns, strict=True):
         if pa.types.is_decimal256(field.type):
-            raise SchemaMappingError(
-                field.name,
-                str(field.type),
-                "DuckDB's DECIMAL holds at most 38 digits; select the column as text "
-                "(custom_sql with `::text`) to keep its values exactly",
+            # Arrow's decimal text switches to exponents (`0E-30`); Python's `f` format does not
+            text = pa.array(
+                [None if v is None else _plain(v) for v in array.to_pylist()], pa.string()
             )
+            array, field = text, pa.field(field.name, pa.string(), metadata=field.metadata)
+        arrays.append(array)
+        fields.append(field)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _plain(value: Decimal) -> str:
+    """Return `value` as plain decimal text without trailing fractional zeros (`1.5`, `0`)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _select(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str:

@@ -4,9 +4,10 @@ checked exactly (extremes and NULL on their own rows).
 
 Decisions and gaps:
 - numeric with more than 38 digits: BigQuery gets BIGNUMERIC; DuckDB's DECIMAL stops at 38
-  digits, so the DuckDB loader fails with a SchemaMappingError naming the column (never a double
-  or a rounded value). Unconstrained numeric loads as DECIMAL(38, 9) / NUMERIC; a value needing
-  more digits or NaN fails naming the column.
+  digits, so DuckDB gets the exact decimal text (never a double or a rounded value).
+  Unconstrained numeric loads as the type its values need in the run's snapshot
+  (here DECIMAL(10, 9) / NUMERIC; test_pg_types.py); NaN/±Infinity load as NULL,
+  counted in the warnings, or fail the run under `on_unrepresentable: fail`.
 - interval: DuckDB INTERVAL (months, days and time kept apart); BigQuery STRING in ISO 8601
   (`P14M3DT14706.789S`), exact to the microsecond.
 - arrays: BigQuery has no NULL arrays (a NULL array reads back as `[]`) and no NULL elements, so
@@ -32,9 +33,16 @@ from typing import Any
 import pytest
 
 from etl import JobConfig, run
-from etl.exceptions import SchemaMappingError
+from etl.exceptions import UnrepresentableValueError
 from tests.conftest import pg_connect
-from tests.etl.support import DATASET, bigquery_destination, bq_rows, duck_query, job_config
+from tests.etl.support import (
+    DATASET,
+    bigquery_destination,
+    bq_rows,
+    duck_query,
+    duck_table_exists,
+    job_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +91,7 @@ DUCKDB_TYPES = {
     "i4": "INTEGER",
     "i8": "BIGINT",
     "n12": "DECIMAL(12,2)",
-    "nu": "DECIMAL(38,9)",
+    "nu": "DECIMAL(10,9)",
     "r": "FLOAT",
     "d": "DOUBLE",
     "b": "BOOLEAN",
@@ -186,32 +194,55 @@ def test_postgresql_types_into_duckdb(pg_types: str, tmp_path: Path) -> None:
     ]
 
 
-def test_numeric_beyond_38_digits_fails_naming_the_column_in_duckdb(
+def test_numeric_beyond_38_digits_loads_as_exact_text_in_duckdb(
     pg_schema: str, tmp_path: Path
 ) -> None:
-    """numeric(40,10) cannot be a DuckDB DECIMAL: the run fails naming the column and its type;
-    nothing is written."""
+    """numeric(40,10) cannot be a DuckDB DECIMAL (38 digits at most): the column loads as the
+    values' exact decimal text, never a double or a rounded value; no warning (nothing was
+    adjusted)."""
     with pg_connect() as connection:
         connection.execute(f"CREATE TABLE {pg_schema}.big (id int, n40 numeric(40,10))")
         connection.execute(
-            f"INSERT INTO {pg_schema}.big VALUES (1, 123456789012345678901234567890.0123456789)"
+            f"INSERT INTO {pg_schema}.big VALUES (1, 123456789012345678901234567890.0123456789),"
+            " (2, -1.5), (3, NULL)"
         )
 
-    with pytest.raises(SchemaMappingError, match=r"Column `n40` of type `decimal256\(40, 10\)`"):
-        run(_job(f"{pg_schema}.big", tmp_path / "w.duckdb"))
+    duckdb_path = tmp_path / "w.duckdb"
+    result = run(_job(f"{pg_schema}.big", duckdb_path))
+
+    assert result.warnings == []
+    assert {c["name"]: c["type"] for c in result.schema_}["n40"] == "VARCHAR"
+    assert duck_query(duckdb_path, f"SELECT id, n40 FROM {DATASET}.types ORDER BY id") == [
+        (1, "123456789012345678901234567890.0123456789"),
+        (2, "-1.5"),
+        (3, None),
+    ]
 
 
-def test_numeric_nan_fails_naming_the_column(pg_schema: str, tmp_path: Path) -> None:
-    """NaN has no DECIMAL / NUMERIC value: the run fails naming the column and the value as
-    PostgreSQL writes it (numerics are read as the server's text)."""
+def test_numeric_nan_loads_as_null_and_is_counted(pg_schema: str, tmp_path: Path) -> None:
+    """NaN has no DECIMAL / NUMERIC value: under the default `on_unrepresentable: nearest` it
+    loads as NULL and the run's warnings count it per column; `fail` fails the run naming the
+    table, the column and the value, with nothing written."""
     with pg_connect() as connection:
         connection.execute(f"CREATE TABLE {pg_schema}.nan (id int, nu numeric)")
         connection.execute(f"INSERT INTO {pg_schema}.nan VALUES (1, 1.5), (2, 'NaN')")
 
+    duckdb_path = tmp_path / "w.duckdb"
+    result = run(_job(f"{pg_schema}.nan", duckdb_path))
+
+    assert result.warnings == [
+        "column `nu`: 1 value NaN/Infinity loaded as NULL (on_unrepresentable: nearest)"
+    ]
+    assert duck_query(duckdb_path, f"SELECT id, nu FROM {DATASET}.types ORDER BY id") == [
+        (1, Decimal("1.5")),
+        (2, None),
+    ]
+    strict = tmp_path / "strict.duckdb"
     with pytest.raises(
-        SchemaMappingError, match=r"Column `nu` of type `decimal128\(38, 9\)`.*'NaN'"
+        UnrepresentableValueError, match=rf"Column `nu` of {pg_schema}\.nan holds 'NaN'"
     ):
-        run(_job(f"{pg_schema}.nan", tmp_path / "w.duckdb"))
+        run(_job(f"{pg_schema}.nan", strict, on_unrepresentable="fail"))
+    assert not duck_table_exists(strict, "types")
 
 
 def test_postgresql_types_into_bigquery(

@@ -9,9 +9,8 @@ Decisions:
   BigQuery has no unsigned 64-bit type), never FLOAT64 and never wrapped.
 - bit(M): BIGINT for M <= 63, UBIGINT / NUMERIC for bit(64) (the same rule as bigint unsigned).
 - decimal(10,2): DECIMAL(10,2) / NUMERIC. decimal(65,30): BigQuery BIGNUMERIC, exact to all 65
-  digits; DuckDB's DECIMAL stops at 38 digits, so the run fails with a SchemaMappingError naming
-  the column and its type before anything is written (no exact DuckDB representation short of
-  text, which the message suggests).
+  digits; DuckDB's DECIMAL stops at 38 digits, so DuckDB gets each value's exact decimal text
+  (VARCHAR), never a double or a rounded value.
 - datetime(6): wall clock (DuckDB TIMESTAMP, BigQuery DATETIME); timestamp(6): the UTC instant
   (TIMESTAMP WITH TIME ZONE / TIMESTAMP) whatever the writing session's time_zone.
 - time(6) (-838:59:59 .. 838:59:59): DuckDB INTERVAL; BigQuery INT64 microseconds, since
@@ -49,7 +48,7 @@ import pyarrow as pa
 import pytest
 
 from etl import JobConfig, run
-from etl.exceptions import SchemaMappingError, TransientError
+from etl.exceptions import TransientError
 from etl.load.bigquery_types import loadable, schema_fields
 from etl.registry import get_extractor
 from etl.state import SyncState
@@ -342,20 +341,22 @@ D65 = {
 }
 
 
-def test_decimal_65_digits_fails_naming_the_column_in_duckdb(
+def test_decimal_65_digits_loads_as_exact_text_in_duckdb(
     mysql_database: str, tmp_path: Path
 ) -> None:
-    """decimal(65,30) cannot be a DuckDB DECIMAL: the run fails naming the column and its type,
-    and no table is created."""
+    """decimal(65,30) cannot be a DuckDB DECIMAL (38 digits at most): the column loads as each
+    value's exact decimal text (shortest form), never a double or a rounded value."""
     duckdb_path = tmp_path / "w.duckdb"
 
-    with pytest.raises(SchemaMappingError, match=r"Column `d65` of type `decimal256\(65, 30\)`"):
-        run(_job(_big_table(mysql_database), duckdb_path))
+    result = run(_job(_big_table(mysql_database), duckdb_path))
 
-    assert duck_query(
-        duckdb_path,
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'types'",
-    ) == [(0,)]
+    assert _types(result)["d65"] == "VARCHAR"
+    assert duck_query(duckdb_path, f"SELECT id, d65 FROM {DATASET}.types ORDER BY id") == [
+        (1, f"{'9' * 35}.{'9' * 30}"),
+        (2, f"-{'1' * 35}.{'0' * 29}1"),
+        (3, None),
+        (4, "0"),
+    ]
 
 
 ZERO_DATES = {
@@ -402,9 +403,9 @@ ZERO_DATES_EXPECTED = [
     (4, None, None, None),
 ]
 ZERO_DATES_WARNINGS = [
-    "2 zero or invalid date(s) in column `d` were loaded as NULL",
-    "2 zero or invalid date(s) in column `dtm` were loaded as NULL",
-    "1 zero or invalid date(s) in column `ts` were loaded as NULL",
+    "column `d`: 2 values zero/invalid date loaded as NULL (on_unrepresentable: nearest)",
+    "column `dtm`: 2 values zero/invalid date loaded as NULL (on_unrepresentable: nearest)",
+    "column `ts`: 1 value zero/invalid date loaded as NULL (on_unrepresentable: nearest)",
 ]
 
 
