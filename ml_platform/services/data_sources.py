@@ -10,6 +10,7 @@ import etl
 from ml_platform.models import Connection, DataSource
 from ml_platform.services.common import model_fields_apply
 from ml_platform.services.job_config import job_config_build, validation_error_from
+from ml_platform.services.ownership import destination_owner_check
 from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
     SCHEDULE_CRON_INVALID,
     SCHEDULE_TIMEZONE_INVALID,
@@ -146,13 +147,15 @@ def data_source_update(
 
 
 def data_source_validate(*, data_source: DataSource) -> None:
-    """Check fields, schedule and the config contract (by building the JobConfig), without
-    saving.
+    """Check fields, the destination table's owner (one source per table, see
+    `services.ownership`), schedule and the config contract (by building the JobConfig),
+    without saving.
 
     Raises:
         ValidationError: keyed by the `DataSource` field at fault.
     """
     data_source.full_clean()
+    destination_owner_check(data_source=data_source)
     schedule_validate(cron=data_source.schedule_cron, timezone=data_source.schedule_timezone)
     try:
         job_config_build(data_source=data_source)
