@@ -37,6 +37,7 @@ def run(
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
     fault_hook: FaultHook | None = None,
+    full_refresh: bool = False,
 ) -> RunResult:
     """Run one job: read what is new since `state`, load it, return the state to keep.
 
@@ -52,6 +53,9 @@ def run(
             more with the final figures after the commit when they changed since.
         fault_hook: test-only callback named with each phase reached (`FaultHook`); None in
             production.
+        full_refresh: replace the destination table with this run's rows instead of appending
+            (a transactional source whose state was reset reloads from scratch; dlt's
+            `refresh="drop_data"`); `state` should then hold no watermark and no files.
 
     Returns:
         RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
@@ -119,7 +123,7 @@ def run(
         request = LoadRequest(
             table=job.dest_table_name,
             batches=batches(),
-            write_disposition=job.write_disposition,
+            write_disposition="replace" if full_refresh else job.write_disposition,
             run_id=run_id,
             finalize=finalize,
             replace_files=extraction.replaced_files,

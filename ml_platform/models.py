@@ -158,12 +158,17 @@ class EtlRun(BaseModel):
     rows_extracted = models.BigIntegerField(default=0)
     rows_loaded = models.BigIntegerField(default=0)
     rows_skipped = models.BigIntegerField(default=0)
+    rows_rejected = models.BigIntegerField(
+        default=0, help_text="rows set aside in <table>__rejected (on_bad_rows: quarantine)"
+    )
     bytes_extracted = models.BigIntegerField(default=0)
     files_loaded = models.PositiveIntegerField(default=0)
     files_skipped = models.PositiveIntegerField(default=0)
     progress_rows = models.BigIntegerField(default=0, help_text="rows loaded so far")
     progress_bytes = models.BigIntegerField(default=0, help_text="bytes extracted so far")
     warnings = models.JSONField(default=list, blank=True)
+    watermark_before = models.TextField(blank=True, help_text="cursor watermark the run read from")
+    watermark_after = models.TextField(blank=True, help_text="cursor watermark it committed")
     reconciled_run_id = models.CharField(max_length=64, blank=True)
     error_class = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
@@ -188,6 +193,20 @@ class EtlRun(BaseModel):
     def __str__(self) -> str:
         return f"run {self.pk} of {self.data_source_id} ({self.status})"
 
+    @property
+    def has_warnings(self) -> bool:
+        """Succeeded, but with warnings or rejected rows ("Succeeded with warnings")."""
+        return self.status == self.Status.SUCCEEDED and bool(self.warnings or self.rows_rejected)
+
+    @property
+    def status_label(self) -> str:
+        return "Succeeded with warnings" if self.has_warnings else self.get_status_display()
+
+    @property
+    def status_class(self) -> str:
+        """CSS class of the status: `warning` (amber) for a succeeded run with warnings."""
+        return "warning" if self.has_warnings else self.status
+
 
 class SyncState(BaseModel):
     """What a data source remembers between runs (the engine's `etl.SyncState` without files)."""
@@ -201,6 +220,9 @@ class SyncState(BaseModel):
     null_keys = models.JSONField(default=list, blank=True)
     column_map = models.JSONField(default=dict, blank=True)
     last_run_id = models.CharField(max_length=64, blank=True)
+    full_refresh_pending = models.BooleanField(
+        default=False, help_text="reset: the next run replaces the destination table"
+    )
 
     def __str__(self) -> str:
         return f"state of {self.data_source_id}: {self.watermark_value or '-'}"
