@@ -223,9 +223,10 @@ class StrategyForm(forms.Form):
         help_text="dedups rows read again at the watermark or in the look-back window",
     )
     null_cursor = forms.ChoiceField(
-        choices=DataSource.NullCursor.choices, label="Rows whose cursor is NULL"
+        choices=DataSource.NullCursor.choices, label="Rows whose cursor is NULL", required=False
     )
     cursor_lag_seconds = forms.FloatField(
+        required=False,
         min_value=0,
         max_value=MAX_LOOK_BACK_S,
         initial=0,
@@ -249,6 +250,13 @@ class StrategyForm(forms.Form):
             (name, name) for name in cursor_choices
         ]
         self.fields["primary_key"].choices = [(name, name) for name in column_choices]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["null_cursor"] = data.get("null_cursor") or DataSource.NullCursor.FAIL
+        if data.get("cursor_lag_seconds") is None and "cursor_lag_seconds" not in self.errors:
+            data["cursor_lag_seconds"] = 0.0
+        return data
 
 
 class ScheduleForm(forms.Form):

@@ -6,6 +6,7 @@ source being edited). Steps 1-3 and the draft helpers are `wizard`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -81,6 +82,21 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
     return step_render(request, 4, "destination", form=form, test_result=test_result)
 
 
+def default_table_base(draft: dict[str, Any]) -> str:
+    """A destination table name from the source: the table's name, else the last part of the
+    file prefix + pattern that is a name once glob characters and extensions are dropped
+    (`exports/*.csv` -> `exports`), else `files`; lower case, letters, digits, underscores."""
+    if draft.get("source_table_name"):
+        parts = [draft["source_table_name"].rpartition(".")[2]]
+    else:
+        parts = f"{draft.get('file_prefix') or ''}/{draft.get('file_pattern') or ''}".split("/")
+    for part in reversed(parts):
+        name = re.sub(r"[^a-z0-9_]+", "_", part.split(".")[0].lower()).strip("_")
+        if name:
+            return f"t_{name}" if name[0].isdigit() else name
+    return "files"
+
+
 @staff_required
 def wizard_strategy(request: HttpRequest) -> HttpResponse:
     """Step 5: transactional (cursor, key, NULLs, look-back, initial value) or catalog; bad-row
@@ -98,8 +114,7 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
         **{k: v for k, v in draft.items() if v not in (None, "")},
     }
     if not draft.get("dest_table_name"):
-        base = (draft.get("source_table_name") or "").rpartition(".")[2]
-        base = base or (draft.get("file_pattern") or "").split(".")[0].strip("*?[]/") or "table"
+        base = default_table_base(draft)
         initial["dest_table_name"] = destination_table_name_free(
             data_source=draft_source(request, connection), base=base
         )
