@@ -253,9 +253,11 @@ class StrategyForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        data["null_cursor"] = data.get("null_cursor") or DataSource.NullCursor.FAIL
-        if data.get("cursor_lag_seconds") is None and "cursor_lag_seconds" not in self.errors:
-            data["cursor_lag_seconds"] = 0.0
+        if "null_cursor" in self.fields:
+            data["null_cursor"] = data.get("null_cursor") or DataSource.NullCursor.FAIL
+        if "cursor_lag_seconds" in self.fields and data.get("cursor_lag_seconds") is None:
+            if "cursor_lag_seconds" not in self.errors:
+                data["cursor_lag_seconds"] = 0.0
         return data
 
 

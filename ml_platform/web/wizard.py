@@ -291,6 +291,11 @@ def wizard_preview(request: HttpRequest) -> HttpResponse:
                 request,
                 selected_columns=[] if every else chosen,
                 cursor_choices=cursors,
+                cursor_types={
+                    c["source_name"]: c["arrow_type"]
+                    for c in choosable
+                    if c["source_name"] in cursors
+                },
                 column_choices=[c["source_name"] for c in choosable],
             )
             draft_step_done(request, 3)

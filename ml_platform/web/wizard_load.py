@@ -6,6 +6,8 @@ source being edited). Steps 1-3 and the draft helpers are `wizard`."""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from typing import Any
 
@@ -44,6 +46,8 @@ STRATEGY_HELP = {
     "catalog": "Each run reloads the whole table and swaps it in atomically, so readers always "
     "see a complete snapshot.",
 }
+TABLE_ONLY_FIELDS = ("timestamp_column", "primary_key", "null_cursor", "cursor_lag_seconds",
+                     "initial_value")  # fmt: skip
 CURSOR_REQUIRED = "A transactional table load needs a cursor column."
 
 
@@ -97,6 +101,35 @@ def default_table_base(draft: dict[str, Any]) -> str:
     return "files"
 
 
+INITIAL_VALUE_INVALID = (
+    "initial_value {value!r} is not a {kind} value of the cursor column ({arrow_type}); "
+    "use {example}."
+)
+
+
+def initial_value_error(value: str, arrow_type: str) -> str | None:
+    """Why `value` cannot start a cursor of Arrow type `arrow_type` (None when it can, or the
+    type is unknown): timestamps and dates take ISO 8601, numbers a number."""
+    if not value or not arrow_type:
+        return None
+    if arrow_type.startswith(("timestamp", "date")):
+        try:
+            dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return None
+        except ValueError:
+            kind, example = "date/time", "ISO 8601, e.g. 2024-03-02T00:00:00Z"
+    else:
+        try:
+            if math.isfinite(float(value)):
+                return None
+        except ValueError:
+            pass
+        kind, example = "numeric", "a finite number, e.g. 1000"
+    return INITIAL_VALUE_INVALID.format(
+        value=value, kind=kind, arrow_type=arrow_type, example=example
+    )
+
+
 @staff_required
 def wizard_strategy(request: HttpRequest) -> HttpResponse:
     """Step 5: transactional (cursor, key, NULLs, look-back, initial value) or catalog; bad-row
@@ -124,13 +157,20 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
         cursor_choices=draft.get("cursor_choices", []),
         column_choices=draft.get("column_choices", []),
     )
+    if is_files:  # no cursor: these would be hidden and their errors unseen
+        for name in TABLE_ONLY_FIELDS:
+            del form.fields[name]
     other_errors: list[str] = []
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
-        if data["load_type"] == "catalog" or is_files:
+        data = {"timestamp_column": "", **form.cleaned_data}
+        if data["load_type"] == "catalog":
             data["timestamp_column"] = ""
+        cursor_type = (draft.get("cursor_types") or {}).get(data["timestamp_column"], "")
+        initial_error = initial_value_error(data.get("initial_value") or "", cursor_type)
         if data["load_type"] == "transactional" and not is_files and not data["timestamp_column"]:
             form.add_error("timestamp_column", CURSOR_REQUIRED)
+        elif initial_error:
+            form.add_error("initial_value", initial_error)
         else:
             source = draft_source(request, connection, **data)
             try:
