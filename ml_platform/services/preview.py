@@ -18,7 +18,6 @@ from ml_platform.services.job_config import job_config_build
 from ml_platform.services.probes import engine_errors
 from ml_platform.services.state import sync_state_get_engine
 
-
 PREVIEW_SCHEMAS_DIFFER = (
     "The previewed files have columns of incompatible types, so they cannot be loaded into one "
     "table: {reason}. Narrow the file pattern or fix the files."
@@ -68,7 +67,8 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
             [pa.Table.from_batches([batch]) for batch in batches], promote_options="permissive"
         ).combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ApplicationError(PREVIEW_SCHEMAS_DIFFER.format(reason=str(exc).splitlines()[0]))
+        reason = str(exc).splitlines()[0]
+        raise ApplicationError(PREVIEW_SCHEMAS_DIFFER.format(reason=reason)) from exc
     source_names = {dest: source for source, dest in transformer.column_map.items()}
     types = _destination_types(table.schema, job.destination.type)
     columns = [
