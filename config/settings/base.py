@@ -160,6 +160,7 @@ ETL_CLOUD_SCHEDULER_SERVICE_ACCOUNT = env.str("ETL_CLOUD_SCHEDULER_SERVICE_ACCOU
 """Service account whose OIDC token the jobs send; list it in SCHEDULER_OIDC_ALLOWED_EMAILS."""
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/etl/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 """Django's login page guards the web pages (staff only); after login: the source list."""
 ETL_CLOUD_SCHEDULER_EMULATOR_HOST = env.str("ETL_CLOUD_SCHEDULER_EMULATOR_HOST", default="")
 """`host:port` of a plain-gRPC Cloud Scheduler stand-in (tests); empty: the real API."""

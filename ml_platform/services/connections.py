@@ -85,14 +85,17 @@ def connection_build(
     endpoint_url: str = "",
     extra_params: dict[str, Any] | None = None,
     credentials: dict[str, Any] | None = None,
+    pk: int | None = None,
 ) -> Connection:
     """Return a validated, unsaved connection (e.g. to test it before saving); the arguments
-    are those of `connection_create`.
+    are those of `connection_create`, `pk` the id of the connection it would replace (edit:
+    its own name is then not a clash).
 
     Raises:
         ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
     """
     connection = Connection(
+        pk=pk,
         name=name,
         type=type,
         host=host,
@@ -107,6 +110,8 @@ def connection_build(
         extra_params=extra_params or {},
     )
     connection.credentials = _credentials_dump(credentials)
+    if pk is not None:
+        connection._state.adding = False  # the row exists: its own id and name are no clash
     connection_validate(connection=connection)
     return connection
 

@@ -53,8 +53,7 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
         credentials = values.pop("credentials") or {}
         try:
             if request.POST.get("action") != "save_anyway":
-                unsaved = connection_build(**values, credentials=credentials)
-                unsaved.pk = connection.pk
+                unsaved = connection_build(**values, credentials=credentials, pk=connection.pk)
                 result = probes.connection_test(connection=unsaved)
                 if not result["ok"]:
                     test_failed = CONNECTION_TEST_FAILED.format(
