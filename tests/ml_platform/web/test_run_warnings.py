@@ -18,9 +18,9 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from ml_platform.models import Connection, DataSource, EtlRun
+from ml_platform.models import Connection, EtlRun
 from ml_platform.services import data_source_create
-from tests.ml_platform.conftest import MALFORMED_CSV, ORDERS_CSV
+from tests.ml_platform.conftest import MALFORMED_CSV
 
 pytestmark = pytest.mark.django_db
 
