@@ -266,7 +266,11 @@ def wizard_preview(request: HttpRequest) -> HttpResponse:
         return guard
     connection = draft_connection(request)
     error, preview = None, {"columns": [], "rows": []}
-    source = draft_source(request, connection, load_type="catalog", selected_columns=[])
+    # bad rows are set aside, not fatal, so a file with one bad line can still be previewed and
+    # its source set to quarantine them in step 5
+    source = draft_source(
+        request, connection, load_type="catalog", selected_columns=[], on_bad_rows="quarantine"
+    )
     try:
         preview = data_source_preview(data_source=source, limit=PREVIEW_ROWS)
     except ApplicationError as exc:

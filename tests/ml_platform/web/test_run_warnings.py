@@ -119,7 +119,7 @@ def test_run_page_shows_warnings_and_first_rejected_rows(
     assert 'id="run-status" class="status-warning"' in page
     assert f"<li>{NO_FILE_WARNING}</li>".replace("'", "&#x27;") in page
     page = staff.get(f"/etl/runs/{quarantined.id}/").content.decode()
-    assert '<dd id="run-rows-rejected" class="status-warning">1</dd>' in page
+    assert '<dd id="run-rows-rejected"><span class="status-warning">1</span></dd>' in page
     assert '<dd id="run-rows-loaded">5</dd>' in page
     rejected = re.search(r'<table id="run-rejected">(.*?)</table>', page, re.S).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", rejected.split("</tr>")[1], re.S)
