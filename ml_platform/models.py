@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -113,6 +113,20 @@ class DataSource(BaseModel):
     enabled = models.BooleanField(default=True)
     schedule_cron = models.CharField(max_length=100, blank=True)
     schedule_timezone = models.CharField(max_length=64, default="UTC")
+    alert_emails = models.CharField(
+        max_length=1000, blank=True, help_text="comma-separated; besides ETL_ALERT_EMAILS"
+    )
+    alert_webhook_url = models.CharField(
+        max_length=1024,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Slack-compatible; besides ETL_ALERT_WEBHOOK_URL",
+    )
+    alert_stale_after_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="seconds without a success before a stale alert; default 2 x schedule interval",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -259,3 +273,36 @@ class ProcessedFile(BaseModel):
 
     def __str__(self) -> str:
         return self.path
+
+
+class AlertIncident(BaseModel):
+    """One problem of a data source, alerted once when it opens and once when it closes."""
+
+    class Kind(models.TextChoices):
+        FAILED = "failed", "Run failed"
+        STALE = "stale", "No recent success"
+
+    data_source = models.ForeignKey(
+        DataSource, on_delete=models.CASCADE, related_name="alert_incidents"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    run = models.ForeignKey(
+        EtlRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    message = models.TextField(blank=True)
+    delivery_errors = models.TextField(blank=True, help_text="channels that could not be reached")
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["data_source", "kind"],
+                condition=Q(closed_at__isnull=True),
+                name="alert_incident_one_open_per_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} incident of {self.data_source_id}"

@@ -43,6 +43,9 @@ UPDATABLE_FIELDS = (
     "enabled",
     "schedule_cron",
     "schedule_timezone",
+    "alert_emails",
+    "alert_webhook_url",
+    "alert_stale_after_s",
 )
 
 
@@ -72,6 +75,9 @@ def data_source_create(
     enabled: bool = True,
     schedule_cron: str = "",
     schedule_timezone: str = "UTC",
+    alert_emails: str = "",
+    alert_webhook_url: str = "",
+    alert_stale_after_s: int | None = None,
 ) -> DataSource:
     """Create a data source whose fields form a valid `etl.JobConfig` with its connection.
 
@@ -80,6 +86,8 @@ def data_source_create(
     "anonymous") is encrypted at rest.
 
     With `schedule_cron` set (and `enabled`), the schedule executor's task or job is created.
+    `alert_emails` (comma-separated), `alert_webhook_url` and `alert_stale_after_s` (seconds)
+    add to the global alert settings (`services.alerts`).
 
     Raises:
         ValidationError: keyed by the field at fault, with the contract's message; also when
@@ -109,6 +117,9 @@ def data_source_create(
         enabled=enabled,
         schedule_cron=schedule_cron,
         schedule_timezone=schedule_timezone,
+        alert_emails=alert_emails,
+        alert_webhook_url=alert_webhook_url,
+        alert_stale_after_s=alert_stale_after_s,
     )
     data_source_validate(data_source=data_source)
     data_source.save()

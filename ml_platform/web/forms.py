@@ -270,6 +270,27 @@ class ScheduleForm(forms.Form):
         help_text="minute hour day month weekday",
     )
     schedule_timezone = forms.CharField(initial="UTC", max_length=64, label="Time zone")
+    alert_emails = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Alert emails",
+        help_text="comma-separated; told once when a run fails or no run succeeds for 2 x the "
+        "schedule interval, and once when it recovers",
+    )
+    alert_webhook_url = forms.URLField(
+        required=False, max_length=1024, assume_scheme="https", label="Alert webhook (Slack)"
+    )
+
+    def clean_alert_emails(self) -> str:
+        from django.core.validators import validate_email
+
+        emails = [e.strip() for e in self.cleaned_data["alert_emails"].split(",") if e.strip()]
+        for email in emails:
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise ValidationError(f"{email!r} is not an email address.") from None
+        return ", ".join(emails)
 
 
 def pydantic_errors_add(form: forms.Form, exc: pydantic.ValidationError) -> None:

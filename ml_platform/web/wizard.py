@@ -322,7 +322,8 @@ def draft_from_source(source: DataSource) -> dict[str, Any]:
     keys = ("name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
             "custom_sql", "timestamp_column", "primary_key", "cursor_lag_seconds", "null_cursor",
             "on_bad_rows", "initial_value", "file_prefix", "file_pattern", "file_format",
-            "file_format_options", "destination", "schedule_cron", "schedule_timezone")  # fmt: skip
+            "file_format_options", "destination", "schedule_cron", "schedule_timezone",
+            "alert_emails", "alert_webhook_url")  # fmt: skip
     draft = {key: getattr(source, key) for key in keys}
     draft.update(editing_id=source.pk, connection_id=source.connection_id, done=5)
     draft["schema"] = source.source_table_name.rpartition(".")[0]

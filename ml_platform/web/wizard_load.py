@@ -226,7 +226,7 @@ SAVED_FIELDS = ("name", "dest_table_name", "load_type", "selected_columns", "sou
                 "custom_sql", "timestamp_column", "primary_key", "cursor_lag_seconds",
                 "null_cursor", "on_bad_rows", "initial_value", "file_prefix", "file_pattern",
                 "file_format", "file_format_options", "destination", "schedule_cron",
-                "schedule_timezone")  # fmt: skip
+                "schedule_timezone", "alert_emails", "alert_webhook_url")  # fmt: skip
 
 
 def _save(request: HttpRequest, connection: Any) -> DataSource:
