@@ -5,3 +5,6 @@ class MlPlatformConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "ml_platform"
     verbose_name = "ETL Runner"
+
+    def ready(self) -> None:
+        from ml_platform import checks  # noqa: F401  registers the system checks

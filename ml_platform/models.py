@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -113,6 +113,20 @@ class DataSource(BaseModel):
     enabled = models.BooleanField(default=True)
     schedule_cron = models.CharField(max_length=100, blank=True)
     schedule_timezone = models.CharField(max_length=64, default="UTC")
+    alert_emails = models.CharField(
+        max_length=1000, blank=True, help_text="comma-separated; besides ETL_ALERT_EMAILS"
+    )
+    alert_webhook_url = models.CharField(
+        max_length=1024,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Slack-compatible; besides ETL_ALERT_WEBHOOK_URL",
+    )
+    alert_stale_after_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="seconds without a success before a stale alert; default 2 x schedule interval",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -158,12 +172,17 @@ class EtlRun(BaseModel):
     rows_extracted = models.BigIntegerField(default=0)
     rows_loaded = models.BigIntegerField(default=0)
     rows_skipped = models.BigIntegerField(default=0)
+    rows_rejected = models.BigIntegerField(
+        default=0, help_text="rows set aside in <table>__rejected (on_bad_rows: quarantine)"
+    )
     bytes_extracted = models.BigIntegerField(default=0)
     files_loaded = models.PositiveIntegerField(default=0)
     files_skipped = models.PositiveIntegerField(default=0)
     progress_rows = models.BigIntegerField(default=0, help_text="rows loaded so far")
     progress_bytes = models.BigIntegerField(default=0, help_text="bytes extracted so far")
     warnings = models.JSONField(default=list, blank=True)
+    watermark_before = models.TextField(blank=True, help_text="cursor watermark the run read from")
+    watermark_after = models.TextField(blank=True, help_text="cursor watermark it committed")
     reconciled_run_id = models.CharField(max_length=64, blank=True)
     error_class = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
@@ -188,6 +207,20 @@ class EtlRun(BaseModel):
     def __str__(self) -> str:
         return f"run {self.pk} of {self.data_source_id} ({self.status})"
 
+    @property
+    def has_warnings(self) -> bool:
+        """Succeeded, but with warnings or rejected rows ("Succeeded with warnings")."""
+        return self.status == self.Status.SUCCEEDED and bool(self.warnings or self.rows_rejected)
+
+    @property
+    def status_label(self) -> str:
+        return "Succeeded with warnings" if self.has_warnings else self.get_status_display()
+
+    @property
+    def status_class(self) -> str:
+        """CSS class of the status: `warning` (amber) for a succeeded run with warnings."""
+        return "warning" if self.has_warnings else self.status
+
 
 class SyncState(BaseModel):
     """What a data source remembers between runs (the engine's `etl.SyncState` without files)."""
@@ -203,6 +236,9 @@ class SyncState(BaseModel):
     """How the keys were computed (`etl.state.BoundarySpec` as JSON); null before it existed."""
     column_map = models.JSONField(default=dict, blank=True)
     last_run_id = models.CharField(max_length=64, blank=True)
+    full_refresh_pending = models.BooleanField(
+        default=False, help_text="reset: the next run replaces the destination table"
+    )
 
     def __str__(self) -> str:
         return f"state of {self.data_source_id}: {self.watermark_value or '-'}"
@@ -257,3 +293,36 @@ class EtlRunKey(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.key} -> run {self.run_id}"
+
+
+class AlertIncident(BaseModel):
+    """One problem of a data source, alerted once when it opens and once when it closes."""
+
+    class Kind(models.TextChoices):
+        FAILED = "failed", "Run failed"
+        STALE = "stale", "No recent success"
+
+    data_source = models.ForeignKey(
+        DataSource, on_delete=models.CASCADE, related_name="alert_incidents"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    run = models.ForeignKey(
+        EtlRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    message = models.TextField(blank=True)
+    delivery_errors = models.TextField(blank=True, help_text="channels that could not be reached")
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["data_source", "kind"],
+                condition=Q(closed_at__isnull=True),
+                name="alert_incident_one_open_per_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} incident of {self.data_source_id}"

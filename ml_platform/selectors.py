@@ -124,3 +124,26 @@ def data_source_list_overview() -> QuerySet[DataSource]:
         )
         .order_by("name")
     )
+
+
+def etl_run_latest_by_source(*, sources: list[DataSource]) -> tuple[dict, dict]:
+    """Return `(latest, last_success)`: data source id -> its newest run, and -> its newest
+    succeeded run (absent when none), in two queries."""
+    from django.db.models import Max
+
+    ids = [source.pk for source in sources]
+    latest_ids = (
+        EtlRun.objects.filter(data_source_id__in=ids)
+        .values("data_source_id")
+        .annotate(last=Max("id"))
+        .values_list("last", flat=True)
+    )
+    success_ids = (
+        EtlRun.objects.filter(data_source_id__in=ids, status=EtlRun.Status.SUCCEEDED)
+        .values("data_source_id")
+        .annotate(last=Max("id"))
+        .values_list("last", flat=True)
+    )
+    latest = {run.data_source_id: run for run in EtlRun.objects.filter(id__in=list(latest_ids))}
+    success = {run.data_source_id: run for run in EtlRun.objects.filter(id__in=list(success_ids))}
+    return latest, success

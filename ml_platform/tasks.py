@@ -92,3 +92,12 @@ def data_source_run_scheduled(data_source_id: int) -> int | None:
         logger.info("data_source_run_scheduled.skipped", data_source_id=data_source_id)
         return None
     return etl_run_enqueue(data_source=data_source, trigger=EtlRun.Trigger.BEAT).id
+
+
+@shared_task(name="ml_platform.alerts_evaluate", acks_late=True)
+def alerts_evaluate() -> int:
+    """Open, alert and close alert incidents (beat, every `ETL_ALERT_INTERVAL_S`); idempotent.
+    Returns the number of incidents opened or closed."""
+    from ml_platform.services.alerts import alerts_evaluate as alerts_evaluate_service
+
+    return len(alerts_evaluate_service())

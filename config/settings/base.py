@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -180,10 +181,21 @@ ETL_CLOUD_SCHEDULER_SERVICE_ACCOUNT = env.str("ETL_CLOUD_SCHEDULER_SERVICE_ACCOU
 """Service account whose OIDC token the jobs send; list it in SCHEDULER_OIDC_ALLOWED_EMAILS."""
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/etl/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 """Django's login page guards the web pages (staff only); after login: the source list."""
 ETL_CLOUD_SCHEDULER_EMULATOR_HOST = env.str("ETL_CLOUD_SCHEDULER_EMULATOR_HOST", default="")
 """`host:port` of a plain-gRPC Cloud Scheduler stand-in (tests); empty: the real API."""
 ETL_PREVIEW_MAX_ROWS = env.int("ETL_PREVIEW_MAX_ROWS", default=1000)
+# alerts (ml_platform/services/alerts.py): a failed run, or no success for ETL_ALERT_STALE_FACTOR
+# x the schedule interval, notifies these once per incident, and again on recovery
+ETL_ALERT_EMAILS = env.list("ETL_ALERT_EMAILS", default=[])
+ETL_ALERT_WEBHOOK_URL = env.str("ETL_ALERT_WEBHOOK_URL", default="")
+ETL_ALERT_FROM_EMAIL = env.str("ETL_ALERT_FROM_EMAIL", default="etl-runner@localhost")
+ETL_ALERT_STALE_FACTOR = env.float("ETL_ALERT_STALE_FACTOR", default=2.0)
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_TIMEOUT = 10  # seconds
 """Upper bound of `limit` in a data source preview."""
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
@@ -206,6 +218,10 @@ CELERY_BEAT_SCHEDULE = {
     "etl-run-reap-stale": {
         "task": "ml_platform.etl_run_reap_stale",
         "schedule": env.float("ETL_REAP_INTERVAL_S", default=60.0),  # seconds
+    },
+    "etl-alerts-evaluate": {
+        "task": "ml_platform.alerts_evaluate",
+        "schedule": env.float("ETL_ALERT_INTERVAL_S", default=60.0),  # seconds
     },
 }
 

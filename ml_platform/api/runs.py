@@ -15,8 +15,8 @@ from ml_platform.models import EtlRun
 
 class EtlRunOutputSerializer(serializers.Serializer):
     """One run: status transitions (queued/started/finished/heartbeat times, UTC), counts
-    (rows, bytes, files), duration in seconds and the error class and message (secrets
-    removed)."""
+    (rows, bytes, files; rejected rows), warnings, watermark before and after, duration in
+    seconds and the error class and message (secrets removed)."""
 
     id = serializers.IntegerField()
     uid = serializers.CharField(source="uid.hex", help_text="stamped on loaded rows as _etl_run_id")
@@ -24,6 +24,10 @@ class EtlRunOutputSerializer(serializers.Serializer):
     data_source_name = serializers.CharField(source="data_source.name")
     trigger = serializers.CharField()
     status = serializers.CharField()
+    has_warnings = serializers.BooleanField(
+        help_text="succeeded with warnings or rejected rows (shown amber)"
+    )
+    status_label = serializers.CharField(help_text='e.g. "Succeeded with warnings"')
     idempotency_key = serializers.CharField(allow_null=True)
     queued_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -35,12 +39,15 @@ class EtlRunOutputSerializer(serializers.Serializer):
     rows_extracted = serializers.IntegerField()
     rows_loaded = serializers.IntegerField()
     rows_skipped = serializers.IntegerField()
+    rows_rejected = serializers.IntegerField(help_text="rows set aside in <table>__rejected")
     bytes_extracted = serializers.IntegerField()
     files_loaded = serializers.IntegerField()
     files_skipped = serializers.IntegerField()
     progress_rows = serializers.IntegerField()
     progress_bytes = serializers.IntegerField()
     warnings = serializers.ListField(child=serializers.CharField())
+    watermark_before = serializers.CharField()
+    watermark_after = serializers.CharField()
     reconciled_run_id = serializers.CharField()
     error_class = serializers.CharField()
     error_message = serializers.CharField()

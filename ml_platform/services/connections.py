@@ -70,6 +70,52 @@ def connection_params_build(*, connection: Connection) -> dict[str, Any]:
     return params
 
 
+def connection_build(
+    *,
+    name: str,
+    type: str,
+    host: str = "",
+    port: int | None = None,
+    database: str = "",
+    user: str = "",
+    bucket: str = "",
+    container: str = "",
+    base_path: str = "",
+    project: str = "",
+    endpoint_url: str = "",
+    extra_params: dict[str, Any] | None = None,
+    credentials: dict[str, Any] | None = None,
+    pk: int | None = None,
+) -> Connection:
+    """Return a validated, unsaved connection (e.g. to test it before saving); the arguments
+    are those of `connection_create`, `pk` the id of the connection it would replace (edit:
+    its own name is then not a clash).
+
+    Raises:
+        ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
+    """
+    connection = Connection(
+        pk=pk,
+        name=name,
+        type=type,
+        host=host,
+        port=port,
+        database=database,
+        user=user,
+        bucket=bucket,
+        container=container,
+        base_path=base_path,
+        project=project,
+        endpoint_url=endpoint_url,
+        extra_params=extra_params or {},
+    )
+    connection.credentials = _credentials_dump(credentials)
+    if pk is not None:
+        connection._state.adding = False  # the row exists: its own id and name are no clash
+    connection_validate(connection=connection)
+    return connection
+
+
 @transaction.atomic
 def connection_create(
     *,
@@ -87,27 +133,17 @@ def connection_create(
     extra_params: dict[str, Any] | None = None,
     credentials: dict[str, Any] | None = None,
 ) -> Connection:
-    """Create a connection; `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest.
+    """Create a connection; `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest;
+    `extra_params` holds non-secret params such as S3 `region` or Azure `account_name`.
 
     Raises:
         ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
     """
-    connection = Connection(
-        name=name,
-        type=type,
-        host=host,
-        port=port,
-        database=database,
-        user=user,
-        bucket=bucket,
-        container=container,
-        base_path=base_path,
-        project=project,
-        endpoint_url=endpoint_url,
-        extra_params=extra_params or {},
-    )
-    connection.credentials = _credentials_dump(credentials)
-    connection_validate(connection=connection)
+    connection = connection_build(
+        name=name, type=type, host=host, port=port, database=database, user=user,
+        bucket=bucket, container=container, base_path=base_path, project=project,
+        endpoint_url=endpoint_url, extra_params=extra_params, credentials=credentials,
+    )  # fmt: skip
     connection.save()
     return connection
 

@@ -10,6 +10,7 @@ import etl
 from ml_platform.models import Connection, DataSource
 from ml_platform.services.common import model_fields_apply
 from ml_platform.services.job_config import job_config_build, validation_error_from
+from ml_platform.services.ownership import destination_owner_check
 from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
     SCHEDULE_CRON_INVALID,
     SCHEDULE_TIMEZONE_INVALID,
@@ -42,6 +43,9 @@ UPDATABLE_FIELDS = (
     "enabled",
     "schedule_cron",
     "schedule_timezone",
+    "alert_emails",
+    "alert_webhook_url",
+    "alert_stale_after_s",
 )
 
 
@@ -71,6 +75,9 @@ def data_source_create(
     enabled: bool = True,
     schedule_cron: str = "",
     schedule_timezone: str = "UTC",
+    alert_emails: str = "",
+    alert_webhook_url: str = "",
+    alert_stale_after_s: int | None = None,
 ) -> DataSource:
     """Create a data source whose fields form a valid `etl.JobConfig` with its connection.
 
@@ -79,6 +86,8 @@ def data_source_create(
     "anonymous") is encrypted at rest.
 
     With `schedule_cron` set (and `enabled`), the schedule executor's task or job is created.
+    `alert_emails` (comma-separated), `alert_webhook_url` and `alert_stale_after_s` (seconds)
+    add to the global alert settings (`services.alerts`).
 
     Raises:
         ValidationError: keyed by the field at fault, with the contract's message; also when
@@ -108,6 +117,9 @@ def data_source_create(
         enabled=enabled,
         schedule_cron=schedule_cron,
         schedule_timezone=schedule_timezone,
+        alert_emails=alert_emails,
+        alert_webhook_url=alert_webhook_url,
+        alert_stale_after_s=alert_stale_after_s,
     )
     data_source_validate(data_source=data_source)
     data_source.save()
@@ -146,13 +158,15 @@ def data_source_update(
 
 
 def data_source_validate(*, data_source: DataSource) -> None:
-    """Check fields, schedule and the config contract (by building the JobConfig), without
-    saving.
+    """Check fields, the destination table's owner (one source per table, see
+    `services.ownership`), schedule and the config contract (by building the JobConfig),
+    without saving.
 
     Raises:
         ValidationError: keyed by the `DataSource` field at fault.
     """
     data_source.full_clean()
+    destination_owner_check(data_source=data_source)
     schedule_validate(cron=data_source.schedule_cron, timezone=data_source.schedule_timezone)
     try:
         job_config_build(data_source=data_source)

@@ -12,10 +12,16 @@ from typing import Any
 import pyarrow as pa
 
 import etl
+from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource
 from ml_platform.services.job_config import job_config_build
 from ml_platform.services.probes import engine_errors
 from ml_platform.services.state import sync_state_get_engine
+
+PREVIEW_SCHEMAS_DIFFER = (
+    "The previewed files have columns of incompatible types, so they cannot be loaded into one "
+    "table: {reason}. Narrow the file pattern or fix the files."
+)
 
 
 def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any]:
@@ -31,7 +37,9 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
         column gets; decimals, timestamps and bytes are strings (ISO 8601, base64).
 
     Raises:
-        ApplicationError: the source cannot be read (config, connection, query or data error).
+        ApplicationError: the source cannot be read (config, connection, query or data error),
+            or the files read have incompatible column types; files with different columns
+            are shown as their union (NULL where a file has no such column).
     """
     from etl.registry import get_extractor
     from etl.transform import BatchTransformer
@@ -52,7 +60,15 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
                     break
     if not batches:
         return {"columns": [], "rows": []}
-    table = pa.Table.from_batches(batches).combine_chunks()
+    try:
+        # files under one pattern may differ (a column added, another order): the preview shows
+        # their union, as the loader's schema evolution would (apache/arrow#35424)
+        table = pa.concat_tables(
+            [pa.Table.from_batches([batch]) for batch in batches], promote_options="permissive"
+        ).combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ApplicationError(PREVIEW_SCHEMAS_DIFFER.format(reason=reason)) from exc
     source_names = {dest: source for source, dest in transformer.column_map.items()}
     types = _destination_types(table.schema, job.destination.type)
     columns = [

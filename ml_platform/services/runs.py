@@ -22,7 +22,11 @@ from ml_platform.services.job_config import job_config_build
 from ml_platform.services.runs_lock import destination_writer_lock
 from ml_platform.services.runs_progress import ProgressCallback, RunHeartbeat, run_progress_recorder
 from ml_platform.services.secrets import redact, secret_read, secret_strings
-from ml_platform.services.state import sync_state_get_engine, sync_state_save
+from ml_platform.services.state import (
+    sync_state_full_refresh_pending,
+    sync_state_get_engine,
+    sync_state_save,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -248,6 +252,7 @@ def etl_run_execute(
                 state,
                 run_id=run.uid.hex,
                 progress=run_progress_recorder(run=run, forward=progress),
+                full_refresh=sync_state_full_refresh_pending(data_source=data_source),
             )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
@@ -302,6 +307,9 @@ def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
             rows_loaded=result.rows_loaded,
         )
         return current
+    before = selectors.sync_state_get(data_source=run.data_source)
+    run.watermark_before = before.watermark_value if before else ""
+    run.watermark_after = result.state.watermark.value if result.state.watermark else ""
     sync_state_save(data_source=run.data_source, state=result.state, run=run)
     run.status = EtlRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
@@ -309,6 +317,7 @@ def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
     run.rows_extracted = result.rows_extracted
     run.rows_loaded = run.progress_rows = result.rows_loaded
     run.rows_skipped = result.rows_skipped
+    run.rows_rejected = result.rows_rejected
     run.bytes_extracted = run.progress_bytes = result.bytes_extracted
     run.files_loaded = len(result.files_loaded)
     run.files_skipped = result.files_skipped
@@ -320,6 +329,8 @@ def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
         "etl_run.succeeded",
         run_id=run.id,
         rows_loaded=run.rows_loaded,
+        rows_rejected=run.rows_rejected,
+        warnings=len(run.warnings),
         bytes=run.bytes_extracted,
         duration_s=run.duration_s,
     )

@@ -81,3 +81,37 @@ def redact(message: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
         message = message.replace(secret, REDACTED)
     return message
+
+
+def secret_seal(value: Any) -> str:
+    """Encrypt a JSON value with the credentials key (`ETL_ENCRYPTION_KEY`), e.g. to keep a
+    secret typed into the wizard in the session until the source is saved.
+
+    Returns:
+        Fernet token text; `secret_unseal` reads it back.
+    """
+    from cryptography.fernet import MultiFernet
+
+    return MultiFernet(_fernets()).encrypt(json.dumps(value).encode()).decode("ascii")
+
+
+def secret_unseal(token: str, *, owner: str) -> Any:
+    """Return the JSON value `secret_seal` encrypted.
+
+    Raises:
+        CredentialsUnreadableError: the token does not decrypt with the configured keys.
+    """
+    from cryptography.fernet import InvalidToken, MultiFernet
+
+    try:
+        return json.loads(MultiFernet(_fernets()).decrypt(token.encode("ascii")))
+    except (InvalidToken, ValueError):
+        raise CredentialsUnreadableError(owner) from None
+
+
+def _fernets() -> list[Any]:
+    from cryptography.fernet import Fernet
+
+    from ml_platform.fields import SecretTextField
+
+    return [Fernet(key) for key in SecretTextField().keys]

@@ -59,6 +59,7 @@ def sync_state_save(*, data_source: DataSource, state: etl.SyncState, run: EtlRu
     row.boundary = state.boundary.model_dump(mode="json") if state.boundary else None
     row.column_map = dict(state.column_map)
     row.last_run_id = state.last_run_id or ""
+    row.full_refresh_pending = False
     row.full_clean()
     row.save()
     _processed_files_sync(data_source=data_source, state=state, run=run)
@@ -105,3 +106,43 @@ def _uuid_or_none(value: str) -> str | None:
         return str(uuid.UUID(value))
     except ValueError:
         return None
+
+
+def sync_state_full_refresh_pending(*, data_source: DataSource) -> bool:
+    """Whether the next run replaces the destination table (the state was reset)."""
+    return SyncState.objects.filter(data_source=data_source, full_refresh_pending=True).exists()
+
+
+DATA_SOURCE_RESET_BUSY = "Data source {name} has run {run_id} {status}; reset it when it ends."
+
+
+@transaction.atomic
+def sync_state_reset(*, data_source: DataSource) -> SyncState:
+    """Forget what `data_source` loaded: the watermark, tie and NULL-cursor keys and the file
+    ledger (`ProcessedFile` rows) are cleared, so its next run reads everything again and
+    replaces the destination table (a full reload, no duplicates).
+
+    The column-name map (names stay stable) and the last run id (so the destination's load
+    log is not mistaken for an unfinished run and adopted back) are kept.
+
+    Raises:
+        ApplicationError: a run of the source is queued or running.
+    """
+    from ml_platform.exceptions import ApplicationError
+
+    active = data_source.runs.filter(status__in=EtlRun.ACTIVE_STATUSES).first()
+    if active is not None:
+        raise ApplicationError(
+            DATA_SOURCE_RESET_BUSY.format(
+                name=data_source.name, run_id=active.id, status=active.status
+            )
+        )
+    row = SyncState.objects.select_for_update().filter(data_source=data_source).first()
+    row = row or SyncState(data_source=data_source)
+    row.watermark_value = row.watermark_type = ""
+    row.boundary_keys, row.null_keys = [], []
+    row.full_refresh_pending = True
+    row.full_clean()
+    row.save()
+    ProcessedFile.objects.filter(data_source=data_source).delete()
+    return row

@@ -1,19 +1,27 @@
-"""Forms of the ETL wizard: input shapes only; every write goes through a service."""
+"""Forms of the ETL wizard: input shapes and per-field checks; every write goes through a
+service. The connection form is `forms_connection`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pydantic
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
-from ml_platform.models import DataSource, SourceType
+from etl.config import DestinationConfig, FileFormatOptions
+from ml_platform.models import DataSource
+from ml_platform.web.forms_connection import GOOGLE_AUTH, service_account_from
 
-CONNECTION_FIELDS = ("name", "type", "host", "port", "database", "user", "base_path", "bucket")
+CHOOSE = "Choose a connection or create one below."
+MAX_LOOK_BACK_S = 366 * 24 * 3600.0
+"""Largest look-back the wizard accepts (one year, seconds)."""
 
 
 class ConnectionChooseForm(forms.Form):
-    connection = forms.TypedChoiceField(coerce=int, label="Connection", required=False)
+    connection = forms.TypedChoiceField(
+        coerce=int, label="Connection", required=False, empty_value=None
+    )
 
     def __init__(self, *args: Any, connections: Any = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -22,22 +30,10 @@ class ConnectionChooseForm(forms.Form):
         ]
 
 
-class ConnectionCreateForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    type = forms.ChoiceField(choices=SourceType.choices)
-    host = forms.CharField(required=False)
-    port = forms.IntegerField(required=False, min_value=1, max_value=65535)
-    database = forms.CharField(required=False)
-    user = forms.CharField(required=False)
-    password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
-    base_path = forms.CharField(required=False, label="Base path (local files)")
-    bucket = forms.CharField(required=False, label="Bucket / container")
-
-
 class TableForm(forms.Form):
     """Step 2 for databases: one table, or a custom SQL query."""
 
-    source_table_name = forms.CharField(required=False, label="Table")
+    source_table_name = forms.CharField(required=False, label="Table", max_length=1024)
     custom_sql = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
 
     def clean(self) -> dict[str, Any]:
@@ -47,12 +43,172 @@ class TableForm(forms.Form):
         return data
 
 
-class FilesForm(forms.Form):
-    """Step 2 for file stores: a folder prefix and a glob pattern."""
+def _escape(value: str) -> str:
+    """`\\t` typed as two characters means a tab."""
+    return "\t" if value == "\\t" else value
 
-    file_prefix = forms.CharField(required=False, label="Folder prefix")
-    file_pattern = forms.CharField(initial="*.csv", label="File pattern")
-    file_format = forms.ChoiceField(choices=DataSource.FileFormat.choices)
+
+class FilesForm(forms.Form):
+    """Step 2 for file stores: a folder prefix, a glob pattern, the format and its options."""
+
+    file_prefix = forms.CharField(required=False, label="Folder prefix", max_length=1024)
+    file_pattern = forms.CharField(
+        initial="*.csv", label="File pattern", max_length=1024, help_text="glob: * ? [abc] **"
+    )
+    file_format = forms.ChoiceField(
+        choices=DataSource.FileFormat.choices,
+        widget=forms.Select(attrs={"data-type-switch": "1"}),
+    )
+    delimiter = forms.CharField(
+        required=False, initial=",", max_length=2, strip=False, help_text="CSV; \\t for a tab"
+    )
+    encoding = forms.CharField(required=False, initial="utf-8", max_length=40)
+    has_header = forms.BooleanField(required=False, initial=True, label="First line is a header")
+    quote_char = forms.CharField(required=False, initial='"', max_length=1, strip=False)
+    escape_char = forms.CharField(
+        required=False, max_length=1, strip=False, help_text="blank: quotes are doubled"
+    )
+    null_values = forms.CharField(
+        required=False,
+        initial="NA,NULL,null,\\N",
+        label="NULL markers",
+        help_text="comma-separated; an empty field is always NULL",
+    )
+    skip_rows = forms.IntegerField(required=False, initial=0, min_value=0, max_value=1_000_000)
+    allow_quoted_newlines = forms.BooleanField(required=False, label="Quoted fields may span lines")
+
+    OPTION_FIELDS = ("delimiter", "encoding", "has_header", "quote_char", "escape_char",
+                     "null_values", "skip_rows", "allow_quoted_newlines")  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors or "file_format" not in data:
+            return data
+        options = self._options(data)
+        try:
+            FileFormatOptions(**options)
+        except pydantic.ValidationError as exc:
+            pydantic_errors_add(self, exc)
+        data["file_format_options"] = options
+        return data
+
+    @staticmethod
+    def _options(data: dict[str, Any]) -> dict[str, Any]:
+        kind = data["file_format"]
+        if kind == "parquet":
+            return {}
+        options: dict[str, Any] = {"encoding": data.get("encoding") or "utf-8"}
+        if kind != "csv":
+            return options
+        markers = [v.strip() for v in (data.get("null_values") or "").split(",") if v.strip()]
+        options.update(
+            delimiter=_escape(data.get("delimiter") or ","),
+            has_header=bool(data.get("has_header")),
+            quote_char=data.get("quote_char") or '"',
+            escape_char=data.get("escape_char") or None,
+            null_values=["", *markers],
+            skip_rows=data.get("skip_rows") or 0,
+            allow_quoted_newlines=bool(data.get("allow_quoted_newlines")),
+        )
+        return options
+
+    @classmethod
+    def initial_from(cls, draft: dict[str, Any]) -> dict[str, Any]:
+        """Form values of a draft's `file_format_options` (edit, back)."""
+        options = draft.get("file_format_options") or {}
+        initial = {k: v for k, v in draft.items() if k in ("file_prefix", "file_pattern",
+                                                            "file_format")}  # fmt: skip
+        for name in cls.OPTION_FIELDS:
+            if name in options and options[name] is not None:
+                initial[name] = options[name]
+        if "null_values" in options:
+            initial["null_values"] = ",".join(v for v in options["null_values"] if v)
+        if initial.get("delimiter") == "\t":
+            initial["delimiter"] = "\\t"
+        return initial
+
+
+class DestinationForm(forms.Form):
+    """Step 4: the embedded DuckDB file or a BigQuery dataset."""
+
+    type = forms.ChoiceField(
+        choices=[("duckdb", "DuckDB (embedded)"), ("bigquery", "BigQuery")],
+        widget=forms.RadioSelect(attrs={"data-type-switch": "1"}),
+        initial="duckdb",
+        label="Destination",
+    )
+    path = forms.CharField(
+        required=False,
+        max_length=1024,
+        label="DuckDB file",
+        help_text="blank: the default warehouse; a relative path is under var/",
+    )
+    dataset = forms.CharField(initial="raw_data", max_length=1024, label="Dataset / schema")
+    project = forms.CharField(required=False, max_length=128, label="BigQuery project")
+    location = forms.CharField(required=False, max_length=64, help_text="e.g. EU, US, europe-west1")
+    api_endpoint = forms.URLField(
+        assume_scheme="http",
+        required=False,
+        max_length=1024,
+        label="API endpoint",
+        help_text="only for an emulator",
+    )
+    google_auth = forms.ChoiceField(
+        choices=GOOGLE_AUTH, required=False, widget=forms.RadioSelect, label="Credentials"
+    )
+    service_account_file = forms.FileField(required=False, label="Service-account JSON file")
+    service_account_json = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="…or paste the service-account JSON",
+    )
+
+    BIGQUERY_FIELDS = ("project", "location", "api_endpoint", "google_auth",
+                       "service_account_file", "service_account_json")  # fmt: skip
+
+    def __init__(self, *args: Any, has_stored_key: bool = False, **kwargs: Any) -> None:
+        self.has_stored_key = has_stored_key
+        super().__init__(*args, **kwargs)
+        if has_stored_key:
+            self.fields["service_account_file"].help_text = "Leave blank to keep the stored key."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        destination: dict[str, Any] = {"type": data["type"], "dataset": data["dataset"]}
+        credentials: Any = None
+        if data["type"] == "duckdb":
+            if data.get("path"):
+                destination["path"] = data["path"]
+        else:
+            if not data.get("project"):
+                self.add_error("project", "Required for a BigQuery destination.")
+            destination["project"] = data.get("project") or None
+            for name in ("location", "api_endpoint"):
+                if data.get(name):
+                    destination[name] = data[name]
+            auth = data.get("google_auth") or "adc"
+            if auth == "anonymous":
+                credentials = "anonymous"
+            elif auth == "service_account":
+                try:
+                    credentials = service_account_from(data)
+                except ValidationError as exc:
+                    for field, messages in exc.message_dict.items():
+                        self.add_error(field, messages)
+                    return data
+                if credentials is None and not self.has_stored_key:
+                    self.add_error(
+                        "service_account_file", "Upload or paste a service-account JSON key."
+                    )
+        try:
+            DestinationConfig(**{k: v for k, v in destination.items() if v is not None})
+        except pydantic.ValidationError as exc:
+            pydantic_errors_add(self, exc)
+        data["destination"] = destination
+        data["credentials"] = credentials
+        return data
 
 
 class StrategyForm(forms.Form):
@@ -60,21 +216,89 @@ class StrategyForm(forms.Form):
         choices=DataSource.LoadType.choices, widget=forms.RadioSelect, label="Load strategy"
     )
     timestamp_column = forms.ChoiceField(required=False, label="Cursor column")
+    primary_key = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Primary key",
+        help_text="dedups rows read again at the watermark or in the look-back window",
+    )
+    null_cursor = forms.ChoiceField(
+        choices=DataSource.NullCursor.choices, label="Rows whose cursor is NULL", required=False
+    )
+    cursor_lag_seconds = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=MAX_LOOK_BACK_S,
+        initial=0,
+        label="Look-back (seconds)",
+        help_text="re-read rows this far below the watermark, for late-committed rows",
+    )
+    initial_value = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Initial value",
+        help_text="first run starts at this cursor value (ISO 8601 or a number); blank: all rows",
+    )
+    on_bad_rows = forms.ChoiceField(choices=DataSource.OnBadRows.choices, label="Bad rows")
     dest_table_name = forms.CharField(max_length=300, label="Destination table")
 
-    def __init__(self, *args: Any, cursor_choices: list[str] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, cursor_choices: Any = (), column_choices: Any = (), **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["timestamp_column"].choices = [("", "— choose —")] + [
             (name, name) for name in cursor_choices
         ]
+        self.fields["primary_key"].choices = [(name, name) for name in column_choices]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if "null_cursor" in self.fields:
+            data["null_cursor"] = data.get("null_cursor") or DataSource.NullCursor.FAIL
+        if "cursor_lag_seconds" in self.fields and data.get("cursor_lag_seconds") is None:
+            if "cursor_lag_seconds" not in self.errors:
+                data["cursor_lag_seconds"] = 0.0
+        return data
 
 
 class ScheduleForm(forms.Form):
     name = forms.CharField(max_length=200, label="Data source name")
     schedule_cron = forms.CharField(
-        required=False, label="Schedule (cron)", help_text="minute hour day month weekday"
+        required=False,
+        max_length=100,
+        label="Schedule (cron)",
+        help_text="minute hour day month weekday",
     )
-    schedule_timezone = forms.CharField(initial="UTC", label="Time zone")
+    schedule_timezone = forms.CharField(initial="UTC", max_length=64, label="Time zone")
+    alert_emails = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Alert emails",
+        help_text="comma-separated; told once when a run fails or no run succeeds for 2 x the "
+        "schedule interval, and once when it recovers",
+    )
+    alert_webhook_url = forms.URLField(
+        required=False, max_length=1024, assume_scheme="https", label="Alert webhook (Slack)"
+    )
+
+    def clean_alert_emails(self) -> str:
+        from django.core.validators import validate_email
+
+        emails = [e.strip() for e in self.cleaned_data["alert_emails"].split(",") if e.strip()]
+        for email in emails:
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise ValidationError(f"{email!r} is not an email address.") from None
+        return ", ".join(emails)
+
+
+def pydantic_errors_add(form: forms.Form, exc: pydantic.ValidationError) -> None:
+    """Attach the engine's config errors to the form field of the same name (else the form)."""
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else NON_FIELD_ERRORS
+        message = str(error["msg"]).removeprefix("Value error, ")
+        form.add_error(field if field in form.fields else None, message)
 
 
 def form_add_errors(form: forms.Form, error: ValidationError) -> dict[str, list[str]]:

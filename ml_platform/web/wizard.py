@@ -1,121 +1,228 @@
-"""The 5-step ETL wizard: 1 connection, 2 table / files, 3 preview + columns, 4 load strategy,
-5 schedule + save. The draft lives in the session; each step calls services and shows their
-errors next to the fields (a `ValidationError`) or above the form (an `ApplicationError`)."""
+"""The 6-step ETL wizard, steps 1-3: 1 connection (choose, or create one tested before it is
+saved), 2 table / files with format options, 3 preview + columns. Steps 4-6 (destination,
+load strategy, schedule + save) are `wizard_load`. The draft lives in the session (secrets
+sealed with the credentials key); each step calls services and shows their errors next to the
+fields (a `ValidationError`) or above the form (an `ApplicationError`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+import etl
 from etl.config import FILE_SOURCES
 from ml_platform import selectors
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import Connection, DataSource
-from ml_platform.services import connection_create, data_source_create, probes
+from ml_platform.services import connection_create, probes
+from ml_platform.services.connections import connection_build
 from ml_platform.services.preview import data_source_preview
-from ml_platform.services.schedules import schedule_next_fire_times
+from ml_platform.services.secrets import secret_read, secret_seal, secret_unseal
 from ml_platform.web import forms
 from ml_platform.web.auth import staff_required
+from ml_platform.web.forms_connection import ConnectionForm
 
 SESSION_KEY = "etl_wizard"
+PENDING_CONNECTION = "etl_wizard_pending_connection"
 PREVIEW_ROWS = 20
 CURSOR_TYPE_PREFIXES = ("timestamp", "date", "int", "uint", "float", "double", "decimal")
 """Arrow types a transactional cursor may have: timestamps and numbers."""
-STEPS = ["Connection", "Table or files", "Preview & columns", "Load strategy", "Schedule & save"]
-STRATEGY_HELP = {
-    "transactional": "Each run appends only rows whose cursor column is newer than the last "
-    "run's maximum (for files: only new or changed files), so nothing is loaded twice.",
-    "catalog": "Each run reloads the whole table and swaps it in atomically, so readers always "
-    "see a complete snapshot.",
-}
+STEPS = [
+    "Connection",
+    "Table or files",
+    "Preview & columns",
+    "Destination",
+    "Load strategy",
+    "Schedule & save",
+]
+STEP_URLS = ["wizard-connection", "wizard-source", "wizard-preview", "wizard-destination",
+             "wizard-strategy", "wizard-schedule"]  # fmt: skip
+CONNECTION_TEST_FAILED = (
+    "The connection test failed: {message}. Fix the fields, or save it anyway (e.g. the "
+    "service is not reachable from here yet)."
+)
 
 
-def _draft(request: HttpRequest) -> dict[str, Any]:
+def draft_get(request: HttpRequest) -> dict[str, Any]:
     return request.session.setdefault(SESSION_KEY, {})
 
 
-def _save(request: HttpRequest, **values: Any) -> None:
-    request.session[SESSION_KEY] = {**_draft(request), **values}
+def draft_save(request: HttpRequest, **values: Any) -> None:
+    request.session[SESSION_KEY] = {**draft_get(request), **values}
 
 
-def _connection(request: HttpRequest) -> Connection | None:
-    connection_id = _draft(request).get("connection_id")
+def draft_step_done(request: HttpRequest, step: int) -> None:
+    """Record that `step` was completed (later steps may be opened)."""
+    draft_save(request, done=max(step, int(draft_get(request).get("done", 0))))
+
+
+def draft_connection(request: HttpRequest) -> Connection | None:
+    connection_id = draft_get(request).get("connection_id")
     return Connection.objects.filter(pk=connection_id).first() if connection_id else None
 
 
-def _render(request: HttpRequest, step: int, template: str, **context: Any) -> HttpResponse:
-    context.update(step=step, steps=STEPS, draft=_draft(request))
+def step_guard(request: HttpRequest, step: int) -> HttpResponse | None:
+    """Redirect to the first step not completed yet when `step` cannot be shown yet."""
+    done = int(draft_get(request).get("done", 0))
+    if draft_connection(request) is None:
+        done = 0
+    if done < step - 1:
+        return redirect(f"web:{STEP_URLS[done]}")
+    return None
+
+
+def step_render(request: HttpRequest, step: int, template: str, **context: Any) -> HttpResponse:
+    draft = draft_get(request)
+    context.update(step=step, steps=STEPS, step_urls=STEP_URLS, draft=draft,
+                   editing=draft.get("editing_id"), done=int(draft.get("done", 0)))  # fmt: skip
     return render(request, f"web/wizard_{template}.html", context)
+
+
+def draft_source(request: HttpRequest, connection: Connection, **overrides: Any) -> DataSource:
+    """An unsaved `DataSource` of the draft (with the id of the source being edited), for
+    previews, tests and checks."""
+    draft = {**draft_get(request), **overrides}
+    source = DataSource(
+        pk=draft.get("editing_id"),
+        name=draft.get("name") or "draft",
+        connection=connection,
+        dest_table_name=draft.get("dest_table_name") or "draft",
+        load_type=draft.get("load_type") or DataSource.LoadType.CATALOG,
+        selected_columns=draft.get("selected_columns") or [],
+        source_table_name=draft.get("source_table_name", ""),
+        custom_sql=draft.get("custom_sql", ""),
+        timestamp_column=draft.get("timestamp_column", ""),
+        primary_key=draft.get("primary_key") or [],
+        cursor_lag_seconds=draft.get("cursor_lag_seconds") or 0,
+        null_cursor=draft.get("null_cursor") or DataSource.NullCursor.FAIL,
+        on_bad_rows=draft.get("on_bad_rows") or DataSource.OnBadRows.FAIL,
+        initial_value=draft.get("initial_value", ""),
+        file_prefix=draft.get("file_prefix", ""),
+        file_pattern=draft.get("file_pattern") or "*",
+        file_format=draft.get("file_format", ""),
+        file_format_options=draft.get("file_format_options") or {},
+        destination=draft.get("destination") or {},
+        schedule_cron=draft.get("schedule_cron", ""),
+        schedule_timezone=draft.get("schedule_timezone") or "UTC",
+    )
+    source.destination_credentials = draft_destination_credentials_stored(request)
+    return source
+
+
+def draft_destination_credentials(request: HttpRequest) -> tuple[bool, Any]:
+    """`(given, value)`: the destination credentials chosen in this draft (`given` False: keep
+    the stored ones of the source being edited)."""
+    draft = draft_get(request)
+    if "destination_credentials" not in draft:
+        return False, None
+    sealed = draft["destination_credentials"]
+    value = secret_unseal(sealed, owner="the wizard draft") if sealed else None
+    return True, value
+
+
+def draft_destination_credentials_stored(request: HttpRequest) -> str | None:
+    """The draft's destination credentials as a `SecretTextField` value (JSON text)."""
+    import json
+
+    given, value = draft_destination_credentials(request)
+    if given:
+        return json.dumps(value) if value is not None else None
+    editing = draft_get(request).get("editing_id")
+    source = DataSource.objects.filter(pk=editing).first() if editing else None
+    return source.destination_credentials if source else None
 
 
 @staff_required
 def wizard_start(request: HttpRequest) -> HttpResponse:
     request.session[SESSION_KEY] = {}
+    request.session.pop(PENDING_CONNECTION, None)
     return redirect("web:wizard-connection")
 
 
 @staff_required
 def wizard_connection(request: HttpRequest) -> HttpResponse:
-    """Step 1: choose a connection or create one; test it."""
+    """Step 1: choose a connection (and test it), or create one: tested first, saved when the
+    test passes or when "Save anyway" is chosen."""
     connections = selectors.connection_list()
-    current = _connection(request)
+    current = draft_connection(request)
+    action = request.POST.get("action")
     choose = forms.ConnectionChooseForm(
-        request.POST or None,
+        request.POST if action in ("test", "next") else None,
         connections=connections,
         initial={"connection": current.pk if current else None},
         prefix="choose",
     )
-    create = forms.ConnectionCreateForm(
-        request.POST if request.POST.get("action") == "create" else None, prefix="new"
+    create = ConnectionForm(
+        request.POST if action == "create" else None,
+        request.FILES if action == "create" else None,
+        prefix="new",
     )
-    test_result = None
-    action = request.POST.get("action")
+    context: dict[str, Any] = {"test_result": None, "create_errors": [], "pending": None}
     if action == "create" and create.is_valid():
-        data = {k: v for k, v in create.cleaned_data.items() if k != "password"}
-        bucket = data.pop("bucket")
-        if data["type"] == "azure_blob":
-            data["container"] = bucket
-        else:
-            data["bucket"] = bucket
-        password = create.cleaned_data["password"]
+        values = create.connection_values()
         try:
-            current = connection_create(
-                **data, credentials={"password": password} if password else None
-            )
+            unsaved = connection_build(**values)
+            result = probes.connection_test(connection=unsaved)
+            if result["ok"]:
+                current = connection_create(**values)
+                draft_save(request, connection_id=current.pk)
+                return redirect("web:wizard-connection")
+            request.session[PENDING_CONNECTION] = secret_seal(values)
+            context["pending"] = {
+                "name": values["name"],
+                "message": CONNECTION_TEST_FAILED.format(message=result["message"].rstrip(".")),
+            }
         except ValidationError as exc:
-            forms.form_add_errors(create, exc)
+            context["create_errors"] = _flatten(forms.form_add_errors(create, exc))
+    elif action == "save_anyway" and request.session.get(PENDING_CONNECTION):
+        values = secret_unseal(request.session.pop(PENDING_CONNECTION), owner="the wizard")
+        try:
+            current = connection_create(**values)
+        except ValidationError as exc:
+            context["create_errors"] = _flatten(exc.message_dict)
         else:
-            _save(request, connection_id=current.pk)
+            draft_save(request, connection_id=current.pk)
             return redirect("web:wizard-connection")
     elif action in ("test", "next") and choose.is_valid():
         chosen = connections.filter(pk=choose.cleaned_data["connection"]).first()
         if chosen is None:
-            choose.add_error("connection", "Choose a connection or create one below.")
+            choose.add_error("connection", forms.CHOOSE)
         else:
-            _save(request, connection_id=chosen.pk)
+            if current is None or chosen.pk != current.pk:
+                draft_save(request, connection_id=chosen.pk, done=0)
             current = chosen
             if action == "next":
+                draft_step_done(request, 1)
                 return redirect("web:wizard-source")
-            test_result = probes.connection_test(connection=chosen)
-    return _render(
-        request, 1, "connection", choose=choose, create=create, test_result=test_result,
-        current=current,
-    )  # fmt: skip
+            context["test_result"] = probes.connection_test(connection=chosen)
+    return step_render(
+        request, 1, "connection", choose=choose, create=create, current=current, **context
+    )
+
+
+def _flatten(errors: dict[str, list[str]]) -> list[str]:
+    return [f"{field}: {message}" for field, messages in errors.items() for message in messages]
 
 
 @staff_required
 def wizard_source(request: HttpRequest) -> HttpResponse:
-    """Step 2: a table or custom SQL; or a prefix + pattern with the matching files listed."""
-    connection = _connection(request)
-    if connection is None:
-        return redirect("web:wizard-connection")
-    draft, context = _draft(request), {"connection": connection, "error": None}
+    """Step 2: a table or custom SQL; or a prefix + pattern (files listed) and the format with
+    its options."""
+    if (guard := step_guard(request, 2)) is not None:
+        return guard
+    connection = draft_connection(request)
+    draft, context = draft_get(request), {"connection": connection, "error": None}
     is_files = connection.type in FILE_SOURCES
-    form_class = forms.FilesForm if is_files else forms.TableForm
-    form = form_class(request.POST or None, initial=draft)
+    if is_files:
+        form: Any = forms.FilesForm(
+            request.POST or None, initial=forms.FilesForm.initial_from(draft)
+        )
+    else:
+        form = forms.TableForm(request.POST or None, initial=draft)
     try:
         if is_files:
             if form.is_valid():
@@ -127,8 +234,8 @@ def wizard_source(request: HttpRequest) -> HttpResponse:
         else:
             schemas = probes.connection_browse_schemas(connection=connection)
             schema = request.GET.get("schema") or draft.get("schema") or ""
-            if not schema and "public" in schemas:
-                schema = "public"
+            if schema not in schemas:
+                schema = "public" if "public" in schemas else ""
             context.update(schemas=schemas, schema=schema)
             context["tables"] = probes.connection_browse_tables(
                 connection=connection, schema=schema or None
@@ -137,62 +244,70 @@ def wizard_source(request: HttpRequest) -> HttpResponse:
         context["error"] = exc.message
     if request.method == "POST" and form.is_valid() and context["error"] is None:
         values = dict(form.cleaned_data)
-        if not is_files:
+        if is_files:
+            values = {k: values[k] for k in ("file_prefix", "file_pattern", "file_format",
+                                             "file_format_options")}  # fmt: skip
+        else:
             values["schema"] = context.get("schema", "")
         if request.POST.get("action") == "next" and (not is_files or context["files"]["files"]):
-            _save(request, **values, selected_columns=[])
+            draft_save(request, **values)
+            draft_step_done(request, 2)
             return redirect("web:wizard-preview")
         if is_files and not context["files"]["files"]:
             form.add_error("file_pattern", "No file matches this prefix and pattern.")
-    return _render(request, 2, "source", form=form, is_files=is_files, **context)
-
-
-def _draft_source(request: HttpRequest, connection: Connection, **overrides: Any) -> DataSource:
-    draft = {**_draft(request), **overrides}
-    return DataSource(
-        name=draft.get("name") or "draft",
-        connection=connection,
-        dest_table_name=draft.get("dest_table_name") or "draft",
-        load_type=draft.get("load_type") or DataSource.LoadType.CATALOG,
-        selected_columns=draft.get("selected_columns") or [],
-        source_table_name=draft.get("source_table_name", ""),
-        custom_sql=draft.get("custom_sql", ""),
-        timestamp_column=draft.get("timestamp_column", ""),
-        file_prefix=draft.get("file_prefix", ""),
-        file_pattern=draft.get("file_pattern") or "*",
-        file_format=draft.get("file_format", ""),
-        schedule_cron=draft.get("schedule_cron", ""),
-        schedule_timezone=draft.get("schedule_timezone") or "UTC",
-    )
+    return step_render(request, 2, "source", form=form, is_files=is_files, **context)
 
 
 @staff_required
 def wizard_preview(request: HttpRequest) -> HttpResponse:
-    """Step 3: sample rows with destination names and types; choose the columns."""
-    connection = _connection(request)
-    if connection is None:
-        return redirect("web:wizard-connection")
+    """Step 3: sample rows with destination names and types; choose the columns. A preview
+    that fails says why and offers the way back to step 2 (no dead Next button)."""
+    if (guard := step_guard(request, 3)) is not None:
+        return guard
+    connection = draft_connection(request)
     error, preview = None, {"columns": [], "rows": []}
-    draft_source = _draft_source(request, connection, load_type="catalog", selected_columns=[])
+    # bad rows are set aside, not fatal, so a file with one bad line can still be previewed and
+    # its source set to quarantine them in step 5
+    source = draft_source(
+        request, connection, load_type="catalog", selected_columns=[], on_bad_rows="quarantine"
+    )
     try:
-        preview = data_source_preview(data_source=draft_source, limit=PREVIEW_ROWS)
+        preview = data_source_preview(data_source=source, limit=PREVIEW_ROWS)
     except ApplicationError as exc:
         error = exc.message
+    except (etl.EtlError, ValidationError, pa.ArrowException) as exc:
+        error = f"The preview failed: {type(exc).__name__}: {exc}"[:2000]
+    if error is None and not preview["columns"]:
+        error = "The source returned no rows and no columns to preview."
     columns = preview["columns"]
     for column in columns:  # added by the engine (e.g. `_etl_source_file`), always loaded
         column["system"] = column["source_name"].startswith("_etl_")
     choosable = [c for c in columns if not c["system"]]
     if request.method == "POST" and error is None:
-        chosen = request.POST.getlist("columns")
+        valid = {c["source_name"] for c in choosable}
+        chosen = [name for name in request.POST.getlist("columns") if name in valid]
         if not chosen:
             error = "Select at least one column."
         else:
             cursors = [c["source_name"] for c in choosable if _is_cursor_type(c["arrow_type"])]
             every = len(chosen) == len(choosable)
-            _save(request, selected_columns=[] if every else chosen, cursor_choices=cursors)
-            return redirect("web:wizard-strategy")
-    selected = set(_draft(request).get("selected_columns") or [c["source_name"] for c in columns])
-    return _render(
+            draft_save(
+                request,
+                selected_columns=[] if every else chosen,
+                cursor_choices=cursors,
+                cursor_types={
+                    c["source_name"]: c["arrow_type"]
+                    for c in choosable
+                    if c["source_name"] in cursors
+                },
+                column_choices=[c["source_name"] for c in choosable],
+            )
+            draft_step_done(request, 3)
+            return redirect("web:wizard-destination")
+    selected = set(
+        draft_get(request).get("selected_columns") or [c["source_name"] for c in columns]
+    )
+    return step_render(
         request, 3, "preview", error=error, columns=columns, selected=selected,
         rows=[[row.get(c["name"]) for c in columns] for row in preview["rows"]],
     )  # fmt: skip
@@ -202,68 +317,16 @@ def _is_cursor_type(arrow_type: str) -> bool:
     return arrow_type.startswith(CURSOR_TYPE_PREFIXES)
 
 
-@staff_required
-def wizard_strategy(request: HttpRequest) -> HttpResponse:
-    """Step 4: transactional (with its cursor column) or catalog; the destination table."""
-    connection = _connection(request)
-    if connection is None:
-        return redirect("web:wizard-connection")
-    draft = _draft(request)
-    is_files = connection.type in FILE_SOURCES
-    default_table = (draft.get("source_table_name") or "").rpartition(".")[2]
-    initial = {"load_type": "transactional", "dest_table_name": default_table, **draft}
-    form = forms.StrategyForm(
-        request.POST or None, initial=initial, cursor_choices=draft.get("cursor_choices", [])
-    )
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        if data["load_type"] == "transactional" and not is_files and not data["timestamp_column"]:
-            form.add_error("timestamp_column", "A transactional table load needs a cursor column.")
-        else:
-            if data["load_type"] == "catalog" or is_files:
-                data["timestamp_column"] = ""
-            _save(request, **data)
-            return redirect("web:wizard-schedule")
-    return _render(
-        request, 4, "strategy", form=form, is_files=is_files, strategy_help=STRATEGY_HELP
-    )
-
-
-@staff_required
-def wizard_schedule(request: HttpRequest) -> HttpResponse:
-    """Step 5: name and optional schedule (next fire times shown); save the data source."""
-    connection = _connection(request)
-    if connection is None:
-        return redirect("web:wizard-connection")
-    draft = _draft(request)
-    initial = {"schedule_timezone": "UTC", "name": draft.get("dest_table_name", ""), **draft}
-    form = forms.ScheduleForm(request.POST or None, initial=initial)
-    other_errors: dict[str, list[str]] = {}
-    fire_times: list[Any] = []
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            fire_times = schedule_next_fire_times(
-                cron=data["schedule_cron"], timezone=data["schedule_timezone"]
-            )
-            if request.POST.get("action") == "save":
-                _save(request, **data)
-                source = data_source_create(**_create_kwargs(_draft(request), connection))
-                request.session.pop(SESSION_KEY, None)
-                return redirect("web:source-detail", source_id=source.pk)
-        except ValidationError as exc:
-            other_errors = forms.form_add_errors(form, exc)
-    return _render(
-        request, 5, "schedule", form=form, other_errors=other_errors, fire_times=fire_times,
-        connection=connection,
-    )  # fmt: skip
-
-
-def _create_kwargs(draft: dict[str, Any], connection: Connection) -> dict[str, Any]:
-    keys = (
-        "name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
-        "custom_sql", "timestamp_column", "file_prefix", "file_pattern", "file_format",
-        "schedule_cron", "schedule_timezone",
-    )  # fmt: skip
-    kwargs = {key: draft[key] for key in keys if draft.get(key) not in (None, "")}
-    return {**kwargs, "connection": connection}
+def draft_from_source(source: DataSource) -> dict[str, Any]:
+    """The wizard draft of an existing source (edit: every step prefilled, all completed)."""
+    keys = ("name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
+            "custom_sql", "timestamp_column", "primary_key", "cursor_lag_seconds", "null_cursor",
+            "on_bad_rows", "initial_value", "file_prefix", "file_pattern", "file_format",
+            "file_format_options", "destination", "schedule_cron", "schedule_timezone",
+            "alert_emails", "alert_webhook_url")  # fmt: skip
+    draft = {key: getattr(source, key) for key in keys}
+    draft.update(editing_id=source.pk, connection_id=source.connection_id, done=5)
+    draft["schema"] = source.source_table_name.rpartition(".")[0]
+    stored = secret_read(source.destination_credentials, owner=f"data source {source.pk}")
+    draft["has_destination_key"] = isinstance(stored, dict)
+    return draft

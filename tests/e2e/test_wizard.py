@@ -41,9 +41,11 @@ def _create_connection(page: Any, **fields: str) -> None:
     for name, value in fields.items():
         if name == "type":
             page.select_option("#id_new-type", value)
-        else:
+    for name, value in fields.items():
+        if name != "type":
             page.fill(f"#id_new-{name}", value)
     page.click("button[value=create]")
+    page.wait_for_load_state()
     page.click("button[value=test]")
     page.wait_for_selector("#test-result")
     assert page.inner_text("#test-result").startswith("Connection succeeded.")
@@ -51,11 +53,11 @@ def _create_connection(page: Any, **fields: str) -> None:
 
 def _run_now(page: Any, shot: Any, rows: int) -> EtlRun:
     page.click("#run-now", timeout=RUN_TIMEOUT_MS)
-    page.wait_for_selector("#runs .status-succeeded", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_selector("#runs .status[data-status=succeeded]", timeout=RUN_TIMEOUT_MS)
     shot("6-run-succeeded")
     row = page.locator("#runs tbody tr").first
     assert row.locator(".status").inner_text() == "Succeeded"
-    assert row.locator(".rows").inner_text() == str(rows)
+    assert row.locator(".rows").inner_text() == f"{rows:,}"
     run = EtlRun.objects.get()
     assert (run.status, run.rows_loaded, run.trigger) == ("succeeded", rows, "manual")
     return run
@@ -86,9 +88,12 @@ def test_postgresql_flights_wizard_and_run_now(
     assert "time_hour" in header and "TIMESTAMP WITH TIME ZONE" in header
     assert page.locator("#preview tr").count() == 3 + 20
     shot("3-preview")
-    page.click("button:has-text('Next: load strategy')")
+    page.click("#next")
 
-    page.wait_for_url("**/4-strategy/")
+    page.wait_for_url("**/4-destination/")
+    page.click("button[value=next]")
+
+    page.wait_for_url("**/5-strategy/")
     assert page.is_checked("input[name=load_type][value=transactional]")
     options = page.locator("#id_timestamp_column option").all_inner_texts()
     assert "time_hour" in options and "carrier" not in options
@@ -97,7 +102,7 @@ def test_postgresql_flights_wizard_and_run_now(
     shot("4-strategy")
     page.click("button:has-text('Next: schedule')")
 
-    page.wait_for_url("**/5-schedule/")
+    page.wait_for_url("**/6-schedule/")
     page.fill("#id_schedule_cron", "0 6 * * *")
     page.fill("#id_schedule_timezone", "Europe/Kyiv")
     page.click("button[value=preview]")
@@ -113,7 +118,7 @@ def test_postgresql_flights_wizard_and_run_now(
     )  # fmt: skip
     _run_now(page, shot, FLIGHTS)
     page.goto(f"{live_server.url}/etl/")
-    assert "succeeded" in page.inner_text("#sources") and str(FLIGHTS) in page.inner_text(
+    assert "Succeeded" in page.inner_text("#sources") and f"{FLIGHTS:,}" in page.inner_text(
         "#sources"
     )
     shot("7-source-list")
@@ -147,14 +152,17 @@ def test_local_csv_wizard_and_run_now(
     page.wait_for_url("**/3-preview/")
     page.uncheck("input[name=columns][value=ordered_at]")
     shot("3-preview")
-    page.click("button:has-text('Next: load strategy')")
+    page.click("#next")
 
-    page.wait_for_url("**/4-strategy/")
+    page.wait_for_url("**/4-destination/")
+    page.click("button[value=next]")
+
+    page.wait_for_url("**/5-strategy/")
     page.fill("#id_dest_table_name", "orders")
     shot("4-strategy")
     page.click("button:has-text('Next: schedule')")
 
-    page.wait_for_url("**/5-schedule/")
+    page.wait_for_url("**/6-schedule/")
     page.fill("#id_name", "orders files")
     page.fill("#id_schedule_cron", "61 * * * *")
     page.click("button[value=save]")

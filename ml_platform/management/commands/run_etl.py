@@ -50,9 +50,10 @@ def run_data_source(
         ) from exc
     seconds = run.duration_s or 0.0
     rate = run.rows_loaded / seconds if seconds else 0.0
+    status = run.status_label.lower()
     command.stdout.write(
-        f"{data_source.name}: run {run.id} {run.status}: {run.rows_extracted:,} rows extracted, "
-        f"{run.rows_loaded:,} loaded, {run.rows_skipped:,} skipped, "
+        f"{data_source.name}: run {run.id} {status}: {run.rows_extracted:,} rows extracted, "
+        f"{run.rows_loaded:,} loaded, {run.rows_rejected:,} rejected, {run.rows_skipped:,} skipped, "
         f"{run.bytes_extracted / 1e6:,.1f} MB in memory (Arrow), {seconds:.2f} s, "
         f"{rate:,.0f} rows/s"
         + (
@@ -61,6 +62,13 @@ def run_data_source(
             else ""
         )
     )
+    for warning in run.warnings:
+        command.stdout.write(command.style.WARNING(f"  warning: {warning}"))
+    if run.rows_rejected:
+        rejected = f"{data_source.dest_table_name}__rejected"
+        command.stdout.write(
+            command.style.WARNING(f"  {run.rows_rejected:,} rejected row(s) are in {rejected}")
+        )
     return run
 
 

@@ -39,7 +39,10 @@ def test_run_etl_local_csv(csv_source: DataSource, warehouse: Path) -> None:
     assert run.bytes_extracted > 0
     assert run.attempts == 1
     assert run.error_class == ""
-    assert f"orders: run {run.id} succeeded: 4 rows extracted, 4 loaded, 0 skipped" in output
+    assert (
+        f"orders: run {run.id} succeeded: 4 rows extracted, 4 loaded, 0 rejected, 0 skipped"
+        in output
+    )
     assert "files 1 loaded / 0 unchanged" in output
     assert "rows/s" in output
 

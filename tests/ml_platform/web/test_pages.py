@@ -25,7 +25,9 @@ def test_pages_need_staff_login(client: Client) -> None:
     assert response.status_code == 302 and response.url.startswith("/accounts/login/?next=/etl/")
     User.objects.create_user("guest", password="pw")
     client.login(username="guest", password="pw")
-    assert client.get("/etl/new/1-connection/").status_code == 403
+    response = client.get("/etl/new/1-connection/")
+    assert response.status_code == 403
+    assert "this account is not a <strong>staff</strong> account" in response.content.decode()
     assert client.get("/accounts/login/").status_code == 200
 
 
@@ -43,26 +45,31 @@ def test_wizard_local_csv_source_end_to_end(staff: Client, local_connection: Con
         "/etl/new/1-connection/", {"choose-connection": local_connection.pk, "action": "next"}
     )
     assert response.url == "/etl/new/2-source/"
-    form = {"file_prefix": "", "file_pattern": "*.csv", "file_format": "csv"}
+    form = {"file_prefix": "", "file_pattern": "*.csv", "file_format": "csv", "has_header": "on",
+            "delimiter": ",", "encoding": "utf-8", "quote_char": '"'}  # fmt: skip
     response = staff.post("/etl/new/2-source/", {**form, "action": "list"})
     assert "orders_1.csv" in response.content.decode()
     assert staff.post("/etl/new/2-source/", {**form, "action": "next"}).url == "/etl/new/3-preview/"
     page = staff.get("/etl/new/3-preview/").content.decode()
     assert "alice" in page and "→ <code>ordered_at</code>" in page
     response = staff.post("/etl/new/3-preview/", {"columns": ["id", "customer", "amount"]})
-    assert response.url == "/etl/new/4-strategy/"
+    assert response.url == "/etl/new/4-destination/"
     response = staff.post(
-        "/etl/new/4-strategy/", {"load_type": "transactional", "dest_table_name": "orders"}
+        "/etl/new/4-destination/", {"type": "duckdb", "dataset": "raw_data", "action": "next"}
     )
-    assert response.url == "/etl/new/5-schedule/"
+    assert response.url == "/etl/new/5-strategy/"
+    strategy = {"load_type": "transactional", "dest_table_name": "orders", "null_cursor": "fail",
+                "cursor_lag_seconds": "0", "on_bad_rows": "fail"}  # fmt: skip
+    response = staff.post("/etl/new/5-strategy/", strategy)
+    assert response.url == "/etl/new/6-schedule/"
     bad = {"name": "orders", "schedule_cron": "99 * * * *", "schedule_timezone": "Europe/Kiev"}
-    page = staff.post("/etl/new/5-schedule/", {**bad, "action": "save"}).content.decode()
+    page = staff.post("/etl/new/6-schedule/", {**bad, "action": "save"}).content.decode()
     assert 'id="field-schedule_cron"' in page and "Invalid end range: 99 &gt; 59" in page
     assert not DataSource.objects.exists()
     good = {**bad, "schedule_cron": "0 6 * * *"}
-    page = staff.post("/etl/new/5-schedule/", {**good, "action": "preview"}).content.decode()
+    page = staff.post("/etl/new/6-schedule/", {**good, "action": "preview"}).content.decode()
     assert page.count("06:00 EE") == 5
-    response = staff.post("/etl/new/5-schedule/", {**good, "action": "save"})
+    response = staff.post("/etl/new/6-schedule/", {**good, "action": "save"})
     source = DataSource.objects.get()
     assert response.url == f"/etl/sources/{source.pk}/"
     assert (source.selected_columns, source.load_type, source.file_pattern) == (

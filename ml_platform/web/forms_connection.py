@@ -1,0 +1,318 @@
+"""The connection form of the wizard and of the connection edit page: one form, fields shown
+per type (PostgreSQL/MySQL password; S3 keys or instance role, region, endpoint; GCS and
+BigQuery service-account JSON, Application Default Credentials or anonymous for an emulator;
+Azure connection string, account key or SAS). Secrets are never rendered back: on edit a blank
+secret keeps the stored one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from ml_platform.models import Connection, SourceType
+
+S3_AUTH = [("keys", "Access key ID + secret"), ("role", "Instance role / default AWS chain")]
+GOOGLE_AUTH = [
+    ("service_account", "Service-account JSON key"),
+    ("adc", "Application Default Credentials"),
+    ("anonymous", "Anonymous (emulator only)"),
+]
+AZURE_AUTH = [
+    ("connection_string", "Connection string"),
+    ("account_key", "Account name + account key"),
+    ("sas", "Account name + SAS token"),
+]
+SECRET_FIELDS = (
+    "password",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "connection_string",
+    "account_key",
+    "sas_token",
+    "service_account_json",
+)
+FIELD_TYPES = {
+    "host": "postgresql mysql",
+    "port": "postgresql mysql",
+    "database": "postgresql mysql",
+    "user": "postgresql mysql",
+    "password": "postgresql mysql",
+    "base_path": "local",
+    "bucket": "s3 gcs",
+    "container": "azure_blob",
+    "project": "gcs bigquery",
+    "region": "s3",
+    "endpoint_url": "s3 gcs azure_blob bigquery",
+    "s3_auth": "s3",
+    "aws_access_key_id": "s3",
+    "aws_secret_access_key": "s3",
+    "google_auth": "gcs bigquery",
+    "service_account_file": "gcs bigquery",
+    "service_account_json": "gcs bigquery",
+    "azure_auth": "azure_blob",
+    "connection_string": "azure_blob",
+    "account_name": "azure_blob",
+    "account_key": "azure_blob",
+    "sas_token": "azure_blob",
+}
+"""Which connection types show each field (the page hides the others)."""
+REQUIRED_BY_TYPE = {
+    "postgresql": ("host", "database", "user"),
+    "mysql": ("host", "database", "user"),
+    "local": ("base_path",),
+    "s3": ("bucket",),
+    "gcs": ("bucket",),
+    "azure_blob": ("container",),
+    "bigquery": ("project",),
+}
+REQUIRED = "This field is required for a {type} connection."
+KEEP_HELP = "Leave blank to keep the stored value."
+SERVICE_ACCOUNT_INVALID = (
+    'Not a service-account JSON key: expected a JSON object with type "service_account", '
+    "client_email and private_key."
+)
+SERVICE_ACCOUNT_MAX_BYTES = 64 * 1024
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+
+
+def service_account_parse(text: str) -> dict[str, Any]:
+    """Return the service-account key object in `text` (JSON).
+
+    Raises:
+        ValidationError: not JSON, or not a service-account key (no part of it is quoted).
+    """
+    try:
+        info = json.loads(text)
+    except ValueError:
+        raise ValidationError(SERVICE_ACCOUNT_INVALID) from None
+    if not (
+        isinstance(info, dict)
+        and info.get("type") == "service_account"
+        and isinstance(info.get("client_email"), str)
+        and isinstance(info.get("private_key"), str)
+    ):
+        raise ValidationError(SERVICE_ACCOUNT_INVALID)
+    return info
+
+
+def service_account_from(cleaned: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the key from the uploaded file or the pasted text (None when neither).
+
+    Raises:
+        ValidationError: keyed by the field holding an invalid key.
+    """
+    upload = cleaned.get("service_account_file")
+    if upload:
+        if upload.size > SERVICE_ACCOUNT_MAX_BYTES:
+            raise ValidationError({"service_account_file": "The file is larger than 64 KiB."})
+        try:
+            return service_account_parse(upload.read().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValidationError({"service_account_file": SERVICE_ACCOUNT_INVALID}) from None
+        except ValidationError as exc:
+            raise ValidationError({"service_account_file": exc.messages}) from None
+    if cleaned.get("service_account_json"):
+        try:
+            return service_account_parse(cleaned["service_account_json"])
+        except ValidationError as exc:
+            raise ValidationError({"service_account_json": exc.messages}) from None
+    return None
+
+
+class ConnectionForm(forms.Form):
+    """Create (no `instance`) or edit (`instance`, secrets optional) a connection."""
+
+    name = forms.CharField(max_length=200)
+    type = forms.ChoiceField(choices=SourceType.choices)
+    host = forms.CharField(required=False, max_length=255)
+    port = forms.IntegerField(required=False, min_value=1, max_value=65535)
+    database = forms.CharField(required=False, max_length=255)
+    user = forms.CharField(required=False, max_length=255)
+    password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    base_path = forms.CharField(required=False, max_length=1024, label="Base path (local files)")
+    bucket = forms.CharField(required=False, max_length=255)
+    container = forms.CharField(required=False, max_length=255, label="Container")
+    project = forms.CharField(required=False, max_length=255, label="GCP project")
+    region = forms.CharField(required=False, max_length=64, label="Region")
+    endpoint_url = forms.URLField(
+        assume_scheme="http",
+        required=False,
+        max_length=1024,
+        label="Endpoint URL",
+        help_text="Only for S3-compatible stores and emulators; leave blank for the cloud.",
+    )
+    s3_auth = forms.ChoiceField(
+        choices=S3_AUTH, required=False, widget=forms.RadioSelect, label="S3 credentials"
+    )
+    aws_access_key_id = forms.CharField(required=False, max_length=128, label="Access key ID")
+    aws_secret_access_key = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), label="Secret access key"
+    )
+    google_auth = forms.ChoiceField(
+        choices=GOOGLE_AUTH, required=False, widget=forms.RadioSelect, label="Google credentials"
+    )
+    service_account_file = forms.FileField(required=False, label="Service-account JSON file")
+    service_account_json = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="…or paste the service-account JSON",
+    )
+    azure_auth = forms.ChoiceField(
+        choices=AZURE_AUTH, required=False, widget=forms.RadioSelect, label="Azure credentials"
+    )
+    connection_string = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False)
+    )
+    account_name = forms.CharField(required=False, max_length=255, label="Storage account name")
+    account_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    sas_token = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), label="SAS token"
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        instance: Connection | None = None,
+        stored_credentials: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.instance = instance
+        self.stored = dict(stored_credentials or {})
+        if instance is not None:
+            kwargs.setdefault("initial", connection_initial(instance, self.stored))
+        super().__init__(*args, **kwargs)
+        self.fields["type"].choices = [("", "— choose a type —"), *SourceType.choices]
+        self.fields["type"].widget.attrs["data-type-switch"] = "1"
+        self.fields["s3_auth"].initial = "keys"
+        self.fields["google_auth"].initial = "service_account"
+        self.fields["azure_auth"].initial = "connection_string"
+        if instance is not None:
+            for name in SECRET_FIELDS:
+                self.fields[name].help_text = KEEP_HELP
+
+    def typed_fields(self) -> list[tuple[Any, str]]:
+        """`[(bound field, "types it applies to")]` in display order."""
+        return [(self[name], FIELD_TYPES.get(name, "")) for name in self.fields]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("type")
+        if not kind:
+            return data
+        for name in REQUIRED_BY_TYPE[kind]:
+            if not data.get(name):
+                self.add_error(name, REQUIRED.format(type=kind))
+        try:
+            data["credentials"] = self._credentials(kind, data)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                for message in messages:
+                    self.add_error(field, message)
+        return data
+
+    def _secret(self, data: dict[str, Any], name: str, key: str | None = None) -> Any:
+        return data.get(name) or self.stored.get(key or name)
+
+    def _credentials(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The complete credentials object to store (typed values, else the stored ones)."""
+        missing: dict[str, str] = {}
+        creds: dict[str, Any] = {}
+        if kind in ("postgresql", "mysql"):
+            if self._secret(data, "password"):
+                creds["password"] = self._secret(data, "password")
+        elif kind == "s3" and (data.get("s3_auth") or "keys") == "keys":
+            for name in ("aws_access_key_id", "aws_secret_access_key"):
+                creds[name] = self._secret(data, name)
+                if not creds[name]:
+                    missing[name] = "Required with access-key credentials."
+        elif kind in ("gcs", "bigquery"):
+            auth = data.get("google_auth") or "service_account"
+            if auth == "anonymous":
+                creds["credentials"] = "anonymous"
+            elif auth == "service_account":
+                stored = self.stored.get("credentials")
+                key = service_account_from(data) or (stored if isinstance(stored, dict) else None)
+                if key is None:
+                    missing["service_account_file"] = (
+                        "Upload or paste a service-account JSON key, or choose Application "
+                        "Default Credentials."
+                    )
+                creds["credentials"] = key
+        elif kind == "azure_blob":
+            auth = data.get("azure_auth") or "connection_string"
+            wanted = {
+                "connection_string": ["connection_string"],
+                "account_key": ["account_name", "account_key"],
+                "sas": ["account_name", "sas_token"],
+            }[auth]
+            for name in wanted:
+                value = data.get(name) if name == "account_name" else self._secret(data, name)
+                if not value:
+                    missing[name] = "Required with this kind of Azure credentials."
+                elif name != "account_name":
+                    creds[name] = value
+        if missing:
+            raise ValidationError(missing)
+        return {key: value for key, value in creds.items() if value not in (None, "")}
+
+    def connection_values(self) -> dict[str, Any]:
+        """Keyword arguments of `connection_create` (also the `data` + `credentials` of
+        `connection_update`): model fields of the type, `extra_params` (region, account name)
+        and the complete `credentials` object."""
+        data = self.cleaned_data
+        kind = data["type"]
+        values: dict[str, Any] = {"name": data["name"], "type": kind}
+        for name in ("host", "port", "database", "user", "base_path", "bucket", "container",
+                     "project", "endpoint_url"):  # fmt: skip
+            if kind in FIELD_TYPES[name].split():
+                values[name] = data.get(name) or ("" if name != "port" else None)
+        if kind in DEFAULT_PORTS and not values.get("port"):
+            values["port"] = DEFAULT_PORTS[kind]
+        extra: dict[str, Any] = {}
+        if kind == "s3" and data.get("region"):
+            extra["region"] = data["region"]
+        if kind == "azure_blob" and data.get("azure_auth") in ("account_key", "sas"):
+            extra["account_name"] = data["account_name"]
+        values["extra_params"] = extra
+        values["credentials"] = data.get("credentials") or None
+        return values
+
+
+def connection_initial(connection: Connection, stored: dict[str, Any]) -> dict[str, Any]:
+    """The form's initial values for `connection` (secrets left out)."""
+    extra = connection.extra_params or {}
+    initial: dict[str, Any] = {
+        name: getattr(connection, name)
+        for name in (
+            "name",
+            "type",
+            "host",
+            "port",
+            "database",
+            "user",
+            "base_path",
+            "bucket",
+            "container",
+            "project",
+            "endpoint_url",
+        )  # fmt: skip
+    }
+    initial["region"] = extra.get("region", "")
+    initial["account_name"] = extra.get("account_name", "")
+    initial["aws_access_key_id"] = ""
+    initial["s3_auth"] = "keys" if stored.get("aws_secret_access_key") else "role"
+    google = stored.get("credentials")
+    initial["google_auth"] = (
+        "anonymous" if google == "anonymous" else "service_account" if google else "adc"
+    )
+    initial["azure_auth"] = (
+        "account_key"
+        if stored.get("account_key")
+        else "sas"
+        if stored.get("sas_token")
+        else "connection_string"
+    )
+    return initial
