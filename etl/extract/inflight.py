@@ -92,7 +92,9 @@ _RUNNING = """
       AND NOT EXISTS (SELECT 1 FROM information_schema.INNODB_TRX r
           WHERE r.trx_mysql_thread_id = p.ID
             AND (r.trx_is_read_only = 1 OR r.trx_autocommit_non_locking = 1))"""
-_STATEMENT_START = "NOW(6) - INTERVAL CAST(p.TIME_MS * 1000 AS INTEGER) MICROSECOND"
+_STATEMENT_START = "NOW(6) - INTERVAL (p.TIME + 1) SECOND"
+"""A running statement's start, at or before the real one (`TIME` is whole seconds, floored;
+MySQL has no `TIME_MS`)."""
 MYSQL_INFLIGHT_SQL = f"""
 SELECT cap, CONVERT_TZ(cap, '+00:00', @@global.time_zone), probed_at, oldest_trx,
     oldest_statement, holder
@@ -119,6 +121,12 @@ SELECT NOW(6) - INTERVAL {int(INFLIGHT_MARGIN_S * 1_000_000)} MICROSECOND,
 """
 """The cap when the views cannot be read: transactions started after the probe are still
 covered."""
+PG_CLOCK_ONLY_SQL = f"""
+SELECT statement_timestamp() - interval '{INFLIGHT_MARGIN_S} seconds',
+    (statement_timestamp() - interval '{INFLIGHT_MARGIN_S} seconds')
+        AT TIME ZONE current_setting('TimeZone')
+"""
+"""The PostgreSQL cap when `pg_stat_activity` cannot be read."""
 
 
 @dataclass

@@ -179,7 +179,8 @@ class MySqlExtractor(SqlExtractor):
         try:
             values = self.fetch_one(connection, MYSQL_INFLIGHT_SQL)
         except pymysql.err.OperationalError as exc:
-            if not exc.args or exc.args[0] != 1227:  # access denied: PROCESS not granted
+            # 1227: PROCESS not granted; 1109/1054: a server without these views or columns
+            if not exc.args or exc.args[0] not in (1227, 1109, 1054):
                 raise
             cap_utc, cap_wall = self.fetch_one(connection, MYSQL_CLOCK_ONLY_SQL)
             return InflightCap(
@@ -187,7 +188,10 @@ class MySqlExtractor(SqlExtractor):
                 wall=cap_wall,
                 warnings=[
                     NOT_VISIBLE.format(
-                        count="all", reason="this user lacks the PROCESS privilege: grant it"
+                        count="all",
+                        reason="this user lacks the PROCESS privilege: grant it"
+                        if exc.args[0] == 1227
+                        else f"({exc.args[0]}) {exc.args[1] if len(exc.args) > 1 else ''}",
                     )
                 ],
             )

@@ -25,6 +25,7 @@ from etl.exceptions import (
 )
 from etl.extract.inflight import (
     NOT_VISIBLE,
+    PG_CLOCK_ONLY_SQL,
     PG_INFLIGHT_COLUMNS,
     PG_INFLIGHT_SQL,
     STANDBY,
@@ -118,9 +119,19 @@ class PostgresExtractor(SqlExtractor):
         cap in the session's default `TimeZone`. Sessions of other roles show `xact_start`
         only to superusers and members of `pg_read_all_stats`: when some are hidden, the
         run's warnings say so."""
-        row = dict(
-            zip(PG_INFLIGHT_COLUMNS, self.fetch_one(connection, PG_INFLIGHT_SQL), strict=True)
-        )
+        import adbc_driver_manager
+
+        try:
+            values = self.fetch_one(connection, PG_INFLIGHT_SQL)
+        except adbc_driver_manager.ProgrammingError as exc:  # the view is not readable
+            instant, wall = self.fetch_one(connection, PG_CLOCK_ONLY_SQL)
+            reason = f"pg_stat_activity cannot be read: {_first_line(exc)}"
+            return InflightCap(
+                instant=instant,
+                wall=wall,
+                warnings=[NOT_VISIBLE.format(count="all", reason=reason)],
+            )
+        row = dict(zip(PG_INFLIGHT_COLUMNS, values, strict=True))
         cap = InflightCap(
             instant=row["cap"],
             wall=row["cap_wall"],
