@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,3 +117,44 @@ def infer(
     for name, kinds in viable.items():
         types[name] = dict(CANDIDATES)[kinds[0]] if kinds and name in seen else pa.string()
     return {name: types[name] for name in names}
+
+
+def line_breaks(
+    batches: Iterable[pa.RecordBatch], names: list[str], spanning: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through, adding to `spanning` the first column found with a value that
+    spans lines."""
+    for batch in batches:
+        if not spanning:
+            for name in names:
+                column = batch.column(name)
+                if column.null_count < len(column) and _has_line_break(column):
+                    spanning.append(name)
+                    break
+        yield batch
+
+
+def single_lines(
+    batches: Iterable[pa.RecordBatch], spanning: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Pass `batches` through, failing on a value that spans lines (`allow_quoted_newlines`
+    off): Arrow's reader joins lines inside quotes whatever `newlines_in_values` says."""
+    for batch in batches:
+        if spanning:
+            raise pa.ArrowInvalid(f"CSV parse error: a value of `{spanning[0]}` spans lines")
+        yield batch
+
+
+def _has_line_break(column: pa.Array) -> bool:
+    """Return True when a value of the text `column` holds `\n` or `\r`; one scan of the
+    column's character data decides the common case of no line break at all (columns of up to
+    16 MiB of text: the scan copies it)."""
+    data = column.buffers()[2]
+    if data is not None and column.offset == 0 and data.size <= 16 << 20:
+        text = data.to_pybytes()
+        if b"\n" not in text and b"\r" not in text:
+            return False
+    return bool(
+        pc.any(pc.match_substring(column, "\n")).as_py()
+        or pc.any(pc.match_substring(column, "\r")).as_py()
+    )

@@ -33,7 +33,7 @@ from etl.extract.csv_diagnose import (
     locate_encoding_error,
     locate_rejects,
 )
-from etl.extract.csv_infer import FALSE_VALUES, TRUE_VALUES, infer
+from etl.extract.csv_infer import FALSE_VALUES, TRUE_VALUES, infer, line_breaks, single_lines
 from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, arrow_encoding, unique_names
 from etl.file_types import named_type
 
@@ -250,54 +250,13 @@ def _infer(
     after such a quote, to the end of the file, as one value)."""
     spanning: list[str] = []
     text = {name: pa.string() for name in names}
-    batches = _line_breaks(_read(reading, names, text), names, spanning)
+    batches = line_breaks(_read(reading, names, text), names, spanning)
     if not reading.options.allow_quoted_newlines:
-        batches = _single_lines(batches, spanning)
+        batches = single_lines(batches, spanning)
     types = infer(batches, names, overrides, reading.options.decimal_point)
     if spanning:
         check_quotes_close(reading.opener, key, reading.options)
     return types
-
-
-def _line_breaks(
-    batches: Iterable[pa.RecordBatch], names: list[str], spanning: list[str]
-) -> Iterator[pa.RecordBatch]:
-    """Pass `batches` through, adding to `spanning` the first column found with a value that
-    spans lines."""
-    for batch in batches:
-        if not spanning:
-            for name in names:
-                column = batch.column(name)
-                if column.null_count < len(column) and _has_line_break(column):
-                    spanning.append(name)
-                    break
-        yield batch
-
-
-def _single_lines(
-    batches: Iterable[pa.RecordBatch], spanning: list[str]
-) -> Iterator[pa.RecordBatch]:
-    """Pass `batches` through, failing on a value that spans lines (`allow_quoted_newlines`
-    off): Arrow's reader joins lines inside quotes whatever `newlines_in_values` says."""
-    for batch in batches:
-        if spanning:
-            raise pa.ArrowInvalid(f"CSV parse error: a value of `{spanning[0]}` spans lines")
-        yield batch
-
-
-def _has_line_break(column: pa.Array) -> bool:
-    """Return True when a value of the text `column` holds `\n` or `\r`; one scan of the
-    column's character data decides the common case of no line break at all (columns of up to
-    16 MiB of text: the scan copies it)."""
-    data = column.buffers()[2]
-    if data is not None and column.offset == 0 and data.size <= 16 << 20:
-        text = data.to_pybytes()
-        if b"\n" not in text and b"\r" not in text:
-            return False
-    return bool(
-        pc.any(pc.match_substring(column, "\n")).as_py()
-        or pc.any(pc.match_substring(column, "\r")).as_py()
-    )
 
 
 def _read(

@@ -19,7 +19,7 @@ from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
 from etl.extract.csv_reader import read_csv_file
-from etl.extract.jsonl_reader import read_json_file
+from etl.extract.json_file import read_json_file
 from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, unique_names
 
 __all__ = ["BLOCK_SIZE", "PARQUET_BATCH_ROWS", "read_batches", "unique_names"]

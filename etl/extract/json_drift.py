@@ -134,3 +134,16 @@ def rewrite(chunk: bytes, drift: Drift, counts: dict[str, int] | None = None) ->
             record[name] = widened(value, drift[name])
         out.append(json_text(record).encode())
     return b"\n".join(out)
+
+
+WARNING = {
+    STRING: (
+        "file {file}, field {field}: values of different kinds; loaded as STRING, "
+        "{count} non-string values stored as their JSON text"
+    ),
+    JSON: (
+        "file {file}, field {field}: objects or arrays mixed with values of another shape; "
+        "loaded as JSON, {count} values stored as their JSON text"
+    ),
+}
+"""The warning naming a field whose values change kind (etl/extract/json_drift.py)."""

@@ -2,23 +2,27 @@
 its first block.
 
 The file is cut into chunks of whole lines (about `BLOCK_SIZE` bytes each). Pass 1 reads each
-chunk with Arrow's JSON reader and merges the chunk schemas (etl/extract/json_types.py). Pass 2 reads the chunks again with that schema fixed, so
-every batch has it. Memory is bounded by the chunk size, whatever the file size.
+chunk with Arrow's JSON reader and merges the chunk schemas (etl/extract/json_types.py). Pass 2
+reads the chunks again with that schema fixed, so every batch has it. Memory is bounded by the
+chunk size (or the longest line), whatever the file size.
 
 Integers beyond int64 (Arrow would read them as DOUBLE and drop digits) make their field an
 exact DECIMAL(29, 0) (BigQuery NUMERIC; every unsigned 64-bit value fits) or DECIMAL(38, 0)
 (BigQuery BIGNUMERIC); a field with an integer of more than 38 digits, or with such integers and
 numbers with a fraction, has no exact type and fails with SchemaMappingError naming it.
 
-A JSON array file (`file_format: json`) is streamed element by element
-(etl/extract/json_array.py) into the same chunks, one element per line, so it is typed, read and quarantined the same way; its elements
-are numbered from 1 where a JSONL file has line numbers.
+A field whose values change kind (number, string, boolean, object, array) is widened, never
+refused: to text keeping each value's JSON text, or to JSON when objects or arrays are involved
+(etl/extract/json_drift.py); the run's warnings name it with the count of values so stored.
 
-A line that is not valid JSON, is not an object, or holds a value of another kind (number,
-string, boolean, object, array) than the earlier lines gave its field, is bad: by default the
-run fails naming the file, the line (physical, from 1) and the field; under
-`on_bad_rows: quarantine` the line goes to the rejects and the other lines load. Lines are read
-one by one in Python only in a chunk Arrow cannot read as it is (the diagnostic path).
+A JSON array file (`file_format: json`) is streamed element by element
+(etl/extract/json_array.py) into the same chunks, one element per line, so it is typed, read and
+quarantined the same way; its elements are numbered from 1 where a JSONL file has line numbers.
+
+A line that is not valid JSON or is not an object is bad: by default the run fails naming the
+file and the line (physical, from 1); under `on_bad_rows: quarantine` the line goes to the
+rejects and the other lines load. Lines are read one by one in Python only in a chunk Arrow
+cannot read as it is (the diagnostic path) and, once a field drifts, to rewrite its values.
 """
 
 from __future__ import annotations
@@ -26,112 +30,20 @@ from __future__ import annotations
 import bisect
 import contextlib
 import io
-import json
-import re
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.extract.base import Rejects
 from etl.extract.json_array import array_chunks, spool_chunks
-from etl.extract.json_drift import JSON, STRING, Drift, rewrite
+from etl.extract.json_drift import JSON, WARNING, Drift, rewrite
 from etl.extract.json_types import exact_schema, merge_schema, screen
-from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, Recoder, is_utf8
+from etl.extract.text import NO_COLUMNS
 from etl.schema import JSON_FIELD_METADATA
-
-
-def read_json_file(
-    opener: Opener,
-    key: str,
-    options: FileFormatOptions,
-    rejects: Rejects | None = None,
-    warnings: list[str] | None = None,
-    array: bool = False,
-) -> Iterator[pa.RecordBatch]:
-    """Yield the rows of one JSONL file (`array`: one JSON array file) in `options.encoding`;
-    fields holding ISO 8601 text ending in `Z` become UTC timestamps.
-
-    Raises:
-        BadInputError: as `read_jsonl` / `read_json_array`, and text not in `options.encoding`.
-        SchemaMappingError: as `read_jsonl`.
-    """
-
-    def utf8() -> IO[bytes]:
-        handle = opener()
-        if not is_utf8(options.encoding):
-            return io.BufferedReader(Recoder(handle, options.encoding))
-        return handle
-
-    zoned: set[str] | None = None
-    try:
-        read = read_json_array if array else read_jsonl
-        for batch in read(utf8, key, BLOCK_SIZE, rejects, warnings):
-            naive = [
-                f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz
-            ]
-            if naive and zoned is None:
-                zoned = _utc_text_fields(opener, options.encoding, naive, array)
-            yield _as_utc(batch, zoned) if naive and zoned else batch
-    except UnicodeDecodeError as exc:
-        raise BadInputError(
-            f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "
-            "set file_format_options.encoding",
-            file=key,
-        ) from exc
-
-
-_UTC_TEXT = re.compile(r"\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?Z$")
-
-
-def _records_of(raw: IO[bytes], encoding: str, array: bool) -> Iterator[Any]:
-    """Yield the records of a JSON lines file (lines that are not JSON skipped) or of a JSON
-    array file (until it breaks)."""
-    if array:
-        import ijson
-
-        source: Any = raw if is_utf8(encoding) else Recoder(raw, encoding)
-        try:
-            yield from ijson.items(source, "item")
-        except ijson.JSONError:
-            return
-        return
-    for line in io.TextIOWrapper(raw, encoding=encoding, errors="replace"):
-        try:
-            yield json.loads(line)
-        except ValueError:
-            continue
-
-
-def _utc_text_fields(
-    opener: Opener, encoding: str, names: list[str], array: bool = False
-) -> set[str]:
-    """Return the `names` whose first non-null value in the file is ISO 8601 text ending in `Z`:
-    Arrow infers those as zone-less timestamps holding the UTC wall clock."""
-    found: dict[str, bool] = {}
-    with opener() as raw:
-        for record in _records_of(raw, encoding, array):
-            for name in names:
-                value = record.get(name) if isinstance(record, dict) else None
-                if name not in found and isinstance(value, str):
-                    found[name] = bool(_UTC_TEXT.search(value))
-            if len(found) == len(names):
-                break
-    return {name for name, utc in found.items() if utc}
-
-
-def _as_utc(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
-    arrays = [
-        column.cast(pa.timestamp(field.type.unit, tz="UTC"))
-        if field.name in names and pa.types.is_timestamp(field.type) and not field.type.tz
-        else column
-        for field, column in zip(batch.schema, batch.columns, strict=True)
-    ]
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def chunks(source: IO[bytes], block_size: int) -> Iterator[tuple[int, bytes]]:
@@ -338,19 +250,4 @@ def _read_records(
         yield pa.RecordBatch.from_pylist([], schema=schema)
     if warnings is not None:
         for name, mode in drift.items():
-            warnings.append(
-                DRIFT_WARNING[mode].format(file=key, field=name, count=counts.get(name, 0))
-            )
-
-
-DRIFT_WARNING = {
-    STRING: (
-        "file {file}, field {field}: values of different kinds; loaded as STRING, "
-        "{count} non-string values stored as their JSON text"
-    ),
-    JSON: (
-        "file {file}, field {field}: objects or arrays mixed with values of another shape; "
-        "loaded as JSON, {count} values stored as their JSON text"
-    ),
-}
-"""The warning naming a field whose values change kind (etl/extract/json_drift.py)."""
+            warnings.append(WARNING[mode].format(file=key, field=name, count=counts.get(name, 0)))

@@ -1,0 +1,119 @@
+"""Real-world cases: CSV as users export it (issue 17, items 2 and 3): large cells, quoted line
+breaks without an option, CRLF, byte-order marks, an unclosed quote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl import BadInputError
+from tests.etl.support import bigquery_destination, bq_rows, duck_table_exists
+from tests.realworld.conftest import load_file
+
+
+def test_cell_wider_than_python_csv_field_limit(tmp_path: Path) -> None:
+    """tap-s3-csv failed with `_csv.Error: field larger than field limit (131072)` until the
+    limit was raised. A 1 MiB cell and a 6 MiB cell (wider than the reader's 4 MiB block) load
+    byte for byte.
+
+    Report: https://github.com/singer-io/tap-s3-csv/pull/47"""
+    one, six = "a" * (1 << 20), "b" * (6 << 20)
+    content = f'id,body\n1,"{one}"\n2,{six}\n3,short\n'.encode()
+
+    loaded = load_file(tmp_path, "wide.csv", content, "csv")
+
+    assert loaded.rows(
+        "id, length(body), body = repeat('a', 1048576) OR body = repeat('b', 6291456)"
+    ) == [
+        (1, 1 << 20, True),
+        (2, 6 << 20, True),
+        (3, 5, False),
+    ]
+    assert (loaded.result.rows_loaded, loaded.result.warnings) == (3, [])
+
+
+@pytest.mark.integration
+def test_quoted_newlines_load_into_bigquery_without_an_option(
+    tmp_path: Path, bigquery_client: Any, bq_dataset: str
+) -> None:
+    """pandas-gbq's loads failed on values with line breaks until `allow_quoted_newlines` was
+    always set. Quoted LF and CRLF line breaks load into the BigQuery emulator as they are,
+    with no option.
+
+    Report: https://github.com/googleapis/python-bigquery-pandas/issues/180"""
+    content = (
+        b'id,address\r\n1,"221B Baker St\nLondon"\r\n2,"1 Main St\r\nSpringfield"\r\n3,none\r\n'
+    )
+
+    load_file(tmp_path, "a.csv", content, "csv", destination=bigquery_destination(bq_dataset))
+
+    assert bq_rows(bigquery_client, f"SELECT id, address FROM `{bq_dataset}.t` ORDER BY id") == [
+        (1, "221B Baker St\nLondon"),
+        (2, "1 Main St\r\nSpringfield"),
+        (3, "none"),
+    ]
+
+
+def test_embedded_newlines_with_crlf_line_ends(tmp_path: Path) -> None:
+    """bigshift could not move rows with embedded newlines: BigQuery "believes columns are
+    missing". A Windows export (CRLF records, LF and CR inside quotes) loads 3 rows, breaks
+    kept, record ends dropped.
+
+    Report: https://github.com/iconara/bigshift/issues/19"""
+    content = b'id,note,qty\r\n1,"line one\nline two",5\r\n2,"old mac\rbreak",6\r\n3,,7\r\n'
+
+    loaded = load_file(tmp_path, "win.csv", content, "csv")
+
+    assert loaded.rows("id, note, qty") == [
+        (1, "line one\nline two", 5),
+        (2, "old mac\rbreak", 6),
+        (3, None, 7),
+    ]
+    assert loaded.types() == {"id": "BIGINT", "note": "VARCHAR", "qty": "BIGINT"}
+
+
+def test_unclosed_quote_fails_at_the_line_it_opens(tmp_path: Path) -> None:
+    """dbt seeds with line breaks failed in BigQuery with "Missing close quote character".
+    Quoted line breaks now load by default, but a quote that is never closed still fails,
+    naming the file and line 3 where it opens; nothing is written.
+
+    Report: https://github.com/dbt-labs/dbt-adapters/issues/1340"""
+    content = b'id,label\n1,"ok\nstill ok"\n3,"never closed\n4,x\n5,y\n'
+
+    with pytest.raises(
+        BadInputError,
+        match=r"\(file seed\.csv, line 4\): a quote opened on this line is never closed",
+    ):
+        load_file(tmp_path, "seed.csv", content, "csv")
+
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+
+def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path: Path) -> None:
+    """NetBox mangled the first CSV header of files saved with a byte-order mark until it read
+    them as `utf-8-sig`. The BOM is dropped: the first column is `id`, values exact.
+
+    Report: https://github.com/netbox-community/netbox/pull/11954"""
+    content = b"\xef\xbb\xbfid,name\n7,rack-a\n8,rack-b\n"
+
+    loaded = load_file(tmp_path, "racks.csv", content, "csv")
+
+    assert loaded.types() == {"id": "BIGINT", "name": "VARCHAR"}
+    assert loaded.rows("id, name") == [(7, "rack-a"), (8, "rack-b")]
+
+
+def test_bom_before_a_quoted_header_with_crlf(tmp_path: Path) -> None:
+    """DBeaver's import kept the BOM in the first column name of its own "UTF-8 with BOM"
+    export. Such a file (BOM, quoted header, CRLF) loads with the names `ID` and `Name` (as
+    `id` and `name`: destination names are made lowercase).
+
+    Report: https://github.com/dbeaver/dbeaver/issues/10994"""
+    content = b'\xef\xbb\xbf"ID","Name"\r\n"1","Alice"\r\n"2","Bob"\r\n'
+
+    loaded = load_file(tmp_path, "export.csv", content, "csv")
+
+    assert loaded.types() == {"id": "BIGINT", "name": "VARCHAR"}
+    assert loaded.rows("id, name") == [(1, "Alice"), (2, "Bob")]
+    assert [c["source_name"] for c in loaded.result.schema_[:2]] == ["ID", "Name"]
