@@ -59,9 +59,11 @@ def etl_run_create(
     `etl_run_enqueue` and `run_etl` build on it.
     """
     for _ in range(3):
-        existing = _etl_run_existing(data_source=data_source, idempotency_key=idempotency_key)
+        existing, by_key = _etl_run_existing(
+            data_source=data_source, idempotency_key=idempotency_key
+        )
         if existing is not None:
-            if idempotency_key is not None and existing.idempotency_key != idempotency_key:
+            if idempotency_key is not None and not by_key:
                 existing = _etl_run_key_remember(
                     data_source=data_source, key=idempotency_key, run=existing
                 )
@@ -82,14 +84,17 @@ def etl_run_create(
     raise IntegrityError(f"could not create or find a run of data source {data_source.id}")
 
 
-def _etl_run_existing(*, data_source: DataSource, idempotency_key: str | None) -> EtlRun | None:
+def _etl_run_existing(
+    *, data_source: DataSource, idempotency_key: str | None
+) -> tuple[EtlRun | None, bool]:
+    """Return `(run, found_by_key)`."""
     if idempotency_key is not None:
         keyed = selectors.etl_run_get_by_idempotency_key(
             data_source=data_source, key=idempotency_key
         )
         if keyed is not None:
-            return keyed
-    return selectors.etl_run_get_active(data_source=data_source)
+            return keyed, True
+    return selectors.etl_run_get_active(data_source=data_source), False
 
 
 def _etl_run_key_remember(*, data_source: DataSource, key: str, run: EtlRun) -> EtlRun:
