@@ -5,6 +5,7 @@ whose worker is gone is `runs_reap`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from typing import Any
@@ -242,18 +243,19 @@ def etl_run_execute(
     log = logger.bind(run_id=run.id, data_source_id=data_source.id)
     heartbeat = RunHeartbeat(run_id=run.id, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
     heartbeat.start()
+    writer_lock = contextlib.ExitStack()
     try:
         job = job_config_build(data_source=data_source)
         state = sync_state_get_engine(data_source=data_source)
         log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
         # one writer per DuckDB file: wait for a run loading the same file (heartbeat running)
-        with destination_writer_lock(job=job, run_id=run.id):
-            result = etl.run(
-                job,
-                state,
-                run_id=run.uid.hex,
-                progress=run_progress_recorder(run=run, forward=progress),
-            )
+        writer_lock.enter_context(destination_writer_lock(job=job, run_id=run.id))
+        result = etl.run(
+            job,
+            state,
+            run_id=run.uid.hex,
+            progress=run_progress_recorder(run=run, forward=progress),
+        )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise; Ctrl-C too,
@@ -263,6 +265,8 @@ def etl_run_execute(
         etl_run_fail(run=run, exc=exc, requeue=requeue)
         log.warning("etl_run.failed", error_class=type(exc).__name__, requeued=requeue)
         raise
+    finally:
+        writer_lock.close()
 
 
 def etl_run_start(*, run: EtlRun, worker: str) -> tuple[EtlRun, bool]:
