@@ -46,20 +46,23 @@ class RunNeverStartedError(Exception):
 def etl_run_reap_stale(
     *, now: dt.datetime | None = None, stale_after_s: float | None = None
 ) -> list[EtlRun]:
-    """Fail the runs whose worker is gone or whose task message is lost, so they stop blocking
-    their data source.
+    """Fail the runs whose worker is gone, so they stop blocking their data source; enqueue
+    again the queued runs whose task message was lost.
+
+    A queued run older than `settings.ETL_RUN_QUEUED_STALE_AFTER_S` whose `etl_run_execute`
+    message is neither waiting in the broker nor held by a worker in two looks 0.5 s apart (see
+    `broker_task_ids`; e.g. lost in a broker restart) is enqueued again; under eager Celery
+    (no broker) it is failed instead, and so is any run still queued after
+    `settings.ETL_RUN_QUEUED_MAX_AGE_S`.
 
     A running run whose heartbeat (`updated_at`, refreshed every
     `settings.ETL_RUN_HEARTBEAT_INTERVAL_S` by the executing worker) is older than
-    `settings.ETL_RUN_STALE_AFTER_S` seconds is marked failed (`WorkerLostError`). A run queued
-    longer than `settings.ETL_RUN_QUEUED_STALE_AFTER_S` seconds whose `etl_run_execute` message
-    is neither waiting in the broker nor held by a worker in two looks 0.5 s apart (see
-    `broker_task_ids`; e.g. lost in a broker restart) is enqueued again (with eager Celery,
-    where no broker holds messages, it is failed), and any run still queued after
-    `settings.ETL_RUN_QUEUED_MAX_AGE_S` is failed (`RunNeverStartedError`). Sync state is not touched: what a dead worker
-    loaded without committing was rolled back by the destination, and a load it did commit is
-    found by the next run in the destination's load log (the engine rolls forward), so the
-    next run loads exactly what is missing.
+    `settings.ETL_RUN_STALE_AFTER_S` seconds is marked failed (`WorkerLostError`; a queued run
+    failed as above records
+    `RunNeverStartedError`). Sync state is not touched: what the dead worker loaded without
+    committing was rolled back by the destination, and a load it did commit is found by the
+    next run in the destination's load log (the engine rolls forward), so the next run loads
+    exactly what is missing.
 
     Args:
         now: the current time (UTC); defaults to now.
