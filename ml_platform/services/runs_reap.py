@@ -53,7 +53,8 @@ def etl_run_reap_stale(
     message is neither waiting in the broker nor held by a worker in two looks 0.5 s apart (see
     `broker_task_ids`; e.g. lost in a broker restart) is enqueued again; under eager Celery
     (no broker) it is failed instead, and so is any run still queued after
-    `settings.ETL_RUN_QUEUED_MAX_AGE_S`.
+    `settings.ETL_RUN_QUEUED_MAX_AGE_S` (the only limit with `ETL_EXECUTOR=cloud_run`, whose
+    runs have no broker message, or with a broker other than Redis).
 
     A running run whose heartbeat (`updated_at`, refreshed every
     `settings.ETL_RUN_HEARTBEAT_INTERVAL_S` by the executing worker) is older than
@@ -85,7 +86,11 @@ def etl_run_reap_stale(
     )
     queued = [run for run in candidates if run.status == EtlRun.Status.QUEUED]
     eager = _celery_eager()
-    in_broker = _broker_task_ids_twice(queued) if queued and not eager else set()
+    in_broker: set[str] | None = set()
+    if settings.ETL_EXECUTOR != "celery":
+        in_broker = None  # Cloud Run executions hold no broker message: wait for the max age
+    elif queued and not eager:
+        in_broker = _broker_task_ids_twice(queued)
     reaped = []
     for candidate in candidates:
         with transaction.atomic():
@@ -101,7 +106,7 @@ def etl_run_reap_stale(
                 )
             elif run.status == EtlRun.Status.QUEUED and run.queued_at < queued_before:
                 too_old = run.queued_at < queued_max_before
-                if not too_old and not eager:
+                if not too_old and (not eager or in_broker is None):
                     if in_broker is None or etl_run_task_id(run=run) in in_broker:
                         continue  # waits for a free worker (or the broker cannot be read)
                     _etl_run_republish(run=run)  # its message was lost: send it again
