@@ -57,6 +57,24 @@ class Connection(BaseModel):
         return f"{self.name} ({self.type})"
 
 
+class EtlRunKey(BaseModel):
+    """An idempotency key (e.g. Cloud Scheduler's `X-CloudScheduler-ScheduleTime`) that was
+    answered with a run already active under another key, so the same key never makes a second
+    run later. A key that created its run is on the run itself (`EtlRun.idempotency_key`)."""
+
+    data_source = models.ForeignKey("DataSource", on_delete=models.CASCADE, related_name="run_keys")
+    key = models.CharField(max_length=255)
+    run = models.ForeignKey("EtlRun", on_delete=models.CASCADE, related_name="keys")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["data_source", "key"], name="etl_run_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> run {self.run_id}"
+
+
 class DataSource(BaseModel):
     """One job: the config contract of DESIGN.md §4 plus schedule; the connection gives
     `source_type` and `connection_params`."""
@@ -275,24 +293,6 @@ class ProcessedFile(BaseModel):
 
     def __str__(self) -> str:
         return self.path
-
-
-class EtlRunKey(BaseModel):
-    """An idempotency key (e.g. Cloud Scheduler's `X-CloudScheduler-ScheduleTime`) that was
-    answered with a run already active under another key, so the same key never makes a second
-    run later. A key that created its run is on the run itself (`EtlRun.idempotency_key`)."""
-
-    data_source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="run_keys")
-    key = models.CharField(max_length=255)
-    run = models.ForeignKey(EtlRun, on_delete=models.CASCADE, related_name="keys")
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["data_source", "key"], name="etl_run_key_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.key} -> run {self.run_id}"
 
 
 class AlertIncident(BaseModel):

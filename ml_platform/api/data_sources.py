@@ -238,10 +238,11 @@ class DataSourcePreviewApi(APIView):
 
 
 class DataSourceRunApi(APIView):
-    @extend_schema(request=None, responses={202: EtlRunOutputSerializer})
+    @extend_schema(request=None, responses={202: EtlRunOutputSerializer, 503: dict})
     def post(self, request: Request, source_id: int) -> Response:
         """Run Now: queue a run (202). When the source already has a queued or running run,
-        that run is returned and nothing new starts."""
+        that run is returned and nothing new starts. 503 with `Retry-After` when the broker
+        cannot take the run (nothing is queued then)."""
         run = etl_run_enqueue(
             data_source=selectors.data_source_get(id=source_id), trigger=EtlRun.Trigger.API
         )

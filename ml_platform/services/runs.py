@@ -5,6 +5,7 @@ whose worker is gone is `runs_reap`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from typing import Any
@@ -63,9 +64,11 @@ def etl_run_create(
     `etl_run_enqueue` and `run_etl` build on it.
     """
     for _ in range(3):
-        existing = _etl_run_existing(data_source=data_source, idempotency_key=idempotency_key)
+        existing, by_key = _etl_run_existing(
+            data_source=data_source, idempotency_key=idempotency_key
+        )
         if existing is not None:
-            if idempotency_key is not None and existing.idempotency_key != idempotency_key:
+            if idempotency_key is not None and not by_key:
                 existing = _etl_run_key_remember(
                     data_source=data_source, key=idempotency_key, run=existing
                 )
@@ -86,14 +89,17 @@ def etl_run_create(
     raise IntegrityError(f"could not create or find a run of data source {data_source.id}")
 
 
-def _etl_run_existing(*, data_source: DataSource, idempotency_key: str | None) -> EtlRun | None:
+def _etl_run_existing(
+    *, data_source: DataSource, idempotency_key: str | None
+) -> tuple[EtlRun | None, bool]:
+    """Return `(run, found_by_key)`."""
     if idempotency_key is not None:
         keyed = selectors.etl_run_get_by_idempotency_key(
             data_source=data_source, key=idempotency_key
         )
         if keyed is not None:
-            return keyed
-    return selectors.etl_run_get_active(data_source=data_source)
+            return keyed, True
+    return selectors.etl_run_get_active(data_source=data_source), False
 
 
 def _etl_run_key_remember(*, data_source: DataSource, key: str, run: EtlRun) -> EtlRun:
@@ -241,19 +247,20 @@ def etl_run_execute(
     log = logger.bind(run_id=run.id, data_source_id=data_source.id)
     heartbeat = RunHeartbeat(run_id=run.id, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
     heartbeat.start()
+    writer_lock = contextlib.ExitStack()
     try:
         job = job_config_build(data_source=data_source)
         state = sync_state_get_engine(data_source=data_source)
         log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
         # one writer per DuckDB file: wait for a run loading the same file (heartbeat running)
-        with destination_writer_lock(job=job, run_id=run.id):
-            result = etl.run(
-                job,
-                state,
-                run_id=run.uid.hex,
-                progress=run_progress_recorder(run=run, forward=progress),
-                full_refresh=sync_state_full_refresh_pending(data_source=data_source),
-            )
+        writer_lock.enter_context(destination_writer_lock(job=job, run_id=run.id))
+        result = etl.run(
+            job,
+            state,
+            run_id=run.uid.hex,
+            progress=run_progress_recorder(run=run, forward=progress),
+            full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+        )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise; Ctrl-C too,
@@ -263,6 +270,8 @@ def etl_run_execute(
         etl_run_fail(run=run, exc=exc, requeue=requeue)
         log.warning("etl_run.failed", error_class=type(exc).__name__, requeued=requeue)
         raise
+    finally:
+        writer_lock.close()
 
 
 def etl_run_start(*, run: EtlRun, worker: str) -> tuple[EtlRun, bool]:

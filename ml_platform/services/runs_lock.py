@@ -46,7 +46,7 @@ def destination_writer_lock(
     *, job: etl.JobConfig, run_id: int, timeout_s: float | None = None
 ) -> Iterator[float]:
     """Hold the writer lock of `job`'s DuckDB file while the block runs (no lock for other
-    destinations); yield the seconds waited for it.
+    destinations); yield the seconds waited for another run to release it (0.0 when free).
 
     Args:
         job: the run's engine config; `destination.path` is the DuckDB file.
@@ -78,7 +78,7 @@ def destination_writer_lock(
                 if time.monotonic() - started >= timeout_s:
                     raise DestinationBusyError(path, timeout_s) from None
                 time.sleep(POLL_INTERVAL_S)
-        waited_s = round(time.monotonic() - started, 3)
+        waited_s = round(time.monotonic() - started, 3) if logged else 0.0
         logger.info("etl_run.destination_locked", run_id=run_id, path=path, waited_s=waited_s)
         try:
             yield waited_s

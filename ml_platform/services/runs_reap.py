@@ -46,20 +46,24 @@ class RunNeverStartedError(Exception):
 def etl_run_reap_stale(
     *, now: dt.datetime | None = None, stale_after_s: float | None = None
 ) -> list[EtlRun]:
-    """Fail the runs whose worker is gone or whose task message is lost, so they stop blocking
-    their data source.
+    """Fail the runs whose worker is gone, so they stop blocking their data source; enqueue
+    again the queued runs whose task message was lost.
+
+    A queued run older than `settings.ETL_RUN_QUEUED_STALE_AFTER_S` whose `etl_run_execute`
+    message is neither waiting in the broker nor held by a worker in two looks 0.5 s apart (see
+    `broker_task_ids`; e.g. lost in a broker restart) is enqueued again; under eager Celery
+    (no broker) it is failed instead, and so is any run still queued after
+    `settings.ETL_RUN_QUEUED_MAX_AGE_S` (the only limit with `ETL_EXECUTOR=cloud_run`, whose
+    runs have no broker message, or with a broker other than Redis).
 
     A running run whose heartbeat (`updated_at`, refreshed every
     `settings.ETL_RUN_HEARTBEAT_INTERVAL_S` by the executing worker) is older than
-    `settings.ETL_RUN_STALE_AFTER_S` seconds is marked failed (`WorkerLostError`). A run queued
-    longer than `settings.ETL_RUN_QUEUED_STALE_AFTER_S` seconds whose `etl_run_execute` message
-    is neither waiting in the broker nor held by a worker in two looks 0.5 s apart (see
-    `broker_task_ids`; e.g. lost in a broker restart) is enqueued again (with eager Celery,
-    where no broker holds messages, it is failed), and any run still queued after
-    `settings.ETL_RUN_QUEUED_MAX_AGE_S` is failed (`RunNeverStartedError`). Sync state is not touched: what a dead worker
-    loaded without committing was rolled back by the destination, and a load it did commit is
-    found by the next run in the destination's load log (the engine rolls forward), so the
-    next run loads exactly what is missing.
+    `settings.ETL_RUN_STALE_AFTER_S` seconds is marked failed (`WorkerLostError`; a queued run
+    failed as above records
+    `RunNeverStartedError`). Sync state is not touched: what the dead worker loaded without
+    committing was rolled back by the destination, and a load it did commit is found by the
+    next run in the destination's load log (the engine rolls forward), so the next run loads
+    exactly what is missing.
 
     Args:
         now: the current time (UTC); defaults to now.
@@ -82,7 +86,11 @@ def etl_run_reap_stale(
     )
     queued = [run for run in candidates if run.status == EtlRun.Status.QUEUED]
     eager = _celery_eager()
-    in_broker = _broker_task_ids_twice(queued) if queued and not eager else set()
+    in_broker: set[str] | None = set()
+    if settings.ETL_EXECUTOR != "celery":
+        in_broker = None  # Cloud Run executions hold no broker message: wait for the max age
+    elif queued and not eager:
+        in_broker = _broker_task_ids_twice(queued)
     reaped = []
     for candidate in candidates:
         with transaction.atomic():
@@ -98,7 +106,7 @@ def etl_run_reap_stale(
                 )
             elif run.status == EtlRun.Status.QUEUED and run.queued_at < queued_before:
                 too_old = run.queued_at < queued_max_before
-                if not too_old and not eager:
+                if not too_old and (not eager or in_broker is None):
                     if in_broker is None or etl_run_task_id(run=run) in in_broker:
                         continue  # waits for a free worker (or the broker cannot be read)
                     _etl_run_republish(run=run)  # its message was lost: send it again

@@ -17,7 +17,6 @@ from ml_platform import selectors
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services import data_source_delete, data_source_update, etl_run_enqueue
-from ml_platform.services.runs import RunEnqueueUnavailableError
 from ml_platform.services.schedules import schedule_next_fire_times
 from ml_platform.services.state import sync_state_reset
 from ml_platform.web.auth import staff_required
@@ -76,6 +75,8 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
 @require_POST
 def source_run(request: HttpRequest, source_id: int) -> HttpResponse:
     """Run Now: enqueue a manual run (or return the active one) and go back to the page."""
+    from ml_platform.services.runs import RunEnqueueUnavailableError
+
     source = _source(source_id)
     try:
         etl_run_enqueue(data_source=source, trigger=EtlRun.Trigger.MANUAL)

@@ -12,8 +12,10 @@ from ml_platform.services import etl_run_reap_stale
 class Command(BaseCommand):
     help = (
         "Mark failed every running run without a heartbeat for ETL_RUN_STALE_AFTER_S seconds "
-        "(its worker died) and every queued run older than ETL_RUN_QUEUED_STALE_AFTER_S; the "
-        "next run of each source reconciles the destination. Prints one line per run."
+        "(its worker died) and every queued run older than ETL_RUN_QUEUED_MAX_AGE_S; a queued "
+        "run older than ETL_RUN_QUEUED_STALE_AFTER_S whose message the broker lost is enqueued "
+        "again. The next run of each source reconciles the destination. Prints one line per "
+        "failed run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

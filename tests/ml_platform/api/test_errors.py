@@ -5,6 +5,7 @@ preview names the field (400) instead of answering 500."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from rest_framework.test import APIClient
 
 from ml_platform.api.parsers import BODY_TOO_DEEP, BODY_TOO_LARGE
 from ml_platform.models import DataSource
+from ml_platform.services.job_config import DESTINATION_PATH_OUTSIDE
 
 pytestmark = pytest.mark.django_db
 
@@ -161,3 +163,36 @@ def test_destination_secrets_are_masked(staff_client: APIClient, csv_source: Dat
     shown = staff_client.get(f"/api/etl/sources/{csv_source.id}/").json()
 
     assert shown["destination"] == {"type": "bigquery", "project": "p", "credentials": "***"}
+
+
+@pytest.mark.parametrize(
+    "path", ["../outside.duckdb", "/etc/w.duckdb"], ids=["dot-dot", "absolute-elsewhere"]
+)
+def test_destination_path_outside_data_dir_is_a_field_error(
+    staff_client: APIClient, csv_source: DataSource, path: str
+) -> None:
+    """Creating or updating a source whose DuckDB path leaves ETL_DATA_DIR answers 400 naming
+    `destination`; nothing is stored."""
+    root = str(Path(settings.ETL_DATA_DIR).resolve())
+    expected = {
+        "message": "Validation error",
+        "extra": {
+            "fields": {"destination": [DESTINATION_PATH_OUTSIDE.format(path=path, root=root)]}
+        },
+    }
+    destination = {"type": "duckdb", "path": path}
+
+    created = staff_client.post(
+        "/api/etl/sources/create/",
+        {"name": "escape", "connection": csv_source.connection_id, "dest_table_name": "t",
+         "file_pattern": "*.csv", "file_format": "csv", "destination": destination},
+        format="json",
+    )  # fmt: skip
+    updated = staff_client.patch(
+        f"/api/etl/sources/{csv_source.id}/update/", {"destination": destination}, format="json"
+    )
+
+    assert (created.status_code, created.json()) == (400, expected)
+    assert (updated.status_code, updated.json()) == (400, expected)
+    assert DataSource.objects.get(pk=csv_source.pk).destination == {}
+    assert not DataSource.objects.filter(name="escape").exists()
