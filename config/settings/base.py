@@ -148,6 +148,10 @@ ETL_RUN_STALE_AFTER_S = env.float("ETL_RUN_STALE_AFTER_S", default=300.0)
 (`manage.py etl_reap_stale_runs`, beat task `ml_platform.etl_run_reap_stale`) fails it."""
 ETL_RUN_QUEUED_STALE_AFTER_S = env.float("ETL_RUN_QUEUED_STALE_AFTER_S", default=24 * 3600.0)
 """A queued run never picked up for this many seconds (its message was lost) is failed too."""
+ETL_FAULT_INJECT = ""
+"""Test-only fault injection of the run executor (`<phase>[:N[:stop]]`, see
+`etl.pipeline.fault_hook_from_spec`); always empty here: only config/settings/test.py reads it
+from the environment."""
 ETL_SCHEDULER_EXECUTOR = env.str("ETL_SCHEDULER_EXECUTOR", default="local")
 """Who fires data source schedules: `local` (django-celery-beat: `make beat`) or `cloud`
 (one Google Cloud Scheduler job per source, posting to the scheduler webhook)."""

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import etl
+from etl.pipeline import fault_hook_from_spec
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services.connections import credentials_read
@@ -147,6 +148,7 @@ def etl_run_execute(
             state,
             run_id=run.uid.hex,
             progress=run_progress_recorder(run=run, forward=progress),
+            fault_hook=fault_hook_from_spec(settings.ETL_FAULT_INJECT),  # "" outside tests
         )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
@@ -236,14 +238,24 @@ def etl_run_fail(
 ) -> EtlRun:
     """Mark `run` failed (or, with `requeue`, queued again) with `exc`'s class and message (or
     `error_class` / `error_message` when given, e.g. as a runner reported them), secrets of its
-    connection and destination replaced by `***`. Sync state is not touched."""
+    connection and destination replaced by `***`. Sync state is not touched.
+
+    An `etl.SupersededError` (the destination refused the commit: another run committed after
+    this one planned) marks the run `superseded` instead, also when the reaper had already
+    failed it as lost: the run turned out alive, and this is what became of it."""
     run = (
         EtlRun.objects.select_for_update().select_related("data_source__connection").get(pk=run.pk)
     )
-    if run.status not in EtlRun.ACTIVE_STATUSES:
+    superseded = (error_class or type(exc).__name__) == etl.SupersededError.__name__
+    if run.status not in EtlRun.ACTIVE_STATUSES and not (
+        superseded and run.status == EtlRun.Status.FAILED
+    ):
         return run  # already finished (e.g. reaped): keep the first outcome
     now = timezone.now()
-    run.status = EtlRun.Status.QUEUED if requeue else EtlRun.Status.FAILED
+    if superseded:
+        run.status = EtlRun.Status.SUPERSEDED
+    else:
+        run.status = EtlRun.Status.QUEUED if requeue else EtlRun.Status.FAILED
     run.finished_at = None if requeue else now
     if run.started_at:
         run.duration_s = round((now - run.started_at).total_seconds(), 3)
