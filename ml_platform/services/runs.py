@@ -128,8 +128,9 @@ def etl_run_execute(
 
     Raises:
         etl.TransientError / etl.TerminalError and anything else the run raised, after the run
-        was marked failed (or requeued) with the error's class and its message with secrets
-        removed; sync state is then left exactly as it was.
+        was marked failed (or requeued; `superseded` for `etl.SupersededError`, a terminal
+        error) with the error's class and its message with secrets removed; sync state is then
+        left exactly as it was.
     """
     run, started = etl_run_start(run=run, worker=worker or f"{socket.gethostname()}:{os.getpid()}")
     if not started:
