@@ -166,6 +166,9 @@ class EtlRun(BaseModel):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        # its commit was refused: another run committed into the table after this run planned
+        # (it stalled and was presumed dead); nothing of it was kept, never retried
+        SUPERSEDED = "superseded", "Superseded"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 

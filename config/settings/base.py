@@ -170,6 +170,10 @@ ETL_DATA_DIR = env.str("ETL_DATA_DIR", default=str(VAR_DIR))
 """Folder every DuckDB destination `path` must lie in; a relative path is taken from here."""
 ETL_DUCKDB_LOCK_TIMEOUT_S = env.float("ETL_DUCKDB_LOCK_TIMEOUT_S", default=6 * 3600.0)
 """Seconds a run waits for another run writing the same DuckDB file before failing (transient)."""
+ETL_FAULT_INJECT = ""
+"""Test-only fault injection of the run executor (`<phase>[:N[:stop]]`, see
+`etl.pipeline.fault_hook_from_spec`); always empty here: only config/settings/test.py reads it
+from the environment."""
 ETL_SCHEDULER_EXECUTOR = env.str("ETL_SCHEDULER_EXECUTOR", default="local")
 """Who fires data source schedules: `local` (django-celery-beat: `make beat`) or `cloud`
 (one Google Cloud Scheduler job per source, posting to the scheduler webhook)."""

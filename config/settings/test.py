@@ -27,6 +27,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
     }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ETL_FAULT_INJECT = env.str("ETL_FAULT_INJECT", default="")
+"""`<phase>[:N[:stop]]`: the run executor SIGKILLs / SIGSTOPs its process at that phase
+(tests/ml_platform/test_fence.py sets it for a `manage.py run_etl` subprocess)."""
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_URL = "memory://"

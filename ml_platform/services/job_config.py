@@ -63,6 +63,8 @@ def job_config_data(*, data_source: DataSource) -> dict[str, Any]:
         "file_format_options": dict(data_source.file_format_options or {}),
         "chunk_size": data_source.chunk_size,
         "destination": destination,
+        # the owner of the destination table in its load log (etl.JobConfig.pipeline_id)
+        "pipeline_id": f"datasource:{data_source.pk}",
     }
 
 

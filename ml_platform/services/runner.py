@@ -195,7 +195,11 @@ def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRu
             .select_related("data_source__connection")
             .get(pk=run.pk)
         )
-        if run.status in EtlRun.ACTIVE_STATUSES:
+        # a reaped run that was alive and whose commit was refused: record that it was superseded
+        superseded = (
+            error_class == etl.SupersededError.__name__ and run.status == EtlRun.Status.FAILED
+        )
+        if run.status in EtlRun.ACTIVE_STATUSES or superseded:
             if result is not None:
                 run = etl_run_succeed(run=run, result=result)
             else:
@@ -210,7 +214,10 @@ def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRu
 
 def _same_outcome(*, run: EtlRun, result: etl.RunResult | None, error_class: str) -> bool:
     if result is None:
-        return run.status == EtlRun.Status.FAILED and run.error_class == error_class[:255]
+        return (
+            run.status in (EtlRun.Status.FAILED, EtlRun.Status.SUPERSEDED)
+            and run.error_class == error_class[:255]
+        )
     return run.status == EtlRun.Status.SUCCEEDED and (
         run.rows_extracted,
         run.rows_loaded,

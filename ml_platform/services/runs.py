@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import etl
+from etl.pipeline import fault_hook_from_spec
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun, EtlRunKey
 from ml_platform.services.connections import credentials_read
@@ -236,8 +237,9 @@ def etl_run_execute(
 
     Raises:
         etl.TransientError / etl.TerminalError and anything else the run raised, after the run
-        was marked failed (or requeued) with the error's class and its message with secrets
-        removed; sync state is then left exactly as it was.
+        was marked failed (or requeued; `superseded` for `etl.SupersededError`, a terminal
+        error) with the error's class and its message with secrets removed; sync state is then
+        left exactly as it was.
     """
     run, started = etl_run_start(run=run, worker=worker or f"{socket.gethostname()}:{os.getpid()}")
     if not started:
@@ -260,6 +262,7 @@ def etl_run_execute(
             run_id=run.uid.hex,
             progress=run_progress_recorder(run=run, forward=progress),
             full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+            fault_hook=fault_hook_from_spec(settings.ETL_FAULT_INJECT),  # "" outside tests
         )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
@@ -357,14 +360,24 @@ def etl_run_fail(
 ) -> EtlRun:
     """Mark `run` failed (or, with `requeue`, queued again) with `exc`'s class and message (or
     `error_class` / `error_message` when given, e.g. as a runner reported them), secrets of its
-    connection and destination replaced by `***`. Sync state is not touched."""
+    connection and destination replaced by `***`. Sync state is not touched.
+
+    An `etl.SupersededError` (the destination refused the commit: another run committed after
+    this one planned) marks the run `superseded` instead, also when the reaper had already
+    failed it as lost: the run turned out alive, and this is what became of it."""
     run = (
         EtlRun.objects.select_for_update().select_related("data_source__connection").get(pk=run.pk)
     )
-    if run.status not in EtlRun.ACTIVE_STATUSES:
+    superseded = (error_class or type(exc).__name__) == etl.SupersededError.__name__
+    if run.status not in EtlRun.ACTIVE_STATUSES and not (
+        superseded and run.status == EtlRun.Status.FAILED
+    ):
         return run  # already finished (e.g. reaped): keep the first outcome
     now = timezone.now()
-    run.status = EtlRun.Status.QUEUED if requeue else EtlRun.Status.FAILED
+    if superseded:
+        run.status = EtlRun.Status.SUPERSEDED
+    else:
+        run.status = EtlRun.Status.QUEUED if requeue else EtlRun.Status.FAILED
     run.finished_at = None if requeue else now
     if run.started_at:
         run.duration_s = round((now - run.started_at).total_seconds(), 3)

@@ -63,7 +63,9 @@ def etl_run_reap_stale(
     `RunNeverStartedError`). Sync state is not touched: what the dead worker loaded without
     committing was rolled back by the destination, and a load it did commit is found by the
     next run in the destination's load log (the engine rolls forward), so the next run loads
-    exactly what is missing.
+    exactly what is missing. A run failed here that was alive after all (stalled: a paused VM,
+    swapping, a lock wait) cannot commit a second copy once another run has committed: the
+    destination's fence refuses its commit and `etl_run_fail` records it as `superseded`.
 
     Args:
         now: the current time (UTC); defaults to now.

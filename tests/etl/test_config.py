@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -240,3 +241,49 @@ def test_secrets_are_redacted() -> None:
     assert redacted["connection_params"]["host"] == "127.0.0.1"
     assert redacted["destination"]["credentials"] == "***"
     assert "s3cret-value" not in repr(job) and "KEY-123" not in repr(job)
+
+
+@pytest.mark.parametrize(
+    ("config", "owner"),
+    [
+        (_table_job(), "postgresql://127.0.0.1:5432/test/public.flights"),
+        (
+            _table_job(source_table_name=..., custom_sql="SELECT 1 AS time_hour"),
+            "postgresql://127.0.0.1:5432/test/sql:"
+            + hashlib.sha256(b"SELECT 1 AS time_hour").hexdigest()[:16],
+        ),
+        (
+            _table_job(
+                source_type="bigquery",
+                connection_params={"project": "p1", "credentials": "s3cret-value"},
+                source_table_name="ds.t",
+            ),
+            "bigquery://p1/ds.t",
+        ),
+        (
+            {
+                "source_type": "s3",
+                "connection_params": {"bucket": "b", "aws_secret_access_key": "s3cret-value"},
+                "file_format": "csv",
+                "file_prefix": "in/",
+                "file_pattern": "*.csv",
+                "dest_table_name": "t",
+            },
+            "s3://b/in/*.csv",
+        ),
+        (_table_job(pipeline_id="datasource:7"), "datasource:7"),
+    ],
+    ids=["table", "custom-sql", "bigquery", "s3-files", "explicit"],
+)
+def test_owner_id_names_the_source_never_a_secret(config: dict[str, Any], owner: str) -> None:
+    """`owner_id` is `pipeline_id` when set, else derived from the source's identity (type,
+    host, database, table / SQL digest, bucket, prefix, pattern) without any secret."""
+    job = JobConfig.parse(config)
+    assert job.owner_id == owner
+    assert "s3cret" not in job.owner_id
+
+
+def test_empty_pipeline_id_is_refused() -> None:
+    """An empty `pipeline_id` is a ConfigError naming the field (None derives one)."""
+    with pytest.raises(ConfigError, match="`pipeline_id`: String should have at least 1"):
+        JobConfig.parse(_table_job(pipeline_id=""))

@@ -165,8 +165,9 @@ def test_data_source_update_revalidates(pg_connection: Connection) -> None:
 
 
 def test_job_config_build_resolves_secrets(pg_connection: Connection, settings) -> None:  # noqa: ANN001
-    """The JobConfig carries the decrypted password and the default DuckDB path; its redacted
-    form hides the password."""
+    """The JobConfig carries the decrypted password, the default DuckDB path and the data
+    source as the owner of its table (`datasource:<id>`); its redacted form hides the
+    password."""
     source = data_source_create(
         name="src",
         connection=pg_connection,
@@ -182,6 +183,7 @@ def test_job_config_build_resolves_secrets(pg_connection: Connection, settings) 
     assert job.destination.type == "duckdb"
     assert job.destination.path == settings.ETL_DEFAULT_DUCKDB_PATH
     assert job.primary_key == ["id"]
+    assert job.owner_id == job.pipeline_id == f"datasource:{source.id}"
     assert job.redacted()["connection_params"]["password"] == "***"
 
 
