@@ -204,6 +204,11 @@ class EtlRun(BaseModel):
     warnings = models.JSONField(default=list, blank=True)
     watermark_before = models.TextField(blank=True, help_text="cursor watermark the run read from")
     watermark_after = models.TextField(blank=True, help_text="cursor watermark it committed")
+    log_lines = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='the run\'s own log: [{"ts", "level", "event", "fields"}]',
+    )
     reconciled_run_id = models.CharField(max_length=64, blank=True)
     error_class = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)

@@ -147,3 +147,13 @@ def etl_run_latest_by_source(*, sources: list[DataSource]) -> tuple[dict, dict]:
     latest = {run.data_source_id: run for run in EtlRun.objects.filter(id__in=list(latest_ids))}
     success = {run.data_source_id: run for run in EtlRun.objects.filter(id__in=list(success_ids))}
     return latest, success
+
+
+def etl_run_rows_trend(*, data_source: DataSource, runs: int = 10) -> list[int]:
+    """Rows loaded by the source's last `runs` succeeded runs, oldest first."""
+    rows = (
+        EtlRun.objects.filter(data_source=data_source, status=EtlRun.Status.SUCCEEDED)
+        .order_by("-id")
+        .values_list("rows_loaded", flat=True)[:runs]
+    )
+    return list(reversed(rows))

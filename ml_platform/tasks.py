@@ -45,6 +45,7 @@ def etl_run_execute(self: Any, run_id: int) -> None:
     # in-body imports: services import this module to enqueue (HackSoft)
     from ml_platform import selectors
     from ml_platform.services import etl_run_execute as etl_run_execute_service
+    from ml_platform.services.run_logs import etl_run_log_capture
 
     run = selectors.etl_run_get(id=run_id)
     structlog.contextvars.bind_contextvars(
@@ -56,9 +57,10 @@ def etl_run_execute(self: Any, run_id: int) -> None:
     # the backoff, and Celery cannot retry eagerly while eager errors propagate (celery#8056)
     can_retry = not self.request.is_eager and self.request.retries < self.max_retries
     try:
-        etl_run_execute_service(
-            run=run, worker=self.request.hostname or "", requeue_on_transient=can_retry
-        )
+        with etl_run_log_capture(run=run):
+            etl_run_execute_service(
+                run=run, worker=self.request.hostname or "", requeue_on_transient=can_retry
+            )
     except TransientError as exc:
         if not can_retry:
             raise

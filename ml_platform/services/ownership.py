@@ -10,12 +10,14 @@ command and the `ml_platform.E001` database check).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Q
 
 from ml_platform.models import DataSource
@@ -121,6 +123,7 @@ def destination_owner_check(*, data_source: DataSource) -> None:
     table = data_source.dest_table_name or ""
     if table.casefold().startswith(RESERVED_PREFIX):
         raise ValidationError({"dest_table_name": DESTINATION_TABLE_RESERVED})
+    _destination_lock(destination_key(data_source=data_source))
     found = destination_owner_find(data_source=data_source)
     if found is None:
         return
@@ -136,6 +139,21 @@ def destination_owner_check(*, data_source: DataSource) -> None:
             )
         }
     )
+
+
+def _destination_lock(key: DestinationKey) -> None:
+    """On PostgreSQL, serialize checks of one destination table until the transaction ends, so
+    two concurrent creates cannot both find it free (SQLite writes are serialized already)."""
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        return
+    table = key.table.removesuffix(REJECTED_SUFFIX)
+    digest = hashlib.blake2b(
+        f"{key.type}|{key.location}|{key.dataset}|{table}".encode(), digest_size=8
+    ).digest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)]
+        )
 
 
 def destination_table_name_free(*, data_source: DataSource, base: str) -> str:

@@ -1,6 +1,7 @@
 """The run page: status (amber "Succeeded with warnings" when a run has warnings or rejected
 rows), trigger, times in a labelled zone, duration, counts, rows/s, watermark before -> after,
-the run id stamped in `_etl_run_id`, the warnings and the first rejected rows."""
+the run id stamped in `_etl_run_id`, the warnings, the first rejected rows and the run's own
+log lines (`?q=` filters them)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.shortcuts import render
 from ml_platform import selectors
 from ml_platform.models import EtlRun
 from ml_platform.services.rejects import rejected_rows_read
+from ml_platform.services.run_logs import etl_run_log_search
 from ml_platform.web.auth import staff_required
 
 REJECTED_SHOWN = 20
@@ -35,6 +37,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         .filter(queued_at__lt=run.queued_at)
         .first()
     )
+    query = request.GET.get("q", "")[:200]
+    log_lines = etl_run_log_search(run=run, query=query)
     rejected, rejected_error = [], None
     if run.rows_rejected:
         rejected, rejected_error = rejected_rows_read(run=run, limit=REJECTED_SHOWN)
@@ -47,6 +51,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "previous": previous,
             "rejected": rejected,
             "rejected_error": rejected_error,
+            "log_lines": log_lines,
+            "log_query": query,
             **run_figures(run),
         },
     )

@@ -43,6 +43,17 @@ def _next_run(source: DataSource) -> Any:
     return times[0] if times else None
 
 
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    """Bars of `values` scaled to their maximum (rows per run, oldest first); "" when none."""
+    if not values:
+        return ""
+    top = max(values) or 1
+    return "".join(SPARK[round(value * (len(SPARK) - 1) / top)] for value in values)
+
+
 @staff_required
 def source_list(request: HttpRequest) -> HttpResponse:
     sources = list(selectors.data_source_list_overview())
@@ -51,6 +62,7 @@ def source_list(request: HttpRequest) -> HttpResponse:
         source.next_run = _next_run(source)
         source.last_run = latest.get(source.pk)
         source.last_success = success.get(source.pk)
+        source.trend = sparkline(selectors.etl_run_rows_trend(data_source=source))
     return render(request, "web/source_list.html", {"sources": sources})
 
 

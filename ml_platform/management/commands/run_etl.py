@@ -12,6 +12,7 @@ from etl.config import FILE_SOURCES
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services import etl_run_create, etl_run_execute
+from ml_platform.services.run_logs import etl_run_log_capture
 from ml_platform.services.runs_progress import ProgressCallback
 
 RUN_ETL_UNKNOWN_SOURCE = "Data source {id} does not exist."
@@ -37,7 +38,7 @@ def run_data_source(
             RUN_ETL_BUSY.format(source=data_source.id, run=run.id, status=run.status)
         )
     try:
-        with _progress_display(command, data_source.name) as progress:
+        with _progress_display(command, data_source.name) as progress, etl_run_log_capture(run=run):
             run = etl_run_execute(run=run, progress=progress)
     except Exception as exc:  # noqa: BLE001  command boundary: the run is already marked failed
         raise CommandError(

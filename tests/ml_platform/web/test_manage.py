@@ -124,6 +124,11 @@ def test_reset_and_full_refresh_reload_without_duplicates(
     )
     staff.post(f"/etl/sources/{source.pk}/run/")
     assert (EtlRun.objects.order_by("-id").first().rows_loaded, count()) == (4, 4)
+    listing = staff.get("/etl/").content.decode()
+    assert (
+        '<td class="trend" title="rows loaded by the last successful runs, oldest first">██▁█</td>'
+        in listing
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -164,3 +169,12 @@ def test_logout_and_non_staff_page(client: Client) -> None:
     response = client.post("/accounts/logout/")
     assert response.status_code == 302 and response.url == "/accounts/login/"
     assert client.get("/etl/").url.startswith("/accounts/login/")
+
+
+def test_sparkline() -> None:
+    """Rows per run scaled to the largest: the list's row trend."""
+    from ml_platform.web.sources import sparkline
+
+    assert (sparkline([0, 4, 8, 4, 0]), sparkline([5, 5]), sparkline([0]), sparkline([])) == (
+        "▁▅█▅▁", "██", "▁", "",
+    )  # fmt: skip

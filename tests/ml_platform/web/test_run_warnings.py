@@ -126,3 +126,25 @@ def test_run_page_shows_warnings_and_first_rejected_rows(
     assert cells[:2] == ["bad.csv", "3"]
     assert "2.00" in cells[4]
     assert quarantined.uid.hex in page
+
+
+def test_run_page_shows_the_runs_own_log_searchable(
+    staff: Client, runs: tuple[EtlRun, EtlRun]
+) -> None:
+    """The lines logged while the run executed (control plane and engine) are stored on the
+    run and shown on its page; `?q=` keeps the matching ones."""
+    empty, _ = runs
+    empty.refresh_from_db()
+    events = [line["event"] for line in empty.log_lines]
+    assert events == ["etl_run.started", "run.start", "run.succeeded", "etl_run.succeeded"]
+    assert empty.log_lines[1]["fields"]["run_id"] == empty.uid.hex
+    assert all(line["ts"] and line["level"] for line in empty.log_lines)
+    page = staff.get(f"/etl/runs/{empty.id}/").content.decode()
+    assert page.count('<tr class="log-') == len(events)
+    page = staff.get(f"/etl/runs/{empty.id}/", {"q": "SUCCEEDED"}).content.decode()
+    shown = re.findall(r'<tr class="log-\w+">.*?<code>(.*?)</code>', page)
+    assert shown == ["run.succeeded", "etl_run.succeeded"]
+    page = staff.get(f"/etl/runs/{empty.id}/", {"q": "warnings"}).content.decode()
+    assert re.findall(r'<tr class="log-\w+">.*?<code>(.*?)</code>', page) == ["etl_run.succeeded"]
+    page = staff.get(f"/etl/runs/{empty.id}/", {"q": "no-such-thing"}).content.decode()
+    assert "No line matches “no-such-thing”." in page

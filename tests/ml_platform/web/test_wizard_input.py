@@ -339,3 +339,56 @@ def test_step_5_table_source_input(staff: Client, pg_events_table: str) -> None:
     response = staff.post(url, {**base, "primary_key": ["id"], "cursor_lag_seconds": "3600",
                                 "initial_value": "2024-03-02T00:00:00Z"})  # fmt: skip
     assert response.url == "/etl/new/6-schedule/"
+
+
+SERVICE_ACCOUNT = {
+    "type": "service_account",
+    "project_id": "p1",
+    "client_email": "loader@p1.iam.gserviceaccount.com",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nnot-a-real-key-zzq\n-----END PRIVATE KEY-----\n",
+}
+
+
+def test_service_account_upload_is_stored_encrypted_never_shown(
+    staff: Client, files_draft: Path
+) -> None:
+    """A GCS connection with an uploaded service-account file: its (fake) key fails the test,
+    "Save anyway" stores it encrypted; a BigQuery destination key uploaded in step 4 is kept
+    sealed in the session. The key text never appears in a page or the session in clear."""
+    import json
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from ml_platform.web.wizard import PENDING_CONNECTION, SESSION_KEY
+
+    key = json.dumps(SERVICE_ACCOUNT).encode()
+    page = post(staff, "/etl/new/1-connection/", {
+        "action": "create", "new-name": "gcs", "new-type": "gcs", "new-bucket": "b",
+        "new-google_auth": "service_account",
+        "new-service_account_file": SimpleUploadedFile("sa.json", key, "application/json"),
+    })  # fmt: skip
+    assert "The connection test failed: " in page and "not-a-real-key-zzq" not in page
+    assert "not-a-real-key-zzq" not in str(dict(staff.session))
+    assert staff.session[PENDING_CONNECTION]
+    assert staff.post("/etl/new/1-connection/", {"action": "save_anyway"}).status_code == 302
+    connection = Connection.objects.get(name="gcs")
+    assert json.loads(connection.credentials) == {"credentials": SERVICE_ACCOUNT}
+    from django.db import connection as db
+
+    with db.cursor() as cursor:
+        cursor.execute("SELECT credentials FROM ml_platform_connection WHERE name = 'gcs'")
+        (stored,) = cursor.fetchone()
+    assert "not-a-real-key-zzq" not in stored and "loader@p1" not in stored
+
+    local = Connection.objects.get(name="local")
+    staff.post("/etl/new/1-connection/", {"choose-connection": local.pk, "action": "next"})
+    _to_step_4(staff)
+    response = staff.post("/etl/new/4-destination/", {
+        "type": "bigquery", "project": "p1", "dataset": "raw", "google_auth": "service_account",
+        "service_account_file": SimpleUploadedFile("sa.json", key), "action": "next",
+    })  # fmt: skip
+    assert response.status_code == 302
+    draft = staff.session[SESSION_KEY]
+    assert draft["destination"] == {"type": "bigquery", "dataset": "raw", "project": "p1"}
+    assert "not-a-real-key-zzq" not in str(dict(staff.session))
+    assert draft["destination_credentials"]
