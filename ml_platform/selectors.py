@@ -9,8 +9,10 @@ from django.db.models import Q, QuerySet
 from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
 
 
-def connection_list() -> QuerySet[Connection]:
-    return Connection.objects.order_by("name")
+def connection_list(*, type: str | None = None) -> QuerySet[Connection]:
+    """Return connections by name, optionally of one `type`."""
+    connections = Connection.objects.order_by("name")
+    return connections if type is None else connections.filter(type=type)
 
 
 def connection_get(*, id: int) -> Connection:
@@ -40,9 +42,25 @@ def data_source_get_by_name(*, name: str) -> DataSource | None:
     return DataSource.objects.select_related("connection").filter(name=name).first()
 
 
-def data_source_list(*, enabled: bool | None = None) -> QuerySet[DataSource]:
+def data_source_list(
+    *,
+    enabled: bool | None = None,
+    source_type: str | None = None,
+    load_type: str | None = None,
+    connection_id: int | None = None,
+) -> QuerySet[DataSource]:
+    """Return data sources by name, optionally filtered by `enabled`, their connection's type,
+    their load type or their connection."""
     sources = DataSource.objects.select_related("connection").order_by("name")
-    return sources if enabled is None else sources.filter(enabled=enabled)
+    if enabled is not None:
+        sources = sources.filter(enabled=enabled)
+    if source_type is not None:
+        sources = sources.filter(connection__type=source_type)
+    if load_type is not None:
+        sources = sources.filter(load_type=load_type)
+    if connection_id is not None:
+        sources = sources.filter(connection_id=connection_id)
+    return sources
 
 
 def etl_run_get(*, id: int) -> EtlRun:
@@ -59,8 +77,12 @@ def etl_run_list(
     data_source: DataSource | None = None,
     data_source_id: int | None = None,
     status: str | None = None,
+    trigger: str | None = None,
+    queued_after: datetime | None = None,
+    queued_before: datetime | None = None,
 ) -> QuerySet[EtlRun]:
-    """Return runs, newest first, optionally of one data source and one status."""
+    """Return runs, newest first, optionally of one data source, status and trigger, queued in
+    `[queued_after, queued_before)`."""
     runs = EtlRun.objects.select_related("data_source").order_by("-queued_at", "-id")
     if data_source is not None:
         runs = runs.filter(data_source=data_source)
@@ -68,6 +90,12 @@ def etl_run_list(
         runs = runs.filter(data_source_id=data_source_id)
     if status is not None:
         runs = runs.filter(status=status)
+    if trigger is not None:
+        runs = runs.filter(trigger=trigger)
+    if queued_after is not None:
+        runs = runs.filter(queued_at__gte=queued_after)
+    if queued_before is not None:
+        runs = runs.filter(queued_at__lt=queued_before)
     return runs
 
 

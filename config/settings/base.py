@@ -108,6 +108,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ml_platform.api.common.error_responses_hook",
+    ],
 }
 
 SCHEDULER_OIDC_AUDIENCE = env.str("SCHEDULER_OIDC_AUDIENCE", default="")

@@ -10,6 +10,12 @@ from rest_framework.views import APIView
 
 from etl.config import SECRET_KEYS
 from ml_platform import selectors
+from ml_platform.api.common import (
+    ListFilterSerializer,
+    StrictInputSerializer,
+    paginated_response,
+    paginated_schema,
+)
 from ml_platform.models import Connection, SourceType
 from ml_platform.services import (
     connection_create,
@@ -60,7 +66,7 @@ def _connection_get(connection_id: int) -> Connection:
 # the writable fields but credentials; every one optional here, the service applies defaults
 # and checks what the connection's type needs (errors name the field). A comment, not a
 # docstring: drf-spectacular would publish a docstring as each input schema's description
-class _ConnectionFieldsSerializer(serializers.Serializer):
+class _ConnectionFieldsSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     type = serializers.ChoiceField(choices=SourceType.choices, required=False)
     host = serializers.CharField(required=False, allow_blank=True)
@@ -76,14 +82,13 @@ class _ConnectionFieldsSerializer(serializers.Serializer):
 
 
 class ConnectionListApi(APIView):
-    @extend_schema(responses=ConnectionOutputSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        """List connections by name."""
-        connections = selectors.connection_list()
-        return Response(ConnectionOutputSerializer(connections, many=True).data)
+    class FilterSerializer(ListFilterSerializer):
+        ORDERING = ("name", "type", "created_at", "updated_at")
+        type = serializers.ChoiceField(choices=SourceType.choices, required=False)
 
+        class Meta:
+            ref_name = "ConnectionFilter"
 
-class ConnectionCreateApi(APIView):
     class InputSerializer(_ConnectionFieldsSerializer):
         name = serializers.CharField(max_length=200)
         type = serializers.ChoiceField(choices=SourceType.choices)
@@ -98,6 +103,23 @@ class ConnectionCreateApi(APIView):
         class Meta:
             ref_name = "ConnectionCreateInput"
 
+    @extend_schema(
+        operation_id="etl_connections_list",
+        parameters=[FilterSerializer],
+        responses=paginated_schema(ConnectionOutputSerializer, "PaginatedConnectionList"),
+    )
+    def get(self, request: Request) -> Response:
+        """List connections (by name unless `?ordering=`), `?type=` filters; paginated."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=selectors.connection_list(type=filters.validated_data.get("type")),
+            serializer_class=ConnectionOutputSerializer,
+            ordering=filters.validated_data.get("ordering"),
+        )
+
     @extend_schema(request=InputSerializer, responses={201: ConnectionOutputSerializer})
     def post(self, request: Request) -> Response:
         """Create a connection; credentials are stored encrypted and never returned."""
@@ -108,12 +130,6 @@ class ConnectionCreateApi(APIView):
 
 
 class ConnectionDetailApi(APIView):
-    @extend_schema(responses=ConnectionOutputSerializer)
-    def get(self, request: Request, connection_id: int) -> Response:
-        return Response(ConnectionOutputSerializer(_connection_get(connection_id)).data)
-
-
-class ConnectionUpdateApi(APIView):
     class InputSerializer(_ConnectionFieldsSerializer):
         credentials = serializers.DictField(
             required=False, write_only=True, help_text="Replaces the stored credentials."
@@ -122,6 +138,10 @@ class ConnectionUpdateApi(APIView):
 
         class Meta:
             ref_name = "ConnectionUpdateInput"
+
+    @extend_schema(responses=ConnectionOutputSerializer)
+    def get(self, request: Request, connection_id: int) -> Response:
+        return Response(ConnectionOutputSerializer(_connection_get(connection_id)).data)
 
     @extend_schema(request=InputSerializer, responses=ConnectionOutputSerializer)
     def patch(self, request: Request, connection_id: int) -> Response:
@@ -137,8 +157,6 @@ class ConnectionUpdateApi(APIView):
         )
         return Response(ConnectionOutputSerializer(connection).data)
 
-
-class ConnectionDeleteApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, connection_id: int) -> Response:
         """Delete a connection no data source uses (400 names the sources otherwise)."""

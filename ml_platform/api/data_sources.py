@@ -13,8 +13,14 @@ from rest_framework.views import APIView
 
 from etl.config import SECRET_KEYS
 from ml_platform import selectors
+from ml_platform.api.common import (
+    ListFilterSerializer,
+    StrictInputSerializer,
+    paginated_response,
+    paginated_schema,
+)
 from ml_platform.api.runs import EtlRunOutputSerializer
-from ml_platform.models import DataSource, EtlRun
+from ml_platform.models import DataSource, EtlRun, SourceType
 from ml_platform.services import (
     data_source_create,
     data_source_delete,
@@ -23,6 +29,7 @@ from ml_platform.services import (
 )
 from ml_platform.services.job_config import job_config_errors
 from ml_platform.services.preview import data_source_preview
+from ml_platform.services.state import sync_state_reset
 
 
 class DataSourceOutputSerializer(serializers.Serializer):
@@ -84,7 +91,7 @@ class DataSourceOutputSerializer(serializers.Serializer):
         return job_config_errors(data_source=obj)
 
 
-class _DataSourceFieldsSerializer(serializers.Serializer):
+class _DataSourceFieldsSerializer(StrictInputSerializer):
     """The writable fields; every one optional here, the service applies defaults and the
     contract (errors name the field)."""
 
@@ -122,14 +129,18 @@ class _DataSourceFieldsSerializer(serializers.Serializer):
 
 
 class DataSourceListApi(APIView):
-    @extend_schema(responses=DataSourceOutputSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        """List data sources by name."""
-        sources = selectors.data_source_list()
-        return Response(DataSourceOutputSerializer(sources, many=True).data)
+    class FilterSerializer(ListFilterSerializer):
+        ORDERING = ("name", "load_type", "dest_table_name", "created_at", "updated_at")
+        type = serializers.ChoiceField(
+            choices=SourceType.choices, required=False, help_text="the connection's type"
+        )
+        enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+        load_type = serializers.ChoiceField(choices=DataSource.LoadType.choices, required=False)
+        connection = serializers.IntegerField(required=False, min_value=1)
 
+        class Meta:
+            ref_name = "DataSourceFilter"
 
-class DataSourceCreateApi(APIView):
     class InputSerializer(_DataSourceFieldsSerializer):
         name = serializers.CharField(max_length=200)
         connection = serializers.PrimaryKeyRelatedField(queryset=selectors.connection_list())
@@ -137,6 +148,31 @@ class DataSourceCreateApi(APIView):
 
         class Meta:
             ref_name = "DataSourceCreateInput"
+
+    @extend_schema(
+        operation_id="etl_sources_list",
+        parameters=[FilterSerializer],
+        responses=paginated_schema(DataSourceOutputSerializer, "PaginatedDataSourceList"),
+    )
+    def get(self, request: Request) -> Response:
+        """List data sources (by name unless `?ordering=`), filtered by `?type=`, `?enabled=`,
+        `?load_type=`, `?connection=`; paginated."""
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        given = filters.validated_data
+        sources = selectors.data_source_list(
+            enabled=given.get("enabled"),
+            source_type=given.get("type"),
+            load_type=given.get("load_type"),
+            connection_id=given.get("connection"),
+        )
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=sources,
+            serializer_class=DataSourceOutputSerializer,
+            ordering=given.get("ordering"),
+        )
 
     @extend_schema(request=InputSerializer, responses={201: DataSourceOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -151,17 +187,15 @@ class DataSourceCreateApi(APIView):
 
 
 class DataSourceDetailApi(APIView):
-    @extend_schema(responses=DataSourceOutputSerializer)
-    def get(self, request: Request, source_id: int) -> Response:
-        return Response(DataSourceOutputSerializer(selectors.data_source_get(id=source_id)).data)
-
-
-class DataSourceUpdateApi(APIView):
     class InputSerializer(_DataSourceFieldsSerializer):
         clear_destination_credentials = serializers.BooleanField(required=False, default=False)
 
         class Meta:
             ref_name = "DataSourceUpdateInput"
+
+    @extend_schema(responses=DataSourceOutputSerializer)
+    def get(self, request: Request, source_id: int) -> Response:
+        return Response(DataSourceOutputSerializer(selectors.data_source_get(id=source_id)).data)
 
     @extend_schema(request=InputSerializer, responses=DataSourceOutputSerializer)
     def patch(self, request: Request, source_id: int) -> Response:
@@ -180,17 +214,26 @@ class DataSourceUpdateApi(APIView):
         )
         return Response(DataSourceOutputSerializer(data_source).data)
 
-
-class DataSourceDeleteApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, source_id: int) -> Response:
-        """Delete a data source with its runs and state (not its destination table)."""
+        """Delete a data source with its runs, state and schedule (not its destination table)."""
         data_source_delete(data_source=selectors.data_source_get(id=source_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class DataSourceResetApi(APIView):
+    @extend_schema(request=None, responses=DataSourceOutputSerializer)
+    def post(self, request: Request, source_id: int) -> Response:
+        """Reset the source's state: its next run reads everything again and replaces the
+        destination table atomically (a full reload, no duplicates). 400 while a run is queued
+        or running."""
+        data_source = selectors.data_source_get(id=source_id)
+        sync_state_reset(data_source=data_source)
+        return Response(DataSourceOutputSerializer(data_source).data)
+
+
 class DataSourcePreviewApi(APIView):
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(StrictInputSerializer):
         limit = serializers.IntegerField(required=False, default=20, min_value=1)
 
         class Meta:

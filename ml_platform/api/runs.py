@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ml_platform import selectors
+from ml_platform.api.common import ListFilterSerializer, paginated_response, paginated_schema
 from ml_platform.models import EtlRun
 
 
@@ -57,32 +57,42 @@ class EtlRunOutputSerializer(serializers.Serializer):
 
 
 class EtlRunListApi(APIView):
-    class FilterSerializer(serializers.Serializer):
-        data_source = serializers.IntegerField(required=False)
+    class FilterSerializer(ListFilterSerializer):
+        ORDERING = ("queued_at", "started_at", "finished_at", "duration_s", "rows_loaded")
+        data_source = serializers.IntegerField(required=False, min_value=1)
         status = serializers.ChoiceField(choices=EtlRun.Status.choices, required=False)
-        limit = serializers.IntegerField(required=False, min_value=1, max_value=500)
-        offset = serializers.IntegerField(required=False, min_value=0)
+        trigger = serializers.ChoiceField(choices=EtlRun.Trigger.choices, required=False)
+        queued_after = serializers.DateTimeField(required=False, help_text="inclusive, ISO 8601")
+        queued_before = serializers.DateTimeField(required=False, help_text="exclusive, ISO 8601")
 
         class Meta:
             ref_name = "EtlRunFilter"
 
-    class Pagination(LimitOffsetPagination):
-        default_limit = 50
-        max_limit = 500
-
-    @extend_schema(parameters=[FilterSerializer], responses=EtlRunOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="etl_runs_list",
+        parameters=[FilterSerializer],
+        responses=paginated_schema(EtlRunOutputSerializer, "PaginatedEtlRunList"),
+    )
     def get(self, request: Request) -> Response:
-        """Runs newest first, `?data_source=`, `?status=`; `{"count", "next", "previous",
-        "results"}` with `?limit=` (default 50) and `?offset=`."""
+        """Runs newest first (or `?ordering=`), filtered by `?data_source=`, `?status=`,
+        `?trigger=`, `?queued_after=` / `?queued_before=`; paginated."""
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
+        given = filters.validated_data
         runs = selectors.etl_run_list(
-            data_source_id=filters.validated_data.get("data_source"),
-            status=filters.validated_data.get("status"),
+            data_source_id=given.get("data_source"),
+            status=given.get("status"),
+            trigger=given.get("trigger"),
+            queued_after=given.get("queued_after"),
+            queued_before=given.get("queued_before"),
         )
-        paginator = self.Pagination()
-        page = paginator.paginate_queryset(runs, request, view=self)
-        return paginator.get_paginated_response(EtlRunOutputSerializer(page, many=True).data)
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=runs,
+            serializer_class=EtlRunOutputSerializer,
+            ordering=given.get("ordering"),
+        )
 
 
 class EtlRunDetailApi(APIView):

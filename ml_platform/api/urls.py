@@ -10,10 +10,7 @@ app_name = "api"
 
 connection_patterns = [
     path("", connections.ConnectionListApi.as_view(), name="list"),
-    path("create/", connections.ConnectionCreateApi.as_view(), name="create"),
     path("<int:connection_id>/", connections.ConnectionDetailApi.as_view(), name="detail"),
-    path("<int:connection_id>/update/", connections.ConnectionUpdateApi.as_view(), name="update"),
-    path("<int:connection_id>/delete/", connections.ConnectionDeleteApi.as_view(), name="delete"),
     path("<int:connection_id>/test/", connections.ConnectionTestApi.as_view(), name="test"),
     path(
         "<int:connection_id>/schemas/", connections.ConnectionSchemasApi.as_view(), name="schemas"
@@ -27,12 +24,10 @@ connection_patterns = [
 
 source_patterns = [
     path("", data_sources.DataSourceListApi.as_view(), name="list"),
-    path("create/", data_sources.DataSourceCreateApi.as_view(), name="create"),
     path("<int:source_id>/", data_sources.DataSourceDetailApi.as_view(), name="detail"),
-    path("<int:source_id>/update/", data_sources.DataSourceUpdateApi.as_view(), name="update"),
-    path("<int:source_id>/delete/", data_sources.DataSourceDeleteApi.as_view(), name="delete"),
     path("<int:source_id>/preview/", data_sources.DataSourcePreviewApi.as_view(), name="preview"),
     path("<int:source_id>/run/", data_sources.DataSourceRunApi.as_view(), name="run"),
+    path("<int:source_id>/reset/", data_sources.DataSourceResetApi.as_view(), name="reset"),
     path(
         "<int:source_id>/scheduler-webhook/",
         webhooks.DataSourceSchedulerWebhookApi.as_view(),

@@ -55,13 +55,13 @@ def test_session_login_reads(db: None) -> None:
     user = get_user_model().objects.create_user("admin2", password="x", is_staff=True)
     client = APIClient()
     client.force_login(user)
-    assert client.get("/api/etl/connections/").json() == []
+    assert client.get("/api/etl/connections/").json()["results"] == []
 
 
 def test_create_never_returns_credentials(staff_client: APIClient) -> None:
     """Created with a password: 201, the body and later reads say `has_credentials` only; the
     password is stored encrypted and readable by the services."""
-    response = staff_client.post("/api/etl/connections/create/", _pg_payload(), format="json")
+    response = staff_client.post("/api/etl/connections/", _pg_payload(), format="json")
 
     assert response.status_code == 201
     body = response.json()
@@ -79,7 +79,7 @@ def test_create_never_returns_credentials(staff_client: APIClient) -> None:
 def test_create_missing_required_key_names_field(staff_client: APIClient) -> None:
     """A PostgreSQL connection without host: 400 naming `host`."""
     response = staff_client.post(
-        "/api/etl/connections/create/", _pg_payload(host=""), format="json"
+        "/api/etl/connections/", _pg_payload(host=""), format="json"
     )
     assert response.status_code == 400
     assert response.json() == {
@@ -91,7 +91,7 @@ def test_create_missing_required_key_names_field(staff_client: APIClient) -> Non
 def test_create_unknown_credential_key(staff_client: APIClient) -> None:
     """Credentials with an unknown key: 400 on `credentials`, listing the allowed keys."""
     response = staff_client.post(
-        "/api/etl/connections/create/",
+        "/api/etl/connections/",
         _pg_payload(credentials={"pasword": "x"}),
         format="json",
     )
@@ -103,7 +103,7 @@ def test_create_unknown_credential_key(staff_client: APIClient) -> None:
 def test_update_keeps_then_replaces_then_clears_credentials(staff_client: APIClient) -> None:
     """PATCH without credentials keeps them; with credentials replaces; clear removes."""
     connection = connection_create(**{k: v for k, v in _pg_payload().items()})
-    url = f"/api/etl/connections/{connection.id}/update/"
+    url = f"/api/etl/connections/{connection.id}/"
 
     kept = staff_client.patch(url, {"host": "localhost"}, format="json")
     assert kept.status_code == 200
@@ -123,14 +123,14 @@ def test_delete_refused_while_used(staff_client: APIClient, csv_source: DataSour
     """A connection used by a data source is not deleted (400 names the source); once the
     source is deleted, the connection deletes with 204."""
     connection_id = csv_source.connection_id
-    refused = staff_client.delete(f"/api/etl/connections/{connection_id}/delete/")
+    refused = staff_client.delete(f"/api/etl/connections/{connection_id}/")
     assert refused.status_code == 400
     assert refused.json() == {
         "message": "Connection local files is used by data source(s) orders; delete those first.",
         "extra": {},
     }
-    assert staff_client.delete(f"/api/etl/sources/{csv_source.id}/delete/").status_code == 204
-    assert staff_client.delete(f"/api/etl/connections/{connection_id}/delete/").status_code == 204
+    assert staff_client.delete(f"/api/etl/sources/{csv_source.id}/").status_code == 204
+    assert staff_client.delete(f"/api/etl/connections/{connection_id}/").status_code == 204
     assert Connection.objects.count() == 0
 
 
@@ -285,7 +285,7 @@ def test_openapi_schema_lists_operations(staff_client: APIClient) -> None:
     assert schema["openapi"].startswith("3.")
     for path in (
         "/api/etl/connections/",
-        "/api/etl/connections/create/",
+        "/api/etl/connections/",
         "/api/etl/connections/{connection_id}/test/",
         "/api/etl/sources/{source_id}/preview/",
         "/api/etl/sources/{source_id}/run/",

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def test_create_file_source(staff_client: APIClient, local_connection: Connection) -> None:
     """A CSV source needs no cursor and no columns: 201 with the stored fields."""
     response = staff_client.post(
-        "/api/etl/sources/create/",
+        "/api/etl/sources/",
         {
             "name": "orders",
             "connection": local_connection.id,
@@ -78,7 +78,7 @@ def test_create_invalid_names_field(
         name="pg", type="postgresql", host="127.0.0.1", database="test", user="postgres"
     )
     body = {"name": "s", "connection": connection.id, "dest_table_name": "t", **payload}
-    response = staff_client.post("/api/etl/sources/create/", body, format="json")
+    response = staff_client.post("/api/etl/sources/", body, format="json")
     assert response.status_code == 400
     assert response.json() == {
         "message": "Validation error",
@@ -89,7 +89,7 @@ def test_create_invalid_names_field(
 
 def test_create_unknown_connection(staff_client: APIClient) -> None:
     response = staff_client.post(
-        "/api/etl/sources/create/",
+        "/api/etl/sources/",
         {"name": "s", "connection": 42, "dest_table_name": "t"},
         format="json",
     )
@@ -104,7 +104,7 @@ def test_update_and_destination_credentials_write_only(
 ) -> None:
     """PATCH changes the given fields and re-validates; destination credentials are accepted,
     never returned; an invalid change (file source without format) is refused by field."""
-    url = f"/api/etl/sources/{csv_source.id}/update/"
+    url = f"/api/etl/sources/{csv_source.id}/"
     response = staff_client.patch(
         url,
         {
@@ -127,7 +127,7 @@ def test_update_and_destination_credentials_write_only(
 
 def test_delete_refused_while_running(staff_client: APIClient, csv_source: DataSource) -> None:
     run, _ = etl_run_create(data_source=csv_source, trigger="api")
-    response = staff_client.delete(f"/api/etl/sources/{csv_source.id}/delete/")
+    response = staff_client.delete(f"/api/etl/sources/{csv_source.id}/")
     assert response.status_code == 400
     assert response.json()["message"] == (
         f"Data source orders has run {run.id} queued; delete it when the run ends."

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
         ("get", "/api/etl/sources/999999/", 404, "Not found."),
         ("get", "/api/etl/runs/not-a-number/", 404, "Not Found"),
         ("delete", "/api/etl/connections/", 405, 'Method "DELETE" not allowed.'),
-        ("get", "/api/etl/sources/create/", 405, 'Method "GET" not allowed.'),
+        ("get", "/api/etl/sources/1/run/", 405, 'Method "GET" not allowed.'),
     ],
     ids=["unknown-url", "unknown-row", "malformed-id", "405-collection", "405-action"],
 )
@@ -47,7 +47,7 @@ def test_oversized_json_body_is_413_json(staff_client: APIClient) -> None:
     body = '{"name": "' + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + '", "type": "local"}'
 
     response = staff_client.generic(
-        "POST", "/api/etl/connections/create/", body, content_type="application/json"
+        "POST", "/api/etl/connections/", body, content_type="application/json"
     )
 
     assert response.status_code == 413
@@ -63,7 +63,7 @@ def test_oversized_form_body_is_json(staff_client: APIClient) -> None:
 
     response = staff_client.generic(
         "POST",
-        "/api/etl/connections/create/",
+        "/api/etl/connections/",
         body,
         content_type="application/x-www-form-urlencoded",
     )
@@ -83,7 +83,7 @@ def test_deeply_nested_json_is_400_json(staff_client: APIClient) -> None:
     body = "[" * 100_000 + "]" * 100_000
 
     response = staff_client.generic(
-        "POST", "/api/etl/connections/create/", body, content_type="application/json"
+        "POST", "/api/etl/connections/", body, content_type="application/json"
     )
 
     assert response.status_code == 400
@@ -140,7 +140,7 @@ def test_bad_stored_config_is_listed_shown_and_previewed_as_400(
     preview = staff_client.get(f"/api/etl/sources/{csv_source.id}/preview/")
 
     assert listed.status_code == 200
-    by_id = {source["id"]: source for source in listed.json()}
+    by_id = {source["id"]: source for source in listed.json()["results"]}
     assert by_id[healthy.id]["config_errors"] == {}
     bad = by_id[csv_source.id]
     assert list(bad["config_errors"]) == [field]

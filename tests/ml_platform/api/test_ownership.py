@@ -52,7 +52,7 @@ def test_api_refuses_second_source_and_keeps_the_owners_table(
     run, _ = etl_run_create(data_source=csv_source, trigger="api")
     etl_run_execute(run=run)
     response = staff_client.post(
-        "/api/etl/sources/create/",
+        "/api/etl/sources/",
         {
             "name": "other orders",
             "connection": csv_source.connection_id,
@@ -89,7 +89,7 @@ def test_update_onto_an_owned_table_is_refused(
     table."""
     other = _create(csv_source.connection, "customers", "customers")
     response = staff_client.patch(
-        f"/api/etl/sources/{other.pk}/update/", {"dest_table_name": "orders"}, format="json"
+        f"/api/etl/sources/{other.pk}/", {"dest_table_name": "orders"}, format="json"
     )
     assert response.status_code == 400
     (message,) = response.json()["extra"]["fields"]["dest_table_name"]

@@ -1,0 +1,154 @@
+"""What every resource of the API shares: strict input, paginated and ordered lists, the error
+body in the OpenAPI document.
+
+- Input serializers derive from `StrictInputSerializer`: a field the operation does not take
+  answers 400 naming it and the closest valid name (`shedule_cron` -> `schedule_cron`), instead
+  of being ignored.
+- Lists answer `{"count", "next", "previous", "results"}` with `?limit=` (default 50, at most
+  500) and `?offset=` (DRF's `LimitOffsetPagination`), and take `?ordering=` (a field name, `-`
+  for descending).
+- Every operation documents the error body `{"message": str, "extra": {...}}`
+  (ml_platform/api/exception_handlers.py) for 400, 401, 403, 404 and 503.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+UNKNOWN_FIELD = "Unknown field `{name}`."
+UNKNOWN_FIELD_CLOSEST = "Unknown field `{name}`; did you mean `{closest}`?"
+UNKNOWN_ORDERING = "Order by one of: {allowed} (prefix `-` for descending)."
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Refuses fields it does not declare (400, each named, with the closest declared name)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            known = [name for name, field in self.fields.items() if not field.read_only]
+            unknown = sorted(set(data) - set(known))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: [unknown_field_message(name, known)] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+def unknown_field_message(name: str, known: Sequence[str]) -> str:
+    """Return the message for an unknown field `name`, naming the closest of `known`."""
+    closest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if closest:
+        return UNKNOWN_FIELD_CLOSEST.format(name=name, closest=closest[0])
+    return UNKNOWN_FIELD.format(name=name)
+
+
+class ListPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class ListFilterSerializer(StrictInputSerializer):
+    """`limit`, `offset` and `ordering` of every list; lists add their own filters."""
+
+    ORDERING: tuple[str, ...] = ()
+    """Fields a list may be ordered by (subclasses set it)."""
+
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=ListPagination.max_limit
+    )
+    offset = serializers.IntegerField(required=False, min_value=0)
+    ordering = serializers.CharField(required=False)
+
+    def validate_ordering(self, value: str) -> str:
+        if value.removeprefix("-") not in self.ORDERING:
+            raise serializers.ValidationError(
+                UNKNOWN_ORDERING.format(allowed=", ".join(self.ORDERING))
+            )
+        return value
+
+
+def paginated_response(
+    *,
+    request: Request,
+    view: APIView,
+    queryset: QuerySet[Any],
+    serializer_class: type[serializers.Serializer],
+    ordering: str | None = None,
+) -> Response:
+    """Return one page of `queryset` (ordered by `ordering` when given, the id breaking ties) as
+    `{"count", "next", "previous", "results"}`."""
+    if ordering:
+        queryset = queryset.order_by(ordering, "-id" if ordering.startswith("-") else "id")
+    paginator = ListPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def paginated_schema(serializer_class: type[serializers.Serializer], name: str) -> Any:
+    """Return the OpenAPI shape of a page of `serializer_class` items (component `name`)."""
+    return serializers.Serializer.__class__(
+        name,
+        (serializers.Serializer,),
+        {
+            "count": serializers.IntegerField(help_text="items matching the filters"),
+            "next": serializers.URLField(allow_null=True, help_text="next page, or null"),
+            "previous": serializers.URLField(allow_null=True, help_text="previous page, or null"),
+            "results": serializer_class(many=True),
+            "Meta": type("Meta", (), {"ref_name": name}),
+            "__module__": __name__,
+        },
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error answer."""
+
+    message = serializers.CharField(help_text="what went wrong, for a person")
+    extra = serializers.DictField(
+        help_text="details: `fields` maps each invalid field to its messages (400); "
+        "`retry_after_s` (503)"
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+def error_responses_hook(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: give every operation the `Error` body for 400, 401,
+    403, 404 and 503 (413 for bodies over `DATA_UPLOAD_MAX_MEMORY_SIZE` too), so clients and
+    schemathesis know the shape of every answer."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = {
+        "type": "object",
+        "properties": {
+            "message": {"type": "string"},
+            "extra": {"type": "object", "additionalProperties": {}},
+        },
+        "required": ["message", "extra"],
+    }
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    descriptions = {
+        "400": "Invalid input: `extra.fields` names each field",
+        "401": "Not authenticated",
+        "403": "Not allowed (staff only)",
+        "404": "No such object",
+        "413": "Request body too large",
+        "503": "A service this needs is unavailable; retry after `Retry-After` seconds",
+    }
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            for code, description in descriptions.items():
+                responses.setdefault(code, {"description": description, "content": body})
+    return result
