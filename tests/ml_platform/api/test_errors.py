@@ -183,13 +183,13 @@ def test_destination_path_outside_data_dir_is_a_field_error(
     destination = {"type": "duckdb", "path": path}
 
     created = staff_client.post(
-        "/api/etl/sources/create/",
+        "/api/etl/sources/",
         {"name": "escape", "connection": csv_source.connection_id, "dest_table_name": "t",
          "file_pattern": "*.csv", "file_format": "csv", "destination": destination},
         format="json",
     )  # fmt: skip
     updated = staff_client.patch(
-        f"/api/etl/sources/{csv_source.id}/update/", {"destination": destination}, format="json"
+        f"/api/etl/sources/{csv_source.id}/", {"destination": destination}, format="json"
     )
 
     assert (created.status_code, created.json()) == (400, expected)
