@@ -8,6 +8,11 @@ an exclusive `flock(2)` on `<path>.etl.lock` beside the DuckDB file, keyed by th
 released when the run ends. The kernel drops it when the holding process dies, so a killed
 worker never leaves the file locked. Like the DuckDB file itself, it serializes the processes of
 one machine (or of a file system with working `flock`, e.g. NFSv4).
+
+The holder writes its run id into the lock file. A process that is alive but stalled (SIGSTOP,
+a paused VM) keeps its `flock`; once the reaper has failed its run, a waiter goes on without
+the lock: the stalled run can no longer commit (its commit is fenced, `etl.SupersededError`),
+so waiting for it would only block the source.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def destination_writer_lock(
     fd = os.open(path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         logged = False
+        locked = True
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -75,14 +81,40 @@ def destination_writer_lock(
                 if not logged:
                     logger.info("etl_run.destination_lock_wait", run_id=run_id, path=path)
                     logged = True
+                holder = _holder(fd)
+                if holder is not None and _finished(holder):
+                    # stalled while holding the lock and reaped since: it cannot commit anymore
+                    logger.warning(
+                        "etl_run.destination_lock_stale", run_id=run_id, holder=holder, path=path
+                    )
+                    locked = False
+                    break
                 if time.monotonic() - started >= timeout_s:
                     raise DestinationBusyError(path, timeout_s) from None
                 time.sleep(POLL_INTERVAL_S)
+        if locked:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(run_id).encode(), 0)
         waited_s = round(time.monotonic() - started, 3) if logged else 0.0
         logger.info("etl_run.destination_locked", run_id=run_id, path=path, waited_s=waited_s)
         try:
             yield waited_s
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _holder(fd: int) -> int | None:
+    """Return the run id the lock's holder wrote, or None (not written yet, or unreadable)."""
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _finished(run_id: int) -> bool:
+    """Return whether run `run_id` exists and is no longer queued or running (reaped)."""
+    from ml_platform.models import EtlRun
+
+    status = EtlRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status is not None and status not in EtlRun.ACTIVE_STATUSES
