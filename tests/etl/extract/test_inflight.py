@@ -321,8 +321,14 @@ def test_concurrent_writers_and_runs_every_second_lose_nothing(
     assert _dest_totals(duckdb_path) == source_totals, [(r.rows_loaded, r.warnings) for r in quiet]
     loaded = sum(r.result.rows_loaded for r in runs) + sum(r.rows_loaded for r in quiet)
     assert source_totals[0] == loaded
+    at_risk = _at_risk(transactions, runs)
+    print(
+        f"\n[inflight] {source.source_type}: {len(runs)} runs, {len(transactions)} transactions, "
+        f"{source_totals[0]} rows, {at_risk} transactions a MAX(cursor) watermark would have "
+        f"passed, {len(quiet)} quiet run(s)"
+    )
     assert len(runs) >= 30 and len(transactions) >= 60
-    assert _at_risk(transactions, runs) > 0
+    assert at_risk > 0
     for snapshot in runs:
         watermark = snapshot.result.state.watermark
         for tx in transactions:
