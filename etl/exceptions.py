@@ -97,13 +97,13 @@ class NullCursorError(TerminalError):
 INCREMENTAL_CURSOR_CHANGED = (
     "`timestamp_column` changed from `{before}` to `{after}` since the state was written "
     "(watermark {watermark} of `{before}`): which rows are loaded cannot be told by the new "
-    "cursor, so nothing was read. Restore `{before}`, or reload: empty the destination table "
+    "cursor, so nothing was loaded. Restore `{before}`, or reload: empty the destination table "
     "and clear the source's state."
 )
 INCREMENTAL_KEY_COLUMN_MISSING = (
     "the boundary keys in the state were computed from column `{column}` ({what}), which the "
     "source no longer has: the rows at the watermark cannot be told apart from new ones, so "
-    "nothing was read. Restore the column, or reload: empty the destination table and clear "
+    "nothing was loaded. Restore the column, or reload: empty the destination table and clear "
     "the source's state."
 )
 
@@ -111,7 +111,7 @@ INCREMENTAL_KEY_COLUMN_MISSING = (
 class IncrementalSettingsError(TerminalError):
     """A transactional table run cannot be planned from the stored state with the current
     settings (the cursor column changed, or a column the boundary keys were computed from is
-    gone); nothing was read or written. `setting` names the JobConfig field."""
+    gone); nothing was loaded and the state is unchanged. `setting` names the JobConfig field."""
 
     def __init__(self, setting: str, message: str) -> None:
         self.setting = setting
