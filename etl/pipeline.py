@@ -11,8 +11,10 @@ import pyarrow as pa
 import structlog
 
 from etl.config import JobConfig
-from etl.load.base import LoadRequest
+from etl.exceptions import PrimaryKeyError
+from etl.load.base import LoadRequest, MergeKey, job_labels
 from etl.registry import get_extractor, get_loader
+from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import RunResult, SyncState
 from etl.transform import BatchTransformer
 
@@ -37,6 +39,7 @@ def run(
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
     fault_hook: FaultHook | None = None,
+    pipeline_id: str | None = None,
 ) -> RunResult:
     """Run one job: read what is new since `state`, load it, return the state to keep.
 
@@ -52,6 +55,8 @@ def run(
             more with the final figures after the commit when they changed since.
         fault_hook: test-only callback named with each phase reached (`FaultHook`); None in
             production.
+        pipeline_id: the control plane's data source id, put on every BigQuery job as the
+            `etl_pipeline` label (with `etl_run_id` and `etl_load_type`); None when unknown.
 
     Returns:
         RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
@@ -59,7 +64,8 @@ def run(
 
     Raises:
         TransientError: source or destination unreachable; nothing was committed.
-        TerminalError: bad config, schema change, bad input; nothing was committed.
+        TerminalError: bad config, schema change, bad input, a `merge` primary key with
+            NULLs or duplicates (`PrimaryKeyError`); nothing was committed.
     """
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
@@ -71,7 +77,9 @@ def run(
         if fault_hook is not None:
             fault_hook(phase)
 
+    labels = job_labels(run_id, job.load_type, pipeline_id)
     loader = get_loader(job.destination.type)(job.destination)
+    loader.job_labels = labels
     reconciled = None
     last = loader.last_committed(job.dest_table_name)
     if last is not None and last.run_id != state.last_run_id:
@@ -79,6 +87,7 @@ def run(
         state, reconciled = last.state, last.run_id
 
     extractor = get_extractor(job.source_type)(job)
+    extractor.job_labels = labels
     transformer = BatchTransformer(job, state.column_map)
     counters = {"rows_extracted": 0, "bytes": 0, "rows_loaded": 0}
     committed: list[SyncState] = []
@@ -87,13 +96,35 @@ def run(
     )
 
     with extractor.extract(state) as extraction:
+        null_keys: dict[str, int] = {}
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in extraction.batches():
                 counters["rows_extracted"] += batch.num_rows
                 counters["bytes"] += batch.nbytes
                 fault("extract.batch")
-                yield transformer.transform(batch, extraction.current_file)
+                batch = transformer.transform(batch, extraction.current_file)
+                if job.load_type == "merge":
+                    _count_null_keys(batch, merge_key().primary_key, null_keys, job.dest_table_name)
+                yield batch
+            if null_keys:  # raised into the loader, which then commits nothing
+                column, count = next(iter(null_keys.items()))
+                raise PrimaryKeyError(
+                    job.dest_table_name,
+                    merge_key().primary_key,
+                    f"column `{column}` is NULL in {count} row(s) of this run",
+                )
+
+        def merge_key() -> MergeKey:
+            names = transformer.column_map
+            if job.is_file_source:
+                order_by = [SOURCE_FILE_COLUMN]
+            else:
+                assert job.timestamp_column is not None
+                order_by = [names.get(job.timestamp_column, job.timestamp_column)]
+            return MergeKey(
+                primary_key=[names.get(c, c) for c in job.primary_key], order_by=order_by
+            )
 
         reported = [(0, 0)]
 
@@ -126,6 +157,7 @@ def run(
             on_batch=on_batch,
             fault_hook=fault,
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
+            merge_key=merge_key if job.load_type == "merge" else None,
         )
         loaded = loader.load(request)
         report()  # the final figures, even when the last batches held no rows
@@ -167,3 +199,19 @@ def run(
         duration_s=result.duration_s,
     )
     return result
+
+
+def _count_null_keys(
+    batch: pa.RecordBatch, key: list[str], counts: dict[str, int], table: str
+) -> None:
+    """Add the NULLs of each primary-key column of `batch` into `counts` (column -> rows).
+
+    Raises:
+        PrimaryKeyError: a key column is missing from the batch.
+    """
+    for name in key:
+        if name not in batch.schema.names:
+            raise PrimaryKeyError(table, key, f"column `{name}` is not among the loaded columns")
+        nulls = batch.column(name).null_count
+        if nulls:
+            counts[name] = counts.get(name, 0) + nulls

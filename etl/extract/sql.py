@@ -129,7 +129,7 @@ class SqlExtractor(Extractor):
         window = CursorWindow(
             state=state,
             cursor_column=job.timestamp_column,
-            key_columns=job.primary_key,
+            key_columns=job.window_key_columns,
             lag=job.cursor_lag_seconds,
             upper=upper_value,
             null_policy=job.null_cursor,
