@@ -60,6 +60,11 @@ class StrategyForm(forms.Form):
         choices=DataSource.LoadType.choices, widget=forms.RadioSelect, label="Load strategy"
     )
     timestamp_column = forms.ChoiceField(required=False, label="Cursor column")
+    primary_key = forms.CharField(
+        required=False,
+        label="Primary key",
+        help_text="Comma-separated column names; required by the merge strategy.",
+    )
     dest_table_name = forms.CharField(max_length=300, label="Destination table")
 
     def __init__(self, *args: Any, cursor_choices: list[str] = (), **kwargs: Any) -> None:

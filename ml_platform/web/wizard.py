@@ -30,6 +30,8 @@ STRATEGY_HELP = {
     "run's maximum (for files: only new or changed files), so nothing is loaded twice.",
     "catalog": "Each run reloads the whole table and swaps it in atomically, so readers always "
     "see a complete snapshot.",
+    "merge": "Each run reads what changed since the last run, like transactional, and each "
+    "primary key's latest row replaces the destination's row: one row per key.",
 }
 
 
@@ -212,13 +214,19 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
     is_files = connection.type in FILE_SOURCES
     default_table = (draft.get("source_table_name") or "").rpartition(".")[2]
     initial = {"load_type": "transactional", "dest_table_name": default_table, **draft}
+    initial["primary_key"] = ", ".join(draft.get("primary_key") or [])
     form = forms.StrategyForm(
         request.POST or None, initial=initial, cursor_choices=draft.get("cursor_choices", [])
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        if data["load_type"] == "transactional" and not is_files and not data["timestamp_column"]:
-            form.add_error("timestamp_column", "A transactional table load needs a cursor column.")
+        data["primary_key"] = [c.strip() for c in data["primary_key"].split(",") if c.strip()]
+        if data["load_type"] != "catalog" and not is_files and not data["timestamp_column"]:
+            form.add_error(
+                "timestamp_column", f"A {data['load_type']} table load needs a cursor column."
+            )
+        elif data["load_type"] == "merge" and not data["primary_key"]:
+            form.add_error("primary_key", "A merge load needs the primary key column(s).")
         else:
             if data["load_type"] == "catalog" or is_files:
                 data["timestamp_column"] = ""
@@ -262,7 +270,7 @@ def wizard_schedule(request: HttpRequest) -> HttpResponse:
 def _create_kwargs(draft: dict[str, Any], connection: Connection) -> dict[str, Any]:
     keys = (
         "name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
-        "custom_sql", "timestamp_column", "file_prefix", "file_pattern", "file_format",
+        "custom_sql", "timestamp_column", "primary_key", "file_prefix", "file_pattern", "file_format",
         "schedule_cron", "schedule_timezone",
     )  # fmt: skip
     kwargs = {key: draft[key] for key in keys if draft.get(key) not in (None, "")}
