@@ -242,3 +242,58 @@ def test_merge_refuses_duplicate_key_and_cursor_and_null_keys(
     with pytest.raises(PrimaryKeyError, match=r"column `id` is NULL in 2 row\(s\) of this run"):
         run(JobConfig.parse(config), first.state)
     assert _dest_rows(dest_kind, destination, request) == before
+
+
+@pytest.mark.parametrize("dest_kind", ["duckdb", "bigquery"])
+def test_merge_files_by_primary_key(
+    request: pytest.FixtureRequest, tmp_path: Path, dest_kind: str
+) -> None:
+    """Files merge on the primary key: within a run the row from the file later in path order
+    wins; a rewritten file's rows replace their keys' rows and a key it no longer holds stays
+    (merge deletes nothing); the same key twice in one file fails naming the key and file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id,status\n1,new\n2,new\n3,new\n")
+    (folder / "b.csv").write_text("id,status\n2,paid\n4,new\n")
+    destination = _destination(dest_kind, tmp_path, request)
+    config = {
+        "source_type": "local",
+        "connection_params": {"base_path": str(folder)},
+        "file_format": "csv",
+        "file_pattern": "*.csv",
+        "load_type": "merge",
+        "primary_key": ["id"],
+        "dest_table_name": "items",
+        "destination": destination,
+    }
+    job = JobConfig.parse(config)
+
+    def rows() -> list[tuple]:
+        sql = "SELECT id, status, _etl_source_file FROM {} ORDER BY id"
+        if dest_kind == "duckdb":
+            return duck_query(Path(destination["path"]), sql.format(f"{DATASET}.items"))
+        client = request.getfixturevalue("bigquery_client")
+        return bq_rows(client, sql.format(f"`{destination['dataset']}.items`"))
+
+    state = run(job).state
+    assert rows() == [
+        (1, "new", "a.csv"),
+        (2, "paid", "b.csv"),
+        (3, "new", "a.csv"),
+        (4, "new", "b.csv"),
+    ]
+    (folder / "a.csv").write_text("id,status\n1,shipped\n2,void\n")
+    state = run(job, state).state
+    assert rows() == [
+        (1, "shipped", "a.csv"),
+        (2, "void", "a.csv"),
+        (3, "new", "a.csv"),
+        (4, "new", "b.csv"),
+    ]
+    (folder / "c.csv").write_text("id,status\n5,new\n5,paid\n")
+    with pytest.raises(
+        PrimaryKeyError,
+        match=r"2 rows of this run have the key \(5\) and the same `_etl_source_file` = c\.csv",
+    ):
+        run(job, state)
+    assert len(rows()) == 4
