@@ -28,7 +28,7 @@ from etl.state import RunResult, SyncState
 logger = structlog.get_logger(__name__)
 
 RunFunction = Callable[..., RunResult]
-"""`etl.run`-compatible: `(job, state, *, run_id, progress) -> RunResult`."""
+"""`etl.run`-compatible: `(job, state, *, run_id, progress, pipeline_id) -> RunResult`."""
 
 
 class RunnerApiError(TerminalError):
@@ -209,6 +209,7 @@ def run_from_api(
             runner_job.state,
             run_id=uuid.UUID(runner_job.run_id).hex,
             progress=heartbeat.progress,
+            pipeline_id=str(data_source_id),
         )
         document: dict[str, Any] = json.loads(result.model_dump_json(by_alias=True))
         succeeded = True

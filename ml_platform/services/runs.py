@@ -147,6 +147,7 @@ def etl_run_execute(
             state,
             run_id=run.uid.hex,
             progress=run_progress_recorder(run=run, forward=progress),
+            pipeline_id=str(data_source.id),
         )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
