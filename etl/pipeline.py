@@ -211,7 +211,11 @@ def _count_null_keys(
     """
     for name in key:
         if name not in batch.schema.names:
-            raise PrimaryKeyError(table, key, f"column `{name}` is not among the loaded columns")
+            raise PrimaryKeyError(
+                table,
+                key,
+                f"column `{name}` is not among the loaded columns; add it to selected_columns",
+            )
         nulls = batch.column(name).null_count
         if nulls:
             counts[name] = counts.get(name, 0) + nulls
