@@ -1,7 +1,8 @@
 """The `etl` command (also `python -m etl`): run, validate and inspect jobs from files.
 
 Commands:
-- `etl run --config job.json [--state state.json] [--json]`: run one job. The new state is
+- `etl run --config job.json [--state state.json] [--json] [--full-refresh]`: run one job
+  (`--full-refresh`: ignore the state, read everything, replace the table atomically). The new state is
   written to `--state` (atomically) only after the load has committed. On a terminal a live
   progress line (rows, bytes, rows/s, elapsed) is drawn on stderr with the log lines above it;
   then one human summary line is printed on stdout. `--json` prints the whole RunResult as JSON
@@ -73,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--json", action="store_true", help="print the RunResult as JSON instead of a summary"
     )
+    run_parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="ignore the state, read everything and replace the table with it atomically",
+    )
 
     validate_parser = commands.add_parser("validate", help="check a job config file")
     validate_parser.add_argument("--config", type=Path, required=True, help="JobConfig JSON file")
@@ -128,6 +134,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 run_id=args.run_id,
                 progress=progress,
                 fault_hook=_fault_hook(os.environ),
+                full_refresh=args.full_refresh,
             )
     except (EtlError, OSError, json.JSONDecodeError) as exc:
         _print_failure(exc, as_json=args.json)

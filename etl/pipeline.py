@@ -39,6 +39,7 @@ def run(
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
     fault_hook: FaultHook | None = None,
+    full_refresh: bool = False,
     pipeline_id: str | None = None,
 ) -> RunResult:
     """Run one job: read what is new since `state`, load it, return the state to keep.
@@ -55,6 +56,10 @@ def run(
             more with the final figures after the commit when they changed since.
         fault_hook: test-only callback named with each phase reached (`FaultHook`); None in
             production.
+        full_refresh: ignore `state` and the load log's state (keeping only the column-name
+            map, so destination names stay stable), read everything, and replace the table with
+            that snapshot atomically, whatever the load type; the state committed with it is
+            a first run's. What "reset" does in the control plane and `etl run --full-refresh`.
         pipeline_id: the control plane's data source id, put on every BigQuery job as the
             `etl_pipeline` label (with `etl_run_id` and `etl_load_type`); None when unknown.
 
@@ -85,6 +90,11 @@ def run(
     if last is not None and last.run_id != state.last_run_id:
         log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
         state, reconciled = last.state, last.run_id
+    write_disposition = job.write_disposition
+    if full_refresh:
+        log.info("run.full_refresh", load_type=job.load_type)
+        state = SyncState(column_map=state.column_map)
+        write_disposition = "replace"
 
     extractor = get_extractor(job.source_type)(job)
     extractor.job_labels = labels
@@ -150,7 +160,7 @@ def run(
         request = LoadRequest(
             table=job.dest_table_name,
             batches=batches(),
-            write_disposition=job.write_disposition,
+            write_disposition=write_disposition,
             run_id=run_id,
             finalize=finalize,
             replace_files=extraction.replaced_files,

@@ -76,15 +76,18 @@ def cli_command(config_path: Path, state_path: Path) -> list[str]:
     ]
 
 
-def run_cli(config: dict[str, Any], state_path: Path) -> tuple[int, dict[str, Any]]:
-    """Run `python -m etl run --config <file> --state <state_path>` in a subprocess.
+def run_cli(
+    config: dict[str, Any], state_path: Path, *extra_args: str
+) -> tuple[int, dict[str, Any]]:
+    """Run `python -m etl run --config <file> --state <state_path> [extra_args]` in a
+    subprocess.
 
     Returns the exit code and the JSON printed on stdout (the RunResult, or the error).
     """
     config_path = state_path.with_name(state_path.stem + ".job.json")
     config_path.write_text(json.dumps(config))
     completed = subprocess.run(
-        cli_command(config_path, state_path),
+        [*cli_command(config_path, state_path), *extra_args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
