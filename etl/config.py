@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from etl.exceptions import ConfigError
 
 SourceType = Literal["postgresql", "mysql", "bigquery", "gcs", "s3", "azure_blob", "local"]
-LoadType = Literal["transactional", "catalog"]
+LoadType = Literal["transactional", "catalog", "merge"]
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
 WriteDisposition = Literal["append", "replace", "merge"]
 
@@ -190,7 +190,9 @@ class JobConfig(_Model):
     connection_params: dict[str, Any] = Field(repr=False)
     """Connection keys per `source_type` (DESIGN.md §4); secrets included, never logged."""
     load_type: LoadType = "transactional"
-    """`transactional`: append only what is new; `catalog`: replace the table with a snapshot."""
+    """`transactional`: append only what is new; `catalog`: replace the table with a snapshot;
+    `merge`: read like transactional, then each `primary_key`'s latest row replaces the
+    destination's row (docs/config.md, "Merge")."""
     dest_table_name: str
     selected_columns: list[str] = Field(default_factory=list)
     """Source column names to keep, in this order; empty means all."""
@@ -201,7 +203,8 @@ class JobConfig(_Model):
     timestamp_column: str | None = None
     """The cursor column of transactional table loads (timestamp, date or integer)."""
     primary_key: list[str] = Field(default_factory=list)
-    """Columns identifying a row; used to dedupe rows at the watermark (row hash otherwise)."""
+    """Columns identifying a row; used to dedupe rows at the watermark (row hash otherwise);
+    required by `merge`, whose destination holds one row per key."""
     cursor_lag_seconds: float = Field(default=0, ge=0)
     """Look-back below the watermark re-read each run to catch late rows (seconds, or cursor
     units for integer cursors)."""
@@ -264,10 +267,10 @@ class JobConfig(_Model):
                 raise _FieldError(
                     "source_table_name", "give exactly one of source_table_name and custom_sql"
                 )
-            if self.load_type == "transactional" and not self.timestamp_column:
+            if self.load_type != "catalog" and not self.timestamp_column:
                 raise _FieldError(
                     "timestamp_column",
-                    "timestamp_column is required for a transactional table load",
+                    f"timestamp_column is required for a {self.load_type} table load",
                 )
             if self.source_type == "bigquery":
                 self._check_bigquery_names()
@@ -275,6 +278,15 @@ class JobConfig(_Model):
             raise _FieldError(
                 "file_format",
                 "file_format is required for file sources (csv, parquet, json, jsonl)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _merge_needs_key(self) -> JobConfig:
+        if self.load_type == "merge" and not self.primary_key:
+            raise _FieldError(
+                "primary_key",
+                "primary_key is required for a merge load: the columns that identify a row",
             )
         return self
 
@@ -336,8 +348,17 @@ class JobConfig(_Model):
 
     @property
     def write_disposition(self) -> WriteDisposition:
-        """`append` for transactional, `replace` (a snapshot) for catalog."""
-        return "append" if self.load_type == "transactional" else "replace"
+        """`append` for transactional, `replace` (a snapshot) for catalog, `merge` for merge."""
+        return {"transactional": "append", "catalog": "replace", "merge": "merge"}[self.load_type]
+
+    @property
+    def window_key_columns(self) -> list[str]:
+        """Columns whose values identify a row already loaded at the watermark (the boundary
+        dedup of DESIGN.md §5): the primary key for transactional; for merge none, so the
+        whole row's hash is used: an update that keeps its cursor value (at the watermark or
+        inside the look-back) is a new version to load, while the very same row read again is
+        still skipped (docs/config.md, "Merge")."""
+        return [] if self.load_type == "merge" else list(self.primary_key)
 
     def redacted(self) -> dict[str, Any]:
         """Return the config as JSON-able data with every secret replaced by `***`."""

@@ -214,3 +214,15 @@ class TableOwnedError(TerminalError):
             "into it (nor into its `__rejected` table). Nothing was written. Choose another "
             "dest_table_name or dataset."
         )
+
+
+class PrimaryKeyError(TerminalError):
+    """A `merge` load's rows do not identify one latest version per `primary_key`: a key
+    column holds NULL, or two rows share the key and the value that orders versions."""
+
+    def __init__(self, table: str, columns: Sequence[str], reason: str) -> None:
+        self.table, self.columns, self.reason = table, list(columns), reason
+        super().__init__(
+            f"Merge into {table} on primary key ({', '.join(self.columns)}): {reason}. "
+            "Nothing was loaded and state is unchanged."
+        )

@@ -14,9 +14,10 @@ import pyarrow as pa
 import structlog
 
 from etl.config import JobConfig
-from etl.exceptions import SupersededError
-from etl.load.base import Fence, LoadRequest
+from etl.exceptions import PrimaryKeyError, SupersededError
+from etl.load.base import Fence, LoadRequest, MergeKey, job_labels
 from etl.registry import get_extractor, get_loader
+from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import RunResult, SyncState
 from etl.transform import BatchTransformer
 
@@ -102,7 +103,8 @@ def run(
         SupersededError: another run committed into the table after this run planned; nothing
             of this run was committed (terminal: never retry it, the next run goes on).
         TableOwnedError: another pipeline owns the destination table; nothing was written.
-        TerminalError: bad config, schema change, bad input; nothing was committed.
+        TerminalError: bad config, schema change, bad input, a `merge` primary key with
+            NULLs or duplicates (`PrimaryKeyError`); nothing was committed.
     """
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
@@ -114,9 +116,11 @@ def run(
         if fault_hook is not None:
             fault_hook(phase)
 
-    loader = get_loader(job.destination.type)(job.destination)
-    reconciled = None
     pipeline_id = job.owner_id
+    labels = job_labels(run_id, job.load_type, pipeline_id)
+    loader = get_loader(job.destination.type)(job.destination)
+    loader.job_labels = labels
+    reconciled = None
     last = loader.last_committed(job.dest_table_name, pipeline_id)
     if last is not None and last.run_id != state.last_run_id:
         log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
@@ -130,6 +134,7 @@ def run(
     fault("run.planned")
 
     extractor = get_extractor(job.source_type)(job)
+    extractor.job_labels = labels
     transformer = BatchTransformer(job, state.column_map)
     counters = {"rows_extracted": 0, "bytes": 0, "rows_loaded": 0}
     committed: list[SyncState] = []
@@ -138,13 +143,35 @@ def run(
     )
 
     with extractor.extract(state) as extraction:
+        null_keys: dict[str, int] = {}
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in extraction.batches():
                 counters["rows_extracted"] += batch.num_rows
                 counters["bytes"] += batch.nbytes
                 fault("extract.batch")
-                yield transformer.transform(batch, extraction.current_file)
+                batch = transformer.transform(batch, extraction.current_file)
+                if job.load_type == "merge":
+                    _count_null_keys(batch, merge_key().primary_key, null_keys, job.dest_table_name)
+                yield batch
+            if null_keys:  # raised into the loader, which then commits nothing
+                column, count = next(iter(null_keys.items()))
+                raise PrimaryKeyError(
+                    job.dest_table_name,
+                    merge_key().primary_key,
+                    f"column `{column}` is NULL in {count} row(s) of this run",
+                )
+
+        def merge_key() -> MergeKey:
+            names = transformer.column_map
+            if job.is_file_source:
+                order_by = [SOURCE_FILE_COLUMN]
+            else:
+                assert job.timestamp_column is not None
+                order_by = [names.get(job.timestamp_column, job.timestamp_column)]
+            return MergeKey(
+                primary_key=[names.get(c, c) for c in job.primary_key], order_by=order_by
+            )
 
         reported = [(0, 0)]
 
@@ -179,6 +206,7 @@ def run(
             fence=fence,
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
             allow_widen_to_string=job.allow_widen_to_string,
+            merge_key=merge_key if job.load_type == "merge" else None,
         )
         try:
             loaded = loader.load(request)
@@ -224,3 +252,23 @@ def run(
         duration_s=result.duration_s,
     )
     return result
+
+
+def _count_null_keys(
+    batch: pa.RecordBatch, key: list[str], counts: dict[str, int], table: str
+) -> None:
+    """Add the NULLs of each primary-key column of `batch` into `counts` (column -> rows).
+
+    Raises:
+        PrimaryKeyError: a key column is missing from the batch.
+    """
+    for name in key:
+        if name not in batch.schema.names:
+            raise PrimaryKeyError(
+                table,
+                key,
+                f"column `{name}` is not among the loaded columns; add it to selected_columns",
+            )
+        nulls = batch.column(name).null_count
+        if nulls:
+            counts[name] = counts.get(name, 0) + nulls

@@ -82,6 +82,7 @@ class DataSource(BaseModel):
     class LoadType(models.TextChoices):
         TRANSACTIONAL = "transactional", "Transactional (incremental append)"
         CATALOG = "catalog", "Catalog (snapshot)"
+        MERGE = "merge", "Incremental, deduplicated on the primary key"
 
     class NullCursor(models.TextChoices):
         FAIL = "fail", "Fail the run"

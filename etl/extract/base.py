@@ -125,6 +125,9 @@ class Extraction(ABC):
 class Extractor(ABC):
     """Reads one source described by a `JobConfig`."""
 
+    job_labels: dict[str, str] = {}  # noqa: RUF012  replaced per instance, never mutated
+    """Labels for every BigQuery job the extractor runs (set by `etl.pipeline.run`)."""
+
     def __init__(self, job: JobConfig) -> None:
         self.job = job
 

@@ -87,7 +87,8 @@ class BigQueryExtractor(Extractor):
         assert job.timestamp_column is not None
         cursor = _quote(job.timestamp_column)
         probe = client.query(
-            f"SELECT MAX({cursor}) AS upper, COUNTIF({cursor} IS NULL) AS nulls FROM {self.relation()}"
+            f"SELECT MAX({cursor}) AS upper, COUNTIF({cursor} IS NULL) AS nulls FROM {self.relation()}",
+            job_config=bigquery.QueryJobConfig(labels=dict(self.job_labels)),
         ).result()
         row = next(iter(probe))
         upper, null_count = row["upper"], int(row["nulls"] or 0)
@@ -112,7 +113,7 @@ class BigQueryExtractor(Extractor):
         window = CursorWindow(
             state=state,
             cursor_column=job.timestamp_column,
-            key_columns=job.primary_key,
+            key_columns=job.window_key_columns,
             lag=job.cursor_lag_seconds,
             upper=upper,
             null_policy=job.null_cursor,
@@ -140,7 +141,10 @@ class BigQueryExtraction(Extraction):
         job = self.extractor.job
         try:
             query = self.client.query(
-                self.sql, job_config=bigquery.QueryJobConfig(query_parameters=self.params)
+                self.sql,
+                job_config=bigquery.QueryJobConfig(
+                    query_parameters=self.params, labels=dict(self.extractor.job_labels)
+                ),
             )
             rows = query.result(page_size=job.chunk_size)
             for batch in rows.to_arrow_iterable():

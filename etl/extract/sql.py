@@ -155,7 +155,7 @@ class SqlExtractor(Extractor):
         window = CursorWindow(
             state=state,
             cursor_column=job.timestamp_column,
-            key_columns=job.primary_key,
+            key_columns=job.window_key_columns,
             lag=job.cursor_lag_seconds,
             upper=upper,
             null_policy=job.null_cursor,
@@ -183,7 +183,7 @@ class SqlExtractor(Extractor):
         if window.old_spec is not None and spec_columns(window.old_spec):
             check_spec_columns(window.old_spec, schema.names)
         output = pa.schema([field for field in schema if field.name not in extras])
-        if not job.primary_key:
+        if not job.window_key_columns:
             window.hash_columns = output.names
         cursor_type = schema.field(job.timestamp_column).type
         upper_value = pa.scalar(upper, type=cursor_type).as_py() if upper is not None else None

@@ -2,10 +2,12 @@
 
 Transactional (append): one multi-statement transaction deletes the rows of replaced source
 files, inserts the staging rows into the table and records the load (run id + state) in
-`<dataset>._etl_loads`. Catalog (replace): a copy job with WRITE_TRUNCATE swaps the staging
+`<dataset>._etl_loads`. Merge: the same transaction runs a `MERGE` of each key's latest staged
+row into the table instead of the INSERT (and deletes no row). Catalog (replace): a copy job with WRITE_TRUNCATE swaps the staging
 table in (readers see the old or the new table), then one transaction replaces the rows of
 `<table>__rejected` with this snapshot's rejects and records the load. Never streaming
-inserts. The commit's job id derives from the run id, the target table and the state it
+inserts. Every job (load, query, copy) carries the run's labels (`etl.load.base.job_labels`).
+The commit's job id derives from the run id, the target table and the state it
 commits, so a retried commit is found, not run twice.
 
 Fencing (etl/load/base.py): the commit transaction's first statement reads the newest load-log
@@ -38,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
-from etl.exceptions import BadInputError, EtlError, SchemaChangeError
+from etl.exceptions import BadInputError, EtlError, PrimaryKeyError, SchemaChangeError
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
@@ -49,8 +51,10 @@ from etl.load.base import (
     Loader,
     LoadRequest,
     LoadResult,
+    MergeKey,
     check_fence,
     check_owner,
+    duplicate_reason,
     owned_with,
 )
 from etl.load.bigquery_types import bigquery_widened, loadable, normalized, schema_fields
@@ -150,7 +154,7 @@ class BigQueryLoader(Loader):
     def _query(
         self, sql: str, params: list[Any], job_id: str | None = None, what: str = "query"
     ) -> Any:
-        config = bigquery.QueryJobConfig(query_parameters=params)
+        config = bigquery.QueryJobConfig(query_parameters=params, labels=dict(self.job_labels))
         if job_id is not None:
             existing = self._existing_job(job_id)
             if existing is not None:
@@ -296,6 +300,7 @@ class BigQueryLoader(Loader):
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             schema=self._call("table lookup", self.client.get_table, staging).schema,
+            labels=dict(self.job_labels),
         )
         config.parquet_options = bigquery.ParquetOptions()
         config.parquet_options.enable_list_inference = True
@@ -320,10 +325,17 @@ class BigQueryLoader(Loader):
         if columns:
             if exists is None:
                 self._create(target, list(columns.values()))
-            elif request.write_disposition == "append":
+            elif request.write_disposition in ("append", "merge"):
                 self._evolve_target(
                     exists, columns, request.table, staging, request.allow_widen_to_string
                 )
+        merge = None
+        if request.write_disposition == "merge" and columns:
+            assert request.merge_key is not None
+            target_columns = list(exists.schema) if exists is not None else []
+            merge = self._merge_statement(
+                request.table, staging, columns, target_columns, request.merge_key()
+            )
         state = request.finalize()
         # literals, not query parameters: scripts with parameters are not supported everywhere
         # (the BigQuery emulator drops them); `_literal` escapes per the lexical rules.
@@ -347,7 +359,8 @@ class BigQueryLoader(Loader):
                 )
             if columns:
                 copy = bigquery.CopyJobConfig(
-                    write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE
+                    write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                    labels=dict(self.job_labels),
                 )
                 job = self._call(
                     "snapshot swap",
@@ -368,7 +381,8 @@ class BigQueryLoader(Loader):
             statements = []
             if request.replace_files:
                 files = ", ".join(_literal(name) for name in request.replace_files)
-                if exists is not None:
+                # merge deletes no row: a changed file's rows are merged by key like new ones
+                if exists is not None and request.write_disposition == "append":
                     statements.append(
                         f"DELETE FROM `{target}` WHERE _etl_source_file IN ({files});"
                     )
@@ -376,7 +390,9 @@ class BigQueryLoader(Loader):
                 if self._table_or_none(rejected_table) is not None:
                     # a changed file's earlier rejects go with its earlier rows
                     statements.append(f"DELETE FROM `{rejected_table}` WHERE file IN ({files});")
-            if columns:
+            if merge is not None:
+                statements.append(merge)
+            elif columns:
                 names = ", ".join(f"`{name}`" for name in columns)
                 statements.append(
                     f"INSERT INTO `{target}` ({names}) SELECT {names} FROM `{staging}`;"
@@ -429,6 +445,49 @@ class BigQueryLoader(Loader):
             f"SELECT IF(IFNULL({found_run}, '') != {_literal(fence.expected_run_id or '')}, "
             f"ERROR(CONCAT('etl-fence[run=', IFNULL({found_run}, ''), ';owner=', "
             f"IFNULL({found_owner}, ''), ']etl-fence-end')), NULL);"
+        )
+
+    def _merge_statement(
+        self, table: str, staging: str, columns: dict, target_columns: list, key: MergeKey
+    ) -> str:
+        """Check the staged rows of a merge and return the `MERGE` of each key's latest row
+        into `table`, run inside the commit's transaction.
+
+        The latest row of a key is the one with the greatest `key.order_by` values (NULL
+        lowest); it replaces the table's row with that key whatever the table row's cursor
+        (the source's current row wins, also when its cursor moved back), or is inserted. A
+        table column the staging lacks is set NULL in a replaced row, as in an appended one.
+        Only the staging table is read here; the MERGE itself runs in the commit.
+
+        Raises:
+            PrimaryKeyError: two staged rows share the key and the `order_by` values.
+        """
+        both = ", ".join(f"`{name}`" for name in [*key.primary_key, *key.order_by])
+        rows = list(
+            self._query(
+                f"SELECT {both}, COUNT(*) AS n FROM `{staging}` GROUP BY {both} "
+                "HAVING COUNT(*) > 1 LIMIT 1",
+                [],
+                what=f"the primary key check of {table}",
+            )
+        )
+        if rows:
+            raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, rows[0].values()))
+        names = ", ".join(f"`{name}`" for name in columns)
+        partition = ", ".join(f"`{name}`" for name in key.primary_key)
+        order = ", ".join(f"`{name}` DESC" for name in key.order_by)  # NULLs sort last in DESC
+        latest = (
+            f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (PARTITION BY {partition} "
+            f"ORDER BY {order}) AS _etl_version FROM `{staging}`) WHERE _etl_version = 1"
+        )
+        match = " AND ".join(f"T.`{name}` = S.`{name}`" for name in key.primary_key)
+        updates = [f"`{name}` = S.`{name}`" for name in columns if name not in key.primary_key]
+        updates += [f"`{f.name}` = NULL" for f in target_columns if f.name not in columns]
+        values = ", ".join(f"S.`{name}`" for name in columns)
+        return (
+            f"MERGE `{self.table_id(table)}` T USING ({latest}) S ON {match} "
+            f"WHEN MATCHED THEN UPDATE SET {', '.join(updates)} "
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values});"
         )
 
     def _rejected_staging(self, table: str, tag: str) -> str:

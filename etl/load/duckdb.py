@@ -1,9 +1,9 @@
 """DuckDB loader: the embedded default warehouse (a single `.duckdb` file).
 
 One DuckDB transaction per run holds the fence check, the schema changes, the deletes of
-replaced files' rows, every inserted batch, the table swap of a snapshot and the load-log row
-with the new state, so a crash at any point leaves the table and the log as they were before the
-run.
+replaced files' rows, every inserted batch, the table swap of a snapshot, a merge's replacement
+of changed keys and the load-log row with the new state, so a crash at any point leaves the
+table and the log as they were before the run.
 
 Fencing (etl/load/base.py): the transaction's first statement reads the newest load-log entry of
 the table (and the owners of the tables `owned_with` it); when it is not the one the run planned
@@ -29,6 +29,7 @@ import pyarrow as pa
 from etl.exceptions import (
     DestinationError,
     MissingDependencyError,
+    PrimaryKeyError,
     SchemaChangeError,
     TransientError,
 )
@@ -42,8 +43,10 @@ from etl.load.base import (
     Loader,
     LoadRequest,
     LoadResult,
+    MergeKey,
     check_fence,
     check_owner,
+    duplicate_reason,
     owned_with,
 )
 from etl.registry import register_loader
@@ -221,7 +224,9 @@ class DuckDbLoader(Loader):
         target = f"{dataset}.{_q(request.table)}"
         staging_name = f"{request.table}__etl_staging"
         replace = request.write_disposition == "replace"
-        write_to = f"{dataset}.{_q(staging_name)}" if replace else target
+        merge = request.write_disposition == "merge"
+        staged = replace or merge
+        write_to = f"{dataset}.{_q(staging_name)}" if staged else target
         loaded_at = dt.datetime.now(dt.UTC)
         rows = 0
         stream: _Stream | None = None
@@ -229,9 +234,12 @@ class DuckDbLoader(Loader):
             connection.begin()
             if request.fence is not None:
                 self._check_fence(connection, request.table, request.fence)
-            if replace:
+            if staged:
                 connection.execute(f"DROP TABLE IF EXISTS {write_to}")
-            columns = self._columns(connection, staging_name if replace else request.table)
+            if merge and self._columns(connection, request.table):
+                # staged with the table's columns, so new batches evolve as appends do
+                connection.execute(f"CREATE TABLE {write_to} AS SELECT * FROM {target} LIMIT 0")
+            columns = self._columns(connection, staging_name if staged else request.table)
             if columns and request.replace_files:
                 connection.execute(
                     f"DELETE FROM {write_to} WHERE _etl_source_file IN "
@@ -255,7 +263,7 @@ class DuckDbLoader(Loader):
                         "FROM _etl_probe LIMIT 0",
                         params,
                     )
-                    columns = self._columns(connection, staging_name if replace else request.table)
+                    columns = self._columns(connection, staging_name if staged else request.table)
                     cast_to: dict[str, str] = {}
                 else:
                     cast_to = self._evolve(
@@ -291,6 +299,9 @@ class DuckDbLoader(Loader):
                 else:
                     connection.execute(f"DROP TABLE IF EXISTS {target}")
                     connection.execute(f"ALTER TABLE {write_to} RENAME TO {_q(request.table)}")
+            elif merge:
+                assert request.merge_key is not None
+                self._merge_into(connection, request.table, staging_name, request.merge_key())
             state = request.finalize()
             rejected = request.rejected_rows() if request.rejected_rows else None
             name = f"{dataset}.{_q(request.table + REJECTED_SUFFIX)}"
@@ -346,6 +357,50 @@ class DuckDbLoader(Loader):
         check_owner(table, fence.pipeline_id, {name: entry[2] for name, entry in newest.items()})
         found = newest.get(table)
         check_fence(table, fence, found[0] if found else None, found[2] if found else None)
+
+    def _merge_into(self, connection, table: str, staging: str, key: MergeKey) -> None:  # type: ignore[no-untyped-def]
+        """Replace the rows of `table` whose key is in `staging` with each key's latest staged
+        row, insert the new keys, and drop `staging`; inside the run's transaction.
+
+        The latest row of a key is the one with the greatest `key.order_by` values (NULL
+        lowest). A first run creates `table` from the staged rows. The table's columns are
+        added and widened to the staging's (which started as a copy of the table's columns and
+        was evolved batch by batch as an append is); a table column the source no longer has
+        is NULL in the replaced rows, as in appended ones.
+
+        Raises:
+            PrimaryKeyError: two staged rows share the key and the `order_by` values.
+        """
+        dataset = _q(self.destination.dataset)
+        source, target = f"{dataset}.{_q(staging)}", f"{dataset}.{_q(table)}"
+        staged = self._columns(connection, staging)
+        if not staged:
+            return  # no batch at all (no file matched): nothing to merge, no staging table
+        keys = ", ".join(_q(name) for name in key.primary_key)
+        both = ", ".join(_q(name) for name in [*key.primary_key, *key.order_by])
+        duplicate = connection.execute(
+            f"SELECT {both}, count(*) FROM {source} GROUP BY {both} HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if duplicate is not None:
+            raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, duplicate))
+        order = ", ".join(f"{_q(name)} DESC NULLS LAST" for name in key.order_by)
+        latest = (
+            f"SELECT * FROM {source} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
+        )
+        existing = self._columns(connection, table)
+        if not existing:
+            connection.execute(f"CREATE TABLE {target} AS {latest}")
+        else:
+            for name, data_type in staged.items():
+                if name not in existing:
+                    connection.execute(f"ALTER TABLE {target} ADD COLUMN {_q(name)} {data_type}")
+                elif existing[name] != data_type:
+                    connection.execute(f"ALTER TABLE {target} ALTER {_q(name)} TYPE {data_type}")
+            match = " AND ".join(f"{target}.{_q(n)} = {source}.{_q(n)}" for n in key.primary_key)
+            connection.execute(f"DELETE FROM {target} USING {source} WHERE {match}")
+            connection.execute(f"INSERT INTO {target} BY NAME {latest}")
+        connection.execute(f"DROP TABLE {source}")
 
     def _columns(self, connection, table: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
         rows = connection.execute(

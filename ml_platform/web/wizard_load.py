@@ -45,6 +45,8 @@ STRATEGY_HELP = {
     "run's maximum (for files: only new or changed files), so nothing is loaded twice.",
     "catalog": "Each run reloads the whole table and swaps it in atomically, so readers always "
     "see a complete snapshot.",
+    "merge": "Each run reads what changed since the last run, like transactional, and each "
+    "primary key's latest row replaces the destination's row: one row per key.",
 }
 TABLE_ONLY_FIELDS = ("timestamp_column", "primary_key", "null_cursor", "cursor_lag_seconds",
                      "initial_value")  # fmt: skip

@@ -54,7 +54,7 @@ def _file_job(**changes: Any) -> dict[str, Any]:
         (
             _table_job(load_type="full"),
             "load_type",
-            r"`load_type`: Input should be 'transactional' or 'catalog'",
+            r"`load_type`: Input should be 'transactional', 'catalog' or 'merge'",
         ),
         (
             _table_job(dest_table_name="1 flights"),

@@ -21,9 +21,11 @@ Faults:
 
 Sources: a crafted PostgreSQL table (20,000 rows: id, timestamptz cursor with 10 rows per
 value, numeric(12,2), int, text) and local / S3 CSV files (4,000-row files; one rewritten between
-runs); destinations: DuckDB and the BigQuery emulator; load types transactional and catalog.
-Between the first good run and the faulted one the source changes (rows appended, rows deleted
-for catalog, files added and rewritten), so the faulted run has real work to lose or duplicate.
+runs); destinations: DuckDB and the BigQuery emulator; load types transactional, catalog and
+merge (the table only). Between the first good run and the faulted one the source changes (rows
+appended, rows deleted for catalog, rows updated for merge, files added and rewritten), so the
+faulted run has real work to lose or duplicate; for merge the comparison of every row's values
+also catches a stale version kept.
 """
 
 from __future__ import annotations
@@ -204,13 +206,26 @@ class TableSource:
                 [BASE, first, last],
             )
 
-    def change(self, catalog: bool) -> None:
+    def change(self, catalog: bool, merge: bool = False) -> None:
         """Append rows (ids 12,001..20,000; 12,001..12,009 tie the watermark); for a snapshot
-        also delete every 7th row."""
+        also delete every 7th row; for merge also update rows: every 11th of the first run's
+        with a later cursor, and id 12,000 keeping its cursor value, the watermark (an update
+        below the watermark that keeps its cursor is invisible to any incremental read)."""
         self.insert(ROWS_FIRST + 1, ROWS_TOTAL)
-        if catalog:
-            with pg_connect() as connection:
+        with pg_connect() as connection:
+            if catalog:
                 connection.execute(f"DELETE FROM {self.table} WHERE id % 7 = 0")
+            if merge:
+                connection.execute(
+                    f"UPDATE {self.table} SET label = label || 'u', qty = qty + 1, "
+                    "ts = ts + interval '1 hour' WHERE id %% 11 = 0 AND id <= %s",
+                    [ROWS_FIRST],
+                )
+                connection.execute(
+                    f"UPDATE {self.table} SET label = label || 's', amount = amount + 1 "
+                    "WHERE id = %s",
+                    [ROWS_FIRST],
+                )
 
     def rows(self) -> list[tuple]:
         with pg_connect() as connection:
@@ -224,7 +239,7 @@ class TableSource:
             "load_type": load_type,
             "chunk_size": CHUNK,
         }
-        if load_type == "transactional":
+        if load_type in ("transactional", "merge"):
             config.update(timestamp_column="ts", primary_key=["id"])
         return config
 
@@ -361,6 +376,15 @@ BIGQUERY_PHASES = {
 commit-side phases elsewhere (extraction is the same code whatever the destination)."""
 
 
+MERGE_PHASES = {
+    "duckdb": ["load.batch:1", "load.before_commit", "load.after_commit"],
+    "bigquery": ["load.before_commit", "load.after_commit"],
+}
+"""Merge kills (the table source): the load-side phases in DuckDB (rows staged, merged
+uncommitted, committed), the two around the commit holding the MERGE in BigQuery; the
+extraction and BigQuery's staging are the append's code, killed above."""
+
+
 def _cases() -> list[Any]:
     cases = []
     for dest in ["duckdb", "bigquery"]:
@@ -377,6 +401,13 @@ def _cases() -> list[Any]:
                             id=f"{dest}-{source}-{load_type}-{phase.split(':')[0]}",
                         )
                     )
+    for dest, phases in MERGE_PHASES.items():
+        for phase in phases:
+            cases.append(
+                pytest.param(
+                    dest, "table", "merge", phase, id=f"{dest}-table-merge-{phase.split(':')[0]}"
+                )
+            )
     return cases
 
 
@@ -412,7 +443,10 @@ def test_sigkill_at_phase_then_rerun_loads_exactly_once(
     run_ok(config, state_path)
     before = source.rows()
     compare(before, dest.rows(), f"{request.node.callspec.id} first run")
-    source.change(catalog=load_type == "catalog")
+    if source_kind == "table":
+        source.change(catalog=load_type == "catalog", merge=load_type == "merge")
+    else:
+        source.change(catalog=load_type == "catalog")
     after = source.rows()
 
     run_killed(config, state_path, fault)
@@ -428,7 +462,7 @@ def test_sigkill_at_phase_then_rerun_loads_exactly_once(
         assert committed["reconciled_run_id"], "the committed run was not rolled forward"
     assert dest.staging_tables() == []
     # one more run finds nothing new and changes nothing
-    if load_type == "transactional":
+    if load_type != "catalog":
         assert run_ok(config, state_path)["rows_loaded"] == 0
         compare(after, dest.rows(), f"{request.node.callspec.id} idle run")
 

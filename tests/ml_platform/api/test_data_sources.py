@@ -50,6 +50,12 @@ def test_create_file_source(staff_client: APIClient, local_connection: Connectio
             "transactional table load",
         ),
         (
+            {"source_table_name": "public.t", "load_type": "merge", "timestamp_column": "ts"},
+            "primary_key",
+            "Invalid job config: `primary_key`: primary_key is required for a merge load: the "
+            "columns that identify a row",
+        ),
+        (
             {"load_type": "catalog"},
             "source_table_name",
             "Invalid job config: `source_table_name`: give exactly one of source_table_name "
@@ -67,7 +73,7 @@ def test_create_file_source(staff_client: APIClient, local_connection: Connectio
             "Expected five cron fields (minute hour day month weekday): got 2 field(s).",
         ),
     ],
-    ids=["cursor-required", "table-or-sql", "bad-dest-table", "bad-cron"],
+    ids=["cursor-required", "merge-key-required", "table-or-sql", "bad-dest-table", "bad-cron"],
 )
 def test_create_invalid_names_field(
     staff_client: APIClient, payload: dict, field: str, message: str

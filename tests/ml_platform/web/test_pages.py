@@ -84,3 +84,31 @@ def test_wizard_local_csv_source_end_to_end(staff: Client, local_connection: Con
     ]
     listing = staff.get("/etl/").content.decode()
     assert "orders" in listing and "succeeded" in listing
+
+
+def test_wizard_merge_strategy_needs_a_primary_key(
+    staff: Client, local_connection: Connection
+) -> None:
+    """Step 4 offers "Incremental, deduplicated on the primary key"; choosing it without a
+    primary key shows the error next to the field; with `id` the source is saved as a merge
+    on ["id"]."""
+    staff.get("/etl/new/")
+    staff.post(
+        "/etl/new/1-connection/", {"choose-connection": local_connection.pk, "action": "next"}
+    )
+    form = {"file_prefix": "", "file_pattern": "*.csv", "file_format": "csv", "action": "next"}
+    staff.post("/etl/new/2-source/", form)
+    staff.post("/etl/new/3-preview/", {"columns": ["id", "customer", "amount"]})
+    page = staff.get("/etl/new/4-strategy/").content.decode()
+    assert "Incremental, deduplicated on the primary key" in page
+    strategy = {"load_type": "merge", "dest_table_name": "orders"}
+    page = staff.post("/etl/new/4-strategy/", strategy).content.decode()
+    assert 'id="field-primary_key"' in page
+    assert "A merge load needs the primary key column(s)." in page
+    response = staff.post("/etl/new/4-strategy/", {**strategy, "primary_key": "id"})
+    assert response.url == "/etl/new/5-schedule/"
+    schedule = {"name": "orders", "schedule_timezone": "UTC", "action": "save"}
+    response = staff.post("/etl/new/5-schedule/", schedule)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    source = DataSource.objects.get()
+    assert (source.load_type, source.primary_key) == ("merge", ["id"])
