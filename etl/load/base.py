@@ -58,6 +58,7 @@ class Fence:
     """The loading pipeline (`JobConfig.owner_id`), recorded in the load-log row; a newer entry
     of another pipeline raises `TableOwnedError`."""
 
+
 LABEL_RUN_ID = "etl_run_id"
 LABEL_LOAD_TYPE = "etl_load_type"
 LABEL_PIPELINE = "etl_pipeline"

@@ -78,9 +78,7 @@ def test_create_never_returns_credentials(staff_client: APIClient) -> None:
 
 def test_create_missing_required_key_names_field(staff_client: APIClient) -> None:
     """A PostgreSQL connection without host: 400 naming `host`."""
-    response = staff_client.post(
-        "/api/etl/connections/", _pg_payload(host=""), format="json"
-    )
+    response = staff_client.post("/api/etl/connections/", _pg_payload(host=""), format="json")
     assert response.status_code == 400
     assert response.json() == {
         "message": "Validation error",
