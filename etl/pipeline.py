@@ -117,7 +117,7 @@ def run(
             fault_hook(phase)
 
     pipeline_id = job.owner_id
-    labels = job_labels(run_id, job.load_type, pipeline_id)
+    labels = job_labels(run_id, job.load_type, job.pipeline_id)  # set by the control plane
     loader = get_loader(job.destination.type)(job.destination)
     loader.job_labels = labels
     reconciled = None

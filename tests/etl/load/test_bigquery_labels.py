@@ -121,7 +121,8 @@ def test_every_job_of_a_run_carries_its_labels(
 ) -> None:
     """A catalog run (load, copy and query jobs), a merge run (load and query jobs, the MERGE
     among them) and a BigQuery-source run (the extractor's query jobs) each send
-    `{"etl_run_id": <run id>, "etl_load_type": <load type>, "etl_pipeline": "42"}` on every job."""
+    `{"etl_run_id": <run id>, "etl_load_type": <load type>, "etl_pipeline": "datasource_42"}` on
+    every job (the control plane's `pipeline_id` `datasource:42`)."""
     with pg_connect() as connection:
         connection.execute(
             f"CREATE TABLE {pg_schema}.items (id int PRIMARY KEY, ts timestamptz, label text)"
@@ -143,14 +144,16 @@ def test_every_job_of_a_run_carries_its_labels(
         ("catalog", {}),
         ("merge", {"timestamp_column": "ts", "primary_key": ["id"]}),
     ]:
-        job = JobConfig.parse({**base, "load_type": load_type, **extra})
+        job = JobConfig.parse(
+            {**base, "load_type": load_type, "pipeline_id": "datasource:42", **extra}
+        )
         del proxy.requests[:]
-        result = run(job, run_id=f"Run-{load_type}", pipeline_id="42")
+        result = run(job, run_id=f"Run-{load_type}")
         jobs = proxy.jobs()
         expected = {
             "etl_run_id": f"run-{load_type}",
             "etl_load_type": load_type,
-            "etl_pipeline": "42",
+            "etl_pipeline": "datasource_42",
         }
         assert [j["configuration"].get("labels") for j in jobs] == [expected] * len(jobs)
         assert result.rows_loaded == 2
