@@ -507,11 +507,15 @@ def _execute_reporting(connection, sql, params, stream, reported, on_batch):  # 
 
     worker = threading.Thread(target=execute, name="etl-duckdb-insert", daemon=True)
     worker.start()
-    while worker.is_alive():
+    while True:
         worker.join(PROGRESS_INTERVAL_S)
-        if on_batch and stream.rows > reported:
+        # report once more after the INSERT ended: one that finished before the first look
+        # would otherwise report no rows at all (seen as a last progress call of (0, bytes))
+        if on_batch and stream.rows > reported and "error" not in outcome:
             on_batch(stream.rows - reported)
             reported = stream.rows
+        if not worker.is_alive():
+            break
     if "error" in outcome:
         raise outcome["error"]
     return reported
