@@ -148,3 +148,25 @@ def test_boolean_field_turning_to_text_in_bigquery(
         "file flags.jsonl, field ok: values of different kinds; loaded as STRING, 2 non-string "
         "values stored as their JSON text"
     ]
+
+
+@pytest.mark.integration
+def test_float_field_holding_an_array_in_bigquery(
+    tmp_path: Path, bigquery_client: Any, bq_dataset: str
+) -> None:
+    """The Airtable case above, into the BigQuery emulator: the field that holds a number on
+    one record and a one-element array on the next is a BigQuery JSON column holding `3.25`
+    and `[12.5]`.
+
+    Report: https://github.com/airbytehq/airbyte/issues/31861"""
+    content = _jsonl({"id": 1, "outstanding": 3.25}, {"id": 2, "outstanding": [12.5]})
+
+    loaded = load_file(
+        tmp_path, "airtable.jsonl", content, "jsonl", destination=bigquery_destination(bq_dataset)
+    )
+
+    assert {c["name"]: c["type"] for c in loaded.result.schema_}["outstanding"] == "JSON"
+    assert bq_rows(
+        bigquery_client,
+        f"SELECT id, TO_JSON_STRING(outstanding) FROM `{bq_dataset}.t` ORDER BY id",
+    ) == [(1, "3.25"), (2, "[12.5]")]
