@@ -1,8 +1,8 @@
 """Large values from databases (issue 17, item 2): a 64 MiB PostgreSQL `text` and `bytea` value
 and a 64 MiB MariaDB `longtext` and `longblob` value load into DuckDB exactly (md5 compared on
 both sides), and the run's peak memory stays within LARGE_VALUE_RSS_MULTIPLE times the largest
-row above the process's baseline (measured in a subprocess: `ru_maxrss` minus the RSS after
-imports).
+row above the process's baseline (measured in a subprocess: its peak RSS, VmHWM, minus its RSS
+after imports).
 
 What the multiple is made of: the driver's receive buffer of the row and its decoded copy
 (libpq's COPY buffer and ADBC's builders, which grow by doubling; the MySQL protocol buffer and
@@ -42,17 +42,18 @@ values fails with DuckDB's "Out of Memory Error: failed to pin block" (Destinati
 limit of at least ~3x the largest row loads it (docs/config.md, "Large values")."""
 
 MEASURE = """
-import json, resource, sys
+import json, sys
 from etl import JobConfig, run
-def rss_kib():
+def status_kib(key):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1])
-base = rss_kib()
+base = status_kib("VmRSS")
 result = run(JobConfig.parse(json.loads(sys.argv[1])))
-print(json.dumps({"base_kib": base, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "rows": result.rows_loaded}))
+print(json.dumps({"base_kib": base, "peak_kib": status_kib("VmHWM"), "rows": result.rows_loaded}))
 """
+"""The measuring child: RSS after imports, then the peak (VmHWM, this process's own high-water
+mark; `ru_maxrss` would carry over the forking parent's, which exec does not reset)."""
 
 
 def _run_measured(config: dict[str, Any]) -> dict[str, int]:

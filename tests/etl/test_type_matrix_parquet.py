@@ -6,8 +6,8 @@ from a `local` source into DuckDB and into the BigQuery emulator, each value che
 Decisions:
 - decimals: DECIMAL(p, s) in DuckDB; BigQuery NUMERIC when scale <= 9 and integer digits <= 29,
   else BIGNUMERIC, whatever the physical storage (INT32, INT64, FIXED_LEN_BYTE_ARRAY). A
-  decimal256 column (precision > 38) fails in DuckDB with a SchemaMappingError naming the
-  column (DuckDB's DECIMAL stops at 38 digits; never a double, never rounded).
+  decimal256 column (precision > 38) loads into DuckDB as each value's exact decimal text
+  (DuckDB's DECIMAL stops at 38 digits; never a double, never rounded).
 - timestamps: naive -> DuckDB TIMESTAMP / BigQuery DATETIME, UTC-adjusted -> TIMESTAMP WITH TIME
   ZONE / TIMESTAMP, all in microseconds. A nanosecond timestamp or time64 with sub-microsecond
   digits follows `on_unrepresentable`: `nearest` (default) truncates it toward the past and
@@ -52,7 +52,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl import BadInputError, JobConfig, run
-from etl.exceptions import SchemaMappingError
 from tests.etl.support import DATASET, bigquery_destination, bq_rows, duck_query, job_config
 
 pytestmark = pytest.mark.integration
@@ -344,22 +343,20 @@ def big_decimals(tmp_path: Path) -> Path:
     return path
 
 
-def test_decimal256_fails_naming_the_column_in_duckdb(big_decimals: Path, tmp_path: Path) -> None:
-    """decimal256(76, 38) cannot be a DuckDB DECIMAL: the run fails naming the column and its
-    type, and no table is created; without it, decimal(38, 10) loads exactly."""
-    with pytest.raises(SchemaMappingError, match=r"Column `d76` of type `decimal256\(76, 38\)`"):
-        run(_job(big_decimals.parent, tmp_path))
-    assert not (tmp_path / "w.duckdb").exists() or duck_query(
-        tmp_path / "w.duckdb",
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'types'",
-    ) == [(0,)]
+def test_decimal256_loads_as_exact_text_in_duckdb(big_decimals: Path, tmp_path: Path) -> None:
+    """decimal256(76, 38) cannot be a DuckDB DECIMAL (38 digits at most): it loads as each
+    value's exact decimal text (never a double or a rounded value); decimal(38, 10) loads
+    exactly as DECIMAL(38,10)."""
+    result = run(_job(big_decimals.parent, tmp_path))
 
-    result = run(_job(big_decimals.parent, tmp_path, selected_columns=["id", "d38s10"]))
-
-    assert _user_schema(result) == {"id": "INTEGER", "d38s10": "DECIMAL(38,10)"}
+    assert _user_schema(result) == {"id": "INTEGER", "d38s10": "DECIMAL(38,10)", "d76": "VARCHAR"}
     assert duck_query(
-        tmp_path / "w.duckdb", f"SELECT id, d38s10 FROM {DATASET}.types ORDER BY id"
-    ) == [(1, Decimal("-" + "9" * 28 + "." + "9" * 10)), (2, Decimal("0.0000000001")), (3, None)]
+        tmp_path / "w.duckdb", f"SELECT id, d38s10, d76 FROM {DATASET}.types ORDER BY id"
+    ) == [
+        (1, Decimal("-" + "9" * 28 + "." + "9" * 10), "-" + "9" * 38 + "." + "9" * 38),
+        (2, Decimal("0.0000000001"), "0." + "0" * 37 + "1"),
+        (3, None, None),
+    ]
 
 
 def test_bignumeric_columns_reach_the_bigquery_load_exactly(big_decimals: Path) -> None:
