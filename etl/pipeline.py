@@ -30,10 +30,10 @@ FaultHook = Callable[[str], None]
 """Test-only: called with the name of each phase a run passes, so fault-injection tests can kill
 the process at a chosen point. Phases: `run.planned` (the load log was read and the run planned
 from it; nothing extracted, no destination connection held), `extract.batch` (a batch was read,
-not yet handed to the loader), `load.batch` (the loader reports rows written, uncommitted), `load.before_commit`
-(all rows written, the destination commit not yet run), `catalog.swap` (BigQuery snapshot: the
-table was swapped in, the load log not yet written), `load.after_commit` (the destination
-committed, the caller has not stored the new state yet)."""
+not yet handed to the loader), `load.batch` (the loader reports rows written, uncommitted),
+`load.before_commit` (all rows written, the destination commit not yet run), `catalog.swap`
+(BigQuery snapshot: the table was swapped in, the load log not yet written), `load.after_commit`
+(the destination committed, the caller has not stored the new state yet)."""
 
 
 def fault_hook_from_spec(spec: str) -> FaultHook | None:

@@ -238,8 +238,7 @@ def check_fence(
         TableOwnedError: the newest entry was made by another pipeline.
         SupersededError: it was made by another run of this pipeline.
     """
-    if found_run_id == fence.expected_run_id:
-        return
     if found_pipeline_id is not None and found_pipeline_id != fence.pipeline_id:
         raise TableOwnedError(table, found_pipeline_id, fence.pipeline_id)
-    raise SupersededError(table, fence.expected_run_id, found_run_id)
+    if found_run_id != fence.expected_run_id:
+        raise SupersededError(table, fence.expected_run_id, found_run_id)

@@ -429,20 +429,24 @@ class BigQueryLoader(Loader):
             if fence is None or refused is None:
                 raise
             check_fence(request.table, fence, refused[1] or None, refused[2] or None)
-            raise  # the log moved on and back: not a fence refusal
+            raise  # unreachable unless the log moved back: keep BigQuery's error
 
     def _fence_statement(self, table: str, fence: Fence) -> str:
         """Return the statement that fails the commit script (rolling its transaction back)
         with `FENCE_ERROR`'s message when the newest load-log entry of `table` is not
-        `fence.expected_run_id`."""
-        newest = (
-            f"(SELECT {{column}} FROM `{self.table_id(LOAD_LOG_TABLE)}` "
-            f"WHERE table_name = {_literal(table)} ORDER BY committed_at DESC LIMIT 1)"
-        )
-        found_run = newest.format(column="run_id")
-        found_owner = newest.format(column="pipeline_id")
+        `fence.expected_run_id`, or is another pipeline's."""
+
+        def newest(column: str) -> str:
+            return (
+                f"(SELECT {column} FROM `{self.table_id(LOAD_LOG_TABLE)}` "
+                f"WHERE table_name = {_literal(table)} ORDER BY committed_at DESC LIMIT 1)"
+            )
+
+        found_run, found_owner = newest("run_id"), newest("pipeline_id")
+        pipeline = _literal(fence.pipeline_id)
         return (
-            f"SELECT IF(IFNULL({found_run}, '') != {_literal(fence.expected_run_id or '')}, "
+            f"SELECT IF(IFNULL({found_run}, '') != {_literal(fence.expected_run_id or '')} "
+            f"OR IFNULL({found_owner}, {pipeline}) != {pipeline}, "
             f"ERROR(CONCAT('etl-fence[run=', IFNULL({found_run}, ''), ';owner=', "
             f"IFNULL({found_owner}, ''), ']etl-fence-end')), NULL);"
         )
