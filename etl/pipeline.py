@@ -55,7 +55,8 @@ def run(
             production.
         full_refresh: replace the destination table with this run's rows instead of appending
             (a transactional source whose state was reset reloads from scratch; dlt's
-            `refresh="drop_data"`); `state` should then hold no watermark and no files.
+            `refresh="drop_data"`); `state` should then hold no watermark and no files, and
+            the load log's last commit is not adopted.
 
     Returns:
         RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
@@ -78,7 +79,9 @@ def run(
     loader = get_loader(job.destination.type)(job.destination)
     reconciled = None
     last = loader.last_committed(job.dest_table_name)
-    if last is not None and last.run_id != state.last_run_id:
+    # a full refresh replaces the table from scratch: no committed state is adopted (a crash
+    # after its commit leaves the refresh pending, and repeating it gives the same table)
+    if last is not None and last.run_id != state.last_run_id and not full_refresh:
         log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
         state, reconciled = last.state, last.run_id
 
