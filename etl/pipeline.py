@@ -90,9 +90,11 @@ def run(
         fault_hook: test-only callback named with each phase reached (`FaultHook`); None in
             production.
         full_refresh: ignore `state` and the load log's state (keeping only the column-name
-            map, so destination names stay stable), read everything, and replace the table with
-            that snapshot atomically, whatever the load type; the state committed with it is
-            a first run's. What "reset" does in the control plane and `etl run --full-refresh`.
+            map, so destination names stay stable; no committed state is adopted), read
+            everything, and replace the table with that snapshot atomically, whatever the load
+            type; the state committed with it is a first run's. A crash after its commit leaves
+            the refresh pending, and repeating it gives the same table. What "reset" does in
+            the control plane and `etl run --full-refresh`.
 
     Returns:
         RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
@@ -122,7 +124,8 @@ def run(
     loader.job_labels = labels
     reconciled = None
     last = loader.last_committed(job.dest_table_name, pipeline_id)
-    if last is not None and last.run_id != state.last_run_id:
+    # a full refresh replaces the table from scratch: no committed state is adopted
+    if last is not None and last.run_id != state.last_run_id and not full_refresh:
         log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
         state, reconciled = last.state, last.run_id
     write_disposition = job.write_disposition

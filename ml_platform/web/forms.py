@@ -213,7 +213,9 @@ class DestinationForm(forms.Form):
 
 class StrategyForm(forms.Form):
     load_type = forms.ChoiceField(
-        choices=DataSource.LoadType.choices, widget=forms.RadioSelect, label="Load strategy"
+        choices=DataSource.LoadType.choices,
+        widget=forms.RadioSelect(attrs={"data-type-switch": "1"}),
+        label="Load strategy",
     )
     timestamp_column = forms.ChoiceField(required=False, label="Cursor column")
     primary_key = forms.MultipleChoiceField(

@@ -59,6 +59,17 @@ FIELD_TYPES = {
     "sas_token": "azure_blob",
 }
 """Which connection types show each field (the page hides the others)."""
+FIELD_AUTH = {
+    "aws_access_key_id": ("s3_auth", "keys"),
+    "aws_secret_access_key": ("s3_auth", "keys"),
+    "service_account_file": ("google_auth", "service_account"),
+    "service_account_json": ("google_auth", "service_account"),
+    "connection_string": ("azure_auth", "connection_string"),
+    "account_name": ("azure_auth", "account_key sas"),
+    "account_key": ("azure_auth", "account_key"),
+    "sas_token": ("azure_auth", "sas"),
+}
+"""Fields shown only for some choices of a credentials radio group: (group, choices)."""
 REQUIRED_BY_TYPE = {
     "postgresql": ("host", "database", "user"),
     "mysql": ("host", "database", "user"),
@@ -193,9 +204,13 @@ class ConnectionForm(forms.Form):
             for name in SECRET_FIELDS:
                 self.fields[name].help_text = KEEP_HELP
 
-    def typed_fields(self) -> list[tuple[Any, str]]:
-        """`[(bound field, "types it applies to")]` in display order."""
-        return [(self[name], FIELD_TYPES.get(name, "")) for name in self.fields]
+    def typed_fields(self) -> list[tuple[Any, str, str, str]]:
+        """`[(bound field, "types it applies to", auth group, "auth choices")]` in display
+        order (empty strings: always shown)."""
+        return [
+            (self[name], FIELD_TYPES.get(name, ""), *FIELD_AUTH.get(name, ("", "")))
+            for name in self.fields
+        ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_platform import selectors
@@ -101,15 +102,21 @@ class Command(BaseCommand):
         existing = selectors.data_source_get_by_name(name=name)
         if existing is not None:
             return existing
-        return data_source_create(
-            name=name,
-            connection=connection,
-            dest_table_name=table,
-            load_type=load_type,
-            file_pattern=f"{table}.csv",
-            file_format=DataSource.FileFormat.CSV,
-            file_format_options={"null_values": ["NA", ""]},
-        )
+        try:
+            return data_source_create(
+                name=name,
+                connection=connection,
+                dest_table_name=table,
+                load_type=load_type,
+                file_pattern=f"{table}.csv",
+                file_format=DataSource.FileFormat.CSV,
+                file_format_options={"null_values": ["NA", ""]},
+            )
+        except ValidationError as exc:
+            # e.g. another source already owns raw_data.<table> in the default warehouse
+            raise CommandError(
+                f"Cannot create demo source {name}: {'; '.join(exc.messages)}"
+            ) from exc
 
     def _print_tables(self, runs: list[EtlRun]) -> None:
         import duckdb

