@@ -179,6 +179,7 @@ def run(
             fence=fence,
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
             allow_widen_to_string=job.allow_widen_to_string,
+            column_sources=lambda: {d: s for s, d in transformer.column_map.items()},
         )
         try:
             loaded = loader.load(request)
@@ -188,6 +189,9 @@ def run(
         report()  # the final figures, even when the last batches held no rows
         fault("load.after_commit")
         stats = extraction.stats
+        ignored = job.destination.ignored_options_warning()
+        if ignored:
+            stats.warnings.append(ignored)
 
     finished = dt.datetime.now(dt.UTC)
     source_names = {dest: source for source, dest in transformer.column_map.items()}

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
 from etl.exceptions import BadInputError, EtlError, SchemaChangeError
+from etl.load import bigquery_tables as tables
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
@@ -213,6 +214,7 @@ class BigQueryLoader(Loader):
         arrow_types: dict[str, pa.DataType] = {}
         rows = 0
         file_rows: dict[str, int] = {}  # rows of each source file in earlier batches
+        source_types: dict[str, str] = {}  # column -> source Arrow type (column descriptions)
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
                 parts = _PartWriter(
@@ -220,10 +222,15 @@ class BigQueryLoader(Loader):
                 )
                 for batch in request.batches:
                     _check_bigquery_values(batch, rows, file_rows)
+                    for field in batch.schema:
+                        source_types.setdefault(field.name, str(field.type))
                     batch = _with_metadata(batch, request.run_id, loaded_at)
                     fields = schema_fields(batch.schema)
                     if not columns:
-                        self._create(staging, fields, expires=True)
+                        self._check_options(request.table, fields)
+                        # a snapshot's staging table is swapped in: laid out like the table
+                        layout = request.write_disposition == "replace"
+                        self._create(staging, fields, expires=True, layout=layout)
                         columns = {f.name: f for f in fields}
                     else:
                         batch = self._evolve_staging(
@@ -241,6 +248,7 @@ class BigQueryLoader(Loader):
             for table_id in (staging, self._rejected_staging(request.table, tag)):
                 self._call("staging cleanup", self.client.delete_table, table_id, not_found_ok=True)
         table = self._call("table lookup", self.client.get_table, self.table_id(request.table))
+        table = self._sync_options(table, request, source_types)
         schema = [
             {
                 "name": f.name,
@@ -266,8 +274,35 @@ class BigQueryLoader(Loader):
                     not_found_ok=True,
                 )
 
-    def _create(self, table_id: str, fields: list, *, expires: bool = False) -> None:
+    def _check_options(self, table: str, fields: list) -> None:
+        """Fail before loading when a partition/clustering column is missing or mistyped, or
+        the configured partitioning is not the existing table's (etl/load/bigquery_tables.py)."""
+        tables.check_columns(self.destination, fields)
+        tables.refuse_fixed_changes(self._table_or_none(self.table_id(table)), self.destination)
+
+    def _sync_options(self, table: Any, request: LoadRequest, source_types: dict) -> Any:
+        """Apply changed table options and column descriptions after the commit (swaps and
+        schema evolution included); return the table."""
+        sources = request.column_sources() if request.column_sources else {}
+        descriptions = {
+            name: tables.column_description(sources.get(name, name), kind)
+            for name, kind in source_types.items()
+            if not name.startswith("_etl_")
+        }
+
+        def update(table: Any, fields: list[str]) -> Any:
+            return self._call("table options", self.client.update_table, table, fields)
+
+        return tables.sync_options(table, self.destination, descriptions, update)
+
+    def _create(
+        self, table_id: str, fields: list, *, expires: bool = False, layout: bool = False
+    ) -> None:
+        """Create `table_id`; `layout`: with the configured partitioning and clustering (and,
+        for the destination table itself, its description and labels)."""
         table = bigquery.Table(table_id, schema=fields)
+        if layout:
+            tables.apply_layout(table, self.destination, metadata=not expires)
         if expires:
             table.expires = dt.datetime.now(dt.UTC) + STAGING_EXPIRATION
         self._call(f"creation of {table_id}", self.client.create_table, table)
@@ -319,7 +354,7 @@ class BigQueryLoader(Loader):
         exists = self._table_or_none(target)
         if columns:
             if exists is None:
-                self._create(target, list(columns.values()))
+                self._create(target, list(columns.values()), layout=True)
             elif request.write_disposition == "append":
                 self._evolve_target(
                     exists, columns, request.table, staging, request.allow_widen_to_string
