@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
-from etl.exceptions import BadInputError, EtlError, SchemaChangeError
+from etl.exceptions import BadInputError, DestinationError, EtlError, SchemaChangeError
 from etl.load import bigquery_tables as tables
 from etl.load.base import (
     LOAD_LOG_TABLE,
@@ -54,6 +54,7 @@ from etl.load.base import (
     check_owner,
     owned_with,
 )
+from etl.load.bigquery_errors import load_error
 from etl.load.bigquery_types import bigquery_widened, loadable, normalized, schema_fields
 from etl.registry import register_loader
 from etl.schema import SOURCE_FILE_COLUMN
@@ -218,7 +219,10 @@ class BigQueryLoader(Loader):
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
                 parts = _PartWriter(
-                    Path(tmp), lambda path, n: self._load_part(staging, path, n, tag, request.table)
+                    Path(tmp),
+                    lambda path, n: self._load_part(
+                        staging, path, n, tag, request.table, sources=parts
+                    ),
                 )
                 for batch in request.batches:
                     _check_bigquery_values(batch, rows, file_rows)
@@ -326,7 +330,11 @@ class BigQueryLoader(Loader):
         table.schema = [*table.schema, *fields]
         self._call(f"new columns of {table_id}", self.client.update_table, table, ["schema"])
 
-    def _load_part(self, staging: str, path: Path, number: int, tag: str, table: str) -> None:
+    def _load_part(
+        self, staging: str, path: Path, number: int, tag: str, table: str, sources: Any = None
+    ) -> None:
+        """Load one staged Parquet part; `sources` (the `_PartWriter`) maps a failed job's
+        rows back to their source file and row (etl/load/bigquery_errors.py)."""
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
@@ -347,7 +355,17 @@ class BigQueryLoader(Loader):
                 )
             except Exception as exc:  # noqa: BLE001  every API error is translated
                 raise translate(exc, f"the load of {table} (job {job_id})") from exc
-        self._wait(job, f"the load of {table} (job {job_id}, {path.name})")
+        try:
+            self._wait(job, f"the load of {table} (job {job_id}, {path.name})")
+        except DestinationError as exc:
+            raise load_error(
+                table=table,
+                job_id=job_id,
+                errors=job.errors or getattr(exc.__cause__, "errors", None) or [],
+                part=path,
+                files_before=sources.files_loaded if sources is not None else None,
+                rows_before=sources.rows_loaded if sources is not None else 0,
+            ) from exc
 
     def _commit(self, request: LoadRequest, staging: str, columns: dict, rows: int) -> None:
         target = self.table_id(request.table)
@@ -696,6 +714,9 @@ class _PartWriter:
         self.path: Path | None = None
         self.rows = 0
         self.number = 0
+        self.rows_loaded = 0  # rows of the run in loaded parts
+        self.files_loaded: dict[str, int] = {}  # source file -> its rows in loaded parts
+        self._part_files: dict[str, int] = {}
 
     def write(self, table: pa.Table) -> None:
         # another column type (int32 in one source file, int64 in the next) starts a new part:
@@ -714,6 +735,10 @@ class _PartWriter:
             table = table.cast(self.writer.schema)
         self.writer.write_table(table)
         self.rows += table.num_rows
+        if SOURCE_FILE_COLUMN in table.schema.names:
+            for item in pc.value_counts(table.column(SOURCE_FILE_COLUMN)).to_pylist():
+                name = item["values"]
+                self._part_files[name] = self._part_files.get(name, 0) + item["counts"]
         if self.rows >= PART_ROWS:
             self.flush()
 
@@ -725,7 +750,10 @@ class _PartWriter:
         if self.rows:
             self.load(self.path, self.number)
         self.path.unlink()
-        self.writer, self.rows = None, 0
+        self.rows_loaded += self.rows
+        for name, count in self._part_files.items():
+            self.files_loaded[name] = self.files_loaded.get(name, 0) + count
+        self.writer, self.rows, self._part_files = None, 0, {}
 
     def close(self) -> None:
         self.flush()
