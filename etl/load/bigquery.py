@@ -37,7 +37,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
+from etl.bigquery_client import (
+    api_exceptions,
+    bigquery,
+    make_client,
+    rate_limit_retry,
+    retry,
+    translate,
+)
 from etl.exceptions import BadInputError, DestinationError, EtlError, SchemaChangeError
 from etl.load import bigquery_tables as tables
 from etl.load.base import (
@@ -342,9 +349,11 @@ class BigQueryLoader(Loader):
         )
         config.parquet_options = bigquery.ParquetOptions()
         config.parquet_options.enable_list_inference = True
-        job_id = f"etl_{tag}_part{number:05d}_{uuid.uuid4().hex[:8]}"
-        with open(path, "rb") as handle:
-            try:
+        jobs: list[Any] = []
+
+        def attempt() -> Any:  # a new job id each time: a failed job's id cannot be reused
+            job_id = f"etl_{tag}_part{number:05d}_{uuid.uuid4().hex[:8]}"
+            with open(path, "rb") as handle:
                 job = self.client.load_table_from_file(
                     handle,
                     staging,
@@ -353,15 +362,21 @@ class BigQueryLoader(Loader):
                     rewind=True,
                     timeout=self.destination.timeout_s,
                 )
-            except Exception as exc:  # noqa: BLE001  every API error is translated
-                raise translate(exc, f"the load of {table} (job {job_id})") from exc
-        try:
-            self._wait(job, f"the load of {table} (job {job_id}, {path.name})")
-        except DestinationError as exc:
+            jobs.append(job)
+            return job.result(timeout=self.destination.timeout_s)
+
+        try:  # rateLimitExceeded / short-window quotaExceeded: backoff with jitter, new job
+            rate_limit_retry(self.destination.timeout_s)(attempt)()
+        except Exception as exc:  # noqa: BLE001  every API error is translated
+            job = jobs[-1] if jobs else None
+            job_id = job.job_id if job is not None else "not submitted"
+            error = translate(exc, f"the load of {table} (job {job_id}, {path.name})")
+            if job is None or type(error) is not DestinationError:
+                raise error from exc
             raise load_error(
                 table=table,
                 job_id=job_id,
-                errors=job.errors or getattr(exc.__cause__, "errors", None) or [],
+                errors=job.errors or getattr(exc, "errors", None) or [],
                 part=path,
                 files_before=sources.files_loaded if sources is not None else None,
                 rows_before=sources.rows_loaded if sources is not None else 0,
