@@ -15,7 +15,9 @@ https://cloud.google.com/bigquery/docs/creating-clustered-tables#modifying-clust
   https://cloud.google.com/bigquery/quotas#standard_tables). A new clustering applies to data
   written afterwards; earlier data is re-clustered by BigQuery in the background.
 
-Labels the config does not name are left as they are (a label added in the console stays);
+An option the config does not set (no `partitioning`, empty `clustering`, no `description`)
+leaves the table's own as it is (a table laid out by hand keeps its layout). Labels the config
+does not name are left as they are (a label added in the console stays);
 a column description is set when the column has none or has one this module wrote
 (`source: ...`), so a description written by hand is kept.
 """
@@ -167,7 +169,7 @@ def _spec(table: Any) -> str:
 def refuse_fixed_changes(table: Any, destination: DestinationConfig) -> None:
     """Fail when the configured partitioning is not the existing table's (BigQuery cannot
     change a table's partitioning: https://cloud.google.com/bigquery/docs/managing-partitioned-
-    tables). A table without partitioning and no configured partitioning pass.
+    tables). Without a configured partitioning nothing is checked.
 
     Args:
         table: the existing destination `bigquery.Table`, or None (nothing to compare).
@@ -175,8 +177,8 @@ def refuse_fixed_changes(table: Any, destination: DestinationConfig) -> None:
     Raises:
         ConfigError: names `destination.partitioning`, the table's and the configured spec.
     """
-    if table is None:
-        return
+    if table is None or destination.partitioning is None:
+        return  # no partitioning configured: the table's own (made by hand) is left alone
     wanted = apply_layout(bigquery.Table(table.reference), destination, metadata=False)
     if _spec(wanted) != _spec(table):
         raise ConfigError(
@@ -215,8 +217,8 @@ def sync_options(
     if part is not None and bool(table.require_partition_filter) != require:
         table.require_partition_filter = require
         fields.append("require_partition_filter")
-    clustering = list(destination.clustering) or None
-    if (table.clustering_fields or None) != clustering:
+    clustering = list(destination.clustering)
+    if clustering and (table.clustering_fields or []) != clustering:
         table.clustering_fields = clustering
         fields.append("clustering_fields")
     if destination.description is not None and table.description != destination.description:

@@ -225,3 +225,41 @@ def test_range_partitioning_and_require_filter_request(
     assert run(job).rows_loaded == 2
     table = bigquery_client.get_table(f"{bq_dataset}.t")
     assert (table.clustering_fields, table.labels) == (["name"], {"env": "test"})
+
+
+def test_a_table_laid_out_by_hand_keeps_its_layout_without_options(
+    bq_dataset: str, bigquery_client: Any, tmp_path: Path
+) -> None:
+    """A table partitioned and clustered by hand, loaded by a config without table options:
+    the rows are appended, and partitioning, clustering, labels and description stay (only
+    the column descriptions are added, where the columns had none)."""
+    from google.cloud import bigquery
+
+    bigquery_client.create_dataset(bq_dataset)
+    table = bigquery.Table(
+        f"{bigquery_client.project}.{bq_dataset}.t",
+        schema=[
+            bigquery.SchemaField("id", "INT64", description="order number"),
+            bigquery.SchemaField("ts", "DATETIME"),
+            bigquery.SchemaField("name", "STRING"),
+            bigquery.SchemaField("_etl_source_file", "STRING"),
+            bigquery.SchemaField("_etl_run_id", "STRING"),
+            bigquery.SchemaField("_etl_loaded_at", "TIMESTAMP"),
+        ],
+    )
+    table.time_partitioning = bigquery.TimePartitioning(type_="MONTH", field="ts")
+    table.clustering_fields = ["name"]
+    table.labels = {"owner": "ops"}
+    table.description = "made by hand"
+    bigquery_client.create_table(table)
+
+    result = run(_files_job(tmp_path, bq_dataset, {"a.csv": CSV_1}))
+
+    assert result.rows_loaded == 2
+    assert _meta(bigquery_client, f"{bq_dataset}.t") == {
+        "time_partitioning": ("MONTH", "ts", None),
+        "clustering": ["name"],
+        "labels": {"owner": "ops"},
+        "description": "made by hand",
+        "columns": {**DESCRIPTIONS_1, "id": "order number"},
+    }
