@@ -1,4 +1,5 @@
-"""The BigQuery daily job budget of a schedule (ml_platform/services/schedules.py
+"""BigQuery sources in the API: table options in `destination` validated by the config
+contract, and the daily job budget of a schedule (ml_platform/services/schedules.py
 `schedule_quota_check`): runs a day of the cron expression x 2 jobs a run, refused above
 `ETL_BIGQUERY_QUOTA_SHARE` (default 50%) of the 1,500 load jobs per table per day
 (https://cloud.google.com/bigquery/quotas#load_jobs). Peers hit the daily limit with frequent
@@ -84,3 +85,33 @@ def test_share_is_a_setting() -> None:
     assert error.value.message_dict["schedule_cron"][0].startswith(
         "This schedule fires up to 720 times a day x 2 BigQuery jobs per run = 1,440 jobs"
     )
+
+
+def test_table_options_are_validated_by_the_api(
+    staff_client: APIClient, local_connection: Connection
+) -> None:
+    """BigQuery table options travel in `destination`: five clustering columns are refused
+    with 400 keyed by `destination`, naming `destination.clustering`; valid options are
+    stored as given."""
+    refused = _create(
+        staff_client,
+        local_connection,
+        "",
+        destination={**BIGQUERY, "clustering": ["a", "b", "c", "d", "e"]},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["extra"]["fields"] == {
+        "destination": [
+            "Invalid job config: `destination.clustering`: List should have at most 4 items "
+            "after validation, not 5"
+        ]
+    }
+    options = {
+        "partitioning": {"type": "DAY", "field": "ts", "expiration_days": 30},
+        "clustering": ["name"],
+        "labels": {"team": "data"},
+        "description": "orders",
+    }
+    accepted = _create(staff_client, local_connection, "", destination={**BIGQUERY, **options})
+    assert accepted.status_code == 201
+    assert DataSource.objects.get().destination == {**BIGQUERY, **options}
