@@ -4,6 +4,7 @@ destination (imported only by them: shared/STYLE.md E9)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from etl.exceptions import (
@@ -85,6 +86,80 @@ def make_client(
     )
 
 
+LOAD_JOBS_PER_TABLE_PER_DAY = 1_500
+"""https://cloud.google.com/bigquery/quotas#load_jobs: load jobs per table per day (failed
+ones included); table operations (loads, copies, DML appends) share it."""
+_DAILY = re.compile(
+    r"imports or query appends per table|per table per day|per day|daily|"
+    r"table operations|partition modifications",
+    re.IGNORECASE,
+)
+_SHORT = re.compile(
+    r"rate limit|per 10 seconds|per second|per minute|too many (?:table )?update operations|"
+    r"too many api requests|concurrent",
+    re.IGNORECASE,
+)
+
+
+class QuotaExceededError(DestinationError):
+    """A daily BigQuery quota is exhausted: retrying today cannot succeed. `limit` names it."""
+
+    def __init__(self, what: str, limit: str, message: str) -> None:
+        self.limit = limit
+        super().__init__(
+            f"BigQuery quota exhausted for {what}: {limit}. The run fails until the quota "
+            f"resets (midnight Pacific time); make fewer runs a day (a less frequent schedule) "
+            f"or ask Google for more. BigQuery said: {message}"
+        )
+
+
+def _reasons(exc: BaseException) -> list[tuple[str, str]]:
+    """(reason, message) of each error of a BigQuery API error (`exc.errors`)."""
+    errors = getattr(exc, "errors", None) or []
+    found = [
+        (str(e.get("reason", "")), str(e.get("message", ""))) for e in errors if isinstance(e, dict)
+    ]
+    return found or [("", str(getattr(exc, "message", "") or exc))]
+
+
+def quota_kind(exc: BaseException) -> str | None:
+    """Classify a BigQuery error: `rate` (`rateLimitExceeded`, or a `quotaExceeded` of a
+    short window such as 5 table-metadata updates per 10 s: retried), `daily` (a
+    `quotaExceeded` of a daily limit such as 1,500 load jobs per table per day: terminal), or
+    None (https://cloud.google.com/bigquery/docs/error-messages#errortable,
+    https://cloud.google.com/bigquery/docs/troubleshoot-quotas)."""
+    for reason, message in _reasons(exc):
+        if reason == "rateLimitExceeded":
+            return "rate"
+        if reason == "quotaExceeded" or message.startswith("Quota exceeded"):
+            if _SHORT.search(message) and not _DAILY.search(message):
+                return "rate"
+            return "daily"
+    return None
+
+
+def _daily_limit(message: str) -> str:
+    if re.search(r"imports or query appends per table", message, re.IGNORECASE):
+        return (
+            f"{LOAD_JOBS_PER_TABLE_PER_DAY:,} load jobs (imports or query appends) per table per "
+            "day (https://cloud.google.com/bigquery/quotas#load_jobs)"
+        )
+    return "a daily quota (https://cloud.google.com/bigquery/quotas)"
+
+
+def rate_limit_retry(timeout_s: float) -> Retry:
+    """Return the policy that re-runs a load or commit whose job failed with a short-window
+    quota (`quota_kind` == `rate`): exponential backoff from 1 s, doubling, capped at 32 s per
+    wait, with api_core's full jitter (each wait is random up to the cap), within `timeout_s`."""
+    return Retry(
+        predicate=lambda exc: quota_kind(exc) == "rate",
+        initial=1.0,
+        maximum=32.0,
+        multiplier=2.0,
+        timeout=timeout_s,
+    )
+
+
 def retry(timeout_s: float) -> Retry:
     """Return the client's default retry policy with a deadline of `timeout_s` seconds."""
     from google.cloud.bigquery.retry import DEFAULT_RETRY
@@ -102,6 +177,9 @@ def translate(exc: Exception, what: str, *, source: bool = False) -> EtlError:
     """
     if isinstance(exc, EtlError):
         return exc
+    if not source and quota_kind(exc) == "daily":
+        message = _message(exc)
+        return QuotaExceededError(what, _daily_limit(message), message)
     if isinstance(exc, TRANSIENT):
         if source:
             return SourceUnavailableError(f"BigQuery {what}", _message(exc))

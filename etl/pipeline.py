@@ -210,6 +210,7 @@ def run(
             rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
             allow_widen_to_string=job.allow_widen_to_string,
             merge_key=merge_key if job.load_type == "merge" else None,
+            column_sources=lambda: {d: s for s, d in transformer.column_map.items()},
         )
         try:
             loaded = loader.load(request)
@@ -219,6 +220,9 @@ def run(
         report()  # the final figures, even when the last batches held no rows
         fault("load.after_commit")
         stats = extraction.stats
+        ignored = job.destination.ignored_options_warning()
+        if ignored:
+            stats.warnings.append(ignored)
 
     finished = dt.datetime.now(dt.UTC)
     source_names = {dest: source for source, dest in transformer.column_map.items()}

@@ -181,6 +181,9 @@ from the environment."""
 ETL_SCHEDULER_EXECUTOR = env.str("ETL_SCHEDULER_EXECUTOR", default="local")
 """Who fires data source schedules: `local` (django-celery-beat: `make beat`) or `cloud`
 (one Google Cloud Scheduler job per source, posting to the scheduler webhook)."""
+ETL_BIGQUERY_QUOTA_SHARE = env.float("ETL_BIGQUERY_QUOTA_SHARE", default=0.5)
+"""Share (0-1) of BigQuery's 1,500 load jobs per table per day a BigQuery source's schedule may
+use (runs a day x 2 jobs a run); a schedule above it is refused with the numbers."""
 ETL_PUBLIC_BASE_URL = env.str("ETL_PUBLIC_BASE_URL", default="")
 """Public origin of this web app (`https://etl.example.com`); cloud jobs post to its webhook."""
 ETL_CLOUD_SCHEDULER_PARENT = env.str("ETL_CLOUD_SCHEDULER_PARENT", default="")

@@ -135,6 +135,8 @@ class LoadRequest:
     allow_widen_to_string: bool = False
     """`JobConfig.allow_widen_to_string`: a column whose type changes in a way no lossless
     widening covers becomes STRING instead of failing the load."""
+    column_sources: Callable[[], dict[str, str]] | None = None
+    """Destination column name -> source column name (BigQuery column descriptions)."""
     fault_hook: Callable[[str], None] | None = None
     """Test-only phase callback (`etl.pipeline.FaultHook`); loaders call it with `catalog.swap`
     between a snapshot's swap and the load-log write when those are separate steps."""

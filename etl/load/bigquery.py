@@ -39,8 +39,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl.bigquery_client import api_exceptions, bigquery, make_client, retry, translate
-from etl.exceptions import BadInputError, EtlError, PrimaryKeyError, SchemaChangeError
+from etl.bigquery_client import (
+    api_exceptions,
+    bigquery,
+    make_client,
+    rate_limit_retry,
+    retry,
+    translate,
+)
+from etl.exceptions import (
+    BadInputError,
+    DestinationError,
+    EtlError,
+    PrimaryKeyError,
+    SchemaChangeError,
+)
+from etl.load import bigquery_tables as tables
 from etl.load.base import (
     LOAD_LOG_TABLE,
     LOADED_AT_COLUMN,
@@ -57,6 +71,7 @@ from etl.load.base import (
     duplicate_reason,
     owned_with,
 )
+from etl.load.bigquery_errors import load_error
 from etl.load.bigquery_types import bigquery_widened, loadable, normalized, schema_fields
 from etl.registry import register_loader
 from etl.schema import SOURCE_FILE_COLUMN
@@ -217,17 +232,26 @@ class BigQueryLoader(Loader):
         arrow_types: dict[str, pa.DataType] = {}
         rows = 0
         file_rows: dict[str, int] = {}  # rows of each source file in earlier batches
+        source_types: dict[str, str] = {}  # column -> source Arrow type (column descriptions)
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
                 parts = _PartWriter(
-                    Path(tmp), lambda path, n: self._load_part(staging, path, n, tag, request.table)
+                    Path(tmp),
+                    lambda path, n: self._load_part(
+                        staging, path, n, tag, request.table, sources=parts
+                    ),
                 )
                 for batch in request.batches:
                     _check_bigquery_values(batch, rows, file_rows)
+                    for field in batch.schema:
+                        source_types.setdefault(field.name, str(field.type))
                     batch = _with_metadata(batch, request.run_id, loaded_at)
                     fields = schema_fields(batch.schema)
                     if not columns:
-                        self._create(staging, fields, expires=True)
+                        self._check_options(request.table, fields)
+                        # a snapshot's staging table is swapped in: laid out like the table
+                        layout = request.write_disposition == "replace"
+                        self._create(staging, fields, expires=True, layout=layout)
                         columns = {f.name: f for f in fields}
                     else:
                         batch = self._evolve_staging(
@@ -245,6 +269,7 @@ class BigQueryLoader(Loader):
             for table_id in (staging, self._rejected_staging(request.table, tag)):
                 self._call("staging cleanup", self.client.delete_table, table_id, not_found_ok=True)
         table = self._call("table lookup", self.client.get_table, self.table_id(request.table))
+        table = self._sync_options(table, request, source_types)
         schema = [
             {
                 "name": f.name,
@@ -270,8 +295,35 @@ class BigQueryLoader(Loader):
                     not_found_ok=True,
                 )
 
-    def _create(self, table_id: str, fields: list, *, expires: bool = False) -> None:
+    def _check_options(self, table: str, fields: list) -> None:
+        """Fail before loading when a partition/clustering column is missing or mistyped, or
+        the configured partitioning is not the existing table's (etl/load/bigquery_tables.py)."""
+        tables.check_columns(self.destination, fields)
+        tables.refuse_fixed_changes(self._table_or_none(self.table_id(table)), self.destination)
+
+    def _sync_options(self, table: Any, request: LoadRequest, source_types: dict) -> Any:
+        """Apply changed table options and column descriptions after the commit (swaps and
+        schema evolution included); return the table."""
+        sources = request.column_sources() if request.column_sources else {}
+        descriptions = {
+            name: tables.column_description(sources.get(name, name), kind)
+            for name, kind in source_types.items()
+            if not name.startswith("_etl_")
+        }
+
+        def update(table: Any, fields: list[str]) -> Any:
+            return self._call("table options", self.client.update_table, table, fields)
+
+        return tables.sync_options(table, self.destination, descriptions, update)
+
+    def _create(
+        self, table_id: str, fields: list, *, expires: bool = False, layout: bool = False
+    ) -> None:
+        """Create `table_id`; `layout`: with the configured partitioning and clustering (and,
+        for the destination table itself, its description and labels)."""
         table = bigquery.Table(table_id, schema=fields)
+        if layout:
+            tables.apply_layout(table, self.destination, metadata=not expires)
         if expires:
             table.expires = dt.datetime.now(dt.UTC) + STAGING_EXPIRATION
         self._call(f"creation of {table_id}", self.client.create_table, table)
@@ -295,7 +347,11 @@ class BigQueryLoader(Loader):
         table.schema = [*table.schema, *fields]
         self._call(f"new columns of {table_id}", self.client.update_table, table, ["schema"])
 
-    def _load_part(self, staging: str, path: Path, number: int, tag: str, table: str) -> None:
+    def _load_part(
+        self, staging: str, path: Path, number: int, tag: str, table: str, sources: Any = None
+    ) -> None:
+        """Load one staged Parquet part; `sources` (the `_PartWriter`) maps a failed job's
+        rows back to their source file and row (etl/load/bigquery_errors.py)."""
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
@@ -304,9 +360,11 @@ class BigQueryLoader(Loader):
         )
         config.parquet_options = bigquery.ParquetOptions()
         config.parquet_options.enable_list_inference = True
-        job_id = f"etl_{tag}_part{number:05d}_{uuid.uuid4().hex[:8]}"
-        with open(path, "rb") as handle:
-            try:
+        jobs: list[Any] = []
+
+        def attempt() -> Any:  # a new job id each time: a failed job's id cannot be reused
+            job_id = f"etl_{tag}_part{number:05d}_{uuid.uuid4().hex[:8]}"
+            with open(path, "rb") as handle:
                 job = self.client.load_table_from_file(
                     handle,
                     staging,
@@ -315,16 +373,32 @@ class BigQueryLoader(Loader):
                     rewind=True,
                     timeout=self.destination.timeout_s,
                 )
-            except Exception as exc:  # noqa: BLE001  every API error is translated
-                raise translate(exc, f"the load of {table} (job {job_id})") from exc
-        self._wait(job, f"the load of {table} (job {job_id}, {path.name})")
+            jobs.append(job)
+            return job.result(timeout=self.destination.timeout_s)
+
+        try:  # rateLimitExceeded / short-window quotaExceeded: backoff with jitter, new job
+            rate_limit_retry(self.destination.timeout_s)(attempt)()
+        except Exception as exc:  # noqa: BLE001  every API error is translated
+            job = jobs[-1] if jobs else None
+            job_id = job.job_id if job is not None else "not submitted"
+            error = translate(exc, f"the load of {table} (job {job_id}, {path.name})")
+            if job is None or type(error) is not DestinationError:
+                raise error from exc
+            raise load_error(
+                table=table,
+                job_id=job_id,
+                errors=job.errors or getattr(exc, "errors", None) or [],
+                part=path,
+                files_before=sources.files_loaded if sources is not None else None,
+                rows_before=sources.rows_loaded if sources is not None else 0,
+            ) from exc
 
     def _commit(self, request: LoadRequest, staging: str, columns: dict, rows: int) -> None:
         target = self.table_id(request.table)
         exists = self._table_or_none(target)
         if columns:
             if exists is None:
-                self._create(target, list(columns.values()))
+                self._create(target, list(columns.values()), layout=True)
             elif request.write_disposition in ("append", "merge"):
                 self._evolve_target(
                     exists, columns, request.table, staging, request.allow_widen_to_string
@@ -724,6 +798,9 @@ class _PartWriter:
         self.path: Path | None = None
         self.rows = 0
         self.number = 0
+        self.rows_loaded = 0  # rows of the run in loaded parts
+        self.files_loaded: dict[str, int] = {}  # source file -> its rows in loaded parts
+        self._part_files: dict[str, int] = {}
 
     def write(self, table: pa.Table) -> None:
         # another column type (int32 in one source file, int64 in the next) starts a new part:
@@ -742,6 +819,10 @@ class _PartWriter:
             table = table.cast(self.writer.schema)
         self.writer.write_table(table)
         self.rows += table.num_rows
+        if SOURCE_FILE_COLUMN in table.schema.names:
+            for item in pc.value_counts(table.column(SOURCE_FILE_COLUMN)).to_pylist():
+                name = item["values"]
+                self._part_files[name] = self._part_files.get(name, 0) + item["counts"]
         if self.rows >= PART_ROWS:
             self.flush()
 
@@ -753,7 +834,10 @@ class _PartWriter:
         if self.rows:
             self.load(self.path, self.number)
         self.path.unlink()
-        self.writer, self.rows = None, 0
+        self.rows_loaded += self.rows
+        for name, count in self._part_files.items():
+            self.files_loaded[name] = self.files_loaded.get(name, 0) + count
+        self.writer, self.rows, self._part_files = None, 0, {}
 
     def close(self) -> None:
         self.flush()

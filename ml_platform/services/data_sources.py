@@ -167,7 +167,11 @@ def data_source_validate(*, data_source: DataSource) -> None:
     """
     data_source.full_clean()
     destination_owner_check(data_source=data_source)
-    schedule_validate(cron=data_source.schedule_cron, timezone=data_source.schedule_timezone)
+    schedule_validate(
+        cron=data_source.schedule_cron,
+        timezone=data_source.schedule_timezone,
+        destination_type=(data_source.destination or {}).get("type"),
+    )
     try:
         job_config_build(data_source=data_source)
     except etl.ConfigError as exc:

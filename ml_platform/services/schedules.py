@@ -36,15 +36,37 @@ SCHEDULED_TASK = "ml_platform.data_source_run_scheduled"
 """Celery task beat sends for a scheduled source (args: `[data_source_id]`)."""
 NEXT_FIRE_TIMES = 5
 
+BIGQUERY_LOAD_JOBS_PER_TABLE_PER_DAY = 1_500
+"""https://cloud.google.com/bigquery/quotas#load_jobs: load jobs per table per day; copy jobs
+and query appends into the table count toward the same table-operations limit."""
+BIGQUERY_JOBS_PER_RUN = 2
+"""Jobs a BigQuery run makes that count toward a table's daily operations, counted
+conservatively: one load job (all of a run's batches and files go into one staged Parquet set,
+one more per million rows or per mid-run column change) and one commit into the table (a copy
+job swapping a snapshot in, or the DML INSERT of an append)."""
+SCHEDULE_QUOTA_EXCEEDED = (
+    "This schedule fires up to {runs:,} times a day x {per_run} BigQuery jobs per run = "
+    "{jobs:,} jobs a day on the destination table, over {share:.0%} of BigQuery's limit of "
+    "{limit:,} load jobs per table per day ({budget:,} jobs); choose a less frequent schedule "
+    "(at most {max_runs:,} runs a day)."
+)
+
 
 def periodic_task_name(*, data_source_id: int) -> str:
     """Return the `PeriodicTask.name` (and Cloud Scheduler job id) of a data source."""
     return f"etl-source-{data_source_id}"
 
 
-def schedule_validate(*, cron: str, timezone: str) -> None:
+def schedule_validate(
+    *, cron: str, timezone: str, destination_type: str | None = None, jobs_per_run: int = 1
+) -> None:
     """Check a 5-field cron expression (as croniter and Celery's crontab both read it) and an
-    IANA time zone name (aliases such as `Europe/Kiev` included).
+    IANA time zone name (aliases such as `Europe/Kiev` included); for a BigQuery destination,
+    also the daily job budget (`schedule_quota_check`).
+
+    Args:
+        destination_type: the data source's `destination.type`; `bigquery` checks the budget.
+        jobs_per_run: tables a run loads (1 per data source; the destination table).
 
     Raises:
         ValidationError: keyed by `schedule_cron` or `schedule_timezone`.
@@ -78,6 +100,47 @@ def schedule_validate(*, cron: str, timezone: str) -> None:
         raise ValidationError(
             {"schedule_timezone": SCHEDULE_TIMEZONE_INVALID.format(value=timezone)}
         ) from None
+    if cron and destination_type == "bigquery":
+        schedule_quota_check(cron=cron, jobs_per_run=BIGQUERY_JOBS_PER_RUN * jobs_per_run)
+
+
+def schedule_runs_per_day(*, cron: str) -> int:
+    """Return the most runs `cron` fires on one day: minutes x hours of its fields (the day
+    fields only choose which days fire). A DST change can add or drop one hour's runs."""
+    from croniter import croniter
+
+    fields = croniter.expand(cron)[0]
+    minutes = 60 if fields[0] == ["*"] else len(fields[0])
+    hours = 24 if fields[1] == ["*"] else len(fields[1])
+    return minutes * hours
+
+
+def schedule_quota_check(*, cron: str, jobs_per_run: int = BIGQUERY_JOBS_PER_RUN) -> None:
+    """Refuse a schedule whose BigQuery jobs per day (runs per day x `jobs_per_run`) exceed
+    `settings.ETL_BIGQUERY_QUOTA_SHARE` (default 0.5) of the 1,500 load jobs per table per
+    day (https://cloud.google.com/bigquery/quotas#load_jobs), leaving the rest to retries,
+    full refreshes and manual runs.
+
+    Raises:
+        ValidationError: keyed by `schedule_cron`, with runs, jobs and the budget.
+    """
+    share = float(getattr(settings, "ETL_BIGQUERY_QUOTA_SHARE", 0.5))
+    runs = schedule_runs_per_day(cron=cron)
+    budget = int(BIGQUERY_LOAD_JOBS_PER_TABLE_PER_DAY * share)
+    if runs * jobs_per_run > budget:
+        raise ValidationError(
+            {
+                "schedule_cron": SCHEDULE_QUOTA_EXCEEDED.format(
+                    runs=runs,
+                    per_run=jobs_per_run,
+                    jobs=runs * jobs_per_run,
+                    share=share,
+                    limit=BIGQUERY_LOAD_JOBS_PER_TABLE_PER_DAY,
+                    budget=budget,
+                    max_runs=budget // jobs_per_run,
+                )
+            }
+        )
 
 
 def schedule_next_fire_times(

