@@ -93,6 +93,10 @@ class DataSource(BaseModel):
         FAIL = "fail", "Fail the run"
         QUARANTINE = "quarantine", "Quarantine bad rows"
 
+    class OnUnrepresentable(models.TextChoices):
+        NEAREST = "nearest", "Load the nearest exact value (or NULL) and count it"
+        FAIL = "fail", "Fail the run"
+
     class FileFormat(models.TextChoices):
         CSV = "csv", "CSV"
         PARQUET = "parquet", "Parquet"
@@ -117,6 +121,12 @@ class DataSource(BaseModel):
         max_length=8, choices=NullCursor.choices, default=NullCursor.FAIL
     )
     on_bad_rows = models.CharField(max_length=12, choices=OnBadRows.choices, default=OnBadRows.FAIL)
+    on_unrepresentable = models.CharField(
+        max_length=8, choices=OnUnrepresentable.choices, default=OnUnrepresentable.NEAREST
+    )
+    allow_widen_to_string = models.BooleanField(
+        default=False, help_text="a column whose type changes incompatibly becomes STRING"
+    )
     initial_value = models.CharField(max_length=255, blank=True)
     file_pattern = models.CharField(max_length=1024, default="*", blank=True)
     file_prefix = models.CharField(max_length=1024, blank=True)

@@ -150,5 +150,6 @@ def error_responses_hook(
         for operation in path.values():
             responses = operation.setdefault("responses", {})
             for code, description in descriptions.items():
-                responses.setdefault(code, {"description": description, "content": body})
+                given = responses.setdefault(code, {"description": description})
+                given["content"] = body  # an operation's own description of the case is kept
     return result

@@ -50,6 +50,8 @@ class DataSourceOutputSerializer(serializers.Serializer):
     cursor_lag_seconds = serializers.FloatField()
     null_cursor = serializers.CharField()
     on_bad_rows = serializers.CharField()
+    on_unrepresentable = serializers.CharField()
+    allow_widen_to_string = serializers.BooleanField()
     initial_value = serializers.CharField()
     file_pattern = serializers.CharField()
     file_prefix = serializers.CharField()
@@ -109,6 +111,10 @@ class _DataSourceFieldsSerializer(StrictInputSerializer):
     cursor_lag_seconds = serializers.FloatField(required=False, min_value=0)
     null_cursor = serializers.ChoiceField(choices=DataSource.NullCursor.choices, required=False)
     on_bad_rows = serializers.ChoiceField(choices=DataSource.OnBadRows.choices, required=False)
+    on_unrepresentable = serializers.ChoiceField(
+        choices=DataSource.OnUnrepresentable.choices, required=False
+    )
+    allow_widen_to_string = serializers.BooleanField(required=False)
     initial_value = serializers.CharField(required=False, allow_blank=True)
     file_pattern = serializers.CharField(required=False, allow_blank=True)
     file_prefix = serializers.CharField(required=False, allow_blank=True)

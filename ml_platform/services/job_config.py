@@ -57,6 +57,8 @@ def job_config_data(*, data_source: DataSource) -> dict[str, Any]:
         "initial_value": data_source.initial_value or None,
         "null_cursor": data_source.null_cursor,
         "on_bad_rows": data_source.on_bad_rows,
+        "on_unrepresentable": data_source.on_unrepresentable,
+        "allow_widen_to_string": data_source.allow_widen_to_string,
         "file_pattern": data_source.file_pattern or "*",
         "file_prefix": data_source.file_prefix,
         "file_format": data_source.file_format or None,

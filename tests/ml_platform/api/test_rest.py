@@ -169,3 +169,34 @@ def test_every_operation_documents_the_error_body(staff_client: APIClient) -> No
     assert set(schema["components"]["schemas"][page]["properties"]) == {
         "count", "next", "previous", "results",
     }  # fmt: skip
+
+
+def test_value_policies_reach_the_engine(
+    staff_client: APIClient, local_connection: Connection
+) -> None:
+    """`on_unrepresentable` and `allow_widen_to_string` set through the API are what the engine
+    runs with; an unknown policy is a 400 naming the field."""
+    from ml_platform.services import job_config_build
+
+    created = staff_client.post(
+        "/api/etl/sources/",
+        {"name": "strict", "connection": local_connection.id, "dest_table_name": "strict",
+         "file_pattern": "*.csv", "file_format": "csv", "on_unrepresentable": "fail",
+         "allow_widen_to_string": True},
+        format="json",
+    )  # fmt: skip
+    wrong = staff_client.patch(
+        f"/api/etl/sources/{created.json()['id']}/",
+        {"on_unrepresentable": "round"},
+        format="json",
+    )
+
+    assert created.status_code == 201, created.json()
+    job = job_config_build(data_source=DataSource.objects.get(pk=created.json()["id"]))
+    assert (job.on_unrepresentable, job.allow_widen_to_string) == ("fail", True)
+    assert (created.json()["on_unrepresentable"], created.json()["allow_widen_to_string"]) == (
+        "fail",
+        True,
+    )
+    assert wrong.status_code == 400
+    assert list(wrong.json()["extra"]["fields"]) == ["on_unrepresentable"]
