@@ -48,9 +48,8 @@ STRATEGY_HELP = {
     "merge": "Each run reads what changed since the last run, like transactional, and each "
     "primary key's latest row replaces the destination's row: one row per key.",
 }
-TABLE_ONLY_FIELDS = ("timestamp_column", "primary_key", "null_cursor", "cursor_lag_seconds",
-                     "initial_value")  # fmt: skip
-CURSOR_REQUIRED = "A transactional table load needs a cursor column."
+TABLE_ONLY_FIELDS = ("timestamp_column", "null_cursor", "cursor_lag_seconds", "initial_value")
+CURSOR_REQUIRED = "A transactional or merge table load needs a cursor column."
 
 
 @staff_required
@@ -169,7 +168,8 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
             data["timestamp_column"] = ""
         cursor_type = (draft.get("cursor_types") or {}).get(data["timestamp_column"], "")
         initial_error = initial_value_error(data.get("initial_value") or "", cursor_type)
-        if data["load_type"] == "transactional" and not is_files and not data["timestamp_column"]:
+        needs_cursor = data["load_type"] in ("transactional", "merge")
+        if needs_cursor and not is_files and not data["timestamp_column"]:
             form.add_error("timestamp_column", CURSOR_REQUIRED)
         elif initial_error:
             form.add_error("initial_value", initial_error)

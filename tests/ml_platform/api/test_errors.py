@@ -104,7 +104,7 @@ BAD_STORED = [
     (
         "load_type",
         "bogus",
-        "Invalid job config: `load_type`: Input should be 'transactional' or 'catalog'",
+        "Invalid job config: `load_type`: Input should be 'transactional', 'catalog' or 'merge'",
     ),
     (
         "file_format",

@@ -181,13 +181,12 @@ def test_sparkline() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_full_refresh_adopts_nothing_from_the_load_log(
+def test_full_refresh_never_takes_over_a_deleted_sources_table(
     staff: Client, local_connection: Connection, warehouse: Path
 ) -> None:
     """A deleted source's table (and its load log) stays; a new source onto it whose first act
-    is Full refresh now ends with exactly its own 4 rows: the old source's committed state (a
-    file ledger saying orders_1.csv is loaded) is not adopted, which would load nothing and
-    empty the table."""
+    is Full refresh now is refused by the engine (the load log names the deleted source's
+    pipeline as the owner), nothing is adopted, and the table keeps its 4 rows."""
 
     def make() -> DataSource:
         return data_source_create(
@@ -201,6 +200,11 @@ def test_full_refresh_adopts_nothing_from_the_load_log(
     second = make()
     staff.post(f"/etl/sources/{second.pk}/reset/", {"action": "refresh"})
     run = EtlRun.objects.get(data_source=second)
-    assert (run.status, run.rows_loaded, run.reconciled_run_id) == ("succeeded", 4, "")
+    assert (run.status, run.error_class, run.reconciled_run_id) == (
+        "failed",
+        "TableOwnedError",
+        "",
+    )
+    assert f"belongs to pipeline `datasource:{first.pk}`" in run.error_message
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM raw_data.orders").fetchone() == (4,)

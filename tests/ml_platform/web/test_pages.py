@@ -89,26 +89,30 @@ def test_wizard_local_csv_source_end_to_end(staff: Client, local_connection: Con
 def test_wizard_merge_strategy_needs_a_primary_key(
     staff: Client, local_connection: Connection
 ) -> None:
-    """Step 4 offers "Incremental, deduplicated on the primary key"; choosing it without a
-    primary key shows the error next to the field; with `id` the source is saved as a merge
-    on ["id"]."""
+    """The strategy step offers "Incremental, deduplicated on the primary key"; choosing it
+    without a primary key shows the contract's error next to the field; with `id` the source
+    is saved as a merge on ["id"]."""
     staff.get("/etl/new/")
     staff.post(
         "/etl/new/1-connection/", {"choose-connection": local_connection.pk, "action": "next"}
     )
-    form = {"file_prefix": "", "file_pattern": "*.csv", "file_format": "csv", "action": "next"}
+    form = {"file_prefix": "", "file_pattern": "*.csv", "file_format": "csv", "has_header": "on",
+            "delimiter": ",", "encoding": "utf-8", "quote_char": '"', "action": "next"}  # fmt: skip
     staff.post("/etl/new/2-source/", form)
     staff.post("/etl/new/3-preview/", {"columns": ["id", "customer", "amount"]})
-    page = staff.get("/etl/new/4-strategy/").content.decode()
+    staff.post(
+        "/etl/new/4-destination/", {"type": "duckdb", "dataset": "raw_data", "action": "next"}
+    )
+    page = staff.get("/etl/new/5-strategy/").content.decode()
     assert "Incremental, deduplicated on the primary key" in page
-    strategy = {"load_type": "merge", "dest_table_name": "orders"}
-    page = staff.post("/etl/new/4-strategy/", strategy).content.decode()
-    assert 'id="field-primary_key"' in page
-    assert "A merge load needs the primary key column(s)." in page
-    response = staff.post("/etl/new/4-strategy/", {**strategy, "primary_key": "id"})
-    assert response.url == "/etl/new/5-schedule/"
+    strategy = {"load_type": "merge", "dest_table_name": "orders", "on_bad_rows": "fail"}
+    page = staff.post("/etl/new/5-strategy/", strategy).content.decode()
+    assert 'id="error-primary_key"' in page
+    assert "primary_key is required for a merge load" in page
+    response = staff.post("/etl/new/5-strategy/", {**strategy, "primary_key": ["id"]})
+    assert response.url == "/etl/new/6-schedule/"
     schedule = {"name": "orders", "schedule_timezone": "UTC", "action": "save"}
-    response = staff.post("/etl/new/5-schedule/", schedule)
+    response = staff.post("/etl/new/6-schedule/", schedule)
     assert response.status_code == 302, response.content.decode()[-2000:]
     source = DataSource.objects.get()
     assert (source.load_type, source.primary_key) == ("merge", ["id"])

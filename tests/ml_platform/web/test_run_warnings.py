@@ -136,8 +136,14 @@ def test_run_page_shows_the_runs_own_log_searchable(
     empty, _ = runs
     empty.refresh_from_db()
     events = [line["event"] for line in empty.log_lines]
-    assert events == ["etl_run.started", "run.start", "run.succeeded", "etl_run.succeeded"]
-    assert empty.log_lines[1]["fields"]["run_id"] == empty.uid.hex
+    assert events == [
+        "etl_run.started",
+        "etl_run.destination_locked",
+        "run.start",
+        "run.succeeded",
+        "etl_run.succeeded",
+    ]
+    assert empty.log_lines[2]["fields"]["run_id"] == empty.uid.hex
     assert all(line["ts"] and line["level"] for line in empty.log_lines)
     page = staff.get(f"/etl/runs/{empty.id}/").content.decode()
     assert page.count('<tr class="log-') == len(events)

@@ -315,7 +315,7 @@ def test_step_5_table_source_input(staff: Client, pg_events_table: str) -> None:
             "timestamp_column": "updated_at"}  # fmt: skip
     page = post(staff, url, {**base, "timestamp_column": ""})
     assert field_errors(page, "timestamp_column") == [
-        "A transactional table load needs a cursor column."
+        "A transactional or merge table load needs a cursor column."
     ]
     page = post(staff, url, {**base, "cursor_lag_seconds": "-5"})
     assert field_errors(page, "cursor_lag_seconds") == [
