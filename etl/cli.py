@@ -127,12 +127,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         job = JobConfig.parse(json.loads(args.config.read_text()))
         state = _read_state(args.state)
-        with progress_display(job.dest_table_name, enabled=interactive) as progress:
+        with progress_display(job.dest_table_name, enabled=interactive) as display:
             result = run(
                 job,
                 state,
                 run_id=args.run_id,
-                progress=progress,
+                progress=display.update if display else None,
+                on_estimate=display.set_total if display else None,
                 fault_hook=_fault_hook(os.environ),
                 full_refresh=args.full_refresh,
             )

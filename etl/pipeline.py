@@ -70,6 +70,7 @@ def run(
     progress: ProgressCallback | None = None,
     fault_hook: FaultHook | None = None,
     full_refresh: bool = False,
+    on_estimate: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Run one job: read what is new since `state`, load it, return the state to keep.
 
@@ -95,6 +96,9 @@ def run(
             type; the state committed with it is a first run's. A crash after its commit leaves
             the refresh pending, and repeating it gives the same table. What "reset" does in
             the control plane and `etl run --full-refresh`.
+        on_estimate: optional callback given the rows the read is expected to yield (an
+            estimate from the source's catalog statistics), once, when one is known; for a
+            progress display's % and ETA.
 
     Returns:
         RunResult with counts (rows), sizes (bytes), duration (seconds) and the new state.
@@ -146,6 +150,8 @@ def run(
     )
 
     with extractor.extract(state) as extraction:
+        if on_estimate is not None and extraction.estimated_rows:
+            on_estimate(extraction.estimated_rows)
         null_keys: dict[str, int] = {}
 
         def batches() -> Iterator[pa.RecordBatch]:

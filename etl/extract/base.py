@@ -107,6 +107,11 @@ class Extraction(ABC):
     current_file: str = ""
     """Key of the file being read (file sources), for error messages."""
 
+    estimated_rows: int | None = None
+    """Rows this read is expected to yield, from the source's catalog statistics (PostgreSQL
+    `pg_class.reltuples`, MySQL `information_schema.TABLES.TABLE_ROWS`) when the run reads a
+    whole table; None when unknown. An estimate for progress (% and ETA), never a count."""
+
     @property
     def replaced_files(self) -> list[str]:
         """Source files whose rows already in the destination must be replaced by this load."""

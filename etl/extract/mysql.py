@@ -205,6 +205,20 @@ class MySqlExtractor(SqlExtractor):
             holder=f"connection {holder}" if holder is not None else "",
         )
 
+    def estimate_rows(self, connection: Any) -> int | None:
+        """`information_schema.TABLES.TABLE_ROWS` of the table (InnoDB: an estimate from its
+        statistics, MySQL manual "The INFORMATION_SCHEMA TABLES Table")."""
+        if self.job.custom_sql or not self.job.source_table_name:
+            return None
+        *schema, name = self.job.source_table_name.split(".")
+        database = _literal(schema[0]) if schema else "DATABASE()"
+        (value,) = self.fetch_one(
+            connection,
+            "SELECT (SELECT TABLE_ROWS FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA = {database} AND TABLE_NAME = {_literal(name)})",
+        )
+        return int(value) if value is not None else None
+
     def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
         with connection.cursor() as cursor:
             cursor.execute(sql)

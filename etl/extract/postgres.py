@@ -150,6 +150,18 @@ class PostgresExtractor(SqlExtractor):
             cap.warnings.append(STANDBY)
         return cap
 
+    def estimate_rows(self, connection: Any) -> int | None:
+        """`pg_class.reltuples` of the table (PostgreSQL manual, "Statistics Used by the
+        Planner"): -1 until the table is first vacuumed or analysed, then None here."""
+        if self.job.custom_sql or not self.job.source_table_name:
+            return None
+        literal = "'" + self.relation().replace("'", "''") + "'"
+        (value,) = self.fetch_one(
+            connection,
+            f"SELECT (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass({literal}))",
+        )
+        return int(value) if value is not None and value >= 0 else None
+
     def fetch_one(self, connection: Any, sql: str) -> tuple[Any, ...]:
         statement, reader = connection.query(sql)
         try:

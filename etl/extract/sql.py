@@ -61,6 +61,11 @@ class SqlExtractor(Extractor):
         """Return a cursor value as the driver binds it (dialects override for time zones)."""
         return value
 
+    def estimate_rows(self, connection: Any) -> int | None:
+        """Return the catalog's row estimate of `source_table_name` (no scan), or None when
+        the dialect has none, the job reads custom SQL, or the table was never analysed."""
+        return None
+
     def warnings(self) -> list[str]:
         """Return what the read changed and the run should report (e.g. invalid dates)."""
         return []
@@ -126,8 +131,11 @@ class SqlExtractor(Extractor):
         job = self.job
         select = f"SELECT {self.column_list()} FROM {self.relation()}"
         if job.load_type == "catalog":
+            estimate = self.estimate_rows(connection)  # before the stream holds the connection
             schema, batches = self.stream(connection, select, [])
-            return SqlExtraction(self, connection, schema, batches, window=None)
+            extraction = SqlExtraction(self, connection, schema, batches, window=None)
+            extraction.estimated_rows = estimate
+            return extraction
         assert job.timestamp_column is not None and cap is not None
         cursor_sql = self.quote(job.timestamp_column)
         upper, null_count = self.fetch_one(
@@ -179,6 +187,8 @@ class SqlExtractor(Extractor):
         if extras:
             columns = ", ".join(self.quote(name) for name in [*job.source_columns, *extras])
             select = f"SELECT {columns} FROM {self.relation()}"
+        first_read = state.watermark is None and job.initial_value is None
+        estimate = self.estimate_rows(connection) if first_read else None
         schema, batches = self.stream(connection, f"{select} WHERE {where}", params)
         if window.old_spec is not None and spec_columns(window.old_spec):
             check_spec_columns(window.old_spec, schema.names)
@@ -190,6 +200,7 @@ class SqlExtractor(Extractor):
         window.set_upper(upper_value)
         extraction = SqlExtraction(self, connection, output, batches, window=window)
         extraction.notes = notes
+        extraction.estimated_rows = estimate
         return extraction
 
     def _key_columns_to_add(self, connection: Any, window: CursorWindow) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -214,6 +215,7 @@ def etl_run_execute(
     *,
     run: EtlRun,
     progress: ProgressCallback | None = None,
+    on_estimate: Callable[[int], None] | None = None,
     worker: str = "",
     requeue_on_transient: bool = False,
 ) -> EtlRun:
@@ -228,6 +230,7 @@ def etl_run_execute(
     Args:
         run: a queued (or, redelivered, running) run.
         progress: optional callback `(rows_loaded, bytes_extracted)` after each batch.
+        on_estimate: optional callback given the source's row estimate when known (`etl.run`).
         worker: who executes it (Celery hostname); defaults to `host:pid`.
         requeue_on_transient: on `etl.TransientError`, put the run back to queued (the caller
             retries) instead of marking it failed.
@@ -261,6 +264,7 @@ def etl_run_execute(
             state,
             run_id=run.uid.hex,
             progress=run_progress_recorder(run=run, forward=progress),
+            on_estimate=on_estimate,
             full_refresh=sync_state_full_refresh_pending(data_source=data_source),
             fault_hook=fault_hook_from_spec(settings.ETL_FAULT_INJECT),  # "" outside tests
         )

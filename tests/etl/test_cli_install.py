@@ -163,8 +163,8 @@ def _read_pty(fd: int, process: subprocess.Popen[bytes], timeout_s: float) -> st
 def test_progress_line_on_a_terminal_and_plain_lines_off_one(
     etl_command: Path, pg_nycflights13: str, tmp_path: Path
 ) -> None:
-    """On a terminal (a pty), `etl run` draws a live line with rows, rows/s and elapsed time and
-    prints readable log lines and the summary; on pipes it prints JSON log lines on stderr, no
+    """On a terminal (a pty), `etl run` draws a live line with rows, rows/s and elapsed time
+    (and, from the table's row estimate, % and ETA) and prints readable log lines and the summary; on pipes it prints JSON log lines on stderr, no
     progress line, and the same summary on stdout."""
     config = json.loads(_job(tmp_path, f"{pg_nycflights13}.flights").read_text())
     config["dest_table_name"] = "flights"
@@ -185,7 +185,10 @@ def test_progress_line_on_a_terminal_and_plain_lines_off_one(
     os.close(controller)
 
     assert process.returncode == 0, screen[-3000:]
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # colours and cursor moves
     assert re.search(r"[\d,]+ rows .*MB in memory .*rows/s .*\d:\d\d:\d\d", screen), screen[-3000:]
+    # the table's row estimate (pg_class.reltuples) gives a percentage and an ETA
+    assert re.search(r"\d+% +[\d,]+ rows .* ETA \d:\d\d:\d\d", screen), screen[-3000:]
     assert "run.start" in screen and '{"' not in screen  # readable log lines, not JSON
     assert "succeeded: raw_data.flights · 336,776 rows extracted, 336,776 loaded" in screen
 

@@ -9,11 +9,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from etl.config import FILE_SOURCES
+from etl.progress import ProgressDisplay, progress_display
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services import etl_run_create, etl_run_execute
 from ml_platform.services.run_logs import etl_run_log_capture
-from ml_platform.services.runs_progress import ProgressCallback
 
 RUN_ETL_UNKNOWN_SOURCE = "Data source {id} does not exist."
 RUN_ETL_BUSY = (
@@ -38,8 +38,12 @@ def run_data_source(
             RUN_ETL_BUSY.format(source=data_source.id, run=run.id, status=run.status)
         )
     try:
-        with _progress_display(command, data_source.name) as progress, etl_run_log_capture(run=run):
-            run = etl_run_execute(run=run, progress=progress)
+        with _progress_display(command, data_source.name) as display, etl_run_log_capture(run=run):
+            run = etl_run_execute(
+                run=run,
+                progress=display.update if display else None,
+                on_estimate=display.set_total if display else None,
+            )
     except Exception as exc:  # noqa: BLE001  command boundary: the run is already marked failed
         raise CommandError(
             RUN_ETL_FAILED.format(
@@ -74,13 +78,12 @@ def run_data_source(
 
 
 @contextlib.contextmanager
-def _progress_display(command: BaseCommand, label: str) -> Iterator[ProgressCallback | None]:
-    """Yield a callback drawing the `etl run` live line (rows, in-memory MB, rows/s, elapsed;
-    `etl.progress`) on a terminal; on a pipe or file, yield None and draw nothing."""
-    from etl.progress import progress_display
-
-    with progress_display(label, enabled=command.stdout.isatty()) as update:
-        yield update
+def _progress_display(command: BaseCommand, label: str) -> Iterator[ProgressDisplay | None]:
+    """Yield the `etl run` live line (rows, in-memory MB, rows/s, elapsed; % and ETA once the
+    source's row estimate is known; `etl.progress`) on a terminal; on a pipe or file, yield
+    None and draw nothing."""
+    with progress_display(label, enabled=command.stdout.isatty()) as display:
+        yield display
 
 
 class Command(BaseCommand):
