@@ -27,7 +27,7 @@ from etl.state import RunResult, SyncState
 logger = structlog.get_logger(__name__)
 
 RunFunction = Callable[..., RunResult]
-"""`etl.run`-compatible: `(job, state, *, run_id, progress) -> RunResult`."""
+"""`etl.run`-compatible: `(job, state, *, run_id, progress, full_refresh) -> RunResult`."""
 
 
 class RunnerApiError(TerminalError):
@@ -66,6 +66,8 @@ class RunnerJob:
     state: SyncState
     heartbeat_interval_s: float
     """Seconds between heartbeats; 0 sends none."""
+    full_refresh: bool = False
+    """The source was reset: run with `full_refresh=True` (reload, replace the table)."""
 
 
 class RunnerClient:
@@ -116,6 +118,7 @@ class RunnerClient:
             job=JobConfig.parse(data["job"]),
             state=SyncState.model_validate(data["state"]),
             heartbeat_interval_s=float(data.get("heartbeat_interval_s") or 0),
+            full_refresh=bool(data.get("full_refresh")),
         )
 
     def heartbeat(self, *, run_id: str, progress_rows: int, progress_bytes: int) -> None:
@@ -206,6 +209,7 @@ def run_from_api(
             runner_job.state,
             run_id=uuid.UUID(runner_job.run_id).hex,
             progress=heartbeat.progress,
+            full_refresh=runner_job.full_refresh,
         )
         document: dict[str, Any] = json.loads(result.model_dump_json(by_alias=True))
         succeeded = True

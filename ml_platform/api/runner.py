@@ -45,6 +45,9 @@ class RunnerJobOutputSerializer(serializers.Serializer):
     job = serializers.DictField(help_text="the config contract, secrets in plain text")
     state = serializers.DictField(help_text="the engine SyncState JSON")
     heartbeat_interval_s = serializers.FloatField()
+    full_refresh = serializers.BooleanField(
+        help_text="the source was reset: reload everything and replace the table"
+    )
 
     class Meta:
         ref_name = "RunnerJob"
@@ -109,6 +112,7 @@ def _runner_job_data(runner_job: RunnerJob) -> dict:
         "job": runner_job.job,
         "state": runner_job.state.model_dump(mode="json"),
         "heartbeat_interval_s": float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S),
+        "full_refresh": runner_job.full_refresh,
     }
 
 

@@ -22,7 +22,7 @@ from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services.job_config import job_config_build, job_config_data
 from ml_platform.services.runs import etl_run_create, etl_run_fail, etl_run_start, etl_run_succeed
-from ml_platform.services.state import sync_state_get_engine
+from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_get_engine
 
 logger = structlog.get_logger(__name__)
 
@@ -54,6 +54,8 @@ class RunnerJob:
     job: dict[str, Any]
     """The config contract (DESIGN.md §4), validated, secrets in plain text."""
     state: etl.SyncState
+    full_refresh: bool = False
+    """The source was reset (`sync_state_reset`): the runner reloads and replaces the table."""
 
 
 def etl_run_runner_start(
@@ -108,7 +110,12 @@ def etl_run_runner_start(
         worker=worker,
         attempt=run.attempts,
     )
-    return RunnerJob(run=run, job=job, state=state)
+    return RunnerJob(
+        run=run,
+        job=job,
+        state=state,
+        full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+    )
 
 
 def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) -> RunnerJob:
@@ -131,7 +138,12 @@ def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) ->
             )
     job_config_build(data_source=data_source)
     job = job_config_data(data_source=data_source)
-    return RunnerJob(run=run, job=job, state=sync_state_get_engine(data_source=data_source))
+    return RunnerJob(
+        run=run,
+        job=job,
+        state=sync_state_get_engine(data_source=data_source),
+        full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+    )
 
 
 def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes: int) -> EtlRun:

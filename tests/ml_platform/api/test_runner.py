@@ -232,7 +232,7 @@ def test_only_runner_credentials_read_config_and_get_has_no_side_effect(
     assert (read.status_code, read_again.status_code, start.status_code) == (200, 200, 200)
     assert read.json() == read_again.json()
     assert read.json()["run_id"] is None
-    assert set(start.json()) == {"run_id", "job", "state", "heartbeat_interval_s"}
+    assert set(start.json()) == {"run_id", "job", "state", "heartbeat_interval_s", "full_refresh"}
     assert (start.json()["job"]["source_type"], start.json()["state"]["files"]) == ("local", {})
     started = EtlRun.objects.get()
     assert (str(started.uid), started.status, started.trigger, started.worker) == (
@@ -368,3 +368,28 @@ def test_heartbeat_refreshes_running_run_only(runner_token: str, csv_source: Dat
         409, RUN_NOT_ACTIVE.format(run_id=run.uid, status="failed"),
     )  # fmt: skip
     assert EtlRun.objects.get(pk=run.pk).progress_rows == 3
+
+
+def test_runner_reloads_a_reset_source_without_duplicates(
+    live_server: Any, runner_token: str, csv_source: DataSource, warehouse: Path
+) -> None:
+    """After Reset, the runner's job says `full_refresh`, and the runner replaces the table:
+    the 4 CSV rows once, stamped by the second run, and the reset is no longer pending."""
+    from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_reset
+
+    first, _ = etl_run_create(data_source=csv_source, trigger=EtlRun.Trigger.API)
+    assert _runner(live_server.url, "--data-source-id", str(csv_source.id), "--run-id",
+                   str(first.uid)).returncode == 0  # fmt: skip
+    sync_state_reset(data_source=csv_source)
+    second, _ = etl_run_create(data_source=csv_source, trigger=EtlRun.Trigger.API)
+    config_url = f"/api/etl/sources/{csv_source.id}/config/"
+    job = APIClient().get(config_url, HTTP_AUTHORIZATION=f"Bearer {runner_token}").json()
+
+    completed = _runner(
+        live_server.url, "--data-source-id", str(csv_source.id), "--run-id", str(second.uid)
+    )
+
+    assert job["full_refresh"] is True
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
+    assert _orders(warehouse) == [(i, second.uid.hex) for i in (1, 2, 3, 4)]
+    assert sync_state_full_refresh_pending(data_source=csv_source) is False
