@@ -140,6 +140,13 @@ def _decimal(data_type: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+OUT_OF_MEMORY = (
+    "DuckDB ran out of its memory_limit ({limit}) loading {table}: {error}. A single value "
+    "needs about 3x its size in DuckDB's buffers: raise `destination.memory_limit` (e.g. "
+    "'512MB' for values up to ~128 MiB; docs/config.md, \"Large values\"). Nothing was written."
+)
+
+
 def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -342,6 +349,14 @@ class DuckDbLoader(Loader):
             _rollback(connection)
             if stream is not None and stream.error is not None:
                 raise stream.error from None  # the source failed, not DuckDB
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                raise DestinationError(
+                    OUT_OF_MEMORY.format(
+                        table=request.table,
+                        limit=self.destination.memory_limit,
+                        error=str(exc).splitlines()[0],  # DuckDB's own advice is SQL
+                    )
+                ) from exc
             raise DestinationError(f"DuckDB rejected the load into {request.table}: {exc}") from exc
         except BaseException:
             _rollback(connection)

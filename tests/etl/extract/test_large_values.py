@@ -87,3 +87,19 @@ def test_64_mib_value_loads_within_the_memory_bound(tmp_path: Path, fmt: str) ->
         (3, 1, hashlib.md5(b"z").hexdigest()),
     ]
     assert peak < base_peak + LARGE_VALUE_MULTIPLE * len(VALUE) / MIB
+
+
+def test_default_memory_limit_fails_naming_the_setting(tmp_path: Path) -> None:
+    """With DuckDB's default `memory_limit` (128MB) the 64 MiB cell cannot be held: the run
+    fails with a DestinationError naming the limit and the setting to raise, and writes nothing
+    (no table, no load-log entry)."""
+    from etl import JobConfig, run
+    from etl.exceptions import DestinationError
+    from tests.etl.support import duck_table_exists
+
+    config = local_file_job(tmp_path, "big.csv", CASES["csv"][0], "csv")
+
+    with pytest.raises(DestinationError, match=r"memory_limit \(128MB\).*raise `destination"):
+        run(JobConfig.parse(config))
+
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
