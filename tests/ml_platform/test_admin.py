@@ -188,6 +188,7 @@ def test_data_source_admin_add_shows_contract_error(
         "cursor_lag_seconds": "0",
         "null_cursor": "fail",
         "on_bad_rows": "fail",
+        "on_unrepresentable": "nearest",
         "initial_value": "",
         "file_pattern": "*",
         "file_prefix": "",

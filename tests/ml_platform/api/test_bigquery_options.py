@@ -31,7 +31,7 @@ def test_runs_per_day(cron: str, runs: int) -> None:
 
 def _create(client: APIClient, connection: Connection, cron: str, **fields: object) -> object:
     return client.post(
-        "/api/etl/sources/create/",
+        "/api/etl/sources/",
         {
             "name": "orders",
             "connection": connection.id,
