@@ -116,7 +116,7 @@ class SqlExtractor(Extractor):
             raise (self.translate_error(exc) or exc) from exc
         try:
             cap = None
-            if self.job.load_type == "transactional":
+            if self.job.load_type != "catalog":  # transactional and merge read a window
                 cap = self.probe_inflight(connection)
             self.begin_snapshot(connection)
             return self._plan(connection, state, cap)
