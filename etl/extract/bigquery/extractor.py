@@ -18,8 +18,10 @@ from etl.registry import register_extractor
 from etl.state import SyncState
 
 DIRECT_TABLE_TYPES = frozenset({"TABLE", "SNAPSHOT", "CLONE"})
-"""Table types a read session reads directly; views and external tables go through a query
-(https://cloud.google.com/bigquery/docs/reference/storage#limitations)."""
+"""Table types a read session reads directly; views, materialized views and external tables go
+through a query (https://cloud.google.com/bigquery/docs/reference/storage#limitations; a read
+session cannot open a materialized view:
+https://github.com/GoogleCloudDataproc/spark-bigquery-connector/issues/1246)."""
 
 
 def _quote(identifier: str) -> str:

@@ -193,7 +193,10 @@ def test_types_equal_through_storage_read_and_rest(
     microsecond, DATETIME, DATE, TIME, BYTES, JSON, an ARRAY, a STRUCT, NULLs; a NULL array
     as BigQuery gives it, the empty array) are identical, and equal to the source's values.
     The REST run (a connection with a custom `api_endpoint` and no `storage_api_endpoint`)
-    carries the fallback warning once."""
+    carries the fallback warning once. NULL vs empty arrays are a known trap of Storage Read
+    clients (https://github.com/googleapis/google-cloud-go/pull/7315: "BigQuery translates a
+    NULL array into an empty array in the query result"; emulators get it wrong too,
+    https://github.com/goccy/bigquery-emulator/issues/238 — bqemulator sends NULL here)."""
     table = f"{bq_dataset}.types"
     bigquery_client.create_dataset(bq_dataset)
     bq_rows(bigquery_client, _TYPES_DDL.format(t=table))
@@ -245,7 +248,12 @@ def test_custom_sql_falls_back_to_rest_pages_with_one_warning(
 ) -> None:
     """Custom SQL runs as a query job whose destination table a read session would read; the
     emulator cannot open it (see the module docstring), so the run reads the query's REST
-    pages instead, says so once in its warnings, and loads exactly the query's rows."""
+    pages instead, says so once in its warnings, and loads exactly the query's rows. Peers
+    fall back the same way when the Storage Read API is not accessible
+    (https://github.com/googleapis/google-cloud-java/pull/13018,
+    https://github.com/googleapis/google-cloud-python/pull/7633 for anonymous query results;
+    users without `bigquery.readsessions.create` hit it in
+    https://github.com/googleapis/python-bigquery/issues/876)."""
     job = _job(
         duckdb_path,
         "jfk",
