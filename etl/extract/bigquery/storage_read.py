@@ -215,8 +215,8 @@ class StorageRead:
         ]
         for thread in threads:
             thread.start()
+        running = len(threads)
         try:
-            running = len(threads)
             while running:
                 item = pages.get()
                 if item is done:
@@ -226,6 +226,8 @@ class StorageRead:
                 else:
                     yield item
         finally:
-            stop.set()  # readers still running stop at their next page
-            for thread in threads:
-                thread.join(timeout=5)
+            # readers left running (an error, or the consumer stopped early) stop at their next
+            # page, or when the caller closes the client's channel; none is waited for
+            stop.set()
+        for thread in threads:
+            thread.join()

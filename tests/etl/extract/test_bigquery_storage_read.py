@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from structlog.testing import capture_logs
+import structlog
+import structlog.testing
 
 from etl import JobConfig, run
 from etl.extract.bigquery import READ_FALLBACK
@@ -78,6 +81,19 @@ def _job(duckdb_path: Path, dest: str, *, storage: bool = True, **fields: Any) -
             **fields,
         )
     )
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    """structlog's `capture_logs` with every level let through (whatever `ETL_LOG_LEVEL` the
+    session configured); the previous configuration is restored after."""
+    previous = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(**previous)
 
 
 def _reads(logs: list[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -169,19 +185,22 @@ def test_flights_read_through_parallel_storage_streams(
 
 
 _TYPES_DDL = (
-    "CREATE TABLE `{t}` (id INT64, n NUMERIC, ts TIMESTAMP, d DATETIME, dt DATE, tm TIME, "
+    "CREATE TABLE `{t}` (id INT64, n NUMERIC, bn BIGNUMERIC, ts TIMESTAMP, d DATETIME, dt DATE, "
+    "tm TIME, "
     "b BOOL, s STRING, f FLOAT64, bs BYTES, j JSON, a ARRAY<INT64>, st STRUCT<x INT64, y STRING>)"
 )
 _TYPES_ROWS = (
     "INSERT INTO `{t}` VALUES "
-    "(1, CAST('123456789.125' AS NUMERIC), TIMESTAMP '2013-01-01 05:00:00.123456+00', "
+    "(1, CAST('123456789.125' AS NUMERIC), CAST('-12345678901234567890.12345' AS BIGNUMERIC), "
+    "TIMESTAMP '2013-01-01 05:00:00.123456+00', "
     "DATETIME '2013-01-01 05:00:00.654321', DATE '2013-01-02', TIME '12:34:56.789', true, "
     "'Zürich', 0.1, FROM_BASE64('AAE='), JSON '{{\"a\": [1, 2]}}', [1, 2], "
     "STRUCT(1 AS x, 'q' AS y)), "
-    "(2, CAST('-0.001' AS NUMERIC), TIMESTAMP '1970-01-01 00:00:00+00', "
+    "(2, CAST('-0.001' AS NUMERIC), CAST('0.00001' AS BIGNUMERIC), "
+    "TIMESTAMP '1970-01-01 00:00:00+00', "
     "DATETIME '9999-12-31 23:59:59.999999', DATE '0001-01-01', TIME '00:00:00', false, '', "
     "-1.5e300, FROM_BASE64(''), JSON 'null', [], STRUCT(NULL AS x, NULL AS y)), "
-    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
 )
 
 
@@ -189,8 +208,8 @@ def test_types_equal_through_storage_read_and_rest(
     bq_dataset: str, bigquery_client: Any, tmp_path: Path
 ) -> None:
     """Every column type reads the same through the Storage Read API as through the REST
-    pages it replaces: the DuckDB column types and every value (NUMERIC, TIMESTAMP to the
-    microsecond, DATETIME, DATE, TIME, BYTES, JSON, an ARRAY, a STRUCT, NULLs; a NULL array
+    pages it replaces: the DuckDB column types and every value (NUMERIC, BIGNUMERIC (which
+    bqemulator keeps as DECIMAL(38, 5) and reports as NUMERIC), TIMESTAMP to the microsecond, DATETIME, DATE, TIME, BYTES, JSON, an ARRAY, a STRUCT, NULLs; a NULL array
     as BigQuery gives it, the empty array) are identical, and equal to the source's values.
     The REST run (a connection with a custom `api_endpoint` and no `storage_api_endpoint`)
     carries the fallback warning once. NULL vs empty arrays are a known trap of Storage Read
@@ -201,7 +220,7 @@ def test_types_equal_through_storage_read_and_rest(
     bigquery_client.create_dataset(bq_dataset)
     bq_rows(bigquery_client, _TYPES_DDL.format(t=table))
     bq_rows(bigquery_client, _TYPES_ROWS.format(t=table))
-    names = ["id", "n", "ts", "d", "dt", "tm", "b", "s", "f", "bs", "j", "a", "st"]
+    names = ["id", "n", "bn", "ts", "d", "dt", "tm", "b", "s", "f", "bs", "j", "a", "st"]
     copies = {}
     for storage in (True, False):
         path = tmp_path / f"{storage}.duckdb"
