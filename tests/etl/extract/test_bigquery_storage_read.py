@@ -96,8 +96,13 @@ def capture_logs() -> Iterator[list[dict[str, Any]]]:
         structlog.configure(**previous)
 
 
-def _reads(logs: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    return [(e["method"], e["streams"]) for e in logs if e["event"] == "extract.bigquery.read"]
+def _reads(logs: list[dict[str, Any]]) -> list[tuple[str, int, bool]]:
+    """(method, streams, whether the window was the session's row restriction) of each read."""
+    return [
+        (e["method"], e["streams"], e["row_restriction"])
+        for e in logs
+        if e["event"] == "extract.bigquery.read"
+    ]
 
 
 class _BigQuerySource:
@@ -167,8 +172,8 @@ def test_flights_read_through_parallel_storage_streams(
     with capture_logs() as logs:
         result = run(job)
 
-    [(method, streams)] = _reads(logs)
-    assert method == "storage_read"
+    [(method, streams, restricted)] = _reads(logs)
+    assert (method, restricted) == ("storage_read", True)
     assert streams > 1
     assert result.warnings == []
     assert result.rows_loaded == FLIGHTS
@@ -228,7 +233,7 @@ def test_types_equal_through_storage_read_and_rest(
             result = run(
                 _job(path, "types", storage=storage, source_table_name=table, load_type="catalog")
             )
-        [(method, _)] = _reads(logs)
+        [(method, _, _)] = _reads(logs)
         assert method == ("storage_read" if storage else "rest_pages")
         assert result.rows_loaded == 3
         expected_warnings = [] if storage else [READ_FALLBACK.split("{what}")[0]]
@@ -286,7 +291,7 @@ def test_custom_sql_falls_back_to_rest_pages_with_one_warning(
     with capture_logs() as logs:
         result = run(job)
 
-    assert _reads(logs) == [("rest_pages", 0)]
+    assert _reads(logs) == [("rest_pages", 0, False)]
     [warning] = result.warnings
     assert "the Storage Read API was not used (read session on" in warning
     assert "bigquery.readsessions.create" in warning
@@ -378,7 +383,7 @@ def test_old_key_column_left_out_of_selected_columns_is_read_back(
             _job(duckdb_path, "items", selected_columns=["v", "ts"], **fields), first.state
         )
 
-    assert _reads(logs) == [("storage_read", 1)]
+    assert _reads(logs) == [("storage_read", 1, True)]
     assert second.warnings == []
     assert (second.rows_loaded, second.rows_skipped) == (2, 1)
     assert duck_query(
