@@ -59,7 +59,12 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
         return guard
     draft = draft_get(request)
     destination = draft.get("destination") or {}
-    initial = {"type": "duckdb", "dataset": "raw_data", **destination}
+    initial = {
+        "type": "duckdb",
+        "dataset": "raw_data",
+        **destination,
+        **forms.DestinationForm.options_initial(destination),
+    }
     given, credentials = draft_destination_credentials(request)
     initial["google_auth"] = (
         "anonymous" if credentials == "anonymous" else "service_account"
@@ -67,7 +72,11 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
     )  # fmt: skip
     has_key = isinstance(credentials, dict) or (not given and draft.get("has_destination_key"))
     form = forms.DestinationForm(
-        request.POST or None, request.FILES or None, initial=initial, has_stored_key=has_key
+        request.POST or None,
+        request.FILES or None,
+        initial=initial,
+        has_stored_key=has_key,
+        columns=draft.get("dest_columns"),
     )
     test_result = None
     if request.method == "POST" and form.is_valid():
@@ -84,7 +93,14 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
         test_result = destination_test(
             data_source=draft_source(request, connection, load_type="catalog")
         )
-    return step_render(request, 4, "destination", form=form, test_result=test_result)
+    return step_render(
+        request,
+        4,
+        "destination",
+        form=form,
+        test_result=test_result,
+        columns_known=bool(draft.get("dest_columns")),
+    )
 
 
 def default_table_base(draft: dict[str, Any]) -> str:
