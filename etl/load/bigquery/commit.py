@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from etl.bigquery_client import (
     bigquery,
+    rate_limit_retry,
 )
 from etl.exceptions import (
     EtlError,
@@ -139,19 +140,43 @@ class CommitMixin:
         # project: the fixed `etl_<run>_commit` made them find the old job and drop their rows).
         key = f"{target}\n{state.model_dump_json()}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        base_id = f"etl_{tag}_commit_{digest}"
+        attempts: list[int] = []
+
+        def attempt() -> None:
+            # a job that failed on a rate limit keeps its id: a retry runs as `<id>_r<n>`, after
+            # checking that no earlier attempt committed (its answer lost): the load log entry
+            # of this run and state is written by the same transaction as the rows
+            number = len(attempts)
+            attempts.append(number)
+            if number and self._committed(request.table, request.run_id, state_json):
+                return
+            job_id = base_id if not number else f"{base_id}_r{number}"
+            self._query(script, [], job_id=job_id, what=f"commit into {request.table}")
+
+        state_json = state.model_dump_json()
         try:
-            self._query(
-                script,
-                [],
-                job_id=f"etl_{tag}_commit_{digest}",
-                what=f"commit into {request.table}",
-            )
+            # rateLimitExceeded / a short-window quotaExceeded: backoff with jitter; a daily
+            # quota is not retried (QuotaExceededError names the limit)
+            rate_limit_retry(self.destination.timeout_s)(attempt)()
         except EtlError as exc:
             refused = FENCE_ERROR.search(str(exc))
             if fence is None or refused is None:
                 raise
             check_fence(request.table, fence, refused[1] or None, refused[2] or None)
             raise  # unreachable unless the log moved back: keep BigQuery's error
+
+    def _committed(self, table: str, run_id: str, state_json: str) -> bool:
+        """Whether the load log holds the entry of `run_id` committing `state_json` into
+        `table` (an earlier attempt of this commit went through)."""
+        rows = self._query(
+            f"SELECT COUNT(*) AS n FROM `{self.table_id(LOAD_LOG_TABLE)}` "
+            f"WHERE table_name = {literal(table)} AND run_id = {literal(run_id)} "
+            f"AND state = {literal(state_json)}",
+            [],
+            what="the load log",
+        )
+        return any(row["n"] for row in rows)
 
     def _fence_statement(self, table: str, fence: Fence) -> str:
         """Return the statement that fails the commit script (rolling its transaction back)
