@@ -80,6 +80,9 @@ class CommitMixin:
                 check_fence(
                     request.table, fence, found[0] if found else None, found[2] if found else None
                 )
+            if columns and request.merge_key is not None:
+                # a merge's full refresh: one row per key, as merging the rows would leave
+                self._keep_latest(request.table, staging, request.merge_key())
             if columns:
                 copy = bigquery.CopyJobConfig(
                     write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
@@ -213,17 +216,7 @@ class CommitMixin:
         Raises:
             PrimaryKeyError: two staged rows share the key and the `order_by` values.
         """
-        both = ", ".join(f"`{name}`" for name in [*key.primary_key, *key.order_by])
-        rows = list(
-            self._query(
-                f"SELECT {both}, COUNT(*) AS n FROM `{staging}` GROUP BY {both} "
-                "HAVING COUNT(*) > 1 LIMIT 1",
-                [],
-                what=f"the primary key check of {table}",
-            )
-        )
-        if rows:
-            raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, rows[0].values()))
+        self._check_keys(table, staging, key)
         names = ", ".join(f"`{name}`" for name in columns)
         partition = ", ".join(f"`{name}`" for name in key.primary_key)
         order = ", ".join(f"`{name}` DESC" for name in key.order_by)  # NULLs sort last in DESC
@@ -239,6 +232,42 @@ class CommitMixin:
             f"MERGE `{self.table_id(table)}` T USING ({latest}) S ON {match} "
             f"WHEN MATCHED THEN UPDATE SET {', '.join(updates)} "
             f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values});"
+        )
+
+    def _check_keys(self, table: str, staging: str, key: MergeKey) -> None:
+        """Raise `PrimaryKeyError` when two staged rows share the key and `order_by` values."""
+        both = ", ".join(f"`{name}`" for name in [*key.primary_key, *key.order_by])
+        rows = list(
+            self._query(
+                f"SELECT {both}, COUNT(*) AS n FROM `{staging}` GROUP BY {both} "
+                "HAVING COUNT(*) > 1 LIMIT 1",
+                [],
+                what=f"the primary key check of {table}",
+            )
+        )
+        if rows:
+            raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, rows[0].values()))
+
+    def _keep_latest(self, table: str, staging: str, key: MergeKey) -> None:
+        """Delete from `staging` every row but each key's latest (`_merge_statement`'s rule:
+        greatest `order_by` values, NULL lowest), before a merge's full refresh swaps it in.
+
+        Raises:
+            PrimaryKeyError: two staged rows share the key and the `order_by` values.
+        """
+        self._check_keys(table, staging, key)
+        match = " AND ".join(f"T.`{n}` = S.`{n}`" for n in key.primary_key)
+        newer, tied = [], []
+        for name in key.order_by:  # lexicographic: an earlier column decides first
+            t, o = f"T.`{name}`", f"S.`{name}`"
+            greater = f"({t} > {o} OR ({o} IS NULL AND {t} IS NOT NULL))"
+            newer.append(" AND ".join([*tied, greater]))
+            tied.append(f"({t} = {o} OR ({t} IS NULL AND {o} IS NULL))")
+        self._query(
+            f"DELETE FROM `{staging}` S WHERE EXISTS (SELECT 1 FROM `{staging}` T "
+            f"WHERE {match} AND ({' OR '.join(newer)}))",
+            [],
+            what=f"the latest row per key of {table}",
         )
 
     def _rejected_staging(self, table: str, tag: str) -> str:
