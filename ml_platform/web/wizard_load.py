@@ -23,7 +23,7 @@ from ml_platform.services import data_source_create, data_source_update
 from ml_platform.services.destinations import destination_test
 from ml_platform.services.job_config import job_config_build, validation_error_from
 from ml_platform.services.ownership import destination_owner_check, destination_table_name_free
-from ml_platform.services.schedules import schedule_next_fire_times
+from ml_platform.services.schedules import schedule_next_fire_times, schedule_validate
 from ml_platform.services.secrets import secret_seal
 from ml_platform.web import forms
 from ml_platform.web.auth import staff_required
@@ -224,6 +224,12 @@ def wizard_schedule(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
+            # the BigQuery job budget is checked on preview too, with its numbers
+            schedule_validate(
+                cron=data["schedule_cron"],
+                timezone=data["schedule_timezone"],
+                destination_type=(draft.get("destination") or {}).get("type"),
+            )
             fire_times = schedule_next_fire_times(
                 cron=data["schedule_cron"], timezone=data["schedule_timezone"]
             )

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from ml_platform.models import DataSource
 from tests.ml_platform.web.test_wizard_input import (  # noqa: F401  (fixtures)
     CSV_STEP,
     field_errors,
@@ -121,3 +122,33 @@ def test_options_refused_with_the_engine_rules(staff: Client, files_draft: Path)
     page = post(staff, URL, {**BQ, "labels": "a=1, a=2"})
     assert field_errors(page, "labels") == ["label 'a' is given twice"]
     assert "destination" not in staff.session["etl_wizard"]
+
+
+def test_schedule_over_the_bigquery_budget_refused_in_the_wizard(
+    staff: Client,  # noqa: F811
+    files_draft: Path,  # noqa: F811
+) -> None:
+    """Step 6 of a BigQuery source: `*/3 * * * *` (480 runs x 2 jobs = 960 > 750, half of the
+    1,500 load jobs per table per day) is refused next to the cron field with the numbers, on
+    preview and on save; nothing is saved; `*/4` (720) saves."""
+    _to_step_4(staff)
+    assert staff.post(URL, {**BQ, "partition_kind": "none"}).status_code == 302
+    response = staff.post("/etl/new/5-strategy/", {"load_type": "transactional",
+                                                   "on_bad_rows": "fail",
+                                                   "dest_table_name": "orders"})  # fmt: skip
+    assert response.status_code == 302
+    url = "/etl/new/6-schedule/"
+    refusal = (
+        "This schedule fires up to 480 times a day x 2 BigQuery jobs per run = 960 jobs a day "
+        "on the destination table, over 50% of BigQuery's limit of 1,500 load jobs per table "
+        "per day (750 jobs); choose a less frequent schedule (at most 375 runs a day)."
+    )
+    for action in ("preview", "save"):
+        page = post(staff, url, {"name": "orders", "schedule_cron": "*/3 * * * *",
+                                 "schedule_timezone": "UTC", "action": action})  # fmt: skip
+        assert field_errors(page, "schedule_cron") == [refusal], action
+    assert not DataSource.objects.exists()
+    response = staff.post(url, {"name": "orders", "schedule_cron": "*/4 * * * *",
+                                "schedule_timezone": "UTC", "action": "save"})  # fmt: skip
+    assert response.status_code == 302
+    assert DataSource.objects.get().schedule_cron == "*/4 * * * *"
