@@ -28,8 +28,11 @@ from tests.etl.support import DATASET, bq_rows, duck_query
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("dest_kind", ["duckdb", "bigquery"])
-@pytest.mark.parametrize("source_kind", ["postgresql", "mysql"])
+# the window is the same code for both databases: MySQL into DuckDB only (budget of make test)
+@pytest.mark.parametrize(
+    ("source_kind", "dest_kind"),
+    [("postgresql", "duckdb"), ("mysql", "duckdb"), ("postgresql", "bigquery")],
+)
 def test_content_reverting_at_an_unchanged_cursor_is_loaded_again(
     request: pytest.FixtureRequest, tmp_path: Path, source_kind: str, dest_kind: str
 ) -> None:
