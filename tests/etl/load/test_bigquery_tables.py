@@ -313,3 +313,79 @@ def test_options_kept_across_merges_and_a_merge_full_refresh(
         (2, "bo"),
     ]
     assert _meta(bigquery_client, f"{bq_dataset}.u") == expected
+
+
+def test_range_partitioning_and_partition_filter_requests_across_merges(
+    bq_dataset: str, bigquery_client: Any, tmp_path: Path
+) -> None:
+    """Emulator gap (it drops `rangePartitioning` and `requirePartitionFilter`): the requests
+    on the wire, recorded by a proxy in front of it, are asserted instead, and the proxy
+    answers `tables.get` of `t` with the two fields the table was created with, as BigQuery
+    does (without them the second run would be refused: the emulator reports the table
+    unpartitioned). A merge source creates its table with the range partitioning and the
+    partition filter; a merge run sends no request that changes or re-creates the table; a
+    full refresh stages its snapshot in a table with the same range partitioning (which the
+    copy job swaps in) and never re-creates or patches the table's partitioning."""
+    import json
+
+    from tests.conftest import emulator_env
+    from tests.etl.load.test_bigquery_labels import RecordingProxy
+
+    proxy = RecordingProxy(emulator_env("ETL_BIGQUERY_API_ENDPOINT"))
+    try:
+        options = {
+            "partitioning": {
+                "field": "id", "start": 0, "end": 1000, "interval": 10, "require_filter": True,
+            },
+            "api_endpoint": proxy.url,
+        }  # fmt: skip
+        job = _files_job(tmp_path, bq_dataset, {"a.csv": CSV_1}, **options)
+        job = JobConfig.parse({**job.model_dump(), "load_type": "merge", "primary_key": ["id"]})
+        range_spec = {"field": "id", "range": {"start": "0", "end": "1000", "interval": "10"}}
+        table_path = f"/datasets/{bq_dataset}/tables/t"
+
+        def keep_partitioning(method: str, path: str, body: bytes, forward: Any) -> Any:
+            status, headers, answer = forward()
+            if method == "GET" and path.split("?")[0].endswith(table_path) and status == 200:
+                resource = json.loads(answer)
+                resource.update(rangePartitioning=range_spec, requirePartitionFilter=True)
+                answer = json.dumps(resource).encode()
+            return status, headers, answer
+
+        proxy.intercept = keep_partitioning
+
+        def tables_sent(start: int) -> tuple[dict[str, dict], list[dict]]:
+            inserted, patched = {}, []
+            for method, path, body in proxy.requests[start:]:
+                route = path.split("?")[0]
+                if method == "POST" and route.endswith(f"/datasets/{bq_dataset}/tables"):
+                    resource = json.loads(body)
+                    inserted[resource["tableReference"]["tableId"]] = resource
+                elif method in ("PATCH", "PUT") and f"/datasets/{bq_dataset}/tables/t" in route:
+                    patched.append(json.loads(body))
+            return inserted, patched
+
+        state = run(job).state
+        inserted, _ = tables_sent(0)
+        assert inserted["t"]["rangePartitioning"] == range_spec
+        assert inserted["t"]["requirePartitionFilter"] is True
+
+        mark = len(proxy.requests)
+        (tmp_path / "in" / "a.csv").write_bytes(CSV_1.replace(b"ann", b"anne"))
+        state = run(job, state).state
+        inserted, patched = tables_sent(mark)
+        assert "t" not in inserted
+        assert all("rangePartitioning" not in p and "timePartitioning" not in p for p in patched)
+        assert all("requirePartitionFilter" not in p for p in patched)
+
+        mark = len(proxy.requests)
+        run(job, state, full_refresh=True)
+        inserted, patched = tables_sent(mark)
+        (staging,) = [name for name in inserted if name.startswith("t__etl_staging_")]
+        assert inserted[staging]["rangePartitioning"] == range_spec
+        assert "t" not in inserted
+        assert all("rangePartitioning" not in p for p in patched)
+        rows = f"SELECT id, name FROM `{bq_dataset}.t` ORDER BY id"
+        assert bq_rows(bigquery_client, rows) == [(1, "anne"), (2, "bob")]
+    finally:
+        proxy.close()
