@@ -11,7 +11,9 @@ below stage the rows with the real file extractor and map them back with its `so
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -290,3 +292,92 @@ def test_jsonl_rows_map_to_lines_counting_blank_lines(tmp_path: Path) -> None:
         "BigQuery rejected the load of codes (job j): codes.jsonl, line 4, column code: value "
         "'x9' is not a valid INT64."
     )
+
+
+@pytest.mark.integration
+def test_failed_load_job_of_a_run_names_file_line_column_value(tmp_path: Path) -> None:
+    """The whole path of a run: CSV files -> staged Parquet part -> load job -> `LoadJobError`
+    naming `b.csv, line 7, column amount: value 'PrivacySuppressed'`. Emulator gap: it accepts
+    every value a file's part holds, so a recording proxy in front of it answers the load job
+    as BigQuery answers a load it refuses (job DONE, `errorResult` and `errors[]` with the
+    `Could not parse` message); the staging, the lookup of the value in the part still on
+    disk, and the re-read of b.csv for its line run as in production. Nothing is committed."""
+    import json
+
+    from etl import JobConfig, run
+    from tests.conftest import BIGQUERY_PROJECT, emulator_env
+    from tests.etl.load.test_bigquery_labels import RecordingProxy
+    from tests.etl.support import bigquery_destination
+
+    proxy = RecordingProxy(emulator_env("ETL_BIGQUERY_API_ENDPOINT"))
+    failed: dict[str, dict] = {}
+
+    pending: list[dict] = []
+
+    def refuse_loads(method: str, path: str, body: bytes, forward: Any) -> Any:
+        # a load job is a resumable upload: POST (the job resource) opens the session, PUT
+        # sends the file and is answered with the job; that answer says the job failed
+        route = path.split("?")[0]
+        if method == "POST" and route.endswith(f"/projects/{BIGQUERY_PROJECT}/jobs"):
+            text = body.decode("utf-8", "replace")
+            line = next((p for p in text.splitlines() if p.startswith("{")), None)
+            job = json.loads(line) if line else {}
+            if "load" in job.get("configuration", {}):
+                pending.append(job)
+        elif method == "PUT" and "/upload/" in route and pending:
+            forward()
+            job = pending.pop()
+            job_id = job["jobReference"]["jobId"]
+            errors = [{"reason": "invalid", "location": "file-00000000",
+                       "message": CSV_PARSE_ERRORS[0]["message"]}]  # fmt: skip
+            job.update(id=f"{BIGQUERY_PROJECT}:{job_id}",
+                       status={"state": "DONE", "errorResult": errors[0], "errors": errors})  # fmt: skip
+            failed[job_id] = job
+            return 200, {"Content-Type": "application/json"}, json.dumps(job).encode()
+        for job_id, job in failed.items():
+            if method == "GET" and route.endswith(f"/jobs/{job_id}"):
+                return 200, {"Content-Type": "application/json"}, json.dumps(job).encode()
+        return forward()
+
+    proxy.intercept = refuse_loads
+    dataset = f"etl_test_{uuid.uuid4().hex[:10]}"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(SCORES_A.encode())
+    (folder / "b.csv").write_bytes(SCORES_B.replace("{bad}", "").encode())
+    config = {
+        "source_type": "local",
+        "connection_params": {"base_path": str(folder)},
+        "file_pattern": "*.csv",
+        "file_format": "csv",
+        "file_format_options": {"skip_rows": 1, "column_types": {"amount": "string"}},
+        "dest_table_name": "scores",
+        "destination": {**bigquery_destination(dataset), "api_endpoint": proxy.url},
+    }
+    try:
+        with pytest.raises(LoadJobError) as caught:
+            run(JobConfig.parse(config))
+    finally:
+        proxy.close()
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
+
+        client = bigquery.Client(
+            project=BIGQUERY_PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=emulator_env("ETL_BIGQUERY_API_ENDPOINT")),
+        )
+        tables = [t.table_id for t in client.list_tables(dataset)]
+        client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+    error = caught.value
+    assert len(failed) == 1  # one load job for both files; not retried
+    assert (error.file, error.row, error.line, error.column, error.value) == (
+        "b.csv", 3, 7, "amount", "PrivacySuppressed",
+    )  # fmt: skip
+    assert str(error).startswith(
+        f"BigQuery rejected the load of scores (job {next(iter(failed))}): b.csv, line 7, "
+        "column amount: value 'PrivacySuppressed' is not a valid DOUBLE. Likely fix: lock "
+        "amount's type with file_format_options.column_types"
+    )
+    assert "scores" not in tables and not any(t.startswith("scores__") for t in tables)
