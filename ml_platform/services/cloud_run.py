@@ -13,7 +13,7 @@ import structlog
 from django.conf import settings
 
 from ml_platform.models import EtlRun
-from ml_platform.services.runs import etl_run_fail
+from ml_platform.services.runs_finish import etl_run_fail
 
 logger = structlog.get_logger(__name__)
 

@@ -21,7 +21,9 @@ import etl
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services.job_config import job_config_build, job_config_data
-from ml_platform.services.runs import etl_run_create, etl_run_fail, etl_run_start, etl_run_succeed
+from ml_platform.services.runs import etl_run_create
+from ml_platform.services.runs_execute import etl_run_start
+from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
 from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_get_engine
 
 logger = structlog.get_logger(__name__)

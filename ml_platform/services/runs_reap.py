@@ -16,10 +16,10 @@ from ml_platform import selectors
 from ml_platform.models import EtlRun
 from ml_platform.services.runs import (
     RunEnqueueUnavailableError,
-    etl_run_fail,
     etl_run_publish,
     etl_run_task_id,
 )
+from ml_platform.services.runs_finish import etl_run_fail
 
 logger = structlog.get_logger(__name__)
 
