@@ -46,6 +46,9 @@ RUNNER_ERROR_CLASS = "RunnerError"
 class RunNotActiveError(ApplicationError):
     """The run already finished (or another run is active): the API answers 409."""
 
+    code = "run_not_active"
+    status = 409
+
 
 @dataclass(frozen=True)
 class RunnerJob:
