@@ -3,21 +3,10 @@
 
 from __future__ import annotations
 
-from etl import TerminalError, TransientError
+from etl import TerminalError
 
 CREDENTIALS_NOT_OBJECT = "Credentials must be a JSON object of secret keys."
 CREDENTIALS_UNKNOWN_KEYS = "Unknown credential key(s): {unknown}. Allowed: {allowed}."
-
-
-class DataSourceBusyError(TransientError):
-    """Another run of the data source is running; this one can be retried later."""
-
-    def __init__(self, data_source_id: int, active_run_id: int) -> None:
-        self.data_source_id, self.active_run_id = data_source_id, active_run_id
-        super().__init__(
-            f"Data source {data_source_id} already has run {active_run_id} in progress; "
-            "this run stays queued and can be retried when it finishes."
-        )
 
 
 class CredentialsUnreadableError(TerminalError):
