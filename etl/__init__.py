@@ -5,7 +5,16 @@ Framework-free: never imports django, celery or ml_platform, never reads the env
 
 __version__ = "0.3.0"  # the release (CHANGELOG.md); `pip install .` reads it from here
 
-from etl.config import DestinationConfig, FileFormatOptions, JobConfig
+from etl.config import (
+    FILE_SOURCES,
+    REQUIRED_CONNECTION_KEYS,
+    SECRET_KEYS,
+    TABLE_SOURCES,
+    DestinationConfig,
+    FileFormatOptions,
+    JobConfig,
+    needs_cursor,
+)
 from etl.exceptions import (
     BadInputError,
     ConfigError,
@@ -19,10 +28,17 @@ from etl.exceptions import (
     TransientError,
 )
 from etl.pipeline import run
+from etl.registry import DESTINATION_TYPES, SOURCE_TYPES
 from etl.state import BoundarySpec, FileRecord, RunResult, SyncState, Watermark
 
 __all__ = [
     "__version__",
+    "DESTINATION_TYPES",
+    "FILE_SOURCES",
+    "REQUIRED_CONNECTION_KEYS",
+    "SECRET_KEYS",
+    "SOURCE_TYPES",
+    "TABLE_SOURCES",
     "BadInputError",
     "BoundarySpec",
     "ConfigError",
@@ -41,5 +57,6 @@ __all__ = [
     "TerminalError",
     "TransientError",
     "Watermark",
+    "needs_cursor",
     "run",
 ]

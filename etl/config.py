@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from etl.exceptions import ConfigError
+from etl.registry import FILE_SOURCE_TYPES, SOURCE_TYPES
 
-SourceType = Literal["postgresql", "mysql", "bigquery", "gcs", "s3", "azure_blob", "local"]
+if TYPE_CHECKING:
+    SourceType = str
+else:  # the registry's list, so a new extractor is a new allowed value
+    SourceType = Literal[SOURCE_TYPES]
 LoadType = Literal["transactional", "catalog", "merge"]
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
 WriteDisposition = Literal["append", "replace", "merge"]
 
-TABLE_SOURCES = frozenset({"postgresql", "mysql", "bigquery"})
-FILE_SOURCES = frozenset({"gcs", "s3", "azure_blob", "local"})
+FILE_SOURCES = FILE_SOURCE_TYPES
+TABLE_SOURCES = frozenset(SOURCE_TYPES) - FILE_SOURCES
 
 REQUIRED_CONNECTION_KEYS: dict[str, tuple[str, ...]] = {
     "postgresql": ("host", "database", "user"),
@@ -34,7 +38,18 @@ REQUIRED_CONNECTION_KEYS: dict[str, tuple[str, ...]] = {
     "gcs": ("bucket",),
     "azure_blob": ("container",),
 }
-"""Keys each source type needs in `connection_params` (DESIGN.md §4)."""
+"""Keys each source type needs in `connection_params` (DESIGN.md §4); the control plane's
+connection forms and services require the same keys from this mapping."""
+
+CURSOR_REQUIRED = "timestamp_column is required for a {load_type} table load"
+
+
+def needs_cursor(source_type: str, load_type: str) -> bool:
+    """Whether a job of `source_type` loaded by `load_type` needs `timestamp_column`: table
+    sources read incrementally (transactional, merge) do; catalog loads and file sources (a
+    ledger of processed files instead) do not. The one rule, also asked by the wizard."""
+    return source_type not in FILE_SOURCES and load_type != "catalog"
+
 
 SECRET_KEYS = frozenset(
     {
@@ -316,6 +331,9 @@ class JobConfig(_Model):
     `merge`: read like transactional, then each `primary_key`'s latest row replaces the
     destination's row (docs/config.md, "Merge")."""
     dest_table_name: str
+    description: str = Field(default="", max_length=1000)
+    """What the job is for, free text (at most 1,000 characters; the control plane's data
+    source description). Moves no data: `etl validate` prints it with the verdict."""
     selected_columns: list[str] = Field(default_factory=list)
     """Source column names to keep, in this order; empty means all."""
     source_table_name: str | None = None
@@ -389,10 +407,9 @@ class JobConfig(_Model):
                 raise _FieldError(
                     "source_table_name", "give exactly one of source_table_name and custom_sql"
                 )
-            if self.load_type != "catalog" and not self.timestamp_column:
+            if needs_cursor(self.source_type, self.load_type) and not self.timestamp_column:
                 raise _FieldError(
-                    "timestamp_column",
-                    f"timestamp_column is required for a {self.load_type} table load",
+                    "timestamp_column", CURSOR_REQUIRED.format(load_type=self.load_type)
                 )
             if self.source_type == "bigquery":
                 self._check_bigquery_names()

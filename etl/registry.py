@@ -25,12 +25,22 @@ EXTRACTOR_MODULES = {
     "postgresql": "etl.extract.postgres",
     "mysql": "etl.extract.mysql",
     "bigquery": "etl.extract.bigquery",
-    **{kind: "etl.extract.files" for kind in ("local", "gcs", "s3", "azure_blob")},
+    **{kind: "etl.extract.files" for kind in ("gcs", "s3", "azure_blob", "local")},
 }
 """Module registering each source type: only the one a job needs is imported (its client
 library may be heavy: google-cloud-bigquery, PyMySQL, ...)."""
 
 LOADER_MODULES = {"duckdb": "etl.load.duckdb", "bigquery": "etl.load.bigquery"}
+
+SOURCE_TYPES: tuple[str, ...] = tuple(EXTRACTOR_MODULES)
+"""Every `source_type` the engine reads, in the order forms and docs list them: the one list
+(`etl.config.SourceType`, the control plane's connection types and choices derive from it)."""
+FILE_SOURCE_TYPES = frozenset(
+    kind for kind, module in EXTRACTOR_MODULES.items() if module == "etl.extract.files"
+)
+"""Source types read as files from a store (no cursor column, a ledger of processed files)."""
+DESTINATION_TYPES: tuple[str, ...] = tuple(LOADER_MODULES)
+"""Every `destination.type` the engine loads into."""
 
 
 def register_extractor(*source_types: str) -> Callable[[E], E]:
