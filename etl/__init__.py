@@ -27,7 +27,7 @@ from etl.exceptions import (
     TerminalError,
     TransientError,
 )
-from etl.pipeline import run
+from etl.pipeline import ProgressCallback, run
 from etl.registry import DESTINATION_TYPES, SOURCE_TYPES
 from etl.state import BoundarySpec, FileRecord, RunResult, SyncState, Watermark
 
@@ -49,6 +49,7 @@ __all__ = [
     "JobConfig",
     "NullCursorError",
     "PrimaryKeyError",
+    "ProgressCallback",
     "RunResult",
     "SchemaChangeError",
     "SupersededError",

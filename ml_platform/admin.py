@@ -16,7 +16,7 @@ from django.http import HttpRequest
 import etl
 from ml_platform import services
 from ml_platform.contract import CONNECTION_TYPES
-from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun, ProcessedFile
 
 SECRET_HELP = "Write-only: the stored value is never shown. Leave blank to keep it."
 PASSWORD_NOT_TAKEN = (
@@ -284,7 +284,7 @@ class EtlRunAdmin(ReadOnlyAdmin):
     date_hierarchy = "queued_at"
 
 
-@admin.register(SyncState)
+@admin.register(DataSourceState)
 class SyncStateAdmin(ReadOnlyAdmin):
     list_display = ["data_source", "watermark_value", "watermark_type", "last_run_id", "updated_at"]
     list_select_related = ["data_source"]

@@ -282,6 +282,13 @@ class EtlRun(BaseModel):
         return f"run {self.pk} of {self.data_source_id} ({self.status})"
 
     @property
+    def log_ids(self) -> dict[str, object]:
+        """The run's ids for a log line: `run_id`, the engine's run id (the UUID hex stamped on
+        loaded rows as `_etl_run_id`, which the engine's own lines carry), and `run_pk`, this
+        row's integer id (API URLs, the task argument)."""
+        return {"run_id": self.uid.hex, "run_pk": self.pk}
+
+    @property
     def has_warnings(self) -> bool:
         """Succeeded, but with warnings or rejected rows ("Succeeded with warnings")."""
         return self.status == self.Status.SUCCEEDED and bool(self.warnings or self.rows_rejected)
@@ -296,7 +303,7 @@ class EtlRun(BaseModel):
         return "warning" if self.has_warnings else self.status
 
 
-class SyncState(BaseModel):
+class DataSourceState(BaseModel):
     """What a data source remembers between runs (the engine's `etl.SyncState` without files)."""
 
     data_source = models.OneToOneField(

@@ -20,7 +20,7 @@ from ml_platform import selectors
 from ml_platform.api.runs import EtlRunOutputSerializer
 from ml_platform.auth.authentication import IsRunner, RunnerAuthentication
 from ml_platform.services.runner import (
-    RunnerJob,
+    RunnerAssignment,
     etl_run_heartbeat,
     etl_run_report,
     etl_run_runner_job,
@@ -96,7 +96,7 @@ class DataSourceRunnerConfigApi(_RunnerApi):
         return Response(_runner_job_data(runner_job))
 
 
-def _runner_job_data(runner_job: RunnerJob) -> dict:
+def _runner_job_data(runner_job: RunnerAssignment) -> dict:
     return {
         "run_id": str(runner_job.run.uid) if runner_job.run is not None else None,
         "job": runner_job.job,

@@ -67,7 +67,7 @@ def etl_run_create(
         except IntegrityError:
             continue
         logger.info(
-            "etl_run.created", run_id=run.id, data_source_id=data_source.id, trigger=trigger
+            "etl_run.created", **run.log_ids, data_source_id=data_source.id, trigger=trigger
         )
         return run, True
     raise IntegrityError(f"could not create or find a run of data source {data_source.id}")
@@ -174,7 +174,7 @@ def etl_run_publish(*, run: EtlRun) -> None:
     except (OperationalError, OSError) as exc:
         logger.warning(
             "etl_run.enqueue_failed",
-            run_id=run.id,
+            **run.log_ids,
             data_source_id=run.data_source_id,
             error_class=type(exc).__name__,
         )

@@ -19,7 +19,7 @@ from ml_platform.models import EtlRun
 from ml_platform.services.job_config import job_config_build
 from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
 from ml_platform.services.runs_lock import destination_writer_lock
-from ml_platform.services.runs_progress import ProgressCallback, RunHeartbeat, run_progress_recorder
+from ml_platform.services.runs_progress import RunHeartbeat, run_progress_recorder
 from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_get_engine
 
 logger = structlog.get_logger(__name__)
@@ -28,7 +28,7 @@ logger = structlog.get_logger(__name__)
 def etl_run_execute(
     *,
     run: EtlRun,
-    progress: ProgressCallback | None = None,
+    progress: etl.ProgressCallback | None = None,
     on_estimate: Callable[[int], None] | None = None,
     worker: str = "",
     requeue_on_transient: bool = False,
@@ -37,7 +37,7 @@ def etl_run_execute(
 
     Marks the run running, builds the JobConfig (secrets resolved here, never stored on the
     run) and the engine state, calls `etl.run`, then in ONE transaction stores the new
-    `SyncState`, mirrors the file ledger into `ProcessedFile` rows and marks the run succeeded
+    `DataSourceState`, mirrors the file ledger into `ProcessedFile` rows and marks the run succeeded
     with its counts (rows, bytes, seconds). A run that is no longer queued or running (a
     redelivered task) is returned unchanged.
 
@@ -60,11 +60,11 @@ def etl_run_execute(
     """
     run, started = etl_run_start(run=run, worker=worker or f"{socket.gethostname()}:{os.getpid()}")
     if not started:
-        logger.info("etl_run.skipped", run_id=run.id, status=run.status)
+        logger.info("etl_run.skipped", **run.log_ids, status=run.status)
         return run
     data_source = run.data_source
-    log = logger.bind(run_id=run.id, data_source_id=data_source.id)
-    heartbeat = RunHeartbeat(run_id=run.id, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
+    log = logger.bind(**run.log_ids, data_source_id=data_source.id)
+    heartbeat = RunHeartbeat(run_pk=run.pk, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
     heartbeat.start()
     writer_lock = contextlib.ExitStack()
     try:
@@ -72,7 +72,7 @@ def etl_run_execute(
         state = sync_state_get_engine(data_source=data_source)
         log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
         # one writer per DuckDB file: wait for a run loading the same file (heartbeat running)
-        writer_lock.enter_context(destination_writer_lock(job=job, run_id=run.id))
+        writer_lock.enter_context(destination_writer_lock(job=job, run_pk=run.pk))
         result = etl.run(
             job,
             state,

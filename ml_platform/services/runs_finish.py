@@ -23,7 +23,7 @@ ERROR_MESSAGE_MAX_CHARS = 10_000
 
 @transaction.atomic
 def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
-    """In one transaction, store `result.state` (SyncState, ProcessedFile rows) and mark the
+    """In one transaction, store `result.state` (DataSourceState, ProcessedFile rows) and mark the
     run succeeded with the result's counts (rows, bytes, files) and duration (seconds).
 
     Used by `etl_run_execute` (Celery) and `etl_run_report` (Cloud Run runner). A run that is
@@ -35,7 +35,7 @@ def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
         # committed in the destination, whose load log lets the next run roll forward to it
         logger.warning(
             "etl_run.finished_after_reap",
-            run_id=run.id,
+            **run.log_ids,
             status=current.status,
             rows_loaded=result.rows_loaded,
         )
@@ -60,7 +60,7 @@ def etl_run_succeed(*, run: EtlRun, result: etl.RunResult) -> EtlRun:
     run.save()
     logger.info(
         "etl_run.succeeded",
-        run_id=run.id,
+        **run.log_ids,
         rows_loaded=run.rows_loaded,
         rows_rejected=run.rows_rejected,
         warnings=len(run.warnings),

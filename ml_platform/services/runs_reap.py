@@ -100,7 +100,7 @@ def etl_run_reap_stale(
             if run.status == EtlRun.Status.RUNNING and run.updated_at < running_before:
                 exc: Exception = WorkerLostError(
                     RUN_WORKER_LOST.format(
-                        run_id=run.id,
+                        **run.log_ids,
                         last_seen=run.updated_at.isoformat(),
                         worker=run.worker,
                         stale_after_s=stale_after_s,
@@ -115,7 +115,7 @@ def etl_run_reap_stale(
                     continue
                 exc = RunNeverStartedError(
                     RUN_NEVER_STARTED.format(
-                        run_id=run.id,
+                        **run.log_ids,
                         queued_at=run.queued_at.isoformat(),
                         stale_after_s=queued_max_s if too_old else queued_stale_s,
                     )
@@ -125,7 +125,7 @@ def etl_run_reap_stale(
             run = etl_run_fail(run=run, exc=exc)
         logger.warning(
             "etl_run.reaped",
-            run_id=run.id,
+            **run.log_ids,
             data_source_id=run.data_source_id,
             error_class=run.error_class,
             worker=run.worker,
@@ -158,7 +158,7 @@ def _etl_run_republish(*, run: EtlRun) -> None:
         etl_run_publish(run=run)
     except RunEnqueueUnavailableError:
         return  # the broker is down again: the next pass tries again
-    logger.warning("etl_run.requeued", run_id=run.id, data_source_id=run.data_source_id)
+    logger.warning("etl_run.requeued", **run.log_ids, data_source_id=run.data_source_id)
 
 
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"
