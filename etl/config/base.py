@@ -1,0 +1,87 @@
+"""The config contract's vocabulary: source, load and format types, which connection keys each
+source needs, which keys are secrets, and the pydantic base every config model shares."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from etl.registry import FILE_SOURCE_TYPES, SOURCE_TYPES
+
+if TYPE_CHECKING:
+    SourceType = str
+else:  # the registry's list, so a new extractor is a new allowed value
+    SourceType = Literal[SOURCE_TYPES]
+
+
+LoadType = Literal["transactional", "catalog", "merge"]
+
+
+FileFormat = Literal["csv", "parquet", "json", "jsonl"]
+
+
+WriteDisposition = Literal["append", "replace", "merge"]
+
+
+FILE_SOURCES = FILE_SOURCE_TYPES
+
+
+TABLE_SOURCES = frozenset(SOURCE_TYPES) - FILE_SOURCES
+
+
+REQUIRED_CONNECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("host", "database", "user"),
+    "mysql": ("host", "database", "user"),
+    "bigquery": ("project",),
+    "local": ("base_path",),
+    "s3": ("bucket",),
+    "gcs": ("bucket",),
+    "azure_blob": ("container",),
+}
+"""Keys each source type needs in `connection_params` (DESIGN.md §4); the control plane's
+connection forms and services require the same keys from this mapping."""
+
+
+CURSOR_REQUIRED = "timestamp_column is required for a {load_type} table load"
+
+
+def needs_cursor(source_type: str, load_type: str) -> bool:
+    """Whether a job of `source_type` loaded by `load_type` needs `timestamp_column`: table
+    sources read incrementally (transactional, merge) do; catalog loads and file sources (a
+    ledger of processed files instead) do not. The one rule, also asked by the wizard."""
+    return source_type not in FILE_SOURCES and load_type != "catalog"
+
+
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "aws_secret_access_key",
+        "credentials",
+        "connection_string",
+        "account_key",
+        "sas_token",
+        "token",
+    }
+)
+"""`connection_params` keys whose values are never logged, shown or put in error messages."""
+
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+
+
+PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")
+"""BigQuery project ids (`my-project-123`, domain-scoped `example.com:my-project`)."""
+
+
+class FieldError(ValueError):
+    """A cross-field rule broken; `field` is the dotted field the user must change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
