@@ -14,7 +14,6 @@ from django.db import transaction
 from django.utils import timezone
 
 import etl
-from etl.pipeline import fault_hook_from_spec
 from ml_platform.models import EtlRun
 from ml_platform.services.job_config import job_config_build
 from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
@@ -80,7 +79,7 @@ def etl_run_execute(
             progress=run_progress_recorder(run=run, forward=progress),
             on_estimate=on_estimate,
             full_refresh=sync_state_full_refresh_pending(data_source=data_source),
-            fault_hook=fault_hook_from_spec(settings.ETL_FAULT_INJECT),  # "" outside tests
+            fault_hook=etl.fault_hook_from_spec(settings.ETL_FAULT_INJECT),  # "" outside tests
         )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
