@@ -17,10 +17,15 @@ MORE_ORDERS = "id,customer,amount,note\n4,dave,100.00,rush\n"
 
 def _job(folder: Path, **overrides: object) -> etl.JobConfig:
     return etl.JobConfig.parse(
-        {"source_type": "local", "connection_params": {"base_path": str(folder)},
-         "dest_table_name": "orders", "file_format": "csv", "file_pattern": "*.csv",
-         "destination": {"type": "duckdb", "path": str(folder / "never.duckdb")},
-         **overrides}  # fmt: skip
+        {
+            "source_type": "local",
+            "connection_params": {"base_path": str(folder)},
+            "dest_table_name": "orders",
+            "file_format": "csv",
+            "file_pattern": "*.csv",
+            "destination": {"type": "duckdb", "path": str(folder / "never.duckdb")},
+            **overrides,
+        }  # fmt: skip
     )
 
 
