@@ -100,7 +100,7 @@ def etl_run_reap_stale(
             if run.status == EtlRun.Status.RUNNING and run.updated_at < running_before:
                 exc: Exception = WorkerLostError(
                     RUN_WORKER_LOST.format(
-                        **run.log_ids,
+                        run_id=run.id,
                         last_seen=run.updated_at.isoformat(),
                         worker=run.worker,
                         stale_after_s=stale_after_s,
@@ -115,7 +115,7 @@ def etl_run_reap_stale(
                     continue
                 exc = RunNeverStartedError(
                     RUN_NEVER_STARTED.format(
-                        **run.log_ids,
+                        run_id=run.id,
                         queued_at=run.queued_at.isoformat(),
                         stale_after_s=queued_max_s if too_old else queued_stale_s,
                     )
