@@ -169,7 +169,7 @@ def summary_line(result: RunResult) -> str:
         parts.append(
             f"{len(result.files_loaded):,} files loaded, {result.files_skipped:,} unchanged"
         )
-    status = result.status
+    status: str = result.status
     if result.warnings:
         status = "succeeded with warnings" if status == "succeeded" else status
         parts.append(f"{len(result.warnings):,} warnings: " + "; ".join(result.warnings))

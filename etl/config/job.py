@@ -249,7 +249,12 @@ class JobConfig(ConfigModel):
     @property
     def write_disposition(self) -> WriteDisposition:
         """`append` for transactional, `replace` (a snapshot) for catalog, `merge` for merge."""
-        return {"transactional": "append", "catalog": "replace", "merge": "merge"}[self.load_type]
+        dispositions: dict[str, WriteDisposition] = {
+            "transactional": "append",
+            "catalog": "replace",
+            "merge": "merge",
+        }
+        return dispositions[self.load_type]
 
     @property
     def window_key_columns(self) -> list[str]:

@@ -12,6 +12,7 @@ import functools
 import struct
 from collections.abc import Iterator
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,6 +21,7 @@ from etl.extract.base import Extraction, Extractor
 from etl.extract.compression import decompressing
 from etl.extract.formats import read_batches
 from etl.extract.storage import StoredObject, list_objects, storage_errors
+from etl.extract.text import Opener
 from etl.registry import register_extractor
 from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import FileRecord, SyncState
@@ -62,7 +64,7 @@ class FileExtraction(Extraction):
     def __init__(
         self,
         extractor: FileExtractor,
-        fs: object,
+        fs: fsspec.AbstractFileSystem,
         objects: list[StoredObject],
         *,
         replaced: list[str],
@@ -99,7 +101,7 @@ class FileExtraction(Extraction):
             rows = 0
             truncated: dict[str, int] = {}
             with storage_errors(job, obj.url):
-                opener = functools.partial(self.fs.open, obj.url, "rb")  # type: ignore[attr-defined]
+                opener: Opener = functools.partial(self.fs.open, obj.url, "rb")
                 if job.file_format != "parquet":
                     opener = decompressing(opener, obj.key)
                 for batch in read_batches(
