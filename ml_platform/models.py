@@ -1,4 +1,8 @@
-"""Control-plane models: thin (fields, choices, constraints, `__str__`); services do the writes."""
+"""Control-plane models: thin (fields, choices, constraints, `__str__`); services do the writes.
+
+One module past 300 lines on purpose: Django finds an app's models in `models.py`, and
+`DataSource` is the one definition of the job contract's fields (labels, help texts) that the
+forms, serializers and admin derive from (`ml_platform.contract`)."""
 
 from __future__ import annotations
 

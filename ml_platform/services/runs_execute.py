@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from django.conf import settings
@@ -65,21 +66,11 @@ def etl_run_execute(
     log = logger.bind(**run.log_ids, data_source_id=data_source.id)
     heartbeat = RunHeartbeat(run_pk=run.pk, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
     heartbeat.start()
+    # held until the outcome is recorded, as the run's heartbeat is
     writer_lock = contextlib.ExitStack()
     try:
-        job = job_config_build(data_source=data_source)
-        state = sync_state_get_engine(data_source=data_source)
-        log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
-        # one writer per DuckDB file: wait for a run loading the same file (heartbeat running)
-        writer_lock.enter_context(destination_writer_lock(job=job, run_pk=run.pk))
-        result = etl.run(
-            job,
-            state,
-            run_id=run.uid.hex,
-            progress=run_progress_recorder(run=run, forward=progress),
-            on_estimate=on_estimate,
-            full_refresh=sync_state_full_refresh_pending(data_source=data_source),
-            fault_hook=etl.fault_hook_from_spec(settings.ETL_FAULT_INJECT),  # "" outside tests
+        result = _etl_run_engine(
+            run=run, log=log, lock=writer_lock, progress=progress, on_estimate=on_estimate
         )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
@@ -92,6 +83,33 @@ def etl_run_execute(
         raise
     finally:
         writer_lock.close()
+
+
+def _etl_run_engine(
+    *,
+    run: EtlRun,
+    log: Any,
+    lock: contextlib.ExitStack,
+    progress: etl.ProgressCallback | None,
+    on_estimate: Callable[[int], None] | None,
+) -> etl.RunResult:
+    """Build the run's JobConfig and engine state and call `etl.run` holding the destination's
+    writer lock, entered on `lock` (one writer per DuckDB file: a run loading the same file
+    is waited for)."""
+    data_source = run.data_source
+    job = job_config_build(data_source=data_source)
+    state = sync_state_get_engine(data_source=data_source)
+    log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
+    lock.enter_context(destination_writer_lock(job=job, run_pk=run.pk))
+    return etl.run(
+        job,
+        state,
+        run_id=run.uid.hex,
+        progress=run_progress_recorder(run=run, forward=progress),
+        on_estimate=on_estimate,
+        full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+        fault_hook=etl.fault_hook_from_spec(settings.ETL_FAULT_INJECT),  # "" outside tests
+    )
 
 
 def etl_run_start(*, run: EtlRun, worker: str) -> tuple[EtlRun, bool]:
