@@ -9,6 +9,8 @@ __version__ = "0.3.0"  # the release (CHANGELOG.md); `pip install .` reads it fr
 
 from etl.config import (
     FILE_SOURCES,
+    MAX_CLUSTERING_COLUMNS,
+    PARTITION_UNITS,
     REQUIRED_CONNECTION_KEYS,
     SECRET_KEYS,
     TABLE_SOURCES,
@@ -31,7 +33,15 @@ from etl.exceptions import (
     TransientError,
 )
 from etl.pipeline import ProgressCallback, fault_hook_from_spec, run
-from etl.preview import Preview, PreviewColumn, destination_types, list_files, preview
+from etl.preview import (
+    Preview,
+    PreviewColumn,
+    bigquery_cluster_types,
+    check_bigquery_columns,
+    destination_types,
+    list_files,
+    preview,
+)
 from etl.progress import ProgressDisplay, progress_display
 from etl.registry import DESTINATION_TYPES, SOURCE_TYPES
 from etl.state import BoundarySpec, FileRecord, RunResult, SyncState, Watermark
@@ -50,6 +60,8 @@ __all__ = [
     "__version__",
     "DESTINATION_TYPES",
     "FILE_SOURCES",
+    "MAX_CLUSTERING_COLUMNS",
+    "PARTITION_UNITS",
     "REQUIRED_CONNECTION_KEYS",
     "SECRET_KEYS",
     "SOURCE_TYPES",
@@ -77,6 +89,8 @@ __all__ = [
     "TerminalError",
     "TransientError",
     "Watermark",
+    "bigquery_cluster_types",
+    "check_bigquery_columns",
     "destination_types",
     "fault_hook_from_spec",
     "list_files",

@@ -5,13 +5,13 @@ the files a file source would read (`list_files`). Nothing is written anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from etl.config import FILE_SOURCES, REQUIRED_CONNECTION_KEYS, JobConfig
+from etl.config import FILE_SOURCES, REQUIRED_CONNECTION_KEYS, DestinationConfig, JobConfig
 from etl.exceptions import ConfigError, PreviewSchemasDifferError
 from etl.registry import DESTINATION_TYPES, get_extractor
 from etl.state import SyncState
@@ -30,6 +30,9 @@ class PreviewColumn:
     """Its Arrow type after the transform (`int64`, `timestamp[us, tz=UTC]`, ...)."""
     destination_type: str
     """The type the destination gives it (DuckDB `BIGINT`, BigQuery `INT64`, ...)."""
+    bigquery_type: str
+    """The type BigQuery gives it, whatever the destination (e.g. to choose a partitioning
+    column before the destination is chosen)."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,16 @@ def preview(job: JobConfig, *, limit: int, column_map: Mapping[str, str] | None 
         raise PreviewSchemasDifferError(str(exc).splitlines()[0]) from exc
     source_names = {dest: source for source, dest in transformer.column_map.items()}
     types = destination_types(table.schema, job.destination.type)
+    bigquery_types = (
+        types if job.destination.type == "bigquery" else destination_types(table.schema, "bigquery")
+    )
     columns = [
         PreviewColumn(
             source_name=source_names.get(field.name, field.name),
             name=field.name,
             arrow_type=str(field.type),
             destination_type=types[field.name],
+            bigquery_type=bigquery_types[field.name],
         )
         for field in table.schema
     ]
@@ -174,3 +181,31 @@ def list_files(
     query = FileQuery(source_type, dict(connection_params), prefix, pattern or "**")
     _, objects = list_objects(query)
     return objects
+
+
+def bigquery_cluster_types() -> frozenset[str]:
+    """The BigQuery column types a table may be clustered on
+    (https://cloud.google.com/bigquery/docs/clustered-tables#cluster_column_types)."""
+    from etl.load.bigquery.tables import CLUSTER_TYPES
+
+    return frozenset(CLUSTER_TYPES)
+
+
+def check_bigquery_columns(
+    destination: DestinationConfig, columns: Sequence[tuple[str, str]]
+) -> None:
+    """Check `destination`'s partition and clustering columns against a table's columns, as
+    the BigQuery loader does before it creates the table.
+
+    Args:
+        destination: a bigquery destination block.
+        columns: `(name, BigQuery type)` of the table's top-level columns.
+
+    Raises:
+        ConfigError: names `destination.partitioning.field` or `destination.clustering`, the
+            column and why.
+    """
+    from etl.bigquery_client import bigquery
+    from etl.load.bigquery.tables import check_columns
+
+    check_columns(destination, [bigquery.SchemaField(name, kind) for name, kind in columns])
