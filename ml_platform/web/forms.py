@@ -264,6 +264,7 @@ class StrategyForm(forms.Form):
 
 class ScheduleForm(forms.Form):
     name = model_field("name")
+    description = model_field("description", widget=forms.Textarea(attrs={"rows": 2}))
     schedule_cron = model_field("schedule_cron")
     schedule_timezone = model_field("schedule_timezone")
     alert_emails = model_field("alert_emails")
