@@ -224,16 +224,16 @@ class ConnectionForm(forms.Form):
         """The complete credentials object to store (typed values, else the stored ones)."""
         missing: dict[str, str] = {}
         creds: dict[str, Any] = {}
-        secret = CONNECTION_TYPES[kind].secret
-        if kind in FIELD_TYPES["password"].split():
-            # the type's one secret string, under its own key (as the admin stores it)
-            creds[secret or "password"] = self._secret(data, "password", secret)
-        elif kind == "s3" and (data.get("s3_auth") or "keys") == "keys":
+        # the secrets the type takes (contract.CONNECTION_TYPES) decide which fields count
+        secrets = CONNECTION_TYPES[kind].secrets
+        if "password" in secrets:
+            creds["password"] = self._secret(data, "password")
+        elif "aws_secret_access_key" in secrets and (data.get("s3_auth") or "keys") == "keys":
             for name in ("aws_access_key_id", "aws_secret_access_key"):
                 creds[name] = self._secret(data, name)
                 if not creds[name]:
                     missing[name] = "Required with access-key credentials."
-        elif kind in ("gcs", "bigquery"):
+        elif "credentials" in secrets:
             auth = data.get("google_auth") or "service_account"
             if auth == "anonymous":
                 creds["credentials"] = "anonymous"
@@ -246,7 +246,7 @@ class ConnectionForm(forms.Form):
                         "Default Credentials."
                     )
                 creds["credentials"] = key
-        elif kind == "azure_blob":
+        elif "connection_string" in secrets:
             auth = data.get("azure_auth") or "connection_string"
             wanted = {
                 "connection_string": ["connection_string"],
