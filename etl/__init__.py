@@ -13,6 +13,7 @@ from etl.config import (
     PARTITION_UNITS,
     REQUIRED_CONNECTION_KEYS,
     SECRET_KEYS,
+    SOURCE_TYPES,
     TABLE_SOURCES,
     DestinationConfig,
     FileFormatOptions,
@@ -43,7 +44,7 @@ from etl.preview import (
     preview,
 )
 from etl.progress import ProgressDisplay, progress_display
-from etl.registry import DESTINATION_TYPES, SOURCE_TYPES
+from etl.registry import DESTINATION_TYPES
 from etl.state import BoundarySpec, FileRecord, RunResult, SyncState, Watermark
 
 

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from etl.config.base import FILE_SOURCES, SOURCE_TYPES
 from etl.exceptions import UnknownDestinationTypeError, UnknownSourceTypeError
 
 if TYPE_CHECKING:
@@ -21,24 +22,20 @@ EXTRACTORS: dict[str, type[Extractor]] = {}
 LOADERS: dict[str, type[Loader]] = {}
 """Maps `destination.type` ("duckdb", "bigquery") to its loader class."""
 
-EXTRACTOR_MODULES = {
+_TABLE_EXTRACTOR_MODULES = {
     "postgresql": "etl.extract.postgres",
     "mysql": "etl.extract.mysql",
     "bigquery": "etl.extract.bigquery",
-    **{kind: "etl.extract.files" for kind in ("gcs", "s3", "azure_blob", "local")},
+}
+EXTRACTOR_MODULES = {
+    kind: "etl.extract.files" if kind in FILE_SOURCES else _TABLE_EXTRACTOR_MODULES[kind]
+    for kind in SOURCE_TYPES
 }
 """Module registering each source type: only the one a job needs is imported (its client
 library may be heavy: google-cloud-bigquery, PyMySQL, ...)."""
 
 LOADER_MODULES = {"duckdb": "etl.load.duckdb", "bigquery": "etl.load.bigquery.loader"}
 
-SOURCE_TYPES: tuple[str, ...] = tuple(EXTRACTOR_MODULES)
-"""Every `source_type` the engine reads, in the order forms and docs list them: the one list
-(`etl.config.SourceType`, the control plane's connection types and choices derive from it)."""
-FILE_SOURCE_TYPES = frozenset(
-    kind for kind, module in EXTRACTOR_MODULES.items() if module == "etl.extract.files"
-)
-"""Source types read as files from a store (no cursor column, a ledger of processed files)."""
 DESTINATION_TYPES: tuple[str, ...] = tuple(LOADER_MODULES)
 """Every `destination.type` the engine loads into."""
 

@@ -9,8 +9,9 @@ field on `etl.JobConfig`, the same-named field on `DataSource` (+ its migration)
 A connection's fields per type are `CONNECTION_TYPES` below: which `Connection` model fields
 form the type's `connection_params`, which non-secret extras it takes, which credential keys
 hold its secrets and which one the admin's single "secret" box fills. The list of types is the
-engine's registry (`etl.SOURCE_TYPES`), the keys each type requires are the engine's
-(`etl.REQUIRED_CONNECTION_KEYS`); `connection_types_check` fails fast when they drift apart.
+engine's one list (`etl.SOURCE_TYPES`, which its registry of extractors follows), the keys
+each type requires are the engine's (`etl.REQUIRED_CONNECTION_KEYS`); `connection_types_check`
+fails fast when they drift apart.
 """
 
 from __future__ import annotations

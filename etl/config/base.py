@@ -8,11 +8,22 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from etl.registry import FILE_SOURCE_TYPES, SOURCE_TYPES
+SOURCE_TYPES: tuple[str, ...] = (
+    "postgresql",
+    "mysql",
+    "bigquery",
+    "gcs",
+    "s3",
+    "azure_blob",
+    "local",
+)
+"""Every `source_type` the engine reads, in the order forms and docs list them: the one list
+(`SourceType`, the registry's extractor modules and the control plane's connection types and
+choices derive from it)."""
 
 if TYPE_CHECKING:
     SourceType = str
-else:  # the registry's list, so a new extractor is a new allowed value
+else:  # the one list, so a new extractor is a new allowed value
     SourceType = Literal[SOURCE_TYPES]
 
 
@@ -25,7 +36,8 @@ FileFormat = Literal["csv", "parquet", "json", "jsonl"]
 WriteDisposition = Literal["append", "replace", "merge"]
 
 
-FILE_SOURCES = FILE_SOURCE_TYPES
+FILE_SOURCES = frozenset({"gcs", "s3", "azure_blob", "local"})
+"""Source types read as files from a store (no cursor column, a ledger of processed files)."""
 
 
 TABLE_SOURCES = frozenset(SOURCE_TYPES) - FILE_SOURCES

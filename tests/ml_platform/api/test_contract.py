@@ -48,8 +48,12 @@ def test_every_engine_job_field_is_a_data_source_field() -> None:
 
 
 def test_source_types_come_from_the_engine_registry() -> None:
-    """The model's choices, the API's and the connection types are the registry's list."""
+    """The model's choices, the API's and the connection types are the engine's one list,
+    which its registry of extractors follows."""
+    from etl.registry import EXTRACTOR_MODULES
+
     contract.connection_types_check()
+    assert tuple(EXTRACTOR_MODULES) == etl.SOURCE_TYPES
     assert tuple(SourceType.values) == etl.SOURCE_TYPES
     api_type = ConnectionListApi.InputSerializer().fields["type"]
     assert tuple(api_type.choices) == etl.SOURCE_TYPES
