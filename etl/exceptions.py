@@ -240,3 +240,12 @@ class PrimaryKeyError(TerminalError):
             f"Merge into {table} on primary key ({', '.join(self.columns)}): {reason}. "
             "Nothing was loaded and state is unchanged."
         )
+
+
+class PreviewSchemasDifferError(TerminalError):
+    """The files a preview read hold incompatible types for one column (`etl.preview`), so they
+    cannot be shown, nor loaded, as one table."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"The previewed files have columns of incompatible types: {reason}")
