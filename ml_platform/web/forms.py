@@ -84,7 +84,11 @@ class FilesForm(forms.Form):
         help_text="comma-separated; an empty field is always NULL",
     )
     skip_rows = forms.IntegerField(required=False, initial=0, min_value=0, max_value=1_000_000)
-    allow_quoted_newlines = forms.BooleanField(required=False, label="Quoted fields may span lines")
+    allow_quoted_newlines = forms.BooleanField(
+        required=False,
+        initial=True,  # the config contract's default (etl.FileFormatOptions)
+        label="Quoted fields may span lines",
+    )
 
     OPTION_FIELDS = ("delimiter", "encoding", "has_header", "quote_char", "escape_char",
                      "null_values", "skip_rows", "allow_quoted_newlines")  # fmt: skip
@@ -120,6 +124,24 @@ class FilesForm(forms.Form):
             allow_quoted_newlines=bool(data.get("allow_quoted_newlines")),
         )
         return options
+
+    @classmethod
+    def options_kept(
+        cls, options: dict[str, Any], draft: dict[str, Any], file_format: str
+    ) -> dict[str, Any]:
+        """Return `options` (from this form) plus the draft's options this form does not show
+        (`decimal_point`, `column_types`, `catalog_files`, ... set through the API or the
+        admin), when the format is unchanged: editing a source in the wizard never drops
+        what it cannot display."""
+        if draft.get("file_format") != file_format:
+            return options
+        shown = {*cls.OPTION_FIELDS, "encoding"}
+        hidden = {
+            key: value
+            for key, value in (draft.get("file_format_options") or {}).items()
+            if key not in shown
+        }
+        return {**hidden, **options}
 
     @classmethod
     def initial_from(cls, draft: dict[str, Any]) -> dict[str, Any]:

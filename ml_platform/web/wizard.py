@@ -232,6 +232,9 @@ def wizard_source(request: HttpRequest) -> HttpResponse:
         if is_files:
             values = {k: values[k] for k in ("file_prefix", "file_pattern", "file_format",
                                              "file_format_options")}  # fmt: skip
+            values["file_format_options"] = forms.FilesForm.options_kept(
+                values["file_format_options"], draft, values["file_format"]
+            )
         else:
             values["schema"] = context.get("schema", "")
         if request.POST.get("action") == "next" and (not is_files or context["files"]["files"]):
