@@ -98,7 +98,7 @@ class PostgresExtractor(SqlExtractor):
             {
                 "sslmode": p.get("sslmode", "prefer"),
                 "connect_timeout": int(p.get("connect_timeout", 10)),
-                "application_name": "etl-runner",
+                "application_name": str(p.get("application_name") or "etl-runner")[:63],
             }
         )
         uri = (

@@ -42,6 +42,9 @@ class ConnectionOutputSerializer(serializers.Serializer):
     project = serializers.CharField()
     endpoint_url = serializers.CharField()
     extra_params = serializers.SerializerMethodField()
+    max_readers = serializers.IntegerField(
+        help_text="most sessions reading from this database at once, over all runs and chunks"
+    )
     has_credentials = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -79,6 +82,15 @@ class _ConnectionFieldsSerializer(StrictInputSerializer):
     project = serializers.CharField(required=False, allow_blank=True)
     endpoint_url = serializers.CharField(required=False, allow_blank=True)
     extra_params = serializers.DictField(required=False)
+    max_readers = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=256,
+        help_text=(
+            "Most sessions reading rows from this PostgreSQL/MySQL database at once, over all "
+            "runs and chunks; more wait for a free slot (default 4)."
+        ),
+    )
 
 
 class ConnectionListApi(APIView):

@@ -58,6 +58,9 @@ class DataSourceOutputSerializer(serializers.Serializer):
     file_format = serializers.CharField()
     file_format_options = serializers.JSONField()
     chunk_size = serializers.IntegerField()
+    parallelism = serializers.IntegerField(
+        help_text="key ranges one table read is split into, read at once (1: one reader)"
+    )
     destination = serializers.SerializerMethodField(
         help_text="the destination block; secret keys (credentials, ...) shown as ***"
     )
@@ -123,6 +126,15 @@ class _DataSourceFieldsSerializer(StrictInputSerializer):
     )
     file_format_options = serializers.DictField(required=False)
     chunk_size = serializers.IntegerField(required=False, min_value=1, max_value=10_000_000)
+    parallelism = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=64,
+        help_text=(
+            "Split a PostgreSQL/MySQL table read into this many key ranges, extracted at once "
+            "by Celery workers or Cloud Run tasks and committed together (default 1)."
+        ),
+    )
     destination = serializers.DictField(required=False)
     destination_credentials = serializers.JSONField(
         required=False,

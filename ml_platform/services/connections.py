@@ -29,6 +29,7 @@ UPDATABLE_FIELDS = (
     "project",
     "endpoint_url",
     "extra_params",
+    "max_readers",
 )
 
 PARAM_FIELDS: dict[str, tuple[str, ...]] = {
@@ -85,6 +86,7 @@ def connection_build(
     endpoint_url: str = "",
     extra_params: dict[str, Any] | None = None,
     credentials: dict[str, Any] | None = None,
+    max_readers: int = 4,
     pk: int | None = None,
 ) -> Connection:
     """Return a validated, unsaved connection (e.g. to test it before saving); the arguments
@@ -108,6 +110,7 @@ def connection_build(
         project=project,
         endpoint_url=endpoint_url,
         extra_params=extra_params or {},
+        max_readers=max_readers,
     )
     connection.credentials = _credentials_dump(credentials)
     if pk is not None:
@@ -132,9 +135,12 @@ def connection_create(
     endpoint_url: str = "",
     extra_params: dict[str, Any] | None = None,
     credentials: dict[str, Any] | None = None,
+    max_readers: int = 4,
 ) -> Connection:
     """Create a connection; `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest;
-    `extra_params` holds non-secret params such as S3 `region` or Azure `account_name`.
+    `extra_params` holds non-secret params such as S3 `region` or Azure `account_name`;
+    `max_readers` (1..256) bounds the sessions reading from a PostgreSQL or MySQL connection at
+    once over all runs and chunks (`services.reader_slots`).
 
     Raises:
         ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
@@ -143,6 +149,7 @@ def connection_create(
         name=name, type=type, host=host, port=port, database=database, user=user,
         bucket=bucket, container=container, base_path=base_path, project=project,
         endpoint_url=endpoint_url, extra_params=extra_params, credentials=credentials,
+        max_readers=max_readers,
     )  # fmt: skip
     connection.save()
     return connection

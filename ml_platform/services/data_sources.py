@@ -41,6 +41,7 @@ UPDATABLE_FIELDS = (
     "file_format",
     "file_format_options",
     "chunk_size",
+    "parallelism",
     "destination",
     "enabled",
     "schedule_cron",
@@ -74,6 +75,7 @@ def data_source_create(
     file_format: str = "",
     file_format_options: dict[str, Any] | None = None,
     chunk_size: int = 100_000,
+    parallelism: int = 1,
     destination: dict[str, Any] | None = None,
     destination_credentials: dict[str, Any] | str | None = None,
     enabled: bool = True,
@@ -90,6 +92,8 @@ def data_source_create(
     "anonymous") is encrypted at rest.
 
     With `schedule_cron` set (and `enabled`), the schedule executor's task or job is created.
+    `parallelism` (1..64) splits a PostgreSQL/MySQL table read into that many key ranges read
+    at once (`services.runs_parallel`).
     `alert_emails` (comma-separated), `alert_webhook_url` and `alert_stale_after_s` (seconds)
     add to the global alert settings (`services.alerts`).
 
@@ -118,6 +122,7 @@ def data_source_create(
         file_format=file_format,
         file_format_options=file_format_options or {},
         chunk_size=chunk_size,
+        parallelism=parallelism,
         destination=destination or {},
         destination_credentials=secret_dump(destination_credentials),
         enabled=enabled,

@@ -56,6 +56,10 @@ class RunnerJob:
     state: etl.SyncState
     full_refresh: bool = False
     """The source was reset (`sync_state_reset`): the runner reloads and replaces the table."""
+    parallel: bool = False
+    """The run splits into chunks (`runs_parallel.run_is_parallel`): one Cloud Run task each."""
+    staging: str = ""
+    """Where a parallel run's chunks stage their Parquet parts (`runs_parallel.chunk_staging`)."""
 
 
 def etl_run_runner_start(
@@ -93,6 +97,11 @@ def etl_run_runner_start(
                     run_id=run.uid, other_id=run.data_source_id, source_id=data_source.id
                 )
             )
+    if run.status in EtlRun.ACTIVE_STATUSES and run.chunks.exists():
+        # a parallel run's coordinator task started again: the chunks' snapshot is gone
+        from ml_platform.services.runs_parallel import CoordinatorLostError
+
+        run = etl_run_fail(run=run, exc=CoordinatorLostError(run.id))
     run, started = etl_run_start(run=run, worker=worker)
     if not started:
         raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
@@ -115,6 +124,7 @@ def etl_run_runner_start(
         job=job,
         state=state,
         full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+        **_parallel_fields(run),
     )
 
 
@@ -143,7 +153,16 @@ def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) ->
         job=job,
         state=sync_state_get_engine(data_source=data_source),
         full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+        **(_parallel_fields(run) if run is not None else {}),
     )
+
+
+def _parallel_fields(run: EtlRun) -> dict[str, Any]:
+    from ml_platform.services.runs_parallel import chunk_staging, run_is_parallel
+
+    if not run_is_parallel(data_source=run.data_source):
+        return {}
+    return {"parallel": True, "staging": chunk_staging(run=run)}
 
 
 def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes: int) -> EtlRun:

@@ -22,6 +22,7 @@ from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun, EtlRunKey
 from ml_platform.services.connections import credentials_read
 from ml_platform.services.job_config import job_config_build
+from ml_platform.services.reader_slots import reader_slot
 from ml_platform.services.runs_lock import destination_writer_lock
 from ml_platform.services.runs_progress import ProgressCallback, RunHeartbeat, run_progress_recorder
 from ml_platform.services.secrets import redact, secret_read, secret_strings
@@ -248,6 +249,12 @@ def etl_run_execute(
     if not started:
         logger.info("etl_run.skipped", run_id=run.id, status=run.status)
         return run
+    from ml_platform.services.runs_parallel import etl_run_execute_parallel, run_is_parallel
+
+    if run_is_parallel(data_source=run.data_source):
+        return etl_run_execute_parallel(
+            run=run, worker=run.worker, requeue_on_transient=requeue_on_transient
+        )
     data_source = run.data_source
     log = logger.bind(run_id=run.id, data_source_id=data_source.id)
     heartbeat = RunHeartbeat(run_id=run.id, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
@@ -259,6 +266,14 @@ def etl_run_execute(
         log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
         # one writer per DuckDB file: wait for a run loading the same file (heartbeat running)
         writer_lock.enter_context(destination_writer_lock(job=job, run_id=run.id))
+        # back-pressure: at most Connection.max_readers readers of this source database
+        writer_lock.enter_context(
+            reader_slot(
+                connection=data_source.connection,
+                holder=f"run:{run.id}#{run.attempts}",
+                log_fields={"run_id": run.id},
+            )
+        )
         result = etl.run(
             job,
             state,

@@ -211,6 +211,15 @@ class DestinationForm(forms.Form):
         return data
 
 
+PARALLELISM_HELP = (
+    "Split each run's read of this table into this many key ranges, read at the same time by "
+    "separate Celery workers (or Cloud Run tasks) and committed together in one step. It helps "
+    "a large table (millions of rows) whose run is bound by one reader, when there are idle "
+    "workers and the source database has spare CPU and I/O; it does not help a small table or "
+    "a busy source. Readers of one connection never exceed its 'max readers'. 1: one reader."
+)
+
+
 class StrategyForm(forms.Form):
     load_type = forms.ChoiceField(
         choices=DataSource.LoadType.choices,
@@ -242,6 +251,14 @@ class StrategyForm(forms.Form):
         help_text="first run starts at this cursor value (ISO 8601 or a number); blank: all rows",
     )
     on_bad_rows = forms.ChoiceField(choices=DataSource.OnBadRows.choices, label="Bad rows")
+    parallelism = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=64,
+        initial=1,
+        label="Parallel readers",
+        help_text=PARALLELISM_HELP,
+    )
     dest_table_name = forms.CharField(max_length=300, label="Destination table")
 
     def __init__(
@@ -260,6 +277,9 @@ class StrategyForm(forms.Form):
         if "cursor_lag_seconds" in self.fields and data.get("cursor_lag_seconds") is None:
             if "cursor_lag_seconds" not in self.errors:
                 data["cursor_lag_seconds"] = 0.0
+        if "parallelism" in self.fields and data.get("parallelism") is None:
+            if "parallelism" not in self.errors:
+                data["parallelism"] = 1
         return data
 
 

@@ -40,6 +40,7 @@ FIELD_TYPES = {
     "database": "postgresql mysql",
     "user": "postgresql mysql",
     "password": "postgresql mysql",
+    "max_readers": "postgresql mysql",
     "base_path": "local",
     "bucket": "s3 gcs",
     "container": "azure_blob",
@@ -143,6 +144,19 @@ class ConnectionForm(forms.Form):
     database = forms.CharField(required=False, max_length=255)
     user = forms.CharField(required=False, max_length=255)
     password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    max_readers = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=256,
+        initial=4,
+        label="Max readers",
+        help_text=(
+            "Most sessions reading rows from this database at once, over every data source, "
+            "run and parallel chunk using this connection; more wait for a free slot (they "
+            "never fail for it). Keeps ten big sources on one database from opening forty "
+            "connections."
+        ),
+    )
     base_path = forms.CharField(required=False, max_length=1024, label="Base path (local files)")
     bucket = forms.CharField(required=False, max_length=255)
     container = forms.CharField(required=False, max_length=255, label="Container")
@@ -286,6 +300,8 @@ class ConnectionForm(forms.Form):
                 values[name] = data.get(name) or ("" if name != "port" else None)
         if kind in DEFAULT_PORTS and not values.get("port"):
             values["port"] = DEFAULT_PORTS[kind]
+        if kind in FIELD_TYPES["max_readers"].split():
+            values["max_readers"] = data.get("max_readers") or 4
         extra: dict[str, Any] = {}
         if kind == "s3" and data.get("region"):
             extra["region"] = data["region"]
@@ -313,6 +329,7 @@ def connection_initial(connection: Connection, stored: dict[str, Any]) -> dict[s
             "container",
             "project",
             "endpoint_url",
+            "max_readers",
         )  # fmt: skip
     }
     initial["region"] = extra.get("region", "")

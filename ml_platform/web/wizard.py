@@ -98,6 +98,7 @@ def draft_source(request: HttpRequest, connection: Connection, **overrides: Any)
         timestamp_column=draft.get("timestamp_column", ""),
         primary_key=draft.get("primary_key") or [],
         cursor_lag_seconds=draft.get("cursor_lag_seconds") or 0,
+        parallelism=draft.get("parallelism") or 1,
         null_cursor=draft.get("null_cursor") or DataSource.NullCursor.FAIL,
         on_bad_rows=draft.get("on_bad_rows") or DataSource.OnBadRows.FAIL,
         initial_value=draft.get("initial_value", ""),
@@ -321,8 +322,8 @@ def draft_from_source(source: DataSource) -> dict[str, Any]:
     """The wizard draft of an existing source (edit: every step prefilled, all completed)."""
     keys = ("name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
             "custom_sql", "timestamp_column", "primary_key", "cursor_lag_seconds", "null_cursor",
-            "on_bad_rows", "initial_value", "file_prefix", "file_pattern", "file_format",
-            "file_format_options", "destination", "schedule_cron", "schedule_timezone",
+            "on_bad_rows", "initial_value", "parallelism", "file_prefix", "file_pattern",
+            "file_format", "file_format_options", "destination", "schedule_cron", "schedule_timezone",
             "alert_emails", "alert_webhook_url")  # fmt: skip
     draft = {key: getattr(source, key) for key in keys}
     draft.update(editing_id=source.pk, connection_id=source.connection_id, done=5)

@@ -48,7 +48,13 @@ STRATEGY_HELP = {
     "merge": "Each run reads what changed since the last run, like transactional, and each "
     "primary key's latest row replaces the destination's row: one row per key.",
 }
-TABLE_ONLY_FIELDS = ("timestamp_column", "null_cursor", "cursor_lag_seconds", "initial_value")
+TABLE_ONLY_FIELDS = (
+    "timestamp_column",
+    "null_cursor",
+    "cursor_lag_seconds",
+    "initial_value",
+    "parallelism",
+)
 CURSOR_REQUIRED = "A transactional or merge table load needs a cursor column."
 
 
@@ -145,6 +151,7 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
         "null_cursor": "fail",
         "on_bad_rows": "fail",
         "cursor_lag_seconds": 0,
+        "parallelism": 1,
         **{k: v for k, v in draft.items() if v not in (None, "")},
     }
     if not draft.get("dest_table_name"):
@@ -226,7 +233,8 @@ def wizard_schedule(request: HttpRequest) -> HttpResponse:
 
 SAVED_FIELDS = ("name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
                 "custom_sql", "timestamp_column", "primary_key", "cursor_lag_seconds",
-                "null_cursor", "on_bad_rows", "initial_value", "file_prefix", "file_pattern",
+                "null_cursor", "on_bad_rows", "initial_value", "parallelism", "file_prefix",
+                "file_pattern",
                 "file_format", "file_format_options", "destination", "schedule_cron",
                 "schedule_timezone", "alert_emails", "alert_webhook_url")  # fmt: skip
 
