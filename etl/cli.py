@@ -12,7 +12,9 @@ Commands:
   state from the control plane at `--api-url` (default: env `ETL_API_URL`) with the runner
   credential in env `ETL_RUNNER_TOKEN`, runs it, reports the RunResult (or the failure) back and
   prints it as JSON (always: this mode's stdout is read by machines). The run is named after env
-  `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_INDEX` when set.
+  `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_INDEX` when set. With `CLOUD_RUN_TASK_COUNT` > 1 the
+  task extracts the chunk of its `CLOUD_RUN_TASK_INDEX` of a parallel run, task 0 coordinating
+  and committing (etl/runner_parallel.py).
 - `etl validate --config job.json`: check a job config against the contract; prints `valid` or
   the error naming the field.
 - `etl state show --state state.json`: print a state file (watermark, files in the ledger).
@@ -241,13 +243,28 @@ def _run_from_api(parser: argparse.ArgumentParser, args: argparse.Namespace, run
         if execution
         else f"{socket.gethostname()}:{os.getpid()}"
     )
-    document, succeeded = run_from_api(
-        RunnerClient(args.api_url, token),
-        data_source_id=args.data_source_id,
-        run_id=args.run_id,
-        worker=worker,
-        run=functools.partial(run, fault_hook=_fault_hook(os.environ)),
-    )
+    task_count = int(os.environ.get("CLOUD_RUN_TASK_COUNT") or 1)
+    if task_count > 1:  # a parallel run: this task extracts the chunk of its index
+        from etl.runner_parallel import run_task_from_api
+
+        document, succeeded = run_task_from_api(
+            RunnerClient(args.api_url, token),
+            data_source_id=args.data_source_id,
+            run_id=args.run_id,
+            worker=worker,
+            task_index=int(os.environ.get("CLOUD_RUN_TASK_INDEX") or 0),
+            task_count=task_count,
+            run=functools.partial(run, fault_hook=_fault_hook(os.environ)),
+            fault_hook=_fault_hook(os.environ),
+        )
+    else:
+        document, succeeded = run_from_api(
+            RunnerClient(args.api_url, token),
+            data_source_id=args.data_source_id,
+            run_id=args.run_id,
+            worker=worker,
+            run=functools.partial(run, fault_hook=_fault_hook(os.environ)),
+        )
     print(json.dumps(document, indent=2))
     if succeeded:
         return 0
