@@ -145,12 +145,12 @@ def duckdb_stats(path: str, table: str) -> tuple[Any, ...]:
         return _normalized(conn.execute(_stats_sql(table, string="{c}")).fetchone())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lineitem_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return lineitem_csv_write(tmp_path_factory.mktemp("tpch"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pg_lineitem(lineitem_csv: Path) -> Iterator[str]:
     """`<schema>.lineitem` in PostgreSQL (60,175 rows); the schema is dropped after."""
     schema = f"par_{uuid.uuid4().hex[:10]}"
@@ -161,7 +161,7 @@ def pg_lineitem(lineitem_csv: Path) -> Iterator[str]:
         pg_drop(schema)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mysql_lineitem(lineitem_csv: Path) -> Iterator[str]:
     """Database `<name>` with `lineitem` in MariaDB (60,175 rows); dropped after."""
     database = f"par_{uuid.uuid4().hex[:10]}"
