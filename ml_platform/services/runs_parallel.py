@@ -212,7 +212,8 @@ def etl_run_execute_parallel(*, run: EtlRun, worker: str, requeue_on_transient: 
 def etl_run_chunks_record(*, run: EtlRun, plan: Any) -> list[int]:
     """Store `plan` on the run and one pending `EtlRunChunk` per planned chunk; return the
     chunks' ids by index."""
-    EtlRun.objects.filter(pk=run.pk).update(chunk_plan=plan.to_dict(), updated_at=timezone.now())
+    run.chunk_plan = plan.to_dict()  # the instance the run's final save writes
+    EtlRun.objects.filter(pk=run.pk).update(chunk_plan=run.chunk_plan, updated_at=timezone.now())
     chunks = EtlRunChunk.objects.bulk_create(
         [EtlRunChunk(run=run, index=index) for index in range(len(plan.chunks))]
     )
