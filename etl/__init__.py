@@ -18,6 +18,15 @@ from etl.exceptions import (
     TerminalError,
     TransientError,
 )
+from etl.parallel import (
+    ChunkCoordinator,
+    ChunkPlan,
+    ChunkReport,
+    chunk_commit,
+    chunk_extract,
+    chunk_plan,
+    run_parallel,
+)
 from etl.pipeline import run
 from etl.state import BoundarySpec, FileRecord, RunResult, SyncState, Watermark
 
@@ -25,6 +34,9 @@ __all__ = [
     "__version__",
     "BadInputError",
     "BoundarySpec",
+    "ChunkCoordinator",
+    "ChunkPlan",
+    "ChunkReport",
     "ConfigError",
     "DestinationConfig",
     "EtlError",
@@ -41,5 +53,9 @@ __all__ = [
     "TerminalError",
     "TransientError",
     "Watermark",
+    "chunk_commit",
+    "chunk_extract",
+    "chunk_plan",
     "run",
+    "run_parallel",
 ]
