@@ -67,15 +67,8 @@ def job_config_data(*, data_source: DataSource) -> dict[str, Any]:
         "destination": destination,
         # the owner of the destination table in its load log (etl.JobConfig.pipeline_id)
         "pipeline_id": f"datasource:{data_source.pk}",
-        **_parallelism(data_source),
+        "parallelism": data_source.parallelism,
     }
-
-
-def _parallelism(data_source: DataSource) -> dict[str, Any]:
-    # TEMP until the engine half of issue 14 (branch parengine) is merged: JobConfig then has it
-    if "parallelism" not in etl.JobConfig.model_fields:
-        return {}
-    return {"parallelism": data_source.parallelism}
 
 
 DESTINATION_PATH_OUTSIDE = (
