@@ -116,7 +116,11 @@ def _group_stop(group: Group) -> None:
             worker.process.kill()
             worker.process.wait()
     client = redis.Redis.from_url(REDIS_URL)
-    client.delete(group.queue)
+    client.delete(
+        group.queue,
+        f"_kombu.binding.{group.queue}",
+        f"_kombu.binding_permanent.{group.queue}",
+    )
     client.close()
 
 
