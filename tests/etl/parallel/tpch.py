@@ -37,7 +37,8 @@ COLUMNS = [
     ("l_comment", "varchar(44)"),
 ]
 CURSOR = "l_updated_at"
-"""The cursor column added to lineitem: 2024-01-01 UTC + l_orderkey seconds (timestamptz)."""
+"""The cursor column added to lineitem: 2024-01-01 UTC + l_orderkey seconds (timestamptz;
+PostgreSQL: a generated column of the generated table)."""
 SUMMED = [name for name, kind in COLUMNS if kind in ("bigint", "integer") or "numeric" in kind]
 TEXT = [name for name, kind in COLUMNS if "char" in kind]
 
@@ -72,23 +73,22 @@ def pg_lineitem(scale: float) -> Iterator[str]:
             path = lineitem_csv(scale, Path(folder))
             columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
             connection.execute(f"CREATE SCHEMA {schema}")
-            connection.execute(f"CREATE TABLE {schema}.lineitem ({columns})")
+            # the cursor is computed as rows arrive (one write); `LIKE ... EXCLUDING GENERATED`
+            # copies make it a plain column tests may update
+            connection.execute(
+                f"CREATE TABLE {schema}.lineitem ({columns}, {CURSOR} timestamptz GENERATED "
+                "ALWAYS AS (to_timestamp(1704067200 + l_orderkey)) STORED, "
+                "PRIMARY KEY (l_orderkey, l_linenumber))"
+            )
+            names = ", ".join(name for name, _ in COLUMNS)
             with (
                 connection.cursor().copy(
-                    f"COPY {schema}.lineitem FROM STDIN (FORMAT csv, HEADER true)"
+                    f"COPY {schema}.lineitem ({names}) FROM STDIN (FORMAT csv, HEADER true)"
                 ) as copy,
                 path.open("rb") as source,
             ):
                 while block := source.read(1 << 20):
                     copy.write(block)
-            connection.execute(
-                f"ALTER TABLE {schema}.lineitem ADD COLUMN {CURSOR} timestamptz, "
-                "ADD PRIMARY KEY (l_orderkey, l_linenumber)"
-            )
-            connection.execute(
-                f"UPDATE {schema}.lineitem SET {CURSOR} = "
-                "timestamptz '2024-01-01 00:00:00+00' + l_orderkey * interval '1 second'"
-            )
             connection.execute(f"ANALYZE {schema}.lineitem")
         yield f"{schema}.lineitem"
     finally:
