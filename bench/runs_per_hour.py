@@ -30,7 +30,23 @@ import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 PG = "host=127.0.0.1 port=5432 user=postgres"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_SERVER = "redis://127.0.0.1:6379"
+
+
+def _redis_db_claim() -> str:
+    """Claim a Redis database (1-15) as the test sessions do (tests/ml_platform/test_worker.py:
+    `SET NX` on a key in database 0, released at exit), so no test session flushes it."""
+    import atexit
+
+    import redis
+
+    client = redis.Redis.from_url(f"{REDIS_SERVER}/0")
+    for number in range(1, 16):
+        key = f"etl-runner-tests:db:{number}"
+        if client.set(key, os.getpid(), nx=True, ex=7200):
+            atexit.register(client.delete, key)
+            return f"{REDIS_SERVER}/{number}"
+    raise RuntimeError(f"all Redis databases 1-15 of {REDIS_SERVER} are claimed")
 
 
 def _pg(sql: str, dbname: str = "test") -> None:
@@ -45,13 +61,14 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1000, help="rows of the source table")
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:10]
+    redis_url = _redis_db_claim()
     django_db, schema, queue = f"etl_rph_{tag}", f"rph_{tag}", f"etl-rph-{tag}"
     work = Path(tempfile.mkdtemp(prefix="etl-rph-"))
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test_worker",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{django_db}",
-        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BROKER_URL": redis_url,
         "CELERY_TASK_DEFAULT_QUEUE": queue,
         "ETL_DATA_DIR": str(work),
         "ETL_LOG_LEVEL": "WARNING",
@@ -150,7 +167,7 @@ def main() -> int:
         _pg(f'DROP DATABASE IF EXISTS "{django_db}" WITH (FORCE)', "postgres")
         import redis
 
-        redis.Redis.from_url(REDIS_URL).delete(
+        redis.Redis.from_url(redis_url).delete(
             queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"
         )
     report = REPO / "bench" / "RESULTS-runs-per-hour.md"

@@ -1,6 +1,7 @@
 """Parallel runs on real Celery workers (issue 14): TPC-H lineitem (SF 0.01, tpchgen-cli) from
 PostgreSQL and MariaDB, split into 4 chunks extracted by 2 `celery worker` processes on the real
-Redis (database 12, a queue of this test module's own so concurrent sessions never share tasks)
+Redis (the database this test session claimed, see test_worker.py, and a queue of each group's
+own)
 and committed once into DuckDB. The destination equals the source in count, per-column sums and
 min/max. A chunk whose worker is SIGKILLed mid-extract is retried alone (attempt 2, the others
 1); a connection's reader limit holds across the workers (PostgreSQL's `pg_stat_activity`
@@ -29,6 +30,7 @@ from config import celery_app
 from ml_platform.models import DataSource, EtlRun, EtlRunChunk
 from ml_platform.services import connection_create, data_source_create, etl_run_enqueue
 from tests.ml_platform import tpch_lineitem as tpch
+from tests.ml_platform.test_worker import REDIS_URL  # this session's own Redis database
 from tests.ml_platform.tpch_lineitem import (  # noqa: F401  fixtures
     lineitem_csv,
     mysql_lineitem,
@@ -37,7 +39,6 @@ from tests.ml_platform.tpch_lineitem import (  # noqa: F401  fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
 REPO = Path(__file__).resolve().parents[2]
 WORKER_ENV = {
     "ETL_RUN_HEARTBEAT_INTERVAL_S": "0.3",
@@ -78,7 +79,7 @@ def _pools_reset() -> None:
 
 def _group_start(folder: Path, count: int, **env: str) -> Group:
     """Start `count` `celery worker --pool solo` processes on the test database and a new queue
-    of Redis database 12."""
+    of this session's Redis database."""
     queue = f"etl-par-{uuid.uuid4().hex[:10]}"
     staging = str(folder / "staging")
     workers = []
