@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -130,6 +131,11 @@ class RunnerClient:
             "GET", f"/api/etl/sources/{int(data_source_id)}/config/?run_id={uuid.UUID(run_id)}"
         )
         return _runner_job(data)
+
+    def reader_claim(self, *, run_id: str) -> dict[str, Any]:
+        """`POST /api/etl/runs/<run_id>/reader/`: `{"state": "claimed"}` or `{"state":
+        "waiting", "retry_after_s"}` (the connection's `max_readers` are all busy)."""
+        return self._request("POST", f"/api/etl/runs/{uuid.UUID(run_id)}/reader/", {})
 
     def chunks_create(self, *, run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
         """`POST /api/etl/runs/<run_id>/chunks/` with the coordinator's ChunkPlan JSON."""
@@ -270,6 +276,7 @@ def run_fetched(
     )
     heartbeat.start()
     try:
+        _reader_wait(client, run_id=runner_job.run_id)
         result = run(
             runner_job.job,
             runner_job.state,
@@ -293,6 +300,20 @@ def run_fetched(
         return {**document, "status": "failed", "report_error": str(exc)}, False
     log.info("runner.reported", status=document["status"])
     return document, succeeded
+
+
+def _reader_wait(client: RunnerClient, *, run_id: str) -> None:
+    """Wait until the control plane gives this run a reader slot of its connection
+    (`Connection.max_readers`); the heartbeat thread keeps the run alive meanwhile."""
+    logged = False
+    while True:
+        answer = client.reader_claim(run_id=run_id)
+        if answer.get("state") != "waiting":
+            return
+        if not logged:
+            logger.info("reader_slot.waiting", run_id=run_id)
+            logged = True
+        time.sleep(float(answer.get("retry_after_s") or 1.0))
 
 
 def _failure(exc: BaseException, message: str | None = None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from ml_platform.services.runner_chunks import (
     etl_run_chunk_report,
     etl_run_chunks_create,
     etl_run_chunks_get,
+    etl_run_reader_claim,
 )
 
 
@@ -328,3 +329,24 @@ class EtlRunChunkReportApi(_RunnerApi):
         except RunNotActiveError as exc:
             raise Conflict(exc.message) from exc
         return Response(RunnerChunkOutputSerializer(chunk).data)
+
+
+class EtlRunReaderClaimApi(_RunnerApi):
+    """`POST /api/etl/runs/<uuid>/reader/`: a one-task runner asks for a reader slot of its
+    source's connection before reading; 200 `{"state": "claimed"}` or `{"state": "waiting",
+    "retry_after_s"}` (ask again); 409 when the run is not running. Heartbeats renew the slot,
+    the result frees it."""
+
+    class OutputSerializer(serializers.Serializer):
+        state = serializers.CharField()
+        retry_after_s = serializers.FloatField(required=False)
+
+        class Meta:
+            ref_name = "RunnerReaderClaim"
+
+    @extend_schema(request=None, responses={200: OutputSerializer})
+    def post(self, request: Request, run_uid: uuid.UUID) -> Response:
+        try:
+            return Response(etl_run_reader_claim(run_uid=run_uid))
+        except RunNotActiveError as exc:
+            raise Conflict(exc.message) from exc

@@ -119,6 +119,23 @@ def reader_slot_try(*, connection: Connection, holder: str) -> ReaderLease | Non
     return None
 
 
+def reader_slot_renew_holder(*, holder: str) -> bool:
+    """Extend the lease of the slot `holder` holds (a Cloud Run runner's heartbeat); return
+    False when it holds none."""
+    return bool(
+        ReaderSlot.objects.filter(holder=holder).update(
+            expires_at=_expiry(), updated_at=timezone.now()
+        )
+    )
+
+
+def reader_slot_release_holder(*, holder: str) -> None:
+    """Free the slot `holder` holds, if any (idempotent)."""
+    ReaderSlot.objects.filter(holder=holder).update(
+        holder="", expires_at=None, updated_at=timezone.now()
+    )
+
+
 def reader_slots_in_use(*, connection: Connection) -> int:
     """Return how many of `connection`'s slots are held now (unexpired)."""
     return (

@@ -21,6 +21,7 @@ import etl
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services.job_config import job_config_build, job_config_data
+from ml_platform.services.reader_slots import reader_slot_release_holder, reader_slot_renew_holder
 from ml_platform.services.runs import etl_run_create, etl_run_fail, etl_run_start, etl_run_succeed
 from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_get_engine
 
@@ -178,6 +179,7 @@ def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes:
     run = EtlRun.objects.get(uid=run_uid)
     if not updated:
         raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
+    reader_slot_renew_holder(holder=f"run:{run.id}#{run.attempts}")  # while the runner reads
     return run
 
 
@@ -236,6 +238,7 @@ def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRu
             else:
                 run = etl_run_fail(run=run, error_class=error_class, error_message=error_message)
             logger.info("etl_run.reported", run_id=run.id, status=run.status)
+            reader_slot_release_holder(holder=f"run:{run.id}#{run.attempts}")
             return run, True
         if _same_outcome(run=run, result=result, error_class=error_class):
             logger.info("etl_run.report_repeated", run_id=run.id, status=run.status)

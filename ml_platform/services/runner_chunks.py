@@ -276,3 +276,35 @@ def etl_run_chunk_report(
     _lease(run, index, attempt).release()
     chunk.refresh_from_db()
     return chunk
+
+
+def etl_run_reader_holder(*, run: EtlRun) -> str:
+    """The reader-slot holder name of a one-task runner's run (attempt included)."""
+    return f"run:{run.id}#{run.attempts}"
+
+
+def etl_run_reader_claim(*, run_uid: uuid.UUID) -> dict[str, Any]:
+    """Take a reader slot of the source's connection for a one-task Cloud Run runner before it
+    reads (the Celery path takes it in `etl_run_execute`). The runner's heartbeats renew it;
+    its result report frees it; a dead runner's lease expires.
+
+    Returns:
+        `{"state": "claimed"}` (read now), or `{"state": "waiting", "retry_after_s": s}` (all
+        `max_readers` slots busy: ask again; the run's heartbeat keeps it alive meanwhile).
+
+    Raises:
+        EtlRun.DoesNotExist: no run has `run_uid`.
+        RunNotActiveError: the run is not running.
+    """
+    run = _running(run_uid)
+    connection = run.data_source.connection
+    lease = reader_slot_try(connection=connection, holder=etl_run_reader_holder(run=run))
+    if lease is None:
+        logger.info(
+            "reader_slot.waiting",
+            run_id=run.id,
+            connection_id=connection.pk,
+            max_readers=connection.max_readers,
+        )
+        return {"state": "waiting", "retry_after_s": float(settings.ETL_READER_WAIT_POLL_S)}
+    return {"state": "claimed"}

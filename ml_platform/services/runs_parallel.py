@@ -44,7 +44,7 @@ from ml_platform.models import DataSource, EtlRun, EtlRunChunk
 from ml_platform.services.job_config import job_config_build
 from ml_platform.services.reader_slots import reader_slot
 from ml_platform.services.runs_lock import destination_writer_lock
-from ml_platform.services.runs_progress import RunHeartbeat
+from ml_platform.services.runs_progress import RunHeartbeat, run_progress_recorder
 from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_get_engine
 
 logger = structlog.get_logger(__name__)
@@ -192,7 +192,9 @@ def etl_run_execute_parallel(*, run: EtlRun, worker: str, requeue_on_transient: 
             log.info("etl_run.chunks_planned", chunks=len(chunk_ids))
             _chunks_publish(run=run, chunk_ids=chunk_ids)
             reports = etl_run_chunks_wait(run=run, job=job, plan=plan, worker=worker)
-            result = coordinator.commit(reports)
+            result = coordinator.commit(
+                reports, progress=run_progress_recorder(run=run, forward=None)
+            )
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise
@@ -263,6 +265,7 @@ def etl_run_chunks_wait(*, run: EtlRun, job: etl.JobConfig, plan: Any, worker: s
     """
     stale_after_s = float(settings.ETL_CHUNK_STALE_AFTER_S)
     poll_s = float(settings.ETL_CHUNK_POLL_INTERVAL_S)
+    staged_before = 0
     while True:
         chunks = list(EtlRunChunk.objects.filter(run=run).order_by("index"))
         for chunk in chunks:
@@ -279,6 +282,10 @@ def etl_run_chunks_wait(*, run: EtlRun, job: etl.JobConfig, plan: Any, worker: s
         status = EtlRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
         if status != EtlRun.Status.RUNNING:
             raise RunStoppedError(run.id, str(status))
+        staged = sum(chunk.rows for chunk in chunks if chunk.status == EtlRunChunk.Status.DONE)
+        if staged != staged_before:  # rows staged so far, shown on the run page while it reads
+            staged_before = staged
+            EtlRun.objects.filter(pk=run.pk).update(progress_rows=staged)
         _chunks_requeue_stale(run=run, chunks=chunks, stale_after_s=stale_after_s)
         pending = EtlRunChunk.objects.filter(run=run, status=EtlRunChunk.Status.PENDING)
         next_id = pending.order_by("index").values_list("pk", flat=True).first()

@@ -22,11 +22,12 @@ from ml_platform.services import (
     etl_run_execute,
 )
 from ml_platform.services.reader_slots import reader_slot_try, reader_slots_in_use
-from ml_platform.services.runner import RunNotActiveError
+from ml_platform.services.runner import RunNotActiveError, etl_run_heartbeat, etl_run_report
 from ml_platform.services.runner_chunks import (
     etl_run_chunk_claim,
     etl_run_chunk_report,
     etl_run_chunks_create,
+    etl_run_reader_claim,
 )
 from ml_platform.services.runs import etl_run_start
 from ml_platform.services.runs_parallel import COORDINATOR_LOST, CoordinatorLostError
@@ -212,3 +213,24 @@ def test_api_sets_and_shows_parallelism_and_max_readers(
     )
     assert (changed.status_code, changed.json()["max_readers"]) == (200, 3)
     assert Connection.objects.get(pk=pg_connection.id).max_readers == 3
+
+
+def test_one_task_runner_waits_for_a_reader_slot_and_frees_it_with_its_report(
+    events_source: DataSource,
+) -> None:
+    """Cloud Run, one task: with the connection's only slot held the runner is told to wait;
+    once free it gets the slot, its heartbeats renew it and its (failure) report frees it."""
+    DataSource.objects.filter(pk=events_source.pk).update(parallelism=1)
+    run, _ = etl_run_create(data_source=events_source, trigger=EtlRun.Trigger.API)
+    run, _ = etl_run_start(run=run, worker="runner")
+    blocker = reader_slot_try(connection=events_source.connection, holder="other-run")
+
+    assert etl_run_reader_claim(run_uid=run.uid) == {"state": "waiting", "retry_after_s": 1.0}
+    blocker.release()
+    assert etl_run_reader_claim(run_uid=run.uid) == {"state": "claimed"}
+    held = ReaderSlot.objects.get(holder=f"run:{run.id}#1")
+    ReaderSlot.objects.filter(pk=held.pk).update(expires_at=timezone.now())
+    etl_run_heartbeat(run_uid=run.uid, progress_rows=0, progress_bytes=0)
+    assert ReaderSlot.objects.get(pk=held.pk).expires_at > timezone.now()
+    etl_run_report(run_uid=run.uid, report={"status": "failed", "error_class": "X", "error": "x"})
+    assert reader_slots_in_use(connection=events_source.connection) == 0
