@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import structlog
 
 from etl.config import JobConfig
-from etl.exceptions import PrimaryKeyError
+from etl.exceptions import PrimaryKeyError, SnapshotExpiredError, SourceQueryError
 from etl.extract.sql import ChunkRead, SqlExtraction, SqlExtractor, WindowBounds
 from etl.load.base import job_labels
 from etl.parallel.plan import ChunkPlan, ChunkReport, PartFile
@@ -104,8 +104,10 @@ def chunk_extract(
         read, the boundary keys; JSON round-trip with `to_dict()` / `from_dict()`.
 
     Raises:
-        SourceUnavailableError: source unreachable or the snapshot is gone (transient: retry
-            the chunk while the coordinator holds the snapshot).
+        SourceUnavailableError: source unreachable (transient: retry the chunk while the
+            coordinator holds the snapshot).
+        SnapshotExpiredError: the plan's PostgreSQL snapshot is gone (the coordinator's
+            transaction ended); no chunk of this plan can be read: plan the run again.
         TerminalError: the source rejects the query, a type cannot be mapped, a `merge`
             primary key has NULLs (`PrimaryKeyError`).
     """
@@ -138,7 +140,12 @@ def chunk_extract(
             else None
         )
         read = ChunkRead(window=window, where=chunk.where, snapshot=plan.snapshot)
-        extraction = extractor.extract(state, chunk=read)
+        try:
+            extraction = extractor.extract(state, chunk=read)
+        except SourceQueryError as exc:
+            if plan.snapshot and "invalid snapshot identifier" in str(exc):
+                raise SnapshotExpiredError(plan.run_id, plan.snapshot) from exc
+            raise
     else:
         extraction = extractor.extract(state)
     log.info("chunk.start", where=chunk.where, split=plan.split)

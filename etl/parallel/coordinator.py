@@ -327,12 +327,17 @@ def chunk_commit(
     run_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     fault_hook: Callable[[str], None] | None = None,
+    cleanup: bool = False,
 ) -> RunResult:
     """Load the parts of one report per chunk and commit them with the new state, all or nothing.
 
-    Usable in any process that has the job, the plan and the reports (e.g. the Celery task
-    that saw the last chunk finish); it needs the parts (the staging location) and the
-    destination, not the source, and may run after the coordinator's snapshot has ended. The
+    Two ways are supported: the coordinator's own process commits (`ChunkCoordinator.commit`,
+    what `run_parallel` does; it is alive anyway while PostgreSQL chunks read its snapshot), or
+    any other process that has the job, the plan and the reports (e.g. the Celery task that saw
+    the last chunk finish) calls this function; it needs the parts (the staging location) and
+    the destination, not the source, and may run after the coordinator's snapshot has ended,
+    provided the coordinator was entered with `keep_staging=True` (its exit removes the parts
+    otherwise; pass `cleanup=True` here then). The
     parts stream through the destination's loader in chunk order (Arrow batches of
     `job.chunk_size` rows: memory stays bounded) in one load: DuckDB inserts them inside the
     run's transaction; BigQuery stages them into the run's staging table with Parquet load
@@ -350,6 +355,8 @@ def chunk_commit(
         run_id: must be `plan.run_id` when given.
         progress: optional `(rows_loaded, bytes_extracted)` callback as batches load.
         fault_hook: test-only phase callback (`load.before_commit`, `load.after_commit`...).
+        cleanup: remove `<staging>/<run_id>/` after the commit (a committer in another process
+            than a coordinator entered with `keep_staging=True`).
 
     Returns:
         RunResult: as `etl.run` (counts in rows, sizes in bytes, duration in seconds since the
@@ -437,6 +444,10 @@ def chunk_commit(
     finally:
         loader.close()
     fault("load.after_commit")
+    if cleanup:
+        fs, path = filesystem(plan.run_folder)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
     warnings = _unique([*plan.notes, *(w for report in ordered for w in report.warnings)])
     ignored = job.destination.ignored_options_warning()
     if ignored:

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from etl.config import JobConfig
-from etl.exceptions import EtlError, TerminalError, TransientError
+from etl.exceptions import EtlError, SnapshotExpiredError, TerminalError, TransientError
 from etl.parallel.coordinator import chunk_plan
 from etl.parallel.plan import ChunkPlan, ChunkReport
 from etl.state import RunResult, SyncState
@@ -174,6 +174,8 @@ def _run_chunks(
                     if outcome
                     else f"the chunk's process exited with code {process.exitcode}"
                 )
+                if error_class == "SnapshotExpiredError":
+                    raise SnapshotExpiredError(plan.run_id, plan.snapshot or "")
                 if not transient:
                     raise ChunkFailedError(index, error_class, error, attempts[index])
                 if attempts[index] >= MAX_CHUNK_ATTEMPTS:

@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 import etl
+from etl.exceptions import SnapshotExpiredError
 from etl.parallel import ChunkPlan, ChunkReport, chunk_commit, chunk_extract, chunk_plan
 from tests.conftest import pg_connect
 from tests.etl.parallel.tpch import (
@@ -255,6 +256,50 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
     print(f"versions loaded {len(versions)}, duplicated {duplicated}, lost {len(lost)}")
     assert duplicated == 0 and lost == []
     assert len(versions) == 60_175 + 100 + 500 + 3
+
+
+def test_pg_merge_in_chunks_equals_source(pg_lineitem_small: str, tmp_path: Path) -> None:
+    """A merge load in 3 chunks, then updates (cursor moved) and inserts, then a second merge
+    in 3 chunks leave DuckDB with one row per key equal to the source."""
+    schema = pg_lineitem_small.split(".")[0]
+    table = f"{schema}.lineitem_merge"
+    with pg_connect() as connection:
+        connection.execute(
+            f"CREATE TABLE {table} (LIKE {pg_lineitem_small} INCLUDING ALL EXCLUDING GENERATED)"
+        )
+        connection.execute(f"INSERT INTO {table} SELECT * FROM {pg_lineitem_small}")
+        connection.execute(f"ANALYZE {table}")
+    path = tmp_path / "w.duckdb"
+    job = lineitem_job("postgresql", table, duck(path), parallelism=3, load_type="merge")
+    _, first = run_in_chunks(job, None, tmp_path / "stage")
+    with pg_connect() as connection:
+        connection.execute(
+            f"UPDATE {table} SET l_quantity = l_quantity + 7, {CURSOR} = now() - interval '5 s' "
+            "WHERE l_orderkey % 300 = 0"
+        )
+        connection.execute(
+            f"INSERT INTO {table} SELECT l_orderkey + 10000000, l_partkey, l_suppkey, "
+            "l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, l_returnflag, "
+            "l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, "
+            f"l_shipmode, l_comment, now() - interval '5 s' FROM {table} "
+            "WHERE l_orderkey <= 500"
+        )
+    plan, second = run_in_chunks(job, first.state, tmp_path / "stage")
+    assert plan.split == f"window:{CURSOR}"
+    assert duckdb_aggregates(path, "raw_data.lineitem") == pg_aggregates(table)
+
+
+def test_chunk_after_the_coordinator_exits_fails_with_snapshot_expired(
+    pg_lineitem_small: str, tmp_path: Path
+) -> None:
+    """A PostgreSQL chunk read after the coordinator ended its transaction cannot import the
+    snapshot: SnapshotExpiredError (transient for the run, names the snapshot), no rows read."""
+    job = lineitem_job("postgresql", pg_lineitem_small, duck(tmp_path / "w.duckdb"), parallelism=2)
+    with chunk_plan(job, None, run_id="gone", staging=str(tmp_path / "stage")) as coordinator:
+        plan = coordinator.plan
+    assert plan.snapshot is not None
+    with pytest.raises(SnapshotExpiredError, match=f"snapshot {plan.snapshot} is no longer"):
+        chunk_extract(job, plan, 1)
 
 
 def test_superseded_commit_writes_nothing(pg_lineitem_small: str, tmp_path: Path) -> None:
