@@ -149,10 +149,14 @@ def _daily_limit(message: str) -> str:
 
 def rate_limit_retry(timeout_s: float) -> Retry:
     """Return the policy that re-runs a load or commit whose job failed with a short-window
-    quota (`quota_kind` == `rate`): exponential backoff from 1 s, doubling, capped at 32 s per
+    quota (`quota_kind` == `rate`, of the error or of the API error it was translated from): exponential backoff from 1 s, doubling, capped at 32 s per
     wait, with api_core's full jitter (each wait is random up to the cap), within `timeout_s`."""
     return Retry(
-        predicate=lambda exc: quota_kind(exc) == "rate",
+        # an engine error translated from the API's (`translate(...) from exc`) counts as it
+        predicate=lambda exc: (
+            quota_kind(exc) == "rate"
+            or (exc.__cause__ is not None and quota_kind(exc.__cause__) == "rate")
+        ),
         initial=1.0,
         maximum=32.0,
         multiplier=2.0,

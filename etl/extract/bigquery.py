@@ -114,6 +114,7 @@ class BigQueryExtractor(Extractor):
             state=state,
             cursor_column=job.timestamp_column,
             key_columns=job.window_key_columns,
+            version_columns=job.primary_key if job.load_type == "merge" else (),
             lag=job.cursor_lag_seconds,
             upper=upper,
             null_policy=job.null_cursor,
