@@ -39,6 +39,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import etl
+from etl.exceptions import SnapshotExpiredError
 from etl.pipeline import fault_hook_from_spec
 from ml_platform.models import DataSource, EtlRun, EtlRunChunk
 from ml_platform.services.job_config import job_config_build
@@ -156,6 +157,8 @@ def etl_run_execute_parallel(*, run: EtlRun, worker: str, requeue_on_transient: 
     Raises:
         CoordinatorLostError: the run already had chunks (its earlier coordinator was lost).
         ChunkFailedError: a chunk failed for good; nothing was committed.
+        SnapshotExpiredError: a chunk found the plan's PostgreSQL snapshot gone (transient: the
+            run is requeued and plans again).
         etl.SupersededError / etl.TransientError / etl.TerminalError: as `etl_run_execute`.
     """
     from ml_platform.services.runs import etl_run_fail, etl_run_succeed
@@ -261,6 +264,7 @@ def etl_run_chunks_wait(*, run: EtlRun, job: etl.JobConfig, plan: Any, worker: s
 
     Raises:
         ChunkFailedError: a chunk failed for good.
+        SnapshotExpiredError: a chunk found the plan's snapshot gone (transient).
         RunStoppedError: the run was finished meanwhile (reaped).
     """
     stale_after_s = float(settings.ETL_CHUNK_STALE_AFTER_S)
@@ -270,6 +274,9 @@ def etl_run_chunks_wait(*, run: EtlRun, job: etl.JobConfig, plan: Any, worker: s
         chunks = list(EtlRunChunk.objects.filter(run=run).order_by("index"))
         for chunk in chunks:
             if chunk.status == EtlRunChunk.Status.FAILED:
+                if chunk.error_class == SnapshotExpiredError.__name__:
+                    # transient for the run: its task retries it with a new plan and snapshot
+                    raise SnapshotExpiredError(run.uid.hex, str(plan.snapshot))
                 raise ChunkFailedError(
                     run_id=run.id,
                     index=chunk.index,
@@ -482,8 +489,11 @@ def etl_run_chunk_execute(
         )
     except BaseException as exc:  # noqa: BLE001  task boundary: record on the chunk
         pulse.stop()
-        retry = isinstance(exc, etl.TransientError) and attempt < int(
-            settings.ETL_CHUNK_MAX_ATTEMPTS
+        # the plan's snapshot is gone: no attempt of this plan can read it, the run re-plans
+        retry = (
+            isinstance(exc, etl.TransientError)
+            and not isinstance(exc, SnapshotExpiredError)
+            and attempt < int(settings.ETL_CHUNK_MAX_ATTEMPTS)
         )
         _chunk_mine(chunk_id, attempt).update(
             status=EtlRunChunk.Status.PENDING if retry else EtlRunChunk.Status.FAILED,

@@ -29,6 +29,7 @@ from django.db import connection as django_connection
 from config import celery_app
 from ml_platform.models import DataSource, EtlRun, EtlRunChunk
 from ml_platform.services import connection_create, data_source_create, etl_run_enqueue
+from ml_platform.services.reader_slots import reader_slot_try
 from tests.ml_platform import tpch_lineitem as tpch
 from tests.ml_platform.test_worker import REDIS_URL  # this session's own Redis database
 from tests.ml_platform.tpch_lineitem import (  # noqa: F401  fixtures
@@ -45,7 +46,7 @@ WORKER_ENV = {
     "ETL_CHUNK_STALE_AFTER_S": "2",
     "ETL_CHUNK_POLL_INTERVAL_S": "0.2",
     "ETL_READER_WAIT_POLL_S": "0.1",
-    "ETL_READER_LEASE_S": "10",
+    "ETL_READER_LEASE_S": "5",
     "ETL_LOG_JSON": "true",
 }
 
@@ -77,36 +78,41 @@ def _pools_reset() -> None:
     celery_app.amqp._producer_pool = None
 
 
-def _group_start(folder: Path, count: int, **env: str) -> Group:
-    """Start `count` `celery worker --pool solo` processes on the test database and a new queue
-    of this session's Redis database."""
-    queue = f"etl-par-{uuid.uuid4().hex[:10]}"
-    staging = str(folder / "staging")
-    workers = []
-    for _ in range(count):
-        name = f"etl-par-{uuid.uuid4().hex[:8]}"
-        log = folder / f"{name}.log"
-        environ = {
-            **os.environ,
-            **WORKER_ENV,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test_worker",
-            "DATABASE_URL": f"sqlite:///{django_connection.settings_dict['NAME']}",
-            "CELERY_BROKER_URL": REDIS_URL,
-            "CELERY_TASK_DEFAULT_QUEUE": queue,
-            "ETL_STAGING_DIR": staging,
-            **env,
-        }
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat",
-                 "--loglevel", "INFO", "-Q", queue, "-n", f"{name}@%h"],
-                cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        workers.append(Worker(process, log, name))
-    group = Group(queue, staging, workers)
+def _worker_popen(folder: Path, queue: str, staging: str, **env: str) -> Worker:
+    """Start one `celery worker --pool solo` process on the test database and `queue`."""
+    name = f"etl-par-{uuid.uuid4().hex[:8]}"
+    log = folder / f"{name}.log"
+    environ = {
+        **os.environ,
+        **WORKER_ENV,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test_worker",
+        "DATABASE_URL": f"sqlite:///{django_connection.settings_dict['NAME']}",
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "ETL_STAGING_DIR": staging,
+        **env,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+             "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "--loglevel", "INFO", "-Q", queue, "-n", f"{name}@%h"],
+            cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return Worker(process, log, name)
+
+
+def _ready(workers: list[Worker]) -> None:
     for worker in workers:
         _wait(lambda w=worker: any(" ready." in x for x in w.lines()), 60, workers, "ready")
+
+
+def _group_start(folder: Path, count: int) -> Group:
+    """Start `count` workers on a new queue of this session's Redis database."""
+    queue = f"etl-par-{uuid.uuid4().hex[:10]}"
+    staging = str(folder / "staging")
+    group = Group(queue, staging, [_worker_popen(folder, queue, staging) for _ in range(count)])
+    _ready(group.workers)
     return group
 
 
@@ -235,29 +241,46 @@ def test_two_workers_load_four_chunks_exactly(
 
 def test_killed_chunk_worker_retries_that_chunk_alone(
     pg_lineitem: str,  # noqa: F811  fixture
+    workers: Group,
     publish_to: Callable[[Group], None],
     tmp_path: Path,
 ) -> None:
-    """The worker that is not the coordinator SIGKILLs itself after staging the first batch of
-    the first chunk it extracts (`ETL_FAULT_INJECT=chunk.batch`; the coordinator's own chunks
-    inject nothing): once that chunk's heartbeat is 2 s old the coordinator hands it to a new
-    attempt, and the run commits every row once. That chunk's attempt is 2, the others' 1."""
-    group = _group_start(tmp_path, 2, ETL_FAULT_INJECT="chunk.batch")
+    """A third worker joins a running 4-chunk run whose connection allows 1 reader (held by the
+    test until that worker has claimed a chunk, so the coordinator cannot finish first); it
+    SIGKILLs itself after staging its chunk's first batch (`ETL_FAULT_INJECT=chunk.batch`)
+    while holding the reader slot. Its slot frees itself when the lease (5 s) runs out, its
+    chunk is handed to a new attempt once its heartbeat is 2 s old, and the run commits every
+    row once: that chunk's attempt is 2, the others' 1, and the killed worker never reported."""
+    publish_to(workers)
+    source = _source("postgresql", pg_lineitem, tmp_path, max_readers=1)
+    blocker = reader_slot_try(connection=source.connection, holder="test-blocker")
+    assert blocker is not None
+    run = etl_run_enqueue(data_source=source, trigger="api")
+    _wait(lambda: EtlRunChunk.objects.filter(run=run).count() == 4, 60, workers.workers, "plan")
+    faulty = _worker_popen(tmp_path, workers.queue, workers.staging, ETL_FAULT_INJECT="chunk.batch")
     try:
-        publish_to(group)
-        source = _source("postgresql", pg_lineitem, tmp_path)
-        run = _finished(etl_run_enqueue(data_source=source, trigger="api"), group.workers)
-        exit_codes = {w.name: w.process.poll() for w in group.workers}
+        _ready([faulty])
+        claimed = _wait(
+            lambda: EtlRunChunk.objects.filter(run=run, worker__startswith=faulty.name).first(),
+            60,
+            [*workers.workers, faulty],
+            "the third worker to claim a chunk",
+        )
+        blocker.release()
+        run = _finished(run, [*workers.workers, faulty])
+        exit_code = faulty.process.wait(timeout=30)
     finally:
-        _group_stop(group)
+        if faulty.process.poll() is None:
+            faulty.process.kill()
+            faulty.process.wait()
 
     assert (run.status, run.error_message) == ("succeeded", "")
-    killed = [name for name, code in exit_codes.items() if code is not None]
-    assert [exit_codes[name] for name in killed] == [-signal.SIGKILL]
-    chunks = _chunks(run)
-    assert sorted(attempt for _, _, attempt in chunks) == [1, 1, 1, 2]
-    assert {status for _, status, _ in chunks} == {"done"}
-    assert run.worker.split("@")[0] not in killed
+    assert exit_code == -signal.SIGKILL
+    chunks = {index: (status, attempt) for index, status, attempt in _chunks(run)}
+    assert chunks == {i: ("done", 2 if i == claimed.index else 1) for i in range(4)}
+    retried = EtlRunChunk.objects.get(pk=claimed.pk)
+    assert not retried.worker.startswith(faulty.name)
+    assert '"etl_run.chunk_done"' not in faulty.log.read_text()
     assert (run.rows_extracted, run.rows_loaded) == (tpch.ROWS, tpch.ROWS)
     assert tpch.duckdb_stats(source.destination["path"], "raw.lineitem") == tpch.pg_stats(
         pg_lineitem
