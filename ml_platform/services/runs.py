@@ -406,6 +406,10 @@ def etl_run_fail(
     )[:ERROR_MESSAGE_MAX_CHARS]
     run.full_clean(validate_constraints=False)
     run.save()
+    if not requeue:
+        from ml_platform.services.runs_parallel import etl_run_chunks_abandon
+
+        etl_run_chunks_abandon(run=run)
     return run
 
 

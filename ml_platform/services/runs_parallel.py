@@ -515,6 +515,32 @@ def _redacted(run: EtlRun, exc: BaseException) -> str:
     return redact(str(exc) or repr(exc), _secrets_of(run.data_source))[:ERROR_MESSAGE_MAX_CHARS]
 
 
+CHUNK_ABANDONED = "Run {run_id} ended {status} before this chunk was staged; it is not loaded."
+
+
+class ChunkAbandonedError(Exception):
+    """Recorded as the `error_class` of a chunk whose run ended before the chunk was staged."""
+
+
+def etl_run_chunks_abandon(*, run: EtlRun) -> int:
+    """Mark the chunks of finished run `run` that were not staged yet as failed
+    (`ChunkAbandonedError`), so the run page does not show them as still extracting and a late
+    report of one is dropped; return how many. Called when a run fails or is superseded."""
+    return EtlRunChunk.objects.filter(
+        run=run,
+        status__in=(
+            EtlRunChunk.Status.PENDING,
+            EtlRunChunk.Status.WAITING,
+            EtlRunChunk.Status.RUNNING,
+        ),
+    ).update(
+        status=EtlRunChunk.Status.FAILED,
+        finished_at=timezone.now(),
+        error_class=ChunkAbandonedError.__name__,
+        error_message=CHUNK_ABANDONED.format(run_id=run.id, status=run.status),
+    )
+
+
 def etl_run_chunks_summary(*, run: EtlRun) -> dict[str, Any]:
     """Return counts of `run`'s chunks by status and the seconds they waited for reader slots,
     for the run page and API: `{"total", "done", "running", "waiting", "pending", "failed",

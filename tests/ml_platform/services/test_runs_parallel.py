@@ -98,6 +98,8 @@ def test_coordinator_started_again_fails_the_run(events_source: DataSource) -> N
     run.refresh_from_db()
     assert (run.status, run.error_class) == ("failed", "CoordinatorLostError")
     assert run.error_message == COORDINATOR_LOST.format(run_id=run.id)
+    chunk = EtlRunChunk.objects.get(run=run)  # not left looking pending on the run page
+    assert (chunk.status, chunk.error_class) == ("failed", "ChunkAbandonedError")
 
 
 def test_reader_slots_bound_holders_and_expire_when_a_holder_dies(
