@@ -7,13 +7,16 @@ Never a full scan to plan (issue 14): the split points come from
   they fall inside the window;
 - else MIN/MAX of a column that leads an index (two index look-ups) or the window's own
   lower/upper bounds, cut into even steps;
-- else, for a PostgreSQL table, heap page ranges of `ctid` (`pg_relation_size` / block size;
-  PostgreSQL 14+ reads a `ctid` range with a TID Range Scan, touching only its pages);
+- for PostgreSQL heap pages: `pg_relation_size` / block size, cut into even page ranges
+  (PostgreSQL 14+ reads a `ctid` range with a TID Range Scan, touching only its pages);
 - else one chunk.
 
-The column, in order of preference: the cursor for an incremental run that has a lower bound
-(the ranges then split the run's window, not the whole table); the first primary-key column; the
-cursor; only integer, numeric, date and timestamp columns qualify. Every range is a predicate on
+What is split, in order of preference: the cursor for an incremental run that has a lower bound
+(the ranges then split the run's window, not the whole table); for a whole-table read of a
+PostgreSQL 14+ table, its heap pages (`ctid` ranges: each chunk reads only its pages, while a
+key range holding a quarter of the table is planned as a sequential scan of the whole heap with
+a filter, so every chunk would read every page); the first primary-key column; the cursor. Only
+integer, numeric, date and timestamp columns qualify. Every range is a predicate on
 the column (`>= low AND < high`, the first one open below and also taking NULLs, the last one
 open above), so the ranges cover every row exactly once whatever the statistics say: stale
 statistics only make the chunks uneven.
@@ -82,6 +85,13 @@ class RangePlanner:
             if len(inside) >= count - 1:
                 return self._ranges(f"histogram:{cursor}", cursor, _quantiles(inside, count))
             return self._ranges(f"window:{cursor}", cursor, _even(lower, upper, count))
+        if table and self.postgres and self._tid_range_scans():
+            # a whole-table read: page ranges read disjoint pages (TID Range Scan), where a key
+            # range covering a large share of the table is a sequential scan of the whole heap
+            # with a filter (EXPLAIN), i.e. every chunk would read every page
+            planned = self._ctid_ranges(table, count)
+            if planned[0] != "none":
+                return planned
         candidates = []
         if table:
             key = self._primary_key_column(table)
@@ -135,6 +145,10 @@ class RangePlanner:
             predicates.append(f"ctid >= {low} AND ctid < {high}")
         predicates.append(f"ctid >= {tids[-1]}")
         return "ctid", predicates, cuts
+
+    def _tid_range_scans(self) -> bool:
+        """Whether the server reads a `ctid` range with a TID Range Scan (PostgreSQL 14+)."""
+        return bool(self._one("SELECT current_setting('server_version_num')::int >= 140000"))
 
     def _one(self, sql: str) -> Any:
         (value,) = self.extractor.fetch_one(self.connection, sql)

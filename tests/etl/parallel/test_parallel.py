@@ -99,8 +99,8 @@ def run_in_chunks(
 @pytest.mark.parametrize("parallelism", [1, 2, 4], ids=["p1", "p2", "p4"])
 def test_pg_lineitem_into_duckdb(pg_lineitem_small: str, tmp_path: Path, parallelism: int) -> None:
     """PostgreSQL lineitem read in 1, 2 and 4 chunks sharing one exported snapshot loads into
-    DuckDB equal to the source (count, sums, min/max), split on the primary key's histogram
-    into chunks of similar size; a chunk read twice is loaded once."""
+    DuckDB equal to the source (count, sums, min/max), split into heap page ranges (an
+    incremental window: on the cursor's histogram bounds); a chunk read twice is loaded once."""
     job = lineitem_job(
         "postgresql", pg_lineitem_small, duck(tmp_path / "w.duckdb"), parallelism=parallelism
     )
@@ -108,7 +108,7 @@ def test_pg_lineitem_into_duckdb(pg_lineitem_small: str, tmp_path: Path, paralle
     assert len(plan.chunks) == parallelism
     assert plan.snapshot is not None
     if parallelism > 1:
-        assert plan.split == "histogram:l_orderkey"
+        assert plan.split == "ctid"  # a whole-table read: disjoint heap pages per chunk
     assert result.rows_loaded == 60_175
     assert duckdb_aggregates(tmp_path / "w.duckdb", "raw_data.lineitem") == pg_aggregates(
         pg_lineitem_small
@@ -117,6 +117,16 @@ def test_pg_lineitem_into_duckdb(pg_lineitem_small: str, tmp_path: Path, paralle
     assert (
         result.state.watermark.value == "2024-01-01T16:40:00.000000+00:00"
     )  # max orderkey 60000 s
+    if parallelism == 4:  # an incremental window is split on the cursor's histogram bounds
+        middle = etl.SyncState(
+            watermark=etl.Watermark(value="2024-01-01T08:20:00.000000+00:00", type="timestamptz")
+        )
+        fresh = job.model_copy(
+            update={"destination": etl.DestinationConfig(**duck(tmp_path / "n.duckdb"))}
+        )
+        with chunk_plan(fresh, middle, run_id="window", staging=str(tmp_path / "s")) as planned:
+            assert planned.plan.split == f"histogram:{CURSOR}"
+            assert len(planned.plan.chunks) == 4
 
 
 @pytest.mark.parametrize("parallelism", [1, 2, 4], ids=["p1", "p2", "p4"])
