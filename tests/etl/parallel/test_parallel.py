@@ -47,6 +47,10 @@ from tests.etl.support import REPO_ROOT, bigquery_destination, job_config
 pytestmark = pytest.mark.integration
 
 KEY = ["l_orderkey", "l_linenumber"]
+LATER = "timestamptz '2025-06-01 00:00:00+00'"
+"""The cursor of rows written during a test: after every generated row (2024-01-01), long
+before now, so the in-flight cap (a transaction another test left open on this shared server)
+never holds them back."""
 
 
 def lineitem_job(
@@ -218,7 +222,7 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
         with pg_connect() as connection:  # autocommit: each statement commits at once
             connection.execute(  # 100 rows of the last chunk get a new version, newer cursor
                 f"UPDATE {table} SET l_quantity = l_quantity + 1000, "
-                f"{CURSOR} = now() - interval '5 seconds' WHERE l_orderkey >= 59000 "
+                f"{CURSOR} = {LATER} WHERE l_orderkey >= 59000 "
                 "AND (l_orderkey, l_linenumber) IN (SELECT l_orderkey, l_linenumber "
                 f"FROM {table} WHERE l_orderkey >= 59000 ORDER BY 1, 2 LIMIT 100)"
             )
@@ -231,7 +235,7 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
                 f"INSERT INTO {table} SELECT l_orderkey + 10000000, l_partkey, l_suppkey, "
                 "l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, l_returnflag, "
                 "l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, "
-                f"l_shipmode, l_comment, now() - interval '5 seconds' FROM {table} "
+                f"l_shipmode, l_comment, {LATER} FROM {table} "
                 "WHERE l_orderkey <= 2000 ORDER BY 1, 4 LIMIT 500"
             )
         reports += [chunk_extract(job, plan, index) for index in (1, 2, 3)]
@@ -284,14 +288,14 @@ def test_pg_merge_in_chunks_equals_source(pg_lineitem_small: str, tmp_path: Path
     _, first = run_in_chunks(job, None, tmp_path / "stage")
     with pg_connect() as connection:
         connection.execute(
-            f"UPDATE {table} SET l_quantity = l_quantity + 7, {CURSOR} = now() - interval '5 s' "
+            f"UPDATE {table} SET l_quantity = l_quantity + 7, {CURSOR} = {LATER} "
             "WHERE l_orderkey % 300 = 0"
         )
         connection.execute(
             f"INSERT INTO {table} SELECT l_orderkey + 10000000, l_partkey, l_suppkey, "
             "l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, l_returnflag, "
             "l_linestatus, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, "
-            f"l_shipmode, l_comment, now() - interval '5 s' FROM {table} "
+            f"l_shipmode, l_comment, {LATER} FROM {table} "
             "WHERE l_orderkey <= 500"
         )
     plan, second = run_in_chunks(job, first.state, tmp_path / "stage")
