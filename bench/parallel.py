@@ -69,11 +69,11 @@ def _cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def measure_run(cmd: list[str], source: str, timeout: float = 7200) -> dict:
+def measure_run(cmd: list[str], source: str, cwd: Path, timeout: float = 7200) -> dict:
     """Run `cmd`; return wall seconds, peak RSS of its process tree, its CPU seconds and the
     source server's CPU seconds during the run."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**base_env(), "ETL_LOG_LEVEL": "WARNING"}, cwd=ROOT,
+    proc = subprocess.Popen(cmd, env={**base_env(), "ETL_LOG_LEVEL": "WARNING"}, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     root = psutil.Process(proc.pid)
     outputs: dict[str, bytes] = {}
@@ -131,9 +131,19 @@ def main() -> int:
     parser.add_argument("--routes", default="pg,my", help="pg, my")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS-parallel.md")
+    parser.add_argument("--etl-rev", default="HEAD",
+                        help="git revision of etl/ to run (a snapshot, so edits in the working "
+                        "tree during the run are not measured)")
     args = parser.parse_args()
     work = BENCH / "work" / "parallel"
     work.mkdir(parents=True, exist_ok=True)
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.etl_rev],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    source_dir = work / f"etl-{sha}"
+    if not (source_dir / "etl" / "__main__.py").exists():
+        source_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(f"git -C {ROOT} archive {sha} etl | tar -x -C {source_dir}", shell=True,
+                       check=True)
     rows_out = []
     for key in args.routes.split(","):
         label, source_type, params, table = SOURCES[key]
@@ -151,7 +161,7 @@ def main() -> int:
                     Path(f"{dest}{suffix}").unlink(missing_ok=True)
                 cmd = [str(PROJECT_PY), "-m", "etl", "run", "--config", str(config), "--json",
                        "--parallel", str(n)]
-                sample = measure_run(cmd, source_type)
+                sample = measure_run(cmd, source_type, source_dir)
                 print(f"{label} --parallel {n}: {json.dumps({k: v for k, v in sample.items() if k != 'error'})}"
                       + (f" FAILED {sample['error']}" if sample["rc"] else ""), flush=True)
                 samples.append(sample)
@@ -160,10 +170,10 @@ def main() -> int:
             for suffix in ("", ".wal"):
                 Path(f"{dest}{suffix}").unlink(missing_ok=True)
     lines = [
-        "# Parallel runs — `etl run --parallel N`, TPC-H lineitem SF 1 (6,001,215 rows) → DuckDB",
+        "# Parallel runs — `etl run --parallel N`, TPC-H lineitem SF 1 → DuckDB",
         "",
         f"`{' '.join(['bench/.venv/bin/python', 'bench/parallel.py', *sys.argv[1:]])}` "
-        f"on {time.strftime('%Y-%m-%d %H:%M')} UTC.",
+        f"on {time.strftime('%Y-%m-%d %H:%M')} UTC, ETL Runner `git archive {sha} etl`.",
         "",
         "**The machine is shared**: 2 cores for several engineers' tests and benchmarks at the same "
         "time (load average below), so absolute times are noisy; compare the rows of one run. "
