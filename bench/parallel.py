@@ -35,13 +35,26 @@ SOURCES = {
 }
 
 
-def _pg_backends() -> list[int]:
+def _pg_backends(tree: list[psutil.Process]) -> list[int]:
+    """PIDs of the PostgreSQL backends serving `tree`'s connections (matched by client port:
+    other users' ETL Runner sessions on this shared server are left out)."""
+    ports = set()
+    for process in tree:
+        try:
+            for conn in process.net_connections(kind="tcp"):
+                if conn.raddr and conn.raddr.port == PG["port"]:
+                    ports.add(conn.laddr.port)
+        except psutil.Error:
+            pass
+    if not ports:
+        return []
     out = subprocess.run(
         ["psql", "-X", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc",
-         "SELECT pid FROM pg_stat_activity WHERE application_name = 'etl-runner'"],
+         "SELECT pid, client_port FROM pg_stat_activity WHERE application_name = 'etl-runner'"],
         capture_output=True, text=True, check=False,
     ).stdout
-    return [int(x) for x in out.split()]
+    pairs = [line.split("|") for line in out.split()]
+    return [int(pid) for pid, port in pairs if port and int(port) in ports]
 
 
 def _mariadbd() -> psutil.Process | None:
@@ -56,11 +69,11 @@ def _cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def measure_run(cmd: list[str], source: str, timeout: float = 7200) -> dict:
+def measure_run(cmd: list[str], source: str, cwd: Path, timeout: float = 7200) -> dict:
     """Run `cmd`; return wall seconds, peak RSS of its process tree, its CPU seconds and the
     source server's CPU seconds during the run."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**base_env(), "ETL_LOG_LEVEL": "WARNING"}, cwd=ROOT,
+    proc = subprocess.Popen(cmd, env={**base_env(), "ETL_LOG_LEVEL": "WARNING"}, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     root = psutil.Process(proc.pid)
     outputs: dict[str, bytes] = {}
@@ -89,9 +102,9 @@ def measure_run(cmd: list[str], source: str, timeout: float = 7200) -> dict:
             except psutil.Error:
                 pass
         peak = max(peak, total)
-        if source == "postgresql" and time.perf_counter() - last_backend_poll > 0.5:
+        if source == "postgresql" and time.perf_counter() - last_backend_poll > 0.25:
             last_backend_poll = time.perf_counter()
-            for pid in _pg_backends():
+            for pid in _pg_backends(tree):
                 try:
                     server[pid] = _cpu(psutil.Process(pid))
                 except psutil.Error:
@@ -118,9 +131,19 @@ def main() -> int:
     parser.add_argument("--routes", default="pg,my", help="pg, my")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS-parallel.md")
+    parser.add_argument("--etl-rev", default="HEAD",
+                        help="git revision of etl/ to run (a snapshot, so edits in the working "
+                        "tree during the run are not measured)")
     args = parser.parse_args()
     work = BENCH / "work" / "parallel"
     work.mkdir(parents=True, exist_ok=True)
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.etl_rev],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    source_dir = work / f"etl-{sha}"
+    if not (source_dir / "etl" / "__main__.py").exists():
+        source_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(f"git -C {ROOT} archive {sha} etl | tar -x -C {source_dir}", shell=True,
+                       check=True)
     rows_out = []
     for key in args.routes.split(","):
         label, source_type, params, table = SOURCES[key]
@@ -138,7 +161,7 @@ def main() -> int:
                     Path(f"{dest}{suffix}").unlink(missing_ok=True)
                 cmd = [str(PROJECT_PY), "-m", "etl", "run", "--config", str(config), "--json",
                        "--parallel", str(n)]
-                sample = measure_run(cmd, source_type)
+                sample = measure_run(cmd, source_type, source_dir)
                 print(f"{label} --parallel {n}: {json.dumps({k: v for k, v in sample.items() if k != 'error'})}"
                       + (f" FAILED {sample['error']}" if sample["rc"] else ""), flush=True)
                 samples.append(sample)
@@ -147,10 +170,10 @@ def main() -> int:
             for suffix in ("", ".wal"):
                 Path(f"{dest}{suffix}").unlink(missing_ok=True)
     lines = [
-        "# Parallel runs — `etl run --parallel N`, TPC-H lineitem SF 1 (6,001,215 rows) → DuckDB",
+        "# Parallel runs — `etl run --parallel N`, TPC-H lineitem SF 1 → DuckDB",
         "",
         f"`{' '.join(['bench/.venv/bin/python', 'bench/parallel.py', *sys.argv[1:]])}` "
-        f"on {time.strftime('%Y-%m-%d %H:%M')} UTC.",
+        f"on {time.strftime('%Y-%m-%d %H:%M')} UTC, ETL Runner `git archive {sha} etl`.",
         "",
         "**The machine is shared**: 2 cores for several engineers' tests and benchmarks at the same "
         "time (load average below), so absolute times are noisy; compare the rows of one run. "
@@ -171,7 +194,8 @@ def main() -> int:
         )
     lines += [
         "",
-        "Source server CPU: PostgreSQL, the run's own backends (application_name `etl-runner`); "
+        "Source server CPU: PostgreSQL, the backends serving the run's own connections (matched by "
+        "client port, sampled every 0.25 s while they live, so a lower bound); "
         "MariaDB, the whole `mariadbd` process during the run (it includes other sessions' "
         "queries on this shared server).",
         "",

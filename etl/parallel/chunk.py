@@ -181,6 +181,7 @@ def chunk_extract(
             max_cursor=Watermark.from_python(max_cursor) if max_cursor is not None else None,
             boundary_keys=dict(window_state.next_boundary) if window_state is not None else {},
             null_keys=dict(window_state.next_null) if window_state is not None else {},
+            read_again=tuple(sorted(window_state.read_again)) if window_state is not None else (),
             warnings=tuple(stats.warnings),
             next_state=extraction.next_state(state, plan.run_id) if plan.mode != "sql" else None,
             files_loaded=tuple(stats.files),

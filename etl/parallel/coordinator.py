@@ -16,6 +16,7 @@ from etl.config import JobConfig
 from etl.exceptions import EtlError, SupersededError, TerminalError
 from etl.extract.incremental import CursorWindow
 from etl.extract.sql import SqlExtractor
+from etl.extract.window_plan import plan_window
 from etl.load.base import Fence, LoadRequest, MergeKey, job_labels
 from etl.parallel.chunk import filesystem
 from etl.parallel.plan import Chunk, ChunkPlan, ChunkReport
@@ -208,15 +209,9 @@ class ChunkCoordinator:
         estimate = extractor.estimate_rows(connection)
         window = None
         if bounds is not None:
-            assert job.timestamp_column is not None
-            window = CursorWindow(
-                state=state,
-                cursor_column=job.timestamp_column,
-                key_columns=job.window_key_columns,
-                lag=job.cursor_lag_seconds,
-                upper=None,
-                null_policy=job.null_cursor,
-            )
+            window = plan_window(
+                job, state, upper=bounds.upper, null_count=bounds.null_count
+            ).window
         if bounds is not None and bounds.upper is None:
             split, predicates = "none", [None]  # no row in the window: one (empty) chunk
         else:
@@ -519,21 +514,15 @@ def _next_state(job: JobConfig, plan: ChunkPlan, reports: list[ChunkReport]) -> 
         return reports[0].next_state
     if job.load_type == "catalog":
         return plan.state
-    assert job.timestamp_column is not None
-    window = CursorWindow(
-        state=plan.state,
-        cursor_column=job.timestamp_column,
-        key_columns=job.window_key_columns,
-        lag=job.cursor_lag_seconds,
-        upper=plan.upper.as_python() if plan.upper is not None else None,
-        null_policy=job.null_cursor,
-    )
+    upper = plan.upper.as_python() if plan.upper is not None else None
+    window = plan_window(job, plan.state, upper=upper, null_count=plan.null_count).window
     names = list(reports[0].columns)
-    if not job.window_key_columns:
+    if not window.key_columns:
         window.hash_columns = names
     for report in reports:
         window.next_boundary.update(Counter(report.boundary_keys))
         window.next_null.update(Counter(report.null_keys))
+        window.read_again.update(report.read_again)
     return window.next_state(plan.state, names)
 
 

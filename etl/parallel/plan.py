@@ -145,6 +145,9 @@ class ChunkReport:
     boundary keys the next state keeps, etl/extract/incremental.py)."""
     null_keys: dict[str, int] = field(default_factory=dict)
     """Key -> copies of rows with a NULL cursor read (`null_cursor: include`)."""
+    read_again: tuple[str, ...] = ()
+    """`merge`: primary keys with stored versions that this chunk read again (their stored
+    versions are replaced by the ones read now, etl/extract/incremental.py)."""
     warnings: tuple[str, ...] = ()
     next_state: SyncState | None = None
     """`single` plans only: the state the chunk's own extraction leads to (file ledger...)."""
@@ -176,6 +179,7 @@ class ChunkReport:
         data["warnings"] = tuple(data.get("warnings", ()))
         data["files_loaded"] = tuple(data.get("files_loaded", ()))
         data["replaced_files"] = tuple(data.get("replaced_files", ()))
+        data["read_again"] = tuple(data.get("read_again", ()))
         data["max_cursor"] = Watermark(**data["max_cursor"]) if data.get("max_cursor") else None
         data["next_state"] = (
             SyncState.model_validate(data["next_state"]) if data.get("next_state") else None
