@@ -28,10 +28,20 @@ from etl.exceptions import (
     PreviewSchemasDifferError,
     PrimaryKeyError,
     SchemaChangeError,
+    SnapshotExpiredError,
     SupersededError,
     TableOwnedError,
     TerminalError,
     TransientError,
+)
+from etl.parallel import (
+    ChunkCoordinator,
+    ChunkPlan,
+    ChunkReport,
+    chunk_commit,
+    chunk_extract,
+    chunk_plan,
+    run_parallel,
 )
 from etl.pipeline import ProgressCallback, fault_hook_from_spec, run
 from etl.preview import (
@@ -69,6 +79,9 @@ __all__ = [
     "TABLE_SOURCES",
     "BadInputError",
     "BoundarySpec",
+    "ChunkCoordinator",
+    "ChunkPlan",
+    "ChunkReport",
     "ConfigError",
     "DestinationConfig",
     "EtlError",
@@ -84,6 +97,7 @@ __all__ = [
     "ProgressDisplay",
     "RunResult",
     "SchemaChangeError",
+    "SnapshotExpiredError",
     "SupersededError",
     "SyncState",
     "TableOwnedError",
@@ -92,6 +106,9 @@ __all__ = [
     "Watermark",
     "bigquery_cluster_types",
     "check_bigquery_columns",
+    "chunk_commit",
+    "chunk_extract",
+    "chunk_plan",
     "destination_types",
     "fault_hook_from_spec",
     "list_files",
@@ -100,4 +117,5 @@ __all__ = [
     "preview",
     "progress_display",
     "run",
+    "run_parallel",
 ]
