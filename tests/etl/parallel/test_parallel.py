@@ -47,6 +47,8 @@ from tests.etl.support import REPO_ROOT, bigquery_destination, job_config
 pytestmark = pytest.mark.integration
 
 KEY = ["l_orderkey", "l_linenumber"]
+SUBSET = "SELECT * FROM {source} WHERE l_orderkey <= 20000"
+"""The rows the tests that write to the source copy into a table of their own."""
 LATER = "timestamptz '2025-06-01 00:00:00+00'"
 """The cursor of rows written during a test: after every generated row (2024-01-01), long
 before now, so the in-flight cap (a transaction another test left open on this shared server)
@@ -211,8 +213,9 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
         connection.execute(
             f"CREATE TABLE {table} (LIKE {pg_lineitem_small} INCLUDING ALL EXCLUDING GENERATED)"
         )
-        connection.execute(f"INSERT INTO {table} SELECT * FROM {pg_lineitem_small}")
+        connection.execute(f"INSERT INTO {table} {SUBSET.format(source=pg_lineitem_small)}")
         connection.execute(f"ANALYZE {table}")
+        (base,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
     path = tmp_path / "w.duckdb"
     job = lineitem_job("postgresql", table, duck(path), parallelism=4)
     with chunk_plan(job, None, run_id="run1", staging=str(tmp_path / "stage")) as coordinator:
@@ -222,15 +225,15 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
         with pg_connect() as connection:  # autocommit: each statement commits at once
             connection.execute(  # 100 rows of the last chunk get a new version, newer cursor
                 f"UPDATE {table} SET l_quantity = l_quantity + 1000, "
-                f"{CURSOR} = {LATER} WHERE l_orderkey >= 59000 "
+                f"{CURSOR} = {LATER} WHERE l_orderkey >= 19000 "
                 "AND (l_orderkey, l_linenumber) IN (SELECT l_orderkey, l_linenumber "
-                f"FROM {table} WHERE l_orderkey >= 59000 ORDER BY 1, 2 LIMIT 100)"
+                f"FROM {table} WHERE l_orderkey >= 19000 ORDER BY 1, 2 LIMIT 100)"
             )
             connection.execute(  # changed in place, cursor kept: the run must see the old text
                 f"UPDATE {table} SET l_comment = 'changed during the run' "
-                "WHERE l_orderkey BETWEEN 20000 AND 20100"
+                "WHERE l_orderkey BETWEEN 10000 AND 10100"
             )
-            connection.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 40000 AND 40050")
+            connection.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 15000 AND 15050")
             connection.execute(
                 f"INSERT INTO {table} SELECT l_orderkey + 10000000, l_partkey, l_suppkey, "
                 "l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, l_returnflag, "
@@ -242,7 +245,7 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
         first = coordinator.commit(reports)
         at_snapshot = _pg_aggregates_at(plan.snapshot, table, plan.upper.value)
     assert duckdb_aggregates(path, "raw_data.lineitem") == at_snapshot
-    assert first.rows_loaded == at_snapshot[0] == 60_175
+    assert first.rows_loaded == at_snapshot[0] == base
     with pg_connect() as connection:  # ties: new keys at exactly the stored watermark
         connection.execute(
             f"INSERT INTO {table} SELECT l_orderkey + 20000000, l_partkey, l_suppkey, "
@@ -269,7 +272,7 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
     lost = [row for row in current if (row[0], row[1], row[2].timestamp()) not in versions]
     print(f"versions loaded {len(versions)}, duplicated {duplicated}, lost {len(lost)}")
     assert duplicated == 0 and lost == []
-    assert len(versions) == 60_175 + 100 + 500 + 3
+    assert len(versions) == base + 100 + 500 + 3
 
 
 def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
@@ -285,8 +288,10 @@ def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
     try:
         with connection.cursor() as cur:
             cur.execute(f"CREATE TABLE {table} LIKE {mysql_lineitem_small}")
-            cur.execute(f"INSERT INTO {table} SELECT * FROM {mysql_lineitem_small}")
+            cur.execute(f"INSERT INTO {table} {SUBSET.format(source=mysql_lineitem_small)}")
             cur.execute(f"ANALYZE TABLE {table}")
+            cur.execute(f"SELECT count(*) FROM {table}")
+            (base,) = cur.fetchone()
         path = tmp_path / "w.duckdb"
         job = lineitem_job("mysql", table, duck(path), parallelism=2)
         with chunk_plan(job, None, run_id="run1", staging=str(tmp_path / "stage")) as coordinator:
@@ -297,10 +302,10 @@ def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
             with connection.cursor() as cur:  # all in chunk 1's range (l_orderkey >= ~30000)
                 cur.execute(
                     f"UPDATE {table} SET l_quantity = l_quantity + 1000, {CURSOR} = {later} "
-                    "WHERE l_orderkey BETWEEN 50000 AND 50100"
+                    "WHERE l_orderkey BETWEEN 15000 AND 15100"
                 )
                 updated = cur.rowcount
-                cur.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 51000 AND 51100")
+                cur.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 16000 AND 16100")
                 deleted = cur.rowcount
                 cur.execute(
                     f"INSERT INTO {table} SELECT l_orderkey + 10000000, l_partkey, l_suppkey, "
@@ -313,7 +318,7 @@ def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
             reports.append(chunk_extract(job, plan, 1))
             first = coordinator.commit(reports)
         assert updated and deleted and inserted
-        assert first.rows_loaded == 60_175 - updated - deleted
+        assert first.rows_loaded == base - updated - deleted
         _, second = run_in_chunks(job, first.state, tmp_path / "stage")
         assert second.rows_loaded == updated + inserted
         import duckdb
@@ -342,7 +347,7 @@ def test_pg_merge_in_chunks_equals_source(pg_lineitem_small: str, tmp_path: Path
         connection.execute(
             f"CREATE TABLE {table} (LIKE {pg_lineitem_small} INCLUDING ALL EXCLUDING GENERATED)"
         )
-        connection.execute(f"INSERT INTO {table} SELECT * FROM {pg_lineitem_small}")
+        connection.execute(f"INSERT INTO {table} {SUBSET.format(source=pg_lineitem_small)}")
         connection.execute(f"ANALYZE {table}")
     path = tmp_path / "w.duckdb"
     job = lineitem_job("postgresql", table, duck(path), parallelism=3, load_type="merge")
