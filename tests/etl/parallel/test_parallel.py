@@ -44,7 +44,7 @@ from tests.etl.parallel.tpch import (
     pg_aggregates,
     pg_lineitem,
 )
-from tests.etl.support import REPO_ROOT, bigquery_destination, job_config
+from tests.etl.support import REPO_ROOT, bigquery_destination, job_config, local_file_job
 
 pytestmark = pytest.mark.integration
 
@@ -221,6 +221,20 @@ def test_gcs_staging_into_bigquery(
         )
     finally:
         fs.rm(bucket, recursive=True)
+
+
+def test_file_source_is_one_chunk_with_its_ledger(tmp_path: Path) -> None:
+    """A file source gets a one-chunk `single` plan: its own extraction runs in the chunk, the
+    rows load, the file ledger is committed; a second run skips the unchanged file."""
+    rows = "".join(f"{i},name {i}\n" for i in range(1, 501))
+    config = local_file_job(tmp_path, "a.csv", f"id,name\n{rows}".encode(), parallelism=4)
+    job = etl.JobConfig.parse(config)
+    plan, first = run_in_chunks(job, None, tmp_path / "stage")
+    assert (plan.mode, len(plan.chunks), plan.snapshot) == ("single", 1, None)
+    assert first.rows_loaded == 500 and first.files_loaded == ["a.csv"]
+    assert list(first.state.files) == ["a.csv"]
+    _, second = run_in_chunks(job, first.state, tmp_path / "stage")
+    assert (second.rows_loaded, second.files_skipped) == (0, 1)
 
 
 def _pg_aggregates_at(snapshot: str, table: str, upper: str) -> list[Any]:
