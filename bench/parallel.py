@@ -134,7 +134,11 @@ def main() -> int:
     parser.add_argument("--etl-rev", default="HEAD",
                         help="git revision of etl/ to run (a snapshot, so edits in the working "
                         "tree during the run are not measured)")
-    args = parser.parse_args()
+    return run(parser.parse_args())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and write the report (`args`: processes, routes, repeat, out, etl_rev)."""
     work = BENCH / "work" / "parallel"
     work.mkdir(parents=True, exist_ok=True)
     sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.etl_rev],

@@ -922,7 +922,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool (>= 3)")
     parser.add_argument("--routes", default="pg,my,csv,parquet,jsonl,incremental",
                         help="comma-separated: pg, my, csv, parquet, jsonl, incremental, bqsrc "
-                        "(BigQuery emulator source, bench/bqsrc.py)")
+                        "(BigQuery emulator source, bench/bqsrc.py); parallel alone: "
+                        "etl run --parallel 1, 2, 4 (bench/parallel.py, bench/RESULTS-parallel.md)")
     parser.add_argument("--slice-rows", type=int, default=30_000,
                         help="rows for dlt's default (SQLAlchemy) backend (capped at 10%% of rows)")
     parser.add_argument("--no-dlt-default", action="store_true")
@@ -934,6 +935,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args()
     args.routes = set(args.routes.split(","))
+    if "parallel" in args.routes:  # issue 14: `etl run --parallel 1, 2, 4` (bench/parallel.py)
+        import parallel
+
+        return parallel.run(argparse.Namespace(
+            processes="1,2,4", routes="pg,my", repeat=args.repeat,
+            out=BENCH / "RESULTS-parallel.md", etl_rev=args.etl_rev))
     if args.repeat < 3:
         parser.error("--repeat must be at least 3 (the median of at least 3)")
     sys.argv_for_report = ["bench/.venv/bin/python", "bench/run.py", *sys.argv[1:]]

@@ -37,6 +37,7 @@ from etl.exceptions import (
 from etl.parallel import (
     ChunkCoordinator,
     ChunkPlan,
+    ChunkPlanError,
     ChunkReport,
     chunk_commit,
     chunk_extract,
@@ -81,6 +82,7 @@ __all__ = [
     "BoundarySpec",
     "ChunkCoordinator",
     "ChunkPlan",
+    "ChunkPlanError",
     "ChunkReport",
     "ConfigError",
     "DestinationConfig",

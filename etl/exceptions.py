@@ -242,15 +242,6 @@ class PrimaryKeyError(TerminalError):
         )
 
 
-class PreviewSchemasDifferError(TerminalError):
-    """The files a preview read hold incompatible types for one column (`etl.preview`), so they
-    cannot be shown, nor loaded, as one table."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"The previewed files have columns of incompatible types: {reason}")
-
-
 class SnapshotExpiredError(TransientError):
     """A parallel run's PostgreSQL chunk could not import the plan's exported snapshot: the
     coordinator's transaction has ended (it exited, or its connection broke), so no chunk of
@@ -264,3 +255,12 @@ class SnapshotExpiredError(TransientError):
             "coordinator's transaction ended before every chunk was read). Nothing was "
             "committed; start the run again."
         )
+
+
+class PreviewSchemasDifferError(TerminalError):
+    """The files a preview read hold incompatible types for one column (`etl.preview`), so they
+    cannot be shown, nor loaded, as one table."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"The previewed files have columns of incompatible types: {reason}")

@@ -15,7 +15,8 @@ it scales. Three steps, each usable in its own process or machine:
 """
 
 from etl.parallel.chunk import chunk_extract
-from etl.parallel.coordinator import ChunkCoordinator, ChunkPlanError, chunk_commit, chunk_plan
+from etl.parallel.commit import ChunkPlanError, chunk_commit
+from etl.parallel.coordinator import ChunkCoordinator, chunk_plan
 from etl.parallel.local import ChunkFailedError, ChunkUnavailableError, run_parallel
 from etl.parallel.plan import Chunk, ChunkPlan, ChunkReport, PartFile
 

@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import pytest
 import etl
 from etl.exceptions import SnapshotExpiredError
 from etl.parallel import ChunkPlan, ChunkReport, chunk_commit, chunk_extract, chunk_plan
+from etl.parallel.chunk import filesystem
 from tests.conftest import mysql_connect, pg_connect
 from tests.etl.parallel.tpch import (
     CURSOR,
@@ -42,11 +44,13 @@ from tests.etl.parallel.tpch import (
     pg_aggregates,
     pg_lineitem,
 )
-from tests.etl.support import REPO_ROOT, bigquery_destination, job_config
+from tests.etl.support import REPO_ROOT, bigquery_destination, job_config, local_file_job
 
 pytestmark = pytest.mark.integration
 
 KEY = ["l_orderkey", "l_linenumber"]
+SUBSET = "SELECT * FROM {source} WHERE l_orderkey <= 20000"
+"""The rows the tests that write to the source copy into a table of their own."""
 LATER = "timestamptz '2025-06-01 00:00:00+00'"
 """The cursor of rows written during a test: after every generated row (2024-01-01), long
 before now, so the in-flight cap (a transaction another test left open on this shared server)
@@ -73,8 +77,17 @@ def duck(path: Path) -> dict[str, Any]:
     return {"type": "duckdb", "path": str(path), "dataset": "raw_data"}
 
 
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return bool(fs.exists(path))
+
+
 def run_in_chunks(
-    job: etl.JobConfig, state: etl.SyncState | None, staging: Path, *, retry_first: bool = False
+    job: etl.JobConfig,
+    state: etl.SyncState | None,
+    staging: Path | str,
+    *,
+    retry_first: bool = False,
 ) -> tuple[ChunkPlan, etl.RunResult]:
     """Plan, read every chunk and commit in this process, through JSON as separate processes
     would (plan and reports round-trip, the commit is `chunk_commit` on the copies). With
@@ -90,12 +103,12 @@ def run_in_chunks(
                 abandoned = report
                 report = chunk_extract(job, plan, index)
                 assert report.attempt != abandoned.attempt
-                assert all(Path(part.path).exists() for part in abandoned.parts)
+                assert all(exists(part.path) for part in abandoned.parts)
             copy = ChunkReport.from_dict(json.loads(json.dumps(report.to_dict())))
             assert copy == report
             reports.append(copy)
         result = chunk_commit(job, state, plan, reports, run_id=run_id)
-    assert not (staging / run_id).exists(), "the run's staging folder is removed at exit"
+    assert not exists(f"{staging}/{run_id}"), "the run's staging folder is removed at exit"
     assert sum(report.rows for report in reports) == result.rows_loaded
     return plan, result
 
@@ -155,7 +168,6 @@ def test_mysql_lineitem_into_duckdb(
 
 
 BIGQUERY_CASES = [
-    pytest.param("postgresql", 2, id="pg-p2"),
     pytest.param("postgresql", 4, id="pg-p4"),
     pytest.param("mysql", 4, id="mysql-p4"),
     # one-chunk plans and the MariaDB 2-chunk plan are the same code paths as above; they run
@@ -163,6 +175,7 @@ BIGQUERY_CASES = [
     pytest.param("postgresql", 1, id="pg-p1", marks=pytest.mark.slow),
     pytest.param("mysql", 1, id="mysql-p1", marks=pytest.mark.slow),
     pytest.param("mysql", 2, id="mysql-p2", marks=pytest.mark.slow),
+    pytest.param("postgresql", 2, id="pg-p2", marks=pytest.mark.slow),  # GCS staging below
 ]
 
 
@@ -185,6 +198,43 @@ def test_lineitem_into_bigquery(
     assert result.rows_loaded == 60_175
     expected = pg_aggregates(table) if source == "postgresql" else mysql_aggregates(table)
     assert bigquery_aggregates(bigquery_client, f"{bq_dataset}.lineitem") == expected
+
+
+def test_gcs_staging_into_bigquery(
+    pg_lineitem_small: str, bigquery_client: Any, bq_dataset: str, tmp_path: Path
+) -> None:
+    """Chunks staged in a GCS bucket (the emulator, through gcsfs), as chunk readers on several
+    machines do, load into the BigQuery emulator equal to the source; the parts are `gs://`
+    objects under the run's folder, removed at the end."""
+    bucket = f"etl-parallel-{uuid.uuid4().hex[:10]}"
+    fs, _ = filesystem(f"gs://{bucket}")
+    fs.mkdir(bucket)
+    try:
+        job = lineitem_job(
+            "postgresql", pg_lineitem_small, bigquery_destination(bq_dataset), parallelism=2
+        )
+        plan, result = run_in_chunks(job, None, f"gs://{bucket}/staging", retry_first=True)
+        assert plan.run_folder.startswith(f"gs://{bucket}/staging/")
+        assert result.rows_loaded == pg_aggregates(pg_lineitem_small)[0]
+        assert bigquery_aggregates(bigquery_client, f"{bq_dataset}.lineitem") == pg_aggregates(
+            pg_lineitem_small
+        )
+    finally:
+        fs.rm(bucket, recursive=True)
+
+
+def test_file_source_is_one_chunk_with_its_ledger(tmp_path: Path) -> None:
+    """A file source gets a one-chunk `single` plan: its own extraction runs in the chunk, the
+    rows load, the file ledger is committed; a second run skips the unchanged file."""
+    rows = "".join(f"{i},name {i}\n" for i in range(1, 501))
+    config = local_file_job(tmp_path, "a.csv", f"id,name\n{rows}".encode(), parallelism=4)
+    job = etl.JobConfig.parse(config)
+    plan, first = run_in_chunks(job, None, tmp_path / "stage")
+    assert (plan.mode, len(plan.chunks), plan.snapshot) == ("single", 1, None)
+    assert first.rows_loaded == 500 and first.files_loaded == ["a.csv"]
+    assert list(first.state.files) == ["a.csv"]
+    _, second = run_in_chunks(job, first.state, tmp_path / "stage")
+    assert (second.rows_loaded, second.files_skipped) == (0, 1)
 
 
 def _pg_aggregates_at(snapshot: str, table: str, upper: str) -> list[Any]:
@@ -211,8 +261,9 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
         connection.execute(
             f"CREATE TABLE {table} (LIKE {pg_lineitem_small} INCLUDING ALL EXCLUDING GENERATED)"
         )
-        connection.execute(f"INSERT INTO {table} SELECT * FROM {pg_lineitem_small}")
+        connection.execute(f"INSERT INTO {table} {SUBSET.format(source=pg_lineitem_small)}")
         connection.execute(f"ANALYZE {table}")
+        (base,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
     path = tmp_path / "w.duckdb"
     job = lineitem_job("postgresql", table, duck(path), parallelism=4)
     with chunk_plan(job, None, run_id="run1", staging=str(tmp_path / "stage")) as coordinator:
@@ -222,15 +273,15 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
         with pg_connect() as connection:  # autocommit: each statement commits at once
             connection.execute(  # 100 rows of the last chunk get a new version, newer cursor
                 f"UPDATE {table} SET l_quantity = l_quantity + 1000, "
-                f"{CURSOR} = {LATER} WHERE l_orderkey >= 59000 "
+                f"{CURSOR} = {LATER} WHERE l_orderkey >= 19000 "
                 "AND (l_orderkey, l_linenumber) IN (SELECT l_orderkey, l_linenumber "
-                f"FROM {table} WHERE l_orderkey >= 59000 ORDER BY 1, 2 LIMIT 100)"
+                f"FROM {table} WHERE l_orderkey >= 19000 ORDER BY 1, 2 LIMIT 100)"
             )
             connection.execute(  # changed in place, cursor kept: the run must see the old text
                 f"UPDATE {table} SET l_comment = 'changed during the run' "
-                "WHERE l_orderkey BETWEEN 20000 AND 20100"
+                "WHERE l_orderkey BETWEEN 10000 AND 10100"
             )
-            connection.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 40000 AND 40050")
+            connection.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 15000 AND 15050")
             connection.execute(
                 f"INSERT INTO {table} SELECT l_orderkey + 10000000, l_partkey, l_suppkey, "
                 "l_linenumber, l_quantity, l_extendedprice, l_discount, l_tax, l_returnflag, "
@@ -242,7 +293,7 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
         first = coordinator.commit(reports)
         at_snapshot = _pg_aggregates_at(plan.snapshot, table, plan.upper.value)
     assert duckdb_aggregates(path, "raw_data.lineitem") == at_snapshot
-    assert first.rows_loaded == at_snapshot[0] == 60_175
+    assert first.rows_loaded == at_snapshot[0] == base
     with pg_connect() as connection:  # ties: new keys at exactly the stored watermark
         connection.execute(
             f"INSERT INTO {table} SELECT l_orderkey + 20000000, l_partkey, l_suppkey, "
@@ -269,7 +320,7 @@ def test_pg_concurrent_writes_during_parallel_run(pg_lineitem_small: str, tmp_pa
     lost = [row for row in current if (row[0], row[1], row[2].timestamp()) not in versions]
     print(f"versions loaded {len(versions)}, duplicated {duplicated}, lost {len(lost)}")
     assert duplicated == 0 and lost == []
-    assert len(versions) == 60_175 + 100 + 500 + 3
+    assert len(versions) == base + 100 + 500 + 3
 
 
 def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
@@ -285,8 +336,10 @@ def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
     try:
         with connection.cursor() as cur:
             cur.execute(f"CREATE TABLE {table} LIKE {mysql_lineitem_small}")
-            cur.execute(f"INSERT INTO {table} SELECT * FROM {mysql_lineitem_small}")
+            cur.execute(f"INSERT INTO {table} {SUBSET.format(source=mysql_lineitem_small)}")
             cur.execute(f"ANALYZE TABLE {table}")
+            cur.execute(f"SELECT count(*) FROM {table}")
+            (base,) = cur.fetchone()
         path = tmp_path / "w.duckdb"
         job = lineitem_job("mysql", table, duck(path), parallelism=2)
         with chunk_plan(job, None, run_id="run1", staging=str(tmp_path / "stage")) as coordinator:
@@ -297,10 +350,10 @@ def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
             with connection.cursor() as cur:  # all in chunk 1's range (l_orderkey >= ~30000)
                 cur.execute(
                     f"UPDATE {table} SET l_quantity = l_quantity + 1000, {CURSOR} = {later} "
-                    "WHERE l_orderkey BETWEEN 50000 AND 50100"
+                    "WHERE l_orderkey BETWEEN 15000 AND 15100"
                 )
                 updated = cur.rowcount
-                cur.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 51000 AND 51100")
+                cur.execute(f"DELETE FROM {table} WHERE l_orderkey BETWEEN 16000 AND 16100")
                 deleted = cur.rowcount
                 cur.execute(
                     f"INSERT INTO {table} SELECT l_orderkey + 10000000, l_partkey, l_suppkey, "
@@ -313,7 +366,7 @@ def test_mysql_writes_during_parallel_run_follow_the_documented_rules(
             reports.append(chunk_extract(job, plan, 1))
             first = coordinator.commit(reports)
         assert updated and deleted and inserted
-        assert first.rows_loaded == 60_175 - updated - deleted
+        assert first.rows_loaded == base - updated - deleted
         _, second = run_in_chunks(job, first.state, tmp_path / "stage")
         assert second.rows_loaded == updated + inserted
         import duckdb
@@ -342,7 +395,7 @@ def test_pg_merge_in_chunks_equals_source(pg_lineitem_small: str, tmp_path: Path
         connection.execute(
             f"CREATE TABLE {table} (LIKE {pg_lineitem_small} INCLUDING ALL EXCLUDING GENERATED)"
         )
-        connection.execute(f"INSERT INTO {table} SELECT * FROM {pg_lineitem_small}")
+        connection.execute(f"INSERT INTO {table} {SUBSET.format(source=pg_lineitem_small)}")
         connection.execute(f"ANALYZE {table}")
     path = tmp_path / "w.duckdb"
     job = lineitem_job("postgresql", table, duck(path), parallelism=3, load_type="merge")
