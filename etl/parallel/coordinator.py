@@ -195,6 +195,7 @@ class ChunkCoordinator:
             (snapshot,) = extractor.fetch_one(connection, "SELECT pg_export_snapshot()")
         estimate = extractor.estimate_rows(connection)
         window = None
+        predicates: list[str | None]
         if bounds is not None:
             window = plan_window(
                 job, state, upper=bounds.upper, null_count=bounds.null_count

@@ -239,7 +239,7 @@ class RangePlanner:
 def _quantiles(points: Sequence[Any], count: int) -> list[Any]:
     """Return up to `count - 1` increasing cut points splitting equi-depth `points` evenly."""
     ordered = sorted(set(points))
-    cuts = []
+    cuts: list[Any] = []
     for i in range(1, count):
         value = ordered[min(len(ordered) - 1, round(i * len(ordered) / count))]
         if not cuts or value > cuts[-1]:
