@@ -262,9 +262,13 @@ def storage_errors(job: JobConfig, where: str) -> Iterator[None]:
     """
     try:
         yield
-    except EtlError:
-        raise
     except Exception as exc:
+        # one clause naming a builtin: a generator finalized at interpreter exit (its module's
+        # globals already None) throws GeneratorExit here, and a clause naming a module global
+        # (`except EtlError:`) then raised "catching classes that do not inherit from
+        # BaseException" instead of letting it through
+        if isinstance(exc, EtlError):
+            raise
         kind = _classify(exc)
         if kind is None:
             raise
