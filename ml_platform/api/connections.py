@@ -67,6 +67,7 @@ def _connection_get(connection_id: int) -> Connection:
 # and checks what the connection's type needs (errors name the field). A comment, not a
 # docstring: drf-spectacular would publish a docstring as each input schema's description
 class _ConnectionFieldsSerializer(StrictInputSerializer):
+    NESTED_KEYS = {"credentials": CREDENTIAL_KEYS}  # `password` -> `credentials.password`
     name = serializers.CharField(max_length=200, required=False)
     type = serializers.ChoiceField(choices=SourceType.choices, required=False)
     host = serializers.CharField(required=False, allow_blank=True)
