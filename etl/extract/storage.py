@@ -7,6 +7,7 @@ import json
 import os
 import posixpath
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -182,8 +183,42 @@ def _azure(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
         ) from exc
 
 
-def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
+@dataclass
+class ListingBudget:
+    """Bounds of an interactive listing (browsing a connection's files): the walk stops after
+    `max_entries` files and folders seen or `max_seconds` (wall clock), and `truncated` then
+    says so. A run's listing has none: it must see every file."""
+
+    max_entries: int
+    max_seconds: float
+    truncated: bool = False
+
+    def find(self, fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
+        """`fs.find(path, detail=True)` folder by folder, stopping at the bounds."""
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + self.max_seconds
+        seen = 0
+        walk = fs.walk(path, detail=True)
+        try:
+            for _folder, folders, files in walk:
+                for info in files.values():
+                    found[info["name"]] = info
+                seen += len(files) + len(folders)
+                if seen >= self.max_entries or time.monotonic() >= deadline:
+                    self.truncated = True
+                    break
+        finally:
+            walk.close()
+        return found
+
+
+def list_objects(
+    job: JobConfig, budget: ListingBudget | None = None
+) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
     """List the objects under `file_prefix` whose relative path matches `file_pattern`.
+
+    With a `budget` the walk stops at its bounds (`budget.truncated` is then True) and the
+    objects are those found until then.
 
     Returns:
         The filesystem and the objects sorted by key. `*` does not cross `/`; `**` does.
@@ -210,7 +245,11 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
             if job.source_type == "local" and not os.path.isdir(search_root):
                 found = {}
             else:
-                found = fs.find(search_root, detail=True)
+                found = (
+                    fs.find(search_root, detail=True)
+                    if budget is None
+                    else budget.find(fs, search_root)
+                )
         except FileNotFoundError:
             found = {}
         if not found and job.source_type != "local" and not fs.exists(root):

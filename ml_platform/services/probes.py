@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from django.conf import settings
 
 import etl
 from etl.config import FILE_SOURCES, SECRET_KEYS
@@ -144,7 +145,9 @@ def connection_browse_files(
 
     Returns:
         `{"files": [{"key", "size", "last_modified", "version"}], "truncated": bool}`, sorted
-        by key; at most `MAX_FILES_LISTED` files; sizes in bytes, times ISO 8601 UTC.
+        by key; at most `MAX_FILES_LISTED` files; sizes in bytes, times ISO 8601 UTC. The walk
+        stops after `settings.ETL_BROWSE_MAX_ENTRIES` files and folders or
+        `settings.ETL_BROWSE_MAX_SECONDS`; `truncated` is then true (more may match).
 
     Raises:
         ApplicationError: not a file connection, a prefix outside the base path, or the store
@@ -154,18 +157,21 @@ def connection_browse_files(
         raise ApplicationError(
             CONNECTION_BROWSE_UNSUPPORTED.format(what="files", type=connection.type)
         )
-    from etl.extract.storage import list_objects
+    from etl.extract.storage import ListingBudget, list_objects
 
-    job_data = {
-        "source_type": connection.type,
-        "connection_params": connection_params_build(connection=connection),
-        "dest_table_name": "browse",
-        "file_format": "csv",
-        "file_prefix": prefix,
-        "file_pattern": pattern or "**",
-    }
+    budget = ListingBudget(
+        max_entries=settings.ETL_BROWSE_MAX_ENTRIES, max_seconds=settings.ETL_BROWSE_MAX_SECONDS
+    )
     with engine_errors(connection):
-        _, objects = list_objects(etl.JobConfig.parse(job_data))
+        job_data = {
+            "source_type": connection.type,
+            "connection_params": connection_params_build(connection=connection),
+            "dest_table_name": "browse",
+            "file_format": "csv",
+            "file_prefix": prefix,
+            "file_pattern": pattern or "**",
+        }
+        _, objects = list_objects(etl.JobConfig.parse(job_data), budget)
     return {
         "files": [
             {
@@ -176,7 +182,7 @@ def connection_browse_files(
             }
             for obj in objects[:MAX_FILES_LISTED]
         ],
-        "truncated": len(objects) > MAX_FILES_LISTED,
+        "truncated": len(objects) > MAX_FILES_LISTED or budget.truncated,
     }
 
 
