@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,54 @@ def _bigquery_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
         list(client.list_datasets(max_results=1, timeout=30))
         state = "will be created by the first run"
     return True, BIGQUERY_OK.format(project=config.project, dataset=config.dataset, state=state)
+
+
+def destination_columns_check(
+    *, destination: etl.config.DestinationConfig, columns: Iterable[tuple[str, str]]
+) -> None:
+    """Check a BigQuery `destination`'s partition column and clustering columns against the
+    table's `columns` (`(destination name, BigQuery type)`), with the engine's own rule
+    (`etl.load.bigquery.tables.check_columns`, the one the wizard's step 4 and the loader use).
+
+    Raises:
+        etl.ConfigError: `field` `destination.partitioning.field` or `destination.clustering`,
+            naming the column and why (not a column of the table, or a type BigQuery refuses).
+    """
+    from etl.bigquery_client import bigquery
+    from etl.load.bigquery.tables import check_columns
+
+    check_columns(destination, [bigquery.SchemaField(name, kind) for name, kind in columns])
+
+
+def data_source_destination_columns_check(*, data_source: DataSource) -> None:
+    """Check `data_source`'s BigQuery partitioning and clustering columns against the columns a
+    run would load, read now by a one-row preview, when there are some to check and the
+    source can be read; otherwise (no such option, the source unreadable or empty) the run
+    reports the same typed error.
+
+    Raises:
+        etl.ConfigError: as `destination_columns_check`.
+    """
+    from ml_platform.services.preview import data_source_preview
+
+    job = etl.JobConfig.parse(job_config_data(data_source=data_source))
+    destination = job.destination
+    partitioned = destination.partitioning is not None and bool(destination.partitioning.field)
+    if destination.type != "bigquery" or not (partitioned or destination.clustering):
+        return
+    try:
+        preview = data_source_preview(data_source=data_source, limit=1)
+    except Exception as exc:  # noqa: BLE001  unknown columns: the run checks them
+        logger.info(
+            "destination.columns_unknown",
+            data_source_id=data_source.pk,
+            error_class=type(exc).__name__,
+        )
+        return
+    if preview["columns"]:
+        from etl.load.base import LOADED_AT_COLUMN, RUN_ID_COLUMN
+
+        columns = [(c["name"], c["bigquery_type"]) for c in preview["columns"]]
+        # the loader adds these to every row (docs/config.md: they may partition the table)
+        columns += [(RUN_ID_COLUMN, "STRING"), (LOADED_AT_COLUMN, "TIMESTAMP")]
+        destination_columns_check(destination=destination, columns=columns)
