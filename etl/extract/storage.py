@@ -7,17 +7,16 @@ import json
 import os
 import posixpath
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 import structlog
 from fsspec.utils import glob_translate
 
-from etl.config import SECRET_KEYS, JobConfig
+from etl.config import SECRET_KEYS
 from etl.exceptions import (
     ConfigError,
     EtlError,
@@ -25,6 +24,7 @@ from etl.exceptions import (
     SourceAuthError,
     SourceUnavailableError,
 )
+from etl.extract.listing import ListingBudget
 
 logger = structlog.get_logger(__name__)
 
@@ -51,7 +51,21 @@ class StoredObject:
     """ISO 8601 UTC, when the store reports it."""
 
 
-def open_filesystem(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, str]:
+class FileSource(Protocol):
+    """What listing and opening a store reads of a job (a `JobConfig` is one;
+    `etl.preview.FileQuery` another, for listing without a job)."""
+
+    @property
+    def source_type(self) -> str: ...
+    @property
+    def connection_params(self) -> dict[str, Any]: ...
+    @property
+    def file_prefix(self) -> str: ...
+    @property
+    def file_pattern(self) -> str: ...
+
+
+def open_filesystem(job: FileSource) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return the job's filesystem and the root path every key is relative to.
 
     `local`: `base_path`; `s3`: the bucket (s3fs); `gcs`: the bucket (gcsfs); `azure_blob`: the
@@ -183,37 +197,8 @@ def _azure(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
         ) from exc
 
 
-@dataclass
-class ListingBudget:
-    """Bounds of an interactive listing (browsing a connection's files): the walk stops after
-    `max_entries` files and folders seen or `max_seconds` (wall clock), and `truncated` then
-    says so. A run's listing has none: it must see every file."""
-
-    max_entries: int
-    max_seconds: float
-    truncated: bool = False
-
-    def find(self, fs: fsspec.AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
-        """`fs.find(path, detail=True)` folder by folder, stopping at the bounds."""
-        found: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + self.max_seconds
-        seen = 0
-        walk = fs.walk(path, detail=True)
-        try:
-            for _folder, folders, files in walk:
-                for info in files.values():
-                    found[info["name"]] = info
-                seen += len(files) + len(folders)
-                if seen >= self.max_entries or time.monotonic() >= deadline:
-                    self.truncated = True
-                    break
-        finally:
-            walk.close()
-        return found
-
-
 def list_objects(
-    job: JobConfig, budget: ListingBudget | None = None
+    job: FileSource, budget: ListingBudget | None = None
 ) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
     """List the objects under `file_prefix` whose relative path matches `file_pattern`.
 
@@ -291,7 +276,7 @@ def list_objects(
 
 
 @contextmanager
-def storage_errors(job: JobConfig, where: str) -> Iterator[None]:
+def storage_errors(job: FileSource, where: str) -> Iterator[None]:
     """Re-raise a store's errors inside the block as the engine's, naming `where`.
 
     Raises:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ def destination_test(*, data_source: DataSource) -> dict[str, Any]:
         data = job_config_data(data_source=data_source)
         destination = data["destination"]
         secrets = list(secret_strings(destination.get("credentials")))
-        config = etl.config.DestinationConfig(**destination)
+        config = etl.DestinationConfig(**destination)
         ok, message = _duckdb_test(config) if config.type == "duckdb" else _bigquery_test(config)
     except Exception as exc:  # noqa: BLE001  a failed probe is the answer, not an error
         text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:500]
@@ -51,7 +50,7 @@ def destination_test(*, data_source: DataSource) -> dict[str, Any]:
     return {"ok": ok, "message": message, "duration_ms": duration_ms}
 
 
-def _duckdb_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
+def _duckdb_test(config: etl.DestinationConfig) -> tuple[bool, str]:
     path = Path(config.path)
     folder = path.parent
     if not folder.is_dir():
@@ -64,12 +63,10 @@ def _duckdb_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
     return True, DUCKDB_OK.format(path=path, state=state, dataset=config.dataset)
 
 
-def _bigquery_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
+def _bigquery_test(config: etl.DestinationConfig) -> tuple[bool, str]:
     from google.api_core import exceptions as api_exceptions
 
-    from etl.bigquery_client import make_client
-
-    client = make_client(
+    client = etl.make_bigquery_client(
         project=config.project or "",
         credentials=config.credentials,
         api_endpoint=config.api_endpoint,
@@ -84,31 +81,21 @@ def _bigquery_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
     return True, BIGQUERY_OK.format(project=config.project, dataset=config.dataset, state=state)
 
 
-def destination_columns_check(
-    *, destination: etl.config.DestinationConfig, columns: Iterable[tuple[str, str]]
-) -> None:
-    """Check a BigQuery `destination`'s partition column and clustering columns against the
-    table's `columns` (`(destination name, BigQuery type)`), with the engine's own rule
-    (`etl.load.bigquery.tables.check_columns`, the one the wizard's step 4 and the loader use).
-
-    Raises:
-        etl.ConfigError: `field` `destination.partitioning.field` or `destination.clustering`,
-            naming the column and why (not a column of the table, or a type BigQuery refuses).
-    """
-    from etl.bigquery_client import bigquery
-    from etl.load.bigquery.tables import check_columns
-
-    check_columns(destination, [bigquery.SchemaField(name, kind) for name, kind in columns])
+LOADER_COLUMNS = (("_etl_run_id", "STRING"), ("_etl_loaded_at", "TIMESTAMP"))
+"""Columns the loader adds to every row (`etl.load.base.RUN_ID_COLUMN`, `LOADED_AT_COLUMN`);
+docs/config.md: they may partition the table."""
 
 
 def data_source_destination_columns_check(*, data_source: DataSource) -> None:
     """Check `data_source`'s BigQuery partitioning and clustering columns against the columns a
-    run would load, read now by a one-row preview, when there are some to check and the
-    source can be read; otherwise (no such option, the source unreadable or empty) the run
-    reports the same typed error.
+    run would load, read now by a one-row preview, with the engine's rule
+    (`etl.check_bigquery_columns`, the one the wizard's step 4 and the loader use), when there
+    are some to check and the source can be read; otherwise (no such option, the source
+    unreadable or empty) the run reports the same typed error.
 
     Raises:
-        etl.ConfigError: as `destination_columns_check`.
+        etl.ConfigError: `field` `destination.partitioning.field` or `destination.clustering`,
+            naming the column and why (not a column of the table, or a type BigQuery refuses).
     """
     from ml_platform.services.preview import data_source_preview
 
@@ -127,9 +114,7 @@ def data_source_destination_columns_check(*, data_source: DataSource) -> None:
         )
         return
     if preview["columns"]:
-        from etl.load.base import LOADED_AT_COLUMN, RUN_ID_COLUMN
-
         columns = [(c["name"], c["bigquery_type"]) for c in preview["columns"]]
-        # the loader adds these to every row (docs/config.md: they may partition the table)
-        columns += [(RUN_ID_COLUMN, "STRING"), (LOADED_AT_COLUMN, "TIMESTAMP")]
-        destination_columns_check(destination=destination, columns=columns)
+        known = {name for name, _ in columns}
+        columns += [column for column in LOADER_COLUMNS if column[0] not in known]
+        etl.check_bigquery_columns(destination, columns)
