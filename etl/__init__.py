@@ -34,6 +34,7 @@ from etl.exceptions import (
     TerminalError,
     TransientError,
 )
+from etl.extract.listing import ListingBudget
 from etl.parallel import (
     ChunkCoordinator,
     ChunkPlan,
@@ -90,6 +91,7 @@ __all__ = [
     "FileFormatOptions",
     "FileRecord",
     "JobConfig",
+    "ListingBudget",
     "NullCursorError",
     "Preview",
     "PreviewColumn",
