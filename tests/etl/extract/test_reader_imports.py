@@ -58,10 +58,10 @@ def test_engine_modules_import_no_circle() -> None:
     """Following every import between `etl` modules never leads back to where it started."""
     graph = _import_graph()
 
-    assert "etl.extract.csv_reader" in graph["etl.extract.formats"]
+    assert "etl.formats.csv.reader" in graph["etl.formats.read"]
     assert _cycle(graph) is None
 
 
 def test_config_imports_no_reader() -> None:
-    """`etl.config` validates `column_types` with the leaf `etl.file_types`, not a reader."""
-    assert _import_graph()["etl.config"] <= {"etl.exceptions", "etl.file_types"}
+    """`etl.config` validates `column_types` with the leaf `etl.formats.types`, not a reader."""
+    assert _import_graph()["etl.config"] <= {"etl.exceptions", "etl.formats.types"}

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import SchemaMappingError
-from etl.extract.json_drift import Drift, note
+from etl.formats.json.drift import Drift, note
 
 _UNITS = ["s", "ms", "us", "ns"]
 _INT64 = (-(2**63), 2**63 - 1)
@@ -282,7 +282,7 @@ def screen(
     type of the earlier lines) is updated with the good lines (Python types: text as text).
     `noun` names the lines in reasons (`elements` for a JSON array). With `drift`, a value of
     another kind than the earlier lines gave its field does not make its line bad: the field
-    is noted in `drift` (etl/extract/json_drift.py) instead."""
+    is noted in `drift` (etl/formats/json/drift.py) instead."""
     good = []
     for number, raw in enumerate(chunk.split(b"\n"), start=first_line):
         if not raw.strip():

@@ -1,9 +1,9 @@
 """CSV into Arrow with every column typed from the whole file, never from its first block.
 
-Pass 1 (etl/extract/csv_infer.py) streams the file with every column as text and keeps, per
+Pass 1 (etl/formats/csv/infer.py) streams the file with every column as text and keeps, per
 column, the types every non-null value converts to. Pass 2 streams it again with those types
 fixed. `file_format_options.column_types` overrides the inference per column. When Arrow's
-reader fails, etl/extract/csv_diagnose.py re-reads the file to name the line and column.
+reader fails, etl/formats/csv/diagnose.py re-reads the file to name the line and column.
 
 Quoted fields may hold line breaks (`allow_quoted_newlines`, on by default): a file where one
 does is read once more by Python's csv module to check that every quote closes, because Arrow's
@@ -25,17 +25,17 @@ import pyarrow.csv as pa_csv
 
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
-from etl.extract.base import Rejects
-from etl.extract.csv_diagnose import (
+from etl.formats.base import BLOCK_SIZE, NO_COLUMNS, Opener, arrow_encoding, unique_names
+from etl.formats.csv.diagnose import (
     check_quotes_close,
     header_name,
     locate_csv_error,
     locate_encoding_error,
     locate_rejects,
 )
-from etl.extract.csv_infer import FALSE_VALUES, TRUE_VALUES, infer, line_breaks, single_lines
-from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, arrow_encoding, unique_names
-from etl.file_types import named_type
+from etl.formats.csv.infer import FALSE_VALUES, TRUE_VALUES, infer, line_breaks, single_lines
+from etl.formats.rejects import Rejects
+from etl.formats.types import named_type
 
 
 def read_csv_file(

@@ -2,7 +2,7 @@
 its first block.
 
 The file is cut into chunks of whole lines (about `BLOCK_SIZE` bytes each). Pass 1 reads each
-chunk with Arrow's JSON reader and merges the chunk schemas (etl/extract/json_types.py). Pass 2
+chunk with Arrow's JSON reader and merges the chunk schemas (etl/formats/json/types.py). Pass 2
 reads the chunks again with that schema fixed, so every batch has it. Memory is bounded by the
 chunk size (or the longest line), whatever the file size.
 
@@ -13,10 +13,10 @@ numbers with a fraction, has no exact type and fails with SchemaMappingError nam
 
 A field whose values change kind (number, string, boolean, object, array) is widened, never
 refused: to text keeping each value's JSON text, or to JSON when objects or arrays are involved
-(etl/extract/json_drift.py); the run's warnings name it with the count of values so stored.
+(etl/formats/json/drift.py); the run's warnings name it with the count of values so stored.
 
 A JSON array file (`file_format: json`) is streamed element by element
-(etl/extract/json_array.py) into the same chunks, one element per line, so it is typed, read and
+(etl/formats/json/array.py) into the same chunks, one element per line, so it is typed, read and
 quarantined the same way; its elements are numbered from 1 where a JSONL file has line numbers.
 
 A line that is not valid JSON or is not an object is bad: by default the run fails naming the
@@ -38,11 +38,11 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from etl.exceptions import BadInputError
-from etl.extract.base import Rejects
-from etl.extract.json_array import array_chunks, spool_chunks
-from etl.extract.json_drift import JSON, WARNING, Drift, rewrite
-from etl.extract.json_types import exact_schema, merge_schema, screen
-from etl.extract.text import NO_COLUMNS
+from etl.formats.base import NO_COLUMNS
+from etl.formats.json.array import array_chunks, spool_chunks
+from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
+from etl.formats.json.types import exact_schema, merge_schema, screen
+from etl.formats.rejects import Rejects
 from etl.schema import JSON_FIELD_METADATA
 
 
@@ -163,7 +163,7 @@ def _read_records(
     """Type the records of `open_chunks()` (runs of JSON lines numbered from their first) from
     all of them, then yield them with that schema; `noun` is `lines` (numbers are lines) or
     `elements` (numbers are a JSON array's elements, named in the reason). A field whose values
-    change kind is widened (etl/extract/json_drift.py) and named in `warnings` with the count
+    change kind is widened (etl/formats/json/drift.py) and named in `warnings` with the count
     of values stored as their JSON text."""
     types: dict[str, pa.DataType] = {}
     drift: Drift = {}
