@@ -416,7 +416,7 @@ class JobConfig(_Model):
     def _check_table_option_columns(self) -> None:
         """With `selected_columns`, a partition or clustering column must be one of them (or a
         column the loader adds: `_etl_loaded_at`, `_etl_source_file`); without it the columns
-        are checked against the first batch's schema at load time (etl/load/bigquery_tables.py)."""
+        are checked against the first batch's schema at load time (etl/load/bigquery/tables.py)."""
         if not self.selected_columns:
             return
         known = {*self.source_columns, "_etl_loaded_at", "_etl_run_id"}

@@ -30,7 +30,7 @@ EXTRACTOR_MODULES = {
 """Module registering each source type: only the one a job needs is imported (its client
 library may be heavy: google-cloud-bigquery, PyMySQL, ...)."""
 
-LOADER_MODULES = {"duckdb": "etl.load.duckdb", "bigquery": "etl.load.bigquery"}
+LOADER_MODULES = {"duckdb": "etl.load.duckdb", "bigquery": "etl.load.bigquery.loader"}
 
 
 def register_extractor(*source_types: str) -> Callable[[E], E]:

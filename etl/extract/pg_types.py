@@ -96,7 +96,7 @@ def measured_decimal(integer_digits: int | None, scale: int | None) -> pa.DataTy
     no finite value).
 
     The type fits the data exactly, decimal(digits + scale, scale), so that the union of two
-    runs' types (schema evolution, etl/load/duckdb.py `widened`) is what their values need:
+    runs' types (schema evolution, etl/load/duckdb/ `widened`) is what their values need:
     decimal128 up to 38 digits, decimal256 (BigQuery BIGNUMERIC; DuckDB: the exact text) up to
     38 integer digits and 38 decimals, else string (the exact text). No finite value:
     decimal(1, 0), which widens to whatever a later run brings."""

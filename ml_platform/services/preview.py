@@ -85,7 +85,7 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
 
 def _destination_types(schema: pa.Schema, destination_type: str) -> dict[str, str]:
     if destination_type == "bigquery":
-        from etl.load.bigquery_types import bigquery_type
+        from etl.load.bigquery.types import bigquery_type
 
         result = {}
         for field in schema:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from etl import JobConfig, run
-from etl.load.bigquery_types import loadable, schema_fields
+from etl.load.bigquery.types import loadable, schema_fields
 from etl.registry import get_extractor
 from etl.state import SyncState
 from tests.conftest import pg_connect

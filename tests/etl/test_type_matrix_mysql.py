@@ -49,7 +49,7 @@ import pytest
 
 from etl import JobConfig, run
 from etl.exceptions import TransientError
-from etl.load.bigquery_types import loadable, schema_fields
+from etl.load.bigquery.types import loadable, schema_fields
 from etl.registry import get_extractor
 from etl.state import SyncState
 from etl.transform import BatchTransformer

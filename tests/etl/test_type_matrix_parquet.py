@@ -365,14 +365,14 @@ def test_bignumeric_columns_reach_the_bigquery_load_exactly(big_decimals: Path) 
     (The emulator cannot create a BIGNUMERIC table, see the module docstring, so the check stops
     at the load job's input.)"""
     from etl.formats.microseconds import check_microseconds
-    from etl.load.bigquery import _align, _check_bigquery_values, _PartWriter, _with_metadata
-    from etl.load.bigquery_types import schema_fields
+    from etl.load.bigquery.staging import PartWriter, align, check_bigquery_values, with_metadata
+    from etl.load.bigquery.types import schema_fields
     from etl.transform.types import normalize_batch
 
     batch = normalize_batch(pq.read_table(big_decimals).to_batches()[0])
     check_microseconds(batch, "big.parquet", 0)
-    _check_bigquery_values(batch, 0, {})
-    batch = _with_metadata(batch, "run", dt.datetime(2026, 1, 1, tzinfo=UTC))
+    check_bigquery_values(batch, 0, {})
+    batch = with_metadata(batch, "run", dt.datetime(2026, 1, 1, tzinfo=UTC))
     fields = schema_fields(batch.schema)
     assert [(f.name, f.field_type, f.mode) for f in fields[:3]] == [
         ("id", "INT64", "NULLABLE"),
@@ -380,8 +380,8 @@ def test_bignumeric_columns_reach_the_bigquery_load_exactly(big_decimals: Path) 
         ("d76", "BIGNUMERIC", "NULLABLE"),
     ]
     sent: list[pa.Table] = []
-    writer = _PartWriter(big_decimals.parent, lambda path, n: sent.append(pq.read_table(path)))
-    writer.write(_align(batch, {f.name: f for f in fields}, {}))
+    writer = PartWriter(big_decimals.parent, lambda path, n: sent.append(pq.read_table(path)))
+    writer.write(align(batch, {f.name: f for f in fields}, {}))
     writer.close()
 
     (part,) = sent

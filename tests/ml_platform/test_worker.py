@@ -1,10 +1,11 @@
-"""A real Celery worker process on the real Redis (database 13 of 127.0.0.1:6379), sharing the
+"""A real Celery worker process on the real Redis (a database of 127.0.0.1:6379 claimed per session), sharing the
 test SQLite database file: triggers from the web side reach the worker through the broker, a
 worker killed with SIGKILL mid-run leaves a run the reaper fails, and the rerun loads exactly
 what is missing. Redis or PostgreSQL unreachable fails these tests; nothing skips."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -38,8 +39,24 @@ from tests.ml_platform.api.test_scheduler_webhook import (  # noqa: F401  fixtur
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
-"""A Redis database of its own, flushed before each test."""
+REDIS_SERVER = "redis://127.0.0.1:6379"
+
+
+def _redis_db_claim() -> str:
+    """Return the URL of a Redis database (1-15 of the shared server) that this pytest process
+    alone uses: each is claimed with `SET NX` on a key in database 0, expiring after two hours
+    and released at exit, so two test sessions on one machine never flush each other's broker."""
+    client = redis.Redis.from_url(f"{REDIS_SERVER}/0")
+    for number in range(1, 16):
+        key = f"etl-runner-tests:db:{number}"
+        if client.set(key, os.getpid(), nx=True, ex=7200):
+            atexit.register(client.delete, key)
+            return f"{REDIS_SERVER}/{number}"
+    raise RuntimeError(f"all Redis databases 1-15 of {REDIS_SERVER} are claimed by test sessions")
+
+
+REDIS_URL = _redis_db_claim()
+"""A Redis database of this test session, flushed before each test."""
 REPO = Path(__file__).resolve().parents[2]
 PG_PASSWORD = "pg-worker-secret-never-logged"
 """PostgreSQL trusts local connections, so any password works; it must never reach the logs."""
@@ -57,7 +74,7 @@ class Worker:
 
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """Publish this process's tasks to Redis database 13 (not eagerly): the web side of a
+    """Publish this process's tasks to this session's Redis database (not eagerly): the web side of a
     deployment. The database is flushed first."""
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()

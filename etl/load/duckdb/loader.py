@@ -19,10 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import re
-import threading
-from collections.abc import Iterator
-from decimal import Decimal
 
 import pyarrow as pa
 
@@ -35,9 +31,7 @@ from etl.exceptions import (
 )
 from etl.load.base import (
     LOAD_LOG_TABLE,
-    LOADED_AT_COLUMN,
     REJECTED_SUFFIX,
-    RUN_ID_COLUMN,
     CommittedLoad,
     Fence,
     Loader,
@@ -49,106 +43,20 @@ from etl.load.base import (
     duplicate_reason,
     owned_with,
 )
-from etl.registry import register_loader
-from etl.schema import is_json
-from etl.state import SyncState
-
-_INT_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4, "HUGEINT": 5}
-_UINT_RANK = {"UTINYINT": 1, "USMALLINT": 2, "UINTEGER": 3, "UBIGINT": 4, "UHUGEINT": 5}
-_SIGNED = {rank: name for name, rank in _INT_RANK.items()}
-_DIGITS = {
-    "TINYINT": 3,
-    "SMALLINT": 5,
-    "INTEGER": 10,
-    "BIGINT": 19,
-    "HUGEINT": 39,
-    "UTINYINT": 3,
-    "USMALLINT": 5,
-    "UINTEGER": 10,
-    "UBIGINT": 20,
-    "UHUGEINT": 39,
-}
-"""Decimal digits an integer type needs (its largest magnitude)."""
-_EXACT_IN_FLOAT = {"TINYINT", "SMALLINT", "UTINYINT", "USMALLINT"}
-"""Integers a FLOAT (24-bit significand) holds exactly."""
-_EXACT_IN_DOUBLE = _EXACT_IN_FLOAT | {"INTEGER", "UINTEGER", "FLOAT"}
-"""Types a DOUBLE (53-bit significand) holds exactly."""
-_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
-STRING = "VARCHAR"
-
-
-def widened(existing: str, incoming: str, *, to_string: bool = False) -> str | None:
-    """Return the type a column of `existing` type must have to hold `incoming` values too:
-    `existing` when it already does, a wider type when that is a lossless widening, VARCHAR
-    when no widening holds both and `to_string` (`allow_widen_to_string`), else None.
-
-    Lossless widenings (shared/DESIGN.md §5 "Schema", issue 17 item 8): integer -> wider
-    integer (signed when one side is unsigned); integer -> DECIMAL(p, s) when p - s covers its
-    digits (else the DECIMAL both fit, up to 38 digits); FLOAT -> DOUBLE, and integers of at
-    most 32 bits -> DOUBLE (16 bits -> FLOAT); DECIMAL(p, s) -> DECIMAL(p', s') with
-    p' - s' >= p - s and s' >= s (the smallest such, at most 38 digits: DuckDB's DECIMAL limit,
-    https://duckdb.org/docs/sql/data_types/numeric). Anything -> VARCHAR only with `to_string`.
-    """
-    if existing == incoming:
-        return existing
-    wider = _lossless(existing, incoming)
-    if wider is not None:
-        return wider
-    if to_string and not existing.endswith("]") and not incoming.endswith("]"):
-        return STRING  # lists stay lists: their text would not load back into an array
-    return None
-
-
-def _lossless(existing: str, incoming: str) -> str | None:
-    for ranks in (_INT_RANK, _UINT_RANK):
-        if existing in ranks and incoming in ranks:
-            return existing if ranks[existing] >= ranks[incoming] else incoming
-    if existing in _INT_RANK and incoming in _UINT_RANK:
-        rank = max(_INT_RANK[existing], _UINT_RANK[incoming] + 1)
-        return _SIGNED.get(rank)
-    if existing in _UINT_RANK and incoming in _INT_RANK:
-        rank = max(_UINT_RANK[existing] + 1, _INT_RANK[incoming])
-        return _SIGNED.get(rank)
-    for kind, exact in (("FLOAT", _EXACT_IN_FLOAT), ("DOUBLE", _EXACT_IN_DOUBLE)):
-        if existing == kind and incoming in exact:
-            return existing
-        if incoming == kind and existing in exact:
-            return incoming
-    if existing == "FLOAT" and incoming in _EXACT_IN_DOUBLE | {"DOUBLE"}:
-        return "DOUBLE"
-    if incoming == "FLOAT" and existing in _EXACT_IN_DOUBLE:
-        return "DOUBLE"
-    old, new = _decimal(existing), _decimal(incoming)
-    if old is None and new is None:
-        return None
-    if old is None or new is None:
-        if (existing if old is None else incoming) not in _DIGITS:
-            return None
-    (p1, s1) = old or (_DIGITS[existing], 0)
-    (p2, s2) = new or (_DIGITS[incoming], 0)
-    scale = max(s1, s2)
-    precision = max(p1 - s1, p2 - s2) + scale
-    if precision > 38:
-        return None
-    if old is not None and (precision, scale) == old:
-        return existing
-    return f"DECIMAL({precision},{scale})"
-
-
-def _decimal(data_type: str) -> tuple[int, int] | None:
-    match = _DECIMAL.fullmatch(data_type)
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-OUT_OF_MEMORY = (
-    "DuckDB ran out of its memory_limit ({limit}) loading {table}: {error}. A single value "
-    "needs about 3x its size in DuckDB's buffers: raise `destination.memory_limit` (e.g. "
-    "'512MB' for values up to ~128 MiB; docs/config.md, \"Large values\"). Nothing was written."
+from etl.load.duckdb.insert import (
+    OUT_OF_MEMORY,
+    BatchStream,
+    exact_text,
+    execute_reporting,
+    quote,
+    rollback,
+    select_list,
 )
-
-
-def _q(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+from etl.load.duckdb.types import (
+    widened,
+)
+from etl.registry import register_loader
+from etl.state import SyncState
 
 
 @register_loader("duckdb")
@@ -177,7 +85,7 @@ class DuckDbLoader(Loader):
                 "destination.path at a DuckDB database file (or a new path) first."
             ) from exc
         connection.execute("SET enable_progress_bar = false")  # it would draw on stderr
-        dataset = _q(self.destination.dataset)
+        dataset = quote(self.destination.dataset)
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {dataset}")
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {dataset}.{LOAD_LOG_TABLE} (table_name VARCHAR NOT NULL, "
@@ -216,7 +124,7 @@ class DuckDbLoader(Loader):
         names = owned_with(table)
         rows = connection.execute(
             f"SELECT table_name, run_id, state, pipeline_id "
-            f"FROM {_q(self.destination.dataset)}.{LOAD_LOG_TABLE} "
+            f"FROM {quote(self.destination.dataset)}.{LOAD_LOG_TABLE} "
             "WHERE table_name IN (SELECT unnest(?::VARCHAR[])) "
             "QUALIFY row_number() OVER (PARTITION BY table_name ORDER BY committed_at DESC) = 1",
             [names],
@@ -227,16 +135,16 @@ class DuckDbLoader(Loader):
         import duckdb
 
         connection = self._connect()
-        dataset = _q(self.destination.dataset)
-        target = f"{dataset}.{_q(request.table)}"
+        dataset = quote(self.destination.dataset)
+        target = f"{dataset}.{quote(request.table)}"
         staging_name = f"{request.table}__etl_staging"
         replace = request.write_disposition == "replace"
         merge = request.write_disposition == "merge"
         staged = replace or merge
-        write_to = f"{dataset}.{_q(staging_name)}" if staged else target
+        write_to = f"{dataset}.{quote(staging_name)}" if staged else target
         loaded_at = dt.datetime.now(dt.UTC)
         rows = 0
-        stream: _Stream | None = None
+        stream: BatchStream | None = None
         try:
             connection.begin()
             if request.fence is not None:
@@ -254,19 +162,19 @@ class DuckDbLoader(Loader):
                     [request.replace_files],
                 )
             params = [request.run_id, loaded_at]
-            stream = _Stream()
+            stream = BatchStream()
             reported = 0
             # one INSERT per run of same-schema batches, streamed from a RecordBatchReader: DuckDB
             # then writes full row groups out under its memory limit instead of holding every
             # inserted batch until the commit
-            incoming = (_exact_text(batch) for batch in request.batches)
+            incoming = (exact_text(batch) for batch in request.batches)
             for _, group in itertools.groupby(incoming, key=lambda batch: batch.schema):
                 first = next(group)  # noqa: B031  each group is consumed once, in order
                 rest = group  # noqa: B031
                 connection.register("_etl_probe", first)
                 if not columns:
                     connection.execute(
-                        f"CREATE TABLE {write_to} AS SELECT {_select(first.schema)} "
+                        f"CREATE TABLE {write_to} AS SELECT {select_list(first.schema)} "
                         "FROM _etl_probe LIMIT 0",
                         params,
                     )
@@ -287,9 +195,9 @@ class DuckDbLoader(Loader):
                 connection.register(
                     "_etl_batch", pa.RecordBatchReader.from_batches(first.schema, batches)
                 )
-                reported = _execute_reporting(
+                reported = execute_reporting(
                     connection,
-                    f"INSERT INTO {write_to} BY NAME SELECT {_select(first.schema, cast_to)} "
+                    f"INSERT INTO {write_to} BY NAME SELECT {select_list(first.schema, cast_to)} "
                     "FROM _etl_batch",
                     params,
                     stream,
@@ -305,13 +213,13 @@ class DuckDbLoader(Loader):
                         connection.execute(f"DELETE FROM {target}")
                 else:
                     connection.execute(f"DROP TABLE IF EXISTS {target}")
-                    connection.execute(f"ALTER TABLE {write_to} RENAME TO {_q(request.table)}")
+                    connection.execute(f"ALTER TABLE {write_to} RENAME TO {quote(request.table)}")
             elif merge:
                 assert request.merge_key is not None
                 self._merge_into(connection, request.table, staging_name, request.merge_key())
             state = request.finalize()
             rejected = request.rejected_rows() if request.rejected_rows else None
-            name = f"{dataset}.{_q(request.table + REJECTED_SUFFIX)}"
+            name = f"{dataset}.{quote(request.table + REJECTED_SUFFIX)}"
             has_rejects = bool(self._columns(connection, request.table + REJECTED_SUFFIX))
             if replace and has_rejects:
                 # a snapshot's rejects are its own: the earlier snapshot's go in this commit
@@ -324,7 +232,7 @@ class DuckDbLoader(Loader):
                 )
             if rejected is not None and rejected.num_rows:
                 connection.register("_etl_rejected", rejected)
-                select = f"SELECT *, {_select(pa.schema([]))} FROM _etl_rejected"
+                select = f"SELECT *, {select_list(pa.schema([]))} FROM _etl_rejected"
                 connection.execute(f"CREATE TABLE IF NOT EXISTS {name} AS {select} LIMIT 0", params)
                 connection.execute(f"INSERT INTO {name} BY NAME {select}", params)
                 connection.unregister("_etl_rejected")
@@ -346,7 +254,7 @@ class DuckDbLoader(Loader):
                 for name, data_type in self._columns(connection, request.table).items()
             ]
         except duckdb.Error as exc:
-            _rollback(connection)
+            rollback(connection)
             if stream is not None and stream.error is not None:
                 raise stream.error from None  # the source failed, not DuckDB
             if isinstance(exc, duckdb.OutOfMemoryException):
@@ -359,7 +267,7 @@ class DuckDbLoader(Loader):
                 ) from exc
             raise DestinationError(f"DuckDB rejected the load into {request.table}: {exc}") from exc
         except BaseException:
-            _rollback(connection)
+            rollback(connection)
             raise
         finally:
             connection.close()
@@ -386,19 +294,19 @@ class DuckDbLoader(Loader):
         Raises:
             PrimaryKeyError: two staged rows share the key and the `order_by` values.
         """
-        dataset = _q(self.destination.dataset)
-        source, target = f"{dataset}.{_q(staging)}", f"{dataset}.{_q(table)}"
+        dataset = quote(self.destination.dataset)
+        source, target = f"{dataset}.{quote(staging)}", f"{dataset}.{quote(table)}"
         staged = self._columns(connection, staging)
         if not staged:
             return  # no batch at all (no file matched): nothing to merge, no staging table
-        keys = ", ".join(_q(name) for name in key.primary_key)
-        both = ", ".join(_q(name) for name in [*key.primary_key, *key.order_by])
+        keys = ", ".join(quote(name) for name in key.primary_key)
+        both = ", ".join(quote(name) for name in [*key.primary_key, *key.order_by])
         duplicate = connection.execute(
             f"SELECT {both}, count(*) FROM {source} GROUP BY {both} HAVING count(*) > 1 LIMIT 1"
         ).fetchone()
         if duplicate is not None:
             raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, duplicate))
-        order = ", ".join(f"{_q(name)} DESC NULLS LAST" for name in key.order_by)
+        order = ", ".join(f"{quote(name)} DESC NULLS LAST" for name in key.order_by)
         latest = (
             f"SELECT * FROM {source} "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
@@ -409,10 +317,12 @@ class DuckDbLoader(Loader):
         else:
             for name, data_type in staged.items():
                 if name not in existing:
-                    connection.execute(f"ALTER TABLE {target} ADD COLUMN {_q(name)} {data_type}")
+                    connection.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {data_type}")
                 elif existing[name] != data_type:
-                    connection.execute(f"ALTER TABLE {target} ALTER {_q(name)} TYPE {data_type}")
-            match = " AND ".join(f"{target}.{_q(n)} = {source}.{_q(n)}" for n in key.primary_key)
+                    connection.execute(f"ALTER TABLE {target} ALTER {quote(name)} TYPE {data_type}")
+            match = " AND ".join(
+                f"{target}.{quote(n)} = {source}.{quote(n)}" for n in key.primary_key
+            )
             connection.execute(f"DELETE FROM {target} USING {source} WHERE {match}")
             connection.execute(f"INSERT INTO {target} BY NAME {latest}")
         connection.execute(f"DROP TABLE {source}")
@@ -432,13 +342,13 @@ class DuckDbLoader(Loader):
         incoming = dict(
             (row[0], row[1])
             for row in connection.execute(
-                f"DESCRIBE SELECT {_select(batch.schema)} FROM _etl_probe LIMIT 0", params
+                f"DESCRIBE SELECT {select_list(batch.schema)} FROM _etl_probe LIMIT 0", params
             ).fetchall()
         )
         cast_to = {}
         for name, data_type in incoming.items():
             if name not in columns:
-                connection.execute(f"ALTER TABLE {write_to} ADD COLUMN {_q(name)} {data_type}")
+                connection.execute(f"ALTER TABLE {write_to} ADD COLUMN {quote(name)} {data_type}")
                 columns[name] = data_type
                 continue
             existing = columns[name]
@@ -451,121 +361,8 @@ class DuckDbLoader(Loader):
             if wider is None:
                 raise SchemaChangeError(table, name, existing, data_type)
             if wider != existing:
-                connection.execute(f"ALTER TABLE {write_to} ALTER {_q(name)} TYPE {wider}")
+                connection.execute(f"ALTER TABLE {write_to} ALTER {quote(name)} TYPE {wider}")
                 columns[name] = wider
             if wider != data_type:
                 cast_to[name] = wider  # e.g. INTEGER values into a DECIMAL or VARCHAR column
         return cast_to
-
-
-def _exact_text(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Return `batch` with its decimal256 columns as their exact decimal text (VARCHAR):
-    DuckDB's DECIMAL stops at 38 digits, and a DOUBLE or a rounded value would change them
-    silently. The text is the shortest exact form (`1.5`, not `1.50000...`)."""
-    if not any(pa.types.is_decimal256(field.type) for field in batch.schema):
-        return batch
-    arrays, fields = [], []
-    for field, array in zip(batch.schema, batch.columns, strict=True):
-        if pa.types.is_decimal256(field.type):
-            # Arrow's decimal text switches to exponents (`0E-30`); Python's `f` format does not
-            text = pa.array(
-                [None if v is None else _plain(v) for v in array.to_pylist()], pa.string()
-            )
-            array, field = text, pa.field(field.name, pa.string(), metadata=field.metadata)
-        arrays.append(array)
-        fields.append(field)
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _plain(value: Decimal) -> str:
-    """Return `value` as plain decimal text without trailing fractional zeros (`1.5`, `0`)."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _select(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str:
-    """Return the SELECT list loading `schema`: JSON-marked text as JSON, the metadata columns."""
-    items = []
-    for field in schema:
-        name = _q(field.name)
-        if cast_to and field.name in cast_to:
-            items.append(f"CAST({name} AS {cast_to[field.name]}) AS {name}")
-        elif is_json(field):
-            items.append(f"CAST({name} AS JSON) AS {name}")
-        else:
-            items.append(name)
-    items += [f"?::VARCHAR AS {RUN_ID_COLUMN}", f"?::TIMESTAMPTZ AS {LOADED_AT_COLUMN}"]
-    return ", ".join(items)
-
-
-PROGRESS_INTERVAL_S = 0.5
-"""Seconds between progress reports while an INSERT streams."""
-
-
-def _execute_reporting(connection, sql, params, stream, reported, on_batch):  # type: ignore[no-untyped-def]
-    """Run `sql` in a helper thread while this thread reports the rows DuckDB has pulled from
-    `stream`; return the rows reported so far.
-
-    DuckDB pulls the batch stream from its own threads, where the caller's progress callback
-    must not run (it may write to a database whose connections are per thread); the callback
-    runs here, in the caller's thread, every PROGRESS_INTERVAL_S.
-    """
-    outcome: dict[str, BaseException] = {}
-
-    def execute() -> None:
-        try:
-            connection.execute(sql, params)
-        except BaseException as exc:  # noqa: BLE001  re-raised in the caller's thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=execute, name="etl-duckdb-insert", daemon=True)
-    worker.start()
-    while True:
-        worker.join(PROGRESS_INTERVAL_S)
-        # report once more after the INSERT ended: one that finished before the first look
-        # would otherwise report no rows at all (seen as a last progress call of (0, bytes))
-        if on_batch and stream.rows > reported and "error" not in outcome:
-            on_batch(stream.rows - reported)
-            reported = stream.rows
-        if not worker.is_alive():
-            break
-    if "error" in outcome:
-        raise outcome["error"]
-    return reported
-
-
-INSERT_BATCH_ROWS = 16_384
-"""Most rows handed to DuckDB's Arrow scan at once (zero-copy slices of larger batches): TPC-H
-lineitem -> DuckDB peaked ~45 MB lower than with 65,536-row batches, at the same CPU time."""
-
-
-class _Stream:
-    """Counts the rows DuckDB pulls and keeps the exception the producer raised, which DuckDB
-    would otherwise report as its own InvalidInputException."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-        self.error: BaseException | None = None
-
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        try:
-            for batch in batches:
-                # DuckDB's memory follows the size of the batches it scans, not their number
-                for offset in range(0, batch.num_rows, INSERT_BATCH_ROWS):
-                    piece = batch.slice(offset, INSERT_BATCH_ROWS)
-                    self.rows += piece.num_rows
-                    yield piece
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-
-def _rollback(connection) -> None:  # type: ignore[no-untyped-def]
-    import duckdb
-
-    try:
-        connection.rollback()
-    except duckdb.Error:
-        pass  # no transaction open

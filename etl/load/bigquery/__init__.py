@@ -1,0 +1,14 @@
+"""The BigQuery destination, one module per job:
+
+- `loader`: `BigQueryLoader` (registered as "bigquery"): staging, load jobs, the load log.
+- `commit`: the fenced commit transaction (append, merge) and the catalog swap.
+- `evolve`: table creation with its options, schema evolution.
+- `staging`: the Parquet parts sent in load jobs and the value checks made before them.
+- `tables`: table options (partitioning, clustering, labels, descriptions).
+- `types`: Arrow -> BigQuery types.
+- `errors`: load-job errors translated to file, line and column.
+- `sql`: GoogleSQL literals and DDL types.
+
+This package's `__init__` imports nothing, so `etl.load.bigquery.types` can be used without
+loading google-cloud-bigquery (etl/registry.py imports `etl.load.bigquery.loader`).
+"""
