@@ -31,18 +31,21 @@ import bisect
 import contextlib
 import io
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 from etl.exceptions import BadInputError
-from etl.formats.base import NO_COLUMNS
+from etl.formats.base import NO_COLUMNS, empty_batch
 from etl.formats.json.array import array_chunks, spool_chunks
 from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
 from etl.formats.json.types import exact_schema, merge_schema, screen
 from etl.formats.rejects import Rejects
+from etl.formats.spool import Spool
 from etl.schema import JSON_FIELD_METADATA
 
 
@@ -153,8 +156,41 @@ def read_json_array(
         yield from _read_records(elements, key, rejects, "elements", warnings)
 
 
+READ_AHEAD = 2
+"""Chunks parsed at once by Arrow's JSON reader (each chunk is one block, parsed on one
+thread): with two, both cores of a 2-core machine parse while the typing pass runs."""
+
+
+def _try_read(chunk: bytes) -> pa.Table | Exception:
+    try:
+        return _read(chunk, None)
+    except pa.ArrowInvalid as exc:
+        return exc
+
+
+def _read_ahead(
+    numbered_chunks: Iterator[tuple[int, bytes]],
+) -> Iterator[tuple[int, bytes, pa.Table | Exception]]:
+    """Yield `(first line, chunk, Arrow's read of it or its error)` in order, READ_AHEAD chunks
+    parsed in parallel (Arrow releases the GIL while it parses)."""
+    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="etl-json") as pool:
+        pending: deque[tuple[int, bytes, Future[pa.Table | Exception]]] = deque()
+        for first, chunk in numbered_chunks:
+            pending.append((first, chunk, pool.submit(_try_read, chunk)))
+            if len(pending) > READ_AHEAD:
+                first, chunk, future = pending.popleft()
+                yield first, chunk, future.result()
+        while pending:
+            first, chunk, future = pending.popleft()
+            yield first, chunk, future.result()
+
+
+OpenChunks = Callable[[], contextlib.AbstractContextManager[Iterator[tuple[int, bytes]]]]
+"""Opens the file's chunks: runs of JSON lines, each with the number of its first line."""
+
+
 def _read_records(
-    open_chunks: Callable[[], contextlib.AbstractContextManager[Iterator[tuple[int, bytes]]]],
+    open_chunks: OpenChunks,
     key: str,
     rejects: Rejects | None,
     noun: str,
@@ -164,90 +200,158 @@ def _read_records(
     all of them, then yield them with that schema; `noun` is `lines` (numbers are lines) or
     `elements` (numbers are a JSON array's elements, named in the reason). A field whose values
     change kind is widened (etl/formats/json/drift.py) and named in `warnings` with the count
-    of values stored as their JSON text."""
-    types: dict[str, pa.DataType] = {}
-    drift: Drift = {}
-    bad_lines: list[int] = []  # ascending: lines are screened in file order
+    of values so stored.
 
-    def located(reason: str, number: int, field: str | None = None) -> BadInputError:
-        if noun == "lines":
-            return BadInputError(reason, file=key, line=number, column=field)
-        return BadInputError(f"element {number}: {reason}", file=key, column=field)
-
-    def on_bad(line: int, field: str | None, reason: str, text: str) -> None:
-        if rejects is None:
-            raise located(reason, line, field)
-        bad_lines.append(line)
-        if noun == "lines":
-            rejects.add(key, line, field, reason, text)
+    Pass 1 spools each chunk's table as Arrow read it (etl/formats/spool.py); when every chunk
+    was read with the file's final schema (the common case: the same fields, in the same order,
+    of the same types, no bad line, no drift), pass 2 reads the spool back instead of parsing
+    the file again."""
+    with Spool() as spool:
+        records = _Records(key, rejects, noun, spool)
+        with open_chunks() as numbered_chunks:
+            for first, chunk, table in _read_ahead(numbered_chunks):
+                records.type_chunk(first, chunk, table)
+        schema = records.schema()
+        if schema is None:
+            yield NO_COLUMNS
+            return
+        if records.spool_holds(schema):
+            batches: Iterator[pa.RecordBatch] = spool.replay()
         else:
-            rejects.add(key, None, field, f"element {line}: {reason}", text)
-
-    def typed(schema: pa.Schema) -> pa.Schema:
-        return pa.schema([(f.name, pa.string() if f.name in drift else f.type) for f in schema])
-
-    with open_chunks() as numbered_chunks:
-        for first, chunk in numbered_chunks:
-            if drift:
-                chunk = rewrite(chunk, drift)
-            try:
-                table = _read(chunk, None)
-                schema = typed(exact_schema(chunk, table))
-                conflict = merge_schema(dict(types), schema)
-            except pa.ArrowInvalid:
-                conflict = ""
-            if conflict is None:
-                merge_schema(types, schema)
-                continue
-            # a bad line or a drifting field in this chunk: find it (and, under quarantine,
-            # read the chunk without the bad lines)
-            known = len(drift)
-            chunk = screen(chunk, first, dict(types), on_bad, noun, drift)
-            if not chunk:
-                continue
-            if len(drift) != known:
-                chunk = rewrite(chunk, drift)
-                types.update({name: pa.string() for name in drift if name in types})
-            try:
-                table = _read(chunk, None)
-            except pa.ArrowInvalid as exc:
-                raise located(f"invalid JSON {noun} ({exc})", first) from exc
-            schema = typed(exact_schema(chunk, table))
-            if merge_schema(types, schema) is not None:
-                raise located(f"{noun} from here on cannot be read as one table ({schema})", first)
-    if not types:
-        yield NO_COLUMNS
-        return
-    schema = pa.schema(
-        [
-            pa.field(name, kind, metadata=JSON_FIELD_METADATA if drift.get(name) == JSON else None)
-            for name, kind in types.items()
-        ]
-    )
-    counts: dict[str, int] = {}
-    empty = True
-    with open_chunks() as numbered_chunks:
-        for first, chunk in numbered_chunks:
-            last = first + chunk.count(b"\n")
-            if bisect.bisect_left(bad_lines, first) != bisect.bisect_right(bad_lines, last):
-                chunk = b"\n".join(
-                    raw
-                    for number, raw in enumerate(chunk.split(b"\n"), start=first)
-                    if not _contains(bad_lines, number)
-                )
-                if not chunk.strip():
-                    continue
-            if drift:
-                chunk = rewrite(chunk, drift, counts)
-            try:
-                table = _read(chunk, schema)
-            except pa.ArrowInvalid as exc:
-                raise located(f"invalid JSON {noun} ({exc})", first) from exc
-            for batch in table.to_batches():
-                empty = False
-                yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+            spool.clear()
+            batches = records.read_again(open_chunks, schema)
+        empty = True
+        for batch in batches:
+            empty = False
+            yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
     if empty:
-        yield pa.RecordBatch.from_pylist([], schema=schema)
+        yield empty_batch(schema)
     if warnings is not None:
-        for name, mode in drift.items():
-            warnings.append(WARNING[mode].format(file=key, field=name, count=counts.get(name, 0)))
+        for name, mode in records.drift.items():
+            warnings.append(
+                WARNING[mode].format(file=key, field=name, count=records.counts.get(name, 0))
+            )
+
+
+class _Records:
+    """The typing pass over one file's chunks, and the second read when the spool cannot
+    serve (see `_read_records`)."""
+
+    def __init__(self, key: str, rejects: Rejects | None, noun: str, spool: Spool) -> None:
+        self.key, self.rejects, self.noun, self.spool = key, rejects, noun, spool
+        self.types: dict[str, pa.DataType] = {}
+        self.drift: Drift = {}
+        self.counts: dict[str, int] = {}
+        self.bad_lines: list[int] = []  # ascending: lines are screened in file order
+        self.spooled: list[pa.Schema] | None = []
+        """The schema of each chunk's table as spooled; None once a chunk was not."""
+
+    def located(self, reason: str, number: int, field: str | None = None) -> BadInputError:
+        if self.noun == "lines":
+            return BadInputError(reason, file=self.key, line=number, column=field)
+        return BadInputError(f"element {number}: {reason}", file=self.key, column=field)
+
+    def on_bad(self, line: int, field: str | None, reason: str, text: str) -> None:
+        if self.rejects is None:
+            raise self.located(reason, line, field)
+        self.bad_lines.append(line)
+        if self.noun == "lines":
+            self.rejects.add(self.key, line, field, reason, text)
+        else:
+            self.rejects.add(self.key, None, field, f"element {line}: {reason}", text)
+
+    def typed(self, schema: pa.Schema) -> pa.Schema:
+        return pa.schema(
+            [(f.name, pa.string() if f.name in self.drift else f.type) for f in schema]
+        )
+
+    def type_chunk(self, first: int, chunk: bytes, read: pa.Table | Exception) -> None:
+        """Merge the types of `chunk` (lines `first`...; `read`: Arrow's read of it, or its
+        error) into `types`; spool its table when it was read as it is."""
+        if self.drift:
+            chunk = rewrite(chunk, self.drift)
+            read = _try_read(chunk)
+        try:
+            if isinstance(read, Exception):
+                raise read
+            table = read
+            schema = self.typed(exact_schema(chunk, table))
+            conflict = merge_schema(dict(self.types), schema)
+        except pa.ArrowInvalid:
+            conflict = ""
+        if conflict is None:
+            merge_schema(self.types, schema)
+            self._spool(table)
+            return
+        self.spooled = None
+        # a bad line or a drifting field in this chunk: find it (and, under quarantine, read
+        # the chunk without the bad lines)
+        known = len(self.drift)
+        chunk = screen(chunk, first, dict(self.types), self.on_bad, self.noun, self.drift)
+        if not chunk:
+            return
+        if len(self.drift) != known:
+            chunk = rewrite(chunk, self.drift)
+            self.types.update({name: pa.string() for name in self.drift if name in self.types})
+        try:
+            table = _read(chunk, None)
+        except pa.ArrowInvalid as exc:
+            raise self.located(f"invalid JSON {self.noun} ({exc})", first) from exc
+        schema = self.typed(exact_schema(chunk, table))
+        if merge_schema(self.types, schema) is not None:
+            raise self.located(
+                f"{self.noun} from here on cannot be read as one table ({schema})", first
+            )
+
+    def _spool(self, table: pa.Table) -> None:
+        if self.spooled is None or self.drift:
+            self.spooled = None
+            return
+        self.spooled.append(table.schema)
+        for batch in table.to_batches():
+            self.spool.write(batch)
+
+    def schema(self) -> pa.Schema | None:
+        """Return the file's schema (None: no field at all)."""
+        if not self.types:
+            return None
+        return pa.schema(
+            [
+                pa.field(
+                    name,
+                    kind,
+                    metadata=JSON_FIELD_METADATA if self.drift.get(name) == JSON else None,
+                )
+                for name, kind in self.types.items()
+            ]
+        )
+
+    def spool_holds(self, schema: pa.Schema) -> bool:
+        """Return True when every chunk was spooled as read with `schema`'s fields and types."""
+        if self.spooled is None or self.drift or self.bad_lines:
+            return False
+        wanted = [(field.name, field.type) for field in schema]
+        return all([(f.name, f.type) for f in read] == wanted for read in self.spooled)
+
+    def read_again(self, open_chunks: OpenChunks, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Pass 2 from the file: each chunk read with `schema` fixed, bad lines left out,
+        drifting fields rewritten (counted in `counts`)."""
+        with open_chunks() as numbered_chunks:
+            for first, chunk in numbered_chunks:
+                last = first + chunk.count(b"\n")
+                bad = self.bad_lines
+                if bisect.bisect_left(bad, first) != bisect.bisect_right(bad, last):
+                    chunk = b"\n".join(
+                        raw
+                        for number, raw in enumerate(chunk.split(b"\n"), start=first)
+                        if not _contains(bad, number)
+                    )
+                    if not chunk.strip():
+                        continue
+                if self.drift:
+                    chunk = rewrite(chunk, self.drift, self.counts)
+                try:
+                    table = _read(chunk, schema)
+                except pa.ArrowInvalid as exc:
+                    raise self.located(f"invalid JSON {self.noun} ({exc})", first) from exc
+                yield from table.to_batches()
