@@ -86,6 +86,11 @@ class Extractor(ABC):
     job_labels: dict[str, str] = {}  # noqa: RUF012  replaced per instance, never mutated
     """Labels for every BigQuery job the extractor runs (set by `etl.pipeline.run`)."""
 
+    native_scans: frozenset[str] = frozenset()
+    """File formats the destination reads itself (`Loader.native_scans`, set by
+    `etl.pipeline.run`): the file extractor may yield `etl.formats.native.NativeScan`s for
+    them instead of record batches. Empty for any other reader (preview, tests)."""
+
     def __init__(self, job: JobConfig) -> None:
         self.job = job
 

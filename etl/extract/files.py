@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +19,8 @@ from etl.extract.base import Extraction, Extractor
 from etl.extract.storage import StoredObject, list_objects, storage_errors
 from etl.formats.compression import decompressing
 from etl.formats.microseconds import TRUNCATED_WARNING, check_microseconds
+from etl.formats.native import NativeScan
+from etl.formats.parquet import parquet_scan
 from etl.formats.read import read_batches
 from etl.registry import register_extractor
 from etl.schema import SOURCE_FILE_COLUMN
@@ -70,6 +72,7 @@ class FileExtraction(Extraction):
     ) -> None:
         super().__init__()
         self.job = extractor.job
+        self.native_scans = extractor.native_scans
         self.fs = fs
         self.objects = objects
         self._replaced = replaced
@@ -81,7 +84,8 @@ class FileExtraction(Extraction):
         return list(self._replaced)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Yield the rows of the planned objects in key order.
+        """Yield the rows of the planned objects in key order: record batches, or one
+        `NativeScan` per file the destination reads itself (`_native`).
 
         A file without rows (zero bytes, a header-only CSV, a zero-row Parquet / JSON / JSONL
         file) is recorded with 0 rows and a warning naming it. A catalog run whose files hold
@@ -96,32 +100,14 @@ class FileExtraction(Extraction):
         total = 0
         for obj in self.objects:
             self.current_file = obj.key
-            rows = 0
             truncated: dict[str, int] = {}
-            with storage_errors(job, obj.url):
-                opener = functools.partial(self.fs.open, obj.url, "rb")  # type: ignore[attr-defined]
-                if job.file_format != "parquet":
-                    opener = decompressing(opener, obj.key)
-                for batch in read_batches(
-                    job.file_format,
-                    opener,
-                    obj.key,
-                    job.file_format_options,
-                    job.chunk_size,
-                    self.rejects if job.on_bad_rows == "quarantine" else None,
-                    self.stats.warnings,
-                ):
-                    batch = check_microseconds(
-                        batch, obj.key, rows, job.on_unrepresentable, truncated
-                    )
-                    batch = batch.append_column(
-                        SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)
-                    )
-                    if batch.num_rows == 0:
-                        declared = batch if declared is None else declared
-                        continue
-                    rows += batch.num_rows
-                    yield batch
+            scan = self._native(obj)
+            if scan is not None:
+                rows = scan.num_rows
+                yield scan
+            else:
+                rows, empty = yield from self._read(obj, truncated)
+                declared = empty if declared is None else declared
             self.rows_by_key[obj.key] = rows
             total += rows
             self.stats.files.append(obj.key)
@@ -133,6 +119,53 @@ class FileExtraction(Extraction):
                 )
         if job.load_type == "catalog" and total == 0 and declared is not None:
             yield declared
+
+    def _read(
+        self, obj: StoredObject, truncated: dict[str, int]
+    ) -> Generator[pa.RecordBatch, None, tuple[int, pa.RecordBatch | None]]:
+        """Yield the rows of `obj` as record batches with `_etl_source_file`; return the rows
+        read and the first batch of no rows (the columns the file declares), if any."""
+        job = self.job
+        assert job.file_format is not None
+        rows, declared = 0, None
+        with storage_errors(job, obj.url):
+            opener = functools.partial(self.fs.open, obj.url, "rb")  # type: ignore[attr-defined]
+            if job.file_format != "parquet":
+                opener = decompressing(opener, obj.key)
+            for batch in read_batches(
+                job.file_format,
+                opener,
+                obj.key,
+                job.file_format_options,
+                job.chunk_size,
+                self.rejects if job.on_bad_rows == "quarantine" else None,
+                self.stats.warnings,
+            ):
+                batch = check_microseconds(batch, obj.key, rows, job.on_unrepresentable, truncated)
+                batch = batch.append_column(
+                    SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)
+                )
+                if batch.num_rows == 0:
+                    declared = batch if declared is None else declared
+                    continue
+                rows += batch.num_rows
+                yield batch
+        return rows, declared
+
+    def _native(self, obj: StoredObject) -> NativeScan | None:
+        """Return `obj` as a scan for the destination to read itself, when it reads the
+        format (`native_scans`), the file is local and qualifies (`parquet_scan`), and the
+        run is not a merge (whose key columns are checked for NULLs batch by batch)."""
+        job = self.job
+        if (
+            job.file_format != "parquet"
+            or "parquet" not in self.native_scans
+            or job.source_type != "local"
+            or job.load_type == "merge"
+        ):
+            return None
+        with storage_errors(job, obj.url):
+            return parquet_scan(obj.url, obj.key)
 
     def next_state(self, state: SyncState, run_id: str) -> SyncState:
         ledger = {} if self.job.load_type == "catalog" else dict(state.files)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from etl.formats.native import NativeScan
 from etl.load.base import (
     LOADED_AT_COLUMN,
     RUN_ID_COLUMN,
@@ -66,6 +67,25 @@ def select_list(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str
             items.append(name)
     items += [f"?::VARCHAR AS {RUN_ID_COLUMN}", f"?::TIMESTAMPTZ AS {LOADED_AT_COLUMN}"]
     return ", ".join(items)
+
+
+def native_select_list(scan: NativeScan, cast_to: dict[str, str] | None = None) -> str:
+    """Return the SELECT list loading `scan` from DuckDB's reader of its file: each column read
+    by its file name under its destination name (cast when the table holds it as another
+    type), the constants (`_etl_source_file`) as literals, then `select_list`'s metadata
+    columns (the same two parameters)."""
+    items = []
+    for field in scan.schema:
+        name = quote(field.name)
+        if field.name in scan.constants:
+            value = scan.constants[field.name].replace("'", "''")
+            item = f"'{value}'::VARCHAR"
+        else:
+            item = quote(scan.sources[field.name])
+        if cast_to and field.name in cast_to:
+            item = f"CAST({item} AS {cast_to[field.name]})"
+        items.append(f"{item} AS {name}")
+    return ", ".join([*items, select_list(pa.schema([]))])
 
 
 PROGRESS_INTERVAL_S = 0.5
