@@ -48,8 +48,11 @@ from etl.formats.csv.diagnose import (
 )
 from etl.formats.csv.infer import FALSE_VALUES, TRUE_VALUES, Typing, line_breaks, single_lines
 from etl.formats.csv.quarantine import quarantined
+from etl.formats.native import NativeScan
+from etl.formats.parquet import parquet_scan
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
+from etl.formats.throttle import Throttled
 from etl.formats.types import named_type
 
 
@@ -59,16 +62,18 @@ def read_csv_file(
     options: FileFormatOptions,
     rejects: Rejects | None = None,
     warnings: list[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+    native: bool = False,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the typed batches of one CSV file; Arrow's errors become `BadInputError`s naming
-    the file, line and column (found by a diagnostic re-read).
+    the file, line and column (found by a diagnostic re-read). With `native` (the destination
+    reads Parquet itself), the typed rows may come as one `NativeScan` of the spool instead.
 
     Raises:
         BadInputError: malformed CSV, text not in `options.encoding`, a value that does not
             convert to its `column_types` type, unknown `column_types` names.
     """
     try:
-        for batch in read_csv(opener, key, options, rejects):
+        for batch in read_csv(opener, key, options, rejects, native):
             binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
             if binary:  # Arrow reads text that is not valid UTF-8 as binary
                 raise locate_encoding_error(opener, key, options, binary[0])
@@ -90,8 +95,12 @@ def read_csv_file(
 
 
 def read_csv(
-    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
-) -> Iterator[pa.RecordBatch]:
+    opener: Opener,
+    key: str,
+    options: FileFormatOptions,
+    rejects: Rejects | None = None,
+    native: bool = False,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the typed batches of one CSV file (see the module docstring).
 
     With `rejects` (`on_bad_rows: quarantine`), rows with the wrong number of fields and rows
@@ -115,7 +124,7 @@ def read_csv(
     overrides = {name: named_type(kind) for name, kind in options.column_types.items()}
     reading = _Reading(opener, options, parse_options)
     if not overrides and rejects is None:
-        yield from _one_pass(reading, key)
+        yield from _one_pass(reading, key, native)
         return
     while True:
         try:
@@ -140,10 +149,11 @@ def read_csv(
     yield from quarantined(batches, skipped, opener, key, options, types, overrides, rejects)
 
 
-def _one_pass(reading: _Reading, key: str) -> Iterator[pa.RecordBatch]:
+def _one_pass(reading: _Reading, key: str, native: bool) -> Iterator[pa.RecordBatch | NativeScan]:
     """Type and spool the file in one read; yield the spooled batches when they hold the final
-    types, else read the file again with them (see the module docstring)."""
-    with Spool() as spool:
+    types (with `native`, the spool as one Parquet file the destination reads itself, when it
+    qualifies: `parquet_scan`), else read the file again with them (see the module docstring)."""
+    with Spool(parquet=native) as spool:
         while True:
             try:
                 names = _column_names(reading)
@@ -159,6 +169,11 @@ def _one_pass(reading: _Reading, key: str) -> Iterator[pa.RecordBatch]:
                 reading.grow(key)
         types = typing.types()
         if typing.kept_conversions():
+            segments = spool.segments
+            scan = parquet_scan(segments[0], key) if native and len(segments) == 1 else None
+            if scan is not None and scan.num_rows == spool.rows:
+                yield scan
+                return
             yield from _with_schema(spool.replay(types), names, types)
             return
     yield from _with_schema(_read(reading, names, types), names, types)
@@ -281,13 +296,16 @@ def _read(
     reading: _Reading, names: list[str], types: dict[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
     with reading.opener() as handle:
+        throttled = Throttled(handle)
         reader = pa_csv.open_csv(
-            handle,
+            throttled,
             read_options=reading.read_options(names),
             parse_options=reading.parse_options,
             convert_options=_convert_options(reading.options, types),
         )
-        yield from reader
+        for batch in reader:
+            throttled.consumed()
+            yield batch
 
 
 def _with_schema(
