@@ -140,7 +140,12 @@ class FileExtraction(Extraction):
                 job.chunk_size,
                 self.rejects if job.on_bad_rows == "quarantine" else None,
                 self.stats.warnings,
+                native="parquet" in self.native_scans and job.load_type != "merge",
             ):
+                if isinstance(batch, NativeScan):  # a CSV reader's spool, lineage included
+                    rows += batch.num_rows
+                    yield batch
+                    continue
                 batch = check_microseconds(batch, obj.key, rows, job.on_unrepresentable, truncated)
                 batch = batch.append_column(
                     SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)

@@ -17,6 +17,7 @@ from etl.config import FileFormatOptions
 from etl.formats.base import BLOCK_SIZE, Opener, unique_names
 from etl.formats.csv.reader import read_csv_file
 from etl.formats.json.reader import read_json_file
+from etl.formats.native import NativeScan
 from etl.formats.parquet import PARQUET_BATCH_ROWS, read_parquet
 from etl.formats.rejects import Rejects
 
@@ -31,7 +32,8 @@ def read_batches(
     chunk_size: int,
     rejects: Rejects | None = None,
     warnings: list[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+    native: bool = False,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the rows of one file.
 
     Args:
@@ -45,6 +47,8 @@ def read_batches(
             still fail: they have no row to set aside).
         warnings: the run's warnings, added to when a value or a type is adjusted (a JSON
             field whose values change kind).
+        native: the destination reads Parquet itself: a CSV file's typed rows may come as one
+            `NativeScan` of the reader's Parquet spool (etl/formats/csv/reader.py).
 
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
@@ -53,7 +57,7 @@ def read_batches(
         batches = read_parquet(opener, key)
     else:
         readers = {
-            "csv": read_csv_file,
+            "csv": partial(read_csv_file, native=native),
             "jsonl": read_json_file,
             "json": partial(read_json_file, array=True),
         }
@@ -61,6 +65,10 @@ def read_batches(
     empty: pa.RecordBatch | None = None
     yielded = False
     for batch in batches:
+        if isinstance(batch, NativeScan):  # whole, with unique names (the CSV header's)
+            yield batch
+            yielded = True
+            continue
         batch = _unique_names(batch)
         if batch.num_rows == 0:
             empty = batch if empty is None else empty
