@@ -312,7 +312,7 @@ def snapshot_etl(rev: str, work: Path) -> None:
 def etl_run(work: Path, name: str, config: dict, state: Path | None = None) -> Run:
     cfg = work / f"{name}.json"
     cfg.write_text(json.dumps(config, indent=2))
-    cmd = [str(PROJECT_PY), "-m", "etl", "run", "--config", str(cfg)]
+    cmd = [str(PROJECT_PY), "-m", "etl", "run", "--json", "--config", str(cfg)]
     if state:
         cmd += ["--state", str(state)]
     env = base_env()
