@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.extract.base import Extraction, Extractor
+from etl.extract.lines import record_line
 from etl.extract.storage import StoredObject, list_objects, storage_errors
 from etl.formats.compression import decompressing
 from etl.formats.microseconds import TRUNCATED_WARNING, check_microseconds
@@ -171,6 +172,21 @@ class FileExtraction(Extraction):
             return None
         with storage_errors(job, obj.url):
             return parquet_scan(obj.url, obj.key)
+
+    def source_line(self, file: str, row: int) -> int | None:
+        """The line where row `row` of `file` starts (etl/extract/lines.py), read again from
+        the store; None for JSON arrays and Parquet, an unknown file, or a file that cannot
+        be read again (this runs while another error is reported: it never raises)."""
+        job = self.job
+        obj = next((o for o in self.objects if o.key == file), None)
+        if obj is None or job.file_format in (None, "parquet", "json"):
+            return None
+        skip = [r["line"] for r in self.rejects.rows if r["file"] == file and r["line"]]
+        try:
+            opener = decompressing(functools.partial(self.fs.open, obj.url, "rb"), obj.key)  # type: ignore[attr-defined]
+            return record_line(job.file_format, opener, job.file_format_options, row, skip)
+        except Exception:  # noqa: BLE001  the caller reports the row instead
+            return None
 
     def next_state(self, state: SyncState, run_id: str) -> SyncState:
         ledger = {} if self.job.load_type == "catalog" else dict(state.files)

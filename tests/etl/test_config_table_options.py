@@ -1,5 +1,5 @@
 """The config contract of BigQuery table options (`destination.partitioning`, `clustering`,
-`description`, `labels`: etl/config.py), and the DuckDB destination's one warning about the
+`description`, `labels`: etl/config/), and the DuckDB destination's one warning about the
 options it ignores. Label rules: https://cloud.google.com/bigquery/docs/labels-intro#requirements;
 clustering: https://cloud.google.com/bigquery/docs/clustered-tables#limitations."""
 

@@ -64,4 +64,8 @@ def test_engine_modules_import_no_circle() -> None:
 
 def test_config_imports_no_reader() -> None:
     """`etl.config` validates `column_types` with the leaf `etl.formats.types`, not a reader."""
-    assert _import_graph()["etl.config"] <= {"etl.exceptions", "etl.formats.types"}
+    graph = _import_graph()
+    config = {name for name in graph if name == "etl.config" or name.startswith("etl.config.")}
+    assert {"etl.config.job", "etl.config.files"} <= config
+    for name in config:
+        assert graph[name] - config <= {"etl.exceptions", "etl.formats.types"}, name
