@@ -29,58 +29,21 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import io
 import tempfile
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
 import pyarrow as pa
-import pyarrow.json as pa_json
 
 from etl.exceptions import BadInputError
 from etl.formats.base import NO_COLUMNS, empty_batch
 from etl.formats.json.array import array_chunks, spool_chunks
+from etl.formats.json.chunks import chunks, contains, read_ahead, read_chunk, try_read
 from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
 from etl.formats.json.types import exact_schema, merge_schema, screen
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.schema import JSON_FIELD_METADATA
-
-
-def chunks(source: IO[bytes], block_size: int) -> Iterator[tuple[int, bytes]]:
-    """Yield `(number of the first line, bytes)` of runs of whole lines, ~`block_size` bytes
-    each; a line longer than `block_size` makes its chunk longer."""
-    line, pending = 1, b""
-    while True:
-        data = source.read(block_size)
-        if not data:
-            break
-        data = pending + data if pending else data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            pending = data
-            continue
-        chunk, pending = data[: cut + 1], data[cut + 1 :]
-        yield line, chunk
-        line += chunk.count(b"\n")
-    if pending.strip():
-        yield line, pending
-
-
-def _contains(ascending: list[int], value: int) -> bool:
-    index = bisect.bisect_left(ascending, value)
-    return index < len(ascending) and ascending[index] == value
-
-
-def _read(chunk: bytes, schema: pa.Schema | None) -> pa.Table:
-    parse = pa_json.ParseOptions(explicit_schema=schema) if schema is not None else None
-    return pa_json.read_json(
-        io.BytesIO(chunk),
-        read_options=pa_json.ReadOptions(block_size=max(len(chunk), 1) + 1),
-        parse_options=parse,
-    )
 
 
 def read_jsonl(
@@ -156,35 +119,6 @@ def read_json_array(
         yield from _read_records(elements, key, rejects, "elements", warnings)
 
 
-READ_AHEAD = 2
-"""Chunks parsed at once by Arrow's JSON reader (each chunk is one block, parsed on one
-thread): with two, both cores of a 2-core machine parse while the typing pass runs."""
-
-
-def _try_read(chunk: bytes) -> pa.Table | Exception:
-    try:
-        return _read(chunk, None)
-    except pa.ArrowInvalid as exc:
-        return exc
-
-
-def _read_ahead(
-    numbered_chunks: Iterator[tuple[int, bytes]],
-) -> Iterator[tuple[int, bytes, pa.Table | Exception]]:
-    """Yield `(first line, chunk, Arrow's read of it or its error)` in order, READ_AHEAD chunks
-    parsed in parallel (Arrow releases the GIL while it parses)."""
-    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="etl-json") as pool:
-        pending: deque[tuple[int, bytes, Future[pa.Table | Exception]]] = deque()
-        for first, chunk in numbered_chunks:
-            pending.append((first, chunk, pool.submit(_try_read, chunk)))
-            if len(pending) > READ_AHEAD:
-                first, chunk, future = pending.popleft()
-                yield first, chunk, future.result()
-        while pending:
-            first, chunk, future = pending.popleft()
-            yield first, chunk, future.result()
-
-
 OpenChunks = Callable[[], contextlib.AbstractContextManager[Iterator[tuple[int, bytes]]]]
 """Opens the file's chunks: runs of JSON lines, each with the number of its first line."""
 
@@ -209,7 +143,7 @@ def _read_records(
     with Spool() as spool:
         records = _Records(key, rejects, noun, spool)
         with open_chunks() as numbered_chunks:
-            for first, chunk, table in _read_ahead(numbered_chunks):
+            for first, chunk, table in read_ahead(numbered_chunks):
                 records.type_chunk(first, chunk, table)
         schema = records.schema()
         if schema is None:
@@ -270,7 +204,7 @@ class _Records:
         error) into `types`; spool its table when it was read as it is."""
         if self.drift:
             chunk = rewrite(chunk, self.drift)
-            read = _try_read(chunk)
+            read = try_read(chunk)
         try:
             if isinstance(read, Exception):
                 raise read
@@ -294,7 +228,7 @@ class _Records:
             chunk = rewrite(chunk, self.drift)
             self.types.update({name: pa.string() for name in self.drift if name in self.types})
         try:
-            table = _read(chunk, None)
+            table = read_chunk(chunk, None)
         except pa.ArrowInvalid as exc:
             raise self.located(f"invalid JSON {self.noun} ({exc})", first) from exc
         schema = self.typed(exact_schema(chunk, table))
@@ -344,14 +278,14 @@ class _Records:
                     chunk = b"\n".join(
                         raw
                         for number, raw in enumerate(chunk.split(b"\n"), start=first)
-                        if not _contains(bad, number)
+                        if not contains(bad, number)
                     )
                     if not chunk.strip():
                         continue
                 if self.drift:
                     chunk = rewrite(chunk, self.drift, self.counts)
                 try:
-                    table = _read(chunk, schema)
+                    table = read_chunk(chunk, schema)
                 except pa.ArrowInvalid as exc:
                     raise self.located(f"invalid JSON {self.noun} ({exc})", first) from exc
                 yield from table.to_batches()

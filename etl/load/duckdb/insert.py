@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from etl.exceptions import BadInputError
 from etl.formats.native import NativeScan
 from etl.load.base import (
     LOADED_AT_COLUMN,
@@ -86,6 +87,28 @@ def native_select_list(scan: NativeScan, cast_to: dict[str, str] | None = None) 
             item = f"CAST({item} AS {cast_to[field.name]})"
         items.append(f"{item} AS {name}")
     return ", ".join([*items, select_list(pa.schema([]))])
+
+
+def insert_native(connection, write_to, scan, cast_to, params) -> None:  # type: ignore[no-untyped-def]
+    """Load `scan` (a local Parquet file DuckDB reads itself, in parallel) into `write_to`
+    (`native_select_list`; `params`: run id and load time).
+
+    Raises:
+        BadInputError: DuckDB cannot read the file (names it and DuckDB's reason).
+        duckdb.OutOfMemoryException: as from any INSERT (the caller words it).
+    """
+    import duckdb
+
+    try:
+        connection.execute(
+            f"INSERT INTO {write_to} BY NAME SELECT {native_select_list(scan, cast_to)} "
+            "FROM read_parquet(?)",
+            [*params, scan.path],
+        )
+    except duckdb.OutOfMemoryException:
+        raise
+    except duckdb.Error as exc:
+        raise BadInputError(f"not a readable Parquet file ({exc})", file=scan.key) from exc
 
 
 PROGRESS_INTERVAL_S = 0.5

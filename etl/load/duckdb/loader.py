@@ -23,7 +23,6 @@ import os
 import pyarrow as pa
 
 from etl.exceptions import (
-    BadInputError,
     DestinationError,
     MissingDependencyError,
     PrimaryKeyError,
@@ -50,7 +49,7 @@ from etl.load.duckdb.insert import (
     BatchStream,
     exact_text,
     execute_reporting,
-    native_select_list,
+    insert_native,
     quote,
     rollback,
     select_list,
@@ -184,9 +183,11 @@ class DuckDbLoader(Loader):
                         columns, cast_to = self._prepare(
                             connection, write_to, columns, scan.columns, params, request
                         )
-                        reported = self._insert_native(
-                            connection, write_to, scan, cast_to, params, stream, reported, request
-                        )
+                        insert_native(connection, write_to, scan, cast_to, params)
+                        stream.rows += scan.num_rows
+                        reported += scan.num_rows
+                        if request.on_batch and scan.num_rows:
+                            request.on_batch(scan.num_rows)
                     continue
                 columns, cast_to = self._prepare(
                     connection, write_to, columns, first, params, request
@@ -302,32 +303,6 @@ class DuckDbLoader(Loader):
             return columns, cast_to
         finally:
             connection.unregister("_etl_probe")
-
-    def _insert_native(
-        self, connection, write_to, scan, cast_to, params, stream, reported, request
-    ):  # type: ignore[no-untyped-def]
-        """Load `scan` (a local file DuckDB reads itself, in parallel) into `write_to`; report
-        its rows once it is in; return the rows reported so far.
-
-        Raises:
-            BadInputError: DuckDB cannot read the file (names it and DuckDB's reason).
-        """
-        import duckdb
-
-        try:
-            connection.execute(
-                f"INSERT INTO {write_to} BY NAME SELECT {native_select_list(scan, cast_to)} "
-                "FROM read_parquet(?)",
-                [*params, scan.path],
-            )
-        except duckdb.OutOfMemoryException:
-            raise
-        except duckdb.Error as exc:
-            raise BadInputError(f"not a readable Parquet file ({exc})", file=scan.key) from exc
-        stream.rows += scan.num_rows
-        if request.on_batch and scan.num_rows:
-            request.on_batch(scan.num_rows)
-        return reported + scan.num_rows
 
     def _check_fence(self, connection, table: str, fence: Fence) -> None:  # type: ignore[no-untyped-def]
         """Raise `TableOwnedError` / `SupersededError` (the caller rolls back) when the load log,

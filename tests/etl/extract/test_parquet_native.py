@@ -1,5 +1,5 @@
 """Local Parquet into DuckDB read by DuckDB itself (etl/formats/parquet.py `parquet_scan`,
-etl/load/duckdb/loader.py `_insert_native`; issue 18): the table is the one the Arrow path
+etl/load/duckdb/insert.py `insert_native`; issue 18): the table is the one the Arrow path
 loads (types, values, row order, renames, column selection, lineage columns), and every file
 that DuckDB's reader would load differently goes through the Arrow path.
 
@@ -25,6 +25,7 @@ import pytest
 
 from etl import JobConfig, run
 from etl.formats.parquet import parquet_scan
+from etl.load.duckdb import loader as duckdb_loader
 from etl.load.duckdb.loader import DuckDbLoader
 from tests.etl.support import DATASET, duck_query, job_config
 
@@ -74,15 +75,15 @@ def _table(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
 
 
 def _native_inserts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the files the loader hands to DuckDB's reader (the real method still runs)."""
+    """Record the files the loader hands to DuckDB's reader (the real function still runs)."""
     seen: list[str] = []
-    insert = DuckDbLoader._insert_native
+    insert = duckdb_loader.insert_native
 
-    def spy(self: DuckDbLoader, connection: Any, write_to: str, scan: Any, *rest: Any) -> int:
+    def spy(connection: Any, write_to: str, scan: Any, *rest: Any) -> None:
         seen.append(scan.key)
-        return insert(self, connection, write_to, scan, *rest)
+        insert(connection, write_to, scan, *rest)
 
-    monkeypatch.setattr(DuckDbLoader, "_insert_native", spy)
+    monkeypatch.setattr(duckdb_loader, "insert_native", spy)
     return seen
 
 
