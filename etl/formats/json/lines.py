@@ -40,7 +40,8 @@ from etl.formats.base import NO_COLUMNS, empty_batch
 from etl.formats.json.array import array_chunks, spool_chunks
 from etl.formats.json.chunks import chunks, contains, read_ahead, read_chunk, try_read
 from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
-from etl.formats.json.types import exact_schema, merge_schema, screen
+from etl.formats.json.screen import screen
+from etl.formats.json.types import exact_schema, merge_schema
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.schema import JSON_FIELD_METADATA
