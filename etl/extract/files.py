@@ -11,13 +11,16 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Generator, Iterator
+from typing import cast
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.extract.base import Extraction, Extractor
 from etl.extract.lines import record_line
 from etl.extract.storage import StoredObject, list_objects, storage_errors
+from etl.formats.base import Opener
 from etl.formats.compression import decompressing
 from etl.formats.microseconds import TRUNCATED_WARNING, check_microseconds
 from etl.formats.native import NativeScan
@@ -65,7 +68,7 @@ class FileExtraction(Extraction):
     def __init__(
         self,
         extractor: FileExtractor,
-        fs: object,
+        fs: fsspec.AbstractFileSystem,
         objects: list[StoredObject],
         *,
         replaced: list[str],
@@ -130,7 +133,7 @@ class FileExtraction(Extraction):
         assert job.file_format is not None
         rows, declared = 0, None
         with storage_errors(job, obj.url):
-            opener = functools.partial(self.fs.open, obj.url, "rb")  # type: ignore[attr-defined]
+            opener: Opener = functools.partial(self.fs.open, obj.url, "rb")
             if job.file_format != "parquet":
                 opener = decompressing(opener, obj.key)
             for batch in read_batches(
@@ -181,9 +184,9 @@ class FileExtraction(Extraction):
         obj = next((o for o in self.objects if o.key == file), None)
         if obj is None or job.file_format in (None, "parquet", "json"):
             return None
-        skip = [r["line"] for r in self.rejects.rows if r["file"] == file and r["line"]]
+        skip = [cast(int, r["line"]) for r in self.rejects.rows if r["file"] == file and r["line"]]
         try:
-            opener = decompressing(functools.partial(self.fs.open, obj.url, "rb"), obj.key)  # type: ignore[attr-defined]
+            opener = decompressing(functools.partial(self.fs.open, obj.url, "rb"), obj.key)
             return record_line(job.file_format, opener, job.file_format_options, row, skip)
         except Exception:  # noqa: BLE001  the caller reports the row instead
             return None

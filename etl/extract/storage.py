@@ -10,13 +10,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 import structlog
 from fsspec.utils import glob_translate
 
-from etl.config import SECRET_KEYS, JobConfig
+from etl.config import SECRET_KEYS
 from etl.exceptions import (
     ConfigError,
     EtlError,
@@ -50,7 +50,21 @@ class StoredObject:
     """ISO 8601 UTC, when the store reports it."""
 
 
-def open_filesystem(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, str]:
+class FileSource(Protocol):
+    """What listing and opening a store reads of a job (a `JobConfig` is one;
+    `etl.preview.FileQuery` another, for listing without a job)."""
+
+    @property
+    def source_type(self) -> str: ...
+    @property
+    def connection_params(self) -> dict[str, Any]: ...
+    @property
+    def file_prefix(self) -> str: ...
+    @property
+    def file_pattern(self) -> str: ...
+
+
+def open_filesystem(job: FileSource) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return the job's filesystem and the root path every key is relative to.
 
     `local`: `base_path`; `s3`: the bucket (s3fs); `gcs`: the bucket (gcsfs); `azure_blob`: the
@@ -182,7 +196,7 @@ def _azure(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
         ) from exc
 
 
-def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
+def list_objects(job: FileSource) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
     """List the objects under `file_prefix` whose relative path matches `file_pattern`.
 
     Returns:
@@ -252,7 +266,7 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
 
 
 @contextmanager
-def storage_errors(job: JobConfig, where: str) -> Iterator[None]:
+def storage_errors(job: FileSource, where: str) -> Iterator[None]:
     """Re-raise a store's errors inside the block as the engine's, naming `where`.
 
     Raises:

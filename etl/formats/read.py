@@ -8,7 +8,7 @@ line and column, found by a second, diagnostic read of the file only when the fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import pyarrow as pa
@@ -56,7 +56,7 @@ def read_batches(
     if fmt == "parquet":
         batches = read_parquet(opener, key)
     else:
-        readers = {
+        readers: dict[str, Callable[..., Iterator[pa.RecordBatch | NativeScan]]] = {
             "csv": partial(read_csv_file, native=native),
             "jsonl": read_json_file,
             "json": partial(read_json_file, array=True),

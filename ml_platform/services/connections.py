@@ -7,40 +7,18 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from etl.config import REQUIRED_CONNECTION_KEYS, SECRET_KEYS
+import etl
+from ml_platform import contract
 from ml_platform.exceptions import CREDENTIALS_NOT_OBJECT, CREDENTIALS_UNKNOWN_KEYS
 from ml_platform.models import Connection
 from ml_platform.services.common import model_fields_apply
 from ml_platform.services.secrets import secret_apply, secret_dump, secret_read
 
-CREDENTIAL_KEYS = frozenset(SECRET_KEYS | {"aws_access_key_id"})
-"""Keys a connection's encrypted `credentials` object may hold."""
+CREDENTIAL_KEYS = contract.CREDENTIAL_KEYS
+"""Keys a connection's encrypted `credentials` object may hold (`contract.CONNECTION_TYPES`)."""
 
-UPDATABLE_FIELDS = (
-    "name",
-    "type",
-    "host",
-    "port",
-    "database",
-    "user",
-    "bucket",
-    "container",
-    "base_path",
-    "project",
-    "endpoint_url",
-    "extra_params",
-)
-
-PARAM_FIELDS: dict[str, tuple[str, ...]] = {
-    "postgresql": ("host", "port", "database", "user"),
-    "mysql": ("host", "port", "database", "user"),
-    "bigquery": ("project", "endpoint_url"),
-    "gcs": ("bucket", "project", "endpoint_url"),
-    "s3": ("bucket", "endpoint_url"),
-    "azure_blob": ("container", "endpoint_url"),
-    "local": ("base_path",),
-}
-"""Model fields copied into `connection_params` per type (DESIGN.md §4)."""
+UPDATABLE_FIELDS = contract.connection_fields()
+"""Every `Connection` field a person sets (the model's editable fields but `credentials`)."""
 
 
 def credentials_read(*, connection: Connection) -> dict[str, Any]:
@@ -55,11 +33,12 @@ def credentials_read(*, connection: Connection) -> dict[str, Any]:
 def connection_params_build(*, connection: Connection) -> dict[str, Any]:
     """Return the `connection_params` of the config contract, secrets included (plain text).
 
-    Non-empty model fields of the type (see `PARAM_FIELDS`), then `extra_params`, then the
-    decrypted credentials; `endpoint_url` doubles as `api_endpoint` for BigQuery.
+    Non-empty model fields of the type (its `params` in `contract.CONNECTION_TYPES`), then
+    `extra_params`, then the decrypted credentials; `endpoint_url` doubles as `api_endpoint`
+    for BigQuery.
     """
     params: dict[str, Any] = {}
-    for field in PARAM_FIELDS[connection.type]:
+    for field in contract.CONNECTION_TYPES[connection.type].params:
         value = getattr(connection, field)
         if value not in (None, ""):
             params[field] = value
@@ -74,41 +53,21 @@ def connection_build(
     *,
     name: str,
     type: str,
-    host: str = "",
-    port: int | None = None,
-    database: str = "",
-    user: str = "",
-    bucket: str = "",
-    container: str = "",
-    base_path: str = "",
-    project: str = "",
-    endpoint_url: str = "",
-    extra_params: dict[str, Any] | None = None,
     credentials: dict[str, Any] | None = None,
     pk: int | None = None,
+    **fields: Any,
 ) -> Connection:
     """Return a validated, unsaved connection (e.g. to test it before saving); the arguments
     are those of `connection_create`, `pk` the id of the connection it would replace (edit:
     its own name is then not a clash).
 
     Raises:
-        ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
+        ValidationError: keyed by the model field at fault (`host`, `credentials`, ...), or by
+            each argument that is not a field a person sets.
     """
-    connection = Connection(
-        pk=pk,
-        name=name,
-        type=type,
-        host=host,
-        port=port,
-        database=database,
-        user=user,
-        bucket=bucket,
-        container=container,
-        base_path=base_path,
-        project=project,
-        endpoint_url=endpoint_url,
-        extra_params=extra_params or {},
-    )
+    connection = Connection(pk=pk, name=name, type=type)
+    fields["extra_params"] = fields.get("extra_params") or {}
+    model_fields_apply(instance=connection, data=fields, updatable=UPDATABLE_FIELDS)
     connection.credentials = _credentials_dump(credentials)
     if pk is not None:
         connection._state.adding = False  # the row exists: its own id and name are no clash
@@ -118,32 +77,17 @@ def connection_build(
 
 @transaction.atomic
 def connection_create(
-    *,
-    name: str,
-    type: str,
-    host: str = "",
-    port: int | None = None,
-    database: str = "",
-    user: str = "",
-    bucket: str = "",
-    container: str = "",
-    base_path: str = "",
-    project: str = "",
-    endpoint_url: str = "",
-    extra_params: dict[str, Any] | None = None,
-    credentials: dict[str, Any] | None = None,
+    *, name: str, type: str, credentials: dict[str, Any] | None = None, **fields: Any
 ) -> Connection:
-    """Create a connection; `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest;
-    `extra_params` holds non-secret params such as S3 `region` or Azure `account_name`.
+    """Create a connection of `type` (a source type); `fields` are the other `Connection`
+    fields of the type (`host`, `port`, `bucket`, ..., see `contract.CONNECTION_TYPES`),
+    `extra_params` its non-secret extras such as S3 `region` or Azure `account_name`;
+    `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest.
 
     Raises:
         ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
     """
-    connection = connection_build(
-        name=name, type=type, host=host, port=port, database=database, user=user,
-        bucket=bucket, container=container, base_path=base_path, project=project,
-        endpoint_url=endpoint_url, extra_params=extra_params, credentials=credentials,
-    )  # fmt: skip
+    connection = connection_build(name=name, type=type, credentials=credentials, **fields)
     connection.save()
     return connection
 
@@ -189,7 +133,9 @@ def connection_validate(*, connection: Connection) -> None:
     connection.full_clean()
     params = connection_params_build(connection=connection)
     missing = [
-        key for key in REQUIRED_CONNECTION_KEYS[connection.type] if params.get(key) in (None, "")
+        key
+        for key in etl.REQUIRED_CONNECTION_KEYS[connection.type]
+        if params.get(key) in (None, "")
     ]
     if missing:
         raise ValidationError(

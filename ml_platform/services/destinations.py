@@ -40,7 +40,7 @@ def destination_test(*, data_source: DataSource) -> dict[str, Any]:
         data = job_config_data(data_source=data_source)
         destination = data["destination"]
         secrets = list(secret_strings(destination.get("credentials")))
-        config = etl.config.DestinationConfig(**destination)
+        config = etl.DestinationConfig(**destination)
         ok, message = _duckdb_test(config) if config.type == "duckdb" else _bigquery_test(config)
     except Exception as exc:  # noqa: BLE001  a failed probe is the answer, not an error
         text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:500]
@@ -50,7 +50,7 @@ def destination_test(*, data_source: DataSource) -> dict[str, Any]:
     return {"ok": ok, "message": message, "duration_ms": duration_ms}
 
 
-def _duckdb_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
+def _duckdb_test(config: etl.DestinationConfig) -> tuple[bool, str]:
     path = Path(config.path)
     folder = path.parent
     if not folder.is_dir():
@@ -63,12 +63,10 @@ def _duckdb_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
     return True, DUCKDB_OK.format(path=path, state=state, dataset=config.dataset)
 
 
-def _bigquery_test(config: etl.config.DestinationConfig) -> tuple[bool, str]:
+def _bigquery_test(config: etl.DestinationConfig) -> tuple[bool, str]:
     from google.api_core import exceptions as api_exceptions
 
-    from etl.bigquery_client import make_client
-
-    client = make_client(
+    client = etl.make_bigquery_client(
         project=config.project or "",
         credentials=config.credentials,
         api_endpoint=config.api_endpoint,

@@ -2,7 +2,7 @@
 schemas, tables, columns and files. Nothing is written, neither here nor in the source.
 
 Database sources are reached through SQLAlchemy (`postgresql+psycopg`, `mysql+pymysql`), file
-sources through the engine's own `etl.extract.storage.list_objects`. A data source's preview is
+sources through the engine's own listing (`etl.list_files`). A data source's preview is
 `services.preview`.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 import etl
-from etl.config import FILE_SOURCES, SECRET_KEYS
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import Connection
 from ml_platform.services.connections import connection_params_build
@@ -64,7 +63,7 @@ def _connection_test(connection: Connection) -> dict[str, Any]:
             conn.execute(text("SELECT 1"))
             version = ".".join(str(part) for part in engine.dialect.server_version_info or ())
         return {"server_version": version}
-    if connection.type in FILE_SOURCES:
+    if connection.type in etl.FILE_SOURCES:
         listing = connection_browse_files(connection=connection)
         return {"objects": len(listing["files"]), "truncated": listing["truncated"]}
     if connection.type == "bigquery":
@@ -150,22 +149,17 @@ def connection_browse_files(
         ApplicationError: not a file connection, a prefix outside the base path, or the store
             cannot be listed.
     """
-    if connection.type not in FILE_SOURCES:
+    if connection.type not in etl.FILE_SOURCES:
         raise ApplicationError(
             CONNECTION_BROWSE_UNSUPPORTED.format(what="files", type=connection.type)
         )
-    from etl.extract.storage import list_objects
-
-    job_data = {
-        "source_type": connection.type,
-        "connection_params": connection_params_build(connection=connection),
-        "dest_table_name": "browse",
-        "file_format": "csv",
-        "file_prefix": prefix,
-        "file_pattern": pattern or "**",
-    }
     with engine_errors(connection):
-        _, objects = list_objects(etl.JobConfig.parse(job_data))
+        objects = etl.list_files(
+            connection.type,
+            connection_params_build(connection=connection),
+            prefix=prefix,
+            pattern=pattern or "**",
+        )
     return {
         "files": [
             {
@@ -243,10 +237,8 @@ def engine_errors(connection: Connection) -> Iterator[None]:
 
 
 def _bigquery_client(connection: Connection) -> Any:
-    from etl.bigquery_client import make_client
-
     params = connection_params_build(connection=connection)
-    return make_client(
+    return etl.make_bigquery_client(
         project=params["project"],
         credentials=params.get("credentials"),
         api_endpoint=params.get("api_endpoint"),
@@ -265,5 +257,5 @@ def _redact(message: str, connection: Connection) -> str:
     except etl.EtlError:
         return message
     return redact(
-        message, [str(value) for key, value in params.items() if key in SECRET_KEYS and value]
+        message, [str(value) for key, value in params.items() if key in etl.SECRET_KEYS and value]
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -143,7 +144,12 @@ def read_csv(
         yield from _with_schema(_read(reading, names, types), names, types)
         return
     skipped: list[str] = []
-    parse_options.invalid_row_handler = lambda row: skipped.append(row.text) or "skip"
+
+    def skip(row: Any) -> str:
+        skipped.append(row.text)
+        return "skip"
+
+    parse_options.invalid_row_handler = skip
     text = {name: pa.string() if name in overrides else kind for name, kind in types.items()}
     batches = _with_schema(_read(reading, names, text), names, {**text, **overrides})
     yield from quarantined(batches, skipped, opener, key, options, types, overrides, rejects)

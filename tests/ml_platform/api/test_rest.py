@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from ml_platform.models import Connection, DataSource, EtlRun, SyncState
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun
 from ml_platform.services import data_source_create
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,10 @@ def test_source_lifecycle_on_resource_urls(
 
     assert (patched.status_code, patched.json()["schedule_cron"]) == (200, "0 6 * * *")
     assert reset.status_code == 200
-    assert SyncState.objects.get(data_source_id=created.json()["id"]).full_refresh_pending is True
+    assert (
+        DataSourceState.objects.get(data_source_id=created.json()["id"]).full_refresh_pending
+        is True
+    )
     assert staff_client.post("/api/etl/sources/create/", {}, format="json").status_code == 404
     assert staff_client.patch(url + "update/", {}, format="json").status_code == 404
     assert staff_client.delete(url).status_code == 204
