@@ -89,7 +89,7 @@ def native_select_list(scan: NativeScan, cast_to: dict[str, str] | None = None) 
     return ", ".join([*items, select_list(pa.schema([]))])
 
 
-def insert_native(connection, write_to, scan, cast_to, params) -> None:  # type: ignore[no-untyped-def]
+def insert_native(connection, write_to, scan, cast_to, params) -> None:
     """Load `scan` (a local Parquet file DuckDB reads itself, in parallel) into `write_to`
     (`native_select_list`; `params`: run id and load time).
 
