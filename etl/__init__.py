@@ -33,6 +33,7 @@ from etl.exceptions import (
     TerminalError,
     TransientError,
 )
+from etl.extract.listing import ListingBudget
 from etl.pipeline import ProgressCallback, fault_hook_from_spec, run
 from etl.preview import (
     Preview,
@@ -75,6 +76,7 @@ __all__ = [
     "FileFormatOptions",
     "FileRecord",
     "JobConfig",
+    "ListingBudget",
     "NullCursorError",
     "Preview",
     "PreviewColumn",

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from etl.config import FILE_SOURCES, REQUIRED_CONNECTION_KEYS, DestinationConfig, JobConfig
 from etl.exceptions import ConfigError, PreviewSchemasDifferError
+from etl.extract.listing import ListingBudget
 from etl.registry import DESTINATION_TYPES, get_extractor
 from etl.state import SyncState
 from etl.transform import BatchTransformer
@@ -151,10 +152,13 @@ def list_files(
     *,
     prefix: str = "",
     pattern: str = "**",
+    budget: ListingBudget | None = None,
 ) -> list[Any]:
     """List the objects under `prefix` whose path relative to it matches the glob `pattern`
     (`*` stays in one folder, `**` crosses folders), as a file source with that prefix and
-    pattern would read them.
+    pattern would read them. With a `budget` (an interactive listing) the walk stops after
+    `budget.max_entries` files and folders or `budget.max_seconds`, and `budget.truncated`
+    then says the list is partial.
 
     Returns:
         `etl.extract.storage.StoredObject`s (`key`, `size` in bytes, `last_modified` ISO 8601
@@ -179,7 +183,7 @@ def list_files(
             field=f"connection_params.{missing[0]}",
         )
     query = FileQuery(source_type, dict(connection_params), prefix, pattern or "**")
-    _, objects = list_objects(query)
+    _, objects = list_objects(query, budget)
     return objects
 
 

@@ -24,6 +24,7 @@ from etl.exceptions import (
     SourceAuthError,
     SourceUnavailableError,
 )
+from etl.extract.listing import ListingBudget
 
 logger = structlog.get_logger(__name__)
 
@@ -196,8 +197,13 @@ def _azure(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
         ) from exc
 
 
-def list_objects(job: FileSource) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
+def list_objects(
+    job: FileSource, budget: ListingBudget | None = None
+) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
     """List the objects under `file_prefix` whose relative path matches `file_pattern`.
+
+    With a `budget` the walk stops at its bounds (`budget.truncated` is then True) and the
+    objects are those found until then.
 
     Returns:
         The filesystem and the objects sorted by key. `*` does not cross `/`; `**` does.
@@ -224,7 +230,11 @@ def list_objects(job: FileSource) -> tuple[fsspec.AbstractFileSystem, list[Store
             if job.source_type == "local" and not os.path.isdir(search_root):
                 found = {}
             else:
-                found = fs.find(search_root, detail=True)
+                found = (
+                    fs.find(search_root, detail=True)
+                    if budget is None
+                    else budget.find(fs, search_root)
+                )
         except FileNotFoundError:
             found = {}
         if not found and job.source_type != "local" and not fs.exists(root):
@@ -276,9 +286,13 @@ def storage_errors(job: FileSource, where: str) -> Iterator[None]:
     """
     try:
         yield
-    except EtlError:
-        raise
     except Exception as exc:
+        # one clause naming a builtin: a generator finalized at interpreter exit (its module's
+        # globals already None) throws GeneratorExit here, and a clause naming a module global
+        # (`except EtlError:`) then raised "catching classes that do not inherit from
+        # BaseException" instead of letting it through
+        if isinstance(exc, EtlError):
+            raise
         kind = _classify(exc)
         if kind is None:
             raise

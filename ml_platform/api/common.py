@@ -14,8 +14,8 @@ body in the OpenAPI document.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers
@@ -33,13 +33,23 @@ UNKNOWN_ORDERING = "Order by one of: {allowed} (prefix `-` for descending)."
 class StrictInputSerializer(serializers.Serializer):
     """Refuses fields it does not declare (400, each named, with the closest declared name)."""
 
+    NESTED_KEYS: ClassVar[Mapping[str, Collection[str]]] = {}
+    """Keys an object field holds (`{"credentials": {"password", ...}}`): a top-level field
+    named like one of them is answered with `credentials.password`, where it belongs."""
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             known = [name for name, field in self.fields.items() if not field.read_only]
             unknown = sorted(set(data) - set(known))
             if unknown:
+                nested = {
+                    key: f"{field}.{key}"
+                    for field, keys in self.NESTED_KEYS.items()
+                    if field in known
+                    for key in keys
+                }
                 raise serializers.ValidationError(
-                    {name: [unknown_field_message(name, known)] for name in unknown}
+                    {name: [unknown_field_message(name, known, nested)] for name in unknown}
                 )
         return super().to_internal_value(data)
 
@@ -79,8 +89,13 @@ def model_input_serializer(
     return type(ref_name, (StrictInputSerializer,), attrs)
 
 
-def unknown_field_message(name: str, known: Sequence[str]) -> str:
-    """Return the message for an unknown field `name`, naming the closest of `known`."""
+def unknown_field_message(
+    name: str, known: Sequence[str], nested: Mapping[str, str] | None = None
+) -> str:
+    """Return the message for an unknown field `name`: the nested path when `name` is a key of
+    an object field (`nested`: key -> `field.key`), else the closest of `known`."""
+    if nested and name in nested:
+        return UNKNOWN_FIELD_CLOSEST.format(name=name, closest=nested[name])
     closest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if closest:
         return UNKNOWN_FIELD_CLOSEST.format(name=name, closest=closest[0])

@@ -59,7 +59,7 @@ def _input_serializer(ref_name: str, *, required: tuple[str, ...] = (), **declar
     """The writable fields but credentials, as the model defines them; only `required` are
     required, the service applies defaults and checks what the connection's type needs
     (errors name the field)."""
-    return model_input_serializer(
+    serializer = model_input_serializer(
         ref_name,
         Connection,
         UPDATABLE_FIELDS,
@@ -67,6 +67,10 @@ def _input_serializer(ref_name: str, *, required: tuple[str, ...] = (), **declar
         extra_params=serializers.DictField(required=False),
         **declared,
     )
+    serializer.NESTED_KEYS = {
+        "credentials": CREDENTIAL_KEYS
+    }  # `password` -> `credentials.password`
+    return serializer
 
 
 class ConnectionListApi(APIView):

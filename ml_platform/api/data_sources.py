@@ -256,8 +256,12 @@ class DataSourceRunApi(APIView):
     def post(self, request: Request, source_id: int) -> Response:
         """Run Now: queue a run (202). When the source already has a queued or running run,
         that run is returned and nothing new starts. 503 with `Retry-After` when the broker
-        cannot take the run (nothing is queued then)."""
+        cannot take the run (nothing is queued then). With eager Celery the run executes within
+        the request: a failed run is answered as such (`status` `failed`, `error_class`,
+        `error_message`), still 202."""
         run = etl_run_enqueue(
-            data_source=selectors.data_source_get(id=source_id), trigger=EtlRun.Trigger.API
+            data_source=selectors.data_source_get(id=source_id),
+            trigger=EtlRun.Trigger.API,
+            return_failed=True,
         )
         return Response(EtlRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -30,6 +32,41 @@ def credentials_read(*, connection: Connection) -> dict[str, Any]:
     return secret_read(connection.credentials, owner=f"connection {connection.pk}") or {}
 
 
+LOCAL_BASE_PATH_OUTSIDE = (
+    "base_path {path!r} is outside the folders local connections may read: {roots} "
+    "(ETL_LOCAL_SOURCE_ROOTS)."
+)
+LOCAL_BASE_PATH_HOLDS_DATABASE = (
+    "base_path {path!r} holds the control plane's own database; give a folder of data files."
+)
+
+
+def local_base_path_check(base_path: str) -> str:
+    """Return the absolute, symlink-free form of a local connection's `base_path`, which must
+    lie inside one of `settings.ETL_LOCAL_SOURCE_ROOTS` and must not hold the control plane's
+    SQLite database (its tokens and encrypted credentials).
+
+    Raises:
+        etl.ConfigError: `field="connection_params.base_path"`, naming the allowed roots.
+    """
+    resolved = os.path.realpath(os.path.expanduser(str(base_path)))
+    roots = [os.path.realpath(os.path.expanduser(str(r))) for r in settings.ETL_LOCAL_SOURCE_ROOTS]
+    if not any(os.path.commonpath([root, resolved]) == root for root in roots):
+        raise etl.ConfigError(
+            LOCAL_BASE_PATH_OUTSIDE.format(path=str(base_path), roots=", ".join(roots)),
+            field="connection_params.base_path",
+        )
+    database = settings.DATABASES["default"]
+    if "sqlite" in database["ENGINE"] and str(database.get("NAME") or "") not in ("", ":memory:"):
+        db_file = os.path.realpath(str(database["NAME"]))
+        if os.path.commonpath([resolved, db_file]) == resolved:
+            raise etl.ConfigError(
+                LOCAL_BASE_PATH_HOLDS_DATABASE.format(path=str(base_path)),
+                field="connection_params.base_path",
+            )
+    return resolved
+
+
 def connection_params_build(*, connection: Connection) -> dict[str, Any]:
     """Return the `connection_params` of the config contract, secrets included (plain text).
 
@@ -46,6 +83,10 @@ def connection_params_build(*, connection: Connection) -> dict[str, Any]:
         params["api_endpoint"] = params["endpoint_url"]
     params.update(connection.extra_params or {})
     params.update(credentials_read(connection=connection))
+    if connection.type == "local" and params.get("base_path"):
+        # again at use: a row saved before ETL_LOCAL_SOURCE_ROOTS (or edited in the database)
+        # is refused by every run, preview and listing
+        local_base_path_check(params["base_path"])
     return params
 
 
@@ -131,7 +172,13 @@ def connection_validate(*, connection: Connection) -> None:
         ValidationError: keyed by the model field at fault.
     """
     connection.full_clean()
-    params = connection_params_build(connection=connection)
+    try:
+        params = connection_params_build(connection=connection)
+    except etl.ConfigError as exc:
+        if exc.field != "connection_params.base_path":
+            raise
+        # `base_path` (or an `extra_params` key of that name) points outside the allowed roots
+        raise ValidationError({"base_path": str(exc)}) from None
     missing = [
         key
         for key in etl.REQUIRED_CONNECTION_KEYS[connection.type]

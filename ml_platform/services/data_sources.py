@@ -10,6 +10,7 @@ import etl
 from ml_platform import contract
 from ml_platform.models import Connection, DataSource
 from ml_platform.services.common import model_fields_apply
+from ml_platform.services.destinations import data_source_destination_columns_check
 from ml_platform.services.job_config import job_config_build, validation_error_from
 from ml_platform.services.ownership import destination_owner_check
 from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
@@ -107,6 +108,8 @@ def data_source_validate(*, data_source: DataSource) -> None:
     )
     try:
         job_config_build(data_source=data_source)
+        # partition / clustering columns against the source's, when they can be read now
+        data_source_destination_columns_check(data_source=data_source)
     except etl.ConfigError as exc:
         raise validation_error_from(exc) from exc
 

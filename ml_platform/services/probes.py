@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from django.conf import settings
 
 import etl
 from ml_platform.exceptions import ApplicationError
@@ -143,7 +144,9 @@ def connection_browse_files(
 
     Returns:
         `{"files": [{"key", "size", "last_modified", "version"}], "truncated": bool}`, sorted
-        by key; at most `MAX_FILES_LISTED` files; sizes in bytes, times ISO 8601 UTC.
+        by key; at most `MAX_FILES_LISTED` files; sizes in bytes, times ISO 8601 UTC. The walk
+        stops after `settings.ETL_BROWSE_MAX_ENTRIES` files and folders or
+        `settings.ETL_BROWSE_MAX_SECONDS`; `truncated` is then true (more may match).
 
     Raises:
         ApplicationError: not a file connection, a prefix outside the base path, or the store
@@ -153,12 +156,16 @@ def connection_browse_files(
         raise ApplicationError(
             CONNECTION_BROWSE_UNSUPPORTED.format(what="files", type=connection.type)
         )
+    budget = etl.ListingBudget(
+        max_entries=settings.ETL_BROWSE_MAX_ENTRIES, max_seconds=settings.ETL_BROWSE_MAX_SECONDS
+    )
     with engine_errors(connection):
         objects = etl.list_files(
             connection.type,
             connection_params_build(connection=connection),
             prefix=prefix,
             pattern=pattern or "**",
+            budget=budget,
         )
     return {
         "files": [
@@ -170,7 +177,7 @@ def connection_browse_files(
             }
             for obj in objects[:MAX_FILES_LISTED]
         ],
-        "truncated": len(objects) > MAX_FILES_LISTED,
+        "truncated": len(objects) > MAX_FILES_LISTED or budget.truncated,
     }
 
 

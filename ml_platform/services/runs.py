@@ -99,7 +99,11 @@ def _etl_run_key_remember(*, data_source: DataSource, key: str, run: EtlRun) -> 
 
 
 def etl_run_enqueue(
-    *, data_source: DataSource, trigger: str, idempotency_key: str | None = None
+    *,
+    data_source: DataSource,
+    trigger: str,
+    idempotency_key: str | None = None,
+    return_failed: bool = False,
 ) -> EtlRun:
     """Record a queued run and hand it to the executor of `settings.ETL_EXECUTOR`: the
     `ml_platform.etl_run_execute` Celery task (`celery`) or a Cloud Run Job execution
@@ -114,10 +118,16 @@ def etl_run_enqueue(
     run stays queued without a message. Inside a caller's transaction the task is published on
     its commit, and a publish failure then marks the run failed (`BrokerUnavailableError`).
 
+    With eager Celery (`CELERY_TASK_ALWAYS_EAGER`, the README's default `make run`) the run
+    executes inside this call, and its failure propagates (`CELERY_TASK_EAGER_PROPAGATES`).
+
     Args:
         data_source: the source to run.
         trigger: an `EtlRun.Trigger` value.
         idempotency_key: optional; unique per data source.
+        return_failed: for a request's Run Now: a run that failed inside this call (eager
+            Celery) is returned, recorded failed with its error, instead of its error raised,
+            so the API answers the run and the web page shows it, not a 500.
 
     Returns:
         The new or the existing run.
@@ -145,6 +155,18 @@ def etl_run_enqueue(
         # no message, no run: the caller answers 503 and the sender retries
         EtlRun.objects.filter(pk=run.pk, status=EtlRun.Status.QUEUED).delete()
         raise
+    except Exception as exc:
+        if not return_failed:
+            raise
+        # eager Celery ran the task here and the service recorded the failure on the run
+        run.refresh_from_db()
+        if run.status in EtlRun.ACTIVE_STATUSES:  # failed outside the service: record it
+            etl_run_fail(run=run, exc=exc)
+            run.refresh_from_db()
+        logger.warning("etl_run.failed_inline", run_id=run.id, error_class=type(exc).__name__)
+        return run
+    if return_failed:
+        run.refresh_from_db()  # eager Celery: the run's outcome is already recorded
     return run
 
 

@@ -55,11 +55,16 @@ def test_source_lifecycle_on_resource_urls(
         ("patch", "/api/etl/sources/{source}/", {"shedule_cron": "* * * * *"}, "shedule_cron",
          "Unknown field `shedule_cron`; did you mean `schedule_cron`?"),
         ("patch", "/api/etl/connections/{connection}/", {"password": "s3cret"}, "password",
-         "Unknown field `password`."),
+         "Unknown field `password`; did you mean `credentials.password`?"),
+        ("post", "/api/etl/connections/", {"password": "s3cret"}, "password",
+         "Unknown field `password`; did you mean `credentials.password`?"),
+        ("post", "/api/etl/connections/", {"aws_access_key_id": "AKIA"}, "aws_access_key_id",
+         "Unknown field `aws_access_key_id`; did you mean `credentials.aws_access_key_id`?"),
         ("get", "/api/etl/runs/?stauts=failed", None, "stauts",
          "Unknown field `stauts`; did you mean `status`?"),
     ],
-    ids=["create-source", "update-source", "update-connection", "list-filter"],
+    ids=["create-source", "update-source", "update-connection", "create-connection",
+         "create-connection-aws", "list-filter"],
 )  # fmt: skip
 def test_unknown_fields_answer_400_with_the_closest_name(
     staff_client: APIClient,
