@@ -143,6 +143,7 @@ def run(
 
     extractor = get_extractor(job.source_type)(job)
     extractor.job_labels = labels
+    extractor.native_scans = loader.native_scans
     transformer = BatchTransformer(job, state.column_map)
     counters = {"rows_extracted": 0, "bytes": 0, "rows_loaded": 0}
     committed: list[SyncState] = []

@@ -42,29 +42,31 @@ int64 parse accepts only `-?digits` (which DECIMAL(38, 0) and float64 parse too)
 parse is the date part of its ISO 8601 timestamp parse."""
 
 
-def _holds(kind: str, values: pa.Array, decimal_point: str) -> bool:
-    """Return True when every (non-null, text) value converts to `kind` without loss.
+def _holds(kind: str, values: pa.Array, decimal_point: str) -> pa.Array | None:
+    """Return `values` (non-null text) converted to `kind`, or None when one of them does not
+    convert without loss.
 
     Arrow's casts from text are strict (no spaces, no zone on a naive timestamp, no time on a
     date), so the cast itself is the test.
     """
+    target = dict(CANDIDATES)[kind]
     if kind == "boolean":
-        return bool(pc.all(pc.is_in(values, _string_array(TRUE_VALUES + FALSE_VALUES))).as_py())
+        if not pc.all(pc.is_in(values, _string_array(TRUE_VALUES + FALSE_VALUES))).as_py():
+            return None
+        return pc.cast(values, target)
     if kind in ("integer", "big_integer", "float") and _leading_zero(values):
-        return False  # identifiers such as zip codes: keep the zeros
+        return None  # identifiers such as zip codes: keep the zeros
     if kind == "big_integer" and not pc.all(pc.match_substring_regex(values, _INTEGER)).as_py():
-        return False  # `1.00` casts to DECIMAL(38, 0) exactly, yet it is written as a float
+        return None  # `1.00` casts to DECIMAL(38, 0) exactly, yet it is written as a float
     if kind == "float" and decimal_point != ".":
         values = pc.replace_substring(values, decimal_point, ".")
-    target = dict(CANDIDATES)[kind]
     # a failing cast costs far more than a passing one (Arrow builds its error slowly): try a
     # sample first, so a candidate that does not fit is dropped cheaply
-    for sample in (values.slice(0, 64), values):
-        try:
-            pc.cast(sample, target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return False
-    return True
+    try:
+        pc.cast(values.slice(0, 64), target, safe=True)
+        return pc.cast(values, target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _string_array(values: list[str]) -> pa.StringArray:
@@ -86,6 +88,91 @@ def _leading_zero(values: pa.Array) -> bool:
     return bool(pc.any(pc.match_substring_regex(values.filter(starts), _LEADING_ZERO)).as_py())
 
 
+class Typing:
+    """The candidate types of every column over the batches seen so far (whole-file typing,
+    one batch at a time).
+
+    `add` narrows the candidates with a batch's values and returns the batch converted to the
+    narrowest candidate of each column still standing: when no later batch narrows a column
+    further, that conversion is already the column's final one, so the CSV reader can keep
+    it (etl/formats/csv/reader.py) instead of parsing the file a second time.
+
+    Args:
+        names: the file's columns, in order.
+        overrides: `column_types` given by the user (never inferred).
+        decimal_point: the file's decimal mark.
+    """
+
+    def __init__(
+        self, names: list[str], overrides: dict[str, pa.DataType], decimal_point: str
+    ) -> None:
+        self.names, self.overrides, self.decimal_point = names, overrides, decimal_point
+        self.viable = {n: [kind for kind, _ in CANDIDATES] for n in names if n not in overrides}
+        self.seen: set[str] = set()
+        self.converted: dict[str, set[pa.DataType]] = {name: set() for name in names}
+        """Column -> the types its values were converted to by `add` (batches of nulls only
+        left out: they convert to any type)."""
+
+    def add(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Narrow the candidates with `batch` (every column text); return `batch` with each
+        column converted to its narrowest candidate still standing (text when none; a column
+        of `overrides` or without a value in `batch` stays text)."""
+        arrays = []
+        for name in self.names:
+            column = batch.column(name)
+            arrays.append(column)
+            kinds = self.viable.get(name)
+            if not kinds:
+                if kinds is not None and column.null_count < len(column):
+                    self.converted[name].add(pa.string())
+                continue
+            values = column.drop_null()
+            if not len(values):
+                continue
+            self.seen.add(name)
+            implied: set[str] = set()
+            kept, typed = [], None
+            for kind in kinds:
+                if kind in implied:
+                    kept.append(kind)
+                    continue
+                result = _holds(kind, values, self.decimal_point)
+                if result is not None:
+                    kept.append(kind)
+                    implied.update(IMPLIED.get(kind, ()))
+                    typed = result if typed is None else typed
+            kinds[:] = kept
+            if typed is not None and column.null_count:
+                typed = _with_nulls(column, typed)
+            arrays[-1] = column if typed is None else typed
+            self.converted[name].add(arrays[-1].type)
+        return pa.RecordBatch.from_arrays(arrays, names=self.names)
+
+    def types(self) -> dict[str, pa.DataType]:
+        """Return the type of every column (in file order) from the batches added: the
+        narrowest candidate that held every value; text for a column with no value at all
+        (nothing says it is anything else) or none that held them all."""
+        types = dict(self.overrides)
+        for name, kinds in self.viable.items():
+            held = kinds and name in self.seen
+            types[name] = dict(CANDIDATES)[kinds[0]] if held else pa.string()
+        return {name: types[name] for name in self.names}
+
+    def kept_conversions(self) -> bool:
+        """Return True when every batch `add` returned holds each column in its final type
+        (or only nulls in it): the returned batches are then the file's typed batches."""
+        types = self.types()
+        return all(self.converted[name] <= {types[name]} for name in self.names)
+
+
+def _with_nulls(column: pa.Array, converted: pa.Array) -> pa.Array:
+    """Return `converted` (the non-null values of `column`, converted) at their rows of
+    `column`, nulls elsewhere."""
+    valid = pc.is_valid(column)
+    positions = pc.subtract(pc.cumulative_sum(valid.cast(pa.int64())), 1)
+    return pc.take(converted, pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
+
+
 def infer(
     batches: Iterable[pa.RecordBatch],
     names: list[str],
@@ -97,26 +184,10 @@ def infer(
 
     A column with no value at all is text: nothing says it is anything else.
     """
-    viable = {name: [kind for kind, _ in CANDIDATES] for name in names if name not in overrides}
-    seen: set[str] = set()
+    typing = Typing(names, overrides, decimal_point)
     for batch in batches:
-        for name, kinds in viable.items():
-            if not kinds:
-                continue
-            values = batch.column(name).drop_null()
-            if len(values):
-                seen.add(name)
-                implied: set[str] = set()
-                kept = []
-                for kind in kinds:
-                    if kind in implied or _holds(kind, values, decimal_point):
-                        kept.append(kind)
-                        implied.update(IMPLIED.get(kind, ()))
-                kinds[:] = kept
-    types = dict(overrides)
-    for name, kinds in viable.items():
-        types[name] = dict(CANDIDATES)[kinds[0]] if kinds and name in seen else pa.string()
-    return {name: types[name] for name in names}
+        typing.add(batch)
+    return typing.types()
 
 
 def line_breaks(
