@@ -8,8 +8,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Callable, Generator, Iterator
 
 import pyarrow as pa
 import structlog
@@ -156,11 +155,15 @@ def run(
             on_estimate(extraction.estimated_rows)
         null_keys: dict[str, int] = {}
 
-        def batches() -> Iterator[pa.RecordBatch]:
+        def batches() -> Generator[pa.RecordBatch, None, None]:
             # closed when the load stops early (a failed run): the files it holds open are
             # closed then, not when a kept traceback is collected at interpreter exit
-            with closing(extraction.batches()) as source:
+            source = extraction.batches()
+            try:
                 yield from _counted(source)
+            finally:
+                if isinstance(source, Generator):
+                    source.close()
 
         def _counted(source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in source:
