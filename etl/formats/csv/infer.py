@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import struct
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,12 +35,20 @@ CANDIDATES: list[tuple[str, pa.DataType]] = [
 
 IMPLIED: dict[str, tuple[str, ...]] = {
     "integer": ("big_integer", "float"),
-    "big_integer": ("float",),
     "date": ("timestamp",),
 }
 """Candidates that hold whenever the key holds, so they need no test of their own: Arrow's
-int64 parse accepts only `-?digits` (which DECIMAL(38, 0) and float64 parse too), and its date
-parse is the date part of its ISO 8601 timestamp parse."""
+int64 parse accepts only `-?digits` (which DECIMAL(38, 0) parses too, and float64 exactly up
+to 2^53: `_implied`), and its date parse is the date part of its ISO 8601 timestamp parse."""
+
+FLOAT_EXACT_INTEGERS = 2**53
+"""Integers of at most this magnitude are exact in a double (IEEE 754 binary64: 53-bit
+significand)."""
+DOUBLE_DIGITS = 15
+"""Decimal texts of at most this many significant digits are recovered from their double
+(DBL_DIG, C11 §5.2.4.2.2); longer ones are checked one by one (`_float_exact`)."""
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+_NON_FINITE = r"^[+-]?(?i:inf|infinity|nan)$"
 
 
 def _holds(kind: str, values: pa.Array, decimal_point: str) -> pa.Array | None:
@@ -64,9 +73,50 @@ def _holds(kind: str, values: pa.Array, decimal_point: str) -> pa.Array | None:
     # sample first, so a candidate that does not fit is dropped cheaply
     try:
         pc.cast(values.slice(0, 64), target, safe=True)
-        return pc.cast(values, target, safe=True)
+        converted = pc.cast(values, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    if kind == "float" and not _float_exact(values, converted):
+        return None  # a double would change the value: the column stays exact text
+    return converted
+
+
+def _float_exact(text: pa.Array, floats: pa.Array) -> bool:
+    """Return True when every decimal `text` is recovered from its double in `floats`: its
+    significant digits fit (at most DOUBLE_DIGITS always do; 16 or 17 only when the double's
+    shortest text is the same number, e.g. `0.30000000000000004`), and it neither overflows to
+    infinity (`1e400`) nor underflows to zero or a subnormal (`1e-400`). Arrow's cast accepts
+    all of these, rounding silently. `inf` / `nan` written as such are kept."""
+    mantissa = pc.replace_substring_regex(text, r"[eE].*$", "")
+    digits = pc.replace_substring_regex(
+        pc.replace_substring_regex(mantissa, r"[^0-9]", ""), r"^0+|0+$", ""
+    )
+    counts = pc.utf8_length(digits)
+    written_special = pc.match_substring_regex(text, _NON_FINITE)
+    magnitude = pc.abs(floats)
+    lost = pc.and_(
+        pc.and_(pc.greater(counts, 0), pc.invert(written_special)),
+        pc.or_(pc.invert(pc.is_finite(floats)), pc.less(magnitude, _SMALLEST_NORMAL)),
+    )
+    if pc.any(lost).as_py():
+        return False
+    long = pc.greater(counts, DOUBLE_DIGITS)
+    if not pc.any(long).as_py():
+        return True
+    return all(
+        Decimal(repr(float(value))) == Decimal(value) for value in text.filter(long).to_pylist()
+    )
+
+
+def _implied(kind: str, converted: pa.Array) -> tuple[str, ...]:
+    """Return the candidates `converted` (the values as `kind`) proves without a test of
+    their own: float64 only for integers a double holds exactly."""
+    implied = IMPLIED.get(kind, ())
+    if kind == "integer":
+        low, high = pc.min_max(converted).values()
+        if max(abs(low.as_py()), abs(high.as_py())) > FLOAT_EXACT_INTEGERS:
+            implied = tuple(k for k in implied if k != "float")
+    return implied
 
 
 def _string_array(values: list[str]) -> pa.StringArray:
@@ -139,7 +189,7 @@ class Typing:
                 result = _holds(kind, values, self.decimal_point)
                 if result is not None:
                     kept.append(kind)
-                    implied.update(IMPLIED.get(kind, ()))
+                    implied.update(_implied(kind, result))
                     typed = result if typed is None else typed
             kinds[:] = kept
             if typed is not None and column.null_count:
