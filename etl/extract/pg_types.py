@@ -59,6 +59,12 @@ NATIVE_TYPES = frozenset(
 """PostgreSQL types the ADBC driver decodes into an exact Arrow type; others are read as text
 (or as below)."""
 
+SCALED_MAX_PRECISION = 18
+"""A declared numeric(p, s) with p up to this is read as the integer value * 10^s (int8)."""
+
+NAN_SENTINEL = -(2**63)
+"""The int8 a scaled numeric read gives for NaN: |value * 10^s| < 10^18 never reaches it."""
+
 SPECIAL_NUMERICS = ("NaN", "Infinity", "-Infinity")
 """numeric values with no decimal representation, as the server writes them."""
 
@@ -129,8 +135,19 @@ def plan_column(raw: pa.Field, name: str) -> ColumnRead:
     base = kind.removeprefix("_")
     if kind in ("numeric", "money"):
         source = f"{name}::numeric" if kind == "money" else name
+        declared = declared_decimal(raw) if kind == "numeric" else None
+        if declared is not None and declared.precision <= SCALED_MAX_PRECISION:
+            # numeric(p, s), p <= 18: value * 10^s is an integer below 10^18 < 2^63, read as
+            # int8 (the driver's cheapest decode, no text to parse) and given its scale back
+            # in Arrow; NaN (the one non-finite value such a column holds) is a sentinel
+            scaled = f"{name}::int8" if not declared.scale else (
+                f"({name} * 1{'0' * declared.scale})::int8"
+            )
+            return ColumnRead(
+                f"CASE WHEN {name} = 'NaN' THEN '{NAN_SENTINEL}'::int8 ELSE {scaled} END", "numeric"
+            )
         profile = []
-        if kind == "money" or declared_decimal(raw) is None:
+        if kind == "money" or declared is None:
             finite = f"{source} > '-Infinity' AND {source} < 'Infinity'"
             profile = [
                 f"max(length(trunc(abs({source}))::text)) FILTER (WHERE {finite})",
@@ -166,12 +183,15 @@ class NumericReader:
         """Column -> NaN/±Infinity values loaded as NULL."""
 
     def convert(self, text: pa.Array, target: pa.Field) -> pa.Array:
-        """Return `text` (numeric as the server writes it) as `target`'s type.
+        """Return `text` (numeric as the server writes it, or an int8 scaled read, see
+        `plan_column`) as `target`'s type.
 
         Raises:
             UnrepresentableValueError: a NaN/±Infinity under `on_unrepresentable: fail`.
             SchemaMappingError: a value does not fit `target` (names the column).
         """
+        if pa.types.is_integer(text.type):
+            return self._unscale(text, target)
         special = pc.is_in(text, value_set=pa.array(SPECIAL_NUMERICS))
         count = pc.sum(special).as_py() or 0
         if count:
@@ -186,6 +206,27 @@ class NumericReader:
             return pc.cast(text, target.type, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SchemaMappingError(target.name, str(target.type), str(exc)) from exc
+
+    def _unscale(self, scaled: pa.Array, target: pa.Field) -> pa.Array:
+        """Return int8 values `value * 10^s` as decimal(p, s): the same integers, read with
+        scale s (a decimal128's storage is its unscaled integer)."""
+        nan = pc.equal(scaled, pa.scalar(NAN_SENTINEL, pa.int64()))
+        count = pc.sum(nan).as_py() or 0
+        if count:
+            if self.policy == "fail":
+                raise UnrepresentableValueError(self.table, target.name, "NaN", "numeric")
+            self.adjusted[target.name] = self.adjusted.get(target.name, 0) + count
+            scaled = pc.if_else(nan, pa.scalar(None, pa.int64()), scaled)
+        bound = 10**target.type.precision
+        extremes = pc.min_max(scaled).as_py()
+        if extremes["min"] is not None and not (
+            -bound < extremes["min"] and extremes["max"] < bound
+        ):  # the server enforces numeric(p, s): never expected
+            raise SchemaMappingError(target.name, str(target.type), "value out of its precision")
+        whole = pc.cast(scaled, pa.decimal128(19, 0))  # every int64 fits 19 digits
+        return pa.Array.from_buffers(
+            target.type, len(whole), whole.buffers(), whole.null_count, whole.offset
+        )
 
     def warnings(self) -> list[str]:
         return [
