@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import SchemaMappingError, UnrepresentableValueError
-from etl.schema import JSON_FIELD_METADATA
+from etl.schema import JSON_FIELD_METADATA, SCALED_MAX_PRECISION, decimal_from_scaled
 
 PG_TYPE = b"POSTGRESQL:type"
 PG_TYPMOD = b"POSTGRESQL:typmod"
@@ -58,9 +58,6 @@ NATIVE_TYPES = frozenset(
 )
 """PostgreSQL types the ADBC driver decodes into an exact Arrow type; others are read as text
 (or as below)."""
-
-SCALED_MAX_PRECISION = 18
-"""A declared numeric(p, s) with p up to this is read as the integer value * 10^s (int8)."""
 
 NAN_SENTINEL = -(2**63)
 """The int8 a scaled numeric read gives for NaN: |value * 10^s| < 10^18 never reaches it."""
@@ -140,8 +137,10 @@ def plan_column(raw: pa.Field, name: str) -> ColumnRead:
             # numeric(p, s), p <= 18: value * 10^s is an integer below 10^18 < 2^63, read as
             # int8 (the driver's cheapest decode, no text to parse) and given its scale back
             # in Arrow; NaN (the one non-finite value such a column holds) is a sentinel
-            scaled = f"{name}::int8" if not declared.scale else (
-                f"({name} * 1{'0' * declared.scale})::int8"
+            scaled = (
+                f"{name}::int8"
+                if not declared.scale
+                else (f"({name} * 1{'0' * declared.scale})::int8")
             )
             return ColumnRead(
                 f"CASE WHEN {name} = 'NaN' THEN '{NAN_SENTINEL}'::int8 ELSE {scaled} END", "numeric"
@@ -217,16 +216,10 @@ class NumericReader:
                 raise UnrepresentableValueError(self.table, target.name, "NaN", "numeric")
             self.adjusted[target.name] = self.adjusted.get(target.name, 0) + count
             scaled = pc.if_else(nan, pa.scalar(None, pa.int64()), scaled)
-        bound = 10**target.type.precision
-        extremes = pc.min_max(scaled).as_py()
-        if extremes["min"] is not None and not (
-            -bound < extremes["min"] and extremes["max"] < bound
-        ):  # the server enforces numeric(p, s): never expected
-            raise SchemaMappingError(target.name, str(target.type), "value out of its precision")
-        whole = pc.cast(scaled, pa.decimal128(19, 0))  # every int64 fits 19 digits
-        return pa.Array.from_buffers(
-            target.type, len(whole), whole.buffers(), whole.null_count, whole.offset
-        )
+        try:
+            return decimal_from_scaled(scaled, target.type)
+        except ValueError as exc:  # the server enforces numeric(p, s): never expected
+            raise SchemaMappingError(target.name, str(target.type), str(exc)) from exc
 
     def warnings(self) -> list[str]:
         return [

@@ -37,7 +37,7 @@ from etl.extract.mysql.types import (
     time_value,
     valid_date,
 )
-from etl.schema import JSON_FIELD_METADATA, decimal_type
+from etl.schema import JSON_FIELD_METADATA, decimal_from_scaled, decimal_type
 
 
 class DecodeMixin:
@@ -145,6 +145,15 @@ class DecodeMixin:
         try:
             return pc.cast(array, field.type, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaMappingError(field.name, str(field.type), str(exc)) from exc
+
+    def _unscale(self, field: pa.Field, scaled: pa.Array) -> pa.Array:
+        """Convert a DECIMAL(p, s) read as the BIGINT value * 10^s into decimal(p, s)."""
+        try:
+            return decimal_from_scaled(
+                self._cast(pa.field(field.name, pa.int64()), scaled), field.type
+            )
+        except ValueError as exc:  # the server enforces DECIMAL(p, s): never expected
             raise SchemaMappingError(field.name, str(field.type), str(exc)) from exc
 
     def _from_text(self, field: pa.Field, text: pa.Array) -> pa.Array:
