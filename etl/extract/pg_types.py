@@ -209,8 +209,11 @@ class NumericReader:
     def _unscale(self, scaled: pa.Array, target: pa.Field) -> pa.Array:
         """Return int8 values `value * 10^s` as decimal(p, s): the same integers, read with
         scale s (a decimal128's storage is its unscaled integer)."""
-        nan = pc.equal(scaled, pa.scalar(NAN_SENTINEL, pa.int64()))
-        count = pc.sum(nan).as_py() or 0
+        # min_max first: building a scalar from a Python int makes pyarrow import pandas
+        count = 0
+        if pc.min_max(scaled).as_py()["min"] == NAN_SENTINEL:
+            nan = pc.equal(scaled, pa.scalar(NAN_SENTINEL, pa.int64()))
+            count = pc.sum(nan).as_py() or 0
         if count:
             if self.policy == "fail":
                 raise UnrepresentableValueError(self.table, target.name, "NaN", "numeric")

@@ -122,7 +122,9 @@ class DecodeMixin:
             # Arrow reads year 0 ('0000-12-19'), which MySQL stores but no date of the
             # destinations means (DuckDB reads 1 BC, BigQuery refuses it): such a batch takes
             # the per-value path below, as one holding '0000-00-00' does
-            if pc.any(pc.less(pc.year(values), 1)).as_py():
+            # (min_max, not a comparison with 1: a scalar from a Python int imports pandas)
+            first_year = pc.min_max(pc.year(values)).as_py()["min"]
+            if first_year is not None and first_year < 1:
                 raise pa.ArrowInvalid("year 0")
         except pa.ArrowInvalid:
             valid = [valid_date(v) for v in text.to_pylist()]
