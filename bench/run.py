@@ -491,7 +491,8 @@ def build_routes(args, data: dict, work: Path) -> dict[str, list[tuple[Result, R
         r = Run([sling, "run", "--src-conn", sconn, "--src-stream", stream, "--tgt-conn",
                  "BENCH_DUCK", "--tgt-object", "bench.lineitem", "--mode", "full-refresh"],
                 env=sling_env(d(f"sling_{key}")), dest=d(f"sling_{key}"), count_with="cli")
-        items.append((Result(route, "Sling", "peer", rows, db_bytes), r))
+        if not args.no_sling:
+            items.append((Result(route, "Sling", "peer", rows, db_bytes), r))
         if key == "pg":
             lim = Run("psql -X -h 127.0.0.1 -U postgres -d test -c "
                       "'COPY bench.lineitem TO STDOUT'", devnull=True, rows_from="expect",
@@ -603,6 +604,8 @@ def incremental(args, data: dict, work: Path) -> list[dict]:
         plans[key] = [("ETL Runner (transactional, append)", etl, e_dest, "py"),
                       ("dlt (connectorx, incremental, merge)", dlt_r, d_dest, "py"),
                       ("Sling (incremental, upsert)", sling_r, s_dest, "cli")]
+        if args.no_sling:
+            plans[key].pop()
 
     def go(phase):
         for key, plan in plans.items():
@@ -980,6 +983,9 @@ def main() -> int:
     parser.add_argument("--slice-rows", type=int, default=30_000,
                         help="rows for dlt's default (SQLAlchemy) backend (capped at 10%% of rows)")
     parser.add_argument("--no-dlt-default", action="store_true")
+    parser.add_argument("--no-sling", action="store_true",
+                        help="skip Sling on the database routes and the incremental scenario "
+                             "(slower than dlt + connectorx there: a shorter run on a busy machine)")
     parser.add_argument("--no-memory-scaling", action="store_true",
                         help="skip ETL Runner's runs on a quarter of the table")
     parser.add_argument("--data-dir", type=Path, default=None)
