@@ -542,6 +542,10 @@ def build_routes(args, data: dict, work: Path) -> dict[str, list[tuple[Result, R
         items.append((Result(route, f"limit: DuckDB {reader} into a table", "limit", rows, size),
                       duck_limit(fmt, path, d(f"limit_{fmt}"))))
         routes[route] = items
+    if "bqsrc" in args.routes:  # BigQuery as a source: bench/bqsrc.py (needs the emulators)
+        import bqsrc
+
+        routes.update(bqsrc.build(work))
     return routes
 
 
@@ -979,7 +983,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per tool (1 on a shared machine: ratios within one run)")
     parser.add_argument("--routes", default="pg,my,csv,parquet,jsonl,incremental",
-                        help="comma-separated: pg, my, csv, parquet, jsonl, incremental")
+                        help="comma-separated: pg, my, csv, parquet, jsonl, incremental, bqsrc "
+                        "(BigQuery emulator source, bench/bqsrc.py)")
     parser.add_argument("--slice-rows", type=int, default=30_000,
                         help="rows for dlt's default (SQLAlchemy) backend (capped at 10%% of rows)")
     parser.add_argument("--no-dlt-default", action="store_true")

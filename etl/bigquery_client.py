@@ -61,29 +61,85 @@ def make_client(
         ConfigError: the credentials are not a service-account document (no part of them is
             in the message).
     """
-    creds: Any = None
-    if credentials == "anonymous":
-        from google.auth.credentials import AnonymousCredentials
-
-        creds = AnonymousCredentials()
-    elif credentials is not None:
-        from google.oauth2 import service_account
-
-        try:
-            info = json.loads(credentials) if isinstance(credentials, str) else credentials
-            creds = service_account.Credentials.from_service_account_info(info)
-        except (ValueError, KeyError, TypeError):
-            creds = None
-        if creds is None:
-            # raised outside the handler, so neither cause nor context (a JSONDecodeError keeps
-            # the whole document in `doc`) carries the secret
-            raise ConfigError(
-                "credentials are not a valid service-account JSON document", field=field
-            )
+    creds = google_credentials(credentials, field=field)
     options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
     return bigquery.Client(
         project=project, credentials=creds, client_options=options, location=location
     )
+
+
+def google_credentials(credentials: dict[str, Any] | str | None, *, field: str) -> Any:
+    """Return google-auth credentials: a service-account JSON object (or its text), None for
+    Application Default Credentials (returned as None), `"anonymous"` for none (emulators).
+
+    Raises:
+        ConfigError: the credentials are not a service-account document (no part of them is
+            in the message); `field` names the config field.
+    """
+    if credentials is None:
+        return None
+    if credentials == "anonymous":
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    from google.oauth2 import service_account
+
+    creds: Any = None
+    try:
+        info = json.loads(credentials) if isinstance(credentials, str) else credentials
+        creds = service_account.Credentials.from_service_account_info(info)
+    except (ValueError, KeyError, TypeError):
+        creds = None
+    if creds is None:
+        # raised outside the handler, so neither cause nor context (a JSONDecodeError keeps
+        # the whole document in `doc`) carries the secret
+        raise ConfigError("credentials are not a valid service-account JSON document", field=field)
+    return creds
+
+
+def make_read_client(
+    *,
+    credentials: dict[str, Any] | str | None,
+    storage_api_endpoint: str | None = None,
+    field: str = "connection_params.credentials",
+) -> Any:
+    """Return a BigQuery Storage Read API client (`BigQueryReadClient`, gRPC).
+
+    Args:
+        credentials: as for `make_client`.
+        storage_api_endpoint: `http://HOST:PORT` for a plain-text gRPC endpoint (the emulator,
+            whose `--grpc-port` serves it), `HOST[:PORT]` or `https://HOST[:PORT]` for a TLS
+            one (e.g. a Private Service Connect name); None: Google's
+            `bigquerystorage.googleapis.com`.
+        field: the config field a `ConfigError` names.
+
+    Raises:
+        MissingDependencyError: `google-cloud-bigquery-storage` is not installed.
+        ConfigError: unreadable credentials.
+    """
+    try:
+        from google.cloud.bigquery_storage_v1 import BigQueryReadClient
+        from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+            BigQueryReadGrpcTransport,
+        )
+    except ModuleNotFoundError as exc:  # pragma: no cover - a requirement
+        raise MissingDependencyError(
+            "google-cloud-bigquery-storage", "the BigQuery Storage Read API"
+        ) from exc
+    endpoint = (storage_api_endpoint or "").strip().rstrip("/")
+    if endpoint.startswith("http://"):
+        import grpc
+
+        # the options the client sets on channels it makes itself: Arrow pages may be large
+        channel = grpc.insecure_channel(
+            endpoint.removeprefix("http://"),
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+        )
+        return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
+    creds = google_credentials(credentials, field=field)
+    host = endpoint.removeprefix("https://")
+    options = ClientOptions(api_endpoint=host) if host else None
+    return BigQueryReadClient(credentials=creds, client_options=options)
 
 
 LOAD_JOBS_PER_TABLE_PER_DAY = 1_500
@@ -149,10 +205,14 @@ def _daily_limit(message: str) -> str:
 
 def rate_limit_retry(timeout_s: float) -> Retry:
     """Return the policy that re-runs a load or commit whose job failed with a short-window
-    quota (`quota_kind` == `rate`): exponential backoff from 1 s, doubling, capped at 32 s per
+    quota (`quota_kind` == `rate`, of the error or of the API error it was translated from): exponential backoff from 1 s, doubling, capped at 32 s per
     wait, with api_core's full jitter (each wait is random up to the cap), within `timeout_s`."""
     return Retry(
-        predicate=lambda exc: quota_kind(exc) == "rate",
+        # an engine error translated from the API's (`translate(...) from exc`) counts as it
+        predicate=lambda exc: (
+            quota_kind(exc) == "rate"
+            or (exc.__cause__ is not None and quota_kind(exc.__cause__) == "rate")
+        ),
         initial=1.0,
         maximum=32.0,
         multiplier=2.0,

@@ -217,6 +217,7 @@ def run(
             allow_widen_to_string=job.allow_widen_to_string,
             merge_key=merge_key if job.load_type == "merge" else None,
             column_sources=lambda: {d: s for s, d in transformer.column_map.items()},
+            source_line=extraction.source_line,
         )
         try:
             loaded = loader.load(request)

@@ -107,6 +107,9 @@ class BoundarySpec(BaseModel):
     """Columns (source names, in order) the row hash covers when `key_columns` is empty."""
     lag_seconds: float = 0
     """`cursor_lag_seconds` of the run that wrote the state (informative)."""
+    version_columns: list[str] = Field(default_factory=list)
+    """`merge`: the primary key each row hash is prefixed with (`<key JSON>#<SHA-1>`), so a
+    key read again in a later version drops its earlier versions' keys."""
     keys_from: Watermark | None = None
     """Lowest cursor value from which `boundary_keys` hold every loaded row up to the
     watermark (inclusive); rows below it and at or below the watermark count as loaded."""

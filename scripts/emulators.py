@@ -115,6 +115,8 @@ def endpoints(state: dict) -> dict[str, str]:
     if "bigquery" in state:
         env["ETL_BIGQUERY_API_ENDPOINT"] = f"http://127.0.0.1:{state['bigquery']['port']}"
         env["ETL_BIGQUERY_PROJECT"] = BIGQUERY_PROJECT
+        # the Storage Read API (gRPC, plain text) on bqemulator's --grpc-port
+        env["ETL_BIGQUERY_STORAGE_API_ENDPOINT"] = f"http://127.0.0.1:{state['bigquery']['grpc_port']}"
     return env
 
 

@@ -117,6 +117,12 @@ class Extraction(ABC):
         """Source files whose rows already in the destination must be replaced by this load."""
         return []
 
+    def source_line(self, file: str, row: int) -> int | None:
+        """Return the physical line (from 1) where row `row` (from 1, as yielded) of source file
+        `file` starts; None when not known (table sources, formats without lines). Called on
+        the error path only (a destination naming a staged row)."""
+        return None
+
     def close(self) -> None:  # noqa: B027  optional hook
         """Release resources; safe to call twice."""
 

@@ -19,6 +19,7 @@ from etl.exceptions import BadInputError
 from etl.extract.base import Extraction, Extractor
 from etl.extract.compression import decompressing
 from etl.extract.formats import read_batches
+from etl.extract.lines import record_line
 from etl.extract.storage import StoredObject, list_objects, storage_errors
 from etl.registry import register_extractor
 from etl.schema import SOURCE_FILE_COLUMN
@@ -133,6 +134,21 @@ class FileExtraction(Extraction):
                 )
         if job.load_type == "catalog" and total == 0 and declared is not None:
             yield declared
+
+    def source_line(self, file: str, row: int) -> int | None:
+        """The line where row `row` of `file` starts (etl/extract/lines.py), read again from
+        the store; None for JSON arrays and Parquet, an unknown file, or a file that cannot
+        be read again (this runs while another error is reported: it never raises)."""
+        job = self.job
+        obj = next((o for o in self.objects if o.key == file), None)
+        if obj is None or job.file_format in (None, "parquet", "json"):
+            return None
+        skip = [r["line"] for r in self.rejects.rows if r["file"] == file and r["line"]]
+        try:
+            opener = decompressing(functools.partial(self.fs.open, obj.url, "rb"), obj.key)  # type: ignore[attr-defined]
+            return record_line(job.file_format, opener, job.file_format_options, row, skip)
+        except Exception:  # noqa: BLE001  the caller reports the row instead
+            return None
 
     def next_state(self, state: SyncState, run_id: str) -> SyncState:
         ledger = {} if self.job.load_type == "catalog" else dict(state.files)

@@ -11,6 +11,12 @@ not loaded before pass. The keys of the rows within the lag of the new watermark
 the next run, with the settings they were computed with (`SyncState.boundary`), so a run with a
 larger look-back, another primary key or other columns still matches them without re-loading
 anything; a changed cursor column is refused (`IncrementalSettingsError`).
+
+Merge (`version_columns` = the primary key): keys are row hashes prefixed with the row's
+primary key (`<key JSON>#<SHA-1>`), one per version loaded. When a run reads a key again, the
+keys of its earlier versions are dropped from the next state: otherwise a row whose content
+went A -> B -> A at one cursor value would find A's key still stored and be skipped as loaded,
+leaving B (a replaced version) in the destination.
 """
 
 from __future__ import annotations
@@ -61,9 +67,26 @@ def _integer_keys(batch: pa.RecordBatch, columns: Sequence[str]) -> list[str]:
     return bracketed.to_pylist()
 
 
+def versioned_keys(
+    batch: pa.RecordBatch, version_columns: Sequence[str], hash_columns: Sequence[str]
+) -> list[str]:
+    """Return `<primary key JSON>#<row SHA-1>` per row (merge's boundary keys)."""
+    keys = row_keys(batch, version_columns)
+    return [
+        f"{key}#{digest}"
+        for key, digest in zip(keys, row_keys(batch, (), hash_columns), strict=True)
+    ]
+
+
+def version_of(key: str) -> str:
+    """The primary key JSON of a versioned key (SHA-1 hex holds no `#`)."""
+    return key.rpartition("#")[0]
+
+
 def spec_columns(spec: BoundarySpec) -> list[str]:
     """Return the columns a run must read to compute keys the way `spec` did."""
-    return list(spec.key_columns) or list(spec.hash_columns)
+    columns = list(spec.key_columns) or list(spec.hash_columns)
+    return columns + [c for c in spec.version_columns if c not in columns]
 
 
 def stored_spec(
@@ -125,6 +148,8 @@ class CursorWindow:
         null_policy: `include` keeps rows with a NULL cursor once each; `exclude` drops them.
         hash_columns: columns the row hash covers when `key_columns` is empty (the job's own
             columns, without any read only to match old keys); None: every column of a batch.
+        version_columns: `merge`: the primary key; keys are versioned (`versioned_keys`) and
+            a key read again replaces its earlier versions' keys in the next state.
 
     Raises:
         IncrementalSettingsError: the cursor column differs from the state's.
@@ -140,8 +165,10 @@ class CursorWindow:
         upper: Any,
         null_policy: str,
         hash_columns: Sequence[str] | None = None,
+        version_columns: Sequence[str] = (),
     ) -> None:
         self.cursor_column = cursor_column
+        self.version_columns = list(version_columns)
         self.key_columns = list(key_columns)
         self.hash_columns = list(hash_columns) if hash_columns is not None else None
         self.lag = lag
@@ -157,6 +184,10 @@ class CursorWindow:
         self.next_boundary: Counter[str] = Counter()
         self.next_null: Counter[str] = Counter()
         self.rows_skipped = 0
+        # merge: primary keys holding stored versions, and those of them read in this run
+        stored_versions = self.old_spec is not None and self.old_spec.version_columns
+        self.versioned = {version_of(k) for k in self.old_keys} if stored_versions else set()
+        self.read_again: set[str] = set()
         self.set_upper(upper)
 
     def set_upper(self, upper: Any) -> None:
@@ -189,12 +220,15 @@ class CursorWindow:
             key_columns=self.key_columns,
             hash_columns=hashed,
             lag_seconds=self.lag,
+            version_columns=self.version_columns,
         )
 
     def _spec_changed(self, names: Sequence[str]) -> bool:
         if self.old_spec is None:
             return False
         new = self.new_spec(names)
+        if self.old_spec.version_columns != new.version_columns:
+            return True
         if self.old_spec.key_columns or new.key_columns:
             return self.old_spec.key_columns != new.key_columns
         # a legacy state hashed every column read
@@ -205,11 +239,15 @@ class CursorWindow:
         assert spec is not None
         if spec.key_columns or spec.hash_columns:
             check_spec_columns(spec, rows.schema.names)
+            if spec.version_columns:
+                return versioned_keys(rows, spec.version_columns, spec.hash_columns)
             return row_keys(rows, spec.key_columns, spec.hash_columns)
         return row_keys(rows, (), self.new_spec(rows.schema.names).hash_columns)
 
     def _new_keys(self, rows: pa.RecordBatch) -> list[str]:
         spec = self.new_spec(rows.schema.names)
+        if spec.version_columns:
+            return versioned_keys(rows, spec.version_columns, spec.hash_columns)
         return row_keys(rows, spec.key_columns, spec.hash_columns)
 
     @staticmethod
@@ -260,6 +298,11 @@ class CursorWindow:
             near_top = pc.and_(near_top, pc.invert(below))
             if pc.any(near_top).as_py():
                 self.next_boundary.update(self._new_keys(batch.filter(near_top)))
+        if self.versioned:
+            read = batch.filter(pc.invert(below))
+            if read.num_rows:
+                pks = set(row_keys(read, self.version_columns))
+                self.read_again.update(pks & self.versioned)
         if self.hash_columns is None and not self.key_columns:
             self.hash_columns = list(batch.schema.names)
         kept = batch.filter(keep)
@@ -296,6 +339,11 @@ class CursorWindow:
             keys_from = Watermark.from_python(lower)
         else:
             keys_from = Watermark.from_python(self.keep_from)
+        if same and self.read_again:
+            # merge: a key read in this run keeps only the versions read now
+            for key in list(boundary):
+                if version_of(key) in self.read_again and key not in self.next_boundary:
+                    del boundary[key]
         return state.model_copy(
             update={
                 "watermark": self.new_watermark,

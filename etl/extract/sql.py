@@ -17,11 +17,11 @@ from typing import Any
 import pyarrow as pa
 
 from etl.config import JobConfig
-from etl.exceptions import NullCursorError
 from etl.extract.base import Extraction, Extractor
-from etl.extract.incremental import CursorWindow, check_spec_columns, spec_columns
+from etl.extract.incremental import CursorWindow, check_spec_columns
 from etl.extract.inflight import WALL_UNKNOWN, InflightCap
 from etl.extract.prefetch import prefetch
+from etl.extract.window_plan import WindowPlan, plan_window, refuse_null_cursor
 from etl.state import SyncState
 
 
@@ -140,10 +140,7 @@ class SqlExtractor(Extractor):
         assert job.timestamp_column is not None and cap is not None
         cursor_sql = self.quote(job.timestamp_column)
         upper, null_count = self.fetch_one(connection, self._bounds_sql(cursor_sql))
-        if null_count and job.null_cursor == "fail":
-            raise NullCursorError(
-                job.source_table_name or "custom_sql", job.timestamp_column, int(null_count)
-            )
+        refuse_null_cursor(job, null_count)
         notes = list(cap.warnings)
         bound = cap.bound_for(upper) if upper is not None else None
         if bound is None and isinstance(upper, dt.datetime):
@@ -158,44 +155,23 @@ class SqlExtractor(Extractor):
             held = cap.held_back(job.timestamp_column, bound)
             if held:
                 notes.append(held)
-        window = CursorWindow(
-            state=state,
-            cursor_column=job.timestamp_column,
-            key_columns=job.window_key_columns,
-            lag=job.cursor_lag_seconds,
-            upper=upper,
-            null_policy=job.null_cursor,
-        )
-        lower = window.lower
-        if lower is None and job.initial_value is not None:
-            lower = job.initial_value
+        plan = plan_window(job, state, upper=upper, null_count=null_count)
         params: list[Any] = []
-        if upper is None:
-            where = "1 = 0"
-        else:
-            bounds = [(">=", lower)] if lower is not None else []
-            conditions = []
-            for operator, value in [*bounds, ("<=", upper)]:
-                params.append(self.bind(value))
-                conditions.append(f"{cursor_sql} {operator} {self.placeholder(len(params), value)}")
-            where = " AND ".join(conditions)
-        if job.null_cursor == "include" and null_count:
-            where = f"({where}) OR {cursor_sql} IS NULL"
-        extras = self._key_columns_to_add(connection, window)
+
+        def render(value: Any) -> str:
+            params.append(self.bind(value))
+            return self.placeholder(len(params), value)
+
+        where = plan.where(cursor_sql, render, "1 = 0")
+        extras = self._key_columns_to_add(connection, plan)
         if extras:
             columns = ", ".join(self.quote(name) for name in [*job.source_columns, *extras])
             select = f"SELECT {columns} FROM {self.relation()}"
         first_read = state.watermark is None and job.initial_value is None
         estimate = self.estimate_rows(connection) if first_read else None
         schema, batches = self.stream(connection, f"{select} WHERE {where}", params)
-        if window.old_spec is not None and spec_columns(window.old_spec):
-            check_spec_columns(window.old_spec, schema.names)
-        output = pa.schema([field for field in schema if field.name not in extras])
-        if not job.window_key_columns:
-            window.hash_columns = output.names
-        cursor_type = schema.field(job.timestamp_column).type
-        upper_value = pa.scalar(upper, type=cursor_type).as_py() if upper is not None else None
-        window.set_upper(upper_value)
+        output = plan.bind(schema, extras)
+        window = plan.window
         extraction = SqlExtraction(self, connection, output, batches, window=window)
         extraction.notes = notes
         extraction.estimated_rows = estimate
@@ -215,23 +191,22 @@ class SqlExtractor(Extractor):
             f"(SELECT COUNT(*) FROM {relation} WHERE {cursor_sql} IS NULL)"
         )
 
-    def _key_columns_to_add(self, connection: Any, window: CursorWindow) -> list[str]:
+    def _key_columns_to_add(self, connection: Any, plan: WindowPlan) -> list[str]:
         """Return the columns the stored boundary keys were computed from that `selected_columns`
         leaves out: they are read too, to match the keys, and dropped before loading.
 
         Raises:
             IncrementalSettingsError: such a column no longer exists in the source.
         """
-        if window.old_spec is None or not self.job.source_columns:
-            return []
-        extras = [c for c in spec_columns(window.old_spec) if c not in self.job.source_columns]
+        extras = plan.extra_columns(self.job.source_columns)
         if extras:
+            assert plan.window.old_spec is not None
             schema, batches = self.stream(
                 connection, f"SELECT * FROM {self.relation()} WHERE 1 = 0", []
             )
             for _ in batches:
                 pass
-            check_spec_columns(window.old_spec, schema.names)
+            check_spec_columns(plan.window.old_spec, schema.names)
         return extras
 
 

@@ -142,6 +142,9 @@ class LoadRequest:
     between a snapshot's swap and the load-log write when those are separate steps."""
     merge_key: Callable[[], MergeKey] | None = None
     """`merge` only: called after the last batch (when destination names are final)."""
+    source_line: Callable[[str, int], int | None] | None = None
+    """(source file, row within it from 1) -> the physical line the row starts on, or None
+    (`Extraction.source_line`); used only to word a load error."""
 
 
 @dataclass

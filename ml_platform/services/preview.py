@@ -32,9 +32,10 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
     be unsaved (a draft): it then has no column-name map yet.
 
     Returns:
-        `{"columns": [{"source_name", "name", "arrow_type", "destination_type"}], "rows":
-        [{destination name: value}]}`; `destination_type` is the DuckDB or BigQuery type the
-        column gets; decimals, timestamps and bytes are strings (ISO 8601, base64).
+        `{"columns": [{"source_name", "name", "arrow_type", "destination_type",
+        "bigquery_type"}], "rows": [{destination name: value}]}`; `destination_type` is the
+        DuckDB or BigQuery type the column gets, `bigquery_type` the BigQuery one whatever
+        the destination (the wizard's partitioning and clustering choices); decimals, timestamps and bytes are strings (ISO 8601, base64).
 
     Raises:
         ApplicationError: the source cannot be read (config, connection, query or data error),
@@ -71,12 +72,18 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
         raise ApplicationError(PREVIEW_SCHEMAS_DIFFER.format(reason=reason)) from exc
     source_names = {dest: source for source, dest in transformer.column_map.items()}
     types = _destination_types(table.schema, job.destination.type)
+    bigquery_types = (
+        types
+        if job.destination.type == "bigquery"
+        else _destination_types(table.schema, "bigquery")
+    )
     columns = [
         {
             "source_name": source_names.get(field.name, field.name),
             "name": field.name,
             "arrow_type": str(field.type),
             "destination_type": types[field.name],
+            "bigquery_type": bigquery_types[field.name],
         }
         for field in table.schema
     ]

@@ -12,6 +12,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from etl.config import DestinationConfig, FileFormatOptions
 from ml_platform.models import DataSource
 from ml_platform.web.forms_connection import GOOGLE_AUTH, service_account_from
+from ml_platform.web.forms_table_options import TableOptionsFields
 
 CHOOSE = "Choose a connection or create one below."
 MAX_LOOK_BACK_S = 366 * 24 * 3600.0
@@ -128,8 +129,9 @@ class FilesForm(forms.Form):
         return initial
 
 
-class DestinationForm(forms.Form):
-    """Step 4: the embedded DuckDB file or a BigQuery dataset."""
+class DestinationForm(TableOptionsFields):
+    """Step 4: the embedded DuckDB file or a BigQuery dataset, with the BigQuery table options
+    (`TableOptionsFields`; `columns=` gives their column choices)."""
 
     type = forms.ChoiceField(
         choices=[("duckdb", "DuckDB (embedded)"), ("bigquery", "BigQuery")],
@@ -178,6 +180,7 @@ class DestinationForm(forms.Form):
             return data
         destination: dict[str, Any] = {"type": data["type"], "dataset": data["dataset"]}
         credentials: Any = None
+        options: dict[str, Any] = {}
         if data["type"] == "duckdb":
             if data.get("path"):
                 destination["path"] = data["path"]
@@ -185,6 +188,7 @@ class DestinationForm(forms.Form):
             if not data.get("project"):
                 self.add_error("project", "Required for a BigQuery destination.")
             destination["project"] = data.get("project") or None
+            options = self.options_clean(data)  # checked on their own, errors by their fields
             for name in ("location", "api_endpoint"):
                 if data.get(name):
                     destination[name] = data[name]
@@ -206,7 +210,7 @@ class DestinationForm(forms.Form):
             DestinationConfig(**{k: v for k, v in destination.items() if v is not None})
         except pydantic.ValidationError as exc:
             pydantic_errors_add(self, exc)
-        data["destination"] = destination
+        data["destination"] = {**destination, **options}
         data["credentials"] = credentials
         return data
 

@@ -301,6 +301,13 @@ def wizard_preview(request: HttpRequest) -> HttpResponse:
                     if c["source_name"] in cursors
                 },
                 column_choices=[c["source_name"] for c in choosable],
+                # destination name + BigQuery type of each loaded column: the destination
+                # step's partitioning and clustering choices
+                dest_columns=[
+                    [c["name"], c["bigquery_type"]]
+                    for c in columns
+                    if c["system"] or c["source_name"] in chosen
+                ],
             )
             draft_step_done(request, 3)
             return redirect("web:wizard-destination")

@@ -23,7 +23,7 @@ from ml_platform.services import data_source_create, data_source_update
 from ml_platform.services.destinations import destination_test
 from ml_platform.services.job_config import job_config_build, validation_error_from
 from ml_platform.services.ownership import destination_owner_check, destination_table_name_free
-from ml_platform.services.schedules import schedule_next_fire_times
+from ml_platform.services.schedules import schedule_next_fire_times, schedule_validate
 from ml_platform.services.secrets import secret_seal
 from ml_platform.web import forms
 from ml_platform.web.auth import staff_required
@@ -59,7 +59,12 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
         return guard
     draft = draft_get(request)
     destination = draft.get("destination") or {}
-    initial = {"type": "duckdb", "dataset": "raw_data", **destination}
+    initial = {
+        "type": "duckdb",
+        "dataset": "raw_data",
+        **destination,
+        **forms.DestinationForm.options_initial(destination),
+    }
     given, credentials = draft_destination_credentials(request)
     initial["google_auth"] = (
         "anonymous" if credentials == "anonymous" else "service_account"
@@ -67,7 +72,11 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
     )  # fmt: skip
     has_key = isinstance(credentials, dict) or (not given and draft.get("has_destination_key"))
     form = forms.DestinationForm(
-        request.POST or None, request.FILES or None, initial=initial, has_stored_key=has_key
+        request.POST or None,
+        request.FILES or None,
+        initial=initial,
+        has_stored_key=has_key,
+        columns=draft.get("dest_columns"),
     )
     test_result = None
     if request.method == "POST" and form.is_valid():
@@ -84,7 +93,14 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
         test_result = destination_test(
             data_source=draft_source(request, connection, load_type="catalog")
         )
-    return step_render(request, 4, "destination", form=form, test_result=test_result)
+    return step_render(
+        request,
+        4,
+        "destination",
+        form=form,
+        test_result=test_result,
+        columns_known=bool(draft.get("dest_columns")),
+    )
 
 
 def default_table_base(draft: dict[str, Any]) -> str:
@@ -208,6 +224,12 @@ def wizard_schedule(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
+            # the BigQuery job budget is checked on preview too, with its numbers
+            schedule_validate(
+                cron=data["schedule_cron"],
+                timezone=data["schedule_timezone"],
+                destination_type=(draft.get("destination") or {}).get("type"),
+            )
             fire_times = schedule_next_fire_times(
                 cron=data["schedule_cron"], timezone=data["schedule_timezone"]
             )

@@ -384,6 +384,13 @@ MERGE_PHASES = {
 uncommitted, committed), the two around the commit holding the MERGE in BigQuery; the
 extraction and BigQuery's staging are the append's code, killed above."""
 
+MERGE_SLOW_PHASES = {
+    "duckdb": ["extract.batch:3"],
+    "bigquery": ["extract.batch:3", "load.batch:3"],
+}
+"""The remaining merge phases (`make test-slow`: ~15-30 s each, and `make test` kills the same
+extraction and staging code under the append above), so every phase is killed for merge too."""
+
 
 def _cases() -> list[Any]:
     cases = []
@@ -406,6 +413,18 @@ def _cases() -> list[Any]:
             cases.append(
                 pytest.param(
                     dest, "table", "merge", phase, id=f"{dest}-table-merge-{phase.split(':')[0]}"
+                )
+            )
+    for dest, phases in MERGE_SLOW_PHASES.items():
+        for phase in phases:
+            cases.append(
+                pytest.param(
+                    dest,
+                    "table",
+                    "merge",
+                    phase,
+                    id=f"{dest}-table-merge-{phase.split(':')[0]}",
+                    marks=pytest.mark.slow,
                 )
             )
     return cases

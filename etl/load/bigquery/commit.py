@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from etl.bigquery_client import (
     bigquery,
+    rate_limit_retry,
 )
 from etl.exceptions import (
     EtlError,
@@ -79,6 +80,9 @@ class CommitMixin:
                 check_fence(
                     request.table, fence, found[0] if found else None, found[2] if found else None
                 )
+            if columns and request.merge_key is not None:
+                # a merge's full refresh: one row per key, as merging the rows would leave
+                self._keep_latest(request.table, staging, request.merge_key())
             if columns:
                 copy = bigquery.CopyJobConfig(
                     write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
@@ -139,19 +143,43 @@ class CommitMixin:
         # project: the fixed `etl_<run>_commit` made them find the old job and drop their rows).
         key = f"{target}\n{state.model_dump_json()}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        base_id = f"etl_{tag}_commit_{digest}"
+        attempts: list[int] = []
+
+        def attempt() -> None:
+            # a job that failed on a rate limit keeps its id: a retry runs as `<id>_r<n>`, after
+            # checking that no earlier attempt committed (its answer lost): the load log entry
+            # of this run and state is written by the same transaction as the rows
+            number = len(attempts)
+            attempts.append(number)
+            if number and self._committed(request.table, request.run_id, state_json):
+                return
+            job_id = base_id if not number else f"{base_id}_r{number}"
+            self._query(script, [], job_id=job_id, what=f"commit into {request.table}")
+
+        state_json = state.model_dump_json()
         try:
-            self._query(
-                script,
-                [],
-                job_id=f"etl_{tag}_commit_{digest}",
-                what=f"commit into {request.table}",
-            )
+            # rateLimitExceeded / a short-window quotaExceeded: backoff with jitter; a daily
+            # quota is not retried (QuotaExceededError names the limit)
+            rate_limit_retry(self.destination.timeout_s)(attempt)()
         except EtlError as exc:
             refused = FENCE_ERROR.search(str(exc))
             if fence is None or refused is None:
                 raise
             check_fence(request.table, fence, refused[1] or None, refused[2] or None)
             raise  # unreachable unless the log moved back: keep BigQuery's error
+
+    def _committed(self, table: str, run_id: str, state_json: str) -> bool:
+        """Whether the load log holds the entry of `run_id` committing `state_json` into
+        `table` (an earlier attempt of this commit went through)."""
+        rows = self._query(
+            f"SELECT COUNT(*) AS n FROM `{self.table_id(LOAD_LOG_TABLE)}` "
+            f"WHERE table_name = {literal(table)} AND run_id = {literal(run_id)} "
+            f"AND state = {literal(state_json)}",
+            [],
+            what="the load log",
+        )
+        return any(row["n"] for row in rows)
 
     def _fence_statement(self, table: str, fence: Fence) -> str:
         """Return the statement that fails the commit script (rolling its transaction back)
@@ -188,17 +216,7 @@ class CommitMixin:
         Raises:
             PrimaryKeyError: two staged rows share the key and the `order_by` values.
         """
-        both = ", ".join(f"`{name}`" for name in [*key.primary_key, *key.order_by])
-        rows = list(
-            self._query(
-                f"SELECT {both}, COUNT(*) AS n FROM `{staging}` GROUP BY {both} "
-                "HAVING COUNT(*) > 1 LIMIT 1",
-                [],
-                what=f"the primary key check of {table}",
-            )
-        )
-        if rows:
-            raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, rows[0].values()))
+        self._check_keys(table, staging, key)
         names = ", ".join(f"`{name}`" for name in columns)
         partition = ", ".join(f"`{name}`" for name in key.primary_key)
         order = ", ".join(f"`{name}` DESC" for name in key.order_by)  # NULLs sort last in DESC
@@ -214,6 +232,42 @@ class CommitMixin:
             f"MERGE `{self.table_id(table)}` T USING ({latest}) S ON {match} "
             f"WHEN MATCHED THEN UPDATE SET {', '.join(updates)} "
             f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values});"
+        )
+
+    def _check_keys(self, table: str, staging: str, key: MergeKey) -> None:
+        """Raise `PrimaryKeyError` when two staged rows share the key and `order_by` values."""
+        both = ", ".join(f"`{name}`" for name in [*key.primary_key, *key.order_by])
+        rows = list(
+            self._query(
+                f"SELECT {both}, COUNT(*) AS n FROM `{staging}` GROUP BY {both} "
+                "HAVING COUNT(*) > 1 LIMIT 1",
+                [],
+                what=f"the primary key check of {table}",
+            )
+        )
+        if rows:
+            raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, rows[0].values()))
+
+    def _keep_latest(self, table: str, staging: str, key: MergeKey) -> None:
+        """Delete from `staging` every row but each key's latest (`_merge_statement`'s rule:
+        greatest `order_by` values, NULL lowest), before a merge's full refresh swaps it in.
+
+        Raises:
+            PrimaryKeyError: two staged rows share the key and the `order_by` values.
+        """
+        self._check_keys(table, staging, key)
+        match = " AND ".join(f"T.`{n}` = S.`{n}`" for n in key.primary_key)
+        newer, tied = [], []
+        for name in key.order_by:  # lexicographic: an earlier column decides first
+            t, o = f"T.`{name}`", f"S.`{name}`"
+            greater = f"({t} > {o} OR ({o} IS NULL AND {t} IS NOT NULL))"
+            newer.append(" AND ".join([*tied, greater]))
+            tied.append(f"({t} = {o} OR ({t} IS NULL AND {o} IS NULL))")
+        self._query(
+            f"DELETE FROM `{staging}` S WHERE EXISTS (SELECT 1 FROM `{staging}` T "
+            f"WHERE {match} AND ({' OR '.join(newer)}))",
+            [],
+            what=f"the latest row per key of {table}",
         )
 
     def _rejected_staging(self, table: str, tag: str) -> str:

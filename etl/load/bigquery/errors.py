@@ -5,7 +5,11 @@ The loader stages Parquet parts (etl/load/bigquery.py): a failed job's messages 
 a column and sometimes a value, never the user's file. When the message names a column and a
 value, the staged part (still on disk when its job fails) is scanned for the first row holding
 that value, and its `_etl_source_file` and position give the source file and its row (rows from
-1 within the file, header excluded); for table sources the row is counted within the run.
+1 within the file, header excluded); the extraction then maps that row to the physical line it
+starts on (`Extraction.source_line`, etl/extract/lines.py: CSV lines count the header, skipped
+lines and every line of a quoted multi-line field; JSONL lines count blank lines), so the
+message reads `F, line N, column C: value V ...`. For table sources the row is counted within
+the run (`row N`).
 
 Message shapes handled (https://cloud.google.com/bigquery/docs/error-messages and
 https://cloud.google.com/bigquery/docs/reference/rest/v2/ErrorProto; real payloads quoted in
@@ -23,7 +27,7 @@ tests/etl/load/test_bigquery_errors.py):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +77,9 @@ class LoadJobError(DestinationError):
 
     Attributes:
         table, job_id: the destination table and the failed job.
-        file, row, column, value: where the bad value is (None when not known).
+        file, row, column, value: where the bad value is (None when not known); `row` from 1
+            within `file` (within the run for table sources).
+        line: the physical line of `file` the row starts on (None when not known).
         fix: the likely fix (text).
         errors: BigQuery's `errors[]` as returned (dicts of reason, location, message).
     """
@@ -86,6 +92,7 @@ class LoadJobError(DestinationError):
         errors: Sequence[Mapping[str, Any]],
         file: str | None = None,
         row: int | None = None,
+        line: int | None = None,
         column: str | None = None,
         value: str | None = None,
         expected: str | None = None,
@@ -93,11 +100,12 @@ class LoadJobError(DestinationError):
     ) -> None:
         self.table, self.job_id, self.errors = table, job_id, [dict(e) for e in errors]
         self.file, self.row, self.column, self.value, self.fix = file, row, column, value, fix
+        self.line = line
         where = ", ".join(
             part
             for part in (
                 file or "",
-                f"row {row}" if row is not None else "",
+                f"line {line}" if line is not None else f"row {row}" if row is not None else "",
                 f"column {column}" if column else "",
             )
             if part
@@ -201,6 +209,7 @@ def load_error(
     part: Path | None = None,
     files_before: Mapping[str, int] | None = None,
     rows_before: int = 0,
+    source_line: Callable[[str, int], int | None] | None = None,
 ) -> LoadJobError:
     """Translate a failed load job's `errors[]` into a `LoadJobError`.
 
@@ -208,6 +217,8 @@ def load_error(
         errors: the job's `errors` (each with `reason`, `location`, `message`).
         part: the staged Parquet part the job loaded (None: do not locate the row).
         files_before, rows_before: see `locate`.
+        source_line: (file, row within it) -> the physical line the row starts on, or None
+            (`Extraction.source_line`); None: the message names the row.
     """
     specific = [
         e for e in errors if not any(p in str(e.get("message", "")).lower() for p in _SUMMARY)
@@ -221,12 +232,16 @@ def load_error(
     if part is not None and column and value is not None and part.exists():
         found = locate(part, column, value, files_before or {}, rows_before)
     file_source = bool(found and found.file) or bool(files_before)
+    line = None
+    if found is not None and found.file and source_line is not None:
+        line = source_line(found.file, found.row)
     return LoadJobError(
         table=table,
         job_id=job_id,
         errors=errors,
         file=found.file if found else None,
         row=found.row if found else None,
+        line=line,
         column=column,
         value=value,
         expected=expected.upper() if expected else None,

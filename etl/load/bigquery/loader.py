@@ -225,7 +225,13 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
                 parts = PartWriter(
                     Path(tmp),
                     lambda path, n: self._load_part(
-                        staging, path, n, tag, request.table, sources=parts
+                        staging,
+                        path,
+                        n,
+                        tag,
+                        request.table,
+                        sources=parts,
+                        source_line=request.source_line,
                     ),
                 )
                 for batch in request.batches:
@@ -283,10 +289,18 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
                 )
 
     def _load_part(
-        self, staging: str, path: Path, number: int, tag: str, table: str, sources: Any = None
+        self,
+        staging: str,
+        path: Path,
+        number: int,
+        tag: str,
+        table: str,
+        sources: Any = None,
+        source_line: Any = None,
     ) -> None:
         """Load one staged Parquet part; `sources` (the `PartWriter`) maps a failed job's
-        rows back to their source file and row (etl/load/bigquery/errors.py)."""
+        rows back to their source file and row, `source_line` (`LoadRequest.source_line`)
+        a file's row to its line (etl/load/bigquery/errors.py)."""
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
@@ -326,4 +340,5 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
                 part=path,
                 files_before=sources.files_loaded if sources is not None else None,
                 rows_before=sources.rows_loaded if sources is not None else 0,
+                source_line=source_line,
             ) from exc

@@ -34,7 +34,7 @@ from etl.exceptions import ConfigError
 DESCRIPTION_PREFIX = "source: "
 """Column descriptions this module writes: `source: <source column> (<source Arrow type>)`."""
 _TIME_TYPES = {"DATE", "TIMESTAMP", "DATETIME"}
-_CLUSTER_TYPES = {
+CLUSTER_TYPES = {
     "BIGNUMERIC",
     "BOOL",
     "BOOLEAN",
@@ -99,7 +99,7 @@ def check_columns(destination: DestinationConfig, fields: Iterable[Any]) -> None
                 f"clustering column {name!r} is not a column of the table",
                 field="destination.clustering",
             )
-        if found[0] not in _CLUSTER_TYPES or found[1] == "REPEATED":
+        if found[0] not in CLUSTER_TYPES or found[1] == "REPEATED":
             raise ConfigError(
                 f"clustering column {name!r} is {found[0]}"
                 f"{' REPEATED' if found[1] == 'REPEATED' else ''}; BigQuery clusters on "

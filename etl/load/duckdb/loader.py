@@ -212,6 +212,8 @@ class DuckDbLoader(Loader):
                     if self._columns(connection, request.table):
                         connection.execute(f"DELETE FROM {target}")
                 else:
+                    if request.merge_key is not None:  # a merge's full refresh: one row per key
+                        self._keep_latest(connection, request.table, write_to, request.merge_key())
                     connection.execute(f"DROP TABLE IF EXISTS {target}")
                     connection.execute(f"ALTER TABLE {write_to} RENAME TO {quote(request.table)}")
             elif merge:
@@ -326,6 +328,27 @@ class DuckDbLoader(Loader):
             connection.execute(f"DELETE FROM {target} USING {source} WHERE {match}")
             connection.execute(f"INSERT INTO {target} BY NAME {latest}")
         connection.execute(f"DROP TABLE {source}")
+
+    def _keep_latest(self, connection, table: str, staging: str, key: MergeKey) -> None:  # type: ignore[no-untyped-def]
+        """Delete from the (quoted, qualified) `staging` every row but each key's latest (the
+        rule of `_merge_into`): a merge's full refresh swaps in one row per key, as merging
+        the same rows would leave.
+
+        Raises:
+            PrimaryKeyError: two staged rows share the key and the `order_by` values.
+        """
+        keys = ", ".join(quote(name) for name in key.primary_key)
+        both = ", ".join(quote(name) for name in [*key.primary_key, *key.order_by])
+        duplicate = connection.execute(
+            f"SELECT {both}, count(*) FROM {staging} GROUP BY {both} HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if duplicate is not None:
+            raise PrimaryKeyError(table, key.primary_key, duplicate_reason(key, duplicate))
+        order = ", ".join(f"{quote(name)} DESC NULLS LAST" for name in key.order_by)
+        connection.execute(
+            f"DELETE FROM {staging} WHERE rowid NOT IN (SELECT rowid FROM {staging} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1)"
+        )
 
     def _columns(self, connection, table: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
         rows = connection.execute(

@@ -82,6 +82,7 @@ def _job(duckdb_path: Path, source_table: str, **fields: Any) -> JobConfig:
                 "project": BIGQUERY_PROJECT,
                 "credentials": "anonymous",
                 "api_endpoint": emulator_env("ETL_BIGQUERY_API_ENDPOINT"),
+                "storage_api_endpoint": emulator_env("ETL_BIGQUERY_STORAGE_API_ENDPOINT"),
             },
             **fields,
         )

@@ -35,6 +35,7 @@ def _job(tmp_path: Path, table: str, **fields: Any) -> dict[str, Any]:
             "project": BIGQUERY_PROJECT,
             "credentials": "anonymous",
             "api_endpoint": emulator_env("ETL_BIGQUERY_API_ENDPOINT"),
+            "storage_api_endpoint": emulator_env("ETL_BIGQUERY_STORAGE_API_ENDPOINT"),
         },
         **fields,
     )

@@ -36,11 +36,17 @@ _HOP_BY_HOP = {"connection", "transfer-encoding", "content-encoding", "content-l
 
 class RecordingProxy:
     """An HTTP reverse proxy on 127.0.0.1 in front of the emulator that keeps every request's
-    method, path and body."""
+    method, path and body.
+
+    `intercept`, when set, is called as `intercept(method, path, body, forward)` for every
+    request, `forward()` returning the emulator's `(status, headers, body)`; it returns the
+    `(status, headers, body)` the client gets (a fault injected on the wire: quota errors the
+    emulator cannot produce)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.requests: list[tuple[str, str, bytes]] = []
+        self.intercept: Any = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -64,11 +70,18 @@ class RecordingProxy:
                     headers=headers,
                     method=self.command,
                 )
-                try:
-                    with urllib.request.urlopen(request, timeout=60) as response:
-                        status, reply, answer = response.status, response.headers, response.read()
-                except urllib.error.HTTPError as exc:
-                    status, reply, answer = exc.code, exc.headers, exc.read()
+
+                def forward() -> tuple[int, Any, bytes]:
+                    try:
+                        with urllib.request.urlopen(request, timeout=60) as response:
+                            return response.status, response.headers, response.read()
+                    except urllib.error.HTTPError as exc:
+                        return exc.code, exc.headers, exc.read()
+
+                if proxy.intercept is not None:
+                    status, reply, answer = proxy.intercept(self.command, self.path, body, forward)
+                else:
+                    status, reply, answer = forward()
                 self.send_response(status)
                 for key, value in reply.items():
                     if key.lower() not in _HOP_BY_HOP:

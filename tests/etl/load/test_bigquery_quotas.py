@@ -8,9 +8,12 @@ BigQuery returns (the emulator has no quotas), quoted from the public reports ci
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.api_core import exceptions as api_exceptions
 
 from etl import JobConfig, run
@@ -21,6 +24,8 @@ from etl.bigquery_client import (
     rate_limit_retry,
     translate,
 )
+from tests.conftest import BIGQUERY_PROJECT, emulator_env
+from tests.etl.load.test_bigquery_labels import RecordingProxy
 from tests.etl.support import bigquery_destination, bq_rows, job_config
 
 DAILY = (
@@ -112,3 +117,118 @@ def test_200_small_files_make_one_load_job(
         and j.destination.dataset_id == bq_dataset
     ]
     assert [j.destination.table_id.startswith("t__etl_staging_") for j in loads] == [True]
+
+
+# --- the commit query under rate limits and daily quotas ----------------------------------------
+
+RATE_LIMITED = {
+    "reason": "rateLimitExceeded",
+    "message": "Exceeded rate limits: too many table update operations for this table. For "
+    "more information, see https://cloud.google.com/bigquery/docs/troubleshoot-quotas",
+}
+DAILY_EXCEEDED = {"reason": "quotaExceeded", "message": DAILY}
+
+
+@pytest.fixture
+def proxy() -> Iterator[RecordingProxy]:
+    recorder = RecordingProxy(emulator_env("ETL_BIGQUERY_API_ENDPOINT"))
+    try:
+        yield recorder
+    finally:
+        recorder.close()
+
+
+class CommitFault:
+    """`RecordingProxy.intercept`: the first `times` commit jobs (`jobs.insert` of a script
+    holding `COMMIT TRANSACTION`) come back DONE with `error` as BigQuery answers a job that hit
+    a quota; `run_it` forwards the job to the emulator first (it commits; only the answer says
+    otherwise: the "answer lost" case). Reads of a failed job answer the same."""
+
+    def __init__(self, error: dict[str, str], *, times: int = 1, run_it: bool = False) -> None:
+        self.error, self.times, self.run_it = error, times, run_it
+        self.failed: dict[str, dict[str, Any]] = {}
+        self.commit_ids: list[str] = []
+
+    def __call__(self, method: str, path: str, body: bytes, forward: Any) -> Any:
+        route = path.split("?")[0]
+        if method == "POST" and route.endswith("/jobs") and b"COMMIT TRANSACTION" in body:
+            job = json.loads(body)
+            job_id = job["jobReference"]["jobId"]
+            self.commit_ids.append(job_id)
+            if len(self.failed) < self.times:
+                if self.run_it:
+                    forward()
+                job["status"] = {"state": "DONE", "errorResult": self.error, "errors": [self.error]}
+                job["id"] = f"{BIGQUERY_PROJECT}:{job_id}"
+                self.failed[job_id] = job
+                return 200, {"Content-Type": "application/json"}, json.dumps(job).encode()
+        for job_id, job in self.failed.items():
+            if method == "GET" and route.endswith(f"/jobs/{job_id}"):
+                return 200, {"Content-Type": "application/json"}, json.dumps(job).encode()
+            if method == "GET" and route.endswith(f"/queries/{job_id}"):
+                answer = {"error": {"code": 403, "message": self.error["message"],
+                                    "errors": [self.error], "status": "PERMISSION_DENIED"}}  # fmt: skip
+                return 403, {"Content-Type": "application/json"}, json.dumps(answer).encode()
+        return forward()
+
+
+def _csv_job(tmp_path: Path, dataset: str, endpoint: str) -> JobConfig:
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
+    destination = {**bigquery_destination(dataset), "api_endpoint": endpoint}
+    return JobConfig.parse(
+        job_config(
+            "local",
+            tmp_path / "unused.duckdb",
+            connection_params={"base_path": str(base)},
+            file_pattern="*.csv",
+            file_format="csv",
+            dest_table_name="t",
+            destination=destination,
+        )
+    )
+
+
+@pytest.mark.parametrize("run_it", [False, True], ids=["refused", "ran-answer-lost"])
+def test_commit_retried_on_rate_limit_once_only(
+    proxy: RecordingProxy, bq_dataset: str, bigquery_client: Any, tmp_path: Path, run_it: bool
+) -> None:
+    """A commit job answered `rateLimitExceeded` is retried (backoff + jitter) under a new job
+    id derived from the first; when the refused attempt had in fact committed (its answer
+    lost), the retry finds its load-log entry and submits nothing: the table holds each row
+    once and the log one entry either way. The emulator has no quotas: the proxy answers as
+    BigQuery does (job DONE with `errorResult.reason` rateLimitExceeded), the gap named here.
+    Peers' reports of commits and DML failing on rate limits:
+    https://github.com/googleapis/python-bigquery-sqlalchemy/issues/34,
+    https://github.com/dbt-labs/dbt-bigquery/issues/1076."""
+    fault = CommitFault(RATE_LIMITED, run_it=run_it)
+    proxy.intercept = fault
+    result = run(_csv_job(tmp_path, bq_dataset, proxy.url))
+    assert result.rows_loaded == 3
+    first = fault.commit_ids[0]
+    assert first.startswith("etl_") and "_commit_" in first
+    assert fault.commit_ids == ([first] if run_it else [first, f"{first}_r1"])
+    assert bq_rows(bigquery_client, f"SELECT id FROM `{bq_dataset}.t` ORDER BY id") == [
+        (1,), (2,), (3,),
+    ]  # fmt: skip
+    assert bq_rows(
+        bigquery_client, f"SELECT COUNT(*) FROM `{bq_dataset}._etl_loads` WHERE table_name = 't'"
+    ) == [(1,)]
+
+
+def test_commit_on_a_daily_quota_fails_naming_the_limit(
+    proxy: RecordingProxy, bq_dataset: str, bigquery_client: Any, tmp_path: Path
+) -> None:
+    """A commit job answered with the daily `quotaExceeded` (imports or query appends per
+    table) is not retried: the run fails with `QuotaExceededError` naming 1,500 load jobs per
+    table per day, and nothing is committed."""
+    fault = CommitFault(DAILY_EXCEEDED, times=5)
+    proxy.intercept = fault
+    with pytest.raises(QuotaExceededError) as error:
+        run(_csv_job(tmp_path, bq_dataset, proxy.url))
+    assert len(fault.commit_ids) == 1
+    assert "1,500 load jobs (imports or query appends) per table per day" in str(error.value)
+    assert bq_rows(
+        bigquery_client, f"SELECT COUNT(*) FROM `{bq_dataset}._etl_loads` WHERE table_name = 't'"
+    ) == [(0,)]
