@@ -22,13 +22,14 @@ Source: PostgreSQL manual, "Data Types" (https://www.postgresql.org/docs/current
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import SchemaMappingError, UnrepresentableValueError
-from etl.schema import JSON_FIELD_METADATA, SCALED_MAX_PRECISION, decimal_from_scaled
+from etl.schema import JSON_FIELD_METADATA
 
 PG_TYPE = b"POSTGRESQL:type"
 PG_TYPMOD = b"POSTGRESQL:typmod"
@@ -59,11 +60,27 @@ NATIVE_TYPES = frozenset(
 """PostgreSQL types the ADBC driver decodes into an exact Arrow type; others are read as text
 (or as below)."""
 
-NAN_SENTINEL = -(2**63)
-"""The int8 a scaled numeric read gives for NaN: |value * 10^s| < 10^18 never reaches it."""
-
 SPECIAL_NUMERICS = ("NaN", "Infinity", "-Infinity")
 """numeric values with no decimal representation, as the server writes them."""
+
+
+def _string_array(values: tuple[str, ...]) -> pa.Array:
+    """Return `values` as an Arrow string array built from its buffers: pyarrow imports pandas
+    (~40 MB, ~0.3 s) the first time it converts a Python list."""
+    data = [value.encode() for value in values]
+    offsets = [0]
+    for item in data:
+        offsets.append(offsets[-1] + len(item))
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(values),
+        [
+            None,
+            pa.py_buffer(struct.pack(f"<{len(offsets)}i", *offsets)),
+            pa.py_buffer(b"".join(data)),
+        ],
+    )
+
 
 NUMERIC_WARNING = (
     "column `{column}`: {count} {values} NaN/Infinity loaded as NULL (on_unrepresentable: nearest)"
@@ -132,28 +149,17 @@ def plan_column(raw: pa.Field, name: str) -> ColumnRead:
     base = kind.removeprefix("_")
     if kind in ("numeric", "money"):
         source = f"{name}::numeric" if kind == "money" else name
-        declared = declared_decimal(raw) if kind == "numeric" else None
-        if declared is not None and declared.precision <= SCALED_MAX_PRECISION:
-            # numeric(p, s), p <= 18: value * 10^s is an integer below 10^18 < 2^63, read as
-            # int8 (the driver's cheapest decode, no text to parse) and given its scale back
-            # in Arrow; NaN (the one non-finite value such a column holds) is a sentinel
-            scaled = (
-                f"{name}::int8"
-                if not declared.scale
-                else (f"({name} * 1{'0' * declared.scale})::int8")
-            )
-            return ColumnRead(
-                f"CASE WHEN {name} = 'NaN' THEN '{NAN_SENTINEL}'::int8 ELSE {scaled} END", "numeric"
-            )
         profile = []
-        if kind == "money" or declared is None:
+        if kind == "money" or declared_decimal(raw) is None:
             finite = f"{source} > '-Infinity' AND {source} < 'Infinity'"
             profile = [
                 f"max(length(trunc(abs({source}))::text)) FILTER (WHERE {finite})",
                 f"max(scale({source})) FILTER (WHERE {finite})",
             ]
         # the server's text form, cast to decimal in Arrow: ~4x less CPU than the driver's own
-        # decoding of binary numerics (which also yields text)
+        # decoding of binary numerics (which also yields text). Not `(value * 10^s)::int8`:
+        # numeric arithmetic costs the server ~4x the text output (TPC-H lineitem SF 1, four
+        # numeric(15,2) columns: 5.6 s against 1.4 s of server CPU, bench/PROFILE.md)
         return ColumnRead(f"{source}::text", "numeric", profile)
     if is_array:
         element = name if base in NATIVE_TYPES else f"{name}::text[]"
@@ -182,16 +188,13 @@ class NumericReader:
         """Column -> NaN/±Infinity values loaded as NULL."""
 
     def convert(self, text: pa.Array, target: pa.Field) -> pa.Array:
-        """Return `text` (numeric as the server writes it, or an int8 scaled read, see
-        `plan_column`) as `target`'s type.
+        """Return `text` (numeric as the server writes it) as `target`'s type.
 
         Raises:
             UnrepresentableValueError: a NaN/±Infinity under `on_unrepresentable: fail`.
             SchemaMappingError: a value does not fit `target` (names the column).
         """
-        if pa.types.is_integer(text.type):
-            return self._unscale(text, target)
-        special = pc.is_in(text, value_set=pa.array(SPECIAL_NUMERICS))
+        special = pc.is_in(text, value_set=_string_array(SPECIAL_NUMERICS))
         count = pc.sum(special).as_py() or 0
         if count:
             if self.policy == "fail":
@@ -204,24 +207,6 @@ class NumericReader:
         try:
             return pc.cast(text, target.type, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise SchemaMappingError(target.name, str(target.type), str(exc)) from exc
-
-    def _unscale(self, scaled: pa.Array, target: pa.Field) -> pa.Array:
-        """Return int8 values `value * 10^s` as decimal(p, s): the same integers, read with
-        scale s (a decimal128's storage is its unscaled integer)."""
-        # min_max first: building a scalar from a Python int makes pyarrow import pandas
-        count = 0
-        if pc.min_max(scaled).as_py()["min"] == NAN_SENTINEL:
-            nan = pc.equal(scaled, pa.scalar(NAN_SENTINEL, pa.int64()))
-            count = pc.sum(nan).as_py() or 0
-        if count:
-            if self.policy == "fail":
-                raise UnrepresentableValueError(self.table, target.name, "NaN", "numeric")
-            self.adjusted[target.name] = self.adjusted.get(target.name, 0) + count
-            scaled = pc.if_else(nan, pa.scalar(None, pa.int64()), scaled)
-        try:
-            return decimal_from_scaled(scaled, target.type)
-        except ValueError as exc:  # the server enforces numeric(p, s): never expected
             raise SchemaMappingError(target.name, str(target.type), str(exc)) from exc
 
     def warnings(self) -> list[str]:
