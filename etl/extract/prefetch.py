@@ -18,10 +18,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-PREFETCH_DEPTH = 2
-"""Decoded batches waiting for the destination at most. Measured on TPC-H lineitem SF 1 ->
-DuckDB (bench/PROFILE.md): one or two is enough to keep both stages busy; each batch is at
-most a few MB (`BATCH_HINT_MAX_BYTES`, `NATIVE_BATCH_ROWS`)."""
+PREFETCH_DEPTH = 1
+"""Decoded batches waiting for the destination at most: one keeps both stages busy while the
+batches are of similar cost (each at most ~1 MB from PostgreSQL, `BATCH_HINT_MAX_BYTES`, and
+10,000 rows from MySQL, `NATIVE_BATCH_ROWS`); every batch in flight adds to the peak RSS."""
 
 _POLL_S = 0.1
 """Seconds between checks of the stop flag while a queue is full or empty."""
