@@ -15,7 +15,7 @@ help:
 	@echo "make beat            the Celery beat scheduler alone (one per deployment)"
 	@echo "make migrate         create or upgrade the control plane's database"
 	@echo "make emulators       start the local S3, GCS, Azure Blob and BigQuery emulators; emulators-stop stops them"
-	@echo "make lint            ruff check + format check"
+	@echo "make lint            ruff check + format check + mypy on the engine (etl/)"
 	@echo "make bench           benchmarks against dlt, Sling and the raw limits at TPC-H SF 1 (bench-quick: SF 0.05)"
 	@echo "make clean           remove var/ (the demo warehouse, metadata database, emulator data)"
 
@@ -72,6 +72,7 @@ emulators-stop:
 lint: venv
 	$(VENV)/bin/ruff check etl ml_platform config tests
 	$(VENV)/bin/ruff format --check etl ml_platform config tests
+	$(VENV)/bin/mypy  # the engine (etl/), configured in pyproject.toml [tool.mypy]
 
 # web on 127.0.0.1:$(PORT) (wizard at /etl/); with CELERY_TASK_ALWAYS_EAGER=false also a worker with
 # an embedded beat (schedules of data sources), stopped with the web server

@@ -3,14 +3,29 @@
 Framework-free: never imports django, celery or ml_platform, never reads the environment.
 """
 
+from typing import Any
+
 __version__ = "0.3.0"  # the release (CHANGELOG.md); `pip install .` reads it from here
 
-from etl.config import DestinationConfig, FileFormatOptions, JobConfig
+from etl.config import (
+    FILE_SOURCES,
+    MAX_CLUSTERING_COLUMNS,
+    PARTITION_UNITS,
+    REQUIRED_CONNECTION_KEYS,
+    SECRET_KEYS,
+    SOURCE_TYPES,
+    TABLE_SOURCES,
+    DestinationConfig,
+    FileFormatOptions,
+    JobConfig,
+    needs_cursor,
+)
 from etl.exceptions import (
     BadInputError,
     ConfigError,
     EtlError,
     NullCursorError,
+    PreviewSchemasDifferError,
     PrimaryKeyError,
     SchemaChangeError,
     SupersededError,
@@ -18,11 +33,41 @@ from etl.exceptions import (
     TerminalError,
     TransientError,
 )
-from etl.pipeline import run
+from etl.extract.listing import ListingBudget
+from etl.pipeline import ProgressCallback, fault_hook_from_spec, run
+from etl.preview import (
+    Preview,
+    PreviewColumn,
+    bigquery_cluster_types,
+    check_bigquery_columns,
+    destination_types,
+    list_files,
+    preview,
+)
+from etl.progress import ProgressDisplay, progress_display
+from etl.registry import DESTINATION_TYPES
 from etl.state import BoundarySpec, FileRecord, RunResult, SyncState, Watermark
+
+
+def make_bigquery_client(**kwargs: Any) -> Any:
+    """Return a `google.cloud.bigquery.Client`: `etl.bigquery_client.make_client`'s keyword
+    arguments (`project`, `credentials`, `api_endpoint`, `location`, `field`) and errors,
+    imported on first use (google-cloud-bigquery takes about a second to import)."""
+    from etl.bigquery_client import make_client
+
+    return make_client(**kwargs)
+
 
 __all__ = [
     "__version__",
+    "DESTINATION_TYPES",
+    "FILE_SOURCES",
+    "MAX_CLUSTERING_COLUMNS",
+    "PARTITION_UNITS",
+    "REQUIRED_CONNECTION_KEYS",
+    "SECRET_KEYS",
+    "SOURCE_TYPES",
+    "TABLE_SOURCES",
     "BadInputError",
     "BoundarySpec",
     "ConfigError",
@@ -31,8 +76,14 @@ __all__ = [
     "FileFormatOptions",
     "FileRecord",
     "JobConfig",
+    "ListingBudget",
     "NullCursorError",
+    "Preview",
+    "PreviewColumn",
+    "PreviewSchemasDifferError",
     "PrimaryKeyError",
+    "ProgressCallback",
+    "ProgressDisplay",
     "RunResult",
     "SchemaChangeError",
     "SupersededError",
@@ -41,5 +92,14 @@ __all__ = [
     "TerminalError",
     "TransientError",
     "Watermark",
+    "bigquery_cluster_types",
+    "check_bigquery_columns",
+    "destination_types",
+    "fault_hook_from_spec",
+    "list_files",
+    "make_bigquery_client",
+    "needs_cursor",
+    "preview",
+    "progress_display",
     "run",
 ]

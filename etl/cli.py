@@ -13,8 +13,8 @@ Commands:
   credential in env `ETL_RUNNER_TOKEN`, runs it, reports the RunResult (or the failure) back and
   prints it as JSON (always: this mode's stdout is read by machines). The run is named after env
   `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_INDEX` when set.
-- `etl validate --config job.json`: check a job config against the contract; prints `valid` or
-  the error naming the field.
+- `etl validate --config job.json`: check a job config against the contract; prints `valid`
+  (with the job's `description`) or the error naming the field.
 - `etl state show --state state.json`: print a state file (watermark, files in the ledger).
 - `etl query --duckdb warehouse.duckdb "SELECT ..."`: print a query's rows from a DuckDB
   destination, opened read-only (a read-write session would block the next run's load).
@@ -169,7 +169,7 @@ def summary_line(result: RunResult) -> str:
         parts.append(
             f"{len(result.files_loaded):,} files loaded, {result.files_skipped:,} unchanged"
         )
-    status = result.status
+    status: str = result.status
     if result.warnings:
         status = "succeeded with warnings" if status == "succeeded" else status
         parts.append(f"{len(result.warnings):,} warnings: " + "; ".join(result.warnings))
@@ -178,11 +178,11 @@ def summary_line(result: RunResult) -> str:
 
 def _validate(path: Path) -> int:
     try:
-        JobConfig.parse(json.loads(path.read_text()))
+        job = JobConfig.parse(json.loads(path.read_text()))
     except (ConfigError, OSError, json.JSONDecodeError) as exc:
         print(f"invalid: {path}: {exc}")
         return 1
-    print(f"valid: {path}")
+    print(f"valid: {path}" + (f": {job.description}" if job.description else ""))
     return 0
 
 

@@ -168,6 +168,20 @@ class UnrepresentableValueError(TerminalError):
         )
 
 
+class InfiniteCursorError(TerminalError):
+    """The cursor column's bound in the source is PostgreSQL `infinity` / `-infinity`, which
+    cannot be a watermark: after it, every later run would read nothing."""
+
+    def __init__(self, table: str, column: str, value: str) -> None:
+        self.table, self.column, self.value = table, column, value
+        super().__init__(
+            f"Cursor column `{column}` of {table} holds {value!r}, which cannot be a watermark "
+            "(no later value exists, so every later run would load nothing). Nothing was loaded "
+            f"and state is unchanged; leave such rows out with custom SQL (`WHERE {column} <> "
+            f"'{value}'`) or choose another cursor column."
+        )
+
+
 class SchemaChangeError(TerminalError):
     """An incoming column narrows or changes the type of an existing destination column."""
 
@@ -226,3 +240,12 @@ class PrimaryKeyError(TerminalError):
             f"Merge into {table} on primary key ({', '.join(self.columns)}): {reason}. "
             "Nothing was loaded and state is unchanged."
         )
+
+
+class PreviewSchemasDifferError(TerminalError):
+    """The files a preview read hold incompatible types for one column (`etl.preview`), so they
+    cannot be shown, nor loaded, as one table."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"The previewed files have columns of incompatible types: {reason}")

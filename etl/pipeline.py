@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 
 import pyarrow as pa
 import structlog
@@ -155,7 +156,13 @@ def run(
         null_keys: dict[str, int] = {}
 
         def batches() -> Iterator[pa.RecordBatch]:
-            for batch in extraction.batches():
+            # closed when the load stops early (a failed run): the files it holds open are
+            # closed then, not when a kept traceback is collected at interpreter exit
+            with closing(extraction.batches()) as source:
+                yield from _counted(source)
+
+        def _counted(source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in source:
                 counters["rows_extracted"] += batch.num_rows
                 counters["bytes"] += batch.nbytes
                 fault("extract.batch")
@@ -203,9 +210,10 @@ def run(
             fault("load.before_commit")
             return new_state
 
+        stream = batches()
         request = LoadRequest(
             table=job.dest_table_name,
-            batches=batches(),
+            batches=stream,
             write_disposition=write_disposition,
             run_id=run_id,
             finalize=finalize,
@@ -224,6 +232,8 @@ def run(
         except SupersededError as exc:
             log.warning("run.superseded", planned_from=exc.expected_run_id, found=exc.found_run_id)
             raise
+        finally:
+            stream.close()
         report()  # the final figures, even when the last batches held no rows
         fault("load.after_commit")
         stats = extraction.stats

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from etl.config.base import FILE_SOURCES, SOURCE_TYPES
 from etl.exceptions import UnknownDestinationTypeError, UnknownSourceTypeError
 
 if TYPE_CHECKING:
@@ -21,16 +22,22 @@ EXTRACTORS: dict[str, type[Extractor]] = {}
 LOADERS: dict[str, type[Loader]] = {}
 """Maps `destination.type` ("duckdb", "bigquery") to its loader class."""
 
-EXTRACTOR_MODULES = {
+_TABLE_EXTRACTOR_MODULES = {
     "postgresql": "etl.extract.postgres",
     "mysql": "etl.extract.mysql",
     "bigquery": "etl.extract.bigquery",
-    **{kind: "etl.extract.files" for kind in ("local", "gcs", "s3", "azure_blob")},
+}
+EXTRACTOR_MODULES = {
+    kind: "etl.extract.files" if kind in FILE_SOURCES else _TABLE_EXTRACTOR_MODULES[kind]
+    for kind in SOURCE_TYPES
 }
 """Module registering each source type: only the one a job needs is imported (its client
 library may be heavy: google-cloud-bigquery, PyMySQL, ...)."""
 
 LOADER_MODULES = {"duckdb": "etl.load.duckdb", "bigquery": "etl.load.bigquery.loader"}
+
+DESTINATION_TYPES: tuple[str, ...] = tuple(LOADER_MODULES)
+"""Every `destination.type` the engine loads into."""
 
 
 def register_extractor(*source_types: str) -> Callable[[E], E]:

@@ -15,9 +15,13 @@ from django.http import HttpRequest
 
 import etl
 from ml_platform import services
-from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
+from ml_platform.contract import CONNECTION_TYPES
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun, ProcessedFile
 
 SECRET_HELP = "Write-only: the stored value is never shown. Leave blank to keep it."
+PASSWORD_NOT_TAKEN = (
+    "A {type} connection has no single secret: give its credentials in Credentials (JSON)."
+)
 
 
 def _json_object_or_string(value: str, *, field: str) -> Any:
@@ -137,18 +141,21 @@ class ConnectionForm(_ServiceModelForm):
 
     def secret_input(self) -> dict[str, Any] | None:
         """Return the credentials object to store (`new_credentials` with `password` under the
-        type's secret key), or None to keep the stored one."""
+        type's secret key, `contract.CONNECTION_TYPES`), or None to keep the stored one."""
         credentials = self.cleaned_data.get("new_credentials")
         password = self.cleaned_data.get("password")
         if credentials is None and not password:
             return None
         merged = dict(credentials or {})
         if password:
-            key = {"s3": "aws_secret_access_key", "azure_blob": "account_key"}.get(
-                self.cleaned_data.get("type"), "password"
-            )
-            merged[key] = password
+            merged[CONNECTION_TYPES[self.cleaned_data["type"]].secret or "password"] = password
         return merged
+
+    def clean(self) -> dict[str, Any]:
+        kind = self.cleaned_data.get("type")
+        if self.cleaned_data.get("password") and kind and CONNECTION_TYPES[kind].secret is None:
+            self.add_error("password", PASSWORD_NOT_TAKEN.format(type=kind))
+        return super().clean()
 
 
 @admin.register(Connection)
@@ -277,7 +284,7 @@ class EtlRunAdmin(ReadOnlyAdmin):
     date_hierarchy = "queued_at"
 
 
-@admin.register(SyncState)
+@admin.register(DataSourceState)
 class SyncStateAdmin(ReadOnlyAdmin):
     list_display = ["data_source", "watermark_value", "watermark_type", "last_run_id", "updated_at"]
     list_select_related = ["data_source"]

@@ -8,3 +8,6 @@ class MlPlatformConfig(AppConfig):
 
     def ready(self) -> None:
         from ml_platform import checks  # noqa: F401  registers the system checks
+        from ml_platform.contract import connection_types_check
+
+        connection_types_check()  # the connection types must match the engine's registry

@@ -3,21 +3,10 @@
 
 from __future__ import annotations
 
-from etl import TerminalError, TransientError
+from etl import TerminalError
 
 CREDENTIALS_NOT_OBJECT = "Credentials must be a JSON object of secret keys."
 CREDENTIALS_UNKNOWN_KEYS = "Unknown credential key(s): {unknown}. Allowed: {allowed}."
-
-
-class DataSourceBusyError(TransientError):
-    """Another run of the data source is running; this one can be retried later."""
-
-    def __init__(self, data_source_id: int, active_run_id: int) -> None:
-        self.data_source_id, self.active_run_id = data_source_id, active_run_id
-        super().__init__(
-            f"Data source {data_source_id} already has run {active_run_id} in progress; "
-            "this run stays queued and can be retried when it finishes."
-        )
 
 
 class CredentialsUnreadableError(TerminalError):
@@ -33,8 +22,33 @@ class CredentialsUnreadableError(TerminalError):
 
 
 class ApplicationError(Exception):
-    """An error the API answers with 400 `{"message", "extra"}` (the single EXCEPTION_HANDLER)."""
+    """An error of a service that the API answers as `{"message", "extra"}` with HTTP `status`;
+    the single EXCEPTION_HANDLER (`ml_platform.api.exception_handlers`) maps it, so no view
+    maps errors by hand. `code` is a stable, machine-readable name of the error (logged with
+    it); a subclass sets `code` and `status` for a kind of error (e.g. `RunNotActiveError`:
+    `run_not_active`, 409), an instance may override them.
 
-    def __init__(self, message: str, extra: dict | None = None) -> None:
+    Args:
+        message: shown to the user as is (no secrets).
+        extra: more JSON-able detail (`{"fields": {field: [message]}}`, ...).
+        code: overrides the class's `code`.
+        status: overrides the class's HTTP `status`.
+    """
+
+    code = "invalid"
+    status = 400
+
+    def __init__(
+        self,
+        message: str,
+        extra: dict | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
         self.message, self.extra = message, extra or {}
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
         super().__init__(message)

@@ -1,14 +1,19 @@
-"""Control-plane models: thin (fields, choices, constraints, `__str__`); services do the writes."""
+"""Control-plane models: thin (fields, choices, constraints, `__str__`); services do the writes.
+
+One module past 300 lines on purpose: Django finds an app's models in `models.py`, and
+`DataSource` is the one definition of the job contract's fields (labels, help texts) that the
+forms, serializers and admin derive from (`ml_platform.contract`)."""
 
 from __future__ import annotations
 
 import uuid
 
-from django.core.validators import MinValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from ml_platform.contract import SOURCE_TYPE_CHOICES
 from ml_platform.fields import SecretTextField
 
 
@@ -20,24 +25,23 @@ class BaseModel(models.Model):
         abstract = True
 
 
-class SourceType(models.TextChoices):
-    POSTGRESQL = "postgresql", "PostgreSQL"
-    MYSQL = "mysql", "MySQL / MariaDB"
-    BIGQUERY = "bigquery", "BigQuery"
-    GCS = "gcs", "Google Cloud Storage"
-    S3 = "s3", "Amazon S3"
-    AZURE_BLOB = "azure_blob", "Azure Blob Storage"
-    LOCAL = "local", "Local files"
+SourceType = models.TextChoices(
+    "SourceType", [(value.upper(), (value, label)) for value, label in SOURCE_TYPE_CHOICES]
+)
+"""The engine's source types (`etl.SOURCE_TYPES`) with the labels of `contract.CONNECTION_TYPES`."""
 
 
 class Connection(BaseModel):
     """Where a source lives and how to log in; `credentials` is a JSON object encrypted at rest
-    (keys of `etl.config.SECRET_KEYS` plus `aws_access_key_id`), never shown or logged."""
+    (the type's `secrets` in `contract.CONNECTION_TYPES`), never shown or logged. Which fields
+    a type uses is `contract.CONNECTION_TYPES`."""
 
     name = models.CharField(max_length=200, unique=True)
     type = models.CharField(max_length=16, choices=SourceType.choices)
     host = models.CharField(max_length=255, blank=True)
-    port = models.PositiveIntegerField(null=True, blank=True)
+    port = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
     database = models.CharField(max_length=255, blank=True)
     user = models.CharField(max_length=255, blank=True)
     bucket = models.CharField(max_length=255, blank=True, help_text="S3 / GCS bucket")
@@ -77,7 +81,9 @@ class EtlRunKey(BaseModel):
 
 class DataSource(BaseModel):
     """One job: the config contract of DESIGN.md §4 plus schedule; the connection gives
-    `source_type` and `connection_params`."""
+    `source_type` and `connection_params`. The one definition of the job's fields in the
+    control plane (labels, help texts, choices, defaults): a field named as an `etl.JobConfig`
+    field is passed to the engine as is (`contract.job_fields`)."""
 
     class LoadType(models.TextChoices):
         TRANSACTIONAL = "transactional", "Transactional (incremental append)"
@@ -103,36 +109,65 @@ class DataSource(BaseModel):
         JSON = "json", "JSON"
         JSONL = "jsonl", "JSON Lines"
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField("data source name", max_length=200, unique=True)
+    description = models.TextField(
+        blank=True, max_length=1000, help_text="what this job is for (at most 1,000 characters)"
+    )
     connection = models.ForeignKey(
         Connection, on_delete=models.PROTECT, related_name="data_sources"
     )
     load_type = models.CharField(
-        max_length=16, choices=LoadType.choices, default=LoadType.TRANSACTIONAL
+        "load strategy", max_length=16, choices=LoadType.choices, default=LoadType.TRANSACTIONAL
     )
-    dest_table_name = models.CharField(max_length=300)
-    selected_columns = models.JSONField(default=list, blank=True)
-    source_table_name = models.CharField(max_length=1024, blank=True)
-    custom_sql = models.TextField(blank=True)
-    timestamp_column = models.CharField(max_length=300, blank=True)
-    primary_key = models.JSONField(default=list, blank=True)
-    cursor_lag_seconds = models.FloatField(default=0, validators=[MinValueValidator(0)])
+    dest_table_name = models.CharField("destination table", max_length=300)
+    selected_columns = models.JSONField(
+        default=list, blank=True, help_text="source columns to load, in order; empty: all"
+    )
+    source_table_name = models.CharField("table", max_length=1024, blank=True)
+    custom_sql = models.TextField("custom SQL", blank=True)
+    timestamp_column = models.CharField("cursor column", max_length=300, blank=True)
+    primary_key = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="dedups rows read again at the watermark or in the look-back window",
+    )
+    cursor_lag_seconds = models.FloatField(
+        "look-back (seconds)",
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="re-read rows this far below the watermark, for late-committed rows",
+    )
     null_cursor = models.CharField(
-        max_length=8, choices=NullCursor.choices, default=NullCursor.FAIL
+        "rows whose cursor is NULL",
+        max_length=8,
+        choices=NullCursor.choices,
+        default=NullCursor.FAIL,
     )
-    on_bad_rows = models.CharField(max_length=12, choices=OnBadRows.choices, default=OnBadRows.FAIL)
+    on_bad_rows = models.CharField(
+        "bad rows", max_length=12, choices=OnBadRows.choices, default=OnBadRows.FAIL
+    )
     on_unrepresentable = models.CharField(
         max_length=8, choices=OnUnrepresentable.choices, default=OnUnrepresentable.NEAREST
     )
     allow_widen_to_string = models.BooleanField(
         default=False, help_text="a column whose type changes incompatibly becomes STRING"
     )
-    initial_value = models.CharField(max_length=255, blank=True)
-    file_pattern = models.CharField(max_length=1024, default="*", blank=True)
-    file_prefix = models.CharField(max_length=1024, blank=True)
+    initial_value = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="first run starts at this cursor value (ISO 8601 or a number); blank: all rows",
+    )
+    file_pattern = models.CharField(
+        max_length=1024, default="*", blank=True, help_text="glob: * ? [abc] **"
+    )
+    file_prefix = models.CharField("folder prefix", max_length=1024, blank=True)
     file_format = models.CharField(max_length=8, choices=FileFormat.choices, blank=True)
     file_format_options = models.JSONField(default=dict, blank=True)
-    chunk_size = models.PositiveIntegerField(default=100_000)
+    chunk_size = models.PositiveIntegerField(
+        default=100_000,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
+        help_text="rows per Arrow batch at most",
+    )
     destination = models.JSONField(
         default=dict,
         blank=True,
@@ -140,12 +175,18 @@ class DataSource(BaseModel):
     )
     destination_credentials = SecretTextField(null=True, blank=True, editable=False)
     enabled = models.BooleanField(default=True)
-    schedule_cron = models.CharField(max_length=100, blank=True)
-    schedule_timezone = models.CharField(max_length=64, default="UTC")
+    schedule_cron = models.CharField(
+        "schedule (cron)", max_length=100, blank=True, help_text="minute hour day month weekday"
+    )
+    schedule_timezone = models.CharField("time zone", max_length=64, default="UTC")
     alert_emails = models.CharField(
-        max_length=1000, blank=True, help_text="comma-separated; besides ETL_ALERT_EMAILS"
+        max_length=1000,
+        blank=True,
+        help_text="comma-separated, besides ETL_ALERT_EMAILS; told once when a run fails or no "
+        "run succeeds for 2 x the schedule interval, and once when it recovers",
     )
     alert_webhook_url = models.CharField(
+        "alert webhook (Slack)",
         max_length=1024,
         blank=True,
         validators=[URLValidator(schemes=["http", "https"])],
@@ -245,6 +286,13 @@ class EtlRun(BaseModel):
         return f"run {self.pk} of {self.data_source_id} ({self.status})"
 
     @property
+    def log_ids(self) -> dict[str, object]:
+        """The run's ids for a log line: `run_id`, the engine's run id (the UUID hex stamped on
+        loaded rows as `_etl_run_id`, which the engine's own lines carry), and `run_pk`, this
+        row's integer id (API URLs, the task argument)."""
+        return {"run_id": self.uid.hex, "run_pk": self.pk}
+
+    @property
     def has_warnings(self) -> bool:
         """Succeeded, but with warnings or rejected rows ("Succeeded with warnings")."""
         return self.status == self.Status.SUCCEEDED and bool(self.warnings or self.rows_rejected)
@@ -259,7 +307,7 @@ class EtlRun(BaseModel):
         return "warning" if self.has_warnings else self.status
 
 
-class SyncState(BaseModel):
+class DataSourceState(BaseModel):
     """What a data source remembers between runs (the engine's `etl.SyncState` without files)."""
 
     data_source = models.OneToOneField(

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun
 
 
 def connection_list(*, type: str | None = None) -> QuerySet[Connection]:
@@ -125,14 +125,8 @@ def etl_run_get_by_idempotency_key(*, data_source: DataSource, key: str) -> EtlR
     return run
 
 
-def sync_state_get(*, data_source: DataSource) -> SyncState | None:
-    return SyncState.objects.filter(data_source=data_source).first()
-
-
-def processed_file_list(*, data_source: DataSource) -> QuerySet[ProcessedFile]:
-    return (
-        ProcessedFile.objects.filter(data_source=data_source).select_related("run").order_by("path")
-    )
+def sync_state_get(*, data_source: DataSource) -> DataSourceState | None:
+    return DataSourceState.objects.filter(data_source=data_source).first()
 
 
 def data_source_list_overview() -> QuerySet[DataSource]:

@@ -23,12 +23,11 @@ def _etl_run_execute_failure(
     from ml_platform.models import EtlRun
     from ml_platform.services import etl_run_fail
 
-    run_id = args[0] if args else kwargs.get("run_id")
-    logger.error(
-        "etl_run_execute.failed", run_id=run_id, task_id=task_id, error_class=type(exc).__name__
-    )
-    run = EtlRun.objects.filter(pk=run_id, status__in=EtlRun.ACTIVE_STATUSES).first()
-    if run is not None:
+    run_pk = args[0] if args else kwargs.get("run_pk")
+    run = EtlRun.objects.filter(pk=run_pk).first()
+    ids = run.log_ids if run is not None else {"run_pk": run_pk}
+    logger.error("etl_run_execute.failed", **ids, task_id=task_id, error_class=type(exc).__name__)
+    if run is not None and run.status in EtlRun.ACTIVE_STATUSES:
         etl_run_fail(run=run, exc=exc)
 
 
@@ -39,17 +38,19 @@ def _etl_run_execute_failure(
     max_retries=5,
     on_failure=_etl_run_execute_failure,
 )
-def etl_run_execute(self: Any, run_id: int) -> None:
-    """Execute run `run_id`; on `etl.TransientError` put it back to queued and retry after
-    30, 60, 120, 240, 480 seconds; any other error fails the run at once."""
+def etl_run_execute(self: Any, run_pk: int) -> None:
+    """Execute the run whose id is `run_pk`; every log line of it carries the run's `run_id`
+    (the engine's UUID, `_etl_run_id`) and `run_pk` (`EtlRun.log_ids`). On
+    `etl.TransientError` put it back to queued and retry after 30, 60, 120, 240, 480 seconds;
+    any other error fails the run at once."""
     # in-body imports: services import this module to enqueue (HackSoft)
     from ml_platform import selectors
     from ml_platform.services import etl_run_execute as etl_run_execute_service
     from ml_platform.services.run_logs import etl_run_log_capture
 
-    run = selectors.etl_run_get(id=run_id)
+    run = selectors.etl_run_get(id=run_pk)
     structlog.contextvars.bind_contextvars(
-        run_id=run.id,
+        **run.log_ids,
         data_source_id=run.data_source_id,
         source_type=run.data_source.connection.type,
     )

@@ -172,6 +172,16 @@ ETL_ENQUEUE_RETRY_AFTER_S = env.int("ETL_ENQUEUE_RETRY_AFTER_S", default=30)  # 
 """`Retry-After` of the 503 a trigger gets when the broker cannot take the run."""
 ETL_DATA_DIR = env.str("ETL_DATA_DIR", default=str(VAR_DIR))
 """Folder every DuckDB destination `path` must lie in; a relative path is taken from here."""
+ETL_LOCAL_SOURCE_ROOTS = env.list(
+    "ETL_LOCAL_SOURCE_ROOTS", default=[ETL_DATA_DIR, str(VAR_DIR / "sample")]
+)
+"""Folders a `local` connection's `base_path` must lie in (checked on save and again when a run,
+preview or listing uses it): the data directory and `make demo`'s `var/sample/`. A folder that
+holds the control plane's SQLite database is refused whatever the roots."""
+ETL_BROWSE_MAX_ENTRIES = env.int("ETL_BROWSE_MAX_ENTRIES", default=100_000)
+"""Files and folders a connection's file listing (`files/`) walks before it stops, `truncated`."""
+ETL_BROWSE_MAX_SECONDS = env.float("ETL_BROWSE_MAX_SECONDS", default=10.0)  # seconds
+"""Wall-clock bound of the same listing; past it the listing answers what it found, `truncated`."""
 ETL_DUCKDB_LOCK_TIMEOUT_S = env.float("ETL_DUCKDB_LOCK_TIMEOUT_S", default=6 * 3600.0)
 """Seconds a run waits for another run writing the same DuckDB file before failing (transient)."""
 ETL_FAULT_INJECT = ""

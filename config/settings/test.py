@@ -36,3 +36,5 @@ CELERY_BROKER_URL = "memory://"
 ETL_RUN_PROGRESS_INTERVAL_S = 0.0
 ETL_DATA_DIR = tempfile.gettempdir()
 """Tests put DuckDB files in pytest's `tmp_path` (under the temporary directory)."""
+ETL_LOCAL_SOURCE_ROOTS = [ETL_DATA_DIR, str(VAR_DIR / "sample")]
+"""Local sources of the tests live in `tmp_path` too (and `etl_demo` copies to var/sample)."""

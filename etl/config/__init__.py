@@ -14,11 +14,13 @@ from etl.config.base import (
     FILE_SOURCES,
     REQUIRED_CONNECTION_KEYS,
     SECRET_KEYS,
+    SOURCE_TYPES,
     TABLE_SOURCES,
     FileFormat,
     LoadType,
     SourceType,
     WriteDisposition,
+    needs_cursor,
 )
 from etl.config.destination import (
     MAX_CLUSTERING_COLUMNS,
@@ -37,6 +39,7 @@ __all__ = [
     "PARTITION_UNITS",
     "REQUIRED_CONNECTION_KEYS",
     "SECRET_KEYS",
+    "SOURCE_TYPES",
     "TABLE_SOURCES",
     "DestinationConfig",
     "FileFormat",
@@ -47,4 +50,5 @@ __all__ = [
     "SourceType",
     "WriteDisposition",
     "config_error_from",
+    "needs_cursor",
 ]

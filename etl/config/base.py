@@ -4,11 +4,27 @@ source needs, which keys are secrets, and the pydantic base every config model s
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-SourceType = Literal["postgresql", "mysql", "bigquery", "gcs", "s3", "azure_blob", "local"]
+SOURCE_TYPES: tuple[str, ...] = (
+    "postgresql",
+    "mysql",
+    "bigquery",
+    "gcs",
+    "s3",
+    "azure_blob",
+    "local",
+)
+"""Every `source_type` the engine reads, in the order forms and docs list them: the one list
+(`SourceType`, the registry's extractor modules and the control plane's connection types and
+choices derive from it)."""
+
+if TYPE_CHECKING:
+    SourceType = str
+else:  # the one list, so a new extractor is a new allowed value
+    SourceType = Literal[SOURCE_TYPES]
 
 
 LoadType = Literal["transactional", "catalog", "merge"]
@@ -20,10 +36,11 @@ FileFormat = Literal["csv", "parquet", "json", "jsonl"]
 WriteDisposition = Literal["append", "replace", "merge"]
 
 
-TABLE_SOURCES = frozenset({"postgresql", "mysql", "bigquery"})
-
-
 FILE_SOURCES = frozenset({"gcs", "s3", "azure_blob", "local"})
+"""Source types read as files from a store (no cursor column, a ledger of processed files)."""
+
+
+TABLE_SOURCES = frozenset(SOURCE_TYPES) - FILE_SOURCES
 
 
 REQUIRED_CONNECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -35,7 +52,18 @@ REQUIRED_CONNECTION_KEYS: dict[str, tuple[str, ...]] = {
     "gcs": ("bucket",),
     "azure_blob": ("container",),
 }
-"""Keys each source type needs in `connection_params` (DESIGN.md §4)."""
+"""Keys each source type needs in `connection_params` (DESIGN.md §4); the control plane's
+connection forms and services require the same keys from this mapping."""
+
+
+CURSOR_REQUIRED = "timestamp_column is required for a {load_type} table load"
+
+
+def needs_cursor(source_type: str, load_type: str) -> bool:
+    """Whether a job of `source_type` loaded by `load_type` needs `timestamp_column`: table
+    sources read incrementally (transactional, merge) do; catalog loads and file sources (a
+    ledger of processed files instead) do not. The one rule, also asked by the wizard."""
+    return source_type not in FILE_SOURCES and load_type != "catalog"
 
 
 SECRET_KEYS = frozenset(

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from etl.config.base import (
+    CURSOR_REQUIRED,
     FILE_SOURCES,
     IDENTIFIER,
     REQUIRED_CONNECTION_KEYS,
@@ -22,6 +23,7 @@ from etl.config.base import (
     LoadType,
     SourceType,
     WriteDisposition,
+    needs_cursor,
 )
 from etl.config.destination import (
     DestinationConfig,
@@ -66,6 +68,9 @@ class JobConfig(ConfigModel):
     `merge`: read like transactional, then each `primary_key`'s latest row replaces the
     destination's row (docs/config.md, "Merge")."""
     dest_table_name: str
+    description: str = Field(default="", max_length=1000)
+    """What the job is for, free text (at most 1,000 characters; the control plane's data
+    source description). Moves no data: `etl validate` prints it with the verdict."""
     selected_columns: list[str] = Field(default_factory=list)
     """Source column names to keep, in this order; empty means all."""
     source_table_name: str | None = None
@@ -139,10 +144,9 @@ class JobConfig(ConfigModel):
                 raise FieldError(
                     "source_table_name", "give exactly one of source_table_name and custom_sql"
                 )
-            if self.load_type != "catalog" and not self.timestamp_column:
+            if needs_cursor(self.source_type, self.load_type) and not self.timestamp_column:
                 raise FieldError(
-                    "timestamp_column",
-                    f"timestamp_column is required for a {self.load_type} table load",
+                    "timestamp_column", CURSOR_REQUIRED.format(load_type=self.load_type)
                 )
             if self.source_type == "bigquery":
                 self._check_bigquery_names()
@@ -245,7 +249,12 @@ class JobConfig(ConfigModel):
     @property
     def write_disposition(self) -> WriteDisposition:
         """`append` for transactional, `replace` (a snapshot) for catalog, `merge` for merge."""
-        return {"transactional": "append", "catalog": "replace", "merge": "merge"}[self.load_type]
+        dispositions: dict[str, WriteDisposition] = {
+            "transactional": "append",
+            "catalog": "replace",
+            "merge": "merge",
+        }
+        return dispositions[self.load_type]
 
     @property
     def window_key_columns(self) -> list[str]:

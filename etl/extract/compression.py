@@ -22,7 +22,7 @@ import io
 import lzma
 import re
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pyarrow as pa
 
@@ -100,7 +100,7 @@ def _open(opener: Opener, key: str, codec: str) -> IO[bytes]:
     elif codec == "bz2":
         decoder = bz2.BZ2File(raw, mode="rb")
     elif codec == "xz":
-        decoder = lzma.LZMAFile(raw, mode="rb")
+        decoder = lzma.LZMAFile(cast(IO[bytes], raw), mode="rb")
     else:
         decoder = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd")
     return io.BufferedReader(_Decoded(decoder, raw, key, codec), buffer_size=1 << 20)

@@ -126,7 +126,7 @@ def locate_csv_error(
 def csv_rows(text: IO[str], options: FileFormatOptions) -> Iterator[tuple[int, Any]]:
     """Yield (physical line number the record starts on, from 1, fields or csv.Error) per
     record; records span lines only when quoted newlines are allowed."""
-    dialect = {
+    dialect: dict[str, Any] = {
         "delimiter": options.delimiter,
         "quotechar": options.quote_char,
         "doublequote": options.escape_char is None,

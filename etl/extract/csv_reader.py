@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -122,7 +123,12 @@ def read_csv(
         yield from _with_schema(_read(reading, names, types), names, types)
         return
     skipped: list[str] = []
-    parse_options.invalid_row_handler = lambda row: skipped.append(row.text) or "skip"
+
+    def skip(row: Any) -> str:
+        skipped.append(row.text)
+        return "skip"
+
+    parse_options.invalid_row_handler = skip
     bad_values: list[tuple[int, str, str]] = []  # (good-row index, column, reason)
     text_types = {name: pa.string() if name in overrides else kind for name, kind in types.items()}
     first = 0

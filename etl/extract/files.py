@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Iterator
+from typing import cast
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,6 +23,7 @@ from etl.extract.compression import decompressing
 from etl.extract.formats import read_batches
 from etl.extract.lines import record_line
 from etl.extract.storage import StoredObject, list_objects, storage_errors
+from etl.extract.text import Opener
 from etl.registry import register_extractor
 from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import FileRecord, SyncState
@@ -63,7 +66,7 @@ class FileExtraction(Extraction):
     def __init__(
         self,
         extractor: FileExtractor,
-        fs: object,
+        fs: fsspec.AbstractFileSystem,
         objects: list[StoredObject],
         *,
         replaced: list[str],
@@ -100,7 +103,7 @@ class FileExtraction(Extraction):
             rows = 0
             truncated: dict[str, int] = {}
             with storage_errors(job, obj.url):
-                opener = functools.partial(self.fs.open, obj.url, "rb")  # type: ignore[attr-defined]
+                opener: Opener = functools.partial(self.fs.open, obj.url, "rb")
                 if job.file_format != "parquet":
                     opener = decompressing(opener, obj.key)
                 for batch in read_batches(
@@ -143,9 +146,9 @@ class FileExtraction(Extraction):
         obj = next((o for o in self.objects if o.key == file), None)
         if obj is None or job.file_format in (None, "parquet", "json"):
             return None
-        skip = [r["line"] for r in self.rejects.rows if r["file"] == file and r["line"]]
+        skip = [cast(int, r["line"]) for r in self.rejects.rows if r["file"] == file and r["line"]]
         try:
-            opener = decompressing(functools.partial(self.fs.open, obj.url, "rb"), obj.key)  # type: ignore[attr-defined]
+            opener = decompressing(functools.partial(self.fs.open, obj.url, "rb"), obj.key)
             return record_line(job.file_format, opener, job.file_format_options, row, skip)
         except Exception:  # noqa: BLE001  the caller reports the row instead
             return None

@@ -8,7 +8,7 @@ line and column, found by a second, diagnostic read of the file only when the fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import IO
 
@@ -59,7 +59,7 @@ def read_batches(
     if fmt == "parquet":
         batches = _parquet(opener, key, options)
     else:
-        readers = {
+        readers: dict[str, Callable[..., Iterator[pa.RecordBatch]]] = {
             "csv": read_csv_file,
             "jsonl": read_json_file,
             "json": partial(read_json_file, array=True),

@@ -270,6 +270,23 @@ OnBadLine = Callable[[int, str | None, str, str], None]
 """Called with (line, field or None, reason, the line's text) for each bad line."""
 
 
+LONE_SURROGATE = (
+    'invalid JSON (a \\u escape of a lone UTF-16 surrogate, e.g. "\\ud800", is not valid Unicode)'
+)
+"""Reason of a line holding a lone surrogate escape (RFC 8259 §8.2: such strings are not
+interoperable). Python's `json.loads` decodes the escape and the failure comes later, away from
+the line: https://github.com/dgtlmoon/changedetection.io/pull/4293."""
+
+
+def _valid_unicode(record: object) -> bool:
+    """False when a key or string of a parsed JSON value holds a lone UTF-16 surrogate."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def screen(
     chunk: bytes,
     first_line: int,
@@ -295,6 +312,11 @@ def screen(
             continue
         if not isinstance(record, dict):
             on_bad(number, None, f"a JSON {kind(value_type(record))}, not an object", text)
+            continue
+        if b"\\u" in raw and not _valid_unicode(record):
+            # Python's json accepts a lone surrogate escape (`"\ud800"`), Arrow's reader does
+            # not: without this the whole chunk failed, named by its first line
+            on_bad(number, None, LONE_SURROGATE, text)
             continue
         found = None
         for name, value in record.items():

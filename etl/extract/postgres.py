@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import (
+    InfiniteCursorError,
     MissingDependencyError,
     SchemaMappingError,
     SourceAuthError,
@@ -31,6 +32,7 @@ from etl.extract.inflight import (
     STANDBY,
     InflightCap,
 )
+from etl.extract.pg_infinity import InfinityReader, sentinel_of
 from etl.extract.pg_types import (
     PG_TYPE,
     ColumnRead,
@@ -86,6 +88,9 @@ class PostgresExtractor(SqlExtractor):
     def __init__(self, job: Any) -> None:
         super().__init__(job)
         self.numerics = NumericReader(job.source_table_name or "custom_sql", job.on_unrepresentable)
+        self.infinities = InfinityReader(
+            job.source_table_name or "custom_sql", job.on_unrepresentable
+        )
 
     def connect(self) -> Any:
         try:
@@ -171,6 +176,14 @@ class PostgresExtractor(SqlExtractor):
             connection.release(statement)
         values = []
         for field, column in zip(table.schema, table.columns, strict=True):
+            if (infinite := sentinel_of(column.combine_chunks())) is not None:
+                # a cursor bound (MIN/MAX of the cursor column): the only dates and timestamps
+                # these one-row queries read
+                raise InfiniteCursorError(
+                    self.job.source_table_name or "custom_sql",
+                    self.job.timestamp_column or field.name,
+                    infinite,
+                )
             value = column[0].as_py() if column[0].is_valid else None
             if field.metadata and field.metadata.get(PG_TYPE) == b"numeric" and value is not None:
                 value = Decimal(value if isinstance(value, str) else str(value))
@@ -262,7 +275,9 @@ class PostgresExtractor(SqlExtractor):
                 array = array.storage
             if kind == "numeric":
                 array = self.numerics.convert(array, target)
-            elif array.type != target.type:
+            elif kind == "native":
+                array = self.infinities.convert(array, target.name)
+            if kind != "numeric" and array.type != target.type:
                 try:
                     array = pc.cast(array, target.type, safe=True)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -271,7 +286,7 @@ class PostgresExtractor(SqlExtractor):
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def warnings(self) -> list[str]:
-        return self.numerics.warnings()
+        return self.numerics.warnings() + self.infinities.warnings()
 
     def translate_error(self, exc: Exception) -> Exception | None:
         try:

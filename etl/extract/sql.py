@@ -16,7 +16,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from etl.config import JobConfig
 from etl.extract.base import Extraction, Extractor
 from etl.extract.incremental import CursorWindow, check_spec_columns
 from etl.extract.inflight import WALL_UNKNOWN, InflightCap
@@ -272,18 +271,3 @@ def _close(connection: Any) -> None:
         connection.close()
     except Exception:  # noqa: BLE001  closing a broken connection must not mask the error
         pass
-
-
-def build_sqlalchemy_url(job: JobConfig, drivername: str) -> Any:
-    """Return a SQLAlchemy `URL` for a postgresql/mysql `connection_params` mapping."""
-    from sqlalchemy.engine import URL
-
-    p = job.connection_params
-    return URL.create(
-        drivername,
-        username=p.get("user"),
-        password=p.get("password") or None,
-        host=p.get("host"),
-        port=int(p["port"]) if p.get("port") else None,
-        database=p.get("database"),
-    )

@@ -10,13 +10,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 import structlog
 from fsspec.utils import glob_translate
 
-from etl.config import SECRET_KEYS, JobConfig
+from etl.config import SECRET_KEYS
 from etl.exceptions import (
     ConfigError,
     EtlError,
@@ -24,6 +24,7 @@ from etl.exceptions import (
     SourceAuthError,
     SourceUnavailableError,
 )
+from etl.extract.listing import ListingBudget
 
 logger = structlog.get_logger(__name__)
 
@@ -50,7 +51,21 @@ class StoredObject:
     """ISO 8601 UTC, when the store reports it."""
 
 
-def open_filesystem(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, str]:
+class FileSource(Protocol):
+    """What listing and opening a store reads of a job (a `JobConfig` is one;
+    `etl.preview.FileQuery` another, for listing without a job)."""
+
+    @property
+    def source_type(self) -> str: ...
+    @property
+    def connection_params(self) -> dict[str, Any]: ...
+    @property
+    def file_prefix(self) -> str: ...
+    @property
+    def file_pattern(self) -> str: ...
+
+
+def open_filesystem(job: FileSource) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return the job's filesystem and the root path every key is relative to.
 
     `local`: `base_path`; `s3`: the bucket (s3fs); `gcs`: the bucket (gcsfs); `azure_blob`: the
@@ -182,8 +197,13 @@ def _azure(params: dict[str, Any]) -> fsspec.AbstractFileSystem:
         ) from exc
 
 
-def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
+def list_objects(
+    job: FileSource, budget: ListingBudget | None = None
+) -> tuple[fsspec.AbstractFileSystem, list[StoredObject]]:
     """List the objects under `file_prefix` whose relative path matches `file_pattern`.
+
+    With a `budget` the walk stops at its bounds (`budget.truncated` is then True) and the
+    objects are those found until then.
 
     Returns:
         The filesystem and the objects sorted by key. `*` does not cross `/`; `**` does.
@@ -210,7 +230,11 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
             if job.source_type == "local" and not os.path.isdir(search_root):
                 found = {}
             else:
-                found = fs.find(search_root, detail=True)
+                found = (
+                    fs.find(search_root, detail=True)
+                    if budget is None
+                    else budget.find(fs, search_root)
+                )
         except FileNotFoundError:
             found = {}
         if not found and job.source_type != "local" and not fs.exists(root):
@@ -252,7 +276,7 @@ def list_objects(job: JobConfig) -> tuple[fsspec.AbstractFileSystem, list[Stored
 
 
 @contextmanager
-def storage_errors(job: JobConfig, where: str) -> Iterator[None]:
+def storage_errors(job: FileSource, where: str) -> Iterator[None]:
     """Re-raise a store's errors inside the block as the engine's, naming `where`.
 
     Raises:
@@ -262,9 +286,13 @@ def storage_errors(job: JobConfig, where: str) -> Iterator[None]:
     """
     try:
         yield
-    except EtlError:
-        raise
     except Exception as exc:
+        # one clause naming a builtin: a generator finalized at interpreter exit (its module's
+        # globals already None) throws GeneratorExit here, and a clause naming a module global
+        # (`except EtlError:`) then raised "catching classes that do not inherit from
+        # BaseException" instead of letting it through
+        if isinstance(exc, EtlError):
+            raise
         kind = _classify(exc)
         if kind is None:
             raise

@@ -23,6 +23,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -95,7 +96,7 @@ class MergeKey:
     rows with the same key and the same `order_by` values fail the load (PrimaryKeyError)."""
 
 
-def duplicate_reason(key: MergeKey, row: tuple) -> str:  # type: ignore[type-arg]
+def duplicate_reason(key: MergeKey, row: tuple[Any, ...]) -> str:
     """Return the `PrimaryKeyError` reason for a duplicate found by a loader: `row` holds the
     key values, then the `order_by` values, then the number of rows sharing them."""
     n = len(key.primary_key)

@@ -6,7 +6,7 @@ normalisation to the Arrow types the loaders accept (shared/DESIGN.md §5).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pyarrow as pa
 
@@ -30,12 +30,6 @@ class BatchTransformer:
     def __init__(self, job: JobConfig, column_map: Mapping[str, str]) -> None:
         self.job = job
         self.column_map = dict(column_map)
-
-    def __call__(
-        self, batches: Iterator[pa.RecordBatch], source: str = ""
-    ) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            yield self.transform(batch, source)
 
     def transform(self, batch: pa.RecordBatch, source: str = "") -> pa.RecordBatch:
         """Return `batch` with the selected columns, destination names and normalised types.

@@ -14,14 +14,15 @@ body in the OpenAPI document.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar
 
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.validators import UniqueValidator
 from rest_framework.views import APIView
 
 UNKNOWN_FIELD = "Unknown field `{name}`."
@@ -32,19 +33,69 @@ UNKNOWN_ORDERING = "Order by one of: {allowed} (prefix `-` for descending)."
 class StrictInputSerializer(serializers.Serializer):
     """Refuses fields it does not declare (400, each named, with the closest declared name)."""
 
+    NESTED_KEYS: ClassVar[Mapping[str, Collection[str]]] = {}
+    """Keys an object field holds (`{"credentials": {"password", ...}}`): a top-level field
+    named like one of them is answered with `credentials.password`, where it belongs."""
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             known = [name for name, field in self.fields.items() if not field.read_only]
             unknown = sorted(set(data) - set(known))
             if unknown:
+                nested = {
+                    key: f"{field}.{key}"
+                    for field, keys in self.NESTED_KEYS.items()
+                    if field in known
+                    for key in keys
+                }
                 raise serializers.ValidationError(
-                    {name: [unknown_field_message(name, known)] for name in unknown}
+                    {name: [unknown_field_message(name, known, nested)] for name in unknown}
                 )
         return super().to_internal_value(data)
 
 
-def unknown_field_message(name: str, known: Sequence[str]) -> str:
-    """Return the message for an unknown field `name`, naming the closest of `known`."""
+def model_serializer_fields(
+    model: type[Model], names: Sequence[str], *, required: Sequence[str] = ()
+) -> dict[str, serializers.Field]:
+    """Return DRF fields for `model`'s fields `names`, built from the model as DRF's
+    `ModelSerializer` builds them (type, choices, max length, min/max, label, help text): the
+    model is the one definition of a field, the API derives it. Only `required` are required
+    (the service applies the model's defaults); uniqueness is left to the service's
+    `full_clean`, which knows the row being updated.
+    """
+    extra = {name: {"required": name in required} for name in names}
+    meta = type("Meta", (), {"model": model, "fields": list(names), "extra_kwargs": extra})
+    builder = type("Builder", (serializers.ModelSerializer,), {"Meta": meta})
+    fields = builder().get_fields()
+    for field in fields.values():
+        field.validators = [v for v in field.validators if not isinstance(v, UniqueValidator)]
+    return fields
+
+
+def model_input_serializer(
+    ref_name: str,
+    model: type[Model],
+    names: Sequence[str],
+    *,
+    required: Sequence[str] = (),
+    **declared: serializers.Field,
+) -> type[StrictInputSerializer]:
+    """Return a strict input serializer (OpenAPI component `ref_name`) of `model`'s fields
+    `names` (`model_serializer_fields`), with the `declared` fields added or replacing them
+    (e.g. a JSON field taken as a list of strings, a write-only secret)."""
+    fields = {**model_serializer_fields(model, names, required=required), **declared}
+    attrs: dict[str, Any] = {**fields, "Meta": type("Meta", (), {"ref_name": ref_name})}
+    attrs["__module__"] = __name__
+    return type(ref_name, (StrictInputSerializer,), attrs)
+
+
+def unknown_field_message(
+    name: str, known: Sequence[str], nested: Mapping[str, str] | None = None
+) -> str:
+    """Return the message for an unknown field `name`: the nested path when `name` is a key of
+    an object field (`nested`: key -> `field.key`), else the closest of `known`."""
+    if nested and name in nested:
+        return UNKNOWN_FIELD_CLOSEST.format(name=name, closest=nested[name])
     closest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if closest:
         return UNKNOWN_FIELD_CLOSEST.format(name=name, closest=closest[0])

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from etl.config import SECRET_KEYS
+import etl
 from ml_platform import selectors
 from ml_platform.api.common import (
     ListFilterSerializer,
-    StrictInputSerializer,
+    model_input_serializer,
     paginated_response,
     paginated_schema,
 )
@@ -23,35 +25,25 @@ from ml_platform.services import (
     connection_update,
     probes,
 )
-from ml_platform.services.connections import CREDENTIAL_KEYS
+from ml_platform.services.connections import CREDENTIAL_KEYS, UPDATABLE_FIELDS
 
 
-class ConnectionOutputSerializer(serializers.Serializer):
-    """A connection as the API shows it: never its credentials, only whether some are stored."""
+class ConnectionOutputSerializer(serializers.ModelSerializer):
+    """A connection as the API shows it: never its credentials, only whether some are stored;
+    its fields as the model defines them."""
 
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    type = serializers.CharField()
-    host = serializers.CharField()
-    port = serializers.IntegerField(allow_null=True)
-    database = serializers.CharField()
-    user = serializers.CharField()
-    bucket = serializers.CharField()
-    container = serializers.CharField()
-    base_path = serializers.CharField()
-    project = serializers.CharField()
-    endpoint_url = serializers.CharField()
     extra_params = serializers.SerializerMethodField()
     has_credentials = serializers.SerializerMethodField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
 
     class Meta:
         ref_name = "Connection"
+        model = Connection
+        fields = ["id", *UPDATABLE_FIELDS, "has_credentials", "created_at", "updated_at"]
+        read_only_fields = fields
 
     def get_extra_params(self, obj: Connection) -> dict:
         return {
-            key: ("***" if key in SECRET_KEYS and value else value)
+            key: ("***" if key in etl.SECRET_KEYS and value else value)
             for key, value in (obj.extra_params or {}).items()
         }
 
@@ -63,22 +55,22 @@ def _connection_get(connection_id: int) -> Connection:
     return selectors.connection_get(id=connection_id)
 
 
-# the writable fields but credentials; every one optional here, the service applies defaults
-# and checks what the connection's type needs (errors name the field). A comment, not a
-# docstring: drf-spectacular would publish a docstring as each input schema's description
-class _ConnectionFieldsSerializer(StrictInputSerializer):
-    name = serializers.CharField(max_length=200, required=False)
-    type = serializers.ChoiceField(choices=SourceType.choices, required=False)
-    host = serializers.CharField(required=False, allow_blank=True)
-    port = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
-    database = serializers.CharField(required=False, allow_blank=True)
-    user = serializers.CharField(required=False, allow_blank=True)
-    bucket = serializers.CharField(required=False, allow_blank=True)
-    container = serializers.CharField(required=False, allow_blank=True)
-    base_path = serializers.CharField(required=False, allow_blank=True)
-    project = serializers.CharField(required=False, allow_blank=True)
-    endpoint_url = serializers.CharField(required=False, allow_blank=True)
-    extra_params = serializers.DictField(required=False)
+def _input_serializer(ref_name: str, *, required: tuple[str, ...] = (), **declared: Any) -> Any:
+    """The writable fields but credentials, as the model defines them; only `required` are
+    required, the service applies defaults and checks what the connection's type needs
+    (errors name the field)."""
+    serializer = model_input_serializer(
+        ref_name,
+        Connection,
+        UPDATABLE_FIELDS,
+        required=required,
+        extra_params=serializers.DictField(required=False),
+        **declared,
+    )
+    serializer.NESTED_KEYS = {
+        "credentials": CREDENTIAL_KEYS
+    }  # `password` -> `credentials.password`
+    return serializer
 
 
 class ConnectionListApi(APIView):
@@ -89,19 +81,17 @@ class ConnectionListApi(APIView):
         class Meta:
             ref_name = "ConnectionFilter"
 
-    class InputSerializer(_ConnectionFieldsSerializer):
-        name = serializers.CharField(max_length=200)
-        type = serializers.ChoiceField(choices=SourceType.choices)
-        credentials = serializers.DictField(
+    InputSerializer = _input_serializer(
+        "ConnectionCreateInput",
+        required=("name", "type"),
+        credentials=serializers.DictField(
             required=False,
             allow_null=True,
             write_only=True,
             help_text=f"Secrets ({', '.join(sorted(CREDENTIAL_KEYS))}); encrypted at rest, "
             "never returned.",
-        )
-
-        class Meta:
-            ref_name = "ConnectionCreateInput"
+        ),
+    )
 
     @extend_schema(
         operation_id="etl_connections_list",
@@ -130,14 +120,13 @@ class ConnectionListApi(APIView):
 
 
 class ConnectionDetailApi(APIView):
-    class InputSerializer(_ConnectionFieldsSerializer):
-        credentials = serializers.DictField(
+    InputSerializer = _input_serializer(
+        "ConnectionUpdateInput",
+        credentials=serializers.DictField(
             required=False, write_only=True, help_text="Replaces the stored credentials."
-        )
-        clear_credentials = serializers.BooleanField(required=False, default=False)
-
-        class Meta:
-            ref_name = "ConnectionUpdateInput"
+        ),
+        clear_credentials=serializers.BooleanField(required=False, default=False),
+    )
 
     @extend_schema(responses=ConnectionOutputSerializer)
     def get(self, request: Request, connection_id: int) -> Response:

@@ -11,11 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from etl.config import SECRET_KEYS
+import etl
 from ml_platform import selectors
 from ml_platform.api.common import (
     ListFilterSerializer,
     StrictInputSerializer,
+    model_input_serializer,
     paginated_response,
     paginated_schema,
 )
@@ -27,37 +28,18 @@ from ml_platform.services import (
     data_source_update,
     etl_run_enqueue,
 )
+from ml_platform.services.data_sources import UPDATABLE_FIELDS
 from ml_platform.services.job_config import job_config_errors
 from ml_platform.services.preview import data_source_preview
 from ml_platform.services.state import sync_state_reset
 
 
-class DataSourceOutputSerializer(serializers.Serializer):
-    """A data source; `destination_credentials` is never shown, only whether it is stored."""
+class DataSourceOutputSerializer(serializers.ModelSerializer):
+    """A data source, its fields as the model defines them; `destination_credentials` is never
+    shown, only whether it is stored."""
 
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    connection = serializers.IntegerField(source="connection_id")
     source_type = serializers.CharField(source="connection.type")
-    load_type = serializers.CharField()
-    dest_table_name = serializers.CharField()
     # the JSON fields as stored: a wrongly typed value is shown (and named in `config_errors`)
-    selected_columns = serializers.JSONField()
-    source_table_name = serializers.CharField()
-    custom_sql = serializers.CharField()
-    timestamp_column = serializers.CharField()
-    primary_key = serializers.JSONField()
-    cursor_lag_seconds = serializers.FloatField()
-    null_cursor = serializers.CharField()
-    on_bad_rows = serializers.CharField()
-    on_unrepresentable = serializers.CharField()
-    allow_widen_to_string = serializers.BooleanField()
-    initial_value = serializers.CharField()
-    file_pattern = serializers.CharField()
-    file_prefix = serializers.CharField()
-    file_format = serializers.CharField()
-    file_format_options = serializers.JSONField()
-    chunk_size = serializers.IntegerField()
     destination = serializers.SerializerMethodField(
         help_text="the destination block; secret keys (credentials, ...) shown as ***"
     )
@@ -65,21 +47,27 @@ class DataSourceOutputSerializer(serializers.Serializer):
     config_errors = serializers.SerializerMethodField(
         help_text="why the stored config does not build a job, by field; {} when it does"
     )
-    enabled = serializers.BooleanField()
-    schedule_cron = serializers.CharField()
-    schedule_timezone = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
 
     class Meta:
         ref_name = "DataSource"
+        model = DataSource
+        fields = [
+            "id",
+            "source_type",
+            *UPDATABLE_FIELDS,
+            "has_destination_credentials",
+            "config_errors",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
 
     @extend_schema_field({"type": "object", "additionalProperties": True})
     def get_destination(self, obj: DataSource) -> Any:
         if not isinstance(obj.destination, dict):
             return obj.destination  # wrongly typed: shown as stored, named in config_errors
         return {
-            key: ("***" if key in SECRET_KEYS and value else value)
+            key: ("***" if key in etl.SECRET_KEYS and value else value)
             for key, value in obj.destination.items()
         }
 
@@ -93,45 +81,27 @@ class DataSourceOutputSerializer(serializers.Serializer):
         return job_config_errors(data_source=obj)
 
 
-class _DataSourceFieldsSerializer(StrictInputSerializer):
-    """The writable fields; every one optional here, the service applies defaults and the
-    contract (errors name the field)."""
-
-    name = serializers.CharField(max_length=200, required=False)
-    connection = serializers.PrimaryKeyRelatedField(
-        queryset=selectors.connection_list(), required=False
+def _input_serializer(ref_name: str, *, required: tuple[str, ...] = (), **declared: Any) -> Any:
+    """The writable fields, as the model defines them (JSON fields with their shapes); only
+    `required` are required, the service applies defaults and the contract (errors name the
+    field)."""
+    strings = serializers.ListField
+    return model_input_serializer(
+        ref_name,
+        DataSource,
+        UPDATABLE_FIELDS,
+        required=required,
+        selected_columns=strings(child=serializers.CharField(), required=False),
+        primary_key=strings(child=serializers.CharField(), required=False),
+        file_format_options=serializers.DictField(required=False),
+        destination=serializers.DictField(required=False),
+        destination_credentials=serializers.JSONField(
+            required=False,
+            write_only=True,
+            help_text='Service-account JSON object, or "anonymous"; encrypted, never returned.',
+        ),
+        **declared,
     )
-    load_type = serializers.ChoiceField(choices=DataSource.LoadType.choices, required=False)
-    dest_table_name = serializers.CharField(max_length=300, required=False)
-    selected_columns = serializers.ListField(child=serializers.CharField(), required=False)
-    source_table_name = serializers.CharField(required=False, allow_blank=True)
-    custom_sql = serializers.CharField(required=False, allow_blank=True)
-    timestamp_column = serializers.CharField(required=False, allow_blank=True)
-    primary_key = serializers.ListField(child=serializers.CharField(), required=False)
-    cursor_lag_seconds = serializers.FloatField(required=False, min_value=0)
-    null_cursor = serializers.ChoiceField(choices=DataSource.NullCursor.choices, required=False)
-    on_bad_rows = serializers.ChoiceField(choices=DataSource.OnBadRows.choices, required=False)
-    on_unrepresentable = serializers.ChoiceField(
-        choices=DataSource.OnUnrepresentable.choices, required=False
-    )
-    allow_widen_to_string = serializers.BooleanField(required=False)
-    initial_value = serializers.CharField(required=False, allow_blank=True)
-    file_pattern = serializers.CharField(required=False, allow_blank=True)
-    file_prefix = serializers.CharField(required=False, allow_blank=True)
-    file_format = serializers.ChoiceField(
-        choices=DataSource.FileFormat.choices, required=False, allow_blank=True
-    )
-    file_format_options = serializers.DictField(required=False)
-    chunk_size = serializers.IntegerField(required=False, min_value=1, max_value=10_000_000)
-    destination = serializers.DictField(required=False)
-    destination_credentials = serializers.JSONField(
-        required=False,
-        write_only=True,
-        help_text='Service-account JSON object, or "anonymous"; encrypted, never returned.',
-    )
-    enabled = serializers.BooleanField(required=False)
-    schedule_cron = serializers.CharField(required=False, allow_blank=True)
-    schedule_timezone = serializers.CharField(required=False)
 
 
 class DataSourceListApi(APIView):
@@ -147,13 +117,9 @@ class DataSourceListApi(APIView):
         class Meta:
             ref_name = "DataSourceFilter"
 
-    class InputSerializer(_DataSourceFieldsSerializer):
-        name = serializers.CharField(max_length=200)
-        connection = serializers.PrimaryKeyRelatedField(queryset=selectors.connection_list())
-        dest_table_name = serializers.CharField(max_length=300)
-
-        class Meta:
-            ref_name = "DataSourceCreateInput"
+    InputSerializer = _input_serializer(
+        "DataSourceCreateInput", required=("name", "connection", "dest_table_name")
+    )
 
     @extend_schema(
         operation_id="etl_sources_list",
@@ -193,11 +159,10 @@ class DataSourceListApi(APIView):
 
 
 class DataSourceDetailApi(APIView):
-    class InputSerializer(_DataSourceFieldsSerializer):
-        clear_destination_credentials = serializers.BooleanField(required=False, default=False)
-
-        class Meta:
-            ref_name = "DataSourceUpdateInput"
+    InputSerializer = _input_serializer(
+        "DataSourceUpdateInput",
+        clear_destination_credentials=serializers.BooleanField(required=False, default=False),
+    )
 
     @extend_schema(responses=DataSourceOutputSerializer)
     def get(self, request: Request, source_id: int) -> Response:
@@ -291,8 +256,12 @@ class DataSourceRunApi(APIView):
     def post(self, request: Request, source_id: int) -> Response:
         """Run Now: queue a run (202). When the source already has a queued or running run,
         that run is returned and nothing new starts. 503 with `Retry-After` when the broker
-        cannot take the run (nothing is queued then)."""
+        cannot take the run (nothing is queued then). With eager Celery the run executes within
+        the request: a failed run is answered as such (`status` `failed`, `error_class`,
+        `error_message`), still 202."""
         run = etl_run_enqueue(
-            data_source=selectors.data_source_get(id=source_id), trigger=EtlRun.Trigger.API
+            data_source=selectors.data_source_get(id=source_id),
+            trigger=EtlRun.Trigger.API,
+            return_failed=True,
         )
         return Response(EtlRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -2,7 +2,8 @@
 
 `api_exception_handler` is the single DRF `EXCEPTION_HANDLER`: Django `ValidationError`
 (services) and DRF validation errors become 400 with the offending fields in `extra.fields`;
-`ApplicationError` is 400; a missing row (`DoesNotExist`, `Http404`) is 404; an oversized body
+`ApplicationError` has its own `status` (400 unless the error says otherwise, e.g. 409 for a
+run that is no longer active) and `code` (logged); a missing row (`DoesNotExist`, `Http404`) is 404; an oversized body
 (`RequestDataTooBig`, over `DATA_UPLOAD_MAX_MEMORY_SIZE` bytes) is 413; a broker that cannot
 take a run (`RunEnqueueUnavailableError`) is 503 with `Retry-After`; DRF's own errors keep their
 status (401 keeps its `WWW-Authenticate`).
@@ -48,7 +49,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """Render `exc` as `{"message", "extra"}` with its status; None (Django's 500) only for an
     error no rule covers, which `ApiJsonErrorsMiddleware` then answers as JSON."""
     if isinstance(exc, ApplicationError):
-        return Response({"message": exc.message, "extra": exc.extra}, status=400)
+        logger.info("api.application_error", code=exc.code, status=exc.status)
+        return Response({"message": exc.message, "extra": exc.extra}, status=exc.status)
     if isinstance(exc, RunEnqueueUnavailableError):
         return Response(
             {"message": exc.message, "extra": {"retry_after_s": exc.retry_after_s}},

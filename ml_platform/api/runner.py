@@ -12,7 +12,6 @@ import uuid
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,18 +20,12 @@ from ml_platform import selectors
 from ml_platform.api.runs import EtlRunOutputSerializer
 from ml_platform.auth.authentication import IsRunner, RunnerAuthentication
 from ml_platform.services.runner import (
-    RunnerJob,
-    RunNotActiveError,
+    RunnerAssignment,
     etl_run_heartbeat,
     etl_run_report,
     etl_run_runner_job,
     etl_run_runner_start,
 )
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class _RunnerApi(APIView):
@@ -95,18 +88,15 @@ class DataSourceRunnerConfigApi(_RunnerApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         data_source = selectors.data_source_get(id=source_id)
-        try:
-            runner_job = etl_run_runner_start(
-                data_source=data_source,
-                run_uid=data.validated_data["run_id"],
-                worker=data.validated_data["worker"] or f"runner:{request.user}",
-            )
-        except RunNotActiveError as exc:
-            raise Conflict(exc.message) from exc
+        runner_job = etl_run_runner_start(
+            data_source=data_source,
+            run_uid=data.validated_data["run_id"],
+            worker=data.validated_data["worker"] or f"runner:{request.user}",
+        )
         return Response(_runner_job_data(runner_job))
 
 
-def _runner_job_data(runner_job: RunnerJob) -> dict:
+def _runner_job_data(runner_job: RunnerAssignment) -> dict:
     return {
         "run_id": str(runner_job.run.uid) if runner_job.run is not None else None,
         "job": runner_job.job,
@@ -131,10 +121,7 @@ class EtlRunHeartbeatApi(_RunnerApi):
     def post(self, request: Request, run_uid: uuid.UUID) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            etl_run_heartbeat(run_uid=run_uid, **data.validated_data)
-        except RunNotActiveError as exc:
-            raise Conflict(exc.message) from exc
+        etl_run_heartbeat(run_uid=run_uid, **data.validated_data)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -159,8 +146,5 @@ class EtlRunResultApi(_RunnerApi):
     def post(self, request: Request, run_uid: uuid.UUID) -> Response:
         if not isinstance(request.data, dict):
             raise serializers.ValidationError({"result": ["Expected a JSON object."]})
-        try:
-            run, recorded = etl_run_report(run_uid=run_uid, report=dict(request.data))
-        except RunNotActiveError as exc:
-            raise Conflict(exc.message) from exc
+        run, recorded = etl_run_report(run_uid=run_uid, report=dict(request.data))
         return Response(self.OutputSerializer({"recorded": recorded, "run": run}).data)

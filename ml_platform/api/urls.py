@@ -1,10 +1,10 @@
 """API routes under `api/`: one APIView per operation (shared/STYLE.md R5)."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from ml_platform.api import connections, data_sources, runner, runs, webhooks
-from ml_platform.api.views import HealthApi
+from ml_platform.api.views import ApiDocsView, HealthApi
 
 app_name = "api"
 
@@ -46,7 +46,7 @@ run_patterns = [
 urlpatterns = [
     path("health/", HealthApi.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", ApiDocsView.as_view(url_name="api:schema"), name="docs"),
     path("etl/connections/", include((connection_patterns, "connections"))),
     path("etl/sources/", include((source_patterns, "sources"))),
     path("etl/runs/", include((run_patterns, "runs"))),

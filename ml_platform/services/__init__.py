@@ -15,12 +15,9 @@ from ml_platform.services.data_sources import (
     data_source_validate,
 )
 from ml_platform.services.job_config import job_config_build, job_config_data
-from ml_platform.services.runs import (
-    etl_run_create,
-    etl_run_enqueue,
-    etl_run_execute,
-    etl_run_fail,
-)
+from ml_platform.services.runs import etl_run_create, etl_run_enqueue
+from ml_platform.services.runs_execute import etl_run_execute
+from ml_platform.services.runs_finish import etl_run_fail
 from ml_platform.services.runs_reap import etl_run_reap_stale
 from ml_platform.services.state import sync_state_get_engine, sync_state_save
 

@@ -13,7 +13,7 @@ import structlog
 from django.conf import settings
 
 from ml_platform.models import EtlRun
-from ml_platform.services.runs import etl_run_fail
+from ml_platform.services.runs_finish import etl_run_fail
 
 logger = structlog.get_logger(__name__)
 
@@ -73,7 +73,7 @@ def etl_run_cloud_run_start(*, run: EtlRun) -> EtlRun:
     from google.cloud import run_v2
 
     job = settings.ETL_CLOUD_RUN_JOB
-    log = logger.bind(run_id=run.id, data_source_id=run.data_source_id, job=job)
+    log = logger.bind(**run.log_ids, data_source_id=run.data_source_id, job=job)
     if not job:
         log.error("etl_run.cloud_run_not_configured")
         return etl_run_fail(run=run, exc=CloudRunNotConfiguredError(CLOUD_RUN_NOT_CONFIGURED))

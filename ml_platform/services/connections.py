@@ -2,45 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from etl.config import REQUIRED_CONNECTION_KEYS, SECRET_KEYS
+import etl
+from ml_platform import contract
 from ml_platform.exceptions import CREDENTIALS_NOT_OBJECT, CREDENTIALS_UNKNOWN_KEYS
 from ml_platform.models import Connection
 from ml_platform.services.common import model_fields_apply
 from ml_platform.services.secrets import secret_apply, secret_dump, secret_read
 
-CREDENTIAL_KEYS = frozenset(SECRET_KEYS | {"aws_access_key_id"})
-"""Keys a connection's encrypted `credentials` object may hold."""
+CREDENTIAL_KEYS = contract.CREDENTIAL_KEYS
+"""Keys a connection's encrypted `credentials` object may hold (`contract.CONNECTION_TYPES`)."""
 
-UPDATABLE_FIELDS = (
-    "name",
-    "type",
-    "host",
-    "port",
-    "database",
-    "user",
-    "bucket",
-    "container",
-    "base_path",
-    "project",
-    "endpoint_url",
-    "extra_params",
-)
-
-PARAM_FIELDS: dict[str, tuple[str, ...]] = {
-    "postgresql": ("host", "port", "database", "user"),
-    "mysql": ("host", "port", "database", "user"),
-    "bigquery": ("project", "endpoint_url"),
-    "gcs": ("bucket", "project", "endpoint_url"),
-    "s3": ("bucket", "endpoint_url"),
-    "azure_blob": ("container", "endpoint_url"),
-    "local": ("base_path",),
-}
-"""Model fields copied into `connection_params` per type (DESIGN.md §4)."""
+UPDATABLE_FIELDS = contract.connection_fields()
+"""Every `Connection` field a person sets (the model's editable fields but `credentials`)."""
 
 
 def credentials_read(*, connection: Connection) -> dict[str, Any]:
@@ -52,14 +32,50 @@ def credentials_read(*, connection: Connection) -> dict[str, Any]:
     return secret_read(connection.credentials, owner=f"connection {connection.pk}") or {}
 
 
+LOCAL_BASE_PATH_OUTSIDE = (
+    "base_path {path!r} is outside the folders local connections may read: {roots} "
+    "(ETL_LOCAL_SOURCE_ROOTS)."
+)
+LOCAL_BASE_PATH_HOLDS_DATABASE = (
+    "base_path {path!r} holds the control plane's own database; give a folder of data files."
+)
+
+
+def local_base_path_check(base_path: str) -> str:
+    """Return the absolute, symlink-free form of a local connection's `base_path`, which must
+    lie inside one of `settings.ETL_LOCAL_SOURCE_ROOTS` and must not hold the control plane's
+    SQLite database (its tokens and encrypted credentials).
+
+    Raises:
+        etl.ConfigError: `field="connection_params.base_path"`, naming the allowed roots.
+    """
+    resolved = os.path.realpath(os.path.expanduser(str(base_path)))
+    roots = [os.path.realpath(os.path.expanduser(str(r))) for r in settings.ETL_LOCAL_SOURCE_ROOTS]
+    if not any(os.path.commonpath([root, resolved]) == root for root in roots):
+        raise etl.ConfigError(
+            LOCAL_BASE_PATH_OUTSIDE.format(path=str(base_path), roots=", ".join(roots)),
+            field="connection_params.base_path",
+        )
+    database = settings.DATABASES["default"]
+    if "sqlite" in database["ENGINE"] and str(database.get("NAME") or "") not in ("", ":memory:"):
+        db_file = os.path.realpath(str(database["NAME"]))
+        if os.path.commonpath([resolved, db_file]) == resolved:
+            raise etl.ConfigError(
+                LOCAL_BASE_PATH_HOLDS_DATABASE.format(path=str(base_path)),
+                field="connection_params.base_path",
+            )
+    return resolved
+
+
 def connection_params_build(*, connection: Connection) -> dict[str, Any]:
     """Return the `connection_params` of the config contract, secrets included (plain text).
 
-    Non-empty model fields of the type (see `PARAM_FIELDS`), then `extra_params`, then the
-    decrypted credentials; `endpoint_url` doubles as `api_endpoint` for BigQuery.
+    Non-empty model fields of the type (its `params` in `contract.CONNECTION_TYPES`), then
+    `extra_params`, then the decrypted credentials; `endpoint_url` doubles as `api_endpoint`
+    for BigQuery.
     """
     params: dict[str, Any] = {}
-    for field in PARAM_FIELDS[connection.type]:
+    for field in contract.CONNECTION_TYPES[connection.type].params:
         value = getattr(connection, field)
         if value not in (None, ""):
             params[field] = value
@@ -67,6 +83,10 @@ def connection_params_build(*, connection: Connection) -> dict[str, Any]:
         params["api_endpoint"] = params["endpoint_url"]
     params.update(connection.extra_params or {})
     params.update(credentials_read(connection=connection))
+    if connection.type == "local" and params.get("base_path"):
+        # again at use: a row saved before ETL_LOCAL_SOURCE_ROOTS (or edited in the database)
+        # is refused by every run, preview and listing
+        local_base_path_check(params["base_path"])
     return params
 
 
@@ -74,41 +94,21 @@ def connection_build(
     *,
     name: str,
     type: str,
-    host: str = "",
-    port: int | None = None,
-    database: str = "",
-    user: str = "",
-    bucket: str = "",
-    container: str = "",
-    base_path: str = "",
-    project: str = "",
-    endpoint_url: str = "",
-    extra_params: dict[str, Any] | None = None,
     credentials: dict[str, Any] | None = None,
     pk: int | None = None,
+    **fields: Any,
 ) -> Connection:
     """Return a validated, unsaved connection (e.g. to test it before saving); the arguments
     are those of `connection_create`, `pk` the id of the connection it would replace (edit:
     its own name is then not a clash).
 
     Raises:
-        ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
+        ValidationError: keyed by the model field at fault (`host`, `credentials`, ...), or by
+            each argument that is not a field a person sets.
     """
-    connection = Connection(
-        pk=pk,
-        name=name,
-        type=type,
-        host=host,
-        port=port,
-        database=database,
-        user=user,
-        bucket=bucket,
-        container=container,
-        base_path=base_path,
-        project=project,
-        endpoint_url=endpoint_url,
-        extra_params=extra_params or {},
-    )
+    connection = Connection(pk=pk, name=name, type=type)
+    fields["extra_params"] = fields.get("extra_params") or {}
+    model_fields_apply(instance=connection, data=fields, updatable=UPDATABLE_FIELDS)
     connection.credentials = _credentials_dump(credentials)
     if pk is not None:
         connection._state.adding = False  # the row exists: its own id and name are no clash
@@ -118,32 +118,17 @@ def connection_build(
 
 @transaction.atomic
 def connection_create(
-    *,
-    name: str,
-    type: str,
-    host: str = "",
-    port: int | None = None,
-    database: str = "",
-    user: str = "",
-    bucket: str = "",
-    container: str = "",
-    base_path: str = "",
-    project: str = "",
-    endpoint_url: str = "",
-    extra_params: dict[str, Any] | None = None,
-    credentials: dict[str, Any] | None = None,
+    *, name: str, type: str, credentials: dict[str, Any] | None = None, **fields: Any
 ) -> Connection:
-    """Create a connection; `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest;
-    `extra_params` holds non-secret params such as S3 `region` or Azure `account_name`.
+    """Create a connection of `type` (a source type); `fields` are the other `Connection`
+    fields of the type (`host`, `port`, `bucket`, ..., see `contract.CONNECTION_TYPES`),
+    `extra_params` its non-secret extras such as S3 `region` or Azure `account_name`;
+    `credentials` (keys of `CREDENTIAL_KEYS`) are encrypted at rest.
 
     Raises:
         ValidationError: keyed by the model field at fault (`host`, `credentials`, ...).
     """
-    connection = connection_build(
-        name=name, type=type, host=host, port=port, database=database, user=user,
-        bucket=bucket, container=container, base_path=base_path, project=project,
-        endpoint_url=endpoint_url, extra_params=extra_params, credentials=credentials,
-    )  # fmt: skip
+    connection = connection_build(name=name, type=type, credentials=credentials, **fields)
     connection.save()
     return connection
 
@@ -187,9 +172,17 @@ def connection_validate(*, connection: Connection) -> None:
         ValidationError: keyed by the model field at fault.
     """
     connection.full_clean()
-    params = connection_params_build(connection=connection)
+    try:
+        params = connection_params_build(connection=connection)
+    except etl.ConfigError as exc:
+        if exc.field != "connection_params.base_path":
+            raise
+        # `base_path` (or an `extra_params` key of that name) points outside the allowed roots
+        raise ValidationError({"base_path": str(exc)}) from None
     missing = [
-        key for key in REQUIRED_CONNECTION_KEYS[connection.type] if params.get(key) in (None, "")
+        key
+        for key in etl.REQUIRED_CONNECTION_KEYS[connection.type]
+        if params.get(key) in (None, "")
     ]
     if missing:
         raise ValidationError(

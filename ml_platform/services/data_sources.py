@@ -7,8 +7,10 @@ from typing import Any
 from django.db import transaction
 
 import etl
+from ml_platform import contract
 from ml_platform.models import Connection, DataSource
 from ml_platform.services.common import model_fields_apply
+from ml_platform.services.destinations import data_source_destination_columns_check
 from ml_platform.services.job_config import job_config_build, validation_error_from
 from ml_platform.services.ownership import destination_owner_check
 from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
@@ -20,35 +22,8 @@ from ml_platform.services.schedules import (  # noqa: F401  messages re-exported
 )
 from ml_platform.services.secrets import secret_apply, secret_dump
 
-UPDATABLE_FIELDS = (
-    "name",
-    "connection",
-    "load_type",
-    "dest_table_name",
-    "selected_columns",
-    "source_table_name",
-    "custom_sql",
-    "timestamp_column",
-    "primary_key",
-    "cursor_lag_seconds",
-    "null_cursor",
-    "on_bad_rows",
-    "on_unrepresentable",
-    "allow_widen_to_string",
-    "initial_value",
-    "file_pattern",
-    "file_prefix",
-    "file_format",
-    "file_format_options",
-    "chunk_size",
-    "destination",
-    "enabled",
-    "schedule_cron",
-    "schedule_timezone",
-    "alert_emails",
-    "alert_webhook_url",
-    "alert_stale_after_s",
-)
+UPDATABLE_FIELDS = contract.data_source_fields()
+"""Every `DataSource` field a person sets (the model's editable fields but the secret)."""
 
 
 @transaction.atomic
@@ -57,37 +32,15 @@ def data_source_create(
     name: str,
     connection: Connection,
     dest_table_name: str,
-    load_type: str = DataSource.LoadType.TRANSACTIONAL,
-    selected_columns: list[str] | None = None,
-    source_table_name: str = "",
-    custom_sql: str = "",
-    timestamp_column: str = "",
-    primary_key: list[str] | None = None,
-    cursor_lag_seconds: float = 0,
-    null_cursor: str = DataSource.NullCursor.FAIL,
-    on_bad_rows: str = DataSource.OnBadRows.FAIL,
-    on_unrepresentable: str = DataSource.OnUnrepresentable.NEAREST,
-    allow_widen_to_string: bool = False,
-    initial_value: str = "",
-    file_pattern: str = "*",
-    file_prefix: str = "",
-    file_format: str = "",
-    file_format_options: dict[str, Any] | None = None,
-    chunk_size: int = 100_000,
-    destination: dict[str, Any] | None = None,
     destination_credentials: dict[str, Any] | str | None = None,
-    enabled: bool = True,
-    schedule_cron: str = "",
-    schedule_timezone: str = "UTC",
-    alert_emails: str = "",
-    alert_webhook_url: str = "",
-    alert_stale_after_s: int | None = None,
+    **fields: Any,
 ) -> DataSource:
     """Create a data source whose fields form a valid `etl.JobConfig` with its connection.
 
-    Args follow the config contract (DESIGN.md §4); `destination` is its destination block
-    without credentials, `destination_credentials` (service-account JSON object, or
-    "anonymous") is encrypted at rest.
+    `fields` are the other `DataSource` fields (`UPDATABLE_FIELDS`: the config contract of
+    DESIGN.md §4, schedule, alerts); an omitted or None field takes the model's default.
+    `destination` is the destination block without credentials; `destination_credentials`
+    (service-account JSON object, or "anonymous") is encrypted at rest.
 
     With `schedule_cron` set (and `enabled`), the schedule executor's task or job is created.
     `alert_emails` (comma-separated), `alert_webhook_url` and `alert_stale_after_s` (seconds)
@@ -95,38 +48,13 @@ def data_source_create(
 
     Raises:
         ValidationError: keyed by the field at fault, with the contract's message; also when
-            the schedule executor refused the schedule (`schedule_cron`).
+            the schedule executor refused the schedule (`schedule_cron`), or by each argument
+            that is not a field a person sets.
     """
-    data_source = DataSource(
-        name=name,
-        connection=connection,
-        dest_table_name=dest_table_name,
-        load_type=load_type,
-        selected_columns=selected_columns or [],
-        source_table_name=source_table_name,
-        custom_sql=custom_sql,
-        timestamp_column=timestamp_column,
-        primary_key=primary_key or [],
-        cursor_lag_seconds=cursor_lag_seconds,
-        null_cursor=null_cursor,
-        on_bad_rows=on_bad_rows,
-        on_unrepresentable=on_unrepresentable,
-        allow_widen_to_string=allow_widen_to_string,
-        initial_value=initial_value,
-        file_pattern=file_pattern,
-        file_prefix=file_prefix,
-        file_format=file_format,
-        file_format_options=file_format_options or {},
-        chunk_size=chunk_size,
-        destination=destination or {},
-        destination_credentials=secret_dump(destination_credentials),
-        enabled=enabled,
-        schedule_cron=schedule_cron,
-        schedule_timezone=schedule_timezone,
-        alert_emails=alert_emails,
-        alert_webhook_url=alert_webhook_url,
-        alert_stale_after_s=alert_stale_after_s,
-    )
+    data_source = DataSource(name=name, connection=connection, dest_table_name=dest_table_name)
+    given = {key: value for key, value in fields.items() if value is not None}
+    model_fields_apply(instance=data_source, data=given, updatable=UPDATABLE_FIELDS)
+    data_source.destination_credentials = secret_dump(destination_credentials)
     data_source_validate(data_source=data_source)
     data_source.save()
     # inside the transaction: a schedule the executor refuses rolls the save back
@@ -180,6 +108,8 @@ def data_source_validate(*, data_source: DataSource) -> None:
     )
     try:
         job_config_build(data_source=data_source)
+        # partition / clustering columns against the source's, when they can be read now
+        data_source_destination_columns_check(data_source=data_source)
     except etl.ConfigError as exc:
         raise validation_error_from(exc) from exc
 

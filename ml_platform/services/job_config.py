@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 import etl
+from ml_platform import contract
 from ml_platform.models import DataSource
 from ml_platform.services.connections import connection_params_build, credentials_read
 from ml_platform.services.secrets import secret_read
@@ -43,31 +44,28 @@ def job_config_data(*, data_source: DataSource) -> dict[str, Any]:
         credentials = credentials_read(connection=connection).get("credentials")
     if credentials is not None:
         destination["credentials"] = credentials
-    return {
+    data: dict[str, Any] = {
         "source_type": connection.type,
         "connection_params": connection_params_build(connection=connection),
-        "load_type": data_source.load_type,
-        "dest_table_name": data_source.dest_table_name,
-        "selected_columns": list(data_source.selected_columns or []),
-        "source_table_name": data_source.source_table_name or None,
-        "custom_sql": data_source.custom_sql or None,
-        "timestamp_column": data_source.timestamp_column or None,
-        "primary_key": list(data_source.primary_key or []),
-        "cursor_lag_seconds": data_source.cursor_lag_seconds,
-        "initial_value": data_source.initial_value or None,
-        "null_cursor": data_source.null_cursor,
-        "on_bad_rows": data_source.on_bad_rows,
-        "on_unrepresentable": data_source.on_unrepresentable,
-        "allow_widen_to_string": data_source.allow_widen_to_string,
-        "file_pattern": data_source.file_pattern or "*",
-        "file_prefix": data_source.file_prefix,
-        "file_format": data_source.file_format or None,
-        "file_format_options": dict(data_source.file_format_options or {}),
-        "chunk_size": data_source.chunk_size,
-        "destination": destination,
-        # the owner of the destination table in its load log (etl.JobConfig.pipeline_id)
-        "pipeline_id": f"datasource:{data_source.pk}",
     }
+    for name in contract.job_fields():
+        data[name] = _job_value(name, getattr(data_source, name))
+    data["destination"] = destination
+    # the owner of the destination table in its load log (etl.JobConfig.pipeline_id)
+    data["pipeline_id"] = f"datasource:{data_source.pk}"
+    return data
+
+
+def _job_value(name: str, value: Any) -> Any:
+    """The engine's value of job field `name` stored as `value`: a blank text of a field the
+    engine does not require is the engine's default (None: no custom SQL, no cursor; `*`: every
+    file); JSON values are copied."""
+    field = etl.JobConfig.model_fields[name]
+    if value in ("", None) and not field.is_required():
+        return field.get_default(call_default_factory=True)
+    if isinstance(value, list | dict):
+        return type(value)(value)
+    return value
 
 
 DESTINATION_PATH_OUTSIDE = (

@@ -5,11 +5,10 @@ the destination."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import decimal
 from typing import Any
-
-import pyarrow as pa
 
 import etl
 from ml_platform.exceptions import ApplicationError
@@ -25,8 +24,9 @@ PREVIEW_SCHEMAS_DIFFER = (
 
 
 def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any]:
-    """Read the first `limit` rows of `data_source` through the engine (extractor, then the
-    transform with the stored column-name map) without loading or storing anything.
+    """Read the first `limit` rows of `data_source` through the engine (`etl.preview`: the
+    extractor, then the transform with the stored column-name map) without loading or storing
+    anything.
 
     Transactional sources are read from the beginning, as on a first run. `data_source` may
     be unsaved (a draft): it then has no column-name map yet.
@@ -42,76 +42,18 @@ def data_source_preview(*, data_source: DataSource, limit: int) -> dict[str, Any
             or the files read have incompatible column types; files with different columns
             are shown as their union (NULL where a file has no such column).
     """
-    from etl.registry import get_extractor
-    from etl.transform import BatchTransformer
-
-    job = job_config_build(data_source=data_source).model_copy(update={"chunk_size": limit})
+    job = job_config_build(data_source=data_source)
     # an unsaved source (the wizard's draft) has no state yet
     column_map = sync_state_get_engine(data_source=data_source).column_map if data_source.pk else {}
-    transformer = BatchTransformer(job, column_map)
-    batches: list[pa.RecordBatch] = []
-    rows = 0
     with engine_errors(data_source.connection):
-        with get_extractor(job.source_type)(job).extract(etl.SyncState()) as extraction:
-            for batch in extraction.batches():
-                batch = transformer.transform(batch.slice(0, limit - rows), extraction.current_file)
-                batches.append(batch)
-                rows += batch.num_rows
-                if rows >= limit:
-                    break
-    if not batches:
-        return {"columns": [], "rows": []}
-    try:
-        # files under one pattern may differ (a column added, another order): the preview shows
-        # their union, as the loader's schema evolution would (apache/arrow#35424)
-        table = pa.concat_tables(
-            [pa.Table.from_batches([batch]) for batch in batches], promote_options="permissive"
-        ).combine_chunks()
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise ApplicationError(PREVIEW_SCHEMAS_DIFFER.format(reason=reason)) from exc
-    source_names = {dest: source for source, dest in transformer.column_map.items()}
-    types = _destination_types(table.schema, job.destination.type)
-    bigquery_types = (
-        types
-        if job.destination.type == "bigquery"
-        else _destination_types(table.schema, "bigquery")
-    )
-    columns = [
-        {
-            "source_name": source_names.get(field.name, field.name),
-            "name": field.name,
-            "arrow_type": str(field.type),
-            "destination_type": types[field.name],
-            "bigquery_type": bigquery_types[field.name],
-        }
-        for field in table.schema
-    ]
-    return {"columns": columns, "rows": [_jsonable(row) for row in table.to_pylist()]}
-
-
-def _destination_types(schema: pa.Schema, destination_type: str) -> dict[str, str]:
-    if destination_type == "bigquery":
-        from etl.load.bigquery.types import bigquery_type
-
-        result = {}
-        for field in schema:
-            kind, mode, _ = bigquery_type(field)
-            result[field.name] = f"ARRAY<{kind}>" if mode == "REPEATED" else kind
-        return result
-    import duckdb
-
-    from etl.schema import is_json
-
-    # the DuckDB loader's own projection (JSON-marked strings become JSON), on an empty table
-    empty = schema.empty_table()
-    select = ", ".join(
-        f'CAST("{f.name}" AS JSON) AS "{f.name}"' if is_json(f) else f'"{f.name}"' for f in schema
-    )
-    with duckdb.connect(":memory:") as connection:
-        connection.register("_etl_preview", empty)
-        described = connection.execute(f"DESCRIBE SELECT {select} FROM _etl_preview").fetchall()
-    return {row[0]: row[1] for row in described}
+        try:
+            result = etl.preview(job, limit=limit, column_map=column_map)
+        except etl.PreviewSchemasDifferError as exc:
+            raise ApplicationError(PREVIEW_SCHEMAS_DIFFER.format(reason=exc.reason)) from exc
+    return {
+        "columns": [dataclasses.asdict(column) for column in result.columns],
+        "rows": [_jsonable(row) for row in result.table.to_pylist()],
+    }
 
 
 def _jsonable(value: Any) -> Any:

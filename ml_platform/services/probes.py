@@ -2,7 +2,7 @@
 schemas, tables, columns and files. Nothing is written, neither here nor in the source.
 
 Database sources are reached through SQLAlchemy (`postgresql+psycopg`, `mysql+pymysql`), file
-sources through the engine's own `etl.extract.storage.list_objects`. A data source's preview is
+sources through the engine's own listing (`etl.list_files`). A data source's preview is
 `services.preview`.
 """
 
@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from django.conf import settings
 
 import etl
-from etl.config import FILE_SOURCES, SECRET_KEYS
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import Connection
 from ml_platform.services.connections import connection_params_build
@@ -64,7 +64,7 @@ def _connection_test(connection: Connection) -> dict[str, Any]:
             conn.execute(text("SELECT 1"))
             version = ".".join(str(part) for part in engine.dialect.server_version_info or ())
         return {"server_version": version}
-    if connection.type in FILE_SOURCES:
+    if connection.type in etl.FILE_SOURCES:
         listing = connection_browse_files(connection=connection)
         return {"objects": len(listing["files"]), "truncated": listing["truncated"]}
     if connection.type == "bigquery":
@@ -144,28 +144,29 @@ def connection_browse_files(
 
     Returns:
         `{"files": [{"key", "size", "last_modified", "version"}], "truncated": bool}`, sorted
-        by key; at most `MAX_FILES_LISTED` files; sizes in bytes, times ISO 8601 UTC.
+        by key; at most `MAX_FILES_LISTED` files; sizes in bytes, times ISO 8601 UTC. The walk
+        stops after `settings.ETL_BROWSE_MAX_ENTRIES` files and folders or
+        `settings.ETL_BROWSE_MAX_SECONDS`; `truncated` is then true (more may match).
 
     Raises:
         ApplicationError: not a file connection, a prefix outside the base path, or the store
             cannot be listed.
     """
-    if connection.type not in FILE_SOURCES:
+    if connection.type not in etl.FILE_SOURCES:
         raise ApplicationError(
             CONNECTION_BROWSE_UNSUPPORTED.format(what="files", type=connection.type)
         )
-    from etl.extract.storage import list_objects
-
-    job_data = {
-        "source_type": connection.type,
-        "connection_params": connection_params_build(connection=connection),
-        "dest_table_name": "browse",
-        "file_format": "csv",
-        "file_prefix": prefix,
-        "file_pattern": pattern or "**",
-    }
+    budget = etl.ListingBudget(
+        max_entries=settings.ETL_BROWSE_MAX_ENTRIES, max_seconds=settings.ETL_BROWSE_MAX_SECONDS
+    )
     with engine_errors(connection):
-        _, objects = list_objects(etl.JobConfig.parse(job_data))
+        objects = etl.list_files(
+            connection.type,
+            connection_params_build(connection=connection),
+            prefix=prefix,
+            pattern=pattern or "**",
+            budget=budget,
+        )
     return {
         "files": [
             {
@@ -176,7 +177,7 @@ def connection_browse_files(
             }
             for obj in objects[:MAX_FILES_LISTED]
         ],
-        "truncated": len(objects) > MAX_FILES_LISTED,
+        "truncated": len(objects) > MAX_FILES_LISTED or budget.truncated,
     }
 
 
@@ -243,10 +244,8 @@ def engine_errors(connection: Connection) -> Iterator[None]:
 
 
 def _bigquery_client(connection: Connection) -> Any:
-    from etl.bigquery_client import make_client
-
     params = connection_params_build(connection=connection)
-    return make_client(
+    return etl.make_bigquery_client(
         project=params["project"],
         credentials=params.get("credentials"),
         api_endpoint=params.get("api_endpoint"),
@@ -265,5 +264,5 @@ def _redact(message: str, connection: Connection) -> str:
     except etl.EtlError:
         return message
     return redact(
-        message, [str(value) for key, value in params.items() if key in SECRET_KEYS and value]
+        message, [str(value) for key, value in params.items() if key in etl.SECRET_KEYS and value]
     )

@@ -40,9 +40,7 @@ def rejected_rows_read(*, run: EtlRun, limit: int) -> tuple[list[dict[str, Any]]
                 ], None
         from google.cloud import bigquery
 
-        from etl.bigquery_client import make_client
-
-        client = make_client(
+        client = etl.make_bigquery_client(
             project=destination.project or "",
             credentials=destination.credentials,
             api_endpoint=destination.api_endpoint,

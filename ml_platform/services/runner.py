@@ -21,7 +21,9 @@ import etl
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services.job_config import job_config_build, job_config_data
-from ml_platform.services.runs import etl_run_create, etl_run_fail, etl_run_start, etl_run_succeed
+from ml_platform.services.runs import etl_run_create
+from ml_platform.services.runs_execute import etl_run_start
+from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
 from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_get_engine
 
 logger = structlog.get_logger(__name__)
@@ -44,10 +46,15 @@ RUNNER_ERROR_CLASS = "RunnerError"
 class RunNotActiveError(ApplicationError):
     """The run already finished (or another run is active): the API answers 409."""
 
+    code = "run_not_active"
+    status = 409
+
 
 @dataclass(frozen=True)
-class RunnerJob:
-    """What a runner needs to execute one run."""
+class RunnerAssignment:
+    """The run a runner is given, on the control plane's side: the `EtlRun` row, its job and
+    state. The API answers it as the wire document the runner parses into
+    `etl.runner_client.RunnerJob` (`RunnerJobOutputSerializer`)."""
 
     run: EtlRun | None
     """None when read without a run (`etl_run_runner_job` with no `run_uid`)."""
@@ -60,7 +67,7 @@ class RunnerJob:
 
 def etl_run_runner_start(
     *, data_source: DataSource, run_uid: uuid.UUID | None, worker: str
-) -> RunnerJob:
+) -> RunnerAssignment:
     """Mark the run running by `worker` and return its job config and engine state.
 
     Args:
@@ -105,12 +112,12 @@ def etl_run_runner_start(
         raise
     logger.info(
         "etl_run.runner_started",
-        run_id=run.id,
+        **run.log_ids,
         data_source_id=data_source.id,
         worker=worker,
         attempt=run.attempts,
     )
-    return RunnerJob(
+    return RunnerAssignment(
         run=run,
         job=job,
         state=state,
@@ -118,7 +125,7 @@ def etl_run_runner_start(
     )
 
 
-def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) -> RunnerJob:
+def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) -> RunnerAssignment:
     """Return the job config and engine state of `data_source` (and the run `run_uid`, when
     given), changing nothing: no run is created, started or failed.
 
@@ -138,7 +145,7 @@ def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) ->
             )
     job_config_build(data_source=data_source)
     job = job_config_data(data_source=data_source)
-    return RunnerJob(
+    return RunnerAssignment(
         run=run,
         job=job,
         state=sync_state_get_engine(data_source=data_source),
@@ -216,10 +223,10 @@ def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRu
                 run = etl_run_succeed(run=run, result=result)
             else:
                 run = etl_run_fail(run=run, error_class=error_class, error_message=error_message)
-            logger.info("etl_run.reported", run_id=run.id, status=run.status)
+            logger.info("etl_run.reported", **run.log_ids, status=run.status)
             return run, True
         if _same_outcome(run=run, result=result, error_class=error_class):
-            logger.info("etl_run.report_repeated", run_id=run.id, status=run.status)
+            logger.info("etl_run.report_repeated", **run.log_ids, status=run.status)
             return run, False
     raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
 

@@ -48,14 +48,14 @@ class DestinationBusyError(etl.TransientError):
 
 @contextlib.contextmanager
 def destination_writer_lock(
-    *, job: etl.JobConfig, run_id: int, timeout_s: float | None = None
+    *, job: etl.JobConfig, run_pk: int, timeout_s: float | None = None
 ) -> Iterator[float]:
     """Hold the writer lock of `job`'s DuckDB file while the block runs (no lock for other
     destinations); yield the seconds waited for another run to release it (0.0 when free).
 
     Args:
         job: the run's engine config; `destination.path` is the DuckDB file.
-        run_id: `EtlRun.id`, logged while waiting.
+        run_pk: `EtlRun.id`, logged while waiting.
         timeout_s: longest wait, seconds; defaults to `settings.ETL_DUCKDB_LOCK_TIMEOUT_S`.
 
     Raises:
@@ -79,13 +79,13 @@ def destination_writer_lock(
                 break
             except BlockingIOError:
                 if not logged:
-                    logger.info("etl_run.destination_lock_wait", run_id=run_id, path=path)
+                    logger.info("etl_run.destination_lock_wait", run_pk=run_pk, path=path)
                     logged = True
                 holder = _holder(fd)
                 if holder is not None and _finished(holder):
                     # stalled while holding the lock and reaped since: it cannot commit anymore
                     logger.warning(
-                        "etl_run.destination_lock_stale", run_id=run_id, holder=holder, path=path
+                        "etl_run.destination_lock_stale", run_pk=run_pk, holder=holder, path=path
                     )
                     locked = False
                     break
@@ -94,9 +94,9 @@ def destination_writer_lock(
                 time.sleep(POLL_INTERVAL_S)
         if locked:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(run_id).encode(), 0)
+            os.pwrite(fd, str(run_pk).encode(), 0)
         waited_s = round(time.monotonic() - started, 3) if logged else 0.0
-        logger.info("etl_run.destination_locked", run_id=run_id, path=path, waited_s=waited_s)
+        logger.info("etl_run.destination_locked", run_pk=run_pk, path=path, waited_s=waited_s)
         try:
             yield waited_s
         finally:
@@ -112,9 +112,9 @@ def _holder(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _finished(run_id: int) -> bool:
-    """Return whether run `run_id` exists and is no longer queued or running (reaped)."""
+def _finished(run_pk: int) -> bool:
+    """Return whether run `run_pk` exists and is no longer queued or running (reaped)."""
     from ml_platform.models import EtlRun
 
-    status = EtlRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    status = EtlRun.objects.filter(pk=run_pk).values_list("status", flat=True).first()
     return status is not None and status not in EtlRun.ACTIVE_STATUSES

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import structlog
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+import etl
 from ml_platform.models import EtlRun
 
 logger = structlog.get_logger(__name__)
-
-ProgressCallback = Callable[[int, int], None]
-"""Called with (rows loaded so far, bytes extracted so far) after each batch."""
 
 
 class RunHeartbeat:
@@ -29,11 +26,11 @@ class RunHeartbeat:
     for the thread at most `interval_s + 5` seconds.
     """
 
-    def __init__(self, *, run_id: int, interval_s: float) -> None:
-        self.run_id, self.interval_s = run_id, interval_s
+    def __init__(self, *, run_pk: int, interval_s: float) -> None:
+        self.run_pk, self.interval_s = run_pk, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._beat, name=f"etl-run-{run_id}-heartbeat", daemon=True
+            target=self._beat, name=f"etl-run-{run_pk}-heartbeat", daemon=True
         )
 
     def start(self) -> None:
@@ -53,18 +50,20 @@ class RunHeartbeat:
         try:
             while not self._stop.wait(self.interval_s):
                 try:
-                    EtlRun.objects.filter(pk=self.run_id, status=EtlRun.Status.RUNNING).update(
+                    EtlRun.objects.filter(pk=self.run_pk, status=EtlRun.Status.RUNNING).update(
                         updated_at=timezone.now()
                     )
                 except Exception as exc:  # noqa: BLE001  thread boundary: next beat retries
                     logger.warning(
-                        "etl_run.heartbeat_failed", run_id=self.run_id, error=type(exc).__name__
+                        "etl_run.heartbeat_failed", run_pk=self.run_pk, error=type(exc).__name__
                     )
         finally:
             connection.close()
 
 
-def run_progress_recorder(*, run: EtlRun, forward: ProgressCallback | None) -> ProgressCallback:
+def run_progress_recorder(
+    *, run: EtlRun, forward: etl.ProgressCallback | None
+) -> etl.ProgressCallback:
     """Return a callback that stores `(rows, bytes)` on the run's `progress_rows` /
     `progress_bytes` at most every `settings.ETL_RUN_PROGRESS_INTERVAL_S` seconds (outside the
     run's final transaction, so others can watch it), then calls `forward` with them."""

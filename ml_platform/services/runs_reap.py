@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass, field
 
 import structlog
 from django.conf import settings
@@ -16,10 +17,10 @@ from ml_platform import selectors
 from ml_platform.models import EtlRun
 from ml_platform.services.runs import (
     RunEnqueueUnavailableError,
-    etl_run_fail,
     etl_run_publish,
     etl_run_task_id,
 )
+from ml_platform.services.runs_finish import etl_run_fail
 
 logger = structlog.get_logger(__name__)
 
@@ -75,63 +76,93 @@ def etl_run_reap_stale(
         The runs marked failed, oldest first (runs enqueued again are logged,
         `etl_run.requeued`).
     """
-    now = now or timezone.now()
-    if stale_after_s is None:
-        stale_after_s = float(settings.ETL_RUN_STALE_AFTER_S)
-    queued_stale_s = float(settings.ETL_RUN_QUEUED_STALE_AFTER_S)
-    queued_max_s = max(float(settings.ETL_RUN_QUEUED_MAX_AGE_S), queued_stale_s)
-    running_before = now - dt.timedelta(seconds=stale_after_s)
-    queued_before = now - dt.timedelta(seconds=queued_stale_s)
-    queued_max_before = now - dt.timedelta(seconds=queued_max_s)
+    plan = _ReapPlan.make(now=now or timezone.now(), stale_after_s=stale_after_s)
     candidates = list(
-        selectors.etl_run_list_stale(running_before=running_before, queued_before=queued_before)
+        selectors.etl_run_list_stale(
+            running_before=plan.running_before, queued_before=plan.queued_before
+        )
     )
     queued = [run for run in candidates if run.status == EtlRun.Status.QUEUED]
-    eager = _celery_eager()
-    in_broker: set[str] | None = set()
     if settings.ETL_EXECUTOR != "celery":
-        in_broker = None  # Cloud Run executions hold no broker message: wait for the max age
-    elif queued and not eager:
-        in_broker = _broker_task_ids_twice(queued)
+        plan.in_broker = None  # Cloud Run executions hold no broker message: wait for max age
+    elif queued and not plan.eager:
+        plan.in_broker = _broker_task_ids_twice(queued)
     reaped = []
     for candidate in candidates:
         with transaction.atomic():
             run = EtlRun.objects.select_for_update().get(pk=candidate.pk)
-            if run.status == EtlRun.Status.RUNNING and run.updated_at < running_before:
-                exc: Exception = WorkerLostError(
-                    RUN_WORKER_LOST.format(
-                        run_id=run.id,
-                        last_seen=run.updated_at.isoformat(),
-                        worker=run.worker,
-                        stale_after_s=stale_after_s,
-                    )
-                )
-            elif run.status == EtlRun.Status.QUEUED and run.queued_at < queued_before:
-                too_old = run.queued_at < queued_max_before
-                if not too_old and (not eager or in_broker is None):
-                    if in_broker is None or etl_run_task_id(run=run) in in_broker:
-                        continue  # waits for a free worker (or the broker cannot be read)
-                    _etl_run_republish(run=run)  # its message was lost: send it again
-                    continue
-                exc = RunNeverStartedError(
-                    RUN_NEVER_STARTED.format(
-                        run_id=run.id,
-                        queued_at=run.queued_at.isoformat(),
-                        stale_after_s=queued_max_s if too_old else queued_stale_s,
-                    )
-                )
-            else:
-                continue  # it moved on since the query
+            exc = _reap_error(run, plan)
+            if exc is None:
+                continue
             run = etl_run_fail(run=run, exc=exc)
         logger.warning(
             "etl_run.reaped",
-            run_id=run.id,
+            **run.log_ids,
             data_source_id=run.data_source_id,
             error_class=run.error_class,
             worker=run.worker,
         )
         reaped.append(run)
     return reaped
+
+
+@dataclass
+class _ReapPlan:
+    """The limits one reaper pass applies (times UTC, durations in seconds)."""
+
+    stale_after_s: float
+    queued_stale_s: float
+    queued_max_s: float
+    running_before: dt.datetime
+    queued_before: dt.datetime
+    queued_max_before: dt.datetime
+    eager: bool
+    in_broker: set[str] | None = field(default_factory=set)
+    """Task ids seen in the broker; None: the broker cannot tell (or holds no messages)."""
+
+    @classmethod
+    def make(cls, *, now: dt.datetime, stale_after_s: float | None) -> _ReapPlan:
+        stale_s = float(settings.ETL_RUN_STALE_AFTER_S if stale_after_s is None else stale_after_s)
+        queued_stale_s = float(settings.ETL_RUN_QUEUED_STALE_AFTER_S)
+        queued_max_s = max(float(settings.ETL_RUN_QUEUED_MAX_AGE_S), queued_stale_s)
+        return cls(
+            stale_after_s=stale_s,
+            queued_stale_s=queued_stale_s,
+            queued_max_s=queued_max_s,
+            running_before=now - dt.timedelta(seconds=stale_s),
+            queued_before=now - dt.timedelta(seconds=queued_stale_s),
+            queued_max_before=now - dt.timedelta(seconds=queued_max_s),
+            eager=_celery_eager(),
+        )
+
+
+def _reap_error(run: EtlRun, plan: _ReapPlan) -> Exception | None:
+    """The error to fail `run` (locked) with, or None to leave it: it moved on, it waits for
+    a free worker, or its lost message was sent again (`_etl_run_republish`)."""
+    if run.status == EtlRun.Status.RUNNING and run.updated_at < plan.running_before:
+        return WorkerLostError(
+            RUN_WORKER_LOST.format(
+                run_id=run.id,
+                last_seen=run.updated_at.isoformat(),
+                worker=run.worker,
+                stale_after_s=plan.stale_after_s,
+            )
+        )
+    if run.status != EtlRun.Status.QUEUED or run.queued_at >= plan.queued_before:
+        return None  # it moved on since the query
+    too_old = run.queued_at < plan.queued_max_before
+    if not too_old and (not plan.eager or plan.in_broker is None):
+        if plan.in_broker is None or etl_run_task_id(run=run) in plan.in_broker:
+            return None  # waits for a free worker (or the broker cannot be read)
+        _etl_run_republish(run=run)  # its message was lost: send it again
+        return None
+    return RunNeverStartedError(
+        RUN_NEVER_STARTED.format(
+            run_id=run.id,
+            queued_at=run.queued_at.isoformat(),
+            stale_after_s=plan.queued_max_s if too_old else plan.queued_stale_s,
+        )
+    )
 
 
 BROKER_RECHECK_S = 0.5
@@ -158,7 +189,7 @@ def _etl_run_republish(*, run: EtlRun) -> None:
         etl_run_publish(run=run)
     except RunEnqueueUnavailableError:
         return  # the broker is down again: the next pass tries again
-    logger.warning("etl_run.requeued", run_id=run.id, data_source_id=run.data_source_id)
+    logger.warning("etl_run.requeued", **run.log_ids, data_source_id=run.data_source_id)
 
 
 QUEUE_PRIORITY_SEPARATOR = "\x06\x16"

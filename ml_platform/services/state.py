@@ -1,4 +1,4 @@
-"""Sync state between the engine's `etl.SyncState` and the `SyncState` / `ProcessedFile` rows."""
+"""Sync state between the engine's `etl.SyncState` and the `DataSourceState` / `ProcessedFile` rows."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import uuid
 from django.db import transaction
 
 import etl
-from ml_platform.models import DataSource, EtlRun, ProcessedFile, SyncState
+from ml_platform.models import DataSource, DataSourceState, EtlRun, ProcessedFile
 
 
 def sync_state_get_engine(*, data_source: DataSource) -> etl.SyncState:
-    """Return the engine state of `data_source`: its `SyncState` row (watermark, boundary and
+    """Return the engine state of `data_source`: its `DataSourceState` row (watermark, boundary and
     NULL-cursor keys and how they were computed, column map, last run id) plus its
     `ProcessedFile` rows as the file ledger. An empty state when the source never ran."""
-    row = SyncState.objects.filter(data_source=data_source).first()
+    row = DataSourceState.objects.filter(data_source=data_source).first()
     files = {
         record.path: etl.FileRecord(
             version=record.version,
@@ -43,13 +43,15 @@ def sync_state_get_engine(*, data_source: DataSource) -> etl.SyncState:
 
 
 @transaction.atomic
-def sync_state_save(*, data_source: DataSource, state: etl.SyncState, run: EtlRun) -> SyncState:
-    """Store `state` as the source's `SyncState` row and make its `ProcessedFile` rows mirror
+def sync_state_save(
+    *, data_source: DataSource, state: etl.SyncState, run: EtlRun
+) -> DataSourceState:
+    """Store `state` as the source's `DataSourceState` row and make its `ProcessedFile` rows mirror
     `state.files` (new paths created, changed ones updated, vanished ones deleted).
 
     Called by `etl_run_execute` inside the transaction that also finishes the run.
     """
-    row = SyncState.objects.filter(data_source=data_source).first() or SyncState(
+    row = DataSourceState.objects.filter(data_source=data_source).first() or DataSourceState(
         data_source=data_source
     )
     row.watermark_value = state.watermark.value if state.watermark else ""
@@ -110,14 +112,16 @@ def _uuid_or_none(value: str) -> str | None:
 
 def sync_state_full_refresh_pending(*, data_source: DataSource) -> bool:
     """Whether the next run replaces the destination table (the state was reset)."""
-    return SyncState.objects.filter(data_source=data_source, full_refresh_pending=True).exists()
+    return DataSourceState.objects.filter(
+        data_source=data_source, full_refresh_pending=True
+    ).exists()
 
 
 DATA_SOURCE_RESET_BUSY = "Data source {name} has run {run_id} {status}; reset it when it ends."
 
 
 @transaction.atomic
-def sync_state_reset(*, data_source: DataSource) -> SyncState:
+def sync_state_reset(*, data_source: DataSource) -> DataSourceState:
     """Forget what `data_source` loaded: the watermark, tie and NULL-cursor keys and the file
     ledger (`ProcessedFile` rows) are cleared, so its next run reads everything again and
     replaces the destination table (a full reload, no duplicates).
@@ -137,8 +141,8 @@ def sync_state_reset(*, data_source: DataSource) -> SyncState:
                 name=data_source.name, run_id=active.id, status=active.status
             )
         )
-    row = SyncState.objects.select_for_update().filter(data_source=data_source).first()
-    row = row or SyncState(data_source=data_source)
+    row = DataSourceState.objects.select_for_update().filter(data_source=data_source).first()
+    row = row or DataSourceState(data_source=data_source)
     row.watermark_value = row.watermark_type = ""
     row.boundary_keys, row.null_keys = [], []
     row.full_refresh_pending = True

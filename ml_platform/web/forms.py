@@ -9,7 +9,8 @@ import pydantic
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
-from etl.config import DestinationConfig, FileFormatOptions
+import etl
+from ml_platform.contract import help_text, label
 from ml_platform.models import DataSource
 from ml_platform.web.forms_connection import GOOGLE_AUTH, service_account_from
 from ml_platform.web.forms_table_options import TableOptionsFields
@@ -17,6 +18,14 @@ from ml_platform.web.forms_table_options import TableOptionsFields
 CHOOSE = "Choose a connection or create one below."
 MAX_LOOK_BACK_S = 366 * 24 * 3600.0
 """Largest look-back the wizard accepts (one year, seconds)."""
+
+
+def model_field(name: str, **kwargs: Any) -> forms.Field:
+    """The form field of `DataSource` field `name` (type, label, help text, choices, length,
+    default from the model, the one definition); `kwargs` adapt it to the wizard's step."""
+    field = DataSource._meta.get_field(name).formfield(**kwargs)
+    assert field is not None, name
+    return field
 
 
 class ConnectionChooseForm(forms.Form):
@@ -34,8 +43,8 @@ class ConnectionChooseForm(forms.Form):
 class TableForm(forms.Form):
     """Step 2 for databases: one table, or a custom SQL query."""
 
-    source_table_name = forms.CharField(required=False, label="Table", max_length=1024)
-    custom_sql = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+    source_table_name = model_field("source_table_name")
+    custom_sql = model_field("custom_sql", widget=forms.Textarea(attrs={"rows": 4}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -52,13 +61,12 @@ def _escape(value: str) -> str:
 class FilesForm(forms.Form):
     """Step 2 for file stores: a folder prefix, a glob pattern, the format and its options."""
 
-    file_prefix = forms.CharField(required=False, label="Folder prefix", max_length=1024)
-    file_pattern = forms.CharField(
-        initial="*.csv", label="File pattern", max_length=1024, help_text="glob: * ? [abc] **"
-    )
+    file_prefix = model_field("file_prefix")
+    file_pattern = model_field("file_pattern", required=True, initial="*.csv")
     file_format = forms.ChoiceField(
         choices=DataSource.FileFormat.choices,
         widget=forms.Select(attrs={"data-type-switch": "1"}),
+        label=label(DataSource, "file_format"),
     )
     delimiter = forms.CharField(
         required=False, initial=",", max_length=2, strip=False, help_text="CSV; \\t for a tab"
@@ -76,7 +84,11 @@ class FilesForm(forms.Form):
         help_text="comma-separated; an empty field is always NULL",
     )
     skip_rows = forms.IntegerField(required=False, initial=0, min_value=0, max_value=1_000_000)
-    allow_quoted_newlines = forms.BooleanField(required=False, label="Quoted fields may span lines")
+    allow_quoted_newlines = forms.BooleanField(
+        required=False,
+        initial=True,  # the config contract's default (etl.FileFormatOptions)
+        label="Quoted fields may span lines",
+    )
 
     OPTION_FIELDS = ("delimiter", "encoding", "has_header", "quote_char", "escape_char",
                      "null_values", "skip_rows", "allow_quoted_newlines")  # fmt: skip
@@ -87,7 +99,7 @@ class FilesForm(forms.Form):
             return data
         options = self._options(data)
         try:
-            FileFormatOptions(**options)
+            etl.FileFormatOptions(**options)
         except pydantic.ValidationError as exc:
             pydantic_errors_add(self, exc)
         data["file_format_options"] = options
@@ -112,6 +124,24 @@ class FilesForm(forms.Form):
             allow_quoted_newlines=bool(data.get("allow_quoted_newlines")),
         )
         return options
+
+    @classmethod
+    def options_kept(
+        cls, options: dict[str, Any], draft: dict[str, Any], file_format: str
+    ) -> dict[str, Any]:
+        """Return `options` (from this form) plus the draft's options this form does not show
+        (`decimal_point`, `column_types`, `catalog_files`, ... set through the API or the
+        admin), when the format is unchanged: editing a source in the wizard never drops
+        what it cannot display."""
+        if draft.get("file_format") != file_format:
+            return options
+        shown = {*cls.OPTION_FIELDS, "encoding"}
+        hidden = {
+            key: value
+            for key, value in (draft.get("file_format_options") or {}).items()
+            if key not in shown
+        }
+        return {**hidden, **options}
 
     @classmethod
     def initial_from(cls, draft: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +237,7 @@ class DestinationForm(TableOptionsFields):
                         "service_account_file", "Upload or paste a service-account JSON key."
                     )
         try:
-            DestinationConfig(**{k: v for k, v in destination.items() if v is not None})
+            etl.DestinationConfig(**{k: v for k, v in destination.items() if v is not None})
         except pydantic.ValidationError as exc:
             pydantic_errors_add(self, exc)
         data["destination"] = {**destination, **options}
@@ -216,37 +246,24 @@ class DestinationForm(TableOptionsFields):
 
 
 class StrategyForm(forms.Form):
-    load_type = forms.ChoiceField(
-        choices=DataSource.LoadType.choices,
-        widget=forms.RadioSelect(attrs={"data-type-switch": "1"}),
-        label="Load strategy",
+    load_type = model_field("load_type", widget=forms.RadioSelect(attrs={"data-type-switch": "1"}))
+    # choices known once the preview ran: the columns of cursor types, every column
+    timestamp_column = forms.ChoiceField(
+        required=False, label=label(DataSource, "timestamp_column")
     )
-    timestamp_column = forms.ChoiceField(required=False, label="Cursor column")
     primary_key = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        label="Primary key",
-        help_text="dedups rows read again at the watermark or in the look-back window",
+        label=label(DataSource, "primary_key"),
+        help_text=help_text(DataSource, "primary_key"),
     )
-    null_cursor = forms.ChoiceField(
-        choices=DataSource.NullCursor.choices, label="Rows whose cursor is NULL", required=False
+    null_cursor = model_field("null_cursor", required=False)
+    cursor_lag_seconds = model_field(
+        "cursor_lag_seconds", required=False, min_value=0, max_value=MAX_LOOK_BACK_S
     )
-    cursor_lag_seconds = forms.FloatField(
-        required=False,
-        min_value=0,
-        max_value=MAX_LOOK_BACK_S,
-        initial=0,
-        label="Look-back (seconds)",
-        help_text="re-read rows this far below the watermark, for late-committed rows",
-    )
-    initial_value = forms.CharField(
-        required=False,
-        max_length=255,
-        label="Initial value",
-        help_text="first run starts at this cursor value (ISO 8601 or a number); blank: all rows",
-    )
-    on_bad_rows = forms.ChoiceField(choices=DataSource.OnBadRows.choices, label="Bad rows")
-    dest_table_name = forms.CharField(max_length=300, label="Destination table")
+    initial_value = model_field("initial_value")
+    on_bad_rows = model_field("on_bad_rows")
+    dest_table_name = model_field("dest_table_name")
 
     def __init__(
         self, *args: Any, cursor_choices: Any = (), column_choices: Any = (), **kwargs: Any
@@ -268,23 +285,17 @@ class StrategyForm(forms.Form):
 
 
 class ScheduleForm(forms.Form):
-    name = forms.CharField(max_length=200, label="Data source name")
-    schedule_cron = forms.CharField(
+    name = model_field("name")
+    description = model_field("description", widget=forms.Textarea(attrs={"rows": 2}))
+    schedule_cron = model_field("schedule_cron")
+    schedule_timezone = model_field("schedule_timezone")
+    alert_emails = model_field("alert_emails")
+    alert_webhook_url = forms.URLField(  # a URL field: `hooks.slack.com/...` gets its https://
         required=False,
-        max_length=100,
-        label="Schedule (cron)",
-        help_text="minute hour day month weekday",
-    )
-    schedule_timezone = forms.CharField(initial="UTC", max_length=64, label="Time zone")
-    alert_emails = forms.CharField(
-        required=False,
-        max_length=1000,
-        label="Alert emails",
-        help_text="comma-separated; told once when a run fails or no run succeeds for 2 x the "
-        "schedule interval, and once when it recovers",
-    )
-    alert_webhook_url = forms.URLField(
-        required=False, max_length=1024, assume_scheme="https", label="Alert webhook (Slack)"
+        max_length=1024,
+        assume_scheme="https",
+        label=label(DataSource, "alert_webhook_url"),
+        help_text=help_text(DataSource, "alert_webhook_url"),
     )
 
     def clean_alert_emails(self) -> str:

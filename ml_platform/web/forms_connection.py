@@ -12,6 +12,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+import etl
+from ml_platform.contract import CONNECTION_TYPES
 from ml_platform.models import Connection, SourceType
 
 S3_AUTH = [("keys", "Access key ID + secret"), ("role", "Instance role / default AWS chain")]
@@ -34,30 +36,27 @@ SECRET_FIELDS = (
     "sas_token",
     "service_account_json",
 )
-FIELD_TYPES = {
-    "host": "postgresql mysql",
-    "port": "postgresql mysql",
-    "database": "postgresql mysql",
-    "user": "postgresql mysql",
-    "password": "postgresql mysql",
-    "base_path": "local",
-    "bucket": "s3 gcs",
-    "container": "azure_blob",
-    "project": "gcs bigquery",
-    "region": "s3",
-    "endpoint_url": "s3 gcs azure_blob bigquery",
-    "s3_auth": "s3",
-    "aws_access_key_id": "s3",
-    "aws_secret_access_key": "s3",
-    "google_auth": "gcs bigquery",
-    "service_account_file": "gcs bigquery",
-    "service_account_json": "gcs bigquery",
-    "azure_auth": "azure_blob",
-    "connection_string": "azure_blob",
-    "account_name": "azure_blob",
-    "account_key": "azure_blob",
-    "sas_token": "azure_blob",
+"""Form fields holding a secret: never rendered back; on edit, blank keeps the stored one."""
+FORM_FIELDS_OF_KEY = {
+    "credentials": ("google_auth", "service_account_file", "service_account_json"),
+    "aws_access_key_id": ("s3_auth", "aws_access_key_id"),
+    "connection_string": ("azure_auth", "connection_string"),
 }
+"""The form fields that set a connection key, where they are not the key's own field."""
+
+
+def _field_types() -> dict[str, str]:
+    """Which connection types show each form field: `{field: "type type ..."}`, from each
+    type's params, extras and secrets in `contract.CONNECTION_TYPES`."""
+    shown: dict[str, list[str]] = {}
+    for kind, spec in CONNECTION_TYPES.items():
+        for key in (*spec.params, *spec.extras, *spec.secrets):
+            for name in FORM_FIELDS_OF_KEY.get(key, (key,)):
+                shown.setdefault(name, []).append(kind)
+    return {name: " ".join(kinds) for name, kinds in shown.items()}
+
+
+FIELD_TYPES = _field_types()
 """Which connection types show each field (the page hides the others)."""
 FIELD_AUTH = {
     "aws_access_key_id": ("s3_auth", "keys"),
@@ -70,15 +69,6 @@ FIELD_AUTH = {
     "sas_token": ("azure_auth", "sas"),
 }
 """Fields shown only for some choices of a credentials radio group: (group, choices)."""
-REQUIRED_BY_TYPE = {
-    "postgresql": ("host", "database", "user"),
-    "mysql": ("host", "database", "user"),
-    "local": ("base_path",),
-    "s3": ("bucket",),
-    "gcs": ("bucket",),
-    "azure_blob": ("container",),
-    "bigquery": ("project",),
-}
 REQUIRED = "This field is required for a {type} connection."
 KEEP_HELP = "Leave blank to keep the stored value."
 SERVICE_ACCOUNT_INVALID = (
@@ -86,7 +76,6 @@ SERVICE_ACCOUNT_INVALID = (
     "client_email and private_key."
 )
 SERVICE_ACCOUNT_MAX_BYTES = 64 * 1024
-DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 
 
 def service_account_parse(text: str) -> dict[str, Any]:
@@ -217,7 +206,7 @@ class ConnectionForm(forms.Form):
         kind = data.get("type")
         if not kind:
             return data
-        for name in REQUIRED_BY_TYPE[kind]:
+        for name in etl.REQUIRED_CONNECTION_KEYS[kind]:
             if not data.get(name):
                 self.add_error(name, REQUIRED.format(type=kind))
         try:
@@ -235,15 +224,16 @@ class ConnectionForm(forms.Form):
         """The complete credentials object to store (typed values, else the stored ones)."""
         missing: dict[str, str] = {}
         creds: dict[str, Any] = {}
-        if kind in ("postgresql", "mysql"):
-            if self._secret(data, "password"):
-                creds["password"] = self._secret(data, "password")
-        elif kind == "s3" and (data.get("s3_auth") or "keys") == "keys":
+        # the secrets the type takes (contract.CONNECTION_TYPES) decide which fields count
+        secrets = CONNECTION_TYPES[kind].secrets
+        if "password" in secrets:
+            creds["password"] = self._secret(data, "password")
+        elif "aws_secret_access_key" in secrets and (data.get("s3_auth") or "keys") == "keys":
             for name in ("aws_access_key_id", "aws_secret_access_key"):
                 creds[name] = self._secret(data, name)
                 if not creds[name]:
                     missing[name] = "Required with access-key credentials."
-        elif kind in ("gcs", "bigquery"):
+        elif "credentials" in secrets:
             auth = data.get("google_auth") or "service_account"
             if auth == "anonymous":
                 creds["credentials"] = "anonymous"
@@ -256,7 +246,7 @@ class ConnectionForm(forms.Form):
                         "Default Credentials."
                     )
                 creds["credentials"] = key
-        elif kind == "azure_blob":
+        elif "connection_string" in secrets:
             auth = data.get("azure_auth") or "connection_string"
             wanted = {
                 "connection_string": ["connection_string"],
@@ -279,18 +269,15 @@ class ConnectionForm(forms.Form):
         and the complete `credentials` object."""
         data = self.cleaned_data
         kind = data["type"]
+        spec = CONNECTION_TYPES[kind]
         values: dict[str, Any] = {"name": data["name"], "type": kind}
-        for name in ("host", "port", "database", "user", "base_path", "bucket", "container",
-                     "project", "endpoint_url"):  # fmt: skip
-            if kind in FIELD_TYPES[name].split():
-                values[name] = data.get(name) or ("" if name != "port" else None)
-        if kind in DEFAULT_PORTS and not values.get("port"):
-            values["port"] = DEFAULT_PORTS[kind]
-        extra: dict[str, Any] = {}
-        if kind == "s3" and data.get("region"):
-            extra["region"] = data["region"]
-        if kind == "azure_blob" and data.get("azure_auth") in ("account_key", "sas"):
-            extra["account_name"] = data["account_name"]
+        for name in spec.params:
+            values[name] = data.get(name) or ("" if name != "port" else None)
+        if spec.default_port and not values.get("port"):
+            values["port"] = spec.default_port
+        extra = {name: data[name] for name in spec.extras if data.get(name)}
+        if kind == "azure_blob" and data.get("azure_auth") not in ("account_key", "sas"):
+            extra.pop("account_name", None)  # a connection string names the account itself
         values["extra_params"] = extra
         values["credentials"] = data.get("credentials") or None
         return values

@@ -5,8 +5,8 @@ filter, table description and labels.
 
 The column choices come from the preview (step 3): each loaded column's destination name and
 BigQuery type. The values are checked with the engine's own rules: the `destination` block's
-pydantic model (`etl.config.DestinationConfig`: shape, 4 clustering columns, 10,000 range
-partitions, label syntax) and `etl.load.bigquery.tables.check_columns` (the partition column's
+pydantic model (`etl.DestinationConfig`: shape, 4 clustering columns, 10,000 range
+partitions, label syntax) and `etl.check_bigquery_columns` (the partition column's
 type for the unit, clusterable types), so the wizard refuses what a run would refuse.
 """
 
@@ -18,8 +18,7 @@ from typing import Any
 import pydantic
 from django import forms
 
-from etl.config import MAX_CLUSTERING_COLUMNS, PARTITION_UNITS, DestinationConfig
-from etl.exceptions import ConfigError
+import etl
 
 PARTITION_KINDS = [
     ("none", "Not partitioned"),
@@ -28,7 +27,7 @@ PARTITION_KINDS = [
     ("range", "By integer range"),
 ]
 TIME_TYPES = ("DATE", "TIMESTAMP", "DATETIME")
-CLUSTER_FIELDS = tuple(f"cluster_{n}" for n in range(1, MAX_CLUSTERING_COLUMNS + 1))
+CLUSTER_FIELDS = tuple(f"cluster_{n}" for n in range(1, etl.MAX_CLUSTERING_COLUMNS + 1))
 OPTION_FIELDS = ("partition_kind", "partition_unit", "partition_field", "range_field",
                  "range_start", "range_end", "range_interval", "partition_expiration_days",
                  "require_partition_filter", *CLUSTER_FIELDS, "table_description",
@@ -93,7 +92,7 @@ class TableOptionsFields(forms.Form):
         label="Partitioning",
     )
     partition_unit = forms.ChoiceField(
-        choices=[(unit, unit) for unit in PARTITION_UNITS],
+        choices=[(unit, unit) for unit in etl.PARTITION_UNITS],
         required=False,
         initial="DAY",
         label="Partition unit",
@@ -133,9 +132,7 @@ class TableOptionsFields(forms.Form):
             "Partition column", pick(TIME_TYPES), "a DATE, TIMESTAMP or DATETIME column"
         )
         self.fields["range_field"] = _column_field("Range column", pick(("INT64", "INTEGER")))
-        from etl.load.bigquery.tables import CLUSTER_TYPES
-
-        clusterable = pick(sorted(CLUSTER_TYPES))
+        clusterable = pick(sorted(etl.bigquery_cluster_types()))
         for number, name in enumerate(CLUSTER_FIELDS, start=1):
             self.fields[name] = _column_field(
                 f"Cluster column {number}", clusterable, "in order; up to 4" if number == 1 else ""
@@ -166,11 +163,9 @@ class TableOptionsFields(forms.Form):
         initial["labels"] = ", ".join(f"{k}={v}" for k, v in labels.items())
         return initial
 
-    def options_clean(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Return the `destination` keys of the chosen table options (partitioning, clustering,
-        description, labels), adding an error next to each field the engine refuses."""
-        options: dict[str, Any] = {}
-        kind = data.get("partition_kind") or "none"
+    def _partitioning_clean(self, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The `partitioning` block of partition kind `kind` (None: not partitioned), adding an
+        error next to each field it needs and lacks."""
         if kind in ("time", "ingestion"):
             part: dict[str, Any] = {"type": data.get("partition_unit") or "DAY"}
             if kind == "time":
@@ -179,7 +174,6 @@ class TableOptionsFields(forms.Form):
                 part["field"] = data.get("partition_field") or None
             if data.get("partition_expiration_days"):
                 part["expiration_days"] = data["partition_expiration_days"]
-            options["partitioning"] = part
         elif kind == "range":
             if not data.get("range_field"):
                 self.add_error("range_field", "Choose the INT64 column to partition on.")
@@ -188,9 +182,20 @@ class TableOptionsFields(forms.Form):
                 if data.get(f"range_{key}") is None:
                     self.add_error(f"range_{key}", "Required for integer-range partitioning.")
                 part[key] = data.get(f"range_{key}")
+        else:
+            return None
+        if data.get("require_partition_filter"):
+            part["require_filter"] = True
+        return part
+
+    def options_clean(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Return the `destination` keys of the chosen table options (partitioning, clustering,
+        description, labels), adding an error next to each field the engine refuses."""
+        options: dict[str, Any] = {}
+        kind = data.get("partition_kind") or "none"
+        part = self._partitioning_clean(kind, data)
+        if part is not None:
             options["partitioning"] = part
-        if "partitioning" in options and data.get("require_partition_filter"):
-            options["partitioning"]["require_filter"] = True
         clustering = [data[name] for name in CLUSTER_FIELDS if data.get(name)]
         if clustering:
             options["clustering"] = clustering
@@ -206,7 +211,7 @@ class TableOptionsFields(forms.Form):
         if self.errors:
             return options
         try:
-            checked = DestinationConfig(type="bigquery", project="check", **options)
+            checked = etl.DestinationConfig(type="bigquery", project="check", **options)
         except pydantic.ValidationError as exc:
             for error in exc.errors():
                 loc = tuple(str(part) for part in error["loc"])
@@ -215,13 +220,9 @@ class TableOptionsFields(forms.Form):
                 self.add_error(name if name in self.fields else None, message)
             return options
         if self.columns is not None:
-            from etl.bigquery_client import bigquery
-            from etl.load.bigquery.tables import check_columns
-
-            fields = [bigquery.SchemaField(name, kind) for name, kind in self.columns]
             try:
-                check_columns(checked, fields)
-            except ConfigError as exc:
+                etl.check_bigquery_columns(checked, self.columns)
+            except etl.ConfigError as exc:
                 field = "cluster_1" if exc.field == "destination.clustering" else (
                     "range_field" if kind == "range" else "partition_field"
                 )  # fmt: skip

@@ -12,7 +12,6 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-import etl
 from ml_platform import selectors
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
@@ -86,22 +85,23 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
 @staff_required
 @require_POST
 def source_run(request: HttpRequest, source_id: int) -> HttpResponse:
-    """Run Now: enqueue a manual run (or return the active one) and go back to the page."""
+    """Run Now: enqueue a manual run (or return the active one) and go back to the page; a run
+    that failed within the request (eager Celery, no worker) goes to its own page, which shows
+    the error."""
     from ml_platform.services.runs import RunEnqueueUnavailableError
 
     source = _source(source_id)
     try:
-        etl_run_enqueue(data_source=source, trigger=EtlRun.Trigger.MANUAL)
+        run = etl_run_enqueue(data_source=source, trigger=EtlRun.Trigger.MANUAL, return_failed=True)
     except RunEnqueueUnavailableError as exc:  # nothing was queued: say so, the user retries
         return JsonResponse(
             {"message": exc.message, "extra": {"retry_after_s": exc.retry_after_s}},
             status=503,
             headers={"Retry-After": str(exc.retry_after_s)},
         )
-    except etl.EtlError as exc:
-        # eager mode (no worker) runs the task inside this request: the failure is recorded
-        # on the run, which the page shows
-        logger.warning("web.run_now_failed", data_source_id=source.pk, error=type(exc).__name__)
+    if run.status == EtlRun.Status.FAILED:
+        logger.warning("web.run_now_failed", data_source_id=source.pk, error=run.error_class)
+        return redirect("web:run-detail", run_id=run.id)
     return redirect("web:source-detail", source_id=source.pk)
 
 

@@ -14,8 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 import etl
-from etl.config import FILE_SOURCES
-from ml_platform import selectors
+from ml_platform import contract, selectors
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import Connection, DataSource
 from ml_platform.services import connection_create, probes
@@ -82,33 +81,19 @@ def step_render(request: HttpRequest, step: int, template: str, **context: Any) 
     return render(request, f"web/wizard_{template}.html", context)
 
 
+DRAFT_FIELDS = tuple(name for name in contract.data_source_fields() if name != "connection")
+"""The `DataSource` fields a wizard draft holds (the connection is `connection_id`)."""
+
+
 def draft_source(request: HttpRequest, connection: Connection, **overrides: Any) -> DataSource:
     """An unsaved `DataSource` of the draft (with the id of the source being edited), for
-    previews, tests and checks."""
+    previews, tests and checks; a field the draft leaves blank takes the model's default."""
     draft = {**draft_get(request), **overrides}
-    source = DataSource(
-        pk=draft.get("editing_id"),
-        name=draft.get("name") or "draft",
-        connection=connection,
-        dest_table_name=draft.get("dest_table_name") or "draft",
-        load_type=draft.get("load_type") or DataSource.LoadType.CATALOG,
-        selected_columns=draft.get("selected_columns") or [],
-        source_table_name=draft.get("source_table_name", ""),
-        custom_sql=draft.get("custom_sql", ""),
-        timestamp_column=draft.get("timestamp_column", ""),
-        primary_key=draft.get("primary_key") or [],
-        cursor_lag_seconds=draft.get("cursor_lag_seconds") or 0,
-        null_cursor=draft.get("null_cursor") or DataSource.NullCursor.FAIL,
-        on_bad_rows=draft.get("on_bad_rows") or DataSource.OnBadRows.FAIL,
-        initial_value=draft.get("initial_value", ""),
-        file_prefix=draft.get("file_prefix", ""),
-        file_pattern=draft.get("file_pattern") or "*",
-        file_format=draft.get("file_format", ""),
-        file_format_options=draft.get("file_format_options") or {},
-        destination=draft.get("destination") or {},
-        schedule_cron=draft.get("schedule_cron", ""),
-        schedule_timezone=draft.get("schedule_timezone") or "UTC",
-    )
+    values = {key: draft[key] for key in DRAFT_FIELDS if draft.get(key) not in (None, "")}
+    values.setdefault("name", "draft")
+    values.setdefault("dest_table_name", "draft")
+    values.setdefault("load_type", DataSource.LoadType.CATALOG)
+    source = DataSource(pk=draft.get("editing_id"), connection=connection, **values)
     source.destination_credentials = draft_destination_credentials_stored(request)
     return source
 
@@ -216,7 +201,7 @@ def wizard_source(request: HttpRequest) -> HttpResponse:
         return guard
     connection = draft_connection(request)
     draft, context = draft_get(request), {"connection": connection, "error": None}
-    is_files = connection.type in FILE_SOURCES
+    is_files = connection.type in etl.FILE_SOURCES
     if is_files:
         form: Any = forms.FilesForm(
             request.POST or None, initial=forms.FilesForm.initial_from(draft)
@@ -247,6 +232,9 @@ def wizard_source(request: HttpRequest) -> HttpResponse:
         if is_files:
             values = {k: values[k] for k in ("file_prefix", "file_pattern", "file_format",
                                              "file_format_options")}  # fmt: skip
+            values["file_format_options"] = forms.FilesForm.options_kept(
+                values["file_format_options"], draft, values["file_format"]
+            )
         else:
             values["schema"] = context.get("schema", "")
         if request.POST.get("action") == "next" and (not is_files or context["files"]["files"]):
@@ -326,12 +314,7 @@ def _is_cursor_type(arrow_type: str) -> bool:
 
 def draft_from_source(source: DataSource) -> dict[str, Any]:
     """The wizard draft of an existing source (edit: every step prefilled, all completed)."""
-    keys = ("name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
-            "custom_sql", "timestamp_column", "primary_key", "cursor_lag_seconds", "null_cursor",
-            "on_bad_rows", "initial_value", "file_prefix", "file_pattern", "file_format",
-            "file_format_options", "destination", "schedule_cron", "schedule_timezone",
-            "alert_emails", "alert_webhook_url")  # fmt: skip
-    draft = {key: getattr(source, key) for key in keys}
+    draft = {key: getattr(source, key) for key in DRAFT_FIELDS}
     draft.update(editing_id=source.pk, connection_id=source.connection_id, done=5)
     draft["schema"] = source.source_table_name.rpartition(".")[0]
     stored = secret_read(source.destination_credentials, owner=f"data source {source.pk}")

@@ -16,7 +16,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 import etl
-from etl.config import FILE_SOURCES
 from ml_platform import selectors
 from ml_platform.models import DataSource
 from ml_platform.services import data_source_create, data_source_update
@@ -28,6 +27,7 @@ from ml_platform.services.secrets import secret_seal
 from ml_platform.web import forms
 from ml_platform.web.auth import staff_required
 from ml_platform.web.wizard import (
+    DRAFT_FIELDS,
     SESSION_KEY,
     draft_connection,
     draft_destination_credentials,
@@ -155,7 +155,7 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
         return guard
     connection = draft_connection(request)
     draft = draft_get(request)
-    is_files = connection.type in FILE_SOURCES
+    is_files = connection.type in etl.FILE_SOURCES
     initial = {
         "load_type": "transactional",
         "null_cursor": "fail",
@@ -184,8 +184,8 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
             data["timestamp_column"] = ""
         cursor_type = (draft.get("cursor_types") or {}).get(data["timestamp_column"], "")
         initial_error = initial_value_error(data.get("initial_value") or "", cursor_type)
-        needs_cursor = data["load_type"] in ("transactional", "merge")
-        if needs_cursor and not is_files and not data["timestamp_column"]:
+        needs_cursor = etl.needs_cursor(connection.type, data["load_type"])
+        if needs_cursor and not data["timestamp_column"]:
             form.add_error("timestamp_column", CURSOR_REQUIRED)
         elif initial_error:
             form.add_error("initial_value", initial_error)
@@ -246,17 +246,10 @@ def wizard_schedule(request: HttpRequest) -> HttpResponse:
     )  # fmt: skip
 
 
-SAVED_FIELDS = ("name", "dest_table_name", "load_type", "selected_columns", "source_table_name",
-                "custom_sql", "timestamp_column", "primary_key", "cursor_lag_seconds",
-                "null_cursor", "on_bad_rows", "initial_value", "file_prefix", "file_pattern",
-                "file_format", "file_format_options", "destination", "schedule_cron",
-                "schedule_timezone", "alert_emails", "alert_webhook_url")  # fmt: skip
-
-
 def _save(request: HttpRequest, connection: Any) -> DataSource:
     draft = draft_get(request)
-    values = {key: draft[key] for key in SAVED_FIELDS if key in draft}
-    is_files = connection.type in FILE_SOURCES
+    values = {key: draft[key] for key in DRAFT_FIELDS if key in draft}
+    is_files = connection.type in etl.FILE_SOURCES
     if is_files:
         values.update(source_table_name="", custom_sql="")
     else:

@@ -23,7 +23,7 @@ import pytest
 from django.db import connection as django_connection
 
 from etl import SupersededError
-from ml_platform.models import DataSource, EtlRun, SyncState
+from ml_platform.models import DataSource, DataSourceState, EtlRun
 from ml_platform.services import (
     connection_create,
     data_source_create,
@@ -152,7 +152,7 @@ def test_reaped_run_that_wakes_after_a_rerun_ends_superseded(
         "superseded", "SupersededError", "Superseded",
     )  # fmt: skip
     assert stalled.error_message == str(SupersededError("events", first.uid.hex, rerun.uid.hex))
-    assert SyncState.objects.get(data_source=source).last_run_id == rerun.uid.hex
+    assert DataSourceState.objects.get(data_source=source).last_run_id == rerun.uid.hex
     compare(table.rows(), dest.rows(), f"control plane {dest_kind} after the superseded run")
 
     after = _run_now(source)

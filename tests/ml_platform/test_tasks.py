@@ -9,7 +9,7 @@ from celery.exceptions import Retry
 
 import etl
 from config import celery_app
-from ml_platform.models import DataSource, EtlRun, SyncState
+from ml_platform.models import DataSource, DataSourceState, EtlRun
 from ml_platform.services import connection_create, data_source_create, etl_run_create
 from ml_platform.tasks import etl_run_execute
 
@@ -73,7 +73,7 @@ def test_transient_error_requeues_and_retries(
     run.refresh_from_db()
     assert (run.status, run.attempts, run.error_class) == ("queued", 1, "SourceUnavailableError")
     assert run.worker == "worker@test"
-    assert SyncState.objects.count() == 0
+    assert DataSourceState.objects.count() == 0
 
 
 @pytest.mark.integration
@@ -101,3 +101,20 @@ def test_eager_transient_error_fails_at_once(unreachable_source: DataSource) -> 
 
     run.refresh_from_db()
     assert (run.status, run.attempts, run.error_class) == ("failed", 1, "SourceUnavailableError")
+
+
+def test_every_log_line_of_a_run_names_one_run_id(csv_source: DataSource) -> None:
+    """Every line a run logs, the control plane's and the engine's, carries the same `run_id`:
+    the engine's UUID stamped on the loaded rows as `_etl_run_id`; the control plane's lines
+    add the row's integer id as `run_pk` (issue 15: one Celery run logged two run ids)."""
+    run, _ = etl_run_create(data_source=csv_source, trigger="manual")
+    etl_run_execute.apply(args=[run.pk])
+
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    events = [line["event"] for line in run.log_lines]
+    assert {"etl_run.started", "run.start", "run.succeeded", "etl_run.succeeded"} <= set(events)
+    assert {line["fields"]["run_id"] for line in run.log_lines} == {run.uid.hex}
+    control = [line for line in run.log_lines if line["event"].startswith("etl_run.")]
+    assert len(control) >= 3
+    assert {line["fields"]["run_pk"] for line in control} == {str(run.pk)}

@@ -218,7 +218,8 @@ def test_worker_runs_enqueued_run_end_to_end(
 ) -> None:
     """A run enqueued by the service travels through Redis to the worker and succeeds with
     every flight loaded once; a trigger while it is active returns it; the worker's log lines
-    are JSON carrying run_id and data_source_id, and never the password."""
+    are JSON carrying run_id (the engine's UUID, also on the engine's lines), run_pk and
+    data_source_id, and never the password."""
     worker = start_worker()
 
     run = etl_run_enqueue(data_source=flights_source, trigger="api")
@@ -238,8 +239,11 @@ def test_worker_runs_enqueued_run_end_to_end(
     assert _destination_counts(flights_source) == (FLIGHTS, FLIGHTS)
 
     events = [json.loads(line) for line in worker.lines() if line.startswith("{")]
-    mine = [e for e in events if e.get("run_id") == run.id]
-    assert {"etl_run.started", "etl_run.succeeded"} <= {e["message"] for e in mine}
+    # one run id in every line, the control plane's and the engine's: the UUID of _etl_run_id
+    mine = [e for e in events if e.get("run_id") == run.uid.hex]
+    messages = {e["message"] for e in mine}
+    assert {"etl_run.started", "run.start", "run.succeeded", "etl_run.succeeded"} <= messages
+    assert {e["run_pk"] for e in mine if e["message"].startswith("etl_run.")} == {run.id}
     started = next(e for e in mine if e["message"] == "etl_run.started")
     assert (started["data_source_id"], started["source_type"]) == (flights_source.id, "postgresql")
     assert PG_PASSWORD not in worker.log.read_text()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from etl.exceptions import UnrepresentableValueError
+from etl.exceptions import InfiniteCursorError, UnrepresentableValueError
 from tests.etl.support import bq_rows, duck_table_exists
 from tests.etl.test_pg_types import create_extensions
 from tests.realworld.db_support import duck_rows, job, load, pg, types
@@ -331,3 +331,97 @@ def test_newer_types_load_as_their_exact_text(pg_schema: str, tmp_path: Path) ->
     assert (result.rows_loaded, result.warnings) == (1, [])
     assert types(result) == {"id": "INTEGER", **{name: "VARCHAR" for name in columns}}
     assert duck_rows(path, ", ".join(columns)) == [tuple(value for _, value in columns.values())]
+
+
+INFINITY_WARNING = "column `{}`: {} infinity/-infinity loaded as NULL (on_unrepresentable: nearest)"
+"""The warning with `{}` for the column and `{}` for "N values" / "1 value"."""
+_VALID_TO = "2024-06-30 12:00:00.123456"
+
+
+def _validity_table(pg_schema: str) -> str:
+    """An SCD2-style history table whose open-ended rows end at `infinity` (and one starts at
+    `-infinity`), next to finite rows."""
+    pg(
+        f"CREATE TABLE {pg_schema}.history (id int, valid_from date, valid_to timestamp, "
+        "seen timestamptz)",
+        f"INSERT INTO {pg_schema}.history VALUES "
+        f"(1, '2024-01-01', '{_VALID_TO}', '{_VALID_TO}+00'), "
+        "(2, '2024-07-01', 'infinity', 'infinity'), "
+        "(3, '-infinity', 'infinity', '-infinity'), "
+        "(4, '4713-11-24 BC', '294276-12-31 23:59:59.999999', NULL)",
+    )
+    return f"{pg_schema}.history"
+
+
+def test_infinity_dates_and_timestamps_load_as_counted_nulls(
+    pg_schema: str, tmp_path: Path
+) -> None:
+    """PostgreSQL `infinity` / `-infinity` in date, timestamp and timestamptz columns load as
+    NULL, counted per column (on_unrepresentable: nearest), instead of dates near 5,877,612 BC
+    (what the driver's unchecked epoch shift makes of them); so does PostgreSQL's last timestamp
+    (294276 AD, past a microsecond timestamp's 292277 AD), which the same shift wrapped to
+    290279 BC; finite values, PostgreSQL's first date included, load exactly.
+    https://github.com/duckdb/duckdb-postgres/issues/102"""
+    path = tmp_path / "w.duckdb"
+
+    result = load(job("postgresql", _validity_table(pg_schema), path))
+
+    assert result.rows_loaded == 4
+    assert sorted(result.warnings) == [
+        INFINITY_WARNING.format("seen", "2 values"),
+        INFINITY_WARNING.format("valid_from", "1 value"),
+        "column `valid_to`: 1 value after year 292277 (beyond a microsecond timestamp's range) "
+        "loaded as NULL (on_unrepresentable: nearest)",
+        INFINITY_WARNING.format("valid_to", "2 values"),
+    ]
+    assert duck_rows(path, "id, valid_from::VARCHAR, valid_to::VARCHAR, seen") == [
+        (1, "2024-01-01", _VALID_TO, dt.datetime(2024, 6, 30, 12, 0, 0, 123456, dt.UTC)),
+        (2, "2024-07-01", None, None),
+        (3, None, None, None),
+        (4, "4713-11-24 (BC)", None, None),
+    ]
+
+
+def test_infinity_under_fail_names_the_column_and_writes_nothing(
+    pg_schema: str, tmp_path: Path
+) -> None:
+    """With `on_unrepresentable: fail` the first ±infinity (row 3's `-infinity` date, the first
+    column holding one) fails the run naming the table and the column; the destination table is
+    never created."""
+    path = tmp_path / "w.duckdb"
+    table = _validity_table(pg_schema)
+
+    with pytest.raises(
+        UnrepresentableValueError,
+        match=rf"Column `valid_from` of {table} holds '-infinity', which no date destination type",
+    ):
+        load(job("postgresql", table, path, on_unrepresentable="fail"))
+
+    assert not duck_table_exists(path, "t")
+
+
+def test_infinity_as_the_cursor_fails_instead_of_becoming_the_watermark(
+    pg_schema: str, tmp_path: Path
+) -> None:
+    """A cursor column whose largest value is `infinity` fails the run with a typed error
+    naming the column (a watermark of `infinity` would make every later run load nothing);
+    nothing is written."""
+    path = tmp_path / "w.duckdb"
+    table = _validity_table(pg_schema)
+
+    with pytest.raises(
+        InfiniteCursorError,
+        match=rf"Cursor column `valid_to` of {table} holds 'infinity', which cannot be a watermark",
+    ):
+        load(
+            job(
+                "postgresql",
+                table,
+                path,
+                load_type="transactional",
+                timestamp_column="valid_to",
+                primary_key=["id"],
+            )
+        )
+
+    assert not duck_table_exists(path, "t")

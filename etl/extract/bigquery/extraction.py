@@ -128,6 +128,7 @@ class BigQueryExtraction(Extraction):
                     if window is not None:
                         batch = window.filter(batch)
                         if self.extras:
+                            assert self.schema is not None  # bound on the first page
                             batch = batch.select(self.schema.names)
                     if batch.num_rows:
                         yielded = True

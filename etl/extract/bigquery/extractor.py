@@ -43,8 +43,10 @@ def _parameter(name: str, value: Any) -> Any:
     elif isinstance(value, int):
         kind = "INT64"
     elif isinstance(value, Decimal):
-        digits = len(value.as_tuple().digits)
-        kind = "NUMERIC" if -value.as_tuple().exponent <= 9 and digits <= 38 else "BIGNUMERIC"
+        digits, exponent = len(value.as_tuple().digits), value.as_tuple().exponent
+        # exponent is a letter for NaN and infinities, which only BIGNUMERIC parameters take
+        numeric = isinstance(exponent, int) and -exponent <= 9 and digits <= 38
+        kind = "NUMERIC" if numeric else "BIGNUMERIC"
     elif isinstance(value, float):
         kind = "FLOAT64"
     else:
@@ -188,7 +190,7 @@ class BigQueryExtractor(Extractor):
             literals = [literal(cursor_type, value) for _, value in plan.bounds() or []]
             if None in literals:
                 return False
-            values = iter(literals)
+            values = iter([text for text in literals if text is not None])
             restriction = plan.where(
                 _quote(self.job.timestamp_column), lambda _: next(values), "FALSE"
             )

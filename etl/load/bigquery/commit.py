@@ -257,7 +257,8 @@ class CommitMixin:
         """
         self._check_keys(table, staging, key)
         match = " AND ".join(f"T.`{n}` = S.`{n}`" for n in key.primary_key)
-        newer, tied = [], []
+        newer: list[str] = []
+        tied: list[str] = []
         for name in key.order_by:  # lexicographic: an earlier column decides first
             t, o = f"T.`{name}`", f"S.`{name}`"
             greater = f"({t} > {o} OR ({o} IS NULL AND {t} IS NOT NULL))"

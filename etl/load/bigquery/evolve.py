@@ -61,7 +61,7 @@ class TablesMixin:
             table.expires = dt.datetime.now(dt.UTC) + STAGING_EXPIRATION
         self._call(f"creation of {table_id}", self.client.create_table, table)
 
-    def _evolve_staging(self, staging, columns, fields, batch, parts, table):  # type: ignore[no-untyped-def]
+    def _evolve_staging(self, staging, columns, fields, batch, parts, table):
         new = [f for f in fields if f.name not in columns]
         for field in fields:
             old = columns.get(field.name)

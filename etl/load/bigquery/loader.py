@@ -95,7 +95,7 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
         if self._client is None:
             d = self.destination
             self._client = make_client(
-                project=d.project,
+                project=d.project or "",  # required of a bigquery destination (DestinationConfig)
                 credentials=d.credentials,
                 api_endpoint=d.api_endpoint,
                 location=d.location,
@@ -222,7 +222,7 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
         source_types: dict[str, str] = {}  # column -> source Arrow type (column descriptions)
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
-                parts = PartWriter(
+                parts: PartWriter = PartWriter(
                     Path(tmp),
                     lambda path, n: self._load_part(
                         staging,

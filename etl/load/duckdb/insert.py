@@ -72,7 +72,7 @@ PROGRESS_INTERVAL_S = 0.5
 """Seconds between progress reports while an INSERT streams."""
 
 
-def execute_reporting(connection, sql, params, stream, reported, on_batch):  # type: ignore[no-untyped-def]
+def execute_reporting(connection, sql, params, stream, reported, on_batch):
     """Run `sql` in a helper thread while this thread reports the rows DuckDB has pulled from
     `stream`; return the rows reported so far.
 
@@ -130,7 +130,7 @@ class BatchStream:
             raise
 
 
-def rollback(connection) -> None:  # type: ignore[no-untyped-def]
+def rollback(connection) -> None:
     import duckdb
 
     try:

@@ -63,7 +63,7 @@ from etl.state import SyncState
 class DuckDbLoader(Loader):
     """Load into `destination.path` (created when missing), schema `destination.dataset`."""
 
-    def _connect(self):  # type: ignore[no-untyped-def]
+    def _connect(self):
         try:
             import duckdb
         except ModuleNotFoundError as exc:  # pragma: no cover - a requirement
@@ -118,7 +118,7 @@ class DuckDbLoader(Loader):
             run_id=run_id, state=SyncState.model_validate_json(state), pipeline_id=owner
         )
 
-    def _newest(self, connection, table: str) -> dict[str, tuple[str, str, str | None]]:  # type: ignore[no-untyped-def]
+    def _newest(self, connection, table: str) -> dict[str, tuple[str, str, str | None]]:
         """Return table name -> (run_id, state JSON, pipeline_id) of the newest load-log entry
         of each table `owned_with(table)` that has one."""
         names = owned_with(table)
@@ -275,7 +275,7 @@ class DuckDbLoader(Loader):
             connection.close()
         return LoadResult(rows_loaded=rows, schema=schema)
 
-    def _check_fence(self, connection, table: str, fence: Fence) -> None:  # type: ignore[no-untyped-def]
+    def _check_fence(self, connection, table: str, fence: Fence) -> None:
         """Raise `TableOwnedError` / `SupersededError` (the caller rolls back) when the load log,
         as this transaction sees it, is not where the run planned from."""
         newest = self._newest(connection, table)
@@ -283,7 +283,7 @@ class DuckDbLoader(Loader):
         found = newest.get(table)
         check_fence(table, fence, found[0] if found else None, found[2] if found else None)
 
-    def _merge_into(self, connection, table: str, staging: str, key: MergeKey) -> None:  # type: ignore[no-untyped-def]
+    def _merge_into(self, connection, table: str, staging: str, key: MergeKey) -> None:
         """Replace the rows of `table` whose key is in `staging` with each key's latest staged
         row, insert the new keys, and drop `staging`; inside the run's transaction.
 
@@ -329,7 +329,7 @@ class DuckDbLoader(Loader):
             connection.execute(f"INSERT INTO {target} BY NAME {latest}")
         connection.execute(f"DROP TABLE {source}")
 
-    def _keep_latest(self, connection, table: str, staging: str, key: MergeKey) -> None:  # type: ignore[no-untyped-def]
+    def _keep_latest(self, connection, table: str, staging: str, key: MergeKey) -> None:
         """Delete from the (quoted, qualified) `staging` every row but each key's latest (the
         rule of `_merge_into`): a merge's full refresh swaps in one row per key, as merging
         the same rows would leave.
@@ -350,7 +350,7 @@ class DuckDbLoader(Loader):
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1)"
         )
 
-    def _columns(self, connection, table: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def _columns(self, connection, table: str) -> dict[str, str]:
         rows = connection.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
@@ -358,7 +358,7 @@ class DuckDbLoader(Loader):
         ).fetchall()
         return dict(rows)
 
-    def _evolve(self, connection, write_to, columns, batch, params, table, to_string):  # type: ignore[no-untyped-def]
+    def _evolve(self, connection, write_to, columns, batch, params, table, to_string):
         """Add new columns and widen existing ones for `batch`'s schema (`widened`); return
         the columns to CAST to their destination type (narrower values into a wider column,
         text columns that are NULL in the first batch)."""

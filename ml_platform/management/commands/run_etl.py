@@ -8,8 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from etl.config import FILE_SOURCES
-from etl.progress import ProgressDisplay, progress_display
+import etl
 from ml_platform import selectors
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services import etl_run_create, etl_run_execute
@@ -63,7 +62,7 @@ def run_data_source(
         f"{rate:,.0f} rows/s"
         + (
             f", files {run.files_loaded} loaded / {run.files_skipped} unchanged"
-            if data_source.connection.type in FILE_SOURCES
+            if data_source.connection.type in etl.FILE_SOURCES
             else ""
         )
     )
@@ -78,11 +77,11 @@ def run_data_source(
 
 
 @contextlib.contextmanager
-def _progress_display(command: BaseCommand, label: str) -> Iterator[ProgressDisplay | None]:
+def _progress_display(command: BaseCommand, label: str) -> Iterator[etl.ProgressDisplay | None]:
     """Yield the `etl run` live line (rows, in-memory MB, rows/s, elapsed; % and ETA once the
     source's row estimate is known; `etl.progress`) on a terminal; on a pipe or file, yield
     None and draw nothing."""
-    with progress_display(label, enabled=command.stdout.isatty()) as display:
+    with etl.progress_display(label, enabled=command.stdout.isatty()) as display:
         yield display
 
 

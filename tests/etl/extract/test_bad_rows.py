@@ -506,3 +506,36 @@ def test_catalog_rejects_follow_the_snapshot_in_the_bigquery_emulator(
     assert [
         t.table_id for t in bigquery_client.list_tables(bq_dataset) if "__etl_staging" in t.table_id
     ] == []
+
+
+SURROGATE_JSONL = b'{"id":1,"s":"ok"}\n{"id":2,"s":"\\ud83d\\ude00"}\n{"id":3,"s":"a\\ud800b"}\n{"id":4,"s":"z"}\n'
+"""Line 3 holds a lone high surrogate escape; line 2 a valid pair (U+1F600)."""
+
+
+def test_jsonl_lone_surrogate_is_a_bad_line_at_its_own_line(tmp_path: Path) -> None:
+    """A lone UTF-16 surrogate escape (`"\\ud800"`) is valid JSON syntax but no Unicode text:
+    without quarantine the run fails naming line 3 (before: `line 1`, the chunk's first line,
+    and quarantine could not set it aside); with quarantine the other 3 lines load exactly, the
+    valid pair as U+1F600, and line 3 is rejected. Field report:
+    https://github.com/dgtlmoon/changedetection.io/pull/4293 (json.loads accepts the escape,
+    a later UTF-8 step fails)."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.jsonl").write_bytes(SURROGATE_JSONL)
+    duckdb_path = tmp_path / "w.duckdb"
+
+    with pytest.raises(BadInputError, match=r"file a\.jsonl, line 3\): invalid JSON \(a \\u"):
+        run(_jsonl_job(base, duckdb_path))
+    assert not duck_table_exists(duckdb_path, "t")
+
+    result = run(_jsonl_job(base, duckdb_path, on_bad_rows="quarantine"))
+
+    assert (result.rows_loaded, result.rows_rejected) == (3, 1)
+    assert duck_query(duckdb_path, f"SELECT id, s FROM {DATASET}.t ORDER BY id") == [
+        (1, "ok"),
+        (2, "\U0001f600"),
+        (4, "z"),
+    ]
+    assert duck_query(
+        duckdb_path, f'SELECT file, line, "column", record FROM {DATASET}.t__rejected'
+    ) == [("a.jsonl", 3, None, '{"id":3,"s":"a\\ud800b"}')]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from etl import BadInputError, JobConfig, run
+from etl import BadInputError, ConfigError, JobConfig, run
 from etl.extract import formats
 from tests.etl.support import duck_query, duck_table_exists, job_config
 
@@ -164,3 +164,52 @@ def test_column_types_naming_no_column_fails(tmp_path: Path) -> None:
     """A `column_types` entry for a column the file lacks fails naming it and the columns."""
     with pytest.raises(BadInputError, match=r"column_types names \['nope'\].*columns: a, b"):
         _run_csv(tmp_path, b"a,b\n1,2\n", column_types={"nope": "string"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [
+        ("decimal(10,20)", r"scale S of decimal\(P,S\) must not exceed the precision P"),
+        ("decimal(76,38)", r"precision P of decimal\(P,S\) must be 1 to 38"),
+        ("decimal(0,0)", r"precision P of decimal\(P,S\) must be 1 to 38"),
+    ],
+    ids=["scale-above-precision", "beyond-38-digits", "zero-precision"],
+)
+def test_column_types_decimal_out_of_bounds_is_a_config_error(
+    tmp_path: Path, kind: str, match: str
+) -> None:
+    """`decimal(P,S)` needs 1 <= P <= 38 and S <= P, refused when the config is read, before
+    anything runs. Before: `decimal(10,20)` loaded "successfully" and left a DuckDB file no
+    client could open again (`Failed to deserialize type: invalid DECIMAL(10, 20)`), and
+    `decimal(76,38)` crashed the run with a raw ArrowNotImplementedError (Arrow's CSV reader
+    has no decimal256 conversion: https://github.com/apache/arrow/issues/18373; a peer tool
+    working around it: https://github.com/ray-project/deltacat/pull/439)."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "data.csv").write_bytes(b"id,x\n1,0.5\n")
+    job = job_config(
+        "local",
+        tmp_path / "w.duckdb",
+        connection_params={"base_path": str(base)},
+        file_pattern="data.csv",
+        file_format="csv",
+        file_format_options={"column_types": {"x": kind}},
+    )
+    with pytest.raises(ConfigError, match=match) as caught:
+        JobConfig.parse(job)
+    assert caught.value.field == "file_format_options.column_types"
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_column_types_decimal_38_38_loads_exactly(tmp_path: Path) -> None:
+    """The widest accepted decimal, `decimal(38,38)`, loads every digit."""
+    path = _run_csv(
+        tmp_path,
+        b"x\n0.12345678901234567890123456789012345678\n-0.5\n",
+        column_types={"x": "decimal(38,38)"},
+    )
+    assert _types(path) == {"x": "DECIMAL(38,38)"}
+    assert duck_query(path, "SELECT x FROM raw_data.t ORDER BY x") == [
+        (Decimal("-0.50000000000000000000000000000000000000"),),
+        (Decimal("0.12345678901234567890123456789012345678"),),
+    ]

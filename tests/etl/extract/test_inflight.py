@@ -31,7 +31,8 @@ from tests.etl.support import DATASET, SqlSource, duck_query, job_config
 
 pytestmark = pytest.mark.integration
 
-SOAK_SECONDS = 60.0
+SOAK_SECONDS = 20.0
+"""How long the soak of `make test` runs; its `slow` twin (`make test-slow`) runs 60 s."""
 """How long the writers and the once-a-second runs go on (the issue's scenario)."""
 
 
@@ -284,11 +285,16 @@ def _at_risk(transactions: list[_Tx], runs: list[_Run]) -> int:
     return len(risky)
 
 
+@pytest.mark.parametrize(
+    "seconds",
+    [SOAK_SECONDS, pytest.param(60.0, marks=pytest.mark.slow)],
+    ids=["20s", "60s"],
+)
 def test_concurrent_writers_and_runs_every_second_lose_nothing(
-    source: SqlSource, duckdb_path: Path
+    source: SqlSource, duckdb_path: Path, seconds: float
 ) -> None:
     """Two writers commit transactions lasting up to 1 s (`updated_at` from the server's clock)
-    while a run with the default settings happens every second for 60 s; then, after the
+    while a run with the default settings happens every second for `seconds`; then, after the
     writers stop, a quiet run (more only while another test's session on the shared server
     holds the cap back): the destination equals the source (rows, distinct ids, sums).
     Each run's watermark stayed below the rows of every transaction open across it (the
@@ -309,7 +315,7 @@ def test_concurrent_writers_and_runs_every_second_lose_nothing(
     state = SyncState()
     try:
         start = time.monotonic()
-        while time.monotonic() - start < SOAK_SECONDS:
+        while time.monotonic() - start < seconds:
             began = time.monotonic()
             result = run(job, state)
             runs.append(_Run(began, time.monotonic(), result))
@@ -331,7 +337,8 @@ def test_concurrent_writers_and_runs_every_second_lose_nothing(
         f"{source_totals[0]} rows, {at_risk} transactions a MAX(cursor) watermark would have "
         f"passed, {len(quiet)} quiet run(s)"
     )
-    assert len(runs) >= 30 and len(transactions) >= 60
+    # at least one run every 2 s and one transaction a second, whatever the machine's speed
+    assert len(runs) >= seconds / 2 and len(transactions) >= seconds
     for snapshot in runs:
         watermark = snapshot.result.state.watermark
         for tx in transactions:

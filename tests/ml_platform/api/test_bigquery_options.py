@@ -107,8 +107,9 @@ def test_table_options_are_validated_by_the_api(
         ]
     }
     options = {
-        "partitioning": {"type": "DAY", "field": "ts", "expiration_days": 30},
-        "clustering": ["name"],
+        # columns of the source (orders_1.csv): they are checked against it at save
+        "partitioning": {"type": "DAY", "field": "ordered_at", "expiration_days": 30},
+        "clustering": ["customer"],
         "labels": {"team": "data"},
         "description": "orders",
     }

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from rest_framework.test import APIClient
 
-from ml_platform.models import Connection, DataSource, EtlRun, SyncState
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun
 from ml_platform.services import connection_create, data_source_create, etl_run_create
 
 pytestmark = pytest.mark.django_db
@@ -172,7 +172,7 @@ def test_preview_csv_writes_nothing(
         },
     ]
     assert not warehouse.exists()
-    assert (SyncState.objects.count(), EtlRun.objects.count()) == (0, 0)
+    assert (DataSourceState.objects.count(), EtlRun.objects.count()) == (0, 0)
 
 
 @pytest.mark.integration

@@ -33,3 +33,15 @@ def test_swagger_ui_is_for_staff_only(user_client: APIClient) -> None:
     """A logged-in user who is not staff is refused, anonymous callers too."""
     assert user_client.get("/api/docs/").status_code == 403
     assert APIClient().get("/api/docs/").status_code in (401, 403)
+
+
+def test_swagger_ui_sends_a_browser_that_is_not_logged_in_to_the_login_page() -> None:
+    """A browser (asking for HTML) gets a redirect to the login page and back to the docs, not
+    the API's raw JSON 401; a script (curl's `*/*`) still gets the 401 JSON body."""
+    browser = APIClient().get("/api/docs/", HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
+    assert browser.status_code == 302
+    assert browser["Location"] == "/accounts/login/?next=/api/docs/"
+
+    script = APIClient().get("/api/docs/", HTTP_ACCEPT="*/*")  # curl's default
+    assert script.status_code == 401
+    assert script["Content-Type"] == "application/json"

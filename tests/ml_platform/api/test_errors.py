@@ -196,3 +196,21 @@ def test_destination_path_outside_data_dir_is_a_field_error(
     assert (updated.status_code, updated.json()) == (400, expected)
     assert DataSource.objects.get(pk=csv_source.pk).destination == {}
     assert not DataSource.objects.filter(name="escape").exists()
+
+
+def test_application_error_status_and_code_mapped_once() -> None:
+    """The one exception handler answers an `ApplicationError` with the status its class (or
+    the instance) carries, in the JSON error shape; no view maps it by hand."""
+    from ml_platform.api.exception_handlers import api_exception_handler
+    from ml_platform.exceptions import ApplicationError
+    from ml_platform.services.runner import RUN_NOT_ACTIVE, RunNotActiveError
+
+    message = RUN_NOT_ACTIVE.format(run_id="r1", status="failed")
+    conflict = api_exception_handler(RunNotActiveError(message), {})
+    assert (RunNotActiveError.code, conflict.status_code, conflict.data) == (
+        "run_not_active", 409, {"message": message, "extra": {}},
+    )  # fmt: skip
+    plain = api_exception_handler(ApplicationError("bad", {"k": 1}), {})
+    assert (plain.status_code, plain.data) == (400, {"message": "bad", "extra": {"k": 1}})
+    gone = ApplicationError("gone", code="gone", status=410)
+    assert (gone.code, api_exception_handler(gone, {}).status_code) == ("gone", 410)

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from ml_platform.models import Connection, DataSource, EtlRun, SyncState
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun
 from ml_platform.services import data_source_create
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,10 @@ def test_source_lifecycle_on_resource_urls(
 
     assert (patched.status_code, patched.json()["schedule_cron"]) == (200, "0 6 * * *")
     assert reset.status_code == 200
-    assert SyncState.objects.get(data_source_id=created.json()["id"]).full_refresh_pending is True
+    assert (
+        DataSourceState.objects.get(data_source_id=created.json()["id"]).full_refresh_pending
+        is True
+    )
     assert staff_client.post("/api/etl/sources/create/", {}, format="json").status_code == 404
     assert staff_client.patch(url + "update/", {}, format="json").status_code == 404
     assert staff_client.delete(url).status_code == 204
@@ -52,11 +55,16 @@ def test_source_lifecycle_on_resource_urls(
         ("patch", "/api/etl/sources/{source}/", {"shedule_cron": "* * * * *"}, "shedule_cron",
          "Unknown field `shedule_cron`; did you mean `schedule_cron`?"),
         ("patch", "/api/etl/connections/{connection}/", {"password": "s3cret"}, "password",
-         "Unknown field `password`."),
+         "Unknown field `password`; did you mean `credentials.password`?"),
+        ("post", "/api/etl/connections/", {"password": "s3cret"}, "password",
+         "Unknown field `password`; did you mean `credentials.password`?"),
+        ("post", "/api/etl/connections/", {"aws_access_key_id": "AKIA"}, "aws_access_key_id",
+         "Unknown field `aws_access_key_id`; did you mean `credentials.aws_access_key_id`?"),
         ("get", "/api/etl/runs/?stauts=failed", None, "stauts",
          "Unknown field `stauts`; did you mean `status`?"),
     ],
-    ids=["create-source", "update-source", "update-connection", "list-filter"],
+    ids=["create-source", "update-source", "update-connection", "create-connection",
+         "create-connection-aws", "list-filter"],
 )  # fmt: skip
 def test_unknown_fields_answer_400_with_the_closest_name(
     staff_client: APIClient,

@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from ml_platform.models import DataSource, EtlRun, ProcessedFile, SyncState
+from ml_platform.models import DataSource, DataSourceState, EtlRun, ProcessedFile
 from ml_platform.services import (
     connection_create,
     data_source_create,
@@ -115,7 +115,7 @@ def test_runner_loads_csv_and_reports_once(
     assert _orders(warehouse) == [(i, run.uid.hex) for i in (1, 2, 3, 4)]
     ledger = list(ProcessedFile.objects.values_list("path", "rows", "run_id", "status"))
     assert ledger == [("orders_1.csv", 4, run.id, "loaded")]
-    state = SyncState.objects.get(data_source=csv_source)
+    state = DataSourceState.objects.get(data_source=csv_source)
     assert state.last_run_id == run.uid.hex
 
     snapshot = EtlRun.objects.filter(pk=run.pk).values().get()
@@ -181,7 +181,7 @@ def test_runner_without_valid_credential_changes_nothing(
     run.refresh_from_db()
     assert (run.status, run.attempts, run.error_class) == ("queued", 0, "")
     assert not warehouse.exists()
-    assert SyncState.objects.count() == ProcessedFile.objects.count() == 0
+    assert DataSourceState.objects.count() == ProcessedFile.objects.count() == 0
 
 
 def test_session_staff_user_cannot_read_config(runner_token: str, csv_source: DataSource) -> None:
@@ -285,7 +285,7 @@ def test_failure_report_fails_run_without_secrets(
     assert (run.status, run.error_class, run.error_message) == (
         "failed", "SourceUnavailableError", "could not connect with password ***",
     )  # fmt: skip
-    assert SyncState.objects.count() == 0
+    assert DataSourceState.objects.count() == 0
 
 
 def test_cloud_run_execution_runs_postgres_job(
@@ -334,7 +334,7 @@ def test_cloud_run_execution_runs_postgres_job(
     assert PG_PASSWORD not in stdout + stderr
     run.refresh_from_db()
     assert (run.status, run.rows_loaded, run.worker) == ("succeeded", 5, "etl-runner-abc12/0")
-    state = SyncState.objects.get(data_source=source)
+    state = DataSourceState.objects.get(data_source=source)
     assert (state.watermark_type, state.watermark_value) == (
         "timestamptz", "2024-03-03T11:00:00.000000+00:00",
     )  # fmt: skip

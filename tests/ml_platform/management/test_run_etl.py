@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from django.core.management import CommandError, call_command
 
-from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun, ProcessedFile
 from ml_platform.services import connection_create, data_source_create
 from tests.ml_platform.conftest import MALFORMED_CSV
 
@@ -56,7 +56,7 @@ def test_run_etl_local_csv(csv_source: DataSource, warehouse: Path) -> None:
     )
     assert ledger.run == run
     assert ledger.engine_run_id == run.uid.hex
-    state = SyncState.objects.get(data_source=csv_source)
+    state = DataSourceState.objects.get(data_source=csv_source)
     assert state.last_run_id == run.uid.hex
     assert state.column_map == {
         "id": "id",
@@ -105,10 +105,10 @@ def test_run_etl_new_file_loads_only_it(
 def test_run_etl_malformed_csv_fails_and_keeps_state(
     csv_source: DataSource, csv_dir: Path, warehouse: Path
 ) -> None:
-    """A malformed file fails the run with BadInputError naming the file; SyncState, the ledger
+    """A malformed file fails the run with BadInputError naming the file; DataSourceState, the ledger
     and the table stay as the first run left them."""
     _run_etl(csv_source)
-    state_before = SyncState.objects.values().get(data_source=csv_source)
+    state_before = DataSourceState.objects.values().get(data_source=csv_source)
     ledger_before = list(ProcessedFile.objects.values())
     (csv_dir / "orders_2.csv").write_text(MALFORMED_CSV)
 
@@ -119,7 +119,7 @@ def test_run_etl_malformed_csv_fails_and_keeps_state(
     assert (failed.status, failed.error_class, failed.rows_loaded) == ("failed", "BadInputError", 0)
     assert "orders_2.csv" in failed.error_message
     assert failed.finished_at is not None
-    assert SyncState.objects.values().get(data_source=csv_source) == state_before
+    assert DataSourceState.objects.values().get(data_source=csv_source) == state_before
     assert list(ProcessedFile.objects.values()) == ledger_before
     assert _duckdb_scalar(warehouse, "SELECT count(*) FROM raw_data.orders") == 4
 
@@ -127,7 +127,7 @@ def test_run_etl_malformed_csv_fails_and_keeps_state(
 def test_run_etl_first_run_failure_writes_no_state(
     local_connection: Connection, csv_dir: Path
 ) -> None:
-    """When the very first run fails, no SyncState or ProcessedFile row is created."""
+    """When the very first run fails, no DataSourceState or ProcessedFile row is created."""
     (csv_dir / "orders_1.csv").write_text(MALFORMED_CSV)
     source = data_source_create(
         name="bad",
@@ -141,7 +141,7 @@ def test_run_etl_first_run_failure_writes_no_state(
         _run_etl(source)
 
     assert EtlRun.objects.get().status == "failed"
-    assert SyncState.objects.count() == 0
+    assert DataSourceState.objects.count() == 0
     assert ProcessedFile.objects.count() == 0
 
 
@@ -191,7 +191,7 @@ def test_run_etl_postgresql(pg_events_table: str, warehouse: Path) -> None:
     run = EtlRun.objects.get()
     assert (run.status, run.rows_extracted, run.rows_loaded) == ("succeeded", 5, 5)
     assert "5 rows extracted, 5 loaded" in output
-    state = SyncState.objects.get(data_source=source)
+    state = DataSourceState.objects.get(data_source=source)
     assert (state.watermark_value, state.watermark_type) == (
         "2024-03-03T11:00:00.000000+00:00",
         "timestamptz",
@@ -211,6 +211,6 @@ def test_run_etl_postgresql(pg_events_table: str, warehouse: Path) -> None:
     assert (second.status, second.rows_loaded) == ("succeeded", 2)
     assert _duckdb_scalar(warehouse, "SELECT count(*) FROM raw_data.events") == 7
     assert _duckdb_scalar(warehouse, "SELECT count(DISTINCT id) FROM raw_data.events") == 7
-    assert SyncState.objects.get(data_source=source).watermark_value == (
+    assert DataSourceState.objects.get(data_source=source).watermark_value == (
         "2024-03-04T00:00:00.000000+00:00"
     )

@@ -104,11 +104,11 @@ def test_lock_wait_is_bounded(pg_events_table: str, tmp_path: Path) -> None:
     path = tmp_path / "w" / ".." / "shared.duckdb"
     job = job_config_build(data_source=_sources(pg_events_table, path)[0])
 
-    with destination_writer_lock(job=job, run_id=1) as first_wait:
+    with destination_writer_lock(job=job, run_pk=1) as first_wait:
         with pytest.raises(DestinationBusyError, match=r"shared\.duckdb is being written"):
-            with destination_writer_lock(job=job, run_id=2, timeout_s=0.5):
+            with destination_writer_lock(job=job, run_pk=2, timeout_s=0.5):
                 pass
-    with destination_writer_lock(job=job, run_id=3, timeout_s=0.5) as later_wait:
+    with destination_writer_lock(job=job, run_pk=3, timeout_s=0.5) as later_wait:
         pass
 
     assert (first_wait, later_wait) == (0.0, 0.0)

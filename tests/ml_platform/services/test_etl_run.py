@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import etl
-from ml_platform.models import DataSource, EtlRun, SyncState
+from ml_platform.models import DataSource, DataSourceState, EtlRun
 from ml_platform.services import (
     connection_create,
     data_source_create,
@@ -55,14 +55,14 @@ def test_enqueue_while_queued_returns_active_run(
 def test_enqueue_runs_task_on_commit(
     csv_source: DataSource, django_capture_on_commit_callbacks
 ) -> None:
-    """On commit the (eager) task executes the run: succeeded, 4 rows, SyncState written."""
+    """On commit the (eager) task executes the run: succeeded, 4 rows, DataSourceState written."""
     with django_capture_on_commit_callbacks(execute=True):
         run = etl_run_enqueue(data_source=csv_source, trigger="manual")
 
     run.refresh_from_db()
     assert (run.status, run.rows_loaded, run.files_loaded, run.attempts) == ("succeeded", 4, 1, 1)
     assert run.progress_rows == 4
-    assert SyncState.objects.get(data_source=csv_source).last_run_id == run.uid.hex
+    assert DataSourceState.objects.get(data_source=csv_source).last_run_id == run.uid.hex
 
 
 def test_execute_finished_run_is_a_no_op(csv_source: DataSource) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from ml_platform.models import DataSource, EtlRun, SyncState
+from ml_platform.models import DataSource, DataSourceState, EtlRun
 from ml_platform.services import etl_run_create, etl_run_execute, etl_run_reap_stale
 from ml_platform.tasks import etl_run_reap_stale as etl_run_reap_stale_task
 
@@ -83,4 +83,4 @@ def test_run_finishing_after_reap_keeps_failed(csv_source: DataSource, monkeypat
     outcome = etl_run_execute(run=run)
 
     assert (outcome.status, outcome.error_class) == ("failed", "WorkerLostError")
-    assert SyncState.objects.count() == 0
+    assert DataSourceState.objects.count() == 0

@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
-from ml_platform.models import Connection, DataSource, EtlRun, ProcessedFile, SyncState
+from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun, ProcessedFile
 from ml_platform.services import connection_create, data_source_create
 from ml_platform.services.schedules import periodic_task_name
 
@@ -113,12 +113,12 @@ def test_reset_and_full_refresh_reload_without_duplicates(
     runs = list(EtlRun.objects.order_by("id").values_list("status", "rows_loaded"))
     assert runs == [("succeeded", 4), ("succeeded", 4)]
     assert (count(), ProcessedFile.objects.count()) == (4, 1)
-    assert SyncState.objects.get().full_refresh_pending is False
+    assert DataSourceState.objects.get().full_refresh_pending is False
     staff.post(f"/etl/sources/{source.pk}/run/")
     assert EtlRun.objects.order_by("-id").first().rows_loaded == 0 and count() == 4
     response = staff.post(f"/etl/sources/{source.pk}/reset/", {"action": "reset"}, follow=True)
     assert "State reset: the next run reloads everything." in response.content.decode()
-    assert (SyncState.objects.get().full_refresh_pending, ProcessedFile.objects.count()) == (
+    assert (DataSourceState.objects.get().full_refresh_pending, ProcessedFile.objects.count()) == (
         True,
         0,
     )

@@ -66,7 +66,7 @@ def test_wizard_local_csv_source_end_to_end(staff: Client, local_connection: Con
     page = staff.post("/etl/new/6-schedule/", {**bad, "action": "save"}).content.decode()
     assert 'id="field-schedule_cron"' in page and "Invalid end range: 99 &gt; 59" in page
     assert not DataSource.objects.exists()
-    good = {**bad, "schedule_cron": "0 6 * * *"}
+    good = {**bad, "schedule_cron": "0 6 * * *", "description": "Shop orders, nightly."}
     page = staff.post("/etl/new/6-schedule/", {**good, "action": "preview"}).content.decode()
     assert page.count("06:00 EE") == 5
     response = staff.post("/etl/new/6-schedule/", {**good, "action": "save"})
@@ -75,6 +75,7 @@ def test_wizard_local_csv_source_end_to_end(staff: Client, local_connection: Con
     assert (source.selected_columns, source.load_type, source.file_pattern) == (
         ["id", "customer", "amount"], "transactional", "*.csv",
     )  # fmt: skip
+    assert source.description == "Shop orders, nightly."
 
     # committed for real (transactional test): the eager task runs on commit, as in production
     staff.post(f"/etl/sources/{source.pk}/run/")

@@ -392,3 +392,48 @@ def test_service_account_upload_is_stored_encrypted_never_shown(
     assert draft["destination"] == {"type": "bigquery", "dataset": "raw", "project": "p1"}
     assert "not-a-real-key-zzq" not in str(dict(staff.session))
     assert draft["destination_credentials"]
+
+
+def test_editing_keeps_file_options_the_form_does_not_show(staff: Client, tmp_path: Path) -> None:
+    """A source made through the API with `decimal_point` and `column_types` (options the
+    wizard has no field for) keeps them when edited in the wizard: before, step 2 rebuilt the
+    options from its own fields, and after a reset `amount` loaded as VARCHAR '1,5' instead of
+    DECIMAL(10,2) 1.50. A new source's "Quoted fields may span lines" starts ticked, as the
+    config contract's default is true."""
+    from ml_platform.services import data_source_create
+    from ml_platform.web.wizard import SESSION_KEY
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "semi.csv").write_text("id;amount\n1;1,50\n2;2,25\n")
+    connection = connection_create(name="semi", type="local", base_path=str(folder))
+    options = {
+        "delimiter": ";",
+        "decimal_point": ",",
+        "column_types": {"amount": "decimal(10,2)"},
+        "null_values": [""],
+    }
+    source = data_source_create(
+        name="semi", connection=connection, dest_table_name="semi", file_pattern="*.csv",
+        file_format="csv", file_format_options=options,
+    )  # fmt: skip
+
+    assert staff.get(f"/etl/sources/{source.pk}/edit/").status_code == 302
+    step = {**CSV_STEP, "delimiter": ";", "allow_quoted_newlines": "on"}
+    assert staff.post("/etl/new/2-source/", step).status_code == 302
+
+    kept = staff.session[SESSION_KEY]["file_format_options"]
+    assert (kept["delimiter"], kept["decimal_point"], kept["column_types"]) == (
+        ";",
+        ",",
+        {"amount": "decimal(10,2)"},
+    )
+    assert forms_files_initial()["allow_quoted_newlines"] is True
+
+
+def forms_files_initial() -> dict:
+    """Initial values of an empty step-2 files form (a new source)."""
+    from ml_platform.web.forms import FilesForm
+
+    form = FilesForm()
+    return {name: form.get_initial_for_field(form.fields[name], name) for name in form.fields}

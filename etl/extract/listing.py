@@ -1,0 +1,37 @@
+"""Bounds of an interactive file listing (no store library imported here: `import etl` stays
+light)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ListingBudget:
+    """Bounds of an interactive listing (browsing a connection's files): the walk stops after
+    `max_entries` files and folders seen or `max_seconds` (wall clock), and `truncated` then
+    says so. A run's listing has none: it must see every file."""
+
+    max_entries: int
+    max_seconds: float
+    truncated: bool = False
+
+    def find(self, fs: Any, path: str) -> dict[str, dict[str, Any]]:
+        """`fs.find(path, detail=True)` folder by folder, stopping at the bounds."""
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + self.max_seconds
+        seen = 0
+        walk = fs.walk(path, detail=True)
+        try:
+            for _folder, folders, files in walk:
+                for info in files.values():
+                    found[info["name"]] = info
+                seen += len(files) + len(folders)
+                if seen >= self.max_entries or time.monotonic() >= deadline:
+                    self.truncated = True
+                    break
+        finally:
+            walk.close()
+        return found
