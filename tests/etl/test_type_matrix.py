@@ -222,9 +222,9 @@ def test_numeric_beyond_38_digits_loads_as_exact_text_in_duckdb(
 def test_numeric_nan_loads_as_null_and_is_counted(pg_schema: str, tmp_path: Path) -> None:
     """NaN has no DECIMAL / NUMERIC value: under the default `on_unrepresentable: nearest` it
     loads as NULL and the run's warnings count it per column; `fail` fails the run naming the
-    table, the column and the value, with nothing written. Declared numeric(p, s) up to 18
-    digits is read as the scaled integer (etl/extract/pg_types.py `plan_column`): its extremes
-    keep every digit, and NaN (which such a column may hold) is told apart from NULL."""
+    table, the column and the value, with nothing written. A declared numeric(p, s) may hold
+    NaN too (PostgreSQL manual §8.1.2): counted per column the same way, told apart from NULL,
+    and its extremes keep every digit."""
     with pg_connect() as connection:
         connection.execute(
             f"CREATE TABLE {pg_schema}.nan (id int, nu numeric, n12 numeric(12,2), "
