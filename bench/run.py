@@ -66,12 +66,47 @@ class Sample:
     rc: int
     stdout: str
     stderr: str
+    server_cpu: float | None = None  # CPU seconds of the database server during the run
+
+
+SERVERS = ("postgres", "mariadbd", "mysqld")
+"""Process names of the database servers whose CPU time is sampled during each run."""
+
+
+class ServerCpu:
+    """CPU seconds the database server processes spent between `start` and the last `poll`
+    (backends started during the run count from zero; a backend living less than one poll
+    interval is missed). All sessions of the server count: on a shared machine other
+    clients' queries are included."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.poll(initial=True)
+
+    def poll(self, initial: bool = False) -> None:
+        for p in psutil.process_iter(["name"]):
+            if p.info["name"] not in SERVERS:
+                continue
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            used = t.user + t.system
+            self.first.setdefault(p.pid, used if initial else 0.0)
+            self.last[p.pid] = used
+
+    @property
+    def seconds(self) -> float:
+        return sum(used - self.first.get(pid, 0.0) for pid, used in self.last.items())
 
 
 def measure(cmd: list[str] | str, env: dict | None = None, cwd: Path | None = None,
             stdout_devnull: bool = False, timeout: float = 3600) -> Sample:
     """Run `cmd`, sampling the RSS of its whole process tree every ~20 ms."""
     out_target = subprocess.DEVNULL if stdout_devnull else subprocess.PIPE
+    server = ServerCpu()
+    polled = 0.0
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out_target, stderr=subprocess.PIPE,
                             shell=isinstance(cmd, str))
@@ -104,14 +139,18 @@ def measure(cmd: list[str] | str, env: dict | None = None, cwd: Path | None = No
             except psutil.Error:
                 pass
         peak = max(peak, total)
+        if time.perf_counter() - polled > 0.5:
+            server.poll()
+            polled = time.perf_counter()
         if time.perf_counter() - start > timeout:
             proc.kill()
         time.sleep(0.02)
     wall = time.perf_counter() - start
+    server.poll()
     for t in threads:
         t.join()
     return Sample(wall, peak, proc.returncode, b"".join(chunks["out"]).decode(errors="replace"),
-                  b"".join(chunks["err"]).decode(errors="replace"))
+                  b"".join(chunks["err"]).decode(errors="replace"), server_cpu=server.seconds)
 
 
 def sh(cmd: str, **kw) -> str:
@@ -263,6 +302,11 @@ class Result:
         ok = self.ok
         return max(s.peak_rss for s in ok) if ok else None
 
+    @property
+    def server_cpu(self) -> float | None:
+        cpu = [s.server_cpu for s in self.ok if s.server_cpu is not None]
+        return statistics.median(cpu) if cpu else None
+
 
 def base_env() -> dict:
     env = dict(os.environ)
@@ -306,13 +350,15 @@ def snapshot_etl(rev: str, work: Path) -> None:
     if not (target / "etl" / "__main__.py").exists():
         target.mkdir(parents=True, exist_ok=True)
         sh(f"git -C {ROOT} archive {sha} etl | tar -x -C {target}")
+        # runs set PYTHONDONTWRITEBYTECODE: compile once, as an installed package is
+        sh(f"{PROJECT_PY} -m compileall -q {target / 'etl'}")
     ETL_SRC.update(dir=target, rev=sha)
 
 
 def etl_run(work: Path, name: str, config: dict, state: Path | None = None) -> Run:
     cfg = work / f"{name}.json"
     cfg.write_text(json.dumps(config, indent=2))
-    cmd = [str(PROJECT_PY), "-m", "etl", "run", "--config", str(cfg)]
+    cmd = [str(PROJECT_PY), "-m", "etl", "run", "--json", "--config", str(cfg)]
     if state:
         cmd += ["--state", str(state)]
     env = base_env()
@@ -445,7 +491,8 @@ def build_routes(args, data: dict, work: Path) -> dict[str, list[tuple[Result, R
         r = Run([sling, "run", "--src-conn", sconn, "--src-stream", stream, "--tgt-conn",
                  "BENCH_DUCK", "--tgt-object", "bench.lineitem", "--mode", "full-refresh"],
                 env=sling_env(d(f"sling_{key}")), dest=d(f"sling_{key}"), count_with="cli")
-        items.append((Result(route, "Sling", "peer", rows, db_bytes), r))
+        if not args.no_sling:
+            items.append((Result(route, "Sling", "peer", rows, db_bytes), r))
         if key == "pg":
             lim = Run("psql -X -h 127.0.0.1 -U postgres -d test -c "
                       "'COPY bench.lineitem TO STDOUT'", devnull=True, rows_from="expect",
@@ -561,6 +608,8 @@ def incremental(args, data: dict, work: Path) -> list[dict]:
         plans[key] = [("ETL Runner (transactional, append)", etl, e_dest, "py"),
                       ("dlt (connectorx, incremental, merge)", dlt_r, d_dest, "py"),
                       ("Sling (incremental, upsert)", sling_r, s_dest, "cli")]
+        if args.no_sling:
+            plans[key].pop()
 
     def go(phase):
         for key, plan in plans.items():
@@ -732,11 +781,19 @@ def targets(routes, inc, mem) -> list[str]:
                 line("≥ 1.5× the fastest peer", route, f"{ratio:.2f}× {best.tool}", ratio >= 1.5)
             if limit:
                 ratio = ours.rps / limit.rps
-                line("≥ 50% of the raw dump", route, f"{ratio:.0%}", ratio >= 0.5)
-        elif limit and not route.startswith("JSONL"):
+                line("≥ 60% of the raw dump", route, f"{ratio:.0%}", ratio >= 0.6)
+        elif limit:
+            # issue 18: CSV within 1.5x (typing the whole file), Parquet 1.3x, JSONL 2x
+            bound = 1.5 if route.startswith("CSV") else 1.3 if route.startswith("Parquet") else 2.0
             ratio = limit.rps / ours.rps
-            line("within 1.5× of DuckDB's reader", route, f"{ratio:.2f}× its time", ratio <= 1.5)
-        line("peak RSS < 300 MB", route, f"{fmt_mb(ours.peak)} MB", ours.peak < 300 * 2**20)
+            line(f"within {bound}× of DuckDB's reader", route, f"{ratio:.2f}× its time",
+                 ratio <= bound)
+            dlt = next((r for r in peers if r.tool.startswith("dlt")), None)
+            if dlt and route.startswith("CSV"):
+                ratio = ours.rps / dlt.rps
+                line("≥ dlt's read_csv_duckdb speed (exact typing kept)", route,
+                     f"{ratio:.2f}× {dlt.tool}", ratio >= 1.0)
+        line("peak RSS ≤ 300 MB", route, f"{fmt_mb(ours.peak)} MB", ours.peak <= 300 * 2**20)
     for m in mem:
         full = next((r for r, _ in routes.get(ROUTE_NAMES[m["route"]], []) if r.kind == "ours"), None)
         if m["peak"] and full and full.peak:
@@ -751,9 +808,15 @@ def targets(routes, inc, mem) -> list[str]:
         src = "PostgreSQL" if r["source"] == "pg" else "MySQL"
         if full and full["wall"]:
             rel = r["wall"] / full["wall"]
-            line("incremental 1%: < 10% of the full load's time", src, f"{rel:.1%}", rel < 0.10)
+            line("incremental 1%: ≤ 10% of the full load's time", src, f"{rel:.1%}", rel <= 0.10)
         line("incremental 1%: exactly the changed rows moved", src,
              f"{r['moved']:,} moved, {r['changed']:,} changed", r["moved"] == r["changed"])
+        noop = next((n for n in inc if n["phase"] == "nothing changed"
+                     and (n["source"], n["tool"]) == (r["source"], r["tool"])), None)
+        if noop:
+            line("incremental, nothing changed: ≤ 1 s, no row moved", src,
+                 f"{noop['wall']:.2f} s, {noop['moved']:,} moved",
+                 noop["wall"] <= 1.0 and noop["moved"] == 0 and not noop["error"])
     return rows
 
 
@@ -837,13 +900,19 @@ def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool =
         peers = [r for r, _ in items if r.kind == "peer" and r.rps]
         best_peer = max(peers, key=lambda r: r.rps) if peers else None
         limit = next((r for r, _ in items if r.kind == "limit" and r.rps), None)
+        db = route.startswith(("PostgreSQL", "MySQL"))
         L.append("| tool | rows | median s (min–max) | rows/s | MB/s | peak RSS MB | "
-                 "× fastest peer | of limit |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+                 "× fastest peer | of limit |" + (" server CPU s (share of wall) |" if db else ""))
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if db else ""))
         for res, _ in items:
             if not res.ok:
-                L.append(f"| {res.tool} | — | failed | — | — | — | — | — |")
+                L.append(f"| {res.tool} | — | failed | — | — | — | — | — |" + (" — |" if db else ""))
                 continue
+            server = ""
+            if db:
+                cpu = res.server_cpu
+                server = (f" {cpu:.1f} ({cpu / res.median:.0%}) |" if cpu is not None
+                          else " — |")
             walls = [s.wall for s in res.ok]
             vs_peer = (f"{res.rps / best_peer.rps:.2f}×" if best_peer and res.kind != "limit"
                        else "—")
@@ -854,7 +923,7 @@ def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool =
             L.append(f"| {res.tool} | {rows_txt} | {res.median:.2f} ({min(walls):.2f}–"
                      f"{max(walls):.2f}) | {res.rps:,.0f} | "
                      f"{res.bytes / 2**20 / res.median:,.1f} | {fmt_mb(res.peak)} | {vs_peer} | "
-                     f"{of_lim} |")
+                     f"{of_lim} |{server}")
         fails = [r for r, _ in items if r.error]
         for r in fails:
             L.append("")
@@ -919,7 +988,9 @@ def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool =
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="TPC-H scale factor")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per tool (>= 3)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per tool (3 for a median; 1 on a shared machine, ratios "
+                        "within one run)")
     parser.add_argument("--routes", default="pg,my,csv,parquet,jsonl,incremental",
                         help="comma-separated: pg, my, csv, parquet, jsonl, incremental, bqsrc "
                         "(BigQuery emulator source, bench/bqsrc.py); parallel alone: "
@@ -927,6 +998,9 @@ def main() -> int:
     parser.add_argument("--slice-rows", type=int, default=30_000,
                         help="rows for dlt's default (SQLAlchemy) backend (capped at 10%% of rows)")
     parser.add_argument("--no-dlt-default", action="store_true")
+    parser.add_argument("--no-sling", action="store_true",
+                        help="skip Sling on the database routes and the incremental scenario "
+                             "(slower than dlt + connectorx there: a shorter run on a busy machine)")
     parser.add_argument("--no-memory-scaling", action="store_true",
                         help="skip ETL Runner's runs on a quarter of the table")
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -941,8 +1015,8 @@ def main() -> int:
         return parallel.run(argparse.Namespace(
             processes="1,2,4", routes="pg,my", repeat=args.repeat,
             out=BENCH / "RESULTS-parallel.md", etl_rev=args.etl_rev))
-    if args.repeat < 3:
-        parser.error("--repeat must be at least 3 (the median of at least 3)")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1 (3 for a median; 1 on a shared machine)")
     sys.argv_for_report = ["bench/.venv/bin/python", "bench/run.py", *sys.argv[1:]]
     started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     t0 = time.perf_counter()

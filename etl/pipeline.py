@@ -8,8 +8,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Callable, Generator, Iterator
 
 import pyarrow as pa
 import structlog
@@ -143,6 +142,7 @@ def run(
 
     extractor = get_extractor(job.source_type)(job)
     extractor.job_labels = labels
+    extractor.native_scans = loader.native_scans
     transformer = BatchTransformer(job, state.column_map)
     counters = {"rows_extracted": 0, "bytes": 0, "rows_loaded": 0}
     committed: list[SyncState] = []
@@ -155,11 +155,15 @@ def run(
             on_estimate(extraction.estimated_rows)
         null_keys: dict[str, int] = {}
 
-        def batches() -> Iterator[pa.RecordBatch]:
+        def batches() -> Generator[pa.RecordBatch, None, None]:
             # closed when the load stops early (a failed run): the files it holds open are
             # closed then, not when a kept traceback is collected at interpreter exit
-            with closing(extraction.batches()) as source:
+            source = extraction.batches()
+            try:
                 yield from _counted(source)
+            finally:
+                if isinstance(source, Generator):
+                    source.close()
 
         def _counted(source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in source:

@@ -29,6 +29,32 @@ def decimal_type(precision: int | None, scale: int | None) -> pa.DataType:
     return pa.decimal256(min(precision, 76), scale)
 
 
+SCALED_MAX_PRECISION = 18
+"""Decimals of up to this many digits are read from the databases as the integer
+`value * 10^scale` (int64: |value * 10^s| < 10^18 < 2^63), the drivers' cheapest decode,
+instead of as text to parse (`decimal_from_scaled`)."""
+
+
+def decimal_from_scaled(scaled: pa.Array, target: pa.Decimal128Type) -> pa.Array:
+    """Return the int64 values `value * 10^s` as `target` = decimal128(p, s), p <= 18: the
+    same integers read with scale s (a decimal128's storage is its unscaled integer).
+
+    Raises:
+        ValueError: a value has more than p digits (the sources enforce their declared
+            precision, so never expected).
+    """
+    import pyarrow.compute as pc
+
+    bound = 10**target.precision
+    extremes = pc.min_max(scaled).as_py()
+    if extremes["min"] is not None and not (-bound < extremes["min"] and extremes["max"] < bound):
+        raise ValueError(f"a value has more than {target.precision} digits")
+    whole = pc.cast(scaled, pa.decimal128(19, 0))  # every int64 fits 19 digits
+    return pa.Array.from_buffers(
+        target, len(whole), whole.buffers(), whole.null_count, whole.offset
+    )
+
+
 def is_json(field: pa.Field) -> bool:
     """Return True for a string field marked as JSON text."""
     return bool(field.metadata) and field.metadata.get(b"etl.logical_type") == b"json"

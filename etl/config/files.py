@@ -45,7 +45,7 @@ class FileFormatOptions(ConfigModel):
     @field_validator("column_types")
     @classmethod
     def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
-        from etl.file_types import named_type
+        from etl.formats.types import named_type
 
         for name, kind in value.items():
             try:

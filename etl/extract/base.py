@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from etl.config import JobConfig
+from etl.formats.rejects import Rejects
 from etl.state import SyncState
 
 
@@ -23,54 +24,6 @@ class ExtractStats:
     files: list[str] = field(default_factory=list)
     """Objects read in this run, in order."""
     warnings: list[str] = field(default_factory=list)
-
-
-MAX_REJECTED_ROWS = 100_000
-"""Rows one run may set aside under `on_bad_rows: quarantine` (they are held until the commit);
-more fails the run: the file is then not a file with some bad rows but the wrong format."""
-
-REJECTED_SCHEMA = pa.schema(
-    [
-        ("file", pa.string()),
-        ("line", pa.int64()),
-        ("column", pa.string()),
-        ("reason", pa.string()),
-        ("record", pa.string()),
-    ]
-)
-"""Columns of `<table>__rejected` (before `_etl_run_id` / `_etl_loaded_at`)."""
-
-
-@dataclass
-class Rejects:
-    """Rows set aside under `on_bad_rows: quarantine`: where they are and why."""
-
-    rows: list[dict[str, object]] = field(default_factory=list)
-
-    def add(
-        self, file: str, line: int | None, column: str | None, reason: str, record: str
-    ) -> None:
-        """Record one rejected row.
-
-        Raises:
-            BadInputError: more than MAX_REJECTED_ROWS rows were rejected in this run.
-        """
-        if len(self.rows) >= MAX_REJECTED_ROWS:
-            from etl.exceptions import BadInputError
-
-            raise BadInputError(
-                f"more than {MAX_REJECTED_ROWS} rows rejected; check file_format and "
-                "file_format_options",
-                file=file,
-                line=line,
-                column=column,
-            )
-        self.rows.append(
-            {"file": file, "line": line, "column": column, "reason": reason, "record": record}
-        )
-
-    def table(self) -> pa.Table:
-        return pa.Table.from_pylist(self.rows, schema=REJECTED_SCHEMA)
 
 
 class Extraction(ABC):
@@ -138,6 +91,11 @@ class Extractor(ABC):
 
     job_labels: dict[str, str] = {}  # noqa: RUF012  replaced per instance, never mutated
     """Labels for every BigQuery job the extractor runs (set by `etl.pipeline.run`)."""
+
+    native_scans: frozenset[str] = frozenset()
+    """File formats the destination reads itself (`Loader.native_scans`, set by
+    `etl.pipeline.run`): the file extractor may yield `etl.formats.native.NativeScan`s for
+    them instead of record batches. Empty for any other reader (preview, tests)."""
 
     def __init__(self, job: JobConfig) -> None:
         self.job = job

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import cast
 
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.exceptions import BadInputError
 from etl.extract.base import Extraction, Extractor
-from etl.extract.compression import decompressing
-from etl.extract.formats import read_batches
 from etl.extract.lines import record_line
 from etl.extract.storage import StoredObject, list_objects, storage_errors
-from etl.extract.text import Opener
+from etl.formats.base import Opener
+from etl.formats.compression import decompressing
+from etl.formats.microseconds import TRUNCATED_WARNING, check_microseconds
+from etl.formats.native import NativeScan
+from etl.formats.parquet import parquet_scan
+from etl.formats.read import read_batches
 from etl.registry import register_extractor
 from etl.schema import SOURCE_FILE_COLUMN
 from etl.state import FileRecord, SyncState
@@ -74,6 +76,7 @@ class FileExtraction(Extraction):
     ) -> None:
         super().__init__()
         self.job = extractor.job
+        self.native_scans = extractor.native_scans
         self.fs = fs
         self.objects = objects
         self._replaced = replaced
@@ -85,7 +88,8 @@ class FileExtraction(Extraction):
         return list(self._replaced)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Yield the rows of the planned objects in key order.
+        """Yield the rows of the planned objects in key order: record batches, or one
+        `NativeScan` per file the destination reads itself (`_native`).
 
         A file without rows (zero bytes, a header-only CSV, a zero-row Parquet / JSON / JSONL
         file) is recorded with 0 rows and a warning naming it. A catalog run whose files hold
@@ -100,32 +104,14 @@ class FileExtraction(Extraction):
         total = 0
         for obj in self.objects:
             self.current_file = obj.key
-            rows = 0
             truncated: dict[str, int] = {}
-            with storage_errors(job, obj.url):
-                opener: Opener = functools.partial(self.fs.open, obj.url, "rb")
-                if job.file_format != "parquet":
-                    opener = decompressing(opener, obj.key)
-                for batch in read_batches(
-                    job.file_format,
-                    opener,
-                    obj.key,
-                    job.file_format_options,
-                    job.chunk_size,
-                    self.rejects if job.on_bad_rows == "quarantine" else None,
-                    self.stats.warnings,
-                ):
-                    batch = check_microseconds(
-                        batch, obj.key, rows, job.on_unrepresentable, truncated
-                    )
-                    batch = batch.append_column(
-                        SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)
-                    )
-                    if batch.num_rows == 0:
-                        declared = batch if declared is None else declared
-                        continue
-                    rows += batch.num_rows
-                    yield batch
+            scan = self._native(obj)
+            if scan is not None:
+                rows = scan.num_rows
+                yield scan
+            else:
+                rows, empty = yield from self._read(obj, truncated)
+                declared = empty if declared is None else declared
             self.rows_by_key[obj.key] = rows
             total += rows
             self.stats.files.append(obj.key)
@@ -137,6 +123,58 @@ class FileExtraction(Extraction):
                 )
         if job.load_type == "catalog" and total == 0 and declared is not None:
             yield declared
+
+    def _read(
+        self, obj: StoredObject, truncated: dict[str, int]
+    ) -> Generator[pa.RecordBatch, None, tuple[int, pa.RecordBatch | None]]:
+        """Yield the rows of `obj` as record batches with `_etl_source_file`; return the rows
+        read and the first batch of no rows (the columns the file declares), if any."""
+        job = self.job
+        assert job.file_format is not None
+        rows, declared = 0, None
+        with storage_errors(job, obj.url):
+            opener: Opener = functools.partial(self.fs.open, obj.url, "rb")
+            if job.file_format != "parquet":
+                opener = decompressing(opener, obj.key)
+            for batch in read_batches(
+                job.file_format,
+                opener,
+                obj.key,
+                job.file_format_options,
+                job.chunk_size,
+                self.rejects if job.on_bad_rows == "quarantine" else None,
+                self.stats.warnings,
+                native="parquet" in self.native_scans and job.load_type != "merge",
+            ):
+                if isinstance(batch, NativeScan):  # a CSV reader's spool, lineage included
+                    rows += batch.num_rows
+                    yield batch
+                    continue
+                batch = check_microseconds(batch, obj.key, rows, job.on_unrepresentable, truncated)
+                batch = batch.append_column(
+                    SOURCE_FILE_COLUMN, _constant_strings(obj.key, batch.num_rows)
+                )
+                if batch.num_rows == 0:
+                    declared = batch if declared is None else declared
+                    continue
+                rows += batch.num_rows
+                yield batch
+        return rows, declared
+
+    def _native(self, obj: StoredObject) -> NativeScan | None:
+        """Return `obj` as a scan for the destination to read itself, when it reads the
+        format (`native_scans`), the file is local and qualifies (`parquet_scan`), and the
+        run is not a merge (whose key columns are checked for NULLs batch by batch)."""
+        job = self.job
+        if (
+            job.file_format != "parquet"
+            or "parquet" not in self.native_scans
+            or job.source_type != "local"
+            or job.load_type == "merge"
+        ):
+            return None
+        with storage_errors(job, obj.url):
+            return parquet_scan(obj.url, obj.key)
 
     def source_line(self, file: str, row: int) -> int | None:
         """The line where row `row` of `file` starts (etl/extract/lines.py), read again from
@@ -164,91 +202,6 @@ class FileExtraction(Extraction):
                 run_id=run_id,
             )
         return state.model_copy(update={"files": ledger})
-
-
-SUB_MICROSECOND = (
-    "row {row} holds {value}, whose nanoseconds a TIMESTAMP / DATETIME / TIME (microseconds in "
-    "BigQuery and DuckDB) cannot hold; it is not truncated (on_unrepresentable: fail)"
-)
-TRUNCATED_WARNING = (
-    "file {file}, column {column}: {count} values with sub-microsecond digits truncated to "
-    "microseconds (on_unrepresentable: nearest)"
-)
-"""The warning of a file's nanosecond column with values that are not whole microseconds."""
-
-
-def check_microseconds(
-    batch: pa.RecordBatch,
-    key: str,
-    before: int,
-    policy: str = "fail",
-    truncated: dict[str, int] | None = None,
-) -> pa.RecordBatch:
-    """Return `batch` with its nanosecond timestamps and times (Parquet `TIMESTAMP(NANOS)` /
-    `TIME(NANOS)`, pandas' default) in microseconds, the unit of BigQuery's and DuckDB's
-    TIMESTAMP / DATETIME / TIME.
-
-    Whole-microsecond values convert exactly. A value with sub-microsecond digits follows
-    `policy` (`JobConfig.on_unrepresentable`): `nearest` truncates it toward the past
-    (`...59.999999999` -> `...59.999999`, never rounded up across a second, before 1970
-    included) and counts it per column in `truncated`; `fail` raises (pyarrow's own Parquet
-    writer refuses the same cast unless `allow_truncated_timestamps=True`).
-
-    Args:
-        batch: rows `before + 1`... of the file `key`.
-        key: the file's name in the message.
-        before: rows of the file in earlier batches.
-        policy: `nearest` or `fail`.
-        truncated: column -> values truncated so far, updated in place (`nearest`).
-
-    Raises:
-        BadInputError: (`fail`) names the file, the row (from 1, over the whole file), the
-            column and the value with its nine fraction digits.
-    """
-    arrays, changed = list(batch.columns), False
-    for index, (field, column) in enumerate(zip(batch.schema, batch.columns, strict=True)):
-        kind = field.type
-        if not (pa.types.is_timestamp(kind) or pa.types.is_time64(kind)) or kind.unit != "ns":
-            continue
-        micro = pa.timestamp("us", kind.tz) if pa.types.is_timestamp(kind) else pa.time64("us")
-        floored = pc.floor_temporal(column, unit="microsecond")
-        exact = pc.equal(floored, column)
-        first = pc.index(exact, False).as_py()
-        if first >= 0:
-            if policy == "fail":
-                raise BadInputError(
-                    SUB_MICROSECOND.format(row=before + first + 1, value=_ns_text(column[first])),
-                    file=key,
-                    column=field.name,
-                )
-            if truncated is not None:
-                count = len(exact) - exact.null_count - pc.sum(exact).as_py()
-                truncated[field.name] = truncated.get(field.name, 0) + count
-        arrays[index], changed = pc.cast(floored, micro), True
-    if not changed:
-        return batch
-    return pa.RecordBatch.from_arrays(arrays, schema=_micro_schema(batch.schema))
-
-
-def _micro_schema(schema: pa.Schema) -> pa.Schema:
-    fields = []
-    for field in schema:
-        kind = field.type
-        if pa.types.is_timestamp(kind) and kind.unit == "ns":
-            field = field.with_type(pa.timestamp("us", kind.tz))
-        elif pa.types.is_time64(kind) and kind.unit == "ns":
-            field = field.with_type(pa.time64("us"))
-        fields.append(field)
-    return pa.schema(fields, metadata=schema.metadata)
-
-
-def _ns_text(value: pa.Scalar) -> str:
-    """Return a nanosecond timestamp or time scalar as text with all nine fraction digits
-    (`str()` of a time64 scalar goes through `datetime.time` and drops the last three)."""
-    if pa.types.is_timestamp(value.type):
-        return str(value)  # 2023-11-14 22:13:20.123456789[+00:00]
-    seconds, nanos = divmod(value.value, 1_000_000_000)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{nanos:09d}"
 
 
 def _constant_strings(value: str, length: int) -> pa.Array:

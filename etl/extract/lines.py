@@ -2,7 +2,7 @@
 for messages about a row found after extraction (a BigQuery load job's error names a staged
 row, not a line: etl/load/bigquery/errors.py).
 
-Counting rules, the ones the readers follow (etl/extract/csv_reader.py, jsonl_reader.py):
+Counting rules, the ones the readers follow (etl/formats/csv/reader.py, etl/formats/json/lines.py):
 
 - CSV: lines are ended by LF, CRLF or CR; `skip_rows` lines, then the header when
   `has_header`, come before the data; a quoted field may span lines (RFC 4180 section 2.6), so

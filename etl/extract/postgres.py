@@ -47,10 +47,11 @@ from etl.extract.pg_types import (
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
 
-BATCH_HINT_MAX_BYTES = 2 << 20
+BATCH_HINT_MAX_BYTES = 1 << 20
 """Upper bound of the driver's batch size, bytes (`adbc.postgresql.batch_size_hint_bytes`).
 Measured on TPC-H lineitem SF 0.25 -> DuckDB: 12.8 MB batches peak at ~395 MB RSS, 4 MB at
-~310 MB, 2 MB at ~270 MB, with the same CPU time."""
+~310 MB, 2 MB at ~270 MB, with the same CPU time; 1 MB since batches are decoded one ahead in a
+thread of their own (etl/extract/prefetch.py), one more batch in flight."""
 
 
 AUTH_FAILURES = (

@@ -228,7 +228,7 @@ def list_objects(
     with storage_errors(job, search_root):
         try:
             if job.source_type == "local" and not os.path.isdir(search_root):
-                found = {}
+                found: dict[str, Any] = {}
             else:
                 found = (
                     fs.find(search_root, detail=True)

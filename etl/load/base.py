@@ -170,6 +170,10 @@ class Loader(ABC):
     """Labels for every job the destination runs (BigQuery; set by `etl.pipeline.run` from
     `job_labels` before `last_committed`)."""
 
+    native_scans: frozenset[str] = frozenset()
+    """File formats this destination reads itself from a local file
+    (`etl.formats.native.NativeScan` among `LoadRequest.batches`); empty: record batches only."""
+
     def __init__(self, destination: DestinationConfig) -> None:
         self.destination = destination
 

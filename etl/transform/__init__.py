@@ -34,10 +34,17 @@ class BatchTransformer:
     def transform(self, batch: pa.RecordBatch, source: str = "") -> pa.RecordBatch:
         """Return `batch` with the selected columns, destination names and normalised types.
 
+        A `NativeScan` (a file the destination reads itself) gets the same selection, names
+        and types, applied to its columns, and the names the destination reads them by.
+
         Raises:
             ConfigError: a selected column is not in the source (lists the available ones).
             BadInputError: a value cannot be represented without loss (names the column).
         """
+        from etl.formats.native import NativeScan
+
+        if isinstance(batch, NativeScan):
+            return batch.renamed(self.transform(batch.columns, source), self.column_map)
         names = batch.schema.names
         # only the engine's own column passes through; a source column named `_etl_*` (e.g.
         # a table loaded by ETL Runner, read back) is renamed like any other

@@ -222,24 +222,56 @@ def test_numeric_beyond_38_digits_loads_as_exact_text_in_duckdb(
 def test_numeric_nan_loads_as_null_and_is_counted(pg_schema: str, tmp_path: Path) -> None:
     """NaN has no DECIMAL / NUMERIC value: under the default `on_unrepresentable: nearest` it
     loads as NULL and the run's warnings count it per column; `fail` fails the run naming the
-    table, the column and the value, with nothing written."""
+    table, the column and the value, with nothing written. A declared numeric(p, s) may hold
+    NaN too (PostgreSQL manual §8.1.2): counted per column the same way, told apart from NULL,
+    and its extremes keep every digit."""
     with pg_connect() as connection:
-        connection.execute(f"CREATE TABLE {pg_schema}.nan (id int, nu numeric)")
-        connection.execute(f"INSERT INTO {pg_schema}.nan VALUES (1, 1.5), (2, 'NaN')")
+        connection.execute(
+            f"CREATE TABLE {pg_schema}.nan (id int, nu numeric, n12 numeric(12,2), "
+            "n18 numeric(18,18), i18 numeric(18,0))"
+        )
+        connection.execute(
+            f"INSERT INTO {pg_schema}.nan VALUES (1, 1.5, 9999999999.99, 0.999999999999999999, "
+            "-999999999999999999), (2, 'NaN', 'NaN', -0.000000000000000001, 'NaN'), "
+            "(3, NULL, -0.01, NULL, NULL)"
+        )
 
     duckdb_path = tmp_path / "w.duckdb"
     result = run(_job(f"{pg_schema}.nan", duckdb_path))
 
     assert result.warnings == [
-        "column `nu`: 1 value NaN/Infinity loaded as NULL (on_unrepresentable: nearest)"
+        "column `i18`: 1 value NaN/Infinity loaded as NULL (on_unrepresentable: nearest)",
+        "column `n12`: 1 value NaN/Infinity loaded as NULL (on_unrepresentable: nearest)",
+        "column `nu`: 1 value NaN/Infinity loaded as NULL (on_unrepresentable: nearest)",
     ]
-    assert duck_query(duckdb_path, f"SELECT id, nu FROM {DATASET}.types ORDER BY id") == [
-        (1, Decimal("1.5")),
-        (2, None),
+    assert duck_query(
+        duckdb_path, f"SELECT id, nu, n12, n18, i18 FROM {DATASET}.types ORDER BY id"
+    ) == [
+        (
+            1,
+            Decimal("1.5"),
+            Decimal("9999999999.99"),
+            Decimal("0.999999999999999999"),
+            Decimal("-999999999999999999"),
+        ),
+        (2, None, None, Decimal("-0.000000000000000001"), None),
+        (3, None, Decimal("-0.01"), None, None),
     ]
+    assert duck_query(
+        duckdb_path,
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'types' "
+        "AND column_name IN ('n12', 'n18', 'i18') ORDER BY column_name",
+    ) == [("DECIMAL(18,0)",), ("DECIMAL(12,2)",), ("DECIMAL(18,18)",)]
     strict = tmp_path / "strict.duckdb"
     with pytest.raises(
-        UnrepresentableValueError, match=rf"Column `nu` of {pg_schema}\.nan holds 'NaN'"
+        UnrepresentableValueError, match=rf"Column `\w+` of {pg_schema}\.nan holds 'NaN'"
+    ):
+        run(_job(f"{pg_schema}.nan", strict, on_unrepresentable="fail"))
+    assert not duck_table_exists(strict, "types")
+    with pg_connect() as connection:  # NaN only in a scaled column
+        connection.execute(f"UPDATE {pg_schema}.nan SET nu = 2, i18 = 2 WHERE id = 2")
+    with pytest.raises(
+        UnrepresentableValueError, match=rf"Column `n12` of {pg_schema}\.nan holds 'NaN'"
     ):
         run(_job(f"{pg_schema}.nan", strict, on_unrepresentable="fail"))
     assert not duck_table_exists(strict, "types")

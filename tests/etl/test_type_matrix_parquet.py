@@ -364,7 +364,7 @@ def test_bignumeric_columns_reach_the_bigquery_load_exactly(big_decimals: Path) 
     loader sends to the load job holds the exact values as DECIMAL(38, 10) / DECIMAL(76, 38).
     (The emulator cannot create a BIGNUMERIC table, see the module docstring, so the check stops
     at the load job's input.)"""
-    from etl.extract.files import check_microseconds
+    from etl.formats.microseconds import check_microseconds
     from etl.load.bigquery.staging import PartWriter, align, check_bigquery_values, with_metadata
     from etl.load.bigquery.types import schema_fields
     from etl.transform.types import normalize_batch

@@ -117,3 +117,56 @@ def test_bom_before_a_quoted_header_with_crlf(tmp_path: Path) -> None:
     assert loaded.types() == {"id": "BIGINT", "name": "VARCHAR"}
     assert loaded.rows("id, name") == [(1, "Alice"), (2, "Bob")]
     assert [c["source_name"] for c in loaded.result.schema_[:2]] == ["ID", "Name"]
+
+
+def test_numbers_a_double_would_round_stay_exact_text(tmp_path: Path) -> None:
+    """spark-csv typed long numbers as Double and `21602730330000060100100000358582` came back
+    as `2.1602730330000062e+31`; Spark's fix types a column as double only when every value
+    survives the round trip. A column holding `12345678901234567.89` (19 significant digits),
+    one holding `1e400` (beyond a double: Arrow's cast makes it `inf`), one holding `1e-400`
+    (it would become 0) and one mixing `9007199254740993` (2^53 + 1) with `1.5` stay exact
+    text; `0.30000000000000004` (17 digits, a double's own shortest text) and ordinary
+    decimals load as DOUBLE; nothing is counted, as the values are unchanged.
+
+    Reports: https://github.com/databricks/spark-csv/issues/292,
+    https://github.com/apache/spark/pull/11724, https://github.com/apache/arrow-rs/pull/4697"""
+    content = (
+        b"id,long,huge,tiny,mixed,shortest,plain\n"
+        b"1,12345678901234567.89,1e400,1e-400,9007199254740993,0.30000000000000004,1.5\n"
+        b"2,1.5,2,0.5,1.5,0.1,-0.25\n"
+    )
+
+    loaded = load_file(tmp_path, "precise.csv", content, "csv")
+
+    assert loaded.types() == {
+        "id": "BIGINT",
+        "long": "VARCHAR",
+        "huge": "VARCHAR",
+        "tiny": "VARCHAR",
+        "mixed": "VARCHAR",
+        "shortest": "DOUBLE",
+        "plain": "DOUBLE",
+    }
+    assert loaded.rows("long, huge, tiny, mixed, shortest, plain", "id") == [
+        ("12345678901234567.89", "1e400", "1e-400", "9007199254740993", 0.30000000000000004, 1.5),
+        ("1.5", "2", "0.5", "1.5", 0.1, -0.25),
+    ]
+    assert (loaded.result.rows_loaded, loaded.result.warnings) == (2, [])
+
+
+def test_integers_past_two_to_the_53_never_become_doubles_across_blocks(tmp_path: Path) -> None:
+    """A column of integers beyond 2^53 in the file's first blocks and a decimal far later (the
+    typing pass reads block by block) is text, every digit kept; below 2^53 the same shape is
+    DOUBLE with exact values. Report: https://github.com/databricks/spark-csv/issues/292"""
+    rows = "".join(f"{n},{9007199254740993 + n},{n}\n" for n in range(200_000))
+    content = f"id,big,small\n{rows}200000,0.5,0.5\n".encode()
+
+    loaded = load_file(tmp_path, "late.csv", content, "csv")
+
+    assert loaded.types() == {"id": "BIGINT", "big": "VARCHAR", "small": "DOUBLE"}
+    assert loaded.rows("big, small", "id")[:2] + loaded.rows("big, small", "id")[-1:] == [
+        ("9007199254740993", 0.0),
+        ("9007199254740994", 1.0),
+        ("0.5", 0.5),
+    ]
+    assert loaded.rows("count(DISTINCT big), sum(small)") == [(200_001, 19_999_900_000.5)]

@@ -37,7 +37,7 @@ from etl.extract.mysql.types import (
     time_value,
     valid_date,
 )
-from etl.schema import JSON_FIELD_METADATA, decimal_type
+from etl.schema import JSON_FIELD_METADATA, decimal_from_scaled, decimal_type
 
 
 class DecodeMixin:
@@ -122,7 +122,9 @@ class DecodeMixin:
             # Arrow reads year 0 ('0000-12-19'), which MySQL stores but no date of the
             # destinations means (DuckDB reads 1 BC, BigQuery refuses it): such a batch takes
             # the per-value path below, as one holding '0000-00-00' does
-            if pc.any(pc.less(pc.year(values), 1)).as_py():
+            # (min_max, not a comparison with 1: a scalar from a Python int imports pandas)
+            first_year = pc.min_max(pc.year(values)).as_py()["min"]
+            if first_year is not None and first_year < 1:
                 raise pa.ArrowInvalid("year 0")
         except pa.ArrowInvalid:
             valid = [valid_date(v) for v in text.to_pylist()]
@@ -145,6 +147,15 @@ class DecodeMixin:
         try:
             return pc.cast(array, field.type, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaMappingError(field.name, str(field.type), str(exc)) from exc
+
+    def _unscale(self, field: pa.Field, scaled: pa.Array) -> pa.Array:
+        """Convert a DECIMAL(p, s) read as the BIGINT value * 10^s into decimal(p, s)."""
+        try:
+            return decimal_from_scaled(
+                self._cast(pa.field(field.name, pa.int64()), scaled), field.type
+            )
+        except ValueError as exc:  # the server enforces DECIMAL(p, s): never expected
             raise SchemaMappingError(field.name, str(field.type), str(exc)) from exc
 
     def _from_text(self, field: pa.Field, text: pa.Array) -> pa.Array:

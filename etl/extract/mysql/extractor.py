@@ -6,7 +6,8 @@ scale). connectorx then streams the rows into Arrow record batches over its own 
 MySQL binary protocol decoded in Rust), reading natively only the types whose native decoding is
 proven exact (integers, floats, YEAR, text, binary, JSON, ENUM, SET) and having the server cast
 the others to text (DECIMAL, DATE, DATETIME, TIMESTAMP: connectorx fixes decimals at scale 10 and
-fails on zero dates) or to integers (TIME as microseconds, BIT as an unsigned integer). The text
+fails on zero dates) or to integers (TIME as microseconds, BIT as an unsigned integer, DECIMAL(p, s)
+up to 18 digits as the integer value * 10^s). The text
 columns are parsed by Arrow casts, so values and warnings are those of the server's own text.
 
 The streamed query is one statement, so it reads a consistent snapshot of its own; its cursor
@@ -42,6 +43,8 @@ from etl.extract.mysql.types import (
     NATIVE_CODES,
     SESSION_SETUP,
     T_BIT,
+    T_DECIMAL,
+    T_NEWDECIMAL,
     T_NULL,
     T_TIME,
     as_utc,
@@ -49,6 +52,7 @@ from etl.extract.mysql.types import (
 )
 from etl.extract.sql import SqlExtractor
 from etl.registry import register_extractor
+from etl.schema import SCALED_MAX_PRECISION
 
 
 @register_extractor("mysql")
@@ -221,6 +225,13 @@ class MySqlExtractor(DecodeMixin, ErrorsMixin, SqlExtractor):
             return f"CAST({name} AS UNSIGNED)", self._cast
         if code in NATIVE_CODES:
             return name, self._cast
+        if (
+            code in (T_DECIMAL, T_NEWDECIMAL)
+            and pa.types.is_decimal128(field.type)
+            and field.type.precision <= SCALED_MAX_PRECISION
+        ):  # DECIMAL(p, s), p <= 18: value * 10^s as BIGINT, exact (no text to parse)
+            factor = f" * 1{'0' * field.type.scale}" if field.type.scale else ""
+            return f"CAST({name}{factor} AS SIGNED)", self._unscale
         return f"CAST({name} AS CHAR)", self._from_text
 
     def _url(self) -> str:

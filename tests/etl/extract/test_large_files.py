@@ -1,5 +1,5 @@
 """Bad input in files larger than several read blocks (issue 5, item 4): CSV quoted values with
-line breaks and doubled quotes straddling the 4 MB block borders (etl.extract.formats.BLOCK_SIZE,
+line breaks and doubled quotes straddling the 4 MB block borders (etl.formats.read.BLOCK_SIZE,
 unchanged here), a ragged row far past the first block, and JSONL fields whose type changes,
 or that first appear, after the first blocks. Every row is checked by count, id sum and a digest
 of the values, and the rows at the borders exactly."""
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from etl import BadInputError, JobConfig, run
-from etl.extract.formats import BLOCK_SIZE
+from etl.formats.read import BLOCK_SIZE
 from etl.state import RunResult
 from tests.etl.support import DATASET, duck_query, duck_table_exists, local_file_job
 

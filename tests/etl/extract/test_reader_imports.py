@@ -58,14 +58,14 @@ def test_engine_modules_import_no_circle() -> None:
     """Following every import between `etl` modules never leads back to where it started."""
     graph = _import_graph()
 
-    assert "etl.extract.csv_reader" in graph["etl.extract.formats"]
+    assert "etl.formats.csv.reader" in graph["etl.formats.read"]
     assert _cycle(graph) is None
 
 
 def test_config_imports_no_reader() -> None:
-    """`etl.config` validates `column_types` with the leaf `etl.file_types`, not a reader."""
+    """`etl.config` validates `column_types` with the leaf `etl.formats.types`, not a reader."""
     graph = _import_graph()
     config = {name for name in graph if name == "etl.config" or name.startswith("etl.config.")}
     assert {"etl.config.job", "etl.config.files"} <= config
     for name in config:
-        assert graph[name] - config <= {"etl.exceptions", "etl.file_types"}, name
+        assert graph[name] - config <= {"etl.exceptions", "etl.formats.types"}, name

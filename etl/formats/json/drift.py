@@ -146,4 +146,4 @@ WARNING = {
         "loaded as JSON, {count} values stored as their JSON text"
     ),
 }
-"""The warning naming a field whose values change kind (etl/extract/json_drift.py)."""
+"""The warning naming a field whose values change kind (etl/formats/json/drift.py)."""

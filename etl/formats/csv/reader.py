@@ -1,9 +1,17 @@
 """CSV into Arrow with every column typed from the whole file, never from its first block.
 
-Pass 1 (etl/extract/csv_infer.py) streams the file with every column as text and keeps, per
-column, the types every non-null value converts to. Pass 2 streams it again with those types
-fixed. `file_format_options.column_types` overrides the inference per column. When Arrow's
-reader fails, etl/extract/csv_diagnose.py re-reads the file to name the line and column.
+One pass (etl/formats/csv/infer.py `Typing`) streams the file with every column as text (Arrow's
+multithreaded reader), keeps per column the types every non-null value converts to, and spools
+each block converted to the narrowest type still standing (Arrow IPC in a temporary file,
+etl/formats/spool.py). When no later block narrowed a column further, those conversions are
+the final ones and the spool is the typed file: it is read back instead of parsing the file a
+second time. Otherwise (a column typed from its first blocks that a later block turns into
+text, say) the file is read again with the final types fixed, as before.
+
+`file_format_options.column_types` and `on_bad_rows: quarantine` read the file twice (pass 1:
+text, pass 2: typed), so that a value not of its given type, or a bad row, is located and
+reported as Arrow's typed reader finds it. When Arrow's reader fails,
+etl/formats/csv/diagnose.py re-reads the file to name the line and column.
 
 Quoted fields may hold line breaks (`allow_quoted_newlines`, on by default): a file where one
 does is read once more by Python's csv module to check that every quote closes, because Arrow's
@@ -21,22 +29,32 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
-from etl.extract.base import Rejects
-from etl.extract.csv_diagnose import (
+from etl.formats.base import (
+    BLOCK_SIZE,
+    NO_COLUMNS,
+    Opener,
+    arrow_encoding,
+    empty_batch,
+    unique_names,
+)
+from etl.formats.csv.diagnose import (
     check_quotes_close,
     header_name,
     locate_csv_error,
     locate_encoding_error,
-    locate_rejects,
 )
-from etl.extract.csv_infer import FALSE_VALUES, TRUE_VALUES, infer, line_breaks, single_lines
-from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, arrow_encoding, unique_names
-from etl.file_types import named_type
+from etl.formats.csv.infer import FALSE_VALUES, TRUE_VALUES, Typing, line_breaks, single_lines
+from etl.formats.csv.quarantine import quarantined
+from etl.formats.native import NativeScan
+from etl.formats.parquet import parquet_scan
+from etl.formats.rejects import Rejects
+from etl.formats.spool import Spool
+from etl.formats.throttle import Throttled
+from etl.formats.types import named_type
 
 
 def read_csv_file(
@@ -45,16 +63,18 @@ def read_csv_file(
     options: FileFormatOptions,
     rejects: Rejects | None = None,
     warnings: list[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+    native: bool = False,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the typed batches of one CSV file; Arrow's errors become `BadInputError`s naming
-    the file, line and column (found by a diagnostic re-read).
+    the file, line and column (found by a diagnostic re-read). With `native` (the destination
+    reads Parquet itself), the typed rows may come as one `NativeScan` of the spool instead.
 
     Raises:
         BadInputError: malformed CSV, text not in `options.encoding`, a value that does not
             convert to its `column_types` type, unknown `column_types` names.
     """
     try:
-        for batch in read_csv(opener, key, options, rejects):
+        for batch in read_csv(opener, key, options, rejects, native):
             binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
             if binary:  # Arrow reads text that is not valid UTF-8 as binary
                 raise locate_encoding_error(opener, key, options, binary[0])
@@ -76,8 +96,12 @@ def read_csv_file(
 
 
 def read_csv(
-    opener: Opener, key: str, options: FileFormatOptions, rejects: Rejects | None = None
-) -> Iterator[pa.RecordBatch]:
+    opener: Opener,
+    key: str,
+    options: FileFormatOptions,
+    rejects: Rejects | None = None,
+    native: bool = False,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the typed batches of one CSV file (see the module docstring).
 
     With `rejects` (`on_bad_rows: quarantine`), rows with the wrong number of fields and rows
@@ -100,20 +124,17 @@ def read_csv(
         parse_options.invalid_row_handler = lambda row: "skip"
     overrides = {name: named_type(kind) for name, kind in options.column_types.items()}
     reading = _Reading(opener, options, parse_options)
+    if not overrides and rejects is None:
+        yield from _one_pass(reading, key, native)
+        return
     while True:
         try:
             names = _column_names(reading)
             if names is None:
                 yield NO_COLUMNS
                 return
-            unknown = sorted(set(overrides) - set(names))
-            if unknown:
-                raise BadInputError(
-                    f"file_format_options.column_types names {unknown}, not columns of the "
-                    f"file (columns: {', '.join(names)})",
-                    file=key,
-                )
-            types = _infer(reading, key, names, overrides)
+            _check_overrides(key, names, overrides)
+            types = _infer(reading, key, names, overrides, None).types()
             break
         except pa.ArrowInvalid as exc:
             if "straddling object" not in str(exc):
@@ -129,46 +150,49 @@ def read_csv(
         return "skip"
 
     parse_options.invalid_row_handler = skip
-    bad_values: list[tuple[int, str, str]] = []  # (good-row index, column, reason)
-    text_types = {name: pa.string() if name in overrides else kind for name, kind in types.items()}
-    first = 0
-    read = _read(reading, names, text_types)
-    for batch in _with_schema(read, names, {**text_types, **overrides}):
-        keep = None
-        for name, target in overrides.items():
-            column = batch.column(name)
+    text = {name: pa.string() if name in overrides else kind for name, kind in types.items()}
+    batches = _with_schema(_read(reading, names, text), names, {**text, **overrides})
+    yield from quarantined(batches, skipped, opener, key, options, types, overrides, rejects)
+
+
+def _one_pass(reading: _Reading, key: str, native: bool) -> Iterator[pa.RecordBatch | NativeScan]:
+    """Type and spool the file in one read; yield the spooled batches when they hold the final
+    types (with `native`, the spool as one Parquet file the destination reads itself, when it
+    qualifies: `parquet_scan`), else read the file again with them (see the module docstring)."""
+    with Spool(parquet=native) as spool:
+        while True:
             try:
-                pc.cast(column, target, safe=True)
-                continue
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
-            for index, value in enumerate(column.to_pylist()):
-                if value is None or (keep is not None and not keep[index]):
-                    continue
-                try:
-                    pa.array([value]).cast(target, safe=True)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    keep = keep or [True] * batch.num_rows
-                    keep[index] = False
-                    bad_values.append(
-                        (
-                            first + index,
-                            name,
-                            f"value {value!r} is not a valid {options.column_types[name]}",
-                        )
-                    )
-        first += batch.num_rows
-        if keep is not None:
-            batch = batch.filter(pa.array(keep))
-        yield pa.RecordBatch.from_arrays(
-            [
-                col.cast(types[name]) if name in overrides else col
-                for name, col in zip(batch.schema.names, batch.columns, strict=True)
-            ],
-            names=batch.schema.names,
+                names = _column_names(reading)
+                if names is None:
+                    yield NO_COLUMNS
+                    return
+                typing = _infer(reading, key, names, {}, spool)
+                break
+            except pa.ArrowInvalid as exc:
+                if "straddling object" not in str(exc):
+                    raise
+                spool.clear()
+                reading.grow(key)
+        types = typing.types()
+        if typing.kept_conversions():
+            segments = spool.segments
+            scan = parquet_scan(segments[0], key) if native and len(segments) == 1 else None
+            if scan is not None and scan.num_rows == spool.rows:
+                yield scan
+                return
+            yield from _with_schema(spool.replay(types), names, types)
+            return
+    yield from _with_schema(_read(reading, names, types), names, types)
+
+
+def _check_overrides(key: str, names: list[str], overrides: dict[str, pa.DataType]) -> None:
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise BadInputError(
+            f"file_format_options.column_types names {unknown}, not columns of the "
+            f"file (columns: {', '.join(names)})",
+            file=key,
         )
-    if skipped or bad_values:
-        locate_rejects(opener, key, options, len(names), bad_values, rejects)
 
 
 MAX_BLOCK_SIZE = 1 << 30
@@ -249,33 +273,45 @@ def _convert_options(
 
 
 def _infer(
-    reading: _Reading, key: str, names: list[str], overrides: dict[str, pa.DataType]
-) -> dict[str, pa.DataType]:
-    """Type every column from the whole file; with quoted line breaks allowed, a file holding
-    one is checked once more for a quote that is never closed (Arrow's reader takes everything
-    after such a quote, to the end of the file, as one value)."""
+    reading: _Reading,
+    key: str,
+    names: list[str],
+    overrides: dict[str, pa.DataType],
+    spool: Spool | None,
+) -> Typing:
+    """Type every column from the whole file, writing each block as `Typing.add` converts it
+    to `spool` (when given); with quoted line breaks allowed, a file holding one is checked once more for a
+    quote that is never closed (Arrow's reader takes everything after such a quote, to the end
+    of the file, as one value)."""
     spanning: list[str] = []
     text = {name: pa.string() for name in names}
     batches = line_breaks(_read(reading, names, text), names, spanning)
     if not reading.options.allow_quoted_newlines:
         batches = single_lines(batches, spanning)
-    types = infer(batches, names, overrides, reading.options.decimal_point)
+    typing = Typing(names, overrides, reading.options.decimal_point)
+    for batch in batches:
+        converted = typing.add(batch)
+        if spool is not None:
+            spool.write(converted)
     if spanning:
         check_quotes_close(reading.opener, key, reading.options)
-    return types
+    return typing
 
 
 def _read(
     reading: _Reading, names: list[str], types: dict[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
     with reading.opener() as handle:
+        throttled = Throttled(handle)
         reader = pa_csv.open_csv(
-            handle,
+            throttled,
             read_options=reading.read_options(names),
             parse_options=reading.parse_options,
             convert_options=_convert_options(reading.options, types),
         )
-        yield from reader
+        for batch in reader:
+            throttled.consumed()
+            yield batch
 
 
 def _with_schema(
@@ -289,4 +325,4 @@ def _with_schema(
         yield batch
     if empty:
         schema = pa.schema([(name, types[name]) for name in names])
-        yield pa.RecordBatch.from_pylist([], schema=schema)
+        yield empty_batch(schema)

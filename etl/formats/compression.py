@@ -27,7 +27,7 @@ from typing import IO, Any, cast
 import pyarrow as pa
 
 from etl.exceptions import BadInputError
-from etl.extract.text import Opener
+from etl.formats.base import Opener
 
 SUFFIXES = {
     ".gz": "gzip",

@@ -1,8 +1,8 @@
 """Streaming readers for CSV, Parquet, JSON and JSONL into `pyarrow.RecordBatch`es.
 
 `read_batches` takes an opener of one file and yields batches of at most `chunk_size` rows with
-unique, non-empty column names. CSV: etl/extract/csv_reader.py; JSON and JSONL:
-etl/extract/jsonl_reader.py; Parquet: here. Bad input raises `BadInputError` naming the file,
+unique, non-empty column names. CSV: etl/formats/csv/reader.py; JSON and JSONL:
+etl/formats/json/; Parquet: etl/formats/parquet.py. Bad input raises `BadInputError` naming the file,
 line and column, found by a second, diagnostic read of the file only when the fast reader fails.
 """
 
@@ -10,24 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import IO
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from etl.config import FileFormatOptions
-from etl.exceptions import BadInputError
-from etl.extract.base import Rejects
-from etl.extract.csv_reader import read_csv_file
-from etl.extract.json_file import read_json_file
-from etl.extract.text import BLOCK_SIZE, NO_COLUMNS, Opener, unique_names
+from etl.formats.base import BLOCK_SIZE, Opener, unique_names
+from etl.formats.csv.reader import read_csv_file
+from etl.formats.json.reader import read_json_file
+from etl.formats.native import NativeScan
+from etl.formats.parquet import PARQUET_BATCH_ROWS, read_parquet
+from etl.formats.rejects import Rejects
 
 __all__ = ["BLOCK_SIZE", "PARQUET_BATCH_ROWS", "read_batches", "unique_names"]
-
-PARQUET_BATCH_ROWS = 16_384
-"""Rows per batch read from a Parquet file. Peak RSS follows the batch size downstream (DuckDB
-converts and buffers a batch at a time): TPC-H lineitem SF 0.25 -> DuckDB peaked at ~520 MB
-with 65,536-row batches."""
 
 
 def read_batches(
@@ -38,7 +32,8 @@ def read_batches(
     chunk_size: int,
     rejects: Rejects | None = None,
     warnings: list[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+    native: bool = False,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the rows of one file.
 
     Args:
@@ -52,15 +47,17 @@ def read_batches(
             still fail: they have no row to set aside).
         warnings: the run's warnings, added to when a value or a type is adjusted (a JSON
             field whose values change kind).
+        native: the destination reads Parquet itself: a CSV file's typed rows may come as one
+            `NativeScan` of the reader's Parquet spool (etl/formats/csv/reader.py).
 
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
     """
     if fmt == "parquet":
-        batches = _parquet(opener, key, options)
+        batches = read_parquet(opener, key)
     else:
-        readers: dict[str, Callable[..., Iterator[pa.RecordBatch]]] = {
-            "csv": read_csv_file,
+        readers: dict[str, Callable[..., Iterator[pa.RecordBatch | NativeScan]]] = {
+            "csv": partial(read_csv_file, native=native),
             "jsonl": read_json_file,
             "json": partial(read_json_file, array=True),
         }
@@ -68,6 +65,10 @@ def read_batches(
     empty: pa.RecordBatch | None = None
     yielded = False
     for batch in batches:
+        if isinstance(batch, NativeScan):  # whole, with unique names (the CSV header's)
+            yield batch
+            yielded = True
+            continue
         batch = _unique_names(batch)
         if batch.num_rows == 0:
             empty = batch if empty is None else empty
@@ -84,25 +85,3 @@ def read_batches(
 def _unique_names(batch: pa.RecordBatch) -> pa.RecordBatch:
     names = unique_names(batch.schema.names)
     return batch if names == batch.schema.names else batch.rename_columns(names)
-
-
-def _is_empty(handle: IO[bytes]) -> bool:
-    if hasattr(handle, "peek"):
-        return not handle.peek(1)
-    position = handle.tell()
-    empty = not handle.read(1)
-    handle.seek(position)
-    return empty
-
-
-def _parquet(opener: Opener, key: str, options: FileFormatOptions) -> Iterator[pa.RecordBatch]:
-    with opener() as handle:
-        if _is_empty(handle):
-            yield NO_COLUMNS
-            return
-        try:
-            parquet = pq.ParquetFile(handle, coerce_int96_timestamp_unit="us")
-            yield pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
-            yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise BadInputError(f"not a readable Parquet file ({exc})", file=key) from exc

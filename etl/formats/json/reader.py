@@ -1,5 +1,5 @@
 """JSON and JSONL files as the extractor opens them: text in any encoding recoded to UTF-8 for
-the reader (etl/extract/jsonl_reader.py), and ISO 8601 text ending in `Z` typed as UTC."""
+the reader (etl/formats/json/lines.py), and ISO 8601 text ending in `Z` typed as UTC."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pyarrow as pa
 
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
-from etl.extract.base import Rejects
-from etl.extract.jsonl_reader import read_json_array, read_jsonl
-from etl.extract.text import BLOCK_SIZE, Opener, Recoder, is_utf8
+from etl.formats.base import BLOCK_SIZE, Opener, Recoder, is_utf8
+from etl.formats.json.lines import read_json_array, read_jsonl
+from etl.formats.rejects import Rejects
 
 
 def read_json_file(

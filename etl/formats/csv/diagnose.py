@@ -11,8 +11,8 @@ from typing import IO, Any
 
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
-from etl.extract.base import Rejects
-from etl.extract.text import Opener
+from etl.formats.base import Opener
+from etl.formats.rejects import Rejects
 
 # Python's csv module refuses fields over 128 KiB by default; the Arrow reader this re-reads for
 # has no such limit (its own is MAX_BLOCK_SIZE), so neither has the diagnosis

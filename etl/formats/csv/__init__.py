@@ -1,0 +1,1 @@
+"""CSV: typing from the whole file (`infer`), the typed read (`reader`), error location (`diagnose`)."""
