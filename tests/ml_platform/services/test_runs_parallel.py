@@ -6,6 +6,7 @@ the runner chunk API's claims and attempts, a lost coordinator, Cloud Run's task
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -103,7 +104,7 @@ def test_coordinator_started_again_fails_the_run(events_source: DataSource) -> N
 
 
 def test_reader_slots_bound_holders_and_expire_when_a_holder_dies(
-    pg_connection: Connection, settings: Any
+    pg_connection: Connection, tmp_path: Path
 ) -> None:
     """max_readers=1: a second holder gets no slot while the first holds it; a repeated try by
     the holder gets its own slot back; a released slot is free; a slot whose lease expired (its
@@ -122,7 +123,8 @@ def test_reader_slots_bound_holders_and_expire_when_a_holder_dies(
     third = reader_slot_try(connection=pg_connection, holder="chunk:2/1#1")
     assert third is not None and third.slot == 0
     assert not second.renew()  # the dead holder's lease is gone
-    local = connection_create(name="files", type="local", base_path=str(settings.ETL_DATA_DIR))
+    # a folder of data files (ETL_DATA_DIR also holds the test database: refused since fixcp)
+    local = connection_create(name="files", type="local", base_path=str(tmp_path))
     assert reader_slot_try(connection=local, holder="x").slot is None  # files: not limited
 
 
