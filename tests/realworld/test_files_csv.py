@@ -170,3 +170,23 @@ def test_integers_past_two_to_the_53_never_become_doubles_across_blocks(tmp_path
         ("0.5", 0.5),
     ]
     assert loaded.rows("count(DISTINCT big), sum(small)") == [(200_001, 19_999_900_000.5)]
+
+
+def test_value_too_precise_for_its_decimal_type_names_line_and_column(tmp_path: Path) -> None:
+    """A value with more decimals than its `column_types` decimal(5,2) failed with Arrow's
+    "In CSV column #1: Rescaling Decimal value would cause data loss": no line, no column name,
+    a 0-based index. The run fails naming the file, line 4 (a quoted line break above it) and
+    column `amount`, with the value; nothing is written.
+    Report (the bare message users got): https://github.com/boringdata/boring-semantic-layer/issues/150"""
+    content = b'id,amount,note\n1,1.25,"two\nlines"\n2,1.234,x\n3,2.5,y\n'
+
+    with pytest.raises(BadInputError) as raised:
+        load_file(
+            tmp_path, "scale.csv", content, "csv",
+            file_format_options={"column_types": {"amount": "decimal(5,2)"}},
+        )  # fmt: skip
+
+    error = raised.value
+    assert (error.file, error.line, error.column) == ("scale.csv", 4, "amount")
+    assert "value '1.234' is not a valid decimal(5,2) (Rescaling Decimal value" in str(error)
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
