@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from etl import BadInputError
+from etl import BadInputError, SchemaChangeError
 from tests.etl.support import bigquery_destination, bq_rows, duck_table_exists
 from tests.realworld.conftest import load_file
 
@@ -190,3 +190,43 @@ def test_value_too_precise_for_its_decimal_type_names_line_and_column(tmp_path: 
     assert (error.file, error.line, error.column) == ("scale.csv", 4, "amount")
     assert "value '1.234' is not a valid decimal(5,2) (Rescaling Decimal value" in str(error)
     assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+
+def test_a_later_file_changing_a_column_type_is_named(tmp_path: Path) -> None:
+    """Files of one run are typed one by one; when `b.csv` holds `abc` in the column `a.csv`
+    made BIGINT, the run fails naming the column, both types and the file (the message named
+    no file before), with the options that resolve it; nothing is written.
+    Reports: https://github.com/duckdb/duckdb/issues/17452 (DuckDB names the file, with the
+    fix to try), https://github.com/calpaterson/csvbase/issues/10"""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(b"id,val\n1,10\n2,20\n")
+
+    with pytest.raises(SchemaChangeError) as raised:
+        load_file(tmp_path, "b.csv", b"id,val\n3,abc\n", "csv", file_pattern="*.csv")
+
+    assert raised.value.file == "b.csv"
+    assert str(raised.value).startswith(
+        "Column `val` of t is BIGINT in the destination but VARCHAR in the source file b.csv;"
+    )
+    assert "allow_widen_to_string" in str(raised.value)
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+
+def test_a_later_file_with_an_empty_column_loads_nulls_into_the_typed_column(
+    tmp_path: Path,
+) -> None:
+    """`b.csv` whose `bar` holds only empty values (typed text, as nothing says otherwise) after
+    `a.csv` made `bar` a DATE: its rows load with `bar` NULL into the DATE column, with no
+    schema change; DuckDB's glob failed on this shape with "Column with name: bar is expected
+    to have type: DATE But has type: VARCHAR".
+    Report: https://github.com/duckdb/duckdb/issues/17452"""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(b"foo,bar,baz\nfoo,2025-05-12,baz\n")
+
+    loaded = load_file(tmp_path, "b.csv", b"foo,bar,baz\nfoo2,,baz2\n", "csv", file_pattern="*.csv")
+
+    assert loaded.types() == {"foo": "VARCHAR", "bar": "DATE", "baz": "VARCHAR"}
+    assert loaded.rows("foo, bar::VARCHAR, baz") == [
+        ("foo", "2025-05-12", "baz"),
+        ("foo2", None, "baz2"),
+    ]
