@@ -185,11 +185,21 @@ class InfiniteCursorError(TerminalError):
 class SchemaChangeError(TerminalError):
     """An incoming column narrows or changes the type of an existing destination column."""
 
-    def __init__(self, table: str, column: str, existing: str, incoming: str) -> None:
+    def __init__(
+        self, table: str, column: str, existing: str, incoming: str, file: str | None = None
+    ) -> None:
         self.table, self.column, self.existing, self.incoming = table, column, existing, incoming
+        self.file = file
+        where = f"source file {file}" if file else "source"
         super().__init__(
             f"Column `{column}` of {table} is {existing} in the destination but {incoming} in the "
-            "source; this change is not a safe widening. Nothing was loaded."
+            f"{where}; this change is not a safe widening. Nothing was loaded."
+            + (
+                " Fix the file, set `allow_widen_to_string: true`, or give the column its type "
+                "in file_format_options.column_types."
+                if file
+                else ""
+            )
         )
 
 

@@ -58,3 +58,12 @@ def decimal_from_scaled(scaled: pa.Array, target: pa.Decimal128Type) -> pa.Array
 def is_json(field: pa.Field) -> bool:
     """Return True for a string field marked as JSON text."""
     return bool(field.metadata) and field.metadata.get(b"etl.logical_type") == b"json"
+
+
+def first_source_file(batch: pa.RecordBatch) -> str | None:
+    """Return the source file of `batch`'s first row (its SOURCE_FILE_COLUMN), or None for a
+    batch without one (table sources): where a type a loader refuses came from."""
+    if SOURCE_FILE_COLUMN not in batch.schema.names or not batch.num_rows:
+        return None
+    value = batch.column(SOURCE_FILE_COLUMN)[0]
+    return value.as_py() if value.is_valid else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from etl import BadInputError
+from etl import BadInputError, SchemaChangeError
 from tests.etl.support import bigquery_destination, bq_rows, duck_table_exists
 from tests.realworld.conftest import load_file
 
@@ -170,3 +170,63 @@ def test_integers_past_two_to_the_53_never_become_doubles_across_blocks(tmp_path
         ("0.5", 0.5),
     ]
     assert loaded.rows("count(DISTINCT big), sum(small)") == [(200_001, 19_999_900_000.5)]
+
+
+def test_value_too_precise_for_its_decimal_type_names_line_and_column(tmp_path: Path) -> None:
+    """A value with more decimals than its `column_types` decimal(5,2) failed with Arrow's
+    "In CSV column #1: Rescaling Decimal value would cause data loss": no line, no column name,
+    a 0-based index. The run fails naming the file, line 4 (a quoted line break above it) and
+    column `amount`, with the value; nothing is written.
+    Report (the bare message users got): https://github.com/boringdata/boring-semantic-layer/issues/150"""
+    content = b'id,amount,note\n1,1.25,"two\nlines"\n2,1.234,x\n3,2.5,y\n'
+
+    with pytest.raises(BadInputError) as raised:
+        load_file(
+            tmp_path, "scale.csv", content, "csv",
+            file_format_options={"column_types": {"amount": "decimal(5,2)"}},
+        )  # fmt: skip
+
+    error = raised.value
+    assert (error.file, error.line, error.column) == ("scale.csv", 4, "amount")
+    assert "value '1.234' is not a valid decimal(5,2) (Rescaling Decimal value" in str(error)
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+
+def test_a_later_file_changing_a_column_type_is_named(tmp_path: Path) -> None:
+    """Files of one run are typed one by one; when `b.csv` holds `abc` in the column `a.csv`
+    made BIGINT, the run fails naming the column, both types and the file (the message named
+    no file before), with the options that resolve it; nothing is written.
+    Reports: https://github.com/duckdb/duckdb/issues/17452 (DuckDB names the file, with the
+    fix to try), https://github.com/calpaterson/csvbase/issues/10"""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(b"id,val\n1,10\n2,20\n")
+
+    with pytest.raises(SchemaChangeError) as raised:
+        load_file(tmp_path, "b.csv", b"id,val\n3,abc\n", "csv", file_pattern="*.csv")
+
+    assert raised.value.file == "b.csv"
+    assert str(raised.value).startswith(
+        "Column `val` of t is BIGINT in the destination but VARCHAR in the source file b.csv;"
+    )
+    assert "allow_widen_to_string" in str(raised.value)
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+
+def test_a_later_file_with_an_empty_column_loads_nulls_into_the_typed_column(
+    tmp_path: Path,
+) -> None:
+    """`b.csv` whose `bar` holds only empty values (typed text, as nothing says otherwise) after
+    `a.csv` made `bar` a DATE: its rows load with `bar` NULL into the DATE column, with no
+    schema change; DuckDB's glob failed on this shape with "Column with name: bar is expected
+    to have type: DATE But has type: VARCHAR".
+    Report: https://github.com/duckdb/duckdb/issues/17452"""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(b"foo,bar,baz\nfoo,2025-05-12,baz\n")
+
+    loaded = load_file(tmp_path, "b.csv", b"foo,bar,baz\nfoo2,,baz2\n", "csv", file_pattern="*.csv")
+
+    assert loaded.types() == {"foo": "VARCHAR", "bar": "DATE", "baz": "VARCHAR"}
+    assert loaded.rows("foo, bar::VARCHAR, baz") == [
+        ("foo", "2025-05-12", "baz"),
+        ("foo2", None, "baz2"),
+    ]

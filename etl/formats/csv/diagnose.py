@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterator
 from typing import IO, Any
+
+import pyarrow as pa
 
 from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.formats.base import Opener
 from etl.formats.rejects import Rejects
+from etl.formats.types import named_type
 
 # Python's csv module refuses fields over 128 KiB by default; the Arrow reader this re-reads for
 # has no such limit (its own is MAX_BLOCK_SIZE), so neither has the diagnosis
@@ -65,6 +69,52 @@ _DECIMAL_CONVERSION = re.compile(
     r"In CSV column #(\d+): The string '(.*)' is not a valid (\S+) number"
 )
 _PARSE = re.compile(r"Expected (\d+) columns, got (\d+)")
+_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (.*)")
+_CHECK_ROWS = 4096
+"""Values of a column cast at once while looking for the one that fails (then one by one)."""
+
+
+def _first_unconverted(
+    opener: Opener, options: FileFormatOptions, index: int, reason: str
+) -> tuple[str, int, str] | None:
+    """Return (message, line, column) of the first value of column `index` that does not
+    convert to its `column_types` type, or None when the column has no such type or every
+    value converts."""
+    name = header_name(opener, options, index)
+    if name not in options.column_types:
+        return None
+    type_name = options.column_types[name]
+    target = named_type(type_name)
+    nulls = set(options.null_values)
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")
+        rows = csv_rows(text, options)
+        if options.has_header:
+            next(rows, None)
+        group: list[tuple[int, str]] = []
+        for line, row in itertools.chain(rows, [(0, None)]):
+            if isinstance(row, list) and index < len(row) and row[index] not in nulls:
+                group.append((line, row[index]))
+            if group and (row is None or len(group) >= _CHECK_ROWS):
+                for number, value in _unconverted(group, target):
+                    message = f"value {value!r} is not a valid {type_name} ({reason})"
+                    return message, number, name
+                group = []
+    return None
+
+
+def _unconverted(group: list[tuple[int, str]], target: pa.DataType) -> Iterator[tuple[int, str]]:
+    """Yield the (line, value) pairs of `group` whose value does not convert to `target`."""
+    try:
+        pa.array([value for _, value in group], pa.string()).cast(target, safe=True)
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    for line, value in group:
+        try:
+            pa.array([value], pa.string()).cast(target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            yield line, value
 
 
 QUOTED_NEWLINE_HINT = (
@@ -81,6 +131,12 @@ def locate_csv_error(
         conversion = (int(match.group(1)), match.group(2), match.group(3))
     elif match := _DECIMAL_CONVERSION.search(message):
         conversion = (int(match.group(1)), match.group(3), match.group(2))
+    elif match := _COLUMN_ERROR.search(message):
+        # a message without the value ("Rescaling Decimal value would cause data loss"):
+        # find the first value of that column its `column_types` type does not hold
+        found = _first_unconverted(opener, options, int(match.group(1)), match.group(2))
+        if found is not None:
+            return BadInputError(found[0], file=key, line=found[1], column=found[2])
     hint = "" if options.allow_quoted_newlines else QUOTED_NEWLINE_HINT
     with opener() as raw:
         text = io.TextIOWrapper(raw, encoding=options.encoding, errors="replace", newline="")

@@ -21,6 +21,7 @@ from etl.load.base import (
 from etl.load.bigquery import tables
 from etl.load.bigquery.sql import ddl_type, laid_out
 from etl.load.bigquery.types import bigquery_widened, normalized
+from etl.schema import first_source_file
 
 STAGING_EXPIRATION = dt.timedelta(days=1)
 
@@ -67,7 +68,10 @@ class TablesMixin:
             old = columns.get(field.name)
             if old is not None and (old.field_type, old.mode) != (field.field_type, field.mode):
                 if batch.column(field.name).null_count != batch.num_rows:
-                    raise SchemaChangeError(table, field.name, old.field_type, field.field_type)
+                    raise SchemaChangeError(
+                        table, field.name, old.field_type, field.field_type,
+                        first_source_file(batch),
+                    )  # fmt: skip
                 batch = batch.drop_columns([field.name])  # all NULL: the aligned part fills it
         if new:
             parts.flush()

@@ -58,6 +58,7 @@ from etl.load.duckdb.types import (
     widened,
 )
 from etl.registry import register_loader
+from etl.schema import first_source_file
 from etl.state import SyncState
 
 
@@ -181,7 +182,7 @@ class DuckDbLoader(Loader):
                 if native:
                     for scan in itertools.chain([first], group):  # noqa: B031
                         columns, cast_to = self._prepare(
-                            connection, write_to, columns, scan.columns, params, request
+                            connection, write_to, columns, scan.columns, params, request, scan
                         )
                         insert_native(connection, write_to, scan, cast_to, params)
                         stream.rows += scan.num_rows
@@ -276,7 +277,7 @@ class DuckDbLoader(Loader):
             connection.close()
         return LoadResult(rows_loaded=rows, schema=schema)
 
-    def _prepare(self, connection, write_to, columns, probe, params, request):
+    def _prepare(self, connection, write_to, columns, probe, params, request, scan=None):
         """Create `write_to` from `probe`'s columns (a batch, or a scan's columns) when it has
         none yet, else evolve it for them; return its columns and the casts of `probe`'s
         columns into them."""
@@ -299,6 +300,7 @@ class DuckDbLoader(Loader):
                 params,
                 request.table,
                 request.allow_widen_to_string,
+                scan,
             )
             return columns, cast_to
         finally:
@@ -387,7 +389,7 @@ class DuckDbLoader(Loader):
         ).fetchall()
         return dict(rows)
 
-    def _evolve(self, connection, write_to, columns, batch, params, table, to_string):
+    def _evolve(self, connection, write_to, columns, batch, params, table, to_string, scan=None):
         """Add new columns and widen existing ones for `batch`'s schema (`widened`); return
         the columns to CAST to their destination type (narrower values into a wider column,
         text columns that are NULL in the first batch)."""
@@ -406,15 +408,30 @@ class DuckDbLoader(Loader):
             existing = columns[name]
             if existing == data_type:
                 continue
-            if batch.column(name).null_count == batch.num_rows and data_type == "VARCHAR":
+            if data_type == "VARCHAR" and _only_nulls(connection, batch, name, scan):
                 cast_to[name] = existing  # an empty text column; a value that does not
                 continue  # convert fails the INSERT, so nothing is changed silently
             wider = widened(existing, data_type, to_string=to_string)
             if wider is None:
-                raise SchemaChangeError(table, name, existing, data_type)
+                file = scan.key if scan is not None else first_source_file(batch)
+                raise SchemaChangeError(table, name, existing, data_type, file)
             if wider != existing:
                 connection.execute(f"ALTER TABLE {write_to} ALTER {quote(name)} TYPE {wider}")
                 columns[name] = wider
             if wider != data_type:
                 cast_to[name] = wider  # e.g. INTEGER values into a DECIMAL or VARCHAR column
         return cast_to
+
+
+def _only_nulls(connection, batch, name, scan) -> bool:
+    """Return True when column `name` holds no value: in `batch`, or, for a native `scan`
+    (whose `batch` is its columns without rows), in the file DuckDB reads."""
+    if scan is None:
+        return batch.column(name).null_count == batch.num_rows
+    source = scan.sources.get(name)
+    if source is None:
+        return False  # a constant of every row
+    rows = connection.execute(
+        f"SELECT count({quote(source)}) FROM read_parquet(?)", [scan.path]
+    ).fetchall()  # fetchone would leave the result open on the connection
+    return bool(rows[0][0] == 0)

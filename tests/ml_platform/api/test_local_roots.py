@@ -32,9 +32,10 @@ def _roots() -> str:
 def test_base_path_outside_the_roots_is_refused_naming_the_field_and_roots(
     staff_client: APIClient,
 ) -> None:
-    """/etc (where /etc/shadow lives) and the checkout (its var/ SQLite database) are refused
-    with a JSON 400 on `base_path`; no connection is stored."""
-    for path in ["/etc", str(settings.BASE_DIR), "/tmp/../etc"]:
+    """/etc (where /etc/shadow lives), /usr/share and `/tmp/../etc` are refused with a JSON 400
+    on `base_path`; no connection is stored. (The checkout may itself lie under a root, e.g. a
+    clone in /tmp: its var/ database is refused by the next test's rule.)"""
+    for path in ["/etc", "/usr/share", "/tmp/../etc"]:
         response = staff_client.post(
             "/api/etl/connections/",
             {"name": "x", "type": "local", "base_path": path},
