@@ -993,7 +993,8 @@ def main() -> int:
                         "within one run)")
     parser.add_argument("--routes", default="pg,my,csv,parquet,jsonl,incremental",
                         help="comma-separated: pg, my, csv, parquet, jsonl, incremental, bqsrc "
-                        "(BigQuery emulator source, bench/bqsrc.py)")
+                        "(BigQuery emulator source, bench/bqsrc.py); parallel alone: "
+                        "etl run --parallel 1, 2, 4 (bench/parallel.py, bench/RESULTS-parallel.md)")
     parser.add_argument("--slice-rows", type=int, default=30_000,
                         help="rows for dlt's default (SQLAlchemy) backend (capped at 10%% of rows)")
     parser.add_argument("--no-dlt-default", action="store_true")
@@ -1008,6 +1009,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
     args = parser.parse_args()
     args.routes = set(args.routes.split(","))
+    if "parallel" in args.routes:  # issue 14: `etl run --parallel 1, 2, 4` (bench/parallel.py)
+        import parallel
+
+        return parallel.run(argparse.Namespace(
+            processes="1,2,4", routes="pg,my", repeat=args.repeat,
+            out=BENCH / "RESULTS-parallel.md", etl_rev=args.etl_rev))
     if args.repeat < 1:
         parser.error("--repeat must be at least 1 (3 for a median; 1 on a shared machine)")
     sys.argv_for_report = ["bench/.venv/bin/python", "bench/run.py", *sys.argv[1:]]

@@ -28,12 +28,23 @@ from etl.exceptions import (
     PreviewSchemasDifferError,
     PrimaryKeyError,
     SchemaChangeError,
+    SnapshotExpiredError,
     SupersededError,
     TableOwnedError,
     TerminalError,
     TransientError,
 )
 from etl.extract.listing import ListingBudget
+from etl.parallel import (
+    ChunkCoordinator,
+    ChunkPlan,
+    ChunkPlanError,
+    ChunkReport,
+    chunk_commit,
+    chunk_extract,
+    chunk_plan,
+    run_parallel,
+)
 from etl.pipeline import ProgressCallback, fault_hook_from_spec, run
 from etl.preview import (
     Preview,
@@ -70,6 +81,10 @@ __all__ = [
     "TABLE_SOURCES",
     "BadInputError",
     "BoundarySpec",
+    "ChunkCoordinator",
+    "ChunkPlan",
+    "ChunkPlanError",
+    "ChunkReport",
     "ConfigError",
     "DestinationConfig",
     "EtlError",
@@ -86,6 +101,7 @@ __all__ = [
     "ProgressDisplay",
     "RunResult",
     "SchemaChangeError",
+    "SnapshotExpiredError",
     "SupersededError",
     "SyncState",
     "TableOwnedError",
@@ -94,6 +110,9 @@ __all__ = [
     "Watermark",
     "bigquery_cluster_types",
     "check_bigquery_columns",
+    "chunk_commit",
+    "chunk_extract",
+    "chunk_plan",
     "destination_types",
     "fault_hook_from_spec",
     "list_files",
@@ -102,4 +121,5 @@ __all__ = [
     "preview",
     "progress_display",
     "run",
+    "run_parallel",
 ]

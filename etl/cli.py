@@ -8,11 +8,17 @@ Commands:
   then one human summary line is printed on stdout. `--json` prints the whole RunResult as JSON
   instead (`status`, `rows_extracted`, `rows_loaded`, `state`, ...), for scripts; a failure is
   `{"status": "failed", "error_class", "error", "transient"}`.
+- `etl run --config job.json --parallel N`: split a PostgreSQL/MySQL table into N key ranges
+  read by N local processes and committed once (etl/parallel/, docs/parallel.md); default: the
+  job's `parallelism`. With `ETL_FAULT_INJECT=chunk<i>.batch` (test-only) chunk i's first
+  attempt SIGKILLs itself after its first staged batch; it is retried alone.
 - `etl run --data-source-id N [--run-id R] [--api-url URL]`: Cloud Run Job mode. Gets the job and
   state from the control plane at `--api-url` (default: env `ETL_API_URL`) with the runner
   credential in env `ETL_RUNNER_TOKEN`, runs it, reports the RunResult (or the failure) back and
   prints it as JSON (always: this mode's stdout is read by machines). The run is named after env
-  `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_INDEX` when set.
+  `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_INDEX` when set. With `CLOUD_RUN_TASK_COUNT` > 1 the
+  task extracts the chunk of its `CLOUD_RUN_TASK_INDEX` of a parallel run, task 0 coordinating
+  and committing (etl/runner_parallel.py).
 - `etl validate --config job.json`: check a job config against the contract; prints `valid`
   (with the job's `description`) or the error naming the field.
 - `etl state show --state state.json`: print a state file (watermark, files in the ledger).
@@ -75,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the RunResult as JSON instead of a summary"
     )
     run_parser.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="split the table into N key ranges read by N local processes, committed once "
+        "(default: the job's `parallelism`; docs/parallel.md)",
+    )
+    run_parser.add_argument(
         "--full-refresh",
         action="store_true",
         help="ignore the state, read everything and replace the table with it atomically",
@@ -127,16 +140,33 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         job = JobConfig.parse(json.loads(args.config.read_text()))
         state = _read_state(args.state)
+        parallel = args.parallel if args.parallel is not None else job.parallelism
+        if parallel < 1 or parallel > 64:
+            parser.error("--parallel must be between 1 and 64")
         with progress_display(job.dest_table_name, enabled=interactive) as display:
-            result = run(
-                job,
-                state,
-                run_id=args.run_id,
-                progress=display.update if display else None,
-                on_estimate=display.set_total if display else None,
-                fault_hook=_fault_hook(os.environ),
-                full_refresh=args.full_refresh,
-            )
+            if parallel > 1:
+                from etl.parallel import run_parallel
+
+                result = run_parallel(
+                    job.model_copy(update={"parallelism": parallel}),
+                    state,
+                    processes=parallel,
+                    run_id=args.run_id,
+                    progress=display.update if display else None,
+                    fault_hook=_fault_hook(os.environ),
+                    chunk_fault_spec=os.environ.get(FAULT_INJECT_ENV, ""),
+                    full_refresh=args.full_refresh,
+                )
+            else:
+                result = run(
+                    job,
+                    state,
+                    run_id=args.run_id,
+                    progress=display.update if display else None,
+                    on_estimate=display.set_total if display else None,
+                    fault_hook=_fault_hook(os.environ),
+                    full_refresh=args.full_refresh,
+                )
     except (EtlError, OSError, json.JSONDecodeError) as exc:
         _print_failure(exc, as_json=args.json)
         return 1
@@ -241,13 +271,28 @@ def _run_from_api(parser: argparse.ArgumentParser, args: argparse.Namespace, run
         if execution
         else f"{socket.gethostname()}:{os.getpid()}"
     )
-    document, succeeded = run_from_api(
-        RunnerClient(args.api_url, token),
-        data_source_id=args.data_source_id,
-        run_id=args.run_id,
-        worker=worker,
-        run=functools.partial(run, fault_hook=_fault_hook(os.environ)),
-    )
+    task_count = int(os.environ.get("CLOUD_RUN_TASK_COUNT") or 1)
+    if task_count > 1:  # a parallel run: this task extracts the chunk of its index
+        from etl.runner_parallel import run_task_from_api
+
+        document, succeeded = run_task_from_api(
+            RunnerClient(args.api_url, token),
+            data_source_id=args.data_source_id,
+            run_id=args.run_id,
+            worker=worker,
+            task_index=int(os.environ.get("CLOUD_RUN_TASK_INDEX") or 0),
+            task_count=task_count,
+            run=functools.partial(run, fault_hook=_fault_hook(os.environ)),
+            fault_hook=_fault_hook(os.environ),
+        )
+    else:
+        document, succeeded = run_from_api(
+            RunnerClient(args.api_url, token),
+            data_source_id=args.data_source_id,
+            run_id=args.run_id,
+            worker=worker,
+            run=functools.partial(run, fault_hook=_fault_hook(os.environ)),
+        )
     print(json.dumps(document, indent=2))
     if succeeded:
         return 0

@@ -252,6 +252,21 @@ class PrimaryKeyError(TerminalError):
         )
 
 
+class SnapshotExpiredError(TransientError):
+    """A parallel run's PostgreSQL chunk could not import the plan's exported snapshot: the
+    coordinator's transaction has ended (it exited, or its connection broke), so no chunk of
+    this plan can be read any more. Transient for the run (start it again: a new plan), final
+    for the plan."""
+
+    def __init__(self, run_id: str, snapshot: str) -> None:
+        self.run_id, self.snapshot = run_id, snapshot
+        super().__init__(
+            f"Run {run_id}: the source snapshot {snapshot} is no longer exported (the "
+            "coordinator's transaction ended before every chunk was read). Nothing was "
+            "committed; start the run again."
+        )
+
+
 class PreviewSchemasDifferError(TerminalError):
     """The files a preview read hold incompatible types for one column (`etl.preview`), so they
     cannot be shown, nor loaded, as one table."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -68,6 +69,10 @@ class RunnerJob:
     """Seconds between heartbeats; 0 sends none."""
     full_refresh: bool = False
     """The source was reset: run with `full_refresh=True` (reload, replace the table)."""
+    parallel: bool = False
+    """The run splits into chunks, one per Cloud Run task (`etl.runner_parallel`)."""
+    staging: str = ""
+    """Where a parallel run's chunks stage their Parquet parts (a folder or an fsspec URL)."""
 
 
 class RunnerClient:
@@ -113,12 +118,60 @@ class RunnerClient:
         """
         body = {"worker": worker, "run_id": str(uuid.UUID(run_id)) if run_id else None}
         data = self._request("POST", f"/api/etl/sources/{int(data_source_id)}/config/", body)
-        return RunnerJob(
-            run_id=data["run_id"],
-            job=JobConfig.parse(data["job"]),
-            state=SyncState.model_validate(data["state"]),
-            heartbeat_interval_s=float(data.get("heartbeat_interval_s") or 0),
-            full_refresh=bool(data.get("full_refresh")),
+        return _runner_job(data)
+
+    def read_job(self, *, data_source_id: int, run_id: str) -> RunnerJob:
+        """Read the job of run `run_id` without starting anything: `GET
+        /api/etl/sources/<id>/config/?run_id=` (the tasks of a parallel run but the first).
+
+        Raises:
+            RunnerApiError / RunnerApiUnavailableError / ConfigError: as `fetch_job`.
+        """
+        data = self._request(
+            "GET", f"/api/etl/sources/{int(data_source_id)}/config/?run_id={uuid.UUID(run_id)}"
+        )
+        return _runner_job(data)
+
+    def reader_claim(self, *, run_id: str) -> dict[str, Any]:
+        """`POST /api/etl/runs/<run_id>/reader/`: `{"state": "claimed"}` or `{"state":
+        "waiting", "retry_after_s"}` (the connection's `max_readers` are all busy)."""
+        return self._request("POST", f"/api/etl/runs/{uuid.UUID(run_id)}/reader/", {})
+
+    def chunks_create(self, *, run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/etl/runs/<run_id>/chunks/` with the coordinator's ChunkPlan JSON."""
+        return self._request("POST", f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/", {"plan": plan})
+
+    def chunks_get(self, *, run_id: str) -> dict[str, Any]:
+        """`GET /api/etl/runs/<run_id>/chunks/`: `{"run_status", "plan", "chunks": [...]}`."""
+        return self._request("GET", f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/")
+
+    def chunk_claim(
+        self, *, run_id: str, index: int, worker: str, attempt: int | None
+    ) -> dict[str, Any]:
+        """`POST .../chunks/<index>/claim/`: `{"state": "claimed"|"waiting"|"busy"|"done"|
+        "failed", "attempt", "retry_after_s"}`."""
+        return self._request(
+            "POST",
+            f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/{int(index)}/claim/",
+            {"worker": worker, "attempt": attempt},
+        )
+
+    def chunk_heartbeat(self, *, run_id: str, index: int, attempt: int) -> None:
+        """`POST .../chunks/<index>/heartbeat/` while attempt `attempt` extracts the chunk."""
+        self._request(
+            "POST",
+            f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/{int(index)}/heartbeat/",
+            {"attempt": attempt},
+        )
+
+    def chunk_report(
+        self, *, run_id: str, index: int, attempt: int, report: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`POST .../chunks/<index>/report/` with the ChunkReport JSON or a failure document."""
+        return self._request(
+            "POST",
+            f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/{int(index)}/report/",
+            {"attempt": attempt, "report": report},
         )
 
     def heartbeat(self, *, run_id: str, progress_rows: int, progress_bytes: int) -> None:
@@ -175,6 +228,18 @@ class RunnerClient:
         return json.loads(payload) if payload else None
 
 
+def _runner_job(data: dict[str, Any]) -> RunnerJob:
+    return RunnerJob(
+        run_id=data["run_id"],
+        job=JobConfig.parse(data["job"]),
+        state=SyncState.model_validate(data["state"]),
+        heartbeat_interval_s=float(data.get("heartbeat_interval_s") or 0),
+        full_refresh=bool(data.get("full_refresh")),
+        parallel=bool(data.get("parallel")),
+        staging=str(data.get("staging") or ""),
+    )
+
+
 def run_from_api(
     client: RunnerClient,
     *,
@@ -198,12 +263,20 @@ def run_from_api(
         runner_job = client.fetch_job(data_source_id=data_source_id, run_id=run_id, worker=worker)
     except EtlError as exc:
         return _failure(exc), False
+    return run_fetched(client, runner_job, data_source_id=data_source_id, run=run)
+
+
+def run_fetched(
+    client: RunnerClient, runner_job: RunnerJob, *, data_source_id: int, run: RunFunction
+) -> tuple[dict[str, Any], bool]:
+    """Run a fetched (started) job with `run` and report the outcome, as `run_from_api`."""
     log = logger.bind(run_id=runner_job.run_id, data_source_id=data_source_id)
     heartbeat = _Heartbeat(
         client, run_id=runner_job.run_id, interval_s=runner_job.heartbeat_interval_s
     )
     heartbeat.start()
     try:
+        _reader_wait(client, run_id=runner_job.run_id)
         result = run(
             runner_job.job,
             runner_job.state,
@@ -227,6 +300,20 @@ def run_from_api(
         return {**document, "status": "failed", "report_error": str(exc)}, False
     log.info("runner.reported", status=document["status"])
     return document, succeeded
+
+
+def _reader_wait(client: RunnerClient, *, run_id: str) -> None:
+    """Wait until the control plane gives this run a reader slot of its connection
+    (`Connection.max_readers`); the heartbeat thread keeps the run alive meanwhile."""
+    logged = False
+    while True:
+        answer = client.reader_claim(run_id=run_id)
+        if answer.get("state") != "waiting":
+            return
+        if not logged:
+            logger.info("reader_slot.waiting", run_id=run_id)
+            logged = True
+        time.sleep(float(answer.get("retry_after_s") or 1.0))
 
 
 def _failure(exc: BaseException, message: str | None = None) -> dict[str, Any]:

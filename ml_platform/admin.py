@@ -16,7 +16,14 @@ from django.http import HttpRequest
 import etl
 from ml_platform import services
 from ml_platform.contract import CONNECTION_TYPES
-from ml_platform.models import Connection, DataSource, DataSourceState, EtlRun, ProcessedFile
+from ml_platform.models import (
+    Connection,
+    DataSource,
+    DataSourceState,
+    EtlRun,
+    EtlRunChunk,
+    ProcessedFile,
+)
 
 SECRET_HELP = "Write-only: the stored value is never shown. Leave blank to keep it."
 PASSWORD_NOT_TAKEN = (
@@ -169,6 +176,7 @@ class ConnectionAdmin(_ServiceModelAdmin):
         "bucket",
         "container",
         "base_path",
+        "max_readers",
         "has_credentials",
         "updated_at",
     ]
@@ -226,6 +234,7 @@ class DataSourceAdmin(_ServiceModelAdmin):
         "connection",
         "load_type",
         "dest_table_name",
+        "parallelism",
         "enabled",
         "schedule_cron",
         "updated_at",
@@ -282,6 +291,24 @@ class EtlRunAdmin(ReadOnlyAdmin):
     search_fields = ["data_source__name", "idempotency_key", "error_class"]
     list_select_related = ["data_source"]
     date_hierarchy = "queued_at"
+
+
+@admin.register(EtlRunChunk)
+class EtlRunChunkAdmin(ReadOnlyAdmin):
+    list_display = [
+        "run",
+        "index",
+        "status",
+        "attempt",
+        "worker",
+        "heartbeat_at",
+        "waited_s",
+        "rows",
+        "error_class",
+    ]
+    list_filter = ["status"]
+    search_fields = ["run__data_source__name", "worker", "error_class"]
+    list_select_related = ["run"]
 
 
 @admin.register(DataSourceState)

@@ -7,7 +7,8 @@ wizard's draft and `services.job_config` all take them from there. Adding a job 
 field on `etl.JobConfig`, the same-named field on `DataSource` (+ its migration), tests.
 
 A connection's fields per type are `CONNECTION_TYPES` below: which `Connection` model fields
-form the type's `connection_params`, which non-secret extras it takes, which credential keys
+form the type's `connection_params`, which non-secret extras it takes, which control-plane
+settings apply to it (`max_readers`: the reader slots of a database), which credential keys
 hold its secrets and which one the admin's single "secret" box fills. The list of types is the
 engine's one list (`etl.SOURCE_TYPES`, which its registry of extractors follows), the keys
 each type requires are the engine's (`etl.REQUIRED_CONNECTION_KEYS`); `connection_types_check`
@@ -17,7 +18,10 @@ fails fast when they drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Model
 
 import etl
@@ -36,6 +40,9 @@ class ConnectionType:
             secret key" box, the wizard's password field); None: the type's secret is a JSON
             object (`credentials`: a service-account key) or has no single form.
         default_port: the port stored when none is given.
+        settings: `Connection` model fields of the control plane alone (not passed to the
+            engine) that apply to the type: `max_readers`, the reader slots of a source
+            database (`services.reader_slots`).
     """
 
     label: str
@@ -44,6 +51,7 @@ class ConnectionType:
     secrets: tuple[str, ...] = ()
     secret: str | None = None
     default_port: int | None = None
+    settings: tuple[str, ...] = ()
 
 
 _DATABASE = ("host", "port", "database", "user")
@@ -52,10 +60,20 @@ _AZURE_SECRETS = ("connection_string", "account_key", "sas_token")
 
 CONNECTION_TYPES: dict[str, ConnectionType] = {
     "postgresql": ConnectionType(
-        "PostgreSQL", _DATABASE, secrets=("password",), secret="password", default_port=5432
+        "PostgreSQL",
+        _DATABASE,
+        secrets=("password",),
+        secret="password",
+        default_port=5432,
+        settings=("max_readers",),
     ),
     "mysql": ConnectionType(
-        "MySQL / MariaDB", _DATABASE, secrets=("password",), secret="password", default_port=3306
+        "MySQL / MariaDB",
+        _DATABASE,
+        secrets=("password",),
+        secret="password",
+        default_port=3306,
+        settings=("max_readers",),
     ),
     "bigquery": ConnectionType("BigQuery", ("project", "endpoint_url"), secrets=_GOOGLE_SECRETS),
     "local": ConnectionType("Local files", ("base_path",)),
@@ -150,6 +168,21 @@ def label(model: type[Model], name: str) -> str:
     that cannot be the model's own form field (e.g. choices known only at run time)."""
     text = str(model._meta.get_field(name).verbose_name)
     return text[:1].upper() + text[1:]
+
+
+def form_field(model: type[Model], name: str, **kwargs: Any) -> forms.Field:
+    """The form field of `model`'s field `name` (type, label, help text, choices, length,
+    default, and the bounds of its Min/MaxValueValidators as `min_value` / `max_value`: the
+    model's own form field leaves those to model validation, which a plain form does not run);
+    `kwargs` adapt it to the form."""
+    for validator in model._meta.get_field(name).validators:
+        if isinstance(validator, MinValueValidator):
+            kwargs.setdefault("min_value", validator.limit_value)
+        elif isinstance(validator, MaxValueValidator):
+            kwargs.setdefault("max_value", validator.limit_value)
+    field = model._meta.get_field(name).formfield(**kwargs)
+    assert field is not None, name
+    return field
 
 
 def help_text(model: type[Model], name: str) -> str:

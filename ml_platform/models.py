@@ -53,6 +53,17 @@ class Connection(BaseModel):
     )
     extra_params = models.JSONField(default=dict, blank=True, help_text="more non-secret params")
     credentials = SecretTextField(null=True, blank=True, editable=False)
+    max_readers = models.PositiveSmallIntegerField(
+        "max readers",
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(256)],
+        help_text=(
+            "most sessions reading rows from this database (PostgreSQL, MySQL) at once, over "
+            "every data source, run and parallel chunk using this connection; more wait for a "
+            "free slot (they never fail for it). Keeps ten big sources on one database from "
+            "opening forty connections"
+        ),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -168,6 +179,19 @@ class DataSource(BaseModel):
         validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
         help_text="rows per Arrow batch at most",
     )
+    parallelism = models.PositiveSmallIntegerField(
+        "parallel readers",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text=(
+            "split each run's read of this table (PostgreSQL, MySQL) into this many key ranges, "
+            "read at the same time by separate Celery workers (or Cloud Run tasks) and committed "
+            "together in one step. It helps a large table (millions of rows) whose run is bound "
+            "by one reader, when there are idle workers and the source database has spare CPU "
+            "and I/O; it does not help a small table or a busy source. Readers of one connection "
+            "never exceed its max readers. 1: one reader"
+        ),
+    )
     destination = models.JSONField(
         default=dict,
         blank=True,
@@ -262,6 +286,12 @@ class EtlRun(BaseModel):
         help_text='the run\'s own log: [{"ts", "level", "event", "fields"}]',
     )
     reconciled_run_id = models.CharField(max_length=64, blank=True)
+    chunk_plan = models.JSONField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="a parallel run's chunk plan (etl.ChunkPlan JSON); null for a one-reader run",
+    )
     error_class = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
 
@@ -305,6 +335,62 @@ class EtlRun(BaseModel):
     def status_class(self) -> str:
         """CSS class of the status: `warning` (amber) for a succeeded run with warnings."""
         return "warning" if self.has_warnings else self.status
+
+
+class EtlRunChunk(BaseModel):
+    """One key range of a parallel run (`DataSource.parallelism` > 1): who extracts it, its
+    attempt and heartbeat, and the engine's `ChunkReport` once its Parquet parts are staged."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        WAITING = "waiting", "Waiting for a reader slot"
+        RUNNING = "running", "Extracting"
+        DONE = "done", "Staged"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(EtlRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="claims so far (1 = first)")
+    worker = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    waited_s = models.FloatField(default=0, help_text="seconds spent waiting for a reader slot")
+    rows = models.BigIntegerField(default=0)
+    report = models.JSONField(null=True, blank=True, default=None, help_text="etl.ChunkReport")
+    error_class = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="etl_run_chunk_unique_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of run {self.run_id} ({self.status})"
+
+
+class ReaderSlot(BaseModel):
+    """One of a connection's `max_readers` reader slots (numbered 0..max_readers-1): free when
+    `holder` is empty or `expires_at` has passed (its holder died without releasing it)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="slots")
+    slot = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=255, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["connection", "slot"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "slot"], name="reader_slot_unique_per_connection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"slot {self.slot} of {self.connection_id}: {self.holder or 'free'}"
 
 
 class DataSourceState(BaseModel):

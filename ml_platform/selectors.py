@@ -83,7 +83,11 @@ def etl_run_list(
 ) -> QuerySet[EtlRun]:
     """Return runs, newest first, optionally of one data source, status and trigger, queued in
     `[queued_after, queued_before)`."""
-    runs = EtlRun.objects.select_related("data_source").order_by("-queued_at", "-id")
+    runs = (
+        EtlRun.objects.select_related("data_source")
+        .prefetch_related("chunks")
+        .order_by("-queued_at", "-id")
+    )
     if data_source is not None:
         runs = runs.filter(data_source=data_source)
     if data_source_id is not None:

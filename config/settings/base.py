@@ -163,6 +163,21 @@ ETL_RUN_HEARTBEAT_INTERVAL_S = env.float("ETL_RUN_HEARTBEAT_INTERVAL_S", default
 ETL_RUN_STALE_AFTER_S = env.float("ETL_RUN_STALE_AFTER_S", default=300.0)
 """A running run without a heartbeat for this many seconds has lost its worker: the reaper
 (`manage.py etl_reap_stale_runs`, beat task `ml_platform.etl_run_reap_stale`) fails it."""
+ETL_CHUNK_STALE_AFTER_S = env.float("ETL_CHUNK_STALE_AFTER_S", default=120.0)
+"""A chunk of a parallel run whose worker sent no heartbeat for this many seconds is lost (killed,
+out of memory): the run's coordinator hands that chunk alone to another worker (a new attempt)."""
+ETL_CHUNK_MAX_ATTEMPTS = env.int("ETL_CHUNK_MAX_ATTEMPTS", default=3)
+"""Attempts of one chunk (lost workers and transient errors) before its run fails."""
+ETL_CHUNK_POLL_INTERVAL_S = env.float("ETL_CHUNK_POLL_INTERVAL_S", default=1.0)
+"""Seconds between two looks of a parallel run's coordinator at its chunks' table."""
+ETL_STAGING_DIR = env.str("ETL_STAGING_DIR", default=str(VAR_DIR / "staging"))
+"""Where parallel runs into DuckDB stage their chunks' Parquet parts (one folder per run); with
+workers on several machines, a folder every worker and the coordinator share (NFS, GCS fuse)."""
+ETL_READER_LEASE_S = env.float("ETL_READER_LEASE_S", default=120.0)
+"""A reader slot (`Connection.max_readers`) is leased for this many seconds and renewed by its
+holder's heartbeat; a slot of a killed worker is free again once its lease expired."""
+ETL_READER_WAIT_POLL_S = env.float("ETL_READER_WAIT_POLL_S", default=1.0)
+"""Seconds between two tries of a run or chunk waiting for a free reader slot."""
 ETL_RUN_QUEUED_STALE_AFTER_S = env.float("ETL_RUN_QUEUED_STALE_AFTER_S", default=300.0)
 """A run queued this many seconds whose task message is neither waiting in the broker nor held
 by a worker (lost in a broker restart) is failed by the reaper, freeing its source."""

@@ -7,3 +7,6 @@ from config.settings.test import *  # noqa: F403
 
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+"""The queue this worker consumes and publishes to; a test gives each of its workers' groups a
+queue of its own on the shared Redis, so concurrent test sessions never take each other's tasks."""

@@ -110,6 +110,10 @@ class JobConfig(ConfigModel):
     file_format_options: FileFormatOptions = Field(default_factory=FileFormatOptions)
     chunk_size: int = Field(default=100_000, ge=1, le=10_000_000)
     """Maximum rows per `pyarrow.RecordBatch`."""
+    parallelism: int = Field(default=1, ge=1, le=64)
+    """Key ranges ("chunks") a PostgreSQL/MySQL table is split into and read by that many
+    processes or workers at once (`etl run --parallel N`, Celery chunk tasks; etl/parallel/);
+    1 reads it in one process. Other sources always read as one chunk (docs/parallel.md)."""
     destination: DestinationConfig = Field(default_factory=DestinationConfig)
     pipeline_id: str | None = Field(default=None, min_length=1, max_length=512)
     """Identity of the data source that owns the destination table (recorded with every load in

@@ -104,7 +104,7 @@ class PostgresExtractor(SqlExtractor):
             {
                 "sslmode": p.get("sslmode", "prefer"),
                 "connect_timeout": int(p.get("connect_timeout", 10)),
-                "application_name": "etl-runner",
+                "application_name": str(p.get("application_name") or "etl-runner")[:63],
             }
         )
         uri = (
@@ -116,6 +116,8 @@ class PostgresExtractor(SqlExtractor):
     def begin_snapshot(self, connection: Any) -> None:
         connection.connection.set_autocommit(False)  # ADBC sends BEGIN
         connection.execute_update("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if self.snapshot_id is not None:  # a parallel run's chunk: the coordinator's instant
+            connection.execute_update(f"SET TRANSACTION SNAPSHOT {_literal(self.snapshot_id)}")
         connection.execute_update("SET TIME ZONE 'UTC'")
 
     def probe_inflight(self, connection: Any) -> InflightCap:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -24,10 +25,40 @@ from etl.extract.window_plan import WindowPlan, plan_window, refuse_null_cursor
 from etl.state import SyncState
 
 
+@dataclass(frozen=True)
+class WindowBounds:
+    """The window a transactional/merge run reads, fixed once in the run's snapshot."""
+
+    upper: Any
+    """Largest cursor value to read (inclusive; Python value), below the in-flight cap; None
+    when the source holds no row with a cursor value."""
+    null_count: int = 0
+    """Rows whose cursor is NULL (read under `null_cursor: include`)."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings of the plan (in-flight cap), reported with the run's."""
+
+
+@dataclass(frozen=True)
+class ChunkRead:
+    """One chunk of a parallel run (etl/parallel/): the window the coordinator fixed, the
+    chunk's key range and the snapshot to read in."""
+
+    window: WindowBounds | None
+    """The run's window as the coordinator read it; None for a catalog (snapshot) read."""
+    where: str | None = None
+    """A predicate in the source's SQL dialect (bounds inlined as literals) ANDed to the read:
+    the chunk's key range; None reads the whole window."""
+    snapshot: str | None = None
+    """PostgreSQL: the id `pg_export_snapshot()` returned in the coordinator's transaction,
+    imported with `SET TRANSACTION SNAPSHOT`; None elsewhere (MySQL has no shareable snapshot)."""
+
+
 class SqlExtractor(Extractor):
     """Base of the SQL extractors; subclasses supply the driver, dialect and type mapping."""
 
     quote_char = '"'
+    snapshot_id: str | None = None
+    """Exported snapshot `begin_snapshot` imports (PostgreSQL), set from `ChunkRead.snapshot`."""
 
     @abstractmethod
     def connect(self) -> Any:
@@ -97,11 +128,15 @@ class SqlExtractor(Extractor):
     def column_list(self) -> str:
         return ", ".join(self.quote(name) for name in self.job.source_columns) or "*"
 
-    def extract(self, state: SyncState) -> Extraction:
+    def extract(self, state: SyncState, *, chunk: ChunkRead | None = None) -> Extraction:
         """Plan the run: a transactional run reads the window `lower <= cursor <= upper` where
         `upper` is the largest cursor value of the snapshot below the in-flight cap
         (etl/extract/inflight.py: rows a transaction still open may yet precede wait for the
         next run) and `lower` comes from `state` (etl/extract/incremental.py).
+
+        With `chunk` (a parallel run's chunk, etl/parallel/), no probe is made and no bound is
+        read: the window is the coordinator's, the read is narrowed by `chunk.where` and runs
+        in `chunk.snapshot` when given.
 
         Raises:
             SourceUnavailableError: the source cannot be reached (transient).
@@ -116,9 +151,13 @@ class SqlExtractor(Extractor):
             raise (self.translate_error(exc) or exc) from exc
         try:
             cap = None
-            if self.job.load_type != "catalog":  # transactional and merge read a window
+            if chunk is not None:
+                self.snapshot_id = chunk.snapshot
+            elif self.job.load_type != "catalog":  # transactional and merge read a window
                 cap = self.probe_inflight(connection)
             self.begin_snapshot(connection)
+            if chunk is not None:
+                return self._plan(connection, state, None, chunk)
             return self._plan(connection, state, cap)
         except Exception as exc:
             _close(connection)
@@ -127,16 +166,15 @@ class SqlExtractor(Extractor):
                 raise
             raise translated from exc
 
-    def _plan(self, connection: Any, state: SyncState, cap: InflightCap | None) -> Extraction:
+    def window_bounds(self, connection: Any, cap: InflightCap) -> WindowBounds:
+        """Read, in the run's snapshot, the largest cursor value below the in-flight `cap` and
+        the rows with a NULL cursor (a transactional or merge run's window).
+
+        Raises:
+            NullCursorError: NULL cursor values under `null_cursor: fail`.
+        """
         job = self.job
-        select = f"SELECT {self.column_list()} FROM {self.relation()}"
-        if job.load_type == "catalog":
-            estimate = self.estimate_rows(connection)  # before the stream holds the connection
-            schema, batches = self.stream(connection, select, [])
-            extraction = SqlExtraction(self, connection, schema, batches, window=None)
-            extraction.estimated_rows = estimate
-            return extraction
-        assert job.timestamp_column is not None and cap is not None
+        assert job.timestamp_column is not None
         cursor_sql = self.quote(job.timestamp_column)
         upper, null_count = self.fetch_one(connection, self._bounds_sql(cursor_sql))
         refuse_null_cursor(job, null_count)
@@ -154,6 +192,33 @@ class SqlExtractor(Extractor):
             held = cap.held_back(job.timestamp_column, bound)
             if held:
                 notes.append(held)
+        return WindowBounds(upper=upper, null_count=int(null_count or 0), notes=notes)
+
+    def _plan(
+        self,
+        connection: Any,
+        state: SyncState,
+        cap: InflightCap | None,
+        chunk: ChunkRead | None = None,
+    ) -> Extraction:
+        job = self.job
+        select = f"SELECT {self.column_list()} FROM {self.relation()}"
+        narrow = f" WHERE {chunk.where}" if chunk is not None and chunk.where else ""
+        if job.load_type == "catalog":
+            # before the stream holds the connection
+            estimate = self.estimate_rows(connection) if chunk is None else None
+            schema, batches = self.stream(connection, select + narrow, [])
+            extraction = SqlExtraction(self, connection, schema, batches, window=None)
+            extraction.estimated_rows = estimate
+            return extraction
+        assert job.timestamp_column is not None
+        cursor_sql = self.quote(job.timestamp_column)
+        if chunk is not None and chunk.window is not None:
+            bounds = chunk.window
+        else:
+            assert cap is not None
+            bounds = self.window_bounds(connection, cap)
+        upper, null_count, notes = bounds.upper, bounds.null_count, list(bounds.notes)
         plan = plan_window(job, state, upper=upper, null_count=null_count)
         params: list[Any] = []
 
@@ -162,11 +227,13 @@ class SqlExtractor(Extractor):
             return self.placeholder(len(params), value)
 
         where = plan.where(cursor_sql, render, "1 = 0")
+        if chunk is not None and chunk.where:
+            where = f"({where}) AND ({chunk.where})"
         extras = self._key_columns_to_add(connection, plan)
         if extras:
             columns = ", ".join(self.quote(name) for name in [*job.source_columns, *extras])
             select = f"SELECT {columns} FROM {self.relation()}"
-        first_read = state.watermark is None and job.initial_value is None
+        first_read = state.watermark is None and job.initial_value is None and chunk is None
         estimate = self.estimate_rows(connection) if first_read else None
         schema, batches = self.stream(connection, f"{select} WHERE {where}", params)
         output = plan.bind(schema, extras)

@@ -13,6 +13,23 @@ from ml_platform.api.common import ListFilterSerializer, paginated_response, pag
 from ml_platform.models import EtlRun
 
 
+class EtlRunChunkOutputSerializer(serializers.Serializer):
+    """One key range of a parallel run."""
+
+    index = serializers.IntegerField()
+    status = serializers.CharField(help_text="pending, waiting (for a reader slot), running, done")
+    attempt = serializers.IntegerField(help_text="1 = first; more when its worker was lost")
+    worker = serializers.CharField()
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    waited_s = serializers.FloatField(help_text="seconds waited for a reader slot")
+    rows = serializers.IntegerField()
+    error_class = serializers.CharField()
+    error_message = serializers.CharField()
+
+    class Meta:
+        ref_name = "EtlRunChunk"
+
+
 class EtlRunOutputSerializer(serializers.Serializer):
     """One run: status transitions (queued/started/finished/heartbeat times, UTC), counts
     (rows, bytes, files; rejected rows), warnings, watermark before and after, duration in
@@ -51,6 +68,11 @@ class EtlRunOutputSerializer(serializers.Serializer):
     reconciled_run_id = serializers.CharField()
     error_class = serializers.CharField()
     error_message = serializers.CharField()
+    chunks = EtlRunChunkOutputSerializer(
+        many=True,
+        source="chunks.all",
+        help_text="a parallel run's key ranges (DataSource.parallelism > 1); [] otherwise",
+    )
 
     class Meta:
         ref_name = "EtlRun"

@@ -41,6 +41,23 @@ run_patterns = [
     path("<int:run_id>/", runs.EtlRunDetailApi.as_view(), name="detail"),
     path("<uuid:run_uid>/result/", runner.EtlRunResultApi.as_view(), name="result"),
     path("<uuid:run_uid>/heartbeat/", runner.EtlRunHeartbeatApi.as_view(), name="heartbeat"),
+    path("<uuid:run_uid>/reader/", runner.EtlRunReaderClaimApi.as_view(), name="reader"),
+    path("<uuid:run_uid>/chunks/", runner.EtlRunChunksApi.as_view(), name="chunks"),
+    path(
+        "<uuid:run_uid>/chunks/<int:index>/claim/",
+        runner.EtlRunChunkClaimApi.as_view(),
+        name="chunk-claim",
+    ),
+    path(
+        "<uuid:run_uid>/chunks/<int:index>/heartbeat/",
+        runner.EtlRunChunkHeartbeatApi.as_view(),
+        name="chunk-heartbeat",
+    ),
+    path(
+        "<uuid:run_uid>/chunks/<int:index>/report/",
+        runner.EtlRunChunkReportApi.as_view(),
+        name="chunk-report",
+    ),
 ]
 
 urlpatterns = [

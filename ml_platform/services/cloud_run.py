@@ -1,7 +1,9 @@
 """Start runs as Cloud Run Job executions (`settings.ETL_EXECUTOR = "cloud_run"`).
 
 Each run is one execution of the job `settings.ETL_CLOUD_RUN_JOB` whose container args are
-overridden with `-m etl run --data-source-id N --run-id R`; the container's image, entrypoint
+overridden with `-m etl run --data-source-id N --run-id R` (and its task count with the source's
+`parallelism` for a parallel run: task `CLOUD_RUN_TASK_INDEX` i extracts chunk i, task 0
+coordinates, see `services.runner_chunks`); the container's image, entrypoint
 (`python`), `ETL_API_URL` and `ETL_RUNNER_TOKEN` come from the job's own definition.
 """
 
@@ -77,10 +79,15 @@ def etl_run_cloud_run_start(*, run: EtlRun) -> EtlRun:
     if not job:
         log.error("etl_run.cloud_run_not_configured")
         return etl_run_fail(run=run, exc=CloudRunNotConfiguredError(CLOUD_RUN_NOT_CONFIGURED))
+    from ml_platform.services.runs_parallel import run_is_parallel
+
+    # a parallel run is one execution of N tasks: task i extracts chunk i, task 0 coordinates
+    task_count = run.data_source.parallelism if run_is_parallel(data_source=run.data_source) else 1
     overrides = run_v2.RunJobRequest.Overrides(
         container_overrides=[
             run_v2.RunJobRequest.Overrides.ContainerOverride(args=runner_args(run=run))
-        ]
+        ],
+        task_count=task_count,
     )
     try:
         with cloud_run_jobs_client() as client:
@@ -96,5 +103,5 @@ def etl_run_cloud_run_start(*, run: EtlRun) -> EtlRun:
             exc=exc,
             error_message=CLOUD_RUN_START_FAILED.format(job=job, run_id=run.uid, error=exc),
         )
-    log.info("etl_run.cloud_run_started", operation=operation_name)
+    log.info("etl_run.cloud_run_started", operation=operation_name, task_count=task_count)
     return run

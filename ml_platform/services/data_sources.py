@@ -43,6 +43,8 @@ def data_source_create(
     (service-account JSON object, or "anonymous") is encrypted at rest.
 
     With `schedule_cron` set (and `enabled`), the schedule executor's task or job is created.
+    `parallelism` (1..64) splits a PostgreSQL/MySQL table read into that many key ranges read
+    at once (`services.runs_parallel`).
     `alert_emails` (comma-separated), `alert_webhook_url` and `alert_stale_after_s` (seconds)
     add to the global alert settings (`services.alerts`).
 

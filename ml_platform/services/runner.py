@@ -21,6 +21,7 @@ import etl
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services.job_config import job_config_build, job_config_data
+from ml_platform.services.reader_slots import reader_slot_release_holder, reader_slot_renew_holder
 from ml_platform.services.runs import etl_run_create
 from ml_platform.services.runs_execute import etl_run_start
 from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
@@ -63,6 +64,10 @@ class RunnerAssignment:
     state: etl.SyncState
     full_refresh: bool = False
     """The source was reset (`sync_state_reset`): the runner reloads and replaces the table."""
+    parallel: bool = False
+    """The run splits into chunks (`runs_parallel.run_is_parallel`): one Cloud Run task each."""
+    staging: str = ""
+    """Where a parallel run's chunks stage their Parquet parts (`runs_parallel.chunk_staging`)."""
 
 
 def etl_run_runner_start(
@@ -100,6 +105,11 @@ def etl_run_runner_start(
                     run_id=run.uid, other_id=run.data_source_id, source_id=data_source.id
                 )
             )
+    if run.status in EtlRun.ACTIVE_STATUSES and run.chunks.exists():
+        # a parallel run's coordinator task started again: the chunks' snapshot is gone
+        from ml_platform.services.runs_parallel import CoordinatorLostError
+
+        run = etl_run_fail(run=run, exc=CoordinatorLostError(run.uid))
     run, started = etl_run_start(run=run, worker=worker)
     if not started:
         raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
@@ -122,6 +132,7 @@ def etl_run_runner_start(
         job=job,
         state=state,
         full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+        **_parallel_fields(run),
     )
 
 
@@ -150,7 +161,16 @@ def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) ->
         job=job,
         state=sync_state_get_engine(data_source=data_source),
         full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+        **(_parallel_fields(run) if run is not None else {}),
     )
+
+
+def _parallel_fields(run: EtlRun) -> dict[str, Any]:
+    from ml_platform.services.runs_parallel import chunk_staging, run_is_parallel
+
+    if not run_is_parallel(data_source=run.data_source):
+        return {}
+    return {"parallel": True, "staging": chunk_staging(run=run)}
 
 
 def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes: int) -> EtlRun:
@@ -166,6 +186,7 @@ def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes:
     run = EtlRun.objects.get(uid=run_uid)
     if not updated:
         raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
+    reader_slot_renew_holder(holder=f"run:{run.pk}#{run.attempts}")  # while the runner reads
     return run
 
 
@@ -224,6 +245,7 @@ def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRu
             else:
                 run = etl_run_fail(run=run, error_class=error_class, error_message=error_message)
             logger.info("etl_run.reported", **run.log_ids, status=run.status)
+            reader_slot_release_holder(holder=f"run:{run.pk}#{run.attempts}")
             return run, True
         if _same_outcome(run=run, result=result, error_class=error_class):
             logger.info("etl_run.report_repeated", **run.log_ids, status=run.status)

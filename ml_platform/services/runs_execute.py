@@ -17,6 +17,7 @@ from django.utils import timezone
 import etl
 from ml_platform.models import EtlRun
 from ml_platform.services.job_config import job_config_build
+from ml_platform.services.reader_slots import reader_slot
 from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
 from ml_platform.services.runs_lock import destination_writer_lock
 from ml_platform.services.runs_progress import RunHeartbeat, run_progress_recorder
@@ -62,6 +63,12 @@ def etl_run_execute(
     if not started:
         logger.info("etl_run.skipped", **run.log_ids, status=run.status)
         return run
+    from ml_platform.services.runs_parallel import etl_run_execute_parallel, run_is_parallel
+
+    if run_is_parallel(data_source=run.data_source):
+        return etl_run_execute_parallel(
+            run=run, worker=run.worker, requeue_on_transient=requeue_on_transient
+        )
     data_source = run.data_source
     log = logger.bind(**run.log_ids, data_source_id=data_source.id)
     heartbeat = RunHeartbeat(run_pk=run.pk, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
@@ -94,13 +101,21 @@ def _etl_run_engine(
     on_estimate: Callable[[int], None] | None,
 ) -> etl.RunResult:
     """Build the run's JobConfig and engine state and call `etl.run` holding the destination's
-    writer lock, entered on `lock` (one writer per DuckDB file: a run loading the same file
-    is waited for)."""
+    writer lock and a reader slot of the source's connection, both entered on `lock` (one
+    writer per DuckDB file: a run loading the same file is waited for; at most
+    `Connection.max_readers` readers of one source database: `services.reader_slots`)."""
     data_source = run.data_source
     job = job_config_build(data_source=data_source)
     state = sync_state_get_engine(data_source=data_source)
     log.info("etl_run.started", source_type=job.source_type, attempt=run.attempts)
     lock.enter_context(destination_writer_lock(job=job, run_pk=run.pk))
+    lock.enter_context(
+        reader_slot(
+            connection=data_source.connection,
+            holder=f"run:{run.pk}#{run.attempts}",
+            log_fields=run.log_ids,
+        )
+    )
     return etl.run(
         job,
         state,

@@ -103,15 +103,22 @@ def etl_run_fail(
     if run.started_at:
         run.duration_s = round((now - run.started_at).total_seconds(), 3)
     run.error_class = (error_class or type(exc).__name__)[:255]
-    run.error_message = redact(
-        error_message or str(exc) or repr(exc), _secrets_of(run.data_source)
-    )[:ERROR_MESSAGE_MAX_CHARS]
+    run.error_message = redact(error_message or str(exc) or repr(exc), secrets_of(run.data_source))[
+        :ERROR_MESSAGE_MAX_CHARS
+    ]
     run.full_clean(validate_constraints=False)
     run.save()
+    if not requeue:
+        # a parallel run's chunks not yet staged are abandoned (late reports are dropped)
+        from ml_platform.services.runs_parallel import etl_run_chunks_abandon
+
+        etl_run_chunks_abandon(run=run)
     return run
 
 
-def _secrets_of(data_source: DataSource) -> list[str]:
+def secrets_of(data_source: DataSource) -> list[str]:
+    """The secret strings of `data_source`'s connection and destination credentials (those
+    that can be read), to replace by `***` in a run's or a chunk's error message."""
     values: list[Any] = []
     try:
         values.append(credentials_read(connection=data_source.connection))

@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 import etl
-from ml_platform.contract import help_text, label
+from ml_platform.contract import form_field, help_text, label
 from ml_platform.models import DataSource
 from ml_platform.web.forms_connection import GOOGLE_AUTH, service_account_from
 from ml_platform.web.forms_table_options import TableOptionsFields
@@ -23,9 +23,7 @@ MAX_LOOK_BACK_S = 366 * 24 * 3600.0
 def model_field(name: str, **kwargs: Any) -> forms.Field:
     """The form field of `DataSource` field `name` (type, label, help text, choices, length,
     default from the model, the one definition); `kwargs` adapt it to the wizard's step."""
-    field = DataSource._meta.get_field(name).formfield(**kwargs)
-    assert field is not None, name
-    return field
+    return form_field(DataSource, name, **kwargs)
 
 
 class ConnectionChooseForm(forms.Form):
@@ -263,6 +261,7 @@ class StrategyForm(forms.Form):
     )
     initial_value = model_field("initial_value")
     on_bad_rows = model_field("on_bad_rows")
+    parallelism = model_field("parallelism", required=False)
     dest_table_name = model_field("dest_table_name")
 
     def __init__(
@@ -281,6 +280,9 @@ class StrategyForm(forms.Form):
         if "cursor_lag_seconds" in self.fields and data.get("cursor_lag_seconds") is None:
             if "cursor_lag_seconds" not in self.errors:
                 data["cursor_lag_seconds"] = 0.0
+        if "parallelism" in self.fields and data.get("parallelism") is None:
+            if "parallelism" not in self.errors:
+                data["parallelism"] = 1
         return data
 
 

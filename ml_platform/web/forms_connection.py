@@ -13,7 +13,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 import etl
-from ml_platform.contract import CONNECTION_TYPES
+from ml_platform.contract import CONNECTION_TYPES, connection_fields, form_field
 from ml_platform.models import Connection, SourceType
 
 S3_AUTH = [("keys", "Access key ID + secret"), ("role", "Instance role / default AWS chain")]
@@ -47,10 +47,10 @@ FORM_FIELDS_OF_KEY = {
 
 def _field_types() -> dict[str, str]:
     """Which connection types show each form field: `{field: "type type ..."}`, from each
-    type's params, extras and secrets in `contract.CONNECTION_TYPES`."""
+    type's params, settings, extras and secrets in `contract.CONNECTION_TYPES`."""
     shown: dict[str, list[str]] = {}
     for kind, spec in CONNECTION_TYPES.items():
-        for key in (*spec.params, *spec.extras, *spec.secrets):
+        for key in (*spec.params, *spec.settings, *spec.extras, *spec.secrets):
             for name in FORM_FIELDS_OF_KEY.get(key, (key,)):
                 shown.setdefault(name, []).append(kind)
     return {name: " ".join(kinds) for name, kinds in shown.items()}
@@ -132,6 +132,7 @@ class ConnectionForm(forms.Form):
     database = forms.CharField(required=False, max_length=255)
     user = forms.CharField(required=False, max_length=255)
     password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    max_readers = form_field(Connection, "max_readers", required=False)
     base_path = forms.CharField(required=False, max_length=1024, label="Base path (local files)")
     bucket = forms.CharField(required=False, max_length=255)
     container = forms.CharField(required=False, max_length=255, label="Container")
@@ -275,6 +276,9 @@ class ConnectionForm(forms.Form):
             values[name] = data.get(name) or ("" if name != "port" else None)
         if spec.default_port and not values.get("port"):
             values["port"] = spec.default_port
+        for name in spec.settings:  # blank: the model's default
+            if data.get(name) is not None:
+                values[name] = data[name]
         extra = {name: data[name] for name in spec.extras if data.get(name)}
         if kind == "azure_blob" and data.get("azure_auth") not in ("account_key", "sas"):
             extra.pop("account_name", None)  # a connection string names the account itself
@@ -287,20 +291,7 @@ def connection_initial(connection: Connection, stored: dict[str, Any]) -> dict[s
     """The form's initial values for `connection` (secrets left out)."""
     extra = connection.extra_params or {}
     initial: dict[str, Any] = {
-        name: getattr(connection, name)
-        for name in (
-            "name",
-            "type",
-            "host",
-            "port",
-            "database",
-            "user",
-            "base_path",
-            "bucket",
-            "container",
-            "project",
-            "endpoint_url",
-        )  # fmt: skip
+        name: getattr(connection, name) for name in connection_fields() if name != "extra_params"
     }
     initial["region"] = extra.get("region", "")
     initial["account_name"] = extra.get("account_name", "")

@@ -1,6 +1,7 @@
 """The run page: status (amber "Succeeded with warnings" when a run has warnings or rejected
 rows), trigger, times in a labelled zone, duration, counts, rows/s, watermark before -> after,
-the run id stamped in `_etl_run_id`, the warnings, the first rejected rows and the run's own
+the run id stamped in `_etl_run_id`, a parallel run's chunks (status, attempt, worker, seconds
+waited for a reader slot, rows), the warnings, the first rejected rows and the run's own
 log lines (`?q=` filters them)."""
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "rejected_error": rejected_error,
             "log_lines": log_lines,
             "log_query": query,
+            "chunks": list(run.chunks.order_by("index")),
             **run_figures(run),
         },
     )

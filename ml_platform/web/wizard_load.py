@@ -48,7 +48,13 @@ STRATEGY_HELP = {
     "merge": "Each run reads what changed since the last run, like transactional, and each "
     "primary key's latest row replaces the destination's row: one row per key.",
 }
-TABLE_ONLY_FIELDS = ("timestamp_column", "null_cursor", "cursor_lag_seconds", "initial_value")
+TABLE_ONLY_FIELDS = (
+    "timestamp_column",
+    "null_cursor",
+    "cursor_lag_seconds",
+    "initial_value",
+    "parallelism",
+)
 CURSOR_REQUIRED = "A transactional or merge table load needs a cursor column."
 
 

@@ -152,6 +152,16 @@ def _file_job(**changes: Any) -> dict[str, Any]:
             "file_format_options.skip_rows",
             r"`file_format_options.skip_rows`: Input should be greater than or equal to 0",
         ),
+        (
+            _table_job(parallelism=0),
+            "parallelism",
+            r"`parallelism`: Input should be greater than or equal to 1",
+        ),
+        (
+            _table_job(parallelism=65),
+            "parallelism",
+            r"`parallelism`: Input should be less than or equal to 64",
+        ),
     ],
     ids=[
         "unknown-source-type",
@@ -177,6 +187,8 @@ def _file_job(**changes: Any) -> dict[str, Any]:
         "unknown-encoding",
         "misspelt-option",
         "negative-skip-rows",
+        "zero-parallelism",
+        "parallelism-over-64",
     ],
 )
 def test_invalid_config_names_the_field(

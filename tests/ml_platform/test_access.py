@@ -55,7 +55,16 @@ ANY_LOGGED_IN = {"password_change", "password_change_done"}
 """URL names for any logged-in user (their own password)."""
 OWN_TOKEN = {"api:sources:scheduler-webhook"}
 """Authenticated only by a Google OIDC token: no token, no session -> 401."""
-RUNNER = {"api:sources:config", "api:runs:result", "api:runs:heartbeat"}
+RUNNER = {
+    "api:sources:config",
+    "api:runs:result",
+    "api:runs:heartbeat",
+    "api:runs:reader",
+    "api:runs:chunks",
+    "api:runs:chunk-claim",
+    "api:runs:chunk-heartbeat",
+    "api:runs:chunk-report",
+}
 """Authenticated by the runner credential only: 401 without it (a user's DRF token included)."""
 
 
@@ -110,6 +119,7 @@ def test_every_url_refuses_anonymous_and_non_staff_users(
         "source_id": str(source.id),
         "run_id": str(run.id),
         "run_uid": str(run.uid),
+        "index": "0",
         "object_id": str(connection.id),
         "app_label": "ml_platform",
         "url": "ml_platform/nothing/",

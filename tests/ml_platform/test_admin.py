@@ -89,6 +89,7 @@ def _connection_form(connection: Connection, **overrides: str) -> dict[str, str]
         "project": "",
         "endpoint_url": "",
         "extra_params": "{}",
+        "max_readers": str(connection.max_readers),
         "password": "",
         "new_credentials": "",
     }
@@ -138,6 +139,7 @@ def test_connection_admin_add_validates_through_service(admin_client: Client) ->
         "project": "",
         "endpoint_url": "",
         "extra_params": "{}",
+        "max_readers": "4",
         "password": "secret-typed",
         "new_credentials": "",
     }
@@ -195,6 +197,7 @@ def test_data_source_admin_add_shows_contract_error(
         "file_format": "",
         "file_format_options": "{}",
         "chunk_size": "100000",
+        "parallelism": "1",
         "destination": "{}",
         "new_destination_credentials": "",
         "enabled": "on",

@@ -131,6 +131,7 @@ def test_admin_stores_the_secret_under_the_types_key(
             "name": f"{kind} conn",
             "type": kind,
             "extra_params": "{}",
+            "max_readers": "4",  # the add page's initial value (the model's default)
             "password": "s3cr3t",
             **fields,
         },  # fmt: skip

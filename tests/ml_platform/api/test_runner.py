@@ -232,7 +232,10 @@ def test_only_runner_credentials_read_config_and_get_has_no_side_effect(
     assert (read.status_code, read_again.status_code, start.status_code) == (200, 200, 200)
     assert read.json() == read_again.json()
     assert read.json()["run_id"] is None
-    assert set(start.json()) == {"run_id", "job", "state", "heartbeat_interval_s", "full_refresh"}
+    assert set(start.json()) == {
+        "run_id", "job", "state", "heartbeat_interval_s", "full_refresh", "parallel", "staging",
+    }  # fmt: skip
+    assert (start.json()["parallel"], start.json()["staging"]) == (False, "")
     assert (start.json()["job"]["source_type"], start.json()["state"]["files"]) == ("local", {})
     started = EtlRun.objects.get()
     assert (str(started.uid), started.status, started.trigger, started.worker) == (

@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from ml_platform.contract import help_text
 from ml_platform.models import Connection, DataSource
 from ml_platform.services import connection_create
 from ml_platform.web.forms_connection import SERVICE_ACCOUNT_INVALID
@@ -336,9 +337,16 @@ def test_step_5_table_source_input(staff: Client, pg_events_table: str) -> None:
         "initial_value 'yesterday-ish' is not a date/time value of the cursor column "
         "(timestamp[us, tz=UTC]); use ISO 8601, e.g. 2024-03-02T00:00:00Z."
     ]
+    page = post(staff, url, {**base, "parallelism": "0"})
+    assert field_errors(page, "parallelism") == ["Ensure this value is greater than or equal to 1."]
+    page = post(staff, url, {**base, "parallelism": "65"})
+    assert field_errors(page, "parallelism") == ["Ensure this value is less than or equal to 64."]
+    assert unescape(help_text(DataSource, "parallelism")) in unescape(page)
     response = staff.post(url, {**base, "primary_key": ["id"], "cursor_lag_seconds": "3600",
-                                "initial_value": "2024-03-02T00:00:00Z"})  # fmt: skip
+                                "initial_value": "2024-03-02T00:00:00Z",
+                                "parallelism": "4"})  # fmt: skip
     assert response.url == "/etl/new/6-schedule/"
+    assert staff.session["etl_wizard"]["parallelism"] == 4
 
 
 SERVICE_ACCOUNT = {
