@@ -120,6 +120,8 @@ def start_worker(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Callable[[], W
             "DATABASE_URL": f"sqlite:///{django_connection.settings_dict['NAME']}",
             "CELERY_BROKER_URL": own_redis.url,
             "ETL_RUN_HEARTBEAT_INTERVAL_S": "0.5",
+            # the test's own warehouse: the checkout's var/ may hold another session's tables
+            "ETL_DEFAULT_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
         }
         with log.open("wb") as out:
             process = subprocess.Popen(
