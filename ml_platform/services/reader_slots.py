@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ml_platform.models import Connection, ReaderSlot
+from ml_platform.services.runs_progress import Pulse
 
 logger = structlog.get_logger(__name__)
 
@@ -193,37 +194,20 @@ def reader_slot(
         lease.release()
 
 
-class _LeaseRenewer:
-    """Renew a lease every third of `settings.ETL_READER_LEASE_S` from a daemon thread (its own
-    database connection), so a reader outlives the lease however long it reads; a dead process
-    renews nothing and its slot expires."""
+class _LeaseRenewer(Pulse):
+    """Renew a lease every third of `settings.ETL_READER_LEASE_S`, so a reader outlives the
+    lease however long it reads; a dead process renews nothing and its slot expires. Inside an
+    open transaction (eager tests) nothing renews: the lease then lives its full length, longer
+    than such a read."""
+
+    failed_event = "reader_slot.renew_failed"
 
     def __init__(self, lease: ReaderLease) -> None:
+        super().__init__(
+            interval_s=max(float(settings.ETL_READER_LEASE_S) / 3, 0.05), name="etl-reader-lease"
+        )
         self.lease = lease
-        self.interval_s = max(float(settings.ETL_READER_LEASE_S) / 3, 0.05)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="etl-reader-lease", daemon=True)
 
-    def start(self) -> None:
-        # inside an open transaction (eager tests) a second connection's write would wait on
-        # this one's lock; the lease then lives its full length, longer than such a read
-        if not transaction.get_connection().in_atomic_block:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.interval_s + 5)
-
-    def _beat(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    if not self.lease.renew():
-                        logger.warning("reader_slot.lost", holder=self.lease.holder)
-                except Exception as exc:  # noqa: BLE001  thread boundary: next beat retries
-                    logger.warning("reader_slot.renew_failed", error=type(exc).__name__)
-        finally:
-            connection.close()
+    def beat(self) -> None:
+        if not self.lease.renew():
+            logger.warning("reader_slot.lost", holder=self.lease.holder)

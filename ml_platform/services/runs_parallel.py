@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 import time
 import uuid
 from typing import Any
@@ -50,7 +49,7 @@ from ml_platform.services.runs_finish import (
     secrets_of,
 )
 from ml_platform.services.runs_lock import destination_writer_lock
-from ml_platform.services.runs_progress import RunHeartbeat, run_progress_recorder
+from ml_platform.services.runs_progress import Pulse, RunHeartbeat, run_progress_recorder
 from ml_platform.services.secrets import redact
 from ml_platform.services.state import sync_state_full_refresh_pending, sync_state_get_engine
 
@@ -364,38 +363,22 @@ def _chunk_claim(*, chunk_id: int, worker: str) -> int | None:
     return EtlRunChunk.objects.filter(pk=chunk_id).values_list("attempt", flat=True).get()
 
 
-class _ChunkPulse:
+class _ChunkPulse(Pulse):
     """Refresh a claimed chunk's `heartbeat_at` every `settings.ETL_RUN_HEARTBEAT_INTERVAL_S`
-    seconds from a daemon thread (own database connection) while it is extracted."""
+    seconds while it is extracted."""
+
+    failed_event = "etl_run.chunk_heartbeat_failed"
 
     def __init__(self, *, chunk_id: int, attempt: int) -> None:
-        self.chunk_id, self.attempt = chunk_id, attempt
-        self.interval_s = float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, name=f"etl-chunk-{chunk_id}-heartbeat", daemon=True
+        super().__init__(
+            interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S),
+            name=f"etl-chunk-{chunk_id}-heartbeat",
         )
+        self.chunk_id, self.attempt = chunk_id, attempt
+        self.fields = {"chunk_id": chunk_id, "attempt": attempt}
 
-    def start(self) -> None:
-        if self.interval_s > 0 and not transaction.get_connection().in_atomic_block:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.interval_s + 5)
-
-    def _beat(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    _chunk_mine(self.chunk_id, self.attempt).update(heartbeat_at=timezone.now())
-                except Exception as exc:  # noqa: BLE001  thread boundary: next beat retries
-                    logger.warning("etl_run.chunk_heartbeat_failed", error=type(exc).__name__)
-        finally:
-            connection.close()
+    def beat(self) -> None:
+        _chunk_mine(self.chunk_id, self.attempt).update(heartbeat_at=timezone.now())
 
 
 def _chunk_mine(chunk_id: int, attempt: int) -> Any:

@@ -18,24 +18,30 @@ from ml_platform.models import EtlRun
 logger = structlog.get_logger(__name__)
 
 
-class RunHeartbeat:
-    """Refresh the running run's `updated_at` every `interval_s` seconds from a daemon thread,
-    so the reaper (`runs_reap`) can tell a long batch from a dead worker.
+class Pulse:
+    """Call `beat()` every `interval_s` seconds from a daemon thread with its own database
+    connection, outside the caller's transaction: the one mechanism behind a run's heartbeat,
+    a chunk's heartbeat and a reader slot's lease renewal.
 
-    `start()` does nothing when `interval_s` is 0 or inside an open transaction; `stop()` waits
-    for the thread at most `interval_s + 5` seconds.
+    `start()` does nothing when `interval_s` is 0 or inside an open transaction (an eager task
+    in a request or a test: a second connection's write would wait on this one's lock); `stop()`
+    waits for the thread at most `interval_s + 5` seconds. An exception in `beat()` is logged as
+    `failed_event` and the next beat tries again.
     """
 
-    def __init__(self, *, run_pk: int, interval_s: float) -> None:
-        self.run_pk, self.interval_s = run_pk, interval_s
+    failed_event = "pulse.failed"
+
+    def __init__(self, *, interval_s: float, name: str) -> None:
+        self.interval_s = interval_s
+        self.fields: dict[str, object] = {}
+        """Logged with a failed beat (e.g. the run's `run_pk`)."""
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, name=f"etl-run-{run_pk}-heartbeat", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def beat(self) -> None:
+        raise NotImplementedError("subclasses of Pulse must provide beat()")
 
     def start(self) -> None:
-        # inside an open transaction (an eager task in a request or a test) a second
-        # connection's write would wait on this one's lock; only a detached worker needs a pulse
         if self.interval_s > 0 and not transaction.get_connection().in_atomic_block:
             self._thread.start()
 
@@ -44,21 +50,34 @@ class RunHeartbeat:
         if self._thread.is_alive():
             self._thread.join(timeout=self.interval_s + 5)
 
-    def _beat(self) -> None:
+    def _loop(self) -> None:
         from django.db import connection
 
         try:
             while not self._stop.wait(self.interval_s):
                 try:
-                    EtlRun.objects.filter(pk=self.run_pk, status=EtlRun.Status.RUNNING).update(
-                        updated_at=timezone.now()
-                    )
+                    self.beat()
                 except Exception as exc:  # noqa: BLE001  thread boundary: next beat retries
-                    logger.warning(
-                        "etl_run.heartbeat_failed", run_pk=self.run_pk, error=type(exc).__name__
-                    )
+                    logger.warning(self.failed_event, error=type(exc).__name__, **self.fields)
         finally:
             connection.close()
+
+
+class RunHeartbeat(Pulse):
+    """Refresh the running run's `updated_at` every `interval_s` seconds, so the reaper
+    (`runs_reap`) can tell a long batch from a dead worker."""
+
+    failed_event = "etl_run.heartbeat_failed"
+
+    def __init__(self, *, run_pk: int, interval_s: float) -> None:
+        super().__init__(interval_s=interval_s, name=f"etl-run-{run_pk}-heartbeat")
+        self.run_pk = run_pk
+        self.fields = {"run_pk": run_pk}
+
+    def beat(self) -> None:
+        EtlRun.objects.filter(pk=self.run_pk, status=EtlRun.Status.RUNNING).update(
+            updated_at=timezone.now()
+        )
 
 
 def run_progress_recorder(
