@@ -335,18 +335,20 @@ def _error_message(body: bytes) -> str:
     return str(data)[:300]
 
 
-class _Heartbeat:
-    """Post the latest progress every `interval_s` seconds from a daemon thread until stopped;
-    a failed post is logged and the next one tried."""
+class Ticker:
+    """Call `tick()` every `interval_s` seconds from a daemon thread until stopped (nothing when
+    `interval_s` is 0); an `EtlError` from it is logged as `failed_event` and the next tick
+    tried. The runner's heartbeats to the control plane are built on it."""
 
-    def __init__(self, client: RunnerClient, *, run_id: str, interval_s: float) -> None:
-        self.client, self.run_id, self.interval_s = client, run_id, interval_s
-        self.rows = self.nbytes = 0
+    failed_event = "runner.tick_failed"
+
+    def __init__(self, *, interval_s: float, name: str) -> None:
+        self.interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="etl-runner-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
-    def progress(self, rows: int, nbytes: int) -> None:
-        self.rows, self.nbytes = rows, nbytes
+    def tick(self) -> None:
+        raise NotImplementedError("subclasses of Ticker must provide tick()")
 
     def start(self) -> None:
         if self.interval_s > 0:
@@ -357,11 +359,28 @@ class _Heartbeat:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def _beat(self) -> None:
+    def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.client.heartbeat(
-                    run_id=self.run_id, progress_rows=self.rows, progress_bytes=self.nbytes
-                )
+                self.tick()
             except EtlError as exc:
-                logger.warning("runner.heartbeat_failed", run_id=self.run_id, error=str(exc))
+                logger.warning(self.failed_event, error=str(exc))
+
+
+class _Heartbeat(Ticker):
+    """Post the run's latest progress every `interval_s` seconds."""
+
+    failed_event = "runner.heartbeat_failed"
+
+    def __init__(self, client: RunnerClient, *, run_id: str, interval_s: float) -> None:
+        super().__init__(interval_s=interval_s, name="etl-runner-heartbeat")
+        self.client, self.run_id = client, run_id
+        self.rows = self.nbytes = 0
+
+    def progress(self, rows: int, nbytes: int) -> None:
+        self.rows, self.nbytes = rows, nbytes
+
+    def tick(self) -> None:
+        self.client.heartbeat(
+            run_id=self.run_id, progress_rows=self.rows, progress_bytes=self.nbytes
+        )

@@ -19,7 +19,6 @@ when Cloud Run starts task 0 again), and the other tasks stop at their next call
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from etl.runner_client import (
     RunFunction,
     RunnerClient,
     RunnerJob,
+    Ticker,
     _failure,
     _Heartbeat,
     run_fetched,
@@ -144,34 +144,19 @@ def _plan_wait(client: RunnerClient, *, run_id: str, poll_s: float) -> dict[str,
         time.sleep(poll_s)
 
 
-class _ChunkPulse:
+class _ChunkPulse(Ticker):
     """Post a chunk heartbeat every `interval_s` seconds while the chunk is extracted."""
+
+    failed_event = "runner.chunk_heartbeat_failed"
 
     def __init__(
         self, client: RunnerClient, *, run_id: str, index: int, attempt: int, interval_s: float
     ) -> None:
+        super().__init__(interval_s=interval_s, name="etl-chunk-pulse")
         self.client, self.run_id, self.index, self.attempt = client, run_id, index, attempt
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="etl-chunk-pulse", daemon=True)
 
-    def start(self) -> None:
-        if self.interval_s > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.client.chunk_heartbeat(
-                    run_id=self.run_id, index=self.index, attempt=self.attempt
-                )
-            except EtlError as exc:
-                logger.warning("runner.chunk_heartbeat_failed", chunk=self.index, error=str(exc))
+    def tick(self) -> None:
+        self.client.chunk_heartbeat(run_id=self.run_id, index=self.index, attempt=self.attempt)
 
 
 def _chunk_do(
