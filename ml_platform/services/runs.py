@@ -149,6 +149,17 @@ def etl_run_enqueue(
     if transaction.get_connection().in_atomic_block:
         transaction.on_commit(lambda: _etl_run_publish_or_fail(run=run))
         return run
+    return _etl_run_publish_now(run=run, return_failed=return_failed)
+
+
+def _etl_run_publish_now(*, run: EtlRun, return_failed: bool) -> EtlRun:
+    """Publish new run `run`'s task outside a transaction (`etl_run_enqueue`): a broker that
+    cannot take it deletes the run; with eager Celery the run executes here, and with
+    `return_failed` its failure is recorded and the run returned instead of the error raised.
+
+    Raises:
+        RunEnqueueUnavailableError: the broker is down or refused the message (transient).
+    """
     try:
         etl_run_publish(run=run)
     except RunEnqueueUnavailableError:
