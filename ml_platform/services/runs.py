@@ -174,7 +174,7 @@ def _etl_run_publish_now(*, run: EtlRun, return_failed: bool) -> EtlRun:
         if run.status in EtlRun.ACTIVE_STATUSES:  # failed outside the service: record it
             etl_run_fail(run=run, exc=exc)
             run.refresh_from_db()
-        logger.warning("etl_run.failed_inline", run_id=run.id, error_class=type(exc).__name__)
+        logger.warning("etl_run.failed_inline", run_pk=run.id, error_class=type(exc).__name__)
         return run
     if return_failed:
         run.refresh_from_db()  # eager Celery: the run's outcome is already recorded
