@@ -33,6 +33,7 @@ from etl.extract.inflight import (
     InflightCap,
 )
 from etl.extract.mysql.decode import DecodeMixin
+from etl.extract.mysql.drain import drained
 from etl.extract.mysql.errors import (
     ErrorsMixin,
 )
@@ -192,22 +193,26 @@ class MySqlExtractor(DecodeMixin, ErrorsMixin, SqlExtractor):
         except Exception as exc:  # noqa: BLE001  connectorx raises plain RuntimeErrors
             raise self._driver_error(exc) from None
 
+        def translate(exc: BaseException) -> BaseException | None:
+            # a Rust panic is a BaseException (pyo3)
+            if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+                return self._driver_error(exc)
+            return None
+
         def batches() -> Iterator[pa.RecordBatch]:
-            iterator = iter(reader)
-            while True:
-                try:
-                    raw = next(iterator)
-                except StopIteration:
-                    return
-                except BaseException as exc:  # a Rust panic is a BaseException (pyo3)
-                    if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
-                        raise self._driver_error(exc) from None
-                    raise
-                arrays = [
-                    convert(field, column)
-                    for field, column, convert in zip(schema, raw.columns, converters, strict=True)
-                ]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            # taken off connectorx's unbounded channel as they come (etl/extract/mysql/drain.py)
+            iterator = drained(reader, translate)
+            try:
+                for raw in iterator:
+                    arrays = [
+                        convert(field, column)
+                        for field, column, convert in zip(
+                            schema, raw.columns, converters, strict=True
+                        )
+                    ]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            finally:
+                iterator.close()
 
         return schema, batches()
 
