@@ -9,6 +9,8 @@ the others to text (DECIMAL, DATE, DATETIME, TIMESTAMP: connectorx fixes decimal
 fails on zero dates) or to integers (TIME as microseconds, BIT as an unsigned integer, DECIMAL(p, s)
 up to 18 digits as the integer value * 10^s). The text
 columns are parsed by Arrow casts, so values and warnings are those of the server's own text.
+connectorx's batches are taken off its unbounded channel as they come, the backlog a slow
+destination leaves spilled to disk (etl/extract/mysql/drain.py), so memory stays bounded.
 
 The streamed query is one statement, so it reads a consistent snapshot of its own; its cursor
 bounds are inlined as typed literals (connectorx takes no parameters), the upper one read in the
