@@ -4,7 +4,7 @@ counted inside the run by bench/bqdest_probe.py around the real loader:
 
 - the staging Parquet's write speed (rows / seconds in `PartWriter.write` and `flush`, the load
   jobs excluded), to set against the DuckDB route's load speed (ETL Runner's Parquet → DuckDB
-  run of the same file, rows / wall time);
+  run of the same file, rows / its RunResult's `duration_s`: neither counts process start);
 - the load jobs submitted per destination table in one run (target: one).
 
 The emulator is DuckDB-backed: the load jobs' own time measures the emulator, not BigQuery, so
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +29,32 @@ import run as bench  # noqa: E402  bench/run.py: measuring, Result, Run
 ROUTE = "Parquet → BigQuery (emulator)"
 DATASET = "bench_bqdest"
 PROBE = BENCH / "bqdest_probe.py"
+
+
+_DROP = r"""
+import sys
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+endpoint, project, dataset = sys.argv[1:4]
+client = bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                         client_options=ClientOptions(api_endpoint=endpoint))
+client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+"""
+
+
+def drop_dataset() -> None:
+    """Remove the route's dataset from the emulator: a table loaded from another file (another
+    scale) belongs to another pipeline, which ETL Runner refuses to load over."""
+    env = bqsrc.endpoints()
+    out = subprocess.run(
+        [str(bench.PROJECT_PY), "-c", _DROP, env["ETL_BIGQUERY_API_ENDPOINT"],
+         env["ETL_BIGQUERY_PROJECT"], DATASET],
+        capture_output=True, text=True, check=False,
+    )
+    if out.returncode:
+        sys.exit(f"dropping {DATASET} in the emulator failed:\n{out.stderr[-3000:]}")
 
 
 def config(parquet: Path) -> dict:
@@ -57,6 +84,7 @@ def build(work: Path, data: dict) -> dict[str, list]:
     """The route's one tool as a bench/run.py `(Result, Run)` pair; its probe's figures go to
     `probe_file(work)` (emptied here), one line per run."""
     parquet = data["parquet"]
+    drop_dataset()
     probe = probe_file(work)
     probe.unlink(missing_ok=True)
     run = bench.etl_run(work, "bqdest", config(parquet))

@@ -131,6 +131,9 @@ def drained(
         while True:
             with backlog.changed:
                 while not backlog.items:
+                    # caught up: the next batch comes through memory (after the open spill
+                    # file, which the drain then closes) instead of waiting for a full file
+                    backlog.spilling = False
                     backlog.changed.wait()
                 item = backlog.items.popleft()
                 if isinstance(item, pa.RecordBatch):
