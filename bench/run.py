@@ -1,5 +1,5 @@
-"""ETL Runner benchmark (issue 6): TPC-H lineitem into DuckDB, side by side with dlt, Sling and
-the raw limits of this machine.
+"""ETL Runner benchmark (issues 6 and 18): TPC-H lineitem into DuckDB (and the BigQuery
+emulator), side by side with dlt, Sling and the raw limits of this machine.
 
 Run by `make bench` / `make bench-quick` with bench/.venv's Python (the peers live there; ETL
 Runner runs from the project's .venv as `python -m etl run --config`). Nothing is downloaded at
@@ -282,6 +282,7 @@ class Result:
     rows_seen: list[int] = field(default_factory=list)
     note: str = ""
     error: str = ""
+    once: bool = False  # a slow reference run once whatever --repeat (bqsrc's REST pages)
 
     @property
     def ok(self) -> list[Sample]:
@@ -546,6 +547,10 @@ def build_routes(args, data: dict, work: Path) -> dict[str, list[tuple[Result, R
         import bqsrc
 
         routes.update(bqsrc.build(work))
+    if "bqdest" in args.routes:  # BigQuery as a destination: bench/bqdest.py (the emulators)
+        import bqdest
+
+        routes.update(bqdest.build(work, data))
     return routes
 
 
@@ -557,6 +562,8 @@ def run_routes(routes, repeat: int, on_route=None) -> None:
             for res, run in order:
                 if res.error and not res.ok and len(res.samples) >= 1:
                     continue  # failed once with nothing working: do not burn time
+                if res.once and res.samples:
+                    continue
                 sample, got = execute(run)
                 res.samples.append(sample)
                 res.rows_seen.append(got)
@@ -756,67 +763,211 @@ def memory_scaling(args, data: dict, work: Path) -> list[dict]:
     return results
 
 
+BQSRC_ROUTE = "BigQuery (emulator) → DuckDB"  # bench/bqsrc.py ROUTE
+BQDEST_ROUTE = "Parquet → BigQuery (emulator)"  # bench/bqdest.py ROUTE
+
 ROUTE_NAMES = {"pg": "PostgreSQL → DuckDB", "my": "MySQL → DuckDB", "csv": "CSV → DuckDB",
                "parquet": "Parquet → DuckDB", "jsonl": "JSONL → DuckDB"}
 
 
-def targets(routes, inc, mem) -> list[str]:
-    """The issue's targets, each with the measured figure and met / missed."""
-    rows = ["| target | route | measured | met |", "|---|---|---|:-:|"]
+PROFILE_SECTIONS = {
+    "pg": "Profile: PostgreSQL",
+    "my": "Profile: MySQL",
+    "csv": "Profile: CSV",
+    "parquet": "Profile: Parquet",
+    "jsonl": "Profile: JSONL",
+    "memory": "Profile: memory",
+    "incremental": "Profile: incremental and no-op runs",
+    "bqdest": "Profile: BigQuery destination",
+    "bqsrc": "Profile: BigQuery source",
+}
+"""Row group -> the heading of its section in bench/PROFILE.md (where a missed row's time or
+memory goes and what was tried); a missed row links to it."""
 
-    def line(target, route, measured, met):
-        rows.append(f"| {target} | {route} | {measured} | {'yes' if met else '**no**'} |")
 
-    for route, items in routes.items():
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def profile_link(key: str) -> str:
+    heading = PROFILE_SECTIONS[key]
+    prof = BENCH / "PROFILE.md"
+    if prof.exists() and f"## {heading}" not in prof.read_text():
+        return "[PROFILE.md](PROFILE.md)"
+    return f"[profile](PROFILE.md#{anchor(heading)})"
+
+
+ROUTE_KEYS = {"PostgreSQL → DuckDB": "pg", "MySQL → DuckDB": "my", "CSV → DuckDB": "csv",
+              "Parquet → DuckDB": "parquet", "JSONL → DuckDB": "jsonl"}
+
+
+def etl_duration(result: Result) -> float | None:
+    """Median `duration_s` of ETL Runner's runs (its RunResult: the run without the process
+    start and imports), None when not reported."""
+    seconds = []
+    for sample in result.ok:
+        try:
+            seconds.append(float(json.loads(sample.stdout)["duration_s"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    return statistics.median(seconds) if seconds else None
+
+
+def targets(routes, inc, mem, bq: dict | None = None) -> list[str]:
+    """Issue 18's targets, every row always (a route not run says so), each with the figure
+    measured in this run and met / missed; a missed row links to its profile."""
+    bq = bq or {}
+    rows = ["| target | route | measured in this run | met | where the time goes |",
+            "|---|---|---|:-:|---|"]
+
+    def line(target, route, measured, met, key):
+        mark = "—" if met is None else "yes" if met else "**no**"
+        link = profile_link(key) if met is False else ""
+        rows.append(f"| {target} | {route} | {measured} | {mark} | {link} |")
+
+    def parts(route):
+        items = routes.get(route, [])
         ours = next((r for r, _ in items if r.kind == "ours" and r.rps), None)
         peers = [r for r, _ in items if r.kind == "peer" and r.rps and "slice" not in r.tool]
         limit = next((r for r, _ in items if r.kind == "limit" and r.rps), None)
-        if not ours:
-            line("runs", route, "ETL Runner failed", False)
-            continue
-        if route.startswith(("PostgreSQL", "MySQL")):
-            if peers:
-                best = max(peers, key=lambda r: r.rps)
-                ratio = ours.rps / best.rps
-                line("≥ 1.5× the fastest peer", route, f"{ratio:.2f}× {best.tool}", ratio >= 1.5)
-            if limit:
-                ratio = ours.rps / limit.rps
-                line("≥ 60% of the raw dump", route, f"{ratio:.0%}", ratio >= 0.6)
-        elif limit:
-            # issue 18: CSV within 1.5x (typing the whole file), Parquet 1.3x, JSONL 2x
-            bound = 1.5 if route.startswith("CSV") else 1.3 if route.startswith("Parquet") else 2.0
+        failed = any(r.kind == "ours" and r.samples and not r.ok for r, _ in items)
+        return ours, peers, limit, failed
+
+    def absent(route, failed):
+        return "ETL Runner failed" if failed else "not run (`--routes`)"
+
+    for route in ("PostgreSQL → DuckDB", "MySQL → DuckDB"):
+        key = ROUTE_KEYS[route]
+        ours, peers, limit, failed = parts(route)
+        if ours and peers:
+            best = max(peers, key=lambda r: r.rps)
+            ratio = ours.rps / best.rps
+            line("≥ 1.5× the fastest peer", route, f"{ratio:.2f}× {best.tool}", ratio >= 1.5, key)
+        else:
+            line("≥ 1.5× the fastest peer", route, absent(route, failed), None if not failed
+                 else False, key)
+        if ours and limit:
+            ratio = ours.rps / limit.rps
+            line("≥ 60% of the raw dump's speed", route, f"{ratio:.0%} of {limit.tool[7:]}",
+                 ratio >= 0.6, key)
+        else:
+            line("≥ 60% of the raw dump's speed", route, absent(route, failed),
+                 None if not failed else False, key)
+    route = "CSV → DuckDB"
+    ours, peers, limit, failed = parts(route)
+    dlt = next((r for r in peers if r.tool.startswith("dlt")), None)
+    if ours and dlt:
+        ratio = ours.rps / dlt.rps
+        line("≥ dlt's `read_csv_duckdb` speed, exact whole-file typing kept", route,
+             f"{ratio:.2f}× its speed", ratio >= 1.0, "csv")
+    else:
+        line("≥ dlt's `read_csv_duckdb` speed, exact whole-file typing kept", route,
+             absent(route, failed), None if not failed else False, "csv")
+    for route, bound, reader in (("CSV → DuckDB", 1.5, "read_csv"),
+                                 ("Parquet → DuckDB", 1.3, "read_parquet"),
+                                 ("JSONL → DuckDB", 2.0, "read_json")):
+        ours, peers, limit, failed = parts(route)
+        target = f"≤ {bound}× DuckDB's `{reader}` time"
+        if ours and limit:
             ratio = limit.rps / ours.rps
-            line(f"within {bound}× of DuckDB's reader", route, f"{ratio:.2f}× its time",
-                 ratio <= bound)
-            dlt = next((r for r in peers if r.tool.startswith("dlt")), None)
-            if dlt and route.startswith("CSV"):
-                ratio = ours.rps / dlt.rps
-                line("≥ dlt's read_csv_duckdb speed (exact typing kept)", route,
-                     f"{ratio:.2f}× {dlt.tool}", ratio >= 1.0)
-        line("peak RSS ≤ 300 MB", route, f"{fmt_mb(ours.peak)} MB", ours.peak <= 300 * 2**20)
-    for m in mem:
-        full = next((r for r, _ in routes.get(ROUTE_NAMES[m["route"]], []) if r.kind == "ours"), None)
-        if m["peak"] and full and full.peak:
-            growth = full.peak / m["peak"]
-            line("no memory growth from ¼ of the table to all of it", ROUTE_NAMES[m["route"]],
-                 f"{fmt_mb(m['peak'])} → {fmt_mb(full.peak)} MB ({growth:.2f}×)", growth <= 1.15)
-    fulls = {(r["source"], r["tool"]): r for r in inc if r["phase"] == "full load"}
-    for r in inc:
-        if r["phase"] != "1% changed" or not r["tool"].startswith("ETL Runner"):
+            line(target, route, f"{ratio:.2f}× ({ours.median:.1f} s vs {limit.median:.1f} s)",
+                 ratio <= bound, ROUTE_KEYS[route])
+        else:
+            line(target, route, absent(route, failed), None if not failed else False,
+                 ROUTE_KEYS[route])
+    peak_routes = [*ROUTE_KEYS, BQSRC_ROUTE, BQDEST_ROUTE]
+    for route in peak_routes:
+        ours, _, _, failed = parts(route)
+        if route in (BQSRC_ROUTE, BQDEST_ROUTE) and route not in routes:
+            line("peak RSS ≤ 300 MB (process tree)", route, bq.get("skipped") or
+                 "not run (`--routes`)", None, "memory")
             continue
-        full = fulls.get((r["source"], r["tool"]))
-        src = "PostgreSQL" if r["source"] == "pg" else "MySQL"
-        if full and full["wall"]:
-            rel = r["wall"] / full["wall"]
-            line("incremental 1%: ≤ 10% of the full load's time", src, f"{rel:.1%}", rel <= 0.10)
-        line("incremental 1%: exactly the changed rows moved", src,
-             f"{r['moved']:,} moved, {r['changed']:,} changed", r["moved"] == r["changed"])
-        noop = next((n for n in inc if n["phase"] == "nothing changed"
-                     and (n["source"], n["tool"]) == (r["source"], r["tool"])), None)
-        if noop:
-            line("incremental, nothing changed: ≤ 1 s, no row moved", src,
+        if ours:
+            line("peak RSS ≤ 300 MB (process tree)", route, f"{fmt_mb(ours.peak)} MB",
+                 ours.peak <= 300 * 2**20, "memory")
+        else:
+            line("peak RSS ≤ 300 MB (process tree)", route, absent(route, failed),
+                 None if not failed else False, "memory")
+    for route, key in ROUTE_KEYS.items():
+        m = next((m for m in mem if m["route"] == key), None)
+        ours, _, _, _ = parts(route)
+        target = "peak RSS flat from ¼ of the table to all of it (≤ 1.15×)"
+        if m and m["peak"] and ours and ours.peak:
+            growth = ours.peak / m["peak"]
+            line(target, route, f"{fmt_mb(m['peak'])} → {fmt_mb(ours.peak)} MB ({growth:.2f}×)",
+                 growth <= 1.15, "memory")
+        else:
+            line(target, route, "not run (`--routes`, `--no-memory-scaling`)", None, "memory")
+    fulls = {(r["source"], r["tool"]): r for r in inc if r["phase"] == "full load"}
+    for key, src in (("pg", "PostgreSQL"), ("my", "MySQL")):
+        one = next((r for r in inc if r["source"] == key and r["phase"] == "1% changed"
+                    and r["tool"].startswith("ETL Runner")), None)
+        noop = next((r for r in inc if r["source"] == key and r["phase"] == "nothing changed"
+                     and r["tool"].startswith("ETL Runner")), None)
+        full = fulls.get((key, one["tool"])) if one else None
+        if one and full and full["wall"] and not one["error"]:
+            rel = one["wall"] / full["wall"]
+            line("incremental 1%: ≤ 10% of the full load's time", src,
+                 f"{rel:.1%} ({one['wall']:.2f} s of {full['wall']:.2f} s)", rel <= 0.10,
+                 "incremental")
+            line("incremental 1%: exactly the changed rows", src,
+                 f"{one['moved']:,} moved, {one['changed']:,} changed",
+                 one["moved"] == one["changed"], "incremental")
+        else:
+            for target in ("incremental 1%: ≤ 10% of the full load's time",
+                           "incremental 1%: exactly the changed rows"):
+                line(target, src, "failed" if one else "not run (`--routes`)",
+                     False if one else None, "incremental")
+        if noop and not noop["error"]:
+            line("no-op run (nothing changed) ≤ 1 s, no row moved", src,
                  f"{noop['wall']:.2f} s, {noop['moved']:,} moved",
-                 noop["wall"] <= 1.0 and noop["moved"] == 0 and not noop["error"])
+                 noop["wall"] <= 1.0 and noop["moved"] == 0, "incremental")
+        else:
+            line("no-op run (nothing changed) ≤ 1 s, no row moved", src,
+                 "failed" if noop else "not run (`--routes`)", False if noop else None,
+                 "incremental")
+    dest = bq.get("bqdest")
+    parquet, _, _, _ = parts("Parquet → DuckDB")
+    target = "staging Parquet written at ≥ the DuckDB route's load speed"
+    duck = etl_duration(parquet) if parquet else None
+    if dest and duck:
+        duck_rps = parquet.rows / duck
+        ratio = dest["write_rps"] / duck_rps
+        line(target, BQDEST_ROUTE,
+             f"{dest['write_rps']:,.0f} rows/s ({dest['write_s']:.1f} s) vs Parquet → DuckDB "
+             f"{duck_rps:,.0f} rows/s (its run's `duration_s`, {duck:.1f} s): {ratio:.2f}×",
+             ratio >= 1.0, "bqdest")
+    elif dest:
+        line(target, BQDEST_ROUTE,
+             "Parquet → DuckDB not run (`--routes`): nothing to set it against", None, "bqdest")
+    elif BQDEST_ROUTE in routes:
+        line(target, BQDEST_ROUTE, "ETL Runner failed", False, "bqdest")
+    else:
+        line(target, BQDEST_ROUTE, bq.get("skipped") or "not run (`--routes`)", None, "bqdest")
+    target = "one load job per table per run"
+    if dest:
+        line(target, BQDEST_ROUTE, f"{dest['jobs']} load jobs for one table in one run "
+             f"({dest['runs']} runs)", dest["jobs"] == 1, "bqdest")
+    elif BQDEST_ROUTE in routes:
+        line(target, BQDEST_ROUTE, "ETL Runner failed", False, "bqdest")
+    else:
+        line(target, BQDEST_ROUTE, bq.get("skipped") or "not run (`--routes`)", None, "bqdest")
+    target = "read through the Storage Read API: faster than REST pages; against DuckDB `read_parquet`"
+    items = routes.get(BQSRC_ROUTE, [])
+    storage = next((r for r, _ in items if r.kind == "ours" and r.rps), None)
+    rest = next((r for r, _ in items if r.kind == "peer" and r.rps), None)
+    limit = next((r for r, _ in items if r.kind == "limit" and r.rps), None)
+    if storage and rest and limit:
+        line(target, BQSRC_ROUTE,
+             f"Storage {storage.median:.1f} s, REST {rest.median:.1f} s "
+             f"({rest.median / storage.median:.1f}× Storage's time), DuckDB "
+             f"{limit.median:.1f} s ({storage.median / limit.median:.1f}× its time)",
+             storage.rps > rest.rps, "bqsrc")
+    else:
+        line(target, BQSRC_ROUTE, bq.get("skipped") or ("failed" if items else
+             "not run (`--routes`)"), False if items else None, "bqsrc")
     return rows
 
 
@@ -861,7 +1012,7 @@ def versions() -> list[str]:
 
 
 def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool = False,
-           mem: list[dict] | None = None) -> None:
+           mem: list[dict] | None = None, bq: dict | None = None) -> None:
     L = []
     L.append(f"# ETL Runner benchmark — TPC-H `lineitem`, scale factor {args.scale} "
              f"({data['rows']:,} rows)")
@@ -884,9 +1035,14 @@ def report(args, data, routes, inc, started, elapsed, out: Path, partial: bool =
              "Machine, and the spread of each tool's runs (min–max) is shown.")
     L.append("")
     mem = mem or []
-    L.append("## Targets (issue 6)")
+    L.append("## Targets (issue 18)")
     L.append("")
-    L += targets(routes, inc, mem)
+    L.append("Computed from this run (ratios within it; never timed assertions in tests). Speed "
+             "ratios are of median wall times, process start included; peak RSS is the highest "
+             "of the runs. A missed row links to its section of `bench/PROFILE.md` (appended "
+             "below): where the time or memory goes and what was tried.")
+    L.append("")
+    L += targets(routes, inc, mem, bq)
     L.append("")
     L.append("## Machine")
     L += machine_facts()
@@ -991,9 +1147,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per tool (3 for a median; 1 on a shared machine, ratios "
                         "within one run)")
-    parser.add_argument("--routes", default="pg,my,csv,parquet,jsonl,incremental",
+    parser.add_argument("--routes", default="pg,my,csv,parquet,jsonl,incremental,bqsrc,bqdest",
                         help="comma-separated: pg, my, csv, parquet, jsonl, incremental, bqsrc "
-                        "(BigQuery emulator source, bench/bqsrc.py); parallel alone: "
+                        "(BigQuery emulator source, bench/bqsrc.py), bqdest (BigQuery emulator "
+                        "destination, bench/bqdest.py); parallel alone: "
                         "etl run --parallel 1, 2, 4 (bench/parallel.py, bench/RESULTS-parallel.md)")
     parser.add_argument("--slice-rows", type=int, default=30_000,
                         help="rows for dlt's default (SQLAlchemy) backend (capped at 10%% of rows)")
@@ -1017,6 +1174,19 @@ def main() -> int:
             out=BENCH / "RESULTS-parallel.md", etl_rev=args.etl_rev))
     if args.repeat < 1:
         parser.error("--repeat must be at least 1 (3 for a median; 1 on a shared machine)")
+    bq_skipped = ""
+    if args.routes & {"bqsrc", "bqdest"} and not os.environ.get("ETL_BIGQUERY_API_ENDPOINT"):
+        # the BigQuery routes need the emulators: run again under scripts/emulators.py, which
+        # starts the missing ones and stops what it started
+        if (ROOT / ".venv-bqemu" / "bin" / "bqemulator").exists() and not os.environ.get(
+                "BENCH_NO_EMULATORS"):
+            log("BigQuery routes: starting the emulators (scripts/emulators.py run)")
+            env = dict(os.environ, BENCH_NO_EMULATORS="1")
+            return subprocess.call([str(PROJECT_PY), str(ROOT / "scripts" / "emulators.py"),
+                                    "run", "--", sys.executable, *sys.argv], env=env)
+        bq_skipped = ("not measured: the BigQuery emulator is not installed (`make "
+                      "emulators-install`) or could not start")
+        args.routes -= {"bqsrc", "bqdest"}
     sys.argv_for_report = ["bench/.venv/bin/python", "bench/run.py", *sys.argv[1:]]
     started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     t0 = time.perf_counter()
@@ -1032,11 +1202,19 @@ def main() -> int:
         load_databases(args.scale, data)
     routes = build_routes(args, data, work)
     inc_holder: list = []
+    bq = {"skipped": bq_skipped}
+
+    def bq_figures() -> dict:
+        if BQDEST_ROUTE in routes:
+            import bqdest
+
+            bq["bqdest"] = bqdest.figures(work)
+        return bq
 
     def partial() -> None:
         finished = {k: v for k, v in routes.items() if all(r.samples for r, _ in v)}
         report(args, data, finished, inc_holder, started, time.perf_counter() - t0, args.out,
-               partial=True)
+               partial=True, bq=bq_figures())
 
     db_routes = {k: v for k, v in routes.items() if k.split(" ")[0] in ("PostgreSQL", "MySQL")}
     file_routes = {k: v for k, v in routes.items() if k not in db_routes}
@@ -1046,7 +1224,8 @@ def main() -> int:
     inc_holder.extend(inc)
     run_routes(file_routes, args.repeat, partial)
     mem = [] if args.no_memory_scaling else memory_scaling(args, data, work)
-    report(args, data, routes, inc, started, time.perf_counter() - t0, args.out, mem=mem)
+    report(args, data, routes, inc, started, time.perf_counter() - t0, args.out, mem=mem,
+           bq=bq_figures())
     return 0
 
 

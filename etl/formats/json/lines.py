@@ -42,6 +42,7 @@ from etl.formats.json.chunks import chunks, contains, read_ahead, read_chunk, tr
 from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
 from etl.formats.json.screen import screen
 from etl.formats.json.types import exact_schema, merge_schema
+from etl.formats.memory import release_unused
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.schema import JSON_FIELD_METADATA
@@ -147,6 +148,7 @@ def _read_records(
             for first, chunk, table in read_ahead(numbered_chunks):
                 records.type_chunk(first, chunk, table)
         schema = records.schema()
+        release_unused()  # the typing pass's chunks, before the spool is read back
         if schema is None:
             yield NO_COLUMNS
             return
