@@ -575,7 +575,7 @@ def run_routes(routes, repeat: int, on_route=None) -> None:
                         f"{got:,} rows")
                 if run.dest and run.dest.exists() and res.kind != "limit":
                     pass
-        for res, run in items:
+        for _res, run in items:
             cleanup(run.dest)
         if on_route:
             on_route()  # the report so far, so a long run interrupted later still leaves numbers
