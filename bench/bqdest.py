@@ -49,9 +49,17 @@ def drop_dataset() -> None:
     scale) belongs to another pipeline, which ETL Runner refuses to load over."""
     env = bqsrc.endpoints()
     out = subprocess.run(
-        [str(bench.PROJECT_PY), "-c", _DROP, env["ETL_BIGQUERY_API_ENDPOINT"],
-         env["ETL_BIGQUERY_PROJECT"], DATASET],
-        capture_output=True, text=True, check=False,
+        [
+            str(bench.PROJECT_PY),
+            "-c",
+            _DROP,
+            env["ETL_BIGQUERY_API_ENDPOINT"],
+            env["ETL_BIGQUERY_PROJECT"],
+            DATASET,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode:
         sys.exit(f"dropping {DATASET} in the emulator failed:\n{out.stderr[-3000:]}")
@@ -91,8 +99,9 @@ def build(work: Path, data: dict) -> dict[str, list]:
     run.cmd[1:3] = [str(PROBE)]  # `python bench/bqdest_probe.py run ...` for `python -m etl run`
     run.env["BENCH_BQDEST_PROBE"] = str(probe)
     run.env["PYTHONPATH"] = str(bench.ETL_SRC["dir"])
-    result = bench.Result(ROUTE, "ETL Runner → BigQuery emulator", "ours", data["rows"],
-                          parquet.stat().st_size)
+    result = bench.Result(
+        ROUTE, "ETL Runner → BigQuery emulator", "ours", data["rows"], parquet.stat().st_size
+    )
     return {ROUTE: [(result, run)]}
 
 
