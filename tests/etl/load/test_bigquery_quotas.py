@@ -319,8 +319,8 @@ def test_part_writer_merges_parts_into_one_load(tmp_path: Path) -> None:
     """The part writer without BigQuery: `v` int32 then int64, then a new column `w` (the
     loader's `flush` before adding it) make three parts; `close` hands one file to one load:
     `v` int64, `w` NULL in the earlier rows, every row once and in order; the parts are gone.
-    A struct whose field `a` is an integer in one part and text in the next has no common type: each part
-    is then loaded by its own job (the documented exception)."""
+    A struct whose field `a` is an integer in one part and text in the next has no common
+    type: each part is then loaded by its own job (the documented exception)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
