@@ -259,7 +259,8 @@ def _common_type(types: list[pa.DataType]) -> pa.DataType:
     bytes of any layout -> large_string / large_binary, zone-aware timestamps -> UTC.
 
     Raises:
-        ArrowTypeError: no such type (a struct whose fields differ, ...).
+        ArrowTypeError: no such type (a struct field that is an integer in one part and text
+            in the next, ...).
     """
     if all(t == types[0] for t in types):
         return types[0]
