@@ -2,9 +2,10 @@
 Runner into the BigQuery emulator (`catalog`), with two figures the issue's targets ask for,
 counted inside the run by bench/bqdest_probe.py around the real loader:
 
-- the staging Parquet's write speed (rows / seconds in `PartWriter.write` and `flush`, the load
-  jobs excluded), to set against the DuckDB route's load speed (ETL Runner's Parquet → DuckDB
-  run of the same file, rows / its RunResult's `duration_s`: neither counts process start);
+- the staging Parquet's write speed (rows / seconds in `PartWriter.write`, `flush` and
+  `close`, the load job excluded), to set against the DuckDB route's load speed (ETL Runner's
+  Parquet → DuckDB run of the same file, rows / its RunResult's `duration_s`: neither counts
+  process start);
 - the load jobs submitted per destination table in one run (target: one).
 
 The emulator is DuckDB-backed: the load jobs' own time measures the emulator, not BigQuery, so

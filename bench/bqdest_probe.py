@@ -1,8 +1,8 @@
 """`python -m etl run ...` with two counters around the BigQuery loader (issue 18's BigQuery
 destination targets), run by bench/bqdest.py in place of `python -m etl`:
 
-- seconds spent writing the staging Parquet parts (`PartWriter.write` and `flush`, minus the
-  load jobs they start) and the rows written;
+- seconds spent writing the staging Parquet (`PartWriter.write`, `flush` and `close`, minus the
+  load job `close` starts) and the rows written;
 - load jobs submitted (`Client.load_table_from_file` calls), per destination table.
 
 The wrappers call the real methods (the run talks to the real emulator); the figures go to the
@@ -64,7 +64,8 @@ def _load_job(original):
 
 staging.PartWriter.write = _write(staging.PartWriter.write)
 staging.PartWriter.flush = _timed(staging.PartWriter.flush, "write_s")
-# the load jobs run inside `flush`: their time is taken out of write_s at exit
+staging.PartWriter.close = _timed(staging.PartWriter.close, "write_s")
+# the load job runs inside `close`: its time is taken out of write_s at exit
 loader.BigQueryLoader._load_part = _timed(loader.BigQueryLoader._load_part, "load_s")
 bigquery.Client.load_table_from_file = _load_job(bigquery.Client.load_table_from_file)
 

@@ -1,5 +1,5 @@
 """The BigQuery loader's API calls: the client, retried calls with translated errors, query
-jobs (found again by a fixed id), table lookup and the load job of one staged Parquet part.
+jobs (found again by a fixed id), table lookup and the load job of the run's staged Parquet.
 
 `BigQueryJobs` is the base every part of `BigQueryLoader` builds on (load log, tables, merge,
 commit: one module each).
@@ -107,9 +107,10 @@ class BigQueryJobs(Loader):
         sources: Any = None,
         source_line: Any = None,
     ) -> None:
-        """Load one staged Parquet part; `sources` (the `PartWriter`) maps a failed job's
-        rows back to their source file and row, `source_line` (`LoadRequest.source_line`)
-        a file's row to its line (etl/load/bigquery/errors.py)."""
+        """Load one staged Parquet file (a run's, or its rejects') in one load job; `sources`
+        (the `PartWriter`) maps a failed job's rows back to their source file and row,
+        `source_line` (`LoadRequest.source_line`) a file's row to its line
+        (etl/load/bigquery/errors.py)."""
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,

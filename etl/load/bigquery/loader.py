@@ -1,4 +1,8 @@
-"""BigQuery loader: Parquet load jobs into a per-run staging table, then one atomic commit.
+"""BigQuery loader: one Parquet load job into a per-run staging table, then one atomic commit.
+
+The run's batches are written to one staged Parquet file (etl/load/bigquery/staging.py) and
+loaded by one load job once the extraction ends: one load job per table per run, whatever the
+row count (another one only for quarantined rows, into `<table>__rejected`).
 
 Transactional (append): one multi-statement transaction deletes the rows of replaced source
 files, inserts the staging rows into the table and records the load (run id + state) in
@@ -83,9 +87,9 @@ class BigQueryLoader(CommitMixin):
     def _stage(
         self, request: LoadRequest, staging: str, tag: str, source_types: dict[str, str]
     ) -> tuple[dict[str, bigquery.SchemaField], int]:
-        """Load `request.batches` into the `staging` table in Parquet parts (created from the
-        first batch, evolved for later ones); fill `source_types`; return the staging
-        columns and the rows staged."""
+        """Write `request.batches` to the run's staged Parquet, then load it into the `staging`
+        table (created from the first batch, evolved for later ones) with one load job; fill
+        `source_types`; return the staging columns and the rows staged."""
         loaded_at = dt.datetime.now(dt.UTC)
         columns: dict[str, bigquery.SchemaField] = {}
         arrow_types: dict[str, pa.DataType] = {}

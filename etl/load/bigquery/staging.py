@@ -1,5 +1,16 @@
-"""Staged Parquet parts of a BigQuery load: value checks BigQuery would reject a load for,
-lineage columns, alignment to the staging schema, and the part writer (one load job per part)."""
+"""Staged Parquet of a BigQuery load: value checks BigQuery would reject a load for, lineage
+columns, alignment to the staging schema, and the part writer (one load job per run).
+
+The loader uploads the staged Parquet from the local disk (`load_table_from_file`: the
+`jobs.insert` upload carries one file, and the destination has no GCS staging bucket), so one
+load job per table per run means one staged file per run: the batches go into one Parquet file
+in row groups of up to PART_ROWS rows (memory stays bounded by one batch). A change of a
+column's Arrow type between batches (int32 in one source file, int64 in the next) or a new
+column starts another part file; at the end the parts are rewritten into one file, each column
+cast to the common type of its parts (lossless casts only). Only when no lossless common Arrow
+type exists is each part loaded by its own job (BigQuery's load-job quota is per table per day:
+https://cloud.google.com/bigquery/quotas#load_jobs).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +33,7 @@ from etl.load.bigquery.types import loadable
 from etl.schema import SOURCE_FILE_COLUMN
 
 PART_ROWS = 1_000_000
-"""Rows per Parquet file sent in one load job (each part is written to a temporary file)."""
+"""Rows per Parquet row group of the run's staged file (all of it goes in one load job)."""
 
 
 NULL_ELEMENT = (
@@ -125,7 +136,14 @@ def align(batch: pa.RecordBatch, columns: dict, arrow_types: dict[str, pa.DataTy
 
 
 class PartWriter:
-    """Writes batches into Parquet files of up to PART_ROWS rows; each full file is loaded."""
+    """Writes a run's batches into its staged Parquet file (row groups of up to PART_ROWS rows)
+    and, at `close`, hands that one file to `load(path, number)`: one load job per run.
+
+    A batch whose column types differ from the part's, or `flush` (a new column), starts
+    another part; `close` rewrites the parts into one file (`_merged`), or, when no lossless
+    common type exists, loads each part in turn. `rows_loaded` / `files_loaded` count the rows
+    of the parts loaded before (a failed job's rows are located from them).
+    """
 
     def __init__(self, folder: Path, load: Any) -> None:
         self.folder, self.load = folder, load
@@ -136,6 +154,7 @@ class PartWriter:
         self.rows_loaded = 0  # rows of the run in loaded parts
         self.files_loaded: dict[str, int] = {}  # source file -> its rows in loaded parts
         self._part_files: dict[str, int] = {}
+        self.parts: list[tuple[Path, int, dict[str, int]]] = []  # written: path, rows, files
 
     def write(self, table: pa.Table) -> None:
         # another column type (int32 in one source file, int64 in the next) starts a new part:
@@ -152,27 +171,110 @@ class PartWriter:
             )
         if self.writer.schema != table.schema:
             table = table.cast(self.writer.schema)
-        self.writer.write_table(table)
+        self.writer.write_table(table, row_group_size=PART_ROWS)
         self.rows += table.num_rows
         if SOURCE_FILE_COLUMN in table.schema.names:
             for item in pc.value_counts(table.column(SOURCE_FILE_COLUMN)).to_pylist():
                 name = item["values"]
                 self._part_files[name] = self._part_files.get(name, 0) + item["counts"]
-        if self.rows >= PART_ROWS:
-            self.flush()
 
     def flush(self) -> None:
+        """End the current part (the next batch starts another); nothing is loaded yet."""
         if self.writer is None:
             return
         self.writer.close()
         assert self.path is not None
         if self.rows:
-            self.load(self.path, self.number)
-        self.path.unlink()
-        self.rows_loaded += self.rows
-        for name, count in self._part_files.items():
-            self.files_loaded[name] = self.files_loaded.get(name, 0) + count
+            self.parts.append((self.path, self.rows, self._part_files))
+        else:
+            self.path.unlink()
         self.writer, self.rows, self._part_files = None, 0, {}
 
     def close(self) -> None:
+        """Load the run's staged rows: one file in one load job (none when no row was
+        written)."""
         self.flush()
+        parts, self.parts = self.parts, []
+        if len(parts) > 1:
+            merged = self._merged([path for path, _, _ in parts])
+            if merged is not None:
+                files: dict[str, int] = {}
+                for _, _, counts in parts:
+                    for name, count in counts.items():
+                        files[name] = files.get(name, 0) + count
+                for path, _, _ in parts:
+                    path.unlink()
+                parts = [(merged, sum(rows for _, rows, _ in parts), files)]
+        for number, (path, rows, counts) in enumerate(parts, 1):
+            self.load(path, number)
+            path.unlink()
+            self.rows_loaded += rows
+            for name, count in counts.items():
+                self.files_loaded[name] = self.files_loaded.get(name, 0) + count
+
+    def _merged(self, paths: list[Path]) -> Path | None:
+        """Rewrite the parts at `paths` into one Parquet file, batch by batch: the columns of
+        the last part (every part's columns are a prefix of them: columns are only added), a
+        column missing from an earlier part NULL, each column cast to the common type of its
+        parts (int32 and int64 -> int64; pyarrow's permissive promotion, cast with overflow
+        and truncation checks). Return its path, or None when no lossless common type exists
+        (the parts are then loaded one job each)."""
+        schemas = [pq.read_schema(path) for path in paths]
+        target = self.folder / f"run{self.number + 1:05d}.parquet"
+        try:
+            schema = pa.schema(
+                [
+                    field.with_type(
+                        _common_type(
+                            [s.field(field.name).type for s in schemas if field.name in s.names]
+                        )
+                    ).with_nullable(True)
+                    for field in schemas[-1]
+                ]
+            )
+            with pq.ParquetWriter(
+                target, schema, coerce_timestamps="us", allow_truncated_timestamps=False
+            ) as writer:
+                for path in paths:
+                    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+                        arrays = [
+                            batch.column(field.name).cast(field.type, safe=True)
+                            if field.name in batch.schema.names
+                            else pa.nulls(batch.num_rows, type=field.type)
+                            for field in schema
+                        ]
+                        writer.write_table(
+                            pa.Table.from_arrays(arrays, schema=schema), row_group_size=PART_ROWS
+                        )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            target.unlink(missing_ok=True)
+            return None
+        return target
+
+
+def _common_type(types: list[pa.DataType]) -> pa.DataType:
+    """Return an Arrow type every type of `types` casts to without loss (they map to one
+    BigQuery type: `BigQueryLoader` refuses other changes): pyarrow's permissive promotion
+    (int32 and int64 -> int64, decimal(10, 2) and decimal(12, 4) -> decimal(12, 4)), text or
+    bytes of any layout -> large_string / large_binary, zone-aware timestamps -> UTC.
+
+    Raises:
+        ArrowTypeError: no such type (a struct field that is an integer in one part and text
+            in the next, ...).
+    """
+    if all(t == types[0] for t in types):
+        return types[0]
+    if all(
+        pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+        for t in types
+    ):
+        return pa.large_string()
+    if all(
+        pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+        for t in types
+    ):
+        return pa.large_binary()
+    if all(pa.types.is_timestamp(t) and t.tz for t in types):
+        return pa.timestamp("us", tz="UTC")
+    fields = [pa.schema([pa.field("c", t)]) for t in types]
+    return pa.unify_schemas(fields, promote_options="permissive").field("c").type

@@ -232,3 +232,122 @@ def test_commit_on_a_daily_quota_fails_naming_the_limit(
     assert bq_rows(
         bigquery_client, f"SELECT COUNT(*) FROM `{bq_dataset}._etl_loads` WHERE table_name = 't'"
     ) == [(0,)]
+
+
+def _staging_loads(client: Any, dataset: str) -> list[Any]:
+    """The load jobs of the emulator's job list into `dataset`."""
+    return [
+        j
+        for j in client.list_jobs(all_users=True)
+        if j.job_type == "load"
+        and j.destination is not None
+        and j.destination.dataset_id == dataset
+    ]
+
+
+def _parquet_job(base: Path, dataset: str) -> JobConfig:
+    return JobConfig.parse(
+        job_config(
+            "local",
+            base.parent / "unused.duckdb",
+            connection_params={"base_path": str(base)},
+            file_pattern="*.parquet",
+            file_format="parquet",
+            dest_table_name="t",
+            destination=bigquery_destination(dataset),
+        )
+    )
+
+
+def test_a_run_of_many_parts_makes_one_load_job(
+    bq_dataset: str, bigquery_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """6,000 rows in 4 Parquet files with 1,000-row parts (`staging.PART_ROWS`): the run writes
+    all its parts to one staged Parquet file, then makes exactly one load job into the table's
+    staging table (issue 18: 6 jobs for the 6M rows of lineitem before), and the table equals
+    the source row for row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl.load.bigquery import staging
+
+    monkeypatch.setattr(staging, "PART_ROWS", 1_000)
+    base = tmp_path / "in"
+    base.mkdir()
+    expected = []
+    for n in range(4):
+        ids = list(range(n * 1_500, (n + 1) * 1_500))
+        names = [f"name{i}" for i in ids]
+        pq.write_table(pa.table({"id": ids, "name": names}), base / f"f{n}.parquet")
+        expected += list(zip(ids, names, strict=True))
+    result = run(_parquet_job(base, bq_dataset))
+    assert (result.rows_loaded, len(result.files_loaded)) == (6_000, 4)
+    rows = bq_rows(bigquery_client, f"SELECT id, name FROM `{bq_dataset}.t` ORDER BY id")
+    assert rows == expected
+    loads = _staging_loads(bigquery_client, bq_dataset)
+    assert [j.destination.table_id.startswith("t__etl_staging_") for j in loads] == [True]
+    assert loads[0].output_rows in (6_000, None)  # None: the emulator does not report it
+
+
+def test_a_type_change_mid_run_still_makes_one_load_job(
+    bq_dataset: str, bigquery_client: Any, tmp_path: Path
+) -> None:
+    """`v` is int32 in the first file and int64 in the second: the change starts another staged
+    part; the parts are rewritten into one file (`v` as int64) and loaded by one job; the table
+    equals the source. (A column appearing mid-run goes the same way, see
+    `test_part_writer_merges_parts_into_one_load`; the emulator cannot load into a staging
+    table whose columns were added by `update_table`: its DuckDB table keeps the old columns.)"""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = tmp_path / "in"
+    base.mkdir()
+    big = 2**40
+    pq.write_table(pa.table({"id": [1, 2], "v": pa.array([1, -2], pa.int32())}), base / "a.parquet")
+    pq.write_table(
+        pa.table({"id": [3, 4], "v": pa.array([big, None], pa.int64())}), base / "b.parquet"
+    )
+    result = run(_parquet_job(base, bq_dataset))
+    assert result.rows_loaded == 4
+    rows = bq_rows(bigquery_client, f"SELECT id, v FROM `{bq_dataset}.t` ORDER BY id")
+    assert rows == [(1, 1), (2, -2), (3, big), (4, None)]
+    loads = _staging_loads(bigquery_client, bq_dataset)
+    assert [j.destination.table_id.startswith("t__etl_staging_") for j in loads] == [True]
+
+
+def test_part_writer_merges_parts_into_one_load(tmp_path: Path) -> None:
+    """The part writer without BigQuery: `v` int32 then int64, then a new column `w` (the
+    loader's `flush` before adding it) make three parts; `close` hands one file to one load:
+    `v` int64, `w` NULL in the earlier rows, every row once and in order; the parts are gone.
+    A struct whose field `a` is an integer in one part and text in the next has no common
+    type: each part is then loaded by its own job (the documented exception)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl.load.bigquery.staging import PartWriter
+
+    sent: list[tuple[int, pa.Table]] = []
+    writer = PartWriter(tmp_path, lambda path, n: sent.append((n, pq.read_table(path))))
+    writer.write(pa.table({"id": [1, 2], "v": pa.array([1, -2], pa.int32())}))
+    writer.write(pa.table({"id": [3], "v": pa.array([2**40], pa.int64())}))
+    writer.flush()
+    writer.write(pa.table({"id": [4], "v": pa.array([None], pa.int64()), "w": ["x"]}))
+    writer.close()
+    assert [n for n, _ in sent] == [1]
+    ((_, table),) = sent
+    assert table.schema.field("v").type == pa.int64()
+    assert table.to_pylist() == [
+        {"id": 1, "v": 1, "w": None},
+        {"id": 2, "v": -2, "w": None},
+        {"id": 3, "v": 2**40, "w": None},
+        {"id": 4, "v": None, "w": "x"},
+    ]
+    assert (writer.rows_loaded, list(tmp_path.iterdir())) == (4, [])
+
+    sent.clear()
+    writer = PartWriter(tmp_path, lambda path, n: sent.append((n, pq.read_table(path))))
+    writer.write(pa.table({"s": pa.array([{"a": 1}])}))
+    writer.write(pa.table({"s": pa.array([{"a": "x"}])}))
+    writer.close()
+    assert [(n, t.num_rows) for n, t in sent] == [(1, 1), (2, 1)]
+    assert (writer.rows_loaded, list(tmp_path.iterdir())) == (2, [])
