@@ -7,7 +7,7 @@ only `TransientError` (shared/STYLE.md §5). Messages never contain credentials.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 class EtlError(Exception):
@@ -46,6 +46,15 @@ class UnknownDestinationTypeError(ConfigError):
             f"Unknown destination type `{destination_type}`. Registered: {', '.join(self.known)}.",
             field="destination.type",
         )
+
+
+class UnknownConnectionKeyError(ConfigError):
+    """`connection_params` hold a key the source type does not take (a misspelt `sslmod`
+    would otherwise be ignored); `key` is the first such key, `allowed` every key taken."""
+
+    def __init__(self, message: str, source_type: str, key: str, allowed: Iterable[str]) -> None:
+        self.source_type, self.key, self.allowed = source_type, key, sorted(allowed)
+        super().__init__(message, field=f"connection_params.{key}")
 
 
 class MissingDependencyError(TerminalError, ImportError):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from etl.config.base import (
+    CONNECTION_KEYS,
     CURSOR_REQUIRED,
     FILE_SOURCES,
     IDENTIFIER,
@@ -22,22 +23,28 @@ from etl.config.base import (
     FileFormat,
     LoadType,
     SourceType,
+    UnknownKeyError,
     WriteDisposition,
     needs_cursor,
+    unknown_connection_key_message,
+    unknown_connection_keys,
 )
 from etl.config.destination import (
     DestinationConfig,
 )
 from etl.config.files import FileFormatOptions
-from etl.exceptions import ConfigError
+from etl.exceptions import ConfigError, UnknownConnectionKeyError
 
 
 def config_error_from(exc: ValidationError) -> ConfigError:
     """Turn a pydantic error into a `ConfigError` whose message names each field, no input values."""
     problems = []
     first_field = None
+    unknown: UnknownKeyError | None = None
     for error in exc.errors(include_url=False, include_input=False):
         cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, UnknownKeyError) and first_field is None:
+            unknown = cause
         prefix = ".".join(str(part) for part in error["loc"])
         if isinstance(cause, FieldError):
             field = (
@@ -50,7 +57,11 @@ def config_error_from(exc: ValidationError) -> ConfigError:
         first_field = first_field or field
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"`{field}`: {message}")
-    return ConfigError("Invalid job config: " + "; ".join(problems), field=first_field)
+    message = "Invalid job config: " + "; ".join(problems)
+    if unknown is not None:
+        source_type, key = unknown.source_type, unknown.field.split(".", 1)[1]
+        return UnknownConnectionKeyError(message, source_type, key, CONNECTION_KEYS[source_type])
+    return ConfigError(message, field=first_field)
 
 
 class JobConfig(ConfigModel):
@@ -130,6 +141,13 @@ class JobConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _contract(self) -> JobConfig:
+        unknown = unknown_connection_keys(self.source_type, self.connection_params)
+        if unknown:
+            raise UnknownKeyError(
+                f"connection_params.{unknown[0]}",
+                unknown_connection_key_message(self.source_type, unknown[0]),
+                self.source_type,
+            )
         missing = [
             key
             for key in REQUIRED_CONNECTION_KEYS[self.source_type]
