@@ -225,7 +225,7 @@ def test_file_source_needs_no_cursor_nor_columns() -> None:
 
     assert job.is_file_source
     assert job.file_format_options.delimiter == ","
-    assert job.file_format_options.null_values == ["", "NA", "NULL", "null", "\\N"]
+    assert job.file_format_options.null_values == ["", "NULL", "null", "\\N"]
 
 
 def test_catalog_table_load_needs_no_cursor() -> None:
