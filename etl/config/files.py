@@ -10,7 +10,6 @@ from etl.config.base import (
     ConfigModel,
 )
 
-
 DEFAULT_NULL_VALUES = ("", "NULL", "null", "\\N")
 """CSV NULL markers when `null_values` is not given: an empty field (as BigQuery, DuckDB and
 Spark read CSV), SQL's `NULL` / `null` as exports write them, and `\\N` (MySQL's and
