@@ -9,7 +9,10 @@ chunk size (or the longest line), whatever the file size.
 Integers beyond int64 (Arrow would read them as DOUBLE and drop digits) make their field an
 exact DECIMAL(29, 0) (BigQuery NUMERIC; every unsigned 64-bit value fits) or DECIMAL(38, 0)
 (BigQuery BIGNUMERIC); a field with an integer of more than 38 digits, or with such integers and
-numbers with a fraction, has no exact type and fails with SchemaMappingError naming it.
+numbers with a fraction, has no exact type and fails with SchemaMappingError naming it. A field
+holding a number a double does not give back (`12345678901234567890.123`, 20 more digits after
+`0.1`) is a DECIMAL(P, S) holding every number of the field, sized by one more read of the lines
+naming it (`exact_numbers`); beyond 38 digits it fails the same way.
 
 A field whose values change kind (number, string, boolean, object, array) is widened, never
 refused: to text keeping each value's JSON text, or to JSON when objects or arrays are involved
@@ -41,7 +44,7 @@ from etl.formats.json.array import array_chunks, spool_chunks
 from etl.formats.json.chunks import chunks, contains, read_ahead, read_chunk, try_read
 from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
 from etl.formats.json.screen import screen
-from etl.formats.json.types import exact_schema, merge_schema
+from etl.formats.json.types import exact_numbers, exact_schema, inexact_fields, merge_schema
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.schema import JSON_FIELD_METADATA
@@ -150,6 +153,9 @@ def _read_records(
         if schema is None:
             yield NO_COLUMNS
             return
+        if inexact_fields(schema):  # numbers no double gives back: sized over the file
+            with open_chunks() as numbered_chunks:
+                schema = exact_numbers(numbered_chunks, schema)
         if records.spool_holds(schema):
             batches: Iterator[pa.RecordBatch] = spool.replay()
         else:
