@@ -167,12 +167,14 @@ class UnrepresentableValueError(TerminalError):
     """A value the destination cannot hold exactly (NaN or ±Infinity in a numeric column, ...)
     was read under `on_unrepresentable: fail`; names the table and the column."""
 
-    def __init__(self, table: str, column: str, value: str, source_type: str) -> None:
+    def __init__(
+        self, table: str, column: str, value: str, source_type: str, nearest: str = "as NULL"
+    ) -> None:
         self.table, self.column, self.value, self.source_type = table, column, value, source_type
         super().__init__(
             f"Column `{column}` of {table} holds {value!r}, which no {source_type} destination "
             "type represents exactly (on_unrepresentable: fail). Nothing was loaded and state is "
-            "unchanged; set `on_unrepresentable: nearest` to load such values as NULL, counted "
+            f"unchanged; set `on_unrepresentable: nearest` to load such values {nearest}, counted "
             "in the run's warnings."
         )
 

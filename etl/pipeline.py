@@ -230,6 +230,7 @@ def run(
             merge_key=merge_key if job.load_type == "merge" else None,
             column_sources=lambda: {d: s for s, d in transformer.column_map.items()},
             source_line=extraction.source_line,
+            on_unrepresentable=job.on_unrepresentable,
         )
         try:
             loaded = loader.load(request)
@@ -241,6 +242,7 @@ def run(
         report()  # the final figures, even when the last batches held no rows
         fault("load.after_commit")
         stats = extraction.stats
+        stats.warnings.extend(loaded.warnings)  # values the destination changed (NULL arrays)
         ignored = job.destination.ignored_options_warning()
         if ignored:
             stats.warnings.append(ignored)

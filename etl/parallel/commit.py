@@ -150,6 +150,7 @@ def chunk_commit(
         allow_widen_to_string=job.allow_widen_to_string,
         merge_key=merge_key if job.load_type == "merge" else None,
         column_sources=lambda: {d: s for s, d in column_map.items()},
+        on_unrepresentable=job.on_unrepresentable,
     )
     try:
         loaded = loader.load(request)
@@ -164,6 +165,7 @@ def chunk_commit(
         if fs.exists(path):
             fs.rm(path, recursive=True)
     warnings = _unique([*plan.notes, *(w for report in ordered for w in report.warnings)])
+    warnings += loaded.warnings  # values the destination changed (NULL arrays)
     ignored = job.destination.ignored_options_warning()
     if ignored:
         warnings.append(ignored)

@@ -65,6 +65,8 @@ from etl.load.bigquery.staging import (
     PartWriter,
     align,
     check_bigquery_values,
+    count_null_lists,
+    null_list_warnings,
     with_metadata,
 )
 from etl.load.bigquery.types import schema_fields
@@ -220,6 +222,7 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
         rows = 0
         file_rows: dict[str, int] = {}  # rows of each source file in earlier batches
         source_types: dict[str, str] = {}  # column -> source Arrow type (column descriptions)
+        null_lists: dict[str, int] = {}  # column path -> NULL arrays, loaded as []
         try:  # the staging table goes whether the load fails or commits
             with tempfile.TemporaryDirectory(prefix="etl-bq-") as tmp:
                 parts: PartWriter = PartWriter(
@@ -236,6 +239,7 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
                 )
                 for batch in request.batches:
                     check_bigquery_values(batch, rows, file_rows)
+                    count_null_lists(batch, null_lists, request.table, request.on_unrepresentable)
                     for field in batch.schema:
                         source_types.setdefault(field.name, str(field.type))
                     batch = with_metadata(batch, request.run_id, loaded_at)
@@ -270,7 +274,7 @@ class BigQueryLoader(CommitMixin, TablesMixin, Loader):
             }
             for f in table.schema
         ]
-        return LoadResult(rows_loaded=rows, schema=schema)
+        return LoadResult(rows_loaded=rows, schema=schema, warnings=null_list_warnings(null_lists))
 
     def _drop_abandoned_staging(self, table: str) -> None:
         """Delete the staging tables of `table` that killed runs left (runs of one data source
