@@ -267,6 +267,7 @@ def test_long_decimal_into_bigquery_as_numeric(
     )
 
     assert {c["name"]: c["type"] for c in loaded.result.schema_}["amount"] == "NUMERIC"
-    assert bq_rows(
-        bigquery_client, f"SELECT id, CAST(amount AS STRING) FROM `{bq_dataset}.t` ORDER BY id"
-    ) == [(1, "12345678901234567890.123"), (2, "1.5")]
+    assert bq_rows(bigquery_client, f"SELECT id, amount FROM `{bq_dataset}.t` ORDER BY id") == [
+        (1, Decimal("12345678901234567890.123")),
+        (2, Decimal("1.5")),
+    ]
