@@ -79,7 +79,7 @@ def _array_chunks(
     import ijson
 
     backend: Any = importlib.import_module("ijson.backends.python") if mode == PYTHON else ijson
-    encode = _Encoder(exact=mode != FAST)
+    encode = _Encoder() if mode != FAST else _fast_encoder()
     with opener() as handle:
         stream = _Peeked(handle)
         head = stream.first_byte()
@@ -126,18 +126,22 @@ def _array_chunks(
 NOT_AN_ARRAY = "the file starts with `{found}`, not `[`; file_format json is one array of objects"
 
 
+def _fast_encoder() -> Callable[[Any], bytes]:
+    """Write one element (numbers as doubles; yajl yields no lone surrogate) as compact JSON."""
+    text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    return lambda item: text(item).encode()
+
+
 class _Encoder:
-    """Writes one element as compact JSON (UTF-8 bytes). With `exact`, numbers arrive as
-    Decimals: each is written as the double it denotes when that double gives it back (as the
+    """Writes one element whose numbers arrive as Decimals (ijson's exact mode) as compact JSON
+    (UTF-8 bytes): each number as the double it denotes when that double gives it back (as the
     fast path writes it), else as written; a key or string holding a lone surrogate is escaped
     (`\\ud800`), as no UTF-8 text holds it."""
 
-    def __init__(self, exact: bool) -> None:
+    def __init__(self) -> None:
         self.token = f"\x00{secrets.token_hex(8)}:"  # never in a file's own strings
         self.verbatim = False
-        options: dict[str, Any] = {"separators": (",", ":")}
-        if exact:
-            options["default"] = self._number
+        options: dict[str, Any] = {"separators": (",", ":"), "default": self._number}
         self.text = json.JSONEncoder(ensure_ascii=False, **options).encode
         self.ascii = json.JSONEncoder(ensure_ascii=True, **options).encode
         self.marked = re.compile(re.escape(json.dumps(self.token)[:-1]) + r'([-+.0-9eE]+)"')
@@ -199,11 +203,13 @@ def long_numbers(data: bytes) -> bool:
 
 
 class _Watch:
-    """The binary stream ijson reads, checked before ijson sees each block: `needs` becomes
-    PYTHON at a lone surrogate escape and (with `numbers`) EXACT at a number a double may not
-    hold. The last HELD bytes of each block wait for the next one, so an escape and the one
-    after it are seen together; CONTEXT bytes already handed on precede each check."""
+    """The binary stream ijson reads, checked before ijson sees a byte: `needs` becomes PYTHON
+    at a lone surrogate escape and (with `numbers`) EXACT at a number a double may not give
+    back. The source is read and checked BLOCK bytes at a time; the last HELD bytes of each
+    block wait for the next one, so an escape and the one after it are seen together, and
+    CONTEXT bytes already handed on precede each check."""
 
+    BLOCK = 1 << 20
     HELD = 11
     CONTEXT = 40
 
@@ -211,29 +217,40 @@ class _Watch:
         self.source, self.numbers = source, numbers
         self.needs = FAST
         self.pending, self.context = b"", b""
+        self.ready, self.offset = b"", 0
 
     def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""  # ijson asks with read(0) whether the stream gives bytes
-        size = size if size > 0 else 1 << 16
-        while True:
-            data = self.source.read(size)
-            block = self.pending + data
-            if not data or len(block) > self.HELD:
-                break
-            self.pending = block
-        end = len(block) if not data else len(block) - self.HELD
-        out, self.pending = block[:end], block[end:]
-        self._check(self.context + block, len(self.context), len(self.context) + end)
-        self.context = (self.context + out)[-self.CONTEXT :]
+        if self.offset >= len(self.ready):
+            self._fill()
+        end = len(self.ready) if size < 0 else self.offset + size
+        out = self.ready[self.offset : end]
+        self.offset += len(out)
         return out
+
+    def _fill(self) -> None:
+        parts, total, eof = [self.pending], len(self.pending), False
+        while total < self.BLOCK:
+            data = self.source.read(self.BLOCK)
+            if not data:
+                eof = True
+                break
+            parts.append(data)
+            total += len(data)
+        block = b"".join(parts)
+        end = len(block) if eof else len(block) - self.HELD
+        self.ready, self.offset, self.pending = block[:end], 0, block[end:]
+        self._check(self.context + block, len(self.context), len(self.context) + end)
+        self.context = (self.context + self.ready)[-self.CONTEXT :]
 
     def _check(self, window: bytes, start: int, end: int) -> None:
         if self.numbers and self.needs < EXACT and long_numbers(window[:end]):
             self.needs = EXACT
         if self.needs == PYTHON or b"\\u" not in window:
             return
-        for found in _SURROGATE.finditer(window, start, end):
+        # an escape begun in the last 5 bytes handed on ends in this block: seen here
+        for found in _SURROGATE.finditer(window, max(start - 5, 0), end):
             at = found.start()
             if _HIGH.match(window, at):
                 lone = not _LOW.match(window, at + 6)
