@@ -150,7 +150,7 @@ class _Encoder:
         if not isinstance(value, Decimal):
             raise TypeError(f"{type(value).__name__} is not JSON")
         double = float(value)
-        if double_exact(value, double):
+        if repr(double) == str(value) or double_exact(value, double):  # the first: fast
             return double
         self.verbatim = True
         return self.token + str(value)
