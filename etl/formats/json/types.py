@@ -11,6 +11,7 @@ lines of a chunk Arrow cannot read as one table.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -329,37 +330,37 @@ def exact_schema(chunk: bytes, table: pa.Table) -> pa.Schema:
     return pa.schema(list(types.items()))
 
 
-class _Inexact(Exception):
-    pass
-
-
-def _number(text: str) -> float:
-    """`json.loads`' `parse_float`: raise _Inexact at a number no double gives back."""
-    double = float(text)
-    if (len(text) > 16 or "e" in text or "E" in text) and repr(double) != text:
-        if not double_exact(Decimal(text), double):  # up to 15 digits always come back
-            raise _Inexact
-    return double
-
-
 def _inexact_number(chunk: bytes) -> bool:
-    """Whether a number of `chunk` (JSON lines Arrow read) is one no double gives back: its
-    lines parsed at once by Python's JSON scanner, each number with a fraction or an exponent
-    checked as it is read (`_number`)."""
+    """Whether a number of `chunk` (JSON lines Arrow read) is one no double gives back: the
+    lines are parsed at once by Python's JSON scanner, which hands the text of every number
+    with a fraction or an exponent to a list (C calls only); those of 16 characters or more
+    whose double's shortest text differs (Arrow's casts, vectorised) are compared exactly."""
     lines = [raw for raw in chunk.split(b"\n") if raw.strip()]
+    texts: list[str] = []
     try:
-        json.loads(b"[" + b",".join(lines) + b"]", parse_float=_number)
-    except _Inexact:
-        return True
+        json.loads(b"[" + b",".join(lines) + b"]", parse_float=texts.append)
     except ValueError:  # a line Arrow accepts and Python does not: one by one
+        texts.clear()
         for raw in lines:
             try:
-                json.loads(raw, parse_float=_number)
-            except _Inexact:
-                return True
+                json.loads(raw, parse_float=texts.append)
             except ValueError:
                 continue
-    return False
+    if not texts:
+        return False
+    joined = "\n".join(texts).encode()  # one buffer split by Arrow: far faster than pa.array
+    offsets = pa.py_buffer(struct.pack("<2q", 0, len(joined)))
+    whole = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(joined))
+    numbers = pc.list_flatten(pc.split_pattern(whole, "\n"))
+    # up to 15 significant digits always come back; a shorter text with an exponent may not
+    numbers = numbers.filter(
+        pc.or_(pc.greater(pc.utf8_length(numbers), 16), pc.match_substring_regex(numbers, "[eE]"))
+    )
+    if not len(numbers):
+        return False
+    doubles = pc.cast(numbers, pa.float64())
+    differ = numbers.filter(pc.not_equal(pc.cast(doubles, pa.large_string()), numbers))
+    return any(not double_exact(Decimal(text), float(text)) for text in differ.to_pylist())
 
 
 def _fraction_paths(data_type: pa.DataType, path: tuple[str, ...]) -> list[tuple[str, ...]]:
