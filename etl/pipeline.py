@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import sys
-import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 
 import pyarrow as pa
 import structlog
 
 from etl.config import JobConfig
-from etl.exceptions import PrimaryKeyError, SupersededError
-from etl.load.base import Fence, LoadRequest, MergeKey, job_labels
-from etl.registry import get_extractor, get_loader
-from etl.schema import SOURCE_FILE_COLUMN
+from etl.extract.base import Extraction, Extractor
+from etl.load.base import LoadResult
+from etl.registry import get_extractor
+from etl.run_commit import RunLoad, RunStart, key_nulls, null_key_error, primary_key
 from etl.state import RunResult, SyncState
 from etl.transform import BatchTransformer
 
@@ -112,193 +110,76 @@ def run(
         TerminalError: bad config, schema change, bad input, a `merge` primary key with
             NULLs or duplicates (`PrimaryKeyError`); nothing was committed.
     """
-    started = dt.datetime.now(dt.UTC)
-    clock = time.perf_counter()
-    run_id = run_id or uuid.uuid4().hex
-    state = state or SyncState()
-    log = logger.bind(run_id=run_id, source_type=job.source_type, table=job.dest_table_name)
+    commit = RunLoad(job, run_id or uuid.uuid4().hex, progress=progress, fault_hook=fault_hook)
+    start = commit.start(state or SyncState(), full_refresh=full_refresh)
+    with _extractor(job, commit, start).extract(start.state) as extraction:
+        loaded = _load(job, extraction, start, commit, on_estimate)
+    return commit.result(
+        loaded, extraction.stats, start, rows_rejected=len(extraction.rejects.rows)
+    )
 
-    def fault(phase: str) -> None:
-        if fault_hook is not None:
-            fault_hook(phase)
 
-    pipeline_id = job.owner_id
-    labels = job_labels(run_id, job.load_type, job.pipeline_id)  # set by the control plane
-    loader = get_loader(job.destination.type)(job.destination)
-    loader.job_labels = labels
-    reconciled = None
-    last = loader.last_committed(job.dest_table_name, pipeline_id)
-    # a full refresh replaces the table from scratch: no committed state is adopted
-    if last is not None and last.run_id != state.last_run_id and not full_refresh:
-        log.warning("run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id)
-        state, reconciled = last.state, last.run_id
-    write_disposition = job.write_disposition
-    if full_refresh:
-        log.info("run.full_refresh", load_type=job.load_type)
-        state = SyncState(column_map=state.column_map)
-        write_disposition = "replace"
-    fence = Fence(expected_run_id=last.run_id if last else None, pipeline_id=pipeline_id)
-    fault("run.planned")
-
+def _extractor(job: JobConfig, commit: RunLoad, start: RunStart) -> Extractor:
+    """Return the job's extractor, labelled as the run's loader, and log `run.start`."""
     extractor = get_extractor(job.source_type)(job)
-    extractor.job_labels = labels
-    extractor.native_scans = loader.native_scans
-    transformer = BatchTransformer(job, state.column_map)
-    counters = {"rows_extracted": 0, "bytes": 0, "rows_loaded": 0}
-    committed: list[SyncState] = []
-    log.info(
-        "run.start", load_type=job.load_type, watermark=state.watermark and state.watermark.value
+    extractor.job_labels = commit.loader.job_labels
+    extractor.native_scans = commit.loader.native_scans
+    watermark = start.state.watermark and start.state.watermark.value
+    commit.log.info("run.start", load_type=job.load_type, watermark=watermark)
+    return extractor
+
+
+def _load(
+    job: JobConfig,
+    extraction: Extraction,
+    start: RunStart,
+    commit: RunLoad,
+    on_estimate: Callable[[int], None] | None,
+) -> LoadResult:
+    """Load what `extraction` reads, transformed, and commit it with the state it leads to."""
+    if on_estimate is not None and extraction.estimated_rows:
+        on_estimate(extraction.estimated_rows)
+    transformer = BatchTransformer(job, start.state.column_map)
+    return commit.load(
+        _batches(job, extraction, transformer, commit),
+        start,
+        names=lambda: transformer.column_map,
+        next_state=lambda: extraction.next_state(start.state, commit.run_id),
+        replace_files=extraction.replaced_files,
+        rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
+        source_line=extraction.source_line,
     )
 
-    with extractor.extract(state) as extraction:
-        if on_estimate is not None and extraction.estimated_rows:
-            on_estimate(extraction.estimated_rows)
-        null_keys: dict[str, int] = {}
 
-        def batches() -> Generator[pa.RecordBatch, None, None]:
-            # closed when the load stops early (a failed run): the files it holds open are
-            # closed then, not when a kept traceback is collected at interpreter exit
-            source = extraction.batches()
-            try:
-                yield from _counted(source)
-            finally:
-                if isinstance(source, Generator):
-                    source.close()
+def _batches(
+    job: JobConfig, extraction: Extraction, transformer: BatchTransformer, commit: RunLoad
+) -> Generator[pa.RecordBatch, None, None]:
+    """Yield the extraction's batches transformed, counted into `commit` (rows, bytes read)
+    and, for `merge`, checked for NULL keys: raised after the last batch, into the loader,
+    which then commits nothing.
 
-        def _counted(source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in source:
-                counters["rows_extracted"] += batch.num_rows
-                counters["bytes"] += batch.nbytes
-                fault("extract.batch")
-                batch = transformer.transform(batch, extraction.current_file)
-                if job.load_type == "merge":
-                    _count_null_keys(batch, merge_key().primary_key, null_keys, job.dest_table_name)
-                yield batch
-            if null_keys:  # raised into the loader, which then commits nothing
-                column, count = next(iter(null_keys.items()))
-                raise PrimaryKeyError(
-                    job.dest_table_name,
-                    merge_key().primary_key,
-                    f"column `{column}` is NULL in {count} row(s) of this run",
-                )
-
-        def merge_key() -> MergeKey:
-            names = transformer.column_map
-            if job.is_file_source:
-                order_by = [SOURCE_FILE_COLUMN]
-            else:
-                assert job.timestamp_column is not None
-                order_by = [names.get(job.timestamp_column, job.timestamp_column)]
-            return MergeKey(
-                primary_key=[names.get(c, c) for c in job.primary_key], order_by=order_by
-            )
-
-        reported = [(0, 0)]
-
-        def on_batch(rows: int) -> None:
-            counters["rows_loaded"] += rows
-            fault("load.batch")
-            report()
-
-        def report() -> None:
-            figures = (counters["rows_loaded"], counters["bytes"])
-            if progress and figures != reported[0]:
-                reported[0] = figures
-                progress(*figures)
-
-        def finalize() -> SyncState:
-            new_state = extraction.next_state(state, run_id).model_copy(
-                update={"column_map": transformer.column_map, "last_run_id": run_id}
-            )
-            committed.append(new_state)
-            fault("load.before_commit")
-            return new_state
-
-        stream = batches()
-        request = LoadRequest(
-            table=job.dest_table_name,
-            batches=stream,
-            write_disposition=write_disposition,
-            run_id=run_id,
-            finalize=finalize,
-            replace_files=extraction.replaced_files,
-            on_batch=on_batch,
-            fault_hook=fault,
-            fence=fence,
-            rejected_rows=extraction.rejects.table if job.on_bad_rows == "quarantine" else None,
-            allow_widen_to_string=job.allow_widen_to_string,
-            merge_key=merge_key if job.load_type == "merge" else None,
-            column_sources=lambda: {d: s for s, d in transformer.column_map.items()},
-            source_line=extraction.source_line,
-            on_unrepresentable=job.on_unrepresentable,
-        )
-        try:
-            loaded = loader.load(request)
-        except SupersededError as exc:
-            log.warning("run.superseded", planned_from=exc.expected_run_id, found=exc.found_run_id)
-            raise
-        finally:
-            stream.close()
-        report()  # the final figures, even when the last batches held no rows
-        fault("load.after_commit")
-        stats = extraction.stats
-        stats.warnings.extend(loaded.warnings)  # values the destination changed (NULL arrays)
-        ignored = job.destination.ignored_options_warning()
-        if ignored:
-            stats.warnings.append(ignored)
-
-    finished = dt.datetime.now(dt.UTC)
-    source_names = {dest: source for source, dest in transformer.column_map.items()}
-    result = RunResult(
-        run_id=run_id,
-        rows_extracted=counters["rows_extracted"] + stats.rows_skipped,
-        rows_loaded=loaded.rows_loaded,
-        rows_skipped=stats.rows_skipped,
-        rows_rejected=len(extraction.rejects.rows),
-        bytes_extracted=counters["bytes"],
-        files_loaded=stats.files,
-        files_skipped=stats.files_skipped,
-        warnings=stats.warnings,
-        destination_table=f"{job.destination.dataset}.{job.dest_table_name}",
-        schema=[
-            {
-                "name": col["name"],
-                "source_name": source_names.get(col["name"], col["name"]),
-                "type": col["type"],
-            }
-            for col in loaded.schema
-        ],
-        state=committed[-1],
-        reconciled_run_id=reconciled,
-        started_at=started.isoformat(),
-        finished_at=finished.isoformat(),
-        duration_s=round(time.perf_counter() - clock, 3),
-    )
-    log.info(
-        "run.succeeded",
-        rows_extracted=result.rows_extracted,
-        rows_loaded=result.rows_loaded,
-        bytes=result.bytes_extracted,
-        duration_s=result.duration_s,
-    )
-    return result
-
-
-def _count_null_keys(
-    batch: pa.RecordBatch, key: list[str], counts: dict[str, int], table: str
-) -> None:
-    """Add the NULLs of each primary-key column of `batch` into `counts` (column -> rows).
-
-    Raises:
-        PrimaryKeyError: a key column is missing from the batch.
+    Closing it (the load stopped early: a failed run) closes the extraction's stream, so the
+    files it holds open are closed then, not when a kept traceback is collected at
+    interpreter exit.
     """
-    for name in key:
-        if name not in batch.schema.names:
-            raise PrimaryKeyError(
-                table,
-                key,
-                f"column `{name}` is not among the loaded columns; add it to selected_columns",
-            )
-        nulls = batch.column(name).null_count
-        if nulls:
-            counts[name] = counts.get(name, 0) + nulls
+    source = extraction.batches()
+    null_keys: dict[str, int] = {}
+    try:
+        for batch in source:
+            commit.rows_read += batch.num_rows
+            commit.bytes_read += batch.nbytes
+            commit.fault("extract.batch")
+            batch = transformer.transform(batch, extraction.current_file)
+            if job.load_type == "merge":
+                key = primary_key(job, transformer.column_map)
+                for name, nulls in key_nulls(batch, key, job.dest_table_name):
+                    if nulls:
+                        null_keys[name] = null_keys.get(name, 0) + nulls
+            yield batch
+        if null_keys:
+            column, count = next(iter(null_keys.items()))
+            key = primary_key(job, transformer.column_map)
+            raise null_key_error(job.dest_table_name, key, column, count)
+    finally:
+        if isinstance(source, Generator):
+            source.close()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 E = TypeVar("E", bound="type[Extractor]")
 L = TypeVar("L", bound="type[Loader]")
+T = TypeVar("T")
 
 EXTRACTORS: dict[str, type[Extractor]] = {}
 """Maps `source_type` ("postgresql", "mysql", "local", ...) to its extractor class."""
@@ -63,12 +64,7 @@ def get_extractor(source_type: str) -> type[Extractor]:
     Raises:
         UnknownSourceTypeError: no extractor is registered under that name.
     """
-    if source_type in EXTRACTOR_MODULES:
-        importlib.import_module(EXTRACTOR_MODULES[source_type])
-    try:
-        return EXTRACTORS[source_type]
-    except KeyError:
-        raise UnknownSourceTypeError(source_type, known=sorted(EXTRACTOR_MODULES)) from None
+    return _registered(source_type, EXTRACTOR_MODULES, EXTRACTORS, UnknownSourceTypeError)
 
 
 def get_loader(destination_type: str) -> type[Loader]:
@@ -77,9 +73,19 @@ def get_loader(destination_type: str) -> type[Loader]:
     Raises:
         UnknownDestinationTypeError: no loader is registered under that name.
     """
-    if destination_type in LOADER_MODULES:
-        importlib.import_module(LOADER_MODULES[destination_type])
+    return _registered(destination_type, LOADER_MODULES, LOADERS, UnknownDestinationTypeError)
+
+
+def _registered(
+    name: str,
+    modules: dict[str, str],
+    registry: dict[str, T],
+    unknown: Callable[..., Exception],
+) -> T:
+    """Import the module that registers `name` (only that one), then look it up."""
+    if name in modules:
+        importlib.import_module(modules[name])
     try:
-        return LOADERS[destination_type]
+        return registry[name]
     except KeyError:
-        raise UnknownDestinationTypeError(destination_type, known=sorted(LOADER_MODULES)) from None
+        raise unknown(name, known=sorted(modules)) from None

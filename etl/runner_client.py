@@ -1,9 +1,7 @@
 """Cloud Run Job mode, runner side: get the job from the control plane, run it, report back.
 
-The control plane's runner API (`/api/etl/...`) is spoken with the standard library's urllib;
-5xx answers, connection errors and timeouts are retried with exponential backoff (tenacity),
-4xx answers are not. The credential is passed in (the entry point reads `ETL_RUNNER_TOKEN`);
-it is sent as `Authorization: Bearer <token>` and never logged.
+The control plane is spoken to through `etl.runner_api.RunnerClient` (re-exported here with its
+errors and `RunnerJob`); while a run works, a heartbeat thread (`Ticker`) posts its progress.
 """
 
 from __future__ import annotations
@@ -11,233 +9,33 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from etl.config import JobConfig
-from etl.exceptions import EtlError, TerminalError, TransientError
-from etl.state import RunResult, SyncState
+from etl.exceptions import EtlError, TransientError
+from etl.runner_api import RunnerApiError, RunnerApiUnavailableError, RunnerClient, RunnerJob
+from etl.state import RunResult
+
+__all__ = [
+    "RunFunction",
+    "RunnerApiError",
+    "RunnerApiUnavailableError",
+    "RunnerClient",
+    "RunnerJob",
+    "Ticker",
+    "failure_document",
+    "run_fetched",
+    "run_from_api",
+    "run_reported",
+]
 
 logger = structlog.get_logger(__name__)
 
 RunFunction = Callable[..., RunResult]
 """`etl.run`-compatible: `(job, state, *, run_id, progress, full_refresh) -> RunResult`."""
-
-
-class RunnerApiError(TerminalError):
-    """The control plane refused a runner request (4xx): bad token, unknown or finished run."""
-
-    def __init__(self, method: str, path: str, status: int, message: str) -> None:
-        self.method, self.path, self.status, self.message = method, path, status, message
-        super().__init__(
-            f"Control plane answered {status} to {method} {path}: {message or 'no message'}. "
-            "Not retried: fix the token, the ids or the run's status first."
-        )
-
-
-class RunnerApiUnavailableError(TransientError):
-    """The control plane did not answer (connection error, timeout, 5xx) after every retry."""
-
-    def __init__(self, method: str, path: str, attempts: int, reason: str) -> None:
-        self.method, self.path, self.attempts, self.reason = method, path, attempts, reason
-        super().__init__(
-            f"Control plane unreachable for {method} {path} after {attempts} attempts: {reason}."
-        )
-
-
-class _Retryable(Exception):
-    """One failed attempt that may succeed when repeated."""
-
-
-@dataclass(frozen=True)
-class RunnerJob:
-    """What the control plane hands a runner for one run."""
-
-    run_id: str
-    """`EtlRun.uid` (UUID text); its hex is stamped on loaded rows."""
-    job: JobConfig
-    """Secrets resolved; never log it."""
-    state: SyncState
-    heartbeat_interval_s: float
-    """Seconds between heartbeats; 0 sends none."""
-    full_refresh: bool = False
-    """The source was reset: run with `full_refresh=True` (reload, replace the table)."""
-    parallel: bool = False
-    """The run splits into chunks, one per Cloud Run task (`etl.runner_parallel`)."""
-    staging: str = ""
-    """Where a parallel run's chunks stage their Parquet parts (a folder or an fsspec URL)."""
-
-
-class RunnerClient:
-    """Client of the control plane's runner API at `api_url` (e.g. `https://etl.example.com`).
-
-    Args:
-        api_url: origin (optionally with a path prefix) of the control plane.
-        token: runner credential (the shared runner token or the runner's Google ID token).
-        timeout_s: per-request timeout, seconds.
-        attempts: tries per request (first one included) on 5xx / connection errors.
-        wait_max_s: longest backoff between tries, seconds.
-    """
-
-    def __init__(
-        self,
-        api_url: str,
-        token: str,
-        *,
-        timeout_s: float = 60.0,
-        attempts: int = 6,
-        wait_max_s: float = 30.0,
-    ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self._token = token
-        self.timeout_s, self.attempts, self.wait_max_s = timeout_s, attempts, wait_max_s
-
-    def __repr__(self) -> str:
-        return f"RunnerClient(api_url={self.api_url!r})"
-
-    def fetch_job(self, *, data_source_id: int, run_id: str | None, worker: str) -> RunnerJob:
-        """Start the run and return its job: `POST /api/etl/sources/<id>/config/` with
-        `{"run_id", "worker"}` (a GET there only reads, so the start is this explicit POST).
-
-        Args:
-            data_source_id: `DataSource.id`.
-            run_id: the run the executor created (UUID text); None starts a new run.
-            worker: this runner's name, recorded on the run.
-
-        Raises:
-            RunnerApiError: refused (401/403 bad token, 404, 409 run finished, 400 bad config).
-            RunnerApiUnavailableError: no answer after every retry.
-            ConfigError: the served job is not a valid JobConfig.
-        """
-        body = {"worker": worker, "run_id": str(uuid.UUID(run_id)) if run_id else None}
-        data = self._request("POST", f"/api/etl/sources/{int(data_source_id)}/config/", body)
-        return _runner_job(data)
-
-    def read_job(self, *, data_source_id: int, run_id: str) -> RunnerJob:
-        """Read the job of run `run_id` without starting anything: `GET
-        /api/etl/sources/<id>/config/?run_id=` (the tasks of a parallel run but the first).
-
-        Raises:
-            RunnerApiError / RunnerApiUnavailableError / ConfigError: as `fetch_job`.
-        """
-        data = self._request(
-            "GET", f"/api/etl/sources/{int(data_source_id)}/config/?run_id={uuid.UUID(run_id)}"
-        )
-        return _runner_job(data)
-
-    def reader_claim(self, *, run_id: str) -> dict[str, Any]:
-        """`POST /api/etl/runs/<run_id>/reader/`: `{"state": "claimed"}` or `{"state":
-        "waiting", "retry_after_s"}` (the connection's `max_readers` are all busy)."""
-        return self._request("POST", f"/api/etl/runs/{uuid.UUID(run_id)}/reader/", {})
-
-    def chunks_create(self, *, run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
-        """`POST /api/etl/runs/<run_id>/chunks/` with the coordinator's ChunkPlan JSON."""
-        return self._request("POST", f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/", {"plan": plan})
-
-    def chunks_get(self, *, run_id: str) -> dict[str, Any]:
-        """`GET /api/etl/runs/<run_id>/chunks/`: `{"run_status", "plan", "chunks": [...]}`."""
-        return self._request("GET", f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/")
-
-    def chunk_claim(
-        self, *, run_id: str, index: int, worker: str, attempt: int | None
-    ) -> dict[str, Any]:
-        """`POST .../chunks/<index>/claim/`: `{"state": "claimed"|"waiting"|"busy"|"done"|
-        "failed", "attempt", "retry_after_s"}`."""
-        return self._request(
-            "POST",
-            f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/{int(index)}/claim/",
-            {"worker": worker, "attempt": attempt},
-        )
-
-    def chunk_heartbeat(self, *, run_id: str, index: int, attempt: int) -> None:
-        """`POST .../chunks/<index>/heartbeat/` while attempt `attempt` extracts the chunk."""
-        self._request(
-            "POST",
-            f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/{int(index)}/heartbeat/",
-            {"attempt": attempt},
-        )
-
-    def chunk_report(
-        self, *, run_id: str, index: int, attempt: int, report: dict[str, Any]
-    ) -> dict[str, Any]:
-        """`POST .../chunks/<index>/report/` with the ChunkReport JSON or a failure document."""
-        return self._request(
-            "POST",
-            f"/api/etl/runs/{uuid.UUID(run_id)}/chunks/{int(index)}/report/",
-            {"attempt": attempt, "report": report},
-        )
-
-    def heartbeat(self, *, run_id: str, progress_rows: int, progress_bytes: int) -> None:
-        """`POST /api/etl/runs/<run_id>/heartbeat/` with progress (rows loaded, bytes read)."""
-        self._request(
-            "POST",
-            f"/api/etl/runs/{uuid.UUID(run_id)}/heartbeat/",
-            {"progress_rows": progress_rows, "progress_bytes": progress_bytes},
-        )
-
-    def report(self, *, run_id: str, report: dict[str, Any]) -> dict[str, Any]:
-        """`POST /api/etl/runs/<run_id>/result/` with a RunResult or failure document; a retry
-        after a lost answer is safe (the control plane records one outcome).
-
-        Returns:
-            `{"recorded": bool, "run": {...}}`.
-        """
-        return self._request("POST", f"/api/etl/runs/{uuid.UUID(run_id)}/result/", report)
-
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        retrying = Retrying(
-            retry=retry_if_exception_type(_Retryable),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=0.5, max=self.wait_max_s),
-            reraise=True,
-        )
-        try:
-            return retrying(self._request_once, method, path, body)
-        except _Retryable as exc:
-            raise RunnerApiUnavailableError(method, path, self.attempts, str(exc)) from None
-
-    def _request_once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(
-            self.api_url + path, data=data, headers=headers, method=method
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                payload = response.read()
-        except urllib.error.HTTPError as exc:
-            message = _error_message(exc.read())
-            if exc.code >= 500:
-                logger.warning("runner_api.retry", method=method, path=path, status=exc.code)
-                raise _Retryable(f"HTTP {exc.code} {message}".strip()) from None
-            raise RunnerApiError(method, path, exc.code, message) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            logger.warning("runner_api.retry", method=method, path=path, error=str(reason))
-            raise _Retryable(str(reason)) from None
-        return json.loads(payload) if payload else None
-
-
-def _runner_job(data: dict[str, Any]) -> RunnerJob:
-    return RunnerJob(
-        run_id=data["run_id"],
-        job=JobConfig.parse(data["job"]),
-        state=SyncState.model_validate(data["state"]),
-        heartbeat_interval_s=float(data.get("heartbeat_interval_s") or 0),
-        full_refresh=bool(data.get("full_refresh")),
-        parallel=bool(data.get("parallel")),
-        staging=str(data.get("staging") or ""),
-    )
 
 
 def run_from_api(
@@ -262,7 +60,7 @@ def run_from_api(
     try:
         runner_job = client.fetch_job(data_source_id=data_source_id, run_id=run_id, worker=worker)
     except EtlError as exc:
-        return _failure(exc), False
+        return failure_document(exc), False
     return run_fetched(client, runner_job, data_source_id=data_source_id, run=run)
 
 
@@ -270,27 +68,50 @@ def run_fetched(
     client: RunnerClient, runner_job: RunnerJob, *, data_source_id: int, run: RunFunction
 ) -> tuple[dict[str, Any], bool]:
     """Run a fetched (started) job with `run` and report the outcome, as `run_from_api`."""
+
+    def work(progress: Callable[[int, int], None]) -> RunResult:
+        _reader_wait(client, run_id=runner_job.run_id)
+        return run(
+            runner_job.job,
+            runner_job.state,
+            run_id=uuid.UUID(runner_job.run_id).hex,
+            progress=progress,
+            full_refresh=runner_job.full_refresh,
+        )
+
+    return run_reported(client, runner_job, data_source_id=data_source_id, work=work)
+
+
+def run_reported(
+    client: RunnerClient,
+    runner_job: RunnerJob,
+    *,
+    data_source_id: int,
+    work: Callable[[Callable[[int, int], None]], RunResult],
+) -> tuple[dict[str, Any], bool]:
+    """Call `work(progress)` while a heartbeat posts its progress every
+    `runner_job.heartbeat_interval_s` seconds, then report its RunResult, or any error as a
+    failure document, to the control plane.
+
+    Returns:
+        `(document, succeeded)`, as `run_from_api`.
+    """
     log = logger.bind(run_id=runner_job.run_id, data_source_id=data_source_id)
     heartbeat = _Heartbeat(
         client, run_id=runner_job.run_id, interval_s=runner_job.heartbeat_interval_s
     )
     heartbeat.start()
     try:
-        _reader_wait(client, run_id=runner_job.run_id)
-        result = run(
-            runner_job.job,
-            runner_job.state,
-            run_id=uuid.UUID(runner_job.run_id).hex,
-            progress=heartbeat.progress,
-            full_refresh=runner_job.full_refresh,
-        )
+        result = work(heartbeat.progress)
         document: dict[str, Any] = json.loads(result.model_dump_json(by_alias=True))
         succeeded = True
     except KeyboardInterrupt as exc:
-        document = _failure(exc, "interrupted before the load committed; nothing was written")
+        document = failure_document(
+            exc, "interrupted before the load committed; nothing was written"
+        )
         succeeded = False
     except Exception as exc:  # noqa: BLE001  runner boundary: report every failure, then exit 1
-        document, succeeded = _failure(exc), False
+        document, succeeded = failure_document(exc), False
     finally:
         heartbeat.stop()
     try:
@@ -316,23 +137,15 @@ def _reader_wait(client: RunnerClient, *, run_id: str) -> None:
         time.sleep(float(answer.get("retry_after_s") or 1.0))
 
 
-def _failure(exc: BaseException, message: str | None = None) -> dict[str, Any]:
+def failure_document(exc: BaseException, message: str | None = None) -> dict[str, Any]:
+    """Return the failure document reported for `exc`: `{"status": "failed", "error_class",
+    "error", "transient"}` (`message` replaces the error text)."""
     return {
         "status": "failed",
         "error_class": type(exc).__name__,
         "error": message or str(exc) or repr(exc),
         "transient": isinstance(exc, TransientError),
     }
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.decode(errors="replace")[:300]
-    if isinstance(data, dict):
-        return str(data.get("message") or data.get("detail") or "")[:300]
-    return str(data)[:300]
 
 
 class Ticker:

@@ -22,6 +22,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -32,10 +33,11 @@ from etl.runner_client import (
     RunnerClient,
     RunnerJob,
     Ticker,
-    _failure,
-    _Heartbeat,
+    failure_document,
     run_fetched,
+    run_reported,
 )
+from etl.state import RunResult
 
 logger = structlog.get_logger(__name__)
 
@@ -97,51 +99,18 @@ def run_task_from_api(
     """
     if not run_id:
         error = TerminalError("A parallel run's tasks need --run-id (one run for all tasks).")
-        return _failure(error), False
+        return failure_document(error), False
+    task = _Task(client, data_source_id, run_id, worker, task_index, task_count, fault_hook, poll_s)
     if task_index == 0:
-        return _coordinate(
-            client,
-            data_source_id=data_source_id,
-            run_id=run_id,
-            worker=worker,
-            task_count=task_count,
-            run=run,
-            fault_hook=fault_hook,
-            poll_s=poll_s,
-        )
+        return task.coordinate(run)
     try:
-        plan_data = _plan_wait(client, run_id=run_id, poll_s=poll_s)
-        if plan_data is None:
-            return {"status": "skipped", "run_id": run_id, "chunks": []}, True
-        from etl.parallel import ChunkPlan
-
-        runner_job = client.read_job(data_source_id=data_source_id, run_id=run_id)
-        plan = ChunkPlan.from_dict(plan_data)
-        done = []
-        for index in range(task_index, len(plan.chunks), task_count):
-            _chunk_do(
-                client, runner_job, plan, index, worker=worker, fault_hook=fault_hook, poll_s=poll_s
-            )
-            done.append(index)
+        done = task.extract_share()
     except EtlError as exc:
         logger.error("runner.chunk_task_failed", run_id=run_id, error_class=type(exc).__name__)
-        return _failure(exc), False
+        return failure_document(exc), False
+    if done is None:
+        return {"status": "skipped", "run_id": run_id, "chunks": []}, True
     return {"status": "chunks_reported", "run_id": run_id, "chunks": done}, True
-
-
-def _plan_wait(client: RunnerClient, *, run_id: str, poll_s: float) -> dict[str, Any] | None:
-    """Return the run's plan once task 0 posted it; None when the run finished without one."""
-    started = time.monotonic()
-    while True:
-        answer = client.chunks_get(run_id=run_id)
-        if answer.get("plan"):
-            return answer["plan"]
-        if answer.get("run_status") not in ACTIVE:
-            return None
-        waited = time.monotonic() - started
-        if waited > PLAN_WAIT_S:
-            raise PlanNotReadyError(run_id, waited)
-        time.sleep(poll_s)
 
 
 class _ChunkPulse(Ticker):
@@ -159,87 +128,69 @@ class _ChunkPulse(Ticker):
         self.client.chunk_heartbeat(run_id=self.run_id, index=self.index, attempt=self.attempt)
 
 
-def _chunk_do(
-    client: RunnerClient,
-    runner_job: RunnerJob,
-    plan: Any,
-    index: int,
-    *,
-    worker: str,
-    fault_hook: Callable[[str], None] | None,
-    poll_s: float,
-    steal: bool = False,
-) -> bool:
-    """Claim chunk `index` (waiting for a reader slot as long as the control plane says so),
-    extract it and post its report; return False when it was not this task's to do (done,
-    failed, or busy with `steal`)."""
-    from etl.parallel import chunk_extract
+@dataclass(frozen=True)
+class _Task:
+    """Task `index` of `count` of parallel run `run_id` (see the module docstring)."""
 
-    run_id = runner_job.run_id
-    log = logger.bind(run_id=run_id, chunk=index)
-    attempt: int | None = None
-    logged = False
-    while True:
-        answer = client.chunk_claim(run_id=run_id, index=index, worker=worker, attempt=attempt)
-        state = answer["state"]
-        if state == "claimed":
-            attempt = int(answer["attempt"])
-            break
-        if state in ("done", "failed") or (state == "busy" and steal):
-            return False
-        if state == "waiting":
-            attempt = int(answer["attempt"])
-            if not logged:
-                log.info("reader_slot.waiting", attempt=attempt)
-                logged = True
-        time.sleep(float(answer.get("retry_after_s") or poll_s))
-    log.info("runner.chunk_started", attempt=attempt, worker=worker)
-    pulse = _ChunkPulse(
-        client,
-        run_id=run_id,
-        index=index,
-        attempt=attempt,
-        interval_s=runner_job.heartbeat_interval_s,
-    )
-    pulse.start()
-    try:
-        report = chunk_extract(runner_job.job, plan, index, fault_hook=fault_hook)
-        document: dict[str, Any] = json.loads(json.dumps(report.to_dict()))
-    except Exception as exc:  # noqa: BLE001  task boundary: the failure is reported
-        document = _failure(exc)
-    finally:
-        pulse.stop()
-    client.chunk_report(run_id=run_id, index=index, attempt=attempt, report=document)
-    log.info("runner.chunk_reported", attempt=attempt, status=document.get("status", "done"))
-    return True
+    client: RunnerClient
+    data_source_id: int
+    run_id: str
+    worker: str
+    index: int
+    count: int
+    fault_hook: Callable[[str], None] | None
+    poll_s: float
 
+    def coordinate(self, run: RunFunction) -> tuple[dict[str, Any], bool]:
+        """Task 0: start the run, plan it, extract its chunks and those left behind, commit
+        them all and report the RunResult (with `run`, as one task, if it is not parallel)."""
+        try:
+            runner_job = self.client.fetch_job(
+                data_source_id=self.data_source_id, run_id=self.run_id, worker=self.worker
+            )
+        except EtlError as exc:
+            return failure_document(exc), False
+        if not runner_job.parallel:
+            # parallelism was lowered since the execution started: one task does it all
+            return run_fetched(self.client, runner_job, data_source_id=self.data_source_id, run=run)
+        return run_reported(
+            self.client,
+            runner_job,
+            data_source_id=self.data_source_id,
+            work=lambda progress: self._plan_and_commit(runner_job, progress),
+        )
 
-def _coordinate(
-    client: RunnerClient,
-    *,
-    data_source_id: int,
-    run_id: str,
-    worker: str,
-    task_count: int,
-    run: RunFunction,
-    fault_hook: Callable[[str], None] | None,
-    poll_s: float,
-) -> tuple[dict[str, Any], bool]:
-    from etl.parallel import ChunkReport, chunk_plan
+    def extract_share(self) -> list[int] | None:
+        """Tasks 1..N-1: wait for the plan, extract this task's chunks; return their indexes,
+        or None when the run finished without a plan."""
+        from etl.parallel import ChunkPlan
 
-    try:
-        runner_job = client.fetch_job(data_source_id=data_source_id, run_id=run_id, worker=worker)
-    except EtlError as exc:
-        return _failure(exc), False
-    if not runner_job.parallel:
-        # parallelism was lowered since the execution started: one task does it all
-        return run_fetched(client, runner_job, data_source_id=data_source_id, run=run)
-    log = logger.bind(run_id=runner_job.run_id, data_source_id=data_source_id)
-    heartbeat = _Heartbeat(
-        client, run_id=runner_job.run_id, interval_s=runner_job.heartbeat_interval_s
-    )
-    heartbeat.start()
-    try:
+        plan_data = self._plan_wait()
+        if plan_data is None:
+            return None
+        runner_job = self.client.read_job(data_source_id=self.data_source_id, run_id=self.run_id)
+        return self._extract_own(runner_job, ChunkPlan.from_dict(plan_data))
+
+    def _plan_wait(self) -> dict[str, Any] | None:
+        """Return the run's plan once task 0 posted it; None when the run finished without one."""
+        started = time.monotonic()
+        while True:
+            answer = self.client.chunks_get(run_id=self.run_id)
+            if answer.get("plan"):
+                return answer["plan"]
+            if answer.get("run_status") not in ACTIVE:
+                return None
+            waited = time.monotonic() - started
+            if waited > PLAN_WAIT_S:
+                raise PlanNotReadyError(self.run_id, waited)
+            time.sleep(self.poll_s)
+
+    def _plan_and_commit(
+        self, runner_job: RunnerJob, progress: Callable[[int, int], None]
+    ) -> RunResult:
+        from etl.parallel import ChunkReport, chunk_plan
+
+        log = logger.bind(run_id=runner_job.run_id, data_source_id=self.data_source_id)
         with chunk_plan(
             runner_job.job,
             runner_job.state,
@@ -248,65 +199,100 @@ def _coordinate(
             full_refresh=runner_job.full_refresh,
         ) as coordinator:
             plan = coordinator.plan
-            client.chunks_create(run_id=runner_job.run_id, plan=plan.to_dict())
+            self.client.chunks_create(run_id=runner_job.run_id, plan=plan.to_dict())
             planned_at = time.monotonic()
-            log.info("runner.chunks_planned", chunks=len(plan.chunks), tasks=task_count)
-            for index in range(0, len(plan.chunks), task_count):
-                _chunk_do(
-                    client,
-                    runner_job,
-                    plan,
-                    index,
-                    worker=worker,
-                    fault_hook=fault_hook,
-                    poll_s=poll_s,
-                )
-            while True:
-                answer = client.chunks_get(run_id=runner_job.run_id)
-                chunks = answer["chunks"]
-                for chunk in chunks:
-                    if chunk["status"] == "failed":
-                        raise RunnerChunkFailedError(
-                            runner_job.run_id,
-                            chunk["index"],
-                            chunk["error_class"],
-                            chunk["error_message"],
-                        )
-                if all(chunk["status"] == "done" for chunk in chunks):
-                    break
-                late = time.monotonic() - planned_at > STEAL_AFTER_S
-                for chunk in chunks:
-                    # a pending chunk whose task never came, or a stale one (the control plane
-                    # answers `busy` while its holder's heartbeat is fresh)
-                    if chunk["status"] in ("waiting", "running") or (
-                        chunk["status"] == "pending" and late
-                    ):
-                        _chunk_do(
-                            client,
-                            runner_job,
-                            plan,
-                            chunk["index"],
-                            worker=worker,
-                            fault_hook=None,
-                            poll_s=poll_s,
-                            steal=True,
-                        )
-                time.sleep(poll_s)
+            log.info("runner.chunks_planned", chunks=len(plan.chunks), tasks=self.count)
+            self._extract_own(runner_job, plan)
+            chunks = self._chunks_wait(runner_job, plan, planned_at)
             reports = [ChunkReport.from_dict(chunk["report"]) for chunk in chunks]
-            result = coordinator.commit(reports, progress=heartbeat.progress)
-        document: dict[str, Any] = json.loads(result.model_dump_json(by_alias=True))
-        succeeded = True
-    except KeyboardInterrupt as exc:
-        document = _failure(exc, "interrupted before the load committed; nothing was written")
-        succeeded = False
-    except Exception as exc:  # noqa: BLE001  runner boundary: report every failure, then exit 1
-        document, succeeded = _failure(exc), False
-    finally:
-        heartbeat.stop()
-    try:
-        client.report(run_id=runner_job.run_id, report=document)
-    except EtlError as exc:
-        log.error("runner.report_failed", error_class=type(exc).__name__, error=str(exc))
-        return {**document, "status": "failed", "report_error": str(exc)}, False
-    log.info("runner.reported", status=document["status"])
-    return document, succeeded
+            return coordinator.commit(reports, progress=progress)
+
+    def _extract_own(self, runner_job: RunnerJob, plan: Any) -> list[int]:
+        """Extract chunks `index`, `index + count`, ... of `plan`; return their indexes."""
+        done = []
+        for index in range(self.index, len(plan.chunks), self.count):
+            self._chunk_do(runner_job, plan, index)
+            done.append(index)
+        return done
+
+    def _chunks_wait(self, runner_job: RunnerJob, plan: Any, planned_at: float) -> list[Any]:
+        """Return the run's chunks once all are done, extracting those left behind meanwhile.
+
+        Raises:
+            RunnerChunkFailedError: a chunk failed for good.
+        """
+        while True:
+            chunks = self.client.chunks_get(run_id=runner_job.run_id)["chunks"]
+            for chunk in chunks:
+                if chunk["status"] == "failed":
+                    raise RunnerChunkFailedError(
+                        runner_job.run_id,
+                        chunk["index"],
+                        chunk["error_class"],
+                        chunk["error_message"],
+                    )
+            if all(chunk["status"] == "done" for chunk in chunks):
+                return chunks
+            late = time.monotonic() - planned_at > STEAL_AFTER_S
+            for chunk in chunks:
+                # a pending chunk whose task never came, or a stale one (the control plane
+                # answers `busy` while its holder's heartbeat is fresh)
+                if chunk["status"] in ("waiting", "running") or (
+                    chunk["status"] == "pending" and late
+                ):
+                    self._chunk_do(runner_job, plan, chunk["index"], steal=True)
+            time.sleep(self.poll_s)
+
+    def _chunk_do(self, runner_job: RunnerJob, plan: Any, index: int, steal: bool = False) -> bool:
+        """Claim chunk `index` (waiting for a reader slot as long as the control plane says
+        so), extract it and post its report; return False when it was not this task's to do
+        (done, failed, or busy with `steal`). A stolen chunk runs without the fault hook."""
+        from etl.parallel import chunk_extract
+
+        attempt = self._claim(runner_job.run_id, index, steal)
+        if attempt is None:
+            return False
+        log = logger.bind(run_id=runner_job.run_id, chunk=index)
+        log.info("runner.chunk_started", attempt=attempt, worker=self.worker)
+        pulse = _ChunkPulse(
+            self.client,
+            run_id=runner_job.run_id,
+            index=index,
+            attempt=attempt,
+            interval_s=runner_job.heartbeat_interval_s,
+        )
+        pulse.start()
+        try:
+            fault_hook = None if steal else self.fault_hook
+            report = chunk_extract(runner_job.job, plan, index, fault_hook=fault_hook)
+            document: dict[str, Any] = json.loads(json.dumps(report.to_dict()))
+        except Exception as exc:  # noqa: BLE001  task boundary: the failure is reported
+            document = failure_document(exc)
+        finally:
+            pulse.stop()
+        self.client.chunk_report(
+            run_id=runner_job.run_id, index=index, attempt=attempt, report=document
+        )
+        log.info("runner.chunk_reported", attempt=attempt, status=document.get("status", "done"))
+        return True
+
+    def _claim(self, run_id: str, index: int, steal: bool) -> int | None:
+        """Return the attempt the control plane gave this task for chunk `index` once it is
+        claimed; None when it is done, failed, or (with `steal`) busy."""
+        attempt: int | None = None
+        logged = False
+        while True:
+            answer = self.client.chunk_claim(
+                run_id=run_id, index=index, worker=self.worker, attempt=attempt
+            )
+            state = answer["state"]
+            if state == "claimed":
+                return int(answer["attempt"])
+            if state in ("done", "failed") or (state == "busy" and steal):
+                return None
+            if state == "waiting":
+                attempt = int(answer["attempt"])
+                if not logged:
+                    logger.info("reader_slot.waiting", run_id=run_id, chunk=index, attempt=attempt)
+                    logged = True
+            time.sleep(float(answer.get("retry_after_s") or self.poll_s))

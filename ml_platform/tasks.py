@@ -75,11 +75,11 @@ def etl_run_execute(self: Any, run_pk: int) -> None:
 @shared_task(bind=True, name="ml_platform.etl_run_chunk", acks_late=True, ignore_result=True)
 def etl_run_chunk(self: Any, chunk_id: int) -> int | None:
     """Extract chunk `chunk_id` of a parallel run into the run's staging and record its report
-    (`services.runs_parallel.etl_run_chunk_execute`). Idempotent: a chunk already taken or
+    (`services.runs_parallel_chunk.etl_run_chunk_execute`). Idempotent: a chunk already taken or
     finished, or of a run no longer running, is left alone (a redelivered message after a
     SIGKILL). Not retried by Celery: the run's coordinator re-publishes a chunk whose worker
     was lost. Returns the chunk's attempt number, or None when nothing was done."""
-    from ml_platform.services.runs_parallel import etl_run_chunk_execute
+    from ml_platform.services.runs_parallel_chunk import etl_run_chunk_execute
 
     chunk = etl_run_chunk_execute(chunk_id=chunk_id, worker=self.request.hostname or "")
     return chunk.attempt if chunk is not None else None

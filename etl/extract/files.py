@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from etl.extract.base import Extraction, Extractor
 from etl.extract.lines import record_line
-from etl.extract.storage import StoredObject, list_objects, storage_errors
+from etl.extract.storage import StoredObject, list_objects
+from etl.extract.storage_errors import storage_errors
 from etl.formats.base import Opener
 from etl.formats.compression import decompressing
 from etl.formats.microseconds import TRUNCATED_WARNING, check_microseconds

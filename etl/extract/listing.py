@@ -1,11 +1,26 @@
-"""Bounds of an interactive file listing (no store library imported here: `import etl` stays
-light)."""
+"""What listing a file source takes: the job's fields it reads (`FileSource`) and the bounds of
+an interactive listing (`ListingBudget`). No store library is imported here: `import etl` stays
+light."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+
+class FileSource(Protocol):
+    """What listing and opening a store reads of a job (a `JobConfig` is one;
+    `etl.preview.FileQuery` another, for listing without a job)."""
+
+    @property
+    def source_type(self) -> str: ...
+    @property
+    def connection_params(self) -> dict[str, Any]: ...
+    @property
+    def file_prefix(self) -> str: ...
+    @property
+    def file_pattern(self) -> str: ...
 
 
 @dataclass

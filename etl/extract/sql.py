@@ -18,9 +18,9 @@ from typing import Any
 import pyarrow as pa
 
 from etl.extract.base import Extraction, Extractor
-from etl.extract.incremental import CursorWindow, check_spec_columns
 from etl.extract.inflight import WALL_UNKNOWN, InflightCap
-from etl.extract.prefetch import prefetch
+from etl.extract.keys import check_spec_columns
+from etl.extract.sql_extraction import SqlExtraction, close_quietly
 from etl.extract.window_plan import WindowPlan, plan_window, refuse_null_cursor
 from etl.state import SyncState
 
@@ -160,7 +160,7 @@ class SqlExtractor(Extractor):
                 return self._plan(connection, state, None, chunk)
             return self._plan(connection, state, cap)
         except Exception as exc:
-            _close(connection)
+            close_quietly(connection)
             translated = self.translate_error(exc)
             if translated is None:
                 raise
@@ -274,67 +274,3 @@ class SqlExtractor(Extractor):
                 pass
             check_spec_columns(plan.window.old_spec, schema.names)
         return extras
-
-
-class SqlExtraction(Extraction):
-    """Re-chunks a stream of typed batches to `chunk_size` rows; owns the connection. The
-    stream is decoded a few batches ahead in a thread of its own (`etl.extract.prefetch`)."""
-
-    def __init__(
-        self,
-        extractor: SqlExtractor,
-        connection: Any,
-        schema: pa.Schema,
-        stream: Iterator[pa.RecordBatch],
-        *,
-        window: CursorWindow | None,
-    ) -> None:
-        super().__init__()
-        self.extractor = extractor
-        self.connection = connection
-        self.schema = schema
-        """Columns yielded: those of the job (any read only to match old keys are dropped)."""
-        self.stream = stream
-        self.window = window
-        self.notes: list[str] = []
-        """Warnings of the plan (in-flight cap), reported with the run's."""
-
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        chunk_size = self.extractor.job.chunk_size
-        yielded = False
-        try:
-            for raw in prefetch(self.stream):
-                for offset in range(0, raw.num_rows, chunk_size):
-                    batch = raw.slice(offset, chunk_size)
-                    if self.window is not None:
-                        batch = self.window.filter(batch)
-                        if batch.num_columns != len(self.schema):
-                            batch = batch.select(self.schema.names)
-                    if batch.num_rows:
-                        yielded = True
-                        yield batch
-        except Exception as exc:
-            translated = self.extractor.translate_error(exc)
-            if translated is None:
-                raise
-            raise translated from exc
-        if self.window is not None:
-            self.stats.rows_skipped = self.window.rows_skipped
-        self.stats.warnings.extend([*self.notes, *self.extractor.warnings()])
-        if not yielded:
-            yield pa.RecordBatch.from_pylist([], schema=self.schema)  # the table gets its columns
-
-    def next_state(self, state: SyncState, run_id: str) -> SyncState:
-        if self.window is None:
-            return state
-        return self.window.next_state(state, self.schema.names)
-
-    def close(self) -> None:
-        _close(self.connection)
-
-
-def _close(connection: Any) -> None:
-    try:
-        connection.close()
-    except Exception:  # noqa: BLE001  closing a broken connection must not mask the error
-        pass

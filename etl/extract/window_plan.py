@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from etl.config import JobConfig
 from etl.exceptions import NullCursorError
-from etl.extract.incremental import CursorWindow, check_spec_columns, spec_columns
+from etl.extract.incremental import CursorWindow
+from etl.extract.keys import check_spec_columns, spec_columns
 from etl.state import SyncState
 
 

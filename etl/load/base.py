@@ -1,20 +1,7 @@
-"""The loader contract, and the load log every loader keeps.
+"""The loader contract: what a load is given (`LoadRequest`), what it does (`Loader`), and the
+policy every loader applies to replaced files and rejected rows (`replaced`).
 
-The load log (`<dataset>._etl_loads`: table_name, run_id, committed_at, rows_loaded, state,
-pipeline_id) gets one row per committed load, in the same transaction as the rows. It serves
-three rules (docs/config.md, "Exactly once and the load log"):
-
-- Roll forward: a run whose process died between the destination commit and the state write is
-  found by the next run (`Loader.last_committed`), which adopts its state.
-- Fencing: a run plans from the newest entry it read (`Fence.expected_run_id`); its commit
-  checks, inside the commit's transaction, that this entry is still the newest, else it rolls
-  back with `SupersededError`. A run presumed dead (stalled, reaped) that wakes up after
-  another run committed can therefore never commit a second copy.
-- Ownership: each entry names the pipeline (data source) that made it. A table whose newest
-  entry belongs to another pipeline is refused with `TableOwnedError` before anything is
-  written, and its state is never adopted. `<table>__rejected` follows its table. Entries
-  written before `pipeline_id` existed (NULL) belong to no one: the next pipeline to load
-  claims the table.
+Every loader also keeps the load log (etl/load/loadlog.py: roll forward, fencing, ownership).
 """
 
 from __future__ import annotations
@@ -28,36 +15,11 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from etl.config import DestinationConfig, WriteDisposition
-from etl.exceptions import SupersededError, TableOwnedError
+from etl.load.loadlog import CommittedLoad, Fence
 from etl.state import SyncState
 
 RUN_ID_COLUMN = "_etl_run_id"
 LOADED_AT_COLUMN = "_etl_loaded_at"
-REJECTED_SUFFIX = "__rejected"
-LOAD_LOG_TABLE = "_etl_loads"
-"""Destination table recording, per committed load, the run id, the state it leads to and the
-pipeline that made it."""
-
-
-def owned_with(table: str) -> list[str]:
-    """Return the tables whose load-log owner must match a load into `table`: the table, its
-    `__rejected` table, and the table a `__rejected` table belongs to."""
-    names = [table, table + REJECTED_SUFFIX]
-    if table.endswith(REJECTED_SUFFIX):
-        names.append(table.removesuffix(REJECTED_SUFFIX))
-    return names
-
-
-@dataclass(frozen=True)
-class Fence:
-    """What a run planned from: its commit succeeds only if the load log still agrees."""
-
-    expected_run_id: str | None
-    """Run id of the newest load-log entry of the table when the run planned (None: the log
-    had none); the commit raises `SupersededError` when the newest entry is another one."""
-    pipeline_id: str
-    """The loading pipeline (`JobConfig.owner_id`), recorded in the load-log row; a newer entry
-    of another pipeline raises `TableOwnedError`."""
 
 
 LABEL_RUN_ID = "etl_run_id"
@@ -150,6 +112,38 @@ class LoadRequest:
     """`JobConfig.on_unrepresentable`, for values only the destination cannot hold (a NULL
     array in BigQuery): load the nearest and count it in `LoadResult.warnings`, or fail."""
 
+    def rejects(self) -> pa.Table | None:
+        """Return the rows to append to `<table>__rejected` in this commit (`rejected_rows()`,
+        called after `finalize()`), or None when no row was rejected."""
+        rejected = self.rejected_rows() if self.rejected_rows else None
+        return rejected if rejected is not None and rejected.num_rows else None
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """What a load's commit deletes of earlier loads before it writes its own rows and rejects,
+    in the same transaction: one policy for every loader (`replaced`)."""
+
+    row_files: list[str]
+    """Source files whose earlier rows (by `_etl_source_file`) leave the table: an append's
+    changed files (a merge replaces their rows by key; a snapshot replaces every row)."""
+    all_rejects: bool
+    """Every earlier row of `<table>__rejected` goes: a snapshot's rejects are its own."""
+    reject_files: list[str]
+    """Source files whose earlier rejects (by `file`) go with their earlier rows (append,
+    merge)."""
+
+
+def replaced(request: LoadRequest) -> Replaced:
+    """Return what `request`'s commit deletes of earlier loads (`Replaced`)."""
+    snapshot = request.write_disposition == "replace"
+    files = [] if snapshot else list(request.replace_files)
+    return Replaced(
+        row_files=files if request.write_disposition == "append" else [],
+        all_rejects=snapshot,
+        reject_files=files,
+    )
+
 
 @dataclass
 class LoadResult:
@@ -158,14 +152,6 @@ class LoadResult:
     """Destination columns `{"name", "type"}` after the load (destination type names)."""
     warnings: list[str] = field(default_factory=list)
     """Values the destination changed, counted per column (the run's `warnings`)."""
-
-
-@dataclass(frozen=True)
-class CommittedLoad:
-    run_id: str
-    state: SyncState
-    pipeline_id: str | None = None
-    """The pipeline that committed it; None for entries older than pipeline ids."""
 
 
 class Loader(ABC):
@@ -221,39 +207,3 @@ class Loader(ABC):
 
     def close(self) -> None:  # noqa: B027  optional hook
         """Release connections."""
-
-
-def check_owner(table: str, pipeline_id: str | None, owners: dict[str, str | None]) -> None:
-    """Refuse a load into `table` by `pipeline_id` when another pipeline owns it.
-
-    Args:
-        table: the destination table.
-        pipeline_id: the loading pipeline; None checks nothing.
-        owners: table name -> pipeline id of its newest load-log entry (None: a legacy entry),
-            for the names of `owned_with(table)` that have entries.
-
-    Raises:
-        TableOwnedError: names `table` and the owning pipeline.
-    """
-    if pipeline_id is None:
-        return
-    for name in owned_with(table):
-        owner = owners.get(name)
-        if owner is not None and owner != pipeline_id:
-            raise TableOwnedError(table, owner, pipeline_id)
-
-
-def check_fence(
-    table: str, fence: Fence, found_run_id: str | None, found_pipeline_id: str | None
-) -> None:
-    """Refuse a commit whose plan is stale: the newest load-log entry of `table`, read inside
-    the commit's transaction (`found_*`; None when there is none), must be the fence's.
-
-    Raises:
-        TableOwnedError: the newest entry was made by another pipeline.
-        SupersededError: it was made by another run of this pipeline.
-    """
-    if found_pipeline_id is not None and found_pipeline_id != fence.pipeline_id:
-        raise TableOwnedError(table, found_pipeline_id, fence.pipeline_id)
-    if found_run_id != fence.expected_run_id:
-        raise SupersededError(table, fence.expected_run_id, found_run_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +13,13 @@ import pyarrow.parquet as pq
 import structlog
 
 from etl.config import JobConfig
-from etl.exceptions import PrimaryKeyError, SnapshotExpiredError, SourceQueryError
+from etl.exceptions import SnapshotExpiredError, SourceQueryError
+from etl.extract.base import Extraction
 from etl.extract.sql import ChunkRead, SqlExtraction, SqlExtractor, WindowBounds
 from etl.load.base import job_labels
 from etl.parallel.plan import ChunkPlan, ChunkReport, PartFile
 from etl.registry import get_extractor
+from etl.run_commit import key_nulls, null_key_error, primary_key
 from etl.state import Watermark
 from etl.transform import BatchTransformer
 
@@ -34,6 +35,13 @@ def filesystem(url: str) -> tuple[Any, str]:
     import fsspec
 
     return fsspec.core.url_to_fs(url)
+
+
+def remove_folder(url: str) -> None:
+    """Remove a staging folder (`filesystem(url)`) and everything in it, if it exists."""
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 class PartStager:
@@ -111,88 +119,113 @@ def chunk_extract(
         TerminalError: the source rejects the query, a type cannot be mapped, a `merge`
             primary key has NULLs (`PrimaryKeyError`).
     """
-    clock = time.perf_counter()
-    chunk = plan.chunks[index]
-    attempt = uuid.uuid4().hex
-    folder = f"{plan.run_folder}/chunk-{index}/attempt-{attempt}"
-    log = logger.bind(run_id=plan.run_id, chunk=index, attempt=attempt)
+    attempt = _ChunkAttempt(job, plan, index, fault_hook)
+    extraction = attempt.open()
+    attempt.log.info("chunk.start", where=plan.chunks[index].where, split=plan.split)
+    with extraction:
+        attempt.stage(extraction)
+        report = attempt.report(extraction)
+    attempt.log.info(
+        "chunk.staged", rows=report.rows, parts=len(report.parts), duration_s=report.duration_s
+    )
+    return report
 
-    def fault(phase: str) -> None:
-        if fault_hook is not None:
-            fault_hook(f"chunk.{phase}")
-            fault_hook(f"chunk{index}.{phase}")
 
-    extractor = get_extractor(job.source_type)(job)
-    extractor.job_labels = job_labels(plan.run_id, job.load_type, job.pipeline_id)
-    state = plan.state  # a full refresh's plan holds a first run's state
-    transformer = BatchTransformer(job, state.column_map)
-    stager = PartStager(folder)
-    rows = rows_read = nbytes = 0
-    max_cursor: Any = None
-    null_rows: Counter[str] = Counter()
-    if plan.mode == "sql":
-        assert isinstance(extractor, SqlExtractor)
-        window = (
-            WindowBounds(
-                upper=plan.upper.as_python() if plan.upper else None, null_count=plan.null_count
-            )
-            if job.load_type != "catalog"
-            else None
-        )
-        read = ChunkRead(window=window, where=chunk.where, snapshot=plan.snapshot)
+class _ChunkAttempt:
+    """One attempt at chunk `index` of `plan`: its folder, transform, staged parts, counters."""
+
+    def __init__(
+        self, job: JobConfig, plan: ChunkPlan, index: int, fault_hook: Callable[[str], None] | None
+    ) -> None:
+        self.clock = time.perf_counter()
+        self.job, self.plan, self.index, self.fault_hook = job, plan, index, fault_hook
+        self.attempt = uuid.uuid4().hex
+        self.folder = f"{plan.run_folder}/chunk-{index}/attempt-{self.attempt}"
+        self.log = logger.bind(run_id=plan.run_id, chunk=index, attempt=self.attempt)
+        self.extractor = get_extractor(job.source_type)(job)
+        self.extractor.job_labels = job_labels(plan.run_id, job.load_type, job.pipeline_id)
+        # a full refresh's plan holds a first run's state
+        self.transformer = BatchTransformer(job, plan.state.column_map)
+        self.stager = PartStager(self.folder)
+        self.rows = self.bytes_read = 0
+        self.max_cursor: Any = None
+
+    def fault(self, phase: str) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(f"chunk.{phase}")
+            self.fault_hook(f"chunk{self.index}.{phase}")
+
+    def open(self) -> Extraction:
+        """Return the chunk's extraction: its key range of the plan's window, in the plan's
+        snapshot (`sql`), or the source's whole extraction (`single`)."""
+        plan, state = self.plan, self.plan.state
+        if plan.mode != "sql":
+            return self.extractor.extract(state)
+        assert isinstance(self.extractor, SqlExtractor)
+        window = None
+        if self.job.load_type != "catalog":
+            upper = plan.upper.as_python() if plan.upper else None
+            window = WindowBounds(upper=upper, null_count=plan.null_count)
+        read = ChunkRead(window=window, where=plan.chunks[self.index].where, snapshot=plan.snapshot)
         try:
-            extraction = extractor.extract(state, chunk=read)
+            return self.extractor.extract(state, chunk=read)
         except SourceQueryError as exc:
             if plan.snapshot and "invalid snapshot identifier" in str(exc):
                 raise SnapshotExpiredError(plan.run_id, plan.snapshot) from exc
             raise
-    else:
-        extraction = extractor.extract(state)
-    log.info("chunk.start", where=chunk.where, split=plan.split)
-    with extraction:
+
+    def stage(self, extraction: Extraction) -> None:
+        """Transform the extraction's batches and stage them as Parquet parts."""
+        job, transformer = self.job, self.transformer
         cursor = job.timestamp_column if job.load_type != "catalog" else None
         for batch in extraction.batches():
-            rows_read += batch.num_rows
-            nbytes += batch.nbytes
+            self.bytes_read += batch.nbytes
             if cursor and cursor in batch.schema.names and batch.num_rows:
                 top = pc.max(batch.column(cursor)).as_py()
-                if top is not None and (max_cursor is None or top > max_cursor):
-                    max_cursor = top
+                if top is not None and (self.max_cursor is None or top > self.max_cursor):
+                    self.max_cursor = top
             batch = transformer.transform(batch, extraction.current_file)
             if job.load_type == "merge":
-                _check_null_keys(batch, job, transformer.column_map, null_rows)
-            stager.write(batch)
-            rows += batch.num_rows
-            fault("batch")
-        stager.flush()
-        fault("staged")
-        stats = extraction.stats
-        window_state = getattr(extraction, "window", None) if plan.mode == "sql" else None
-        report = ChunkReport(
+                key = primary_key(job, transformer.column_map)
+                for name, nulls in key_nulls(batch, key, job.dest_table_name):
+                    if nulls:
+                        raise null_key_error(job.dest_table_name, key, name, nulls)
+            self.stager.write(batch)
+            self.rows += batch.num_rows
+            self.fault("batch")
+        self.stager.flush()
+        self.fault("staged")
+
+    def report(self, extraction: Extraction) -> ChunkReport:
+        """Return the attempt's report, once `stage` is done (the extraction still open)."""
+        plan, stats = self.plan, extraction.stats
+        sql = plan.mode == "sql"
+        window = getattr(extraction, "window", None) if sql else None
+        return ChunkReport(
             run_id=plan.run_id,
-            index=index,
-            attempt=attempt,
-            parts=tuple(stager.parts),
-            rows=rows,
+            index=self.index,
+            attempt=self.attempt,
+            parts=tuple(self.stager.parts),
+            rows=self.rows,
             rows_skipped=stats.rows_skipped,
-            bytes_extracted=nbytes,
+            bytes_extracted=self.bytes_read,
             columns=tuple(extraction.schema.names) if isinstance(extraction, SqlExtraction) else (),
-            column_map=dict(transformer.column_map),
-            max_cursor=Watermark.from_python(max_cursor) if max_cursor is not None else None,
-            boundary_keys=dict(window_state.next_boundary) if window_state is not None else {},
-            null_keys=dict(window_state.next_null) if window_state is not None else {},
-            read_again=tuple(sorted(window_state.read_again)) if window_state is not None else (),
+            column_map=dict(self.transformer.column_map),
+            max_cursor=Watermark.from_python(self.max_cursor)
+            if self.max_cursor is not None
+            else None,
+            boundary_keys=dict(window.next_boundary) if window is not None else {},
+            null_keys=dict(window.next_null) if window is not None else {},
+            read_again=tuple(sorted(window.read_again)) if window is not None else (),
             warnings=tuple(stats.warnings),
-            next_state=extraction.next_state(state, plan.run_id) if plan.mode != "sql" else None,
+            next_state=None if sql else extraction.next_state(plan.state, plan.run_id),
             files_loaded=tuple(stats.files),
             files_skipped=stats.files_skipped,
             replaced_files=tuple(extraction.replaced_files),
-            rejects=_stage_rejects(extraction, job, folder),
+            rejects=_stage_rejects(extraction, self.job, self.folder),
             rows_rejected=len(extraction.rejects.rows),
-            duration_s=round(time.perf_counter() - clock, 3),
+            duration_s=round(time.perf_counter() - self.clock, 3),
         )
-    log.info("chunk.staged", rows=rows, parts=len(report.parts), duration_s=report.duration_s)
-    return report
 
 
 def _stage_rejects(extraction: Any, job: JobConfig, folder: str) -> str | None:
@@ -203,22 +236,3 @@ def _stage_rejects(extraction: Any, job: JobConfig, folder: str) -> str | None:
     with fs.open(f"{root}/rejects.parquet", "wb") as handle:
         pq.write_table(extraction.rejects.table(), handle)
     return f"{folder.rstrip('/')}/rejects.parquet"
-
-
-def _check_null_keys(
-    batch: pa.RecordBatch, job: JobConfig, names: dict[str, str], counts: Counter[str]
-) -> None:
-    """Raise `PrimaryKeyError` when a `merge` key column is missing or NULL (as `etl.run`)."""
-    key = [names.get(c, c) for c in job.primary_key]
-    for name in key:
-        if name not in batch.schema.names:
-            raise PrimaryKeyError(
-                job.dest_table_name,
-                key,
-                f"column `{name}` is not among the loaded columns; add it to selected_columns",
-            )
-        nulls = batch.column(name).null_count
-        if nulls:
-            raise PrimaryKeyError(
-                job.dest_table_name, key, f"column `{name}` is NULL in {nulls} row(s) of this run"
-            )

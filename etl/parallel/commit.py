@@ -1,27 +1,38 @@
-"""The commit of a parallel run: every chunk's staged parts and the new state, one transaction."""
+"""The commit of a parallel run: every chunk's staged parts and the new state, one transaction.
+
+Two ways are supported: the coordinator's own process commits (`ChunkCoordinator.commit`, what
+`run_parallel` does; it is alive anyway while PostgreSQL chunks read its snapshot), or any other
+process that has the job, the plan and the reports (e.g. the Celery task that saw the last chunk
+finish) calls `chunk_commit`; it needs the parts (the staging location) and the destination, not
+the source, and may run after the coordinator's snapshot has ended, provided the coordinator was
+entered with `keep_staging=True` (its exit removes the parts otherwise; pass `cleanup=True` to
+`chunk_commit` then). The parts stream through the destination's loader in chunk order (Arrow
+batches of `job.chunk_size` rows: memory stays bounded) in one load: DuckDB inserts them inside
+the run's transaction; BigQuery stages them into the run's staging table with Parquet load jobs,
+then runs the usual commit. The fence, merge, catalog swap and load-log entry are those of
+`etl.run` (one `etl.run_commit.RunLoad`). The new watermark is the plan's upper bound, which
+under PostgreSQL's shared snapshot is the largest cursor value over the chunks (as a
+one-process run); boundary keys are the union of the chunks'.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import structlog
 
-from etl.config import JobConfig
-from etl.exceptions import SupersededError, TerminalError
+from etl.config import JobConfig, WriteDisposition
+from etl.exceptions import TerminalError
+from etl.extract.base import ExtractStats
 from etl.extract.window_plan import plan_window
-from etl.load.base import Fence, LoadRequest, MergeKey, job_labels
-from etl.parallel.chunk import filesystem
+from etl.load.base import Fence, LoadResult
+from etl.parallel.chunk import filesystem, remove_folder
 from etl.parallel.plan import ChunkPlan, ChunkReport
-from etl.registry import get_loader
-from etl.schema import SOURCE_FILE_COLUMN
+from etl.run_commit import RunLoad, RunStart
 from etl.state import RunResult, SyncState
-
-logger = structlog.get_logger(__name__)
 
 
 class ChunkPlanError(TerminalError):
@@ -44,22 +55,8 @@ def chunk_commit(
     fault_hook: Callable[[str], None] | None = None,
     cleanup: bool = False,
 ) -> RunResult:
-    """Load the parts of one report per chunk and commit them with the new state, all or nothing.
-
-    Two ways are supported: the coordinator's own process commits (`ChunkCoordinator.commit`,
-    what `run_parallel` does; it is alive anyway while PostgreSQL chunks read its snapshot), or
-    any other process that has the job, the plan and the reports (e.g. the Celery task that saw
-    the last chunk finish) calls this function; it needs the parts (the staging location) and
-    the destination, not the source, and may run after the coordinator's snapshot has ended,
-    provided the coordinator was entered with `keep_staging=True` (its exit removes the parts
-    otherwise; pass `cleanup=True` here then). The
-    parts stream through the destination's loader in chunk order (Arrow batches of
-    `job.chunk_size` rows: memory stays bounded) in one load: DuckDB inserts them inside the
-    run's transaction; BigQuery stages them into the run's staging table with Parquet load
-    jobs, then runs the usual commit. The fence, merge, catalog swap and load-log entry are
-    those of `etl.run`. The new watermark is the plan's upper bound, which under PostgreSQL's
-    shared snapshot is the largest cursor value over the chunks (as a one-process run);
-    boundary keys are the union of the chunks'.
+    """Load the parts of one report per chunk and commit them with the new state, all or nothing
+    (in this process or another one than the coordinator's: see the module docstring).
 
     Args:
         job: the job the plan was made for.
@@ -86,12 +83,73 @@ def chunk_commit(
         TransientError: the destination is unreachable; nothing was committed.
     """
     del state  # the plan's copy (after roll-forward) is the one the window came from
-    clock = time.perf_counter()
     if run_id is not None and run_id != plan.run_id:
         raise ChunkPlanError(run_id, f"the plan is run {plan.run_id}'s")
     ordered = _ordered_reports(plan, reports)
+    column_map = _column_map(plan, ordered)
+    commit = RunLoad(job, plan.run_id, progress=progress, fault_hook=fault_hook)
+    start = _start(plan)
+    loaded = _load(job, plan, ordered, column_map, commit, start)
+    if cleanup:
+        remove_folder(plan.run_folder)
+    rejected = sum(report.rows_rejected for report in ordered)
+    return commit.result(
+        loaded,
+        _stats(plan, ordered),
+        start,
+        rows_rejected=rejected,
+        started_at=plan.started_at,
+        chunks=len(ordered),
+    )
+
+
+def _start(plan: ChunkPlan) -> RunStart:
+    """Return what the coordinator planned the run from (`etl.run_commit.RunLoad.start`)."""
+    return RunStart(
+        state=plan.state,
+        write_disposition=cast(WriteDisposition, plan.write_disposition),
+        fence=Fence(expected_run_id=plan.fence_run_id, pipeline_id=plan.pipeline_id),
+        reconciled_run_id=plan.reconciled_run_id,
+    )
+
+
+def _load(
+    job: JobConfig,
+    plan: ChunkPlan,
+    reports: list[ChunkReport],
+    column_map: dict[str, str],
+    commit: RunLoad,
+    start: RunStart,
+) -> LoadResult:
+    """Load the parts of `reports` and commit them with the state the whole window leads to."""
+    commit.rows_read = sum(report.rows for report in reports)
+    commit.bytes_read = sum(report.bytes_extracted for report in reports)
+    rejects = [report.rejects for report in reports if report.rejects]
+    return commit.load(
+        _part_batches(reports, job.chunk_size),
+        start,
+        names=lambda: column_map,
+        next_state=lambda: _next_state(job, plan, reports),
+        replace_files=[f for report in reports for f in report.replaced_files],
+        rejected_rows=(lambda: _read_table(rejects)) if rejects else None,
+    )
+
+
+def _stats(plan: ChunkPlan, reports: list[ChunkReport]) -> ExtractStats:
+    """Return the chunks' read counters summed, as one extraction's; the plan's notes first."""
+    return ExtractStats(
+        rows_skipped=sum(report.rows_skipped for report in reports),
+        files_skipped=sum(report.files_skipped for report in reports),
+        files=[f for report in reports for f in report.files_loaded],
+        warnings=_unique([*plan.notes, *(w for report in reports for w in report.warnings)]),
+    )
+
+
+def _column_map(plan: ChunkPlan, reports: list[ChunkReport]) -> dict[str, str]:
+    """Return the run's source -> destination column names: the plan state's, and the chunks'
+    (which must agree)."""
     column_map = dict(plan.state.column_map)
-    for report in ordered:
+    for report in reports:
         for source, dest in report.column_map.items():
             if column_map.setdefault(source, dest) != dest:
                 raise ChunkPlanError(
@@ -99,116 +157,7 @@ def chunk_commit(
                     f"chunk {report.index} named column `{source}` `{dest}`, another "
                     f"`{column_map[source]}`",
                 )
-    log = logger.bind(run_id=plan.run_id, source_type=job.source_type, table=job.dest_table_name)
-    loader = get_loader(job.destination.type)(job.destination)
-    loader.job_labels = job_labels(plan.run_id, job.load_type, job.pipeline_id)
-    fence = Fence(expected_run_id=plan.fence_run_id, pipeline_id=plan.pipeline_id)
-    counters = {"rows_loaded": 0}
-    bytes_extracted = sum(report.bytes_extracted for report in ordered)
-    committed: list[SyncState] = []
-
-    def fault(phase: str) -> None:
-        if fault_hook is not None:
-            fault_hook(phase)
-
-    def on_batch(rows: int) -> None:
-        counters["rows_loaded"] += rows
-        fault("load.batch")
-        if progress is not None:
-            progress(counters["rows_loaded"], bytes_extracted)
-
-    def finalize() -> SyncState:
-        new_state = _next_state(job, plan, ordered).model_copy(
-            update={"column_map": column_map, "last_run_id": plan.run_id}
-        )
-        committed.append(new_state)
-        fault("load.before_commit")
-        return new_state
-
-    def merge_key() -> MergeKey:
-        if job.is_file_source:
-            order_by = [SOURCE_FILE_COLUMN]
-        else:
-            assert job.timestamp_column is not None
-            order_by = [column_map.get(job.timestamp_column, job.timestamp_column)]
-        return MergeKey(
-            primary_key=[column_map.get(c, c) for c in job.primary_key], order_by=order_by
-        )
-
-    rejects = [report.rejects for report in ordered if report.rejects]
-    request = LoadRequest(
-        table=job.dest_table_name,
-        batches=_part_batches(ordered, job.chunk_size),
-        write_disposition=plan.write_disposition,  # type: ignore[arg-type]
-        run_id=plan.run_id,
-        finalize=finalize,
-        replace_files=[f for report in ordered for f in report.replaced_files],
-        on_batch=on_batch,
-        fault_hook=fault,
-        fence=fence,
-        rejected_rows=(lambda: _read_table(rejects)) if rejects else None,
-        allow_widen_to_string=job.allow_widen_to_string,
-        merge_key=merge_key if job.load_type == "merge" else None,
-        column_sources=lambda: {d: s for s, d in column_map.items()},
-        on_unrepresentable=job.on_unrepresentable,
-    )
-    try:
-        loaded = loader.load(request)
-    except SupersededError as exc:
-        log.warning("run.superseded", planned_from=exc.expected_run_id, found=exc.found_run_id)
-        raise
-    finally:
-        loader.close()
-    fault("load.after_commit")
-    if cleanup:
-        fs, path = filesystem(plan.run_folder)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    warnings = _unique([*plan.notes, *(w for report in ordered for w in report.warnings)])
-    warnings += loaded.warnings  # values the destination changed (NULL arrays)
-    ignored = job.destination.ignored_options_warning()
-    if ignored:
-        warnings.append(ignored)
-    source_names = {dest: source for source, dest in column_map.items()}
-    skipped = sum(report.rows_skipped for report in ordered)
-    started = dt.datetime.fromisoformat(plan.started_at) if plan.started_at else None
-    finished = dt.datetime.now(dt.UTC)
-    result = RunResult(
-        run_id=plan.run_id,
-        rows_extracted=sum(report.rows for report in ordered) + skipped,
-        rows_loaded=loaded.rows_loaded,
-        rows_skipped=skipped,
-        rows_rejected=sum(report.rows_rejected for report in ordered),
-        bytes_extracted=bytes_extracted,
-        files_loaded=[f for report in ordered for f in report.files_loaded],
-        files_skipped=sum(report.files_skipped for report in ordered),
-        warnings=warnings,
-        destination_table=f"{job.destination.dataset}.{job.dest_table_name}",
-        schema=[
-            {
-                "name": col["name"],
-                "source_name": source_names.get(col["name"], col["name"]),
-                "type": col["type"],
-            }
-            for col in loaded.schema
-        ],
-        state=committed[-1],
-        reconciled_run_id=plan.reconciled_run_id,
-        started_at=plan.started_at,
-        finished_at=finished.isoformat(),
-        duration_s=round(
-            (finished - started).total_seconds() if started else time.perf_counter() - clock, 3
-        ),
-    )
-    log.info(
-        "run.succeeded",
-        chunks=len(ordered),
-        rows_extracted=result.rows_extracted,
-        rows_loaded=result.rows_loaded,
-        bytes=result.bytes_extracted,
-        duration_s=result.duration_s,
-    )
-    return result
+    return column_map
 
 
 def _ordered_reports(plan: ChunkPlan, reports: Sequence[ChunkReport]) -> list[ChunkReport]:
@@ -248,7 +197,9 @@ def _next_state(job: JobConfig, plan: ChunkPlan, reports: list[ChunkReport]) -> 
     return window.next_state(plan.state, names)
 
 
-def _part_batches(reports: list[ChunkReport], batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _part_batches(
+    reports: list[ChunkReport], batch_rows: int
+) -> Generator[pa.RecordBatch, None, None]:
     """Yield the rows of every part of `reports`, in chunk and part order, `batch_rows` at a
     time; one empty batch with the columns when no part holds a row (the table gets its
     columns, as in a one-process run)."""

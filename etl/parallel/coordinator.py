@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,12 +12,12 @@ from etl.exceptions import EtlError
 from etl.extract.incremental import CursorWindow
 from etl.extract.sql import SqlExtractor
 from etl.extract.window_plan import plan_window
-from etl.load.base import job_labels
-from etl.parallel.chunk import filesystem
+from etl.parallel.chunk import remove_folder
 from etl.parallel.commit import chunk_commit
 from etl.parallel.plan import Chunk, ChunkPlan, ChunkReport
 from etl.parallel.ranges import RangePlanner
-from etl.registry import get_extractor, get_loader
+from etl.registry import get_extractor
+from etl.run_commit import RunLoad
 from etl.state import RunResult, SyncState, Watermark
 
 logger = structlog.get_logger(__name__)
@@ -30,10 +29,34 @@ SPLIT_SOURCES = frozenset({"postgresql", "mysql"})
 class ChunkCoordinator:
     """Holds one parallel run: its plan, the source snapshot the chunks read, its commit.
 
-    Made by `chunk_plan`; use it as a context manager. While inside the `with` block the
-    PostgreSQL snapshot stays exported (the coordinator's REPEATABLE READ transaction is
-    open), so chunk readers anywhere may import it; leaving the block ends the transaction
-    (chunks not yet read can then no longer be) and removes `<staging>/<run_id>/`.
+    Made by `chunk_plan` (this class); use it as a context manager. Entering it fixes the plan
+    (`coordinator.plan`, a `ChunkPlan`): the destination's load log is read (roll-forward and
+    fence entry as `etl.run`); for a PostgreSQL/MySQL table or custom SQL the source is opened,
+    the in-flight cap probed (etl/extract/inflight.py), a REPEATABLE READ snapshot begun, the
+    window's upper bound read in it, and (PostgreSQL) the snapshot exported with
+    `pg_export_snapshot()`; then `job.parallelism` key ranges of similar size are planned from
+    the database's statistics (etl/parallel/ranges.py; never a full scan). Custom SQL is split
+    on the cursor's window only; other sources (files, BigQuery) get a one-chunk `single` plan.
+    Fewer chunks than asked for are planned when the statistics hold fewer split points.
+
+    While inside the `with` block the PostgreSQL snapshot stays exported (the coordinator's
+    transaction is open), so chunk readers anywhere may import it; leaving the block ends the
+    transaction (chunks not yet read can then no longer be) and removes `<staging>/<run_id>/`.
+
+    Args:
+        job: the validated job; `job.parallelism` is the number of chunks wanted.
+        state: the state after the last successful run; None or empty for a first run.
+        run_id: the run's id (stamped on the rows, names the staging folder).
+        staging: a local directory, or an fsspec URL (`gs://bucket/prefix`) every chunk reader
+            and the committer can reach; parts go to `<staging>/<run_id>/`.
+        full_refresh: as `etl.run`: ignore the state, read everything, replace the table.
+        fault_hook: test-only phase callback (`etl.pipeline.FaultHook`).
+        keep_staging: leave `<staging>/<run_id>/` in place at exit (debugging).
+
+    Raises (on enter):
+        TransientError: source or destination unreachable.
+        TableOwnedError: another pipeline owns the destination table.
+        NullCursorError, SourceQueryError, TerminalError: as `etl.run`.
     """
 
     def __init__(
@@ -93,10 +116,8 @@ class ChunkCoordinator:
                 pass
             self._connection = None
         if self._plan is not None and not self.keep_staging:
-            fs, path = filesystem(self._plan.run_folder)
             try:
-                if fs.exists(path):
-                    fs.rm(path, recursive=True)
+                remove_folder(self._plan.run_folder)
             except OSError as exc:  # cleanup only; the staged files are never loaded again
                 logger.warning(
                     "parallel.staging_cleanup_failed", run_id=self.run_id, error=str(exc)
@@ -122,37 +143,20 @@ class ChunkCoordinator:
             fault_hook=self.fault_hook,
         )
 
-    def _fault(self, phase: str) -> None:
-        if self.fault_hook is not None:
-            self.fault_hook(phase)
-
     def _make_plan(self) -> ChunkPlan:
         job = self.job
-        started = dt.datetime.now(dt.UTC)
-        loader = get_loader(job.destination.type)(job.destination)
-        loader.job_labels = job_labels(self.run_id, job.load_type, job.pipeline_id)
-        state, reconciled = self.state, None
-        last = loader.last_committed(job.dest_table_name, job.owner_id)
-        if last is not None and last.run_id != state.last_run_id and not self.full_refresh:
-            logger.warning(
-                "run.reconcile", committed_run_id=last.run_id, state_run_id=state.last_run_id
-            )
-            state, reconciled = last.state, last.run_id
-        write_disposition: str = job.write_disposition
-        if self.full_refresh:
-            state = SyncState(column_map=state.column_map)
-            write_disposition = "replace"
-        self._fault("run.planned")
+        destination = RunLoad(job, self.run_id, fault_hook=self.fault_hook)
+        start = destination.start(self.state, full_refresh=self.full_refresh)
         common: dict[str, Any] = {
             "run_id": self.run_id,
             "source_type": job.source_type,
-            "fence_run_id": last.run_id if last else None,
-            "pipeline_id": job.owner_id,
-            "write_disposition": write_disposition,
+            "fence_run_id": start.fence.expected_run_id,
+            "pipeline_id": start.fence.pipeline_id,
+            "write_disposition": start.write_disposition,
             "staging": self.staging,
-            "state": state,
-            "reconciled_run_id": reconciled,
-            "started_at": started.isoformat(),
+            "state": start.state,
+            "reconciled_run_id": start.reconciled_run_id,
+            "started_at": destination.started.isoformat(),
         }
         if job.source_type not in SPLIT_SOURCES:
             return ChunkPlan(
@@ -173,7 +177,7 @@ class ChunkCoordinator:
         except Exception as exc:
             raise (extractor.translate_error(exc) or exc) from exc
         try:
-            return self._plan_sql(extractor, self._connection, state, common)
+            return self._plan_sql(extractor, self._connection, start.state, common)
         except EtlError:
             raise
         except Exception as exc:
@@ -251,51 +255,6 @@ class ChunkCoordinator:
         return [f"({first}) OR {tie}", *[f"({where}) AND NOT ({tie})" for where in rest]]
 
 
-def chunk_plan(
-    job: JobConfig,
-    state: SyncState | None,
-    *,
-    run_id: str,
-    staging: str,
-    full_refresh: bool = False,
-    fault_hook: Callable[[str], None] | None = None,
-    keep_staging: bool = False,
-) -> ChunkCoordinator:
-    """Return the coordinator of a parallel run; entering it fixes the plan.
-
-    On enter: the destination's load log is read (roll-forward and fence entry as `etl.run`);
-    for a PostgreSQL/MySQL table or custom SQL the source is opened, the in-flight cap probed
-    (etl/extract/inflight.py), a REPEATABLE READ snapshot begun, the window's upper bound read
-    in it, and (PostgreSQL) the snapshot exported with `pg_export_snapshot()` and held until
-    exit; then `job.parallelism` key ranges of similar size are planned from the database's
-    statistics (etl/parallel/ranges.py; never a full scan). Custom SQL is split on the cursor's
-    window only; other sources (files, BigQuery) get a one-chunk `single` plan. Fewer chunks
-    than asked for are planned when the statistics hold fewer split points.
-
-    Args:
-        job: the validated job; `job.parallelism` is the number of chunks wanted.
-        state: the state after the last successful run; None or empty for a first run.
-        run_id: the run's id (stamped on the rows, names the staging folder).
-        staging: a local directory, or an fsspec URL (`gs://bucket/prefix`) every chunk reader
-            and the committer can reach; parts go to `<staging>/<run_id>/`.
-        full_refresh: as `etl.run`: ignore the state, read everything, replace the table.
-        fault_hook: test-only phase callback (`etl.pipeline.FaultHook`).
-        keep_staging: leave `<staging>/<run_id>/` in place at exit (debugging).
-
-    Returns:
-        ChunkCoordinator: a context manager; `coordinator.plan` is the `ChunkPlan`.
-
-    Raises (on enter):
-        TransientError: source or destination unreachable.
-        TableOwnedError: another pipeline owns the destination table.
-        NullCursorError, SourceQueryError, TerminalError: as `etl.run`.
-    """
-    return ChunkCoordinator(
-        job,
-        state,
-        run_id=run_id,
-        staging=staging,
-        full_refresh=full_refresh,
-        fault_hook=fault_hook,
-        keep_staging=keep_staging,
-    )
+chunk_plan = ChunkCoordinator
+"""`chunk_plan(job, state, *, run_id, staging, ...)`: the coordinator of a parallel run (see
+`ChunkCoordinator`); entering it fixes the plan."""

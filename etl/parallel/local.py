@@ -29,36 +29,42 @@ MAX_CHUNK_ATTEMPTS = 3
 run fails; the other chunks are not read again."""
 
 
-class ChunkFailedError(TerminalError):
+class _ChunkError(EtlError):
+    """A chunk that failed: which one, the error (class name and text), after how many
+    attempts; the message is the subclass's `template` filled with them."""
+
+    template = ""
+
+    def __init__(self, index: int, error_class: str, error: str, attempts: int) -> None:
+        self.index, self.error_class, self.error, self.attempts = (
+            index,
+            error_class,
+            error,
+            attempts,
+        )
+        super().__init__(
+            self.template.format(
+                index=index, error_class=error_class, error=error, attempts=attempts
+            )
+        )
+
+
+class ChunkFailedError(_ChunkError, TerminalError):
     """A chunk failed terminally, or failed MAX_CHUNK_ATTEMPTS times; nothing was committed."""
 
-    def __init__(self, index: int, error_class: str, error: str, attempts: int) -> None:
-        self.index, self.error_class, self.error, self.attempts = (
-            index,
-            error_class,
-            error,
-            attempts,
-        )
-        super().__init__(
-            f"Chunk {index} failed after {attempts} attempt(s): {error_class}: {error}. "
-            "Nothing was committed; the next run starts over."
-        )
+    template = (
+        "Chunk {index} failed after {attempts} attempt(s): {error_class}: {error}. "
+        "Nothing was committed; the next run starts over."
+    )
 
 
-class ChunkUnavailableError(TransientError):
+class ChunkUnavailableError(_ChunkError, TransientError):
     """A chunk kept failing with a transient error (source unreachable); nothing was committed."""
 
-    def __init__(self, index: int, error_class: str, error: str, attempts: int) -> None:
-        self.index, self.error_class, self.error, self.attempts = (
-            index,
-            error_class,
-            error,
-            attempts,
-        )
-        super().__init__(
-            f"Chunk {index} failed {attempts} times: {error_class}: {error}. Nothing was "
-            "committed; a retry of the run may succeed."
-        )
+    template = (
+        "Chunk {index} failed {attempts} times: {error_class}: {error}. Nothing was "
+        "committed; a retry of the run may succeed."
+    )
 
 
 def run_parallel(
@@ -127,73 +133,98 @@ def _run_chunks(
     job: JobConfig, plan: ChunkPlan, processes: int, fault_spec: str
 ) -> list[ChunkReport]:
     """Run every chunk of `plan` in child processes; return their reports in chunk order."""
-    context = _context()
-    results = Path(tempfile.mkdtemp(prefix="etl-chunk-results-"))
-    pending: deque[int] = deque(range(len(plan.chunks)))
-    attempts: dict[int, int] = {}
-    running: dict[Any, tuple[int, Any, Path]] = {}  # sentinel -> (index, process, result file)
-    reports: dict[int, ChunkReport] = {}
-    plan_data = plan.to_dict()
+    pool = _ChunkPool(job, plan, processes, fault_spec)
     try:
-        while pending or running:
-            while pending and len(running) < processes:
-                index = pending.popleft()
-                attempts[index] = attempts.get(index, 0) + 1
-                result = results / f"chunk-{index}-{attempts[index]}.json"
-                process = context.Process(
-                    target=_chunk_main,
-                    args=(
-                        job,
-                        plan_data,
-                        index,
-                        str(result),
-                        fault_spec if attempts[index] == 1 else "",
-                    ),
-                    name=f"etl-chunk-{index}",
-                    daemon=True,
-                )
-                process.start()
-                running[process.sentinel] = (index, process, result)
-            for sentinel in multiprocessing.connection.wait(list(running)):
-                index, process, result = running.pop(sentinel)
-                process.join()
-                outcome = json.loads(result.read_text()) if result.exists() else None
-                if outcome is not None and "report" in outcome:
-                    reports[index] = ChunkReport.from_dict(outcome["report"])
-                    logger.info(
-                        "parallel.chunk_done",
-                        chunk=index,
-                        attempt=attempts[index],
-                        rows=reports[index].rows,
-                    )
-                    continue
-                transient = outcome is None or outcome.get("transient", False)
-                error_class = outcome["error_class"] if outcome else "ProcessDied"
-                error = (
-                    outcome["error"]
-                    if outcome
-                    else f"the chunk's process exited with code {process.exitcode}"
-                )
-                if error_class == "SnapshotExpiredError":
-                    raise SnapshotExpiredError(plan.run_id, plan.snapshot or "")
-                if not transient:
-                    raise ChunkFailedError(index, error_class, error, attempts[index])
-                if attempts[index] >= MAX_CHUNK_ATTEMPTS:
-                    raise ChunkUnavailableError(index, error_class, error, attempts[index])
-                logger.warning(
-                    "parallel.chunk_retry",
-                    chunk=index,
-                    attempt=attempts[index],
-                    exitcode=process.exitcode,
-                    error_class=error_class,
-                )
-                pending.appendleft(index)
+        while pool.pending or pool.running:
+            pool.start()
+            for sentinel in multiprocessing.connection.wait(list(pool.running)):
+                pool.finished(sentinel)
     finally:
-        for _, process, _ in running.values():
-            process.terminate()  # processes this run started, by handle
+        pool.close()
+    return [pool.reports[i] for i in range(len(plan.chunks))]
+
+
+class _ChunkPool:
+    """The chunk processes of one run: at most `processes` at once, each chunk retried alone
+    (a dead process or a transient error) up to MAX_CHUNK_ATTEMPTS attempts."""
+
+    def __init__(self, job: JobConfig, plan: ChunkPlan, processes: int, fault_spec: str):
+        self.job, self.plan, self.processes, self.fault_spec = job, plan, processes, fault_spec
+        self.context = _context()
+        self.results = Path(tempfile.mkdtemp(prefix="etl-chunk-results-"))
+        self.pending: deque[int] = deque(range(len(plan.chunks)))
+        self.attempts: dict[int, int] = {}
+        self.running: dict[Any, tuple[int, Any, Path]] = {}  # sentinel -> (index, process, file)
+        self.reports: dict[int, ChunkReport] = {}
+        self.plan_data = plan.to_dict()
+
+    def start(self) -> None:
+        """Start pending chunks while fewer than `processes` run."""
+        while self.pending and len(self.running) < self.processes:
+            index = self.pending.popleft()
+            attempt = self.attempts[index] = self.attempts.get(index, 0) + 1
+            result = self.results / f"chunk-{index}-{attempt}.json"
+            process = self.context.Process(
+                target=_chunk_main,
+                args=(
+                    self.job,
+                    self.plan_data,
+                    index,
+                    str(result),
+                    self.fault_spec if attempt == 1 else "",
+                ),
+                name=f"etl-chunk-{index}",
+                daemon=True,
+            )
+            process.start()
+            self.running[process.sentinel] = (index, process, result)
+
+    def finished(self, sentinel: Any) -> None:
+        """Take the outcome of the process behind `sentinel`: its report, or a retry.
+
+        Raises:
+            SnapshotExpiredError, ChunkFailedError, ChunkUnavailableError: see `run_parallel`.
+        """
+        index, process, result = self.running.pop(sentinel)
+        process.join()
+        outcome = json.loads(result.read_text()) if result.exists() else None
+        if outcome is not None and "report" in outcome:
+            self.reports[index] = ChunkReport.from_dict(outcome["report"])
+            logger.info(
+                "parallel.chunk_done",
+                chunk=index,
+                attempt=self.attempts[index],
+                rows=self.reports[index].rows,
+            )
+            return
+        transient = outcome is None or outcome.get("transient", False)
+        error_class = outcome["error_class"] if outcome else "ProcessDied"
+        error = (
+            outcome["error"]
+            if outcome
+            else f"the chunk's process exited with code {process.exitcode}"
+        )
+        if error_class == "SnapshotExpiredError":
+            raise SnapshotExpiredError(self.plan.run_id, self.plan.snapshot or "")
+        if not transient:
+            raise ChunkFailedError(index, error_class, error, self.attempts[index])
+        if self.attempts[index] >= MAX_CHUNK_ATTEMPTS:
+            raise ChunkUnavailableError(index, error_class, error, self.attempts[index])
+        logger.warning(
+            "parallel.chunk_retry",
+            chunk=index,
+            attempt=self.attempts[index],
+            exitcode=process.exitcode,
+            error_class=error_class,
+        )
+        self.pending.appendleft(index)
+
+    def close(self) -> None:
+        """Stop the processes still running (this run's, by handle); remove the result files."""
+        for _, process, _ in self.running.values():
+            process.terminate()
             process.join(5)
-        shutil.rmtree(results, ignore_errors=True)
-    return [reports[i] for i in range(len(plan.chunks))]
+        shutil.rmtree(self.results, ignore_errors=True)
 
 
 def _context() -> Any:

@@ -1,4 +1,5 @@
-"""The runner API of Cloud Run Job mode: job config (with secrets) out, heartbeats and results in.
+"""The runner API of Cloud Run Job mode: job config (with secrets) out, heartbeats and results in;
+a parallel run's chunks are `api.runner_chunks`.
 
 Only runner credentials are accepted (`RunnerAuthentication` + `IsRunner`): the shared
 `ETL_RUNNER_TOKEN` or an allowed service account's Google ID token. A staff user's DRF token or
@@ -8,7 +9,6 @@ session is not, so no person's credential ever reads a config's secrets.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
@@ -27,17 +27,12 @@ from ml_platform.services.runner import (
     etl_run_runner_job,
     etl_run_runner_start,
 )
-from ml_platform.services.runner_chunks import (
-    etl_run_chunk_claim,
-    etl_run_chunk_heartbeat,
-    etl_run_chunk_report,
-    etl_run_chunks_create,
-    etl_run_chunks_get,
-    etl_run_reader_claim,
-)
+from ml_platform.services.runner_chunks import etl_run_reader_claim
 
 
-class _RunnerApi(APIView):
+class RunnerApi(APIView):
+    """A view of the runner API: runner credentials only."""
+
     authentication_classes = [RunnerAuthentication]
     permission_classes = [IsRunner]
 
@@ -59,7 +54,7 @@ class RunnerJobOutputSerializer(serializers.Serializer):
         ref_name = "RunnerJob"
 
 
-class DataSourceRunnerConfigApi(_RunnerApi):
+class DataSourceRunnerConfigApi(RunnerApi):
     """The job of a Cloud Run Job runner; runner credentials only (never a staff user).
 
     `GET /api/etl/sources/<id>/config/?run_id=<uuid>` reads, changing nothing: 200 `{"run_id",
@@ -121,7 +116,7 @@ def _runner_job_data(runner_job: RunnerAssignment) -> dict:
     }
 
 
-class EtlRunHeartbeatApi(_RunnerApi):
+class EtlRunHeartbeatApi(RunnerApi):
     """`POST /api/etl/runs/<uuid>/heartbeat/` `{"progress_rows", "progress_bytes"}`: 204 while
     the run is running, 409 once it is not (e.g. reaped)."""
 
@@ -140,7 +135,7 @@ class EtlRunHeartbeatApi(_RunnerApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class EtlRunResultApi(_RunnerApi):
+class EtlRunResultApi(RunnerApi):
     """`POST /api/etl/runs/<uuid>/result/` with the RunResult JSON `python -m etl run` prints,
     or `{"status": "failed", "error_class", "error"}`.
 
@@ -165,145 +160,7 @@ class EtlRunResultApi(_RunnerApi):
         return Response(self.OutputSerializer({"recorded": recorded, "run": run}).data)
 
 
-class RunnerChunkOutputSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    status = serializers.CharField(help_text="pending, waiting, running, done, failed")
-    attempt = serializers.IntegerField()
-    worker = serializers.CharField()
-    report = serializers.JSONField(allow_null=True, help_text="the engine's ChunkReport JSON")
-    error_class = serializers.CharField()
-    error_message = serializers.CharField()
-
-    class Meta:
-        ref_name = "RunnerChunk"
-
-
-class RunnerChunksOutputSerializer(serializers.Serializer):
-    run_status = serializers.CharField()
-    plan = serializers.JSONField(allow_null=True, help_text="the ChunkPlan JSON; null until made")
-    chunks = RunnerChunkOutputSerializer(many=True)
-
-    class Meta:
-        ref_name = "RunnerChunks"
-
-
-class EtlRunChunksApi(_RunnerApi):
-    """A parallel run's chunks in Cloud Run Job mode (runner credentials only).
-
-    `GET /api/etl/runs/<uuid>/chunks/`: 200 `{"run_status", "plan", "chunks": [...]}` (plan
-    null until the coordinator task recorded it); changes nothing.
-
-    `POST /api/etl/runs/<uuid>/chunks/` `{"plan": <ChunkPlan JSON>}` (task 0, once): 201 with
-    the same document; 409 when the run is not running; 400 when it already has a plan.
-    """
-
-    class InputSerializer(serializers.Serializer):
-        plan = serializers.JSONField()
-
-        class Meta:
-            ref_name = "RunnerChunksInput"
-
-    @extend_schema(responses={200: RunnerChunksOutputSerializer})
-    def get(self, request: Request, run_uid: uuid.UUID) -> Response:
-        run, chunks = etl_run_chunks_get(run_uid=run_uid)
-        return Response(_chunks_data(run, chunks))
-
-    @extend_schema(request=InputSerializer, responses={201: RunnerChunksOutputSerializer})
-    def post(self, request: Request, run_uid: uuid.UUID) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        etl_run_chunks_create(run_uid=run_uid, plan=data.validated_data["plan"])
-        run, chunks = etl_run_chunks_get(run_uid=run_uid)
-        return Response(_chunks_data(run, chunks), status=status.HTTP_201_CREATED)
-
-
-def _chunks_data(run: Any, chunks: list) -> dict:
-    return RunnerChunksOutputSerializer(
-        {"run_status": run.status, "plan": run.chunk_plan, "chunks": chunks}
-    ).data
-
-
-class EtlRunChunkClaimApi(_RunnerApi):
-    """`POST /api/etl/runs/<uuid>/chunks/<index>/claim/` `{"worker", "attempt"}`: 200
-    `{"state": "claimed"|"waiting"|"busy"|"done"|"failed", "attempt", "retry_after_s"}`;
-    `claimed` means extract now (a reader slot is held); `waiting` means call again with the
-    attempt. 409 when the run is not running."""
-
-    class InputSerializer(serializers.Serializer):
-        worker = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
-        attempt = serializers.IntegerField(required=False, allow_null=True, default=None)
-
-        class Meta:
-            ref_name = "RunnerChunkClaimInput"
-
-    class OutputSerializer(serializers.Serializer):
-        state = serializers.CharField()
-        attempt = serializers.IntegerField(required=False)
-        retry_after_s = serializers.FloatField(required=False)
-
-        class Meta:
-            ref_name = "RunnerChunkClaim"
-
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
-    def post(self, request: Request, run_uid: uuid.UUID, index: int) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        answer = etl_run_chunk_claim(
-            run_uid=run_uid,
-            index=index,
-            worker=data.validated_data["worker"] or f"runner:{request.user}",
-            attempt=data.validated_data["attempt"],
-        )
-        return Response(answer)
-
-
-class EtlRunChunkHeartbeatApi(_RunnerApi):
-    """`POST /api/etl/runs/<uuid>/chunks/<index>/heartbeat/` `{"attempt"}`: 204 while that
-    attempt holds the chunk (its reader slot is renewed too), 409 once it does not."""
-
-    class InputSerializer(serializers.Serializer):
-        attempt = serializers.IntegerField(min_value=1)
-
-        class Meta:
-            ref_name = "RunnerChunkHeartbeat"
-
-    @extend_schema(request=InputSerializer, responses={204: None})
-    def post(self, request: Request, run_uid: uuid.UUID, index: int) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        etl_run_chunk_heartbeat(
-            run_uid=run_uid, index=index, attempt=data.validated_data["attempt"]
-        )
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class EtlRunChunkReportApi(_RunnerApi):
-    """`POST /api/etl/runs/<uuid>/chunks/<index>/report/` `{"attempt", "report"}` with the
-    engine's ChunkReport JSON, or `{"status": "failed", "error_class", "error", "transient"}`:
-    200 with the chunk; 409 when that attempt no longer holds the chunk (the report is dropped)
-    or the run is not running."""
-
-    class InputSerializer(serializers.Serializer):
-        attempt = serializers.IntegerField(min_value=1)
-        report = serializers.JSONField()
-
-        class Meta:
-            ref_name = "RunnerChunkReportInput"
-
-    @extend_schema(request=InputSerializer, responses={200: RunnerChunkOutputSerializer})
-    def post(self, request: Request, run_uid: uuid.UUID, index: int) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        chunk = etl_run_chunk_report(
-            run_uid=run_uid,
-            index=index,
-            attempt=data.validated_data["attempt"],
-            report=data.validated_data["report"],
-        )
-        return Response(RunnerChunkOutputSerializer(chunk).data)
-
-
-class EtlRunReaderClaimApi(_RunnerApi):
+class EtlRunReaderClaimApi(RunnerApi):
     """`POST /api/etl/runs/<uuid>/reader/`: a one-task runner asks for a reader slot of its
     source's connection before reading; 200 `{"state": "claimed"}` or `{"state": "waiting",
     "retry_after_s"}` (ask again); 409 when the run is not running. Heartbeats renew the slot,

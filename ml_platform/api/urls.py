@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from ml_platform.api import connections, data_sources, runner, runs, webhooks
+from ml_platform.api import connections, data_sources, runner, runner_chunks, runs, webhooks
 from ml_platform.api.views import ApiDocsView, HealthApi
 
 app_name = "api"
@@ -42,20 +42,20 @@ run_patterns = [
     path("<uuid:run_uid>/result/", runner.EtlRunResultApi.as_view(), name="result"),
     path("<uuid:run_uid>/heartbeat/", runner.EtlRunHeartbeatApi.as_view(), name="heartbeat"),
     path("<uuid:run_uid>/reader/", runner.EtlRunReaderClaimApi.as_view(), name="reader"),
-    path("<uuid:run_uid>/chunks/", runner.EtlRunChunksApi.as_view(), name="chunks"),
+    path("<uuid:run_uid>/chunks/", runner_chunks.EtlRunChunksApi.as_view(), name="chunks"),
     path(
         "<uuid:run_uid>/chunks/<int:index>/claim/",
-        runner.EtlRunChunkClaimApi.as_view(),
+        runner_chunks.EtlRunChunkClaimApi.as_view(),
         name="chunk-claim",
     ),
     path(
         "<uuid:run_uid>/chunks/<int:index>/heartbeat/",
-        runner.EtlRunChunkHeartbeatApi.as_view(),
+        runner_chunks.EtlRunChunkHeartbeatApi.as_view(),
         name="chunk-heartbeat",
     ),
     path(
         "<uuid:run_uid>/chunks/<int:index>/report/",
-        runner.EtlRunChunkReportApi.as_view(),
+        runner_chunks.EtlRunChunkReportApi.as_view(),
         name="chunk-report",
     ),
 ]

@@ -23,7 +23,7 @@ from django.db.models import Q
 from ml_platform.models import DataSource
 
 REJECTED_SUFFIX = "__rejected"
-"""Suffix of the quarantine side table (`etl.load.base.REJECTED_SUFFIX`)."""
+"""Suffix of the quarantine side table (`etl.load.loadlog.REJECTED_SUFFIX`)."""
 RESERVED_PREFIX = "_etl_"
 """Tables of the engine itself (`_etl_loads`, staging tables) start with this."""
 

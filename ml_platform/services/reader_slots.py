@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ml_platform.models import Connection, ReaderSlot
+from ml_platform.models import Connection, EtlRun, ReaderSlot
 from ml_platform.services.runs_progress import Pulse
 
 logger = structlog.get_logger(__name__)
@@ -76,8 +76,20 @@ def _expiry(now: dt.datetime | None = None) -> dt.datetime:
     return (now or timezone.now()) + dt.timedelta(seconds=float(settings.ETL_READER_LEASE_S))
 
 
+def reader_holder_of_run(*, run: EtlRun) -> str:
+    """Return the holder name of a one-reader run's slot, `run:<run pk>#<attempt>` (a new
+    attempt of the run is a new holder)."""
+    return f"run:{run.pk}#{run.attempts}"
+
+
+def reader_holder_of_chunk(*, run: EtlRun, index: int, attempt: int) -> str:
+    """Return the holder name of a parallel run's chunk reader, `chunk:<run pk>/<index>#<attempt>`."""
+    return f"chunk:{run.pk}/{index}#{attempt}"
+
+
 def reader_slot_try(*, connection: Connection, holder: str) -> ReaderLease | None:
-    """Take a free reader slot of `connection` for `holder` (e.g. `run:12` or `chunk:12/3#2`);
+    """Take a free reader slot of `connection` for `holder` (`reader_holder_of_run`,
+    `reader_holder_of_chunk`);
     return its lease, or None when all `connection.max_readers` slots are held.
 
     A holder that already holds a slot of the connection gets that slot again (a repeated call

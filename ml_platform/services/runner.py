@@ -21,7 +21,11 @@ import etl
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import DataSource, EtlRun
 from ml_platform.services.job_config import job_config_build, job_config_data
-from ml_platform.services.reader_slots import reader_slot_release_holder, reader_slot_renew_holder
+from ml_platform.services.reader_slots import (
+    reader_holder_of_run,
+    reader_slot_release_holder,
+    reader_slot_renew_holder,
+)
 from ml_platform.services.runs import etl_run_create
 from ml_platform.services.runs_execute import etl_run_start
 from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
@@ -98,13 +102,7 @@ def etl_run_runner_start(
                 SOURCE_BUSY.format(source_id=data_source.id, run_id=run.uid, status=run.status)
             )
     else:
-        run = EtlRun.objects.get(uid=run_uid)
-        if run.data_source_id != data_source.id:
-            raise ApplicationError(
-                RUN_OF_OTHER_SOURCE.format(
-                    run_id=run.uid, other_id=run.data_source_id, source_id=data_source.id
-                )
-            )
+        run = _run_of_source(data_source=data_source, run_uid=run_uid)
     if run.status in EtlRun.ACTIVE_STATUSES and run.chunks.exists():
         # a parallel run's coordinator task started again: the chunks' snapshot is gone
         from ml_platform.services.runs_parallel import CoordinatorLostError
@@ -113,6 +111,12 @@ def etl_run_runner_start(
     run, started = etl_run_start(run=run, worker=worker)
     if not started:
         raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
+    return _runner_assignment(run=run, worker=worker)
+
+
+def _runner_assignment(*, run: EtlRun, worker: str) -> RunnerAssignment:
+    """Return the job config and engine state of started run `run`; the run is failed when
+    its stored config is unusable (the error is raised)."""
     try:
         job_config_build(data_source=run.data_source)
         job = job_config_data(data_source=run.data_source)
@@ -123,7 +127,7 @@ def etl_run_runner_start(
     logger.info(
         "etl_run.runner_started",
         **run.log_ids,
-        data_source_id=data_source.id,
+        data_source_id=run.data_source_id,
         worker=worker,
         attempt=run.attempts,
     )
@@ -131,7 +135,7 @@ def etl_run_runner_start(
         run=run,
         job=job,
         state=state,
-        full_refresh=sync_state_full_refresh_pending(data_source=data_source),
+        full_refresh=sync_state_full_refresh_pending(data_source=run.data_source),
         **_parallel_fields(run),
     )
 
@@ -145,15 +149,7 @@ def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) ->
         ApplicationError: the run belongs to another data source.
         etl.ConfigError / CredentialsUnreadableError: the stored config is unusable.
     """
-    run = None
-    if run_uid is not None:
-        run = EtlRun.objects.get(uid=run_uid)
-        if run.data_source_id != data_source.id:
-            raise ApplicationError(
-                RUN_OF_OTHER_SOURCE.format(
-                    run_id=run.uid, other_id=run.data_source_id, source_id=data_source.id
-                )
-            )
+    run = None if run_uid is None else _run_of_source(data_source=data_source, run_uid=run_uid)
     job_config_build(data_source=data_source)
     job = job_config_data(data_source=data_source)
     return RunnerAssignment(
@@ -163,6 +159,23 @@ def etl_run_runner_job(*, data_source: DataSource, run_uid: uuid.UUID | None) ->
         full_refresh=sync_state_full_refresh_pending(data_source=data_source),
         **(_parallel_fields(run) if run is not None else {}),
     )
+
+
+def _run_of_source(*, data_source: DataSource, run_uid: uuid.UUID) -> EtlRun:
+    """Return run `run_uid` of `data_source`.
+
+    Raises:
+        EtlRun.DoesNotExist: no run has `run_uid`.
+        ApplicationError: the run belongs to another data source.
+    """
+    run = EtlRun.objects.get(uid=run_uid)
+    if run.data_source_id != data_source.id:
+        raise ApplicationError(
+            RUN_OF_OTHER_SOURCE.format(
+                run_id=run.uid, other_id=run.data_source_id, source_id=data_source.id
+            )
+        )
+    return run
 
 
 def _parallel_fields(run: EtlRun) -> dict[str, Any]:
@@ -186,7 +199,7 @@ def etl_run_heartbeat(*, run_uid: uuid.UUID, progress_rows: int, progress_bytes:
     run = EtlRun.objects.get(uid=run_uid)
     if not updated:
         raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
-    reader_slot_renew_holder(holder=f"run:{run.pk}#{run.attempts}")  # while the runner reads
+    reader_slot_renew_holder(holder=reader_holder_of_run(run=run))  # while the runner reads
     return run
 
 
@@ -212,23 +225,7 @@ def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRu
         RunNotActiveError: the run already finished with another outcome.
     """
     run = EtlRun.objects.get(uid=run_uid)
-    failed = report.get("status") == "failed"
-    result: etl.RunResult | None = None
-    error_class = error_message = ""
-    if failed:
-        error_class = str(report.get("error_class") or RUNNER_ERROR_CLASS)
-        error_message = str(report.get("error") or error_class)
-    else:
-        try:
-            result = etl.RunResult.model_validate(report)
-        except pydantic.ValidationError as exc:
-            raise ApplicationError(
-                RESULT_INVALID.format(error=exc.errors(include_url=False, include_input=False))
-            ) from None
-        if result.run_id not in (run.uid.hex, str(run.uid)):
-            raise ApplicationError(
-                RESULT_OF_OTHER_RUN.format(result_run_id=result.run_id, run_id=run.uid)
-            )
+    result, error_class, error_message = _report_read(run=run, report=report)
     with transaction.atomic():
         run = (
             EtlRun.objects.select_for_update()
@@ -245,12 +242,35 @@ def etl_run_report(*, run_uid: uuid.UUID, report: dict[str, Any]) -> tuple[EtlRu
             else:
                 run = etl_run_fail(run=run, error_class=error_class, error_message=error_message)
             logger.info("etl_run.reported", **run.log_ids, status=run.status)
-            reader_slot_release_holder(holder=f"run:{run.pk}#{run.attempts}")
+            reader_slot_release_holder(holder=reader_holder_of_run(run=run))
             return run, True
         if _same_outcome(run=run, result=result, error_class=error_class):
             logger.info("etl_run.report_repeated", **run.log_ids, status=run.status)
             return run, False
     raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
+
+
+def _report_read(*, run: EtlRun, report: dict[str, Any]) -> tuple[etl.RunResult | None, str, str]:
+    """Return `(result, error_class, error_message)` of a runner's report on `run`: the
+    RunResult (no error) or, for a failure report, None and the error.
+
+    Raises:
+        ApplicationError: the report is not a RunResult, or is of another run.
+    """
+    if report.get("status") == "failed":
+        error_class = str(report.get("error_class") or RUNNER_ERROR_CLASS)
+        return None, error_class, str(report.get("error") or error_class)
+    try:
+        result = etl.RunResult.model_validate(report)
+    except pydantic.ValidationError as exc:
+        raise ApplicationError(
+            RESULT_INVALID.format(error=exc.errors(include_url=False, include_input=False))
+        ) from None
+    if result.run_id not in (run.uid.hex, str(run.uid)):
+        raise ApplicationError(
+            RESULT_OF_OTHER_RUN.format(result_run_id=result.run_id, run_id=run.uid)
+        )
+    return result, "", ""
 
 
 def _same_outcome(*, run: EtlRun, result: etl.RunResult | None, error_class: str) -> bool:

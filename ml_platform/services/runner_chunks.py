@@ -9,8 +9,8 @@ destination and reports the RunResult as a one-task run does. Tasks 1..N-1 read 
 (`etl_run_chunk_claim`, which also takes a reader slot of the connection or answers
 `waiting`), send chunk heartbeats and report (`etl_run_chunk_report`).
 
-The chunk rows, claims, attempts and heartbeats are those of the Celery path
-(`runs_parallel`): a task Cloud Run retries after its container died claims its chunk again once
+The chunk rows, claims, attempts and heartbeats are the Celery path's (`chunks`, written by
+both): a task Cloud Run retries after its container died claims its chunk again once
 the previous attempt's heartbeat is older than `settings.ETL_CHUNK_STALE_AFTER_S` (attempt 2);
 only reports of the attempt holding the claim are recorded. A coordinator started again for a
 run that already has chunks fails the run (`CoordinatorLostError`): the snapshot is gone.
@@ -24,14 +24,25 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from ml_platform.exceptions import ApplicationError
 from ml_platform.models import EtlRun, EtlRunChunk
-from ml_platform.services.reader_slots import ReaderLease, reader_slot_try
+from ml_platform.services.chunks import (
+    HELD_STATUSES,
+    chunk_claim,
+    chunk_held,
+    chunk_record_done,
+    chunk_record_failed,
+)
+from ml_platform.services.reader_slots import (
+    reader_holder_of_chunk,
+    reader_holder_of_run,
+    reader_slot_release_holder,
+    reader_slot_renew_holder,
+    reader_slot_try,
+)
 from ml_platform.services.runner import RUN_NOT_ACTIVE, RunNotActiveError
-from ml_platform.services.runs_parallel import _redacted
 
 logger = structlog.get_logger(__name__)
 
@@ -46,10 +57,6 @@ def _running(run_uid: uuid.UUID) -> EtlRun:
     if run.status != EtlRun.Status.RUNNING:
         raise RunNotActiveError(RUN_NOT_ACTIVE.format(run_id=run.uid, status=run.status))
     return run
-
-
-def _holder(run: EtlRun, index: int, attempt: int) -> str:
-    return f"chunk:{run.pk}/{index}#{attempt}"
 
 
 @transaction.atomic
@@ -124,50 +131,49 @@ def etl_run_chunk_claim(
     """
     run = _running(run_uid)
     chunk = _chunk(run, index)
-    poll_s = float(settings.ETL_READER_WAIT_POLL_S)
-    now = timezone.now()
     if chunk.status == EtlRunChunk.Status.DONE:
         return {"state": "done"}
-    held = (
-        attempt is not None
-        and attempt == chunk.attempt
-        and chunk.status
-        in (
-            EtlRunChunk.Status.WAITING,
-            EtlRunChunk.Status.RUNNING,
-        )
-    )
+    held = attempt is not None and attempt == chunk.attempt and chunk.status in HELD_STATUSES
     if not held:
-        cutoff = now - timezone.timedelta(seconds=float(settings.ETL_CHUNK_STALE_AFTER_S))
-        claimable = Q(status=EtlRunChunk.Status.PENDING) | Q(
-            status__in=(EtlRunChunk.Status.WAITING, EtlRunChunk.Status.RUNNING),
-            heartbeat_at__lt=cutoff,
-        )
-        if chunk.status == EtlRunChunk.Status.FAILED:
-            return {"state": "failed"}
-        claimed = EtlRunChunk.objects.filter(claimable, pk=chunk.pk, attempt=chunk.attempt).update(
-            status=EtlRunChunk.Status.WAITING,
-            attempt=F("attempt") + 1,
-            worker=worker[:255],
-            heartbeat_at=now,
-            started_at=now,
-            finished_at=None,
-            waited_s=0,
-            error_class="",
-            error_message="",
-            updated_at=now,
-        )
-        if not claimed:
-            return {"state": "busy", "retry_after_s": poll_s}
-        if chunk.status != EtlRunChunk.Status.PENDING:
-            logger.warning(
-                "etl_run.chunk_lost", **run.log_ids, chunk=index, worker=chunk.worker, retried=True
-            )
-        chunk.refresh_from_db()
-    lease = reader_slot_try(
-        connection=run.data_source.connection, holder=_holder(run, index, chunk.attempt)
+        refused = _chunk_take(run=run, chunk=chunk, worker=worker)
+        if refused is not None:
+            return refused
+    return _chunk_reader_slot(run=run, chunk=chunk, worker=worker)
+
+
+def _chunk_take(*, run: EtlRun, chunk: EtlRunChunk, worker: str) -> dict[str, Any] | None:
+    """Claim `chunk` as a new attempt (`chunks.chunk_claim`: pending, or its holder's heartbeat
+    stale) and refresh it; return the answer when it is not claimed here, else None."""
+    if chunk.status == EtlRunChunk.Status.FAILED:
+        return {"state": "failed"}
+    stale_after_s = float(settings.ETL_CHUNK_STALE_AFTER_S)
+    claimed = chunk_claim(
+        chunk_id=chunk.pk,
+        worker=worker,
+        stale_before=timezone.now() - timezone.timedelta(seconds=stale_after_s),
+        current_attempt=chunk.attempt,
     )
-    if lease is None:
+    if claimed is None:
+        return {"state": "busy", "retry_after_s": float(settings.ETL_READER_WAIT_POLL_S)}
+    if chunk.status != EtlRunChunk.Status.PENDING:
+        logger.warning(
+            "etl_run.chunk_lost",
+            **run.log_ids,
+            chunk=chunk.index,
+            worker=chunk.worker,
+            retried=True,
+        )
+    chunk.refresh_from_db()
+    return None
+
+
+def _chunk_reader_slot(*, run: EtlRun, chunk: EtlRunChunk, worker: str) -> dict[str, Any]:
+    """Take a reader slot for the attempt holding `chunk`: `claimed` (the chunk is running),
+    or `waiting` (its heartbeat and the seconds waited are refreshed)."""
+    connection = run.data_source.connection
+    holder = reader_holder_of_chunk(run=run, index=chunk.index, attempt=chunk.attempt)
+    now = timezone.now()
+    if reader_slot_try(connection=connection, holder=holder) is None:
         waited = (now - chunk.started_at).total_seconds() if chunk.started_at else 0.0
         EtlRunChunk.objects.filter(
             pk=chunk.pk, attempt=chunk.attempt, status=EtlRunChunk.Status.WAITING
@@ -176,26 +182,28 @@ def etl_run_chunk_claim(
             logger.info(
                 "reader_slot.waiting",
                 **run.log_ids,
-                chunk=index,
-                connection_id=run.data_source.connection_id,
-                max_readers=run.data_source.connection.max_readers,
+                chunk=chunk.index,
+                connection_id=connection.pk,
+                max_readers=connection.max_readers,
             )
+        poll_s = float(settings.ETL_READER_WAIT_POLL_S)
         return {"state": "waiting", "attempt": chunk.attempt, "retry_after_s": poll_s}
     EtlRunChunk.objects.filter(pk=chunk.pk, attempt=chunk.attempt).update(
         status=EtlRunChunk.Status.RUNNING, heartbeat_at=now
     )
     logger.info(
-        "etl_run.chunk_started", **run.log_ids, chunk=index, attempt=chunk.attempt, worker=worker
+        "etl_run.chunk_started",
+        **run.log_ids,
+        chunk=chunk.index,
+        attempt=chunk.attempt,
+        worker=worker,
     )
     return {"state": "claimed", "attempt": chunk.attempt}
 
 
 def _held(run: EtlRun, index: int, attempt: int) -> EtlRunChunk:
     chunk = _chunk(run, index)
-    if chunk.attempt != attempt or chunk.status not in (
-        EtlRunChunk.Status.WAITING,
-        EtlRunChunk.Status.RUNNING,
-    ):
+    if chunk.attempt != attempt or chunk.status not in HELD_STATUSES:
         raise RunNotActiveError(
             CHUNK_NOT_HELD.format(
                 index=index,
@@ -216,21 +224,9 @@ def etl_run_chunk_heartbeat(*, run_uid: uuid.UUID, index: int, attempt: int) -> 
     """
     run = _running(run_uid)
     chunk = _held(run, index, attempt)
-    EtlRunChunk.objects.filter(pk=chunk.pk, attempt=attempt).update(heartbeat_at=timezone.now())
-    _lease(run, index, attempt).renew()
+    chunk_held(chunk.pk, attempt).update(heartbeat_at=timezone.now())
+    reader_slot_renew_holder(holder=reader_holder_of_chunk(run=run, index=index, attempt=attempt))
     return chunk
-
-
-def _lease(run: EtlRun, index: int, attempt: int) -> ReaderLease:
-    from ml_platform.models import ReaderSlot
-
-    holder = _holder(run, index, attempt)
-    slot = (
-        ReaderSlot.objects.filter(connection_id=run.data_source.connection_id, holder=holder)
-        .values_list("slot", flat=True)
-        .first()
-    )
-    return ReaderLease(connection_id=run.data_source.connection_id, slot=slot, holder=holder)
 
 
 def etl_run_chunk_report(
@@ -250,37 +246,23 @@ def etl_run_chunk_report(
         raise ApplicationError("A chunk report must be a JSON object.")
     run = _running(run_uid)
     chunk = _held(run, index, attempt)
-    now = timezone.now()
-    mine = EtlRunChunk.objects.filter(pk=chunk.pk, attempt=attempt)
     if report.get("status") == "failed":
-        transient = bool(report.get("transient"))
-        retry = transient and attempt < int(settings.ETL_CHUNK_MAX_ATTEMPTS)
-        error = Exception(str(report.get("error") or ""))
-        mine.update(
-            status=EtlRunChunk.Status.PENDING if retry else EtlRunChunk.Status.FAILED,
-            finished_at=None if retry else now,
-            error_class=str(report.get("error_class") or "RunnerError")[:255],
-            error_message=_redacted(run, error),
+        retry = chunk_record_failed(
+            run=run,
+            chunk_id=chunk.pk,
+            attempt=attempt,
+            transient=bool(report.get("transient")),
+            error_class=str(report.get("error_class") or "RunnerError"),
+            exc=Exception(str(report.get("error") or "")),
         )
         logger.warning("etl_run.chunk_failed", **run.log_ids, chunk=index, retried=retry)
     else:
         rows = int(report.get("rows_extracted") or report.get("rows") or 0)
-        mine.update(
-            status=EtlRunChunk.Status.DONE,
-            report=report,
-            rows=rows,
-            finished_at=now,
-            heartbeat_at=now,
-        )
+        chunk_record_done(chunk_id=chunk.pk, attempt=attempt, report=report, rows=rows)
         logger.info("etl_run.chunk_done", **run.log_ids, chunk=index, attempt=attempt, rows=rows)
-    _lease(run, index, attempt).release()
+    reader_slot_release_holder(holder=reader_holder_of_chunk(run=run, index=index, attempt=attempt))
     chunk.refresh_from_db()
     return chunk
-
-
-def etl_run_reader_holder(*, run: EtlRun) -> str:
-    """The reader-slot holder name of a one-task runner's run (attempt included)."""
-    return f"run:{run.pk}#{run.attempts}"
 
 
 def etl_run_reader_claim(*, run_uid: uuid.UUID) -> dict[str, Any]:
@@ -298,7 +280,7 @@ def etl_run_reader_claim(*, run_uid: uuid.UUID) -> dict[str, Any]:
     """
     run = _running(run_uid)
     connection = run.data_source.connection
-    lease = reader_slot_try(connection=connection, holder=etl_run_reader_holder(run=run))
+    lease = reader_slot_try(connection=connection, holder=reader_holder_of_run(run=run))
     if lease is None:
         logger.info(
             "reader_slot.waiting",

@@ -149,6 +149,17 @@ def etl_run_enqueue(
     if transaction.get_connection().in_atomic_block:
         transaction.on_commit(lambda: _etl_run_publish_or_fail(run=run))
         return run
+    return _etl_run_publish_now(run=run, return_failed=return_failed)
+
+
+def _etl_run_publish_now(*, run: EtlRun, return_failed: bool) -> EtlRun:
+    """Publish new run `run`'s task outside a transaction (`etl_run_enqueue`): a broker that
+    cannot take it deletes the run; with eager Celery the run executes here, and with
+    `return_failed` its failure is recorded and the run returned instead of the error raised.
+
+    Raises:
+        RunEnqueueUnavailableError: the broker is down or refused the message (transient).
+    """
     try:
         etl_run_publish(run=run)
     except RunEnqueueUnavailableError:
@@ -163,7 +174,7 @@ def etl_run_enqueue(
         if run.status in EtlRun.ACTIVE_STATUSES:  # failed outside the service: record it
             etl_run_fail(run=run, exc=exc)
             run.refresh_from_db()
-        logger.warning("etl_run.failed_inline", run_id=run.id, error_class=type(exc).__name__)
+        logger.warning("etl_run.failed_inline", run_pk=run.id, error_class=type(exc).__name__)
         return run
     if return_failed:
         run.refresh_from_db()  # eager Celery: the run's outcome is already recorded

@@ -17,7 +17,7 @@ from django.utils import timezone
 import etl
 from ml_platform.models import EtlRun
 from ml_platform.services.job_config import job_config_build
-from ml_platform.services.reader_slots import reader_slot
+from ml_platform.services.reader_slots import reader_holder_of_run, reader_slot
 from ml_platform.services.runs_finish import etl_run_fail, etl_run_succeed
 from ml_platform.services.runs_lock import destination_writer_lock
 from ml_platform.services.runs_progress import RunHeartbeat, run_progress_recorder
@@ -69,27 +69,50 @@ def etl_run_execute(
         return etl_run_execute_parallel(
             run=run, worker=run.worker, requeue_on_transient=requeue_on_transient
         )
-    data_source = run.data_source
-    log = logger.bind(**run.log_ids, data_source_id=data_source.id)
+    log = logger.bind(**run.log_ids, data_source_id=run.data_source.id)
+    return etl_run_attempt(
+        run=run,
+        log=log,
+        requeue_on_transient=requeue_on_transient,
+        work=lambda lock: _etl_run_engine(
+            run=run, log=log, lock=lock, progress=progress, on_estimate=on_estimate
+        ),
+    )
+
+
+def etl_run_attempt(
+    *,
+    run: EtlRun,
+    log: Any,
+    requeue_on_transient: bool,
+    work: Callable[[contextlib.ExitStack], etl.RunResult],
+    on_requeue: Callable[[], None] | None = None,
+) -> EtlRun:
+    """Execute running run `run`'s engine work and record its outcome: succeeded with the
+    `etl.RunResult` `work` returns, or failed (requeued, with `requeue_on_transient`, on an
+    `etl.TransientError`, after `on_requeue`) with the error re-raised.
+
+    The run's heartbeat beats meanwhile; `work` enters the locks it takes (the destination's
+    writer lock, a reader slot) on the stack it is given, which is held until the outcome is
+    recorded, as the heartbeat is."""
     heartbeat = RunHeartbeat(run_pk=run.pk, interval_s=float(settings.ETL_RUN_HEARTBEAT_INTERVAL_S))
     heartbeat.start()
-    # held until the outcome is recorded, as the run's heartbeat is
-    writer_lock = contextlib.ExitStack()
+    locks = contextlib.ExitStack()
     try:
-        result = _etl_run_engine(
-            run=run, log=log, lock=writer_lock, progress=progress, on_estimate=on_estimate
-        )
+        result = work(locks)
         heartbeat.stop()
         return etl_run_succeed(run=run, result=result)
     except BaseException as exc:  # noqa: BLE001  worker boundary: record, re-raise; Ctrl-C too,
         # or the run would stay `running` and block its source
         requeue = requeue_on_transient and isinstance(exc, etl.TransientError)
         heartbeat.stop()
+        if requeue and on_requeue is not None:
+            on_requeue()
         etl_run_fail(run=run, exc=exc, requeue=requeue)
         log.warning("etl_run.failed", error_class=type(exc).__name__, requeued=requeue)
         raise
     finally:
-        writer_lock.close()
+        locks.close()
 
 
 def _etl_run_engine(
@@ -112,7 +135,7 @@ def _etl_run_engine(
     lock.enter_context(
         reader_slot(
             connection=data_source.connection,
-            holder=f"run:{run.pk}#{run.attempts}",
+            holder=reader_holder_of_run(run=run),
             log_fields=run.log_ids,
         )
     )

@@ -103,17 +103,27 @@ def etl_run_fail(
     if run.started_at:
         run.duration_s = round((now - run.started_at).total_seconds(), 3)
     run.error_class = (error_class or type(exc).__name__)[:255]
-    run.error_message = redact(error_message or str(exc) or repr(exc), secrets_of(run.data_source))[
-        :ERROR_MESSAGE_MAX_CHARS
-    ]
+    run.error_message = error_message_redacted(
+        data_source=run.data_source, message=error_message, exc=exc
+    )
     run.full_clean(validate_constraints=False)
     run.save()
     if not requeue:
         # a parallel run's chunks not yet staged are abandoned (late reports are dropped)
-        from ml_platform.services.runs_parallel import etl_run_chunks_abandon
+        from ml_platform.services.chunks import etl_run_chunks_abandon
 
         etl_run_chunks_abandon(run=run)
     return run
+
+
+def error_message_redacted(
+    *, data_source: DataSource, message: str = "", exc: BaseException | None = None
+) -> str:
+    """Return `message` (else `exc`'s text, else its repr) as a run's or a chunk's stored
+    error message: `data_source`'s secrets replaced by `***`, at most
+    `ERROR_MESSAGE_MAX_CHARS` characters."""
+    text = message or str(exc) or repr(exc)
+    return redact(text, secrets_of(data_source))[:ERROR_MESSAGE_MAX_CHARS]
 
 
 def secrets_of(data_source: DataSource) -> list[str]:

@@ -16,7 +16,7 @@ from ml_platform.services import connection_delete as connection_delete_service
 from ml_platform.services import connection_update, credentials_read, probes
 from ml_platform.services.connections import connection_build
 from ml_platform.web.auth import staff_required
-from ml_platform.web.forms import form_add_errors
+from ml_platform.web.forms import errors_flatten, form_add_errors
 from ml_platform.web.forms_connection import ConnectionForm
 from ml_platform.web.wizard import CONNECTION_TEST_FAILED
 
@@ -69,8 +69,7 @@ def connection_edit(request: HttpRequest, connection_id: int) -> HttpResponse:
                 messages.success(request, f"Connection {connection.name} saved.")
                 return redirect("web:connection-list")
         except ValidationError as exc:
-            others = form_add_errors(form, exc)
-            errors = [f"{k}: {m}" for k, ms in others.items() for m in ms]
+            errors = errors_flatten(form_add_errors(form, exc))
     return render(
         request,
         "web/connection_edit.html",

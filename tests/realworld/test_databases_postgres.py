@@ -1,6 +1,6 @@
 """Real-world corpus, PostgreSQL inputs (issue 17): each case rebuilds a table from a public bug
 report against a peer tool and checks the exact values, destination types, row counts and the
-run's warnings (what was adjusted). Types and rules: etl/extract/pg_types.py and
+run's warnings (what was adjusted). Types and rules: etl/extract/postgres/types.py and
 docs/config.md, "Database types"."""
 
 from __future__ import annotations

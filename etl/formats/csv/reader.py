@@ -20,6 +20,10 @@ reader takes everything after an unclosed quote, to the end of the file, as one 
 A record larger than a block (a 64 MiB cell) makes the reader start again with blocks twice as
 large, up to MAX_BLOCK_SIZE, read serially: memory then follows the largest record (about 3x
 it: the block, the parsed value, the converted column), not the file.
+
+One module past 300 lines on purpose: it is the one place where the CSV read's passes (typing,
+spool read-back, the typed re-read, the larger-block retry) are chosen and chained; parsing
+rules live in infer.py, diagnose.py and quarantine.py.
 """
 
 from __future__ import annotations

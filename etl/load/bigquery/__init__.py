@@ -1,7 +1,10 @@
 """The BigQuery destination, one module per job:
 
-- `loader`: `BigQueryLoader` (registered as "bigquery"): staging, load jobs, the load log.
-- `commit`: the fenced commit transaction (append, merge) and the catalog swap.
+- `loader`: `BigQueryLoader` (registered as "bigquery"): the batches staged in Parquet parts.
+- `jobs`: the API calls every part builds on: client, query and load jobs, table lookup.
+- `loadlog`: the dataset's load log, its newest entries, the fence statement, the log entry.
+- `commit`: the fenced commit transaction (append, merge), the catalog swap, the rejects.
+- `merge`: each key's latest row (the MERGE; a merge's full refresh).
 - `evolve`: table creation with its options, schema evolution.
 - `staging`: the Parquet parts sent in load jobs and the value checks made before them.
 - `tables`: table options (partitioning, clustering, labels, descriptions).

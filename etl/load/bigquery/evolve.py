@@ -6,12 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from etl.bigquery_client import (
-    api_exceptions,
-    bigquery,
-    retry,
-    translate,
-)
+from etl.bigquery_client import bigquery
 from etl.exceptions import (
     SchemaChangeError,
 )
@@ -19,6 +14,7 @@ from etl.load.base import (
     LoadRequest,
 )
 from etl.load.bigquery import tables
+from etl.load.bigquery.jobs import BigQueryJobs
 from etl.load.bigquery.sql import ddl_type, laid_out
 from etl.load.bigquery.types import bigquery_widened, normalized
 from etl.schema import first_source_file
@@ -26,8 +22,8 @@ from etl.schema import first_source_file
 STAGING_EXPIRATION = dt.timedelta(days=1)
 
 
-class TablesMixin:
-    """Table creation and schema evolution of `BigQueryLoader` (needs its `client`, `_call`, `_query`)."""
+class TablesMixin(BigQueryJobs):
+    """Table creation and schema evolution of `BigQueryLoader`."""
 
     def _check_options(self, table: str, fields: list) -> None:
         """Fail before loading when a partition/clustering column is missing or mistyped, or
@@ -83,14 +79,6 @@ class TablesMixin:
         table = self._call("table lookup", self.client.get_table, table_id)
         table.schema = [*table.schema, *fields]
         self._call(f"new columns of {table_id}", self.client.update_table, table, ["schema"])
-
-    def _table_or_none(self, table_id: str) -> Any:
-        try:
-            return self.client.get_table(table_id, retry=retry(self.destination.timeout_s))
-        except api_exceptions.NotFound:
-            return None
-        except Exception as exc:  # noqa: BLE001
-            raise translate(exc, table_id) from exc
 
     def _evolve_target(
         self, table: Any, columns: dict, name: str, staging: str, to_string: bool

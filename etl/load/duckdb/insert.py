@@ -1,11 +1,15 @@
 """SQL and batch insertion for the DuckDB loader: identifiers, the projection of a batch,
-exact text of values, progress while DuckDB consumes an Arrow stream, rollback."""
+exact text of values, progress while DuckDB consumes an Arrow stream, the table a load writes
+(`Write`), rollback."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 
@@ -14,6 +18,7 @@ from etl.formats.native import NativeScan
 from etl.load.base import (
     LOADED_AT_COLUMN,
     RUN_ID_COLUMN,
+    LoadRequest,
 )
 from etl.schema import is_json
 
@@ -171,6 +176,59 @@ class BatchStream:
         except BaseException as exc:
             self.error = exc
             raise
+
+
+@dataclasses.dataclass
+class Write:
+    """One DuckDB load inside its transaction: the tables it writes and the rows DuckDB pulled."""
+
+    connection: Any
+    dataset: str
+    """The destination dataset (a DuckDB schema), unquoted."""
+    request: LoadRequest
+    loaded_at: dt.datetime
+    """`_etl_loaded_at` of every row of the run (UTC)."""
+    stream: BatchStream = dataclasses.field(default_factory=BatchStream)
+    reported: int = 0
+    """Rows reported to `request.on_batch` so far."""
+
+    @property
+    def staged(self) -> bool:
+        """Whether the batches go to a staging table (replace swaps it in, merge merges it)."""
+        return self.request.write_disposition in ("replace", "merge")
+
+    @property
+    def table(self) -> str:
+        """The name of the table the batches are inserted into (the staging table if staged)."""
+        return f"{self.request.table}__etl_staging" if self.staged else self.request.table
+
+    @property
+    def write_to(self) -> str:
+        """`table`, quoted and qualified."""
+        return self.qualified(self.table)
+
+    @property
+    def target(self) -> str:
+        """The destination table, quoted and qualified."""
+        return self.qualified(self.request.table)
+
+    @property
+    def params(self) -> list[Any]:
+        """The parameters of `select_list`'s metadata columns: run id and load time."""
+        return [self.request.run_id, self.loaded_at]
+
+    def qualified(self, table: str) -> str:
+        return f"{quote(self.dataset)}.{quote(table)}"
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Return the columns of `table` in the dataset (name -> DuckDB type), in order; empty
+        when the table does not exist."""
+        rows = self.connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [self.dataset, table],
+        ).fetchall()
+        return dict(rows)
 
 
 def rollback(connection) -> None:

@@ -1,4 +1,4 @@
-"""Boundary keys of integer primary keys are built by Arrow (etl/extract/incremental.py
+"""Boundary keys of integer primary keys are built by Arrow (etl/extract/keys.py
 `row_keys`): the text must be exactly the per-row `json.dumps` one that states already hold, or
 a run after an upgrade would reload the rows at its watermark."""
 

@@ -1,29 +1,16 @@
-"""PostgreSQL extractor: ADBC (binary COPY straight into Arrow) in a REPEATABLE READ snapshot.
-
-The rows never become Python objects: the ADBC driver decodes PostgreSQL's binary COPY format
-into Arrow record batches in C++. How each type is read and what it loads as is
-decided once per column in `etl.extract.pg_types` (docs/config.md, "Database types").
-"""
+"""`PostgresExtractor`: a table or custom SQL read in a REPEATABLE READ snapshot, each column
+as etl/extract/postgres/types.py decides."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.exceptions import (
-    InfiniteCursorError,
-    MissingDependencyError,
-    SchemaMappingError,
-    SourceAuthError,
-    SourceQueryError,
-    SourceUnavailableError,
-)
+from etl.exceptions import InfiniteCursorError, SchemaMappingError
 from etl.extract.inflight import (
     NOT_VISIBLE,
     PG_CLOCK_ONLY_SQL,
@@ -32,8 +19,10 @@ from etl.extract.inflight import (
     STANDBY,
     InflightCap,
 )
-from etl.extract.pg_infinity import InfinityReader, sentinel_of
-from etl.extract.pg_types import (
+from etl.extract.postgres.connection import connect, literal
+from etl.extract.postgres.errors import first_line, translate
+from etl.extract.postgres.infinity import InfinityReader, sentinel_of
+from etl.extract.postgres.types import (
     PG_TYPE,
     ColumnRead,
     NumericReader,
@@ -54,30 +43,6 @@ Measured on TPC-H lineitem SF 0.25 -> DuckDB: 12.8 MB batches peak at ~395 MB RS
 thread of their own (etl/extract/prefetch.py), one more batch in flight."""
 
 
-AUTH_FAILURES = (
-    "password authentication failed",
-    "no pg_hba.conf entry",
-    "permission denied",
-    "no password supplied",
-    "authentication failed",
-)
-"""libpq/server messages a retry cannot fix (wrong credentials, role or database missing)."""
-NETWORK_FAILURES = (
-    "connection refused",
-    "could not connect",
-    "timeout expired",
-    "timed out",
-    "server closed the connection",
-    "could not translate host name",
-    "connection reset",
-    "the database system is starting up",
-    "too many connections",
-    "terminating connection",
-    "server terminated abnormally",
-)
-"""Messages of failures a retry may get past."""
-
-
 @register_extractor("postgresql")
 class PostgresExtractor(SqlExtractor):
     """Extract a PostgreSQL table or custom SQL (`connection_params`: host, port, database,
@@ -93,31 +58,13 @@ class PostgresExtractor(SqlExtractor):
         )
 
     def connect(self) -> Any:
-        try:
-            import adbc_driver_postgresql
-        except ModuleNotFoundError as exc:  # pragma: no cover - a requirement
-            raise MissingDependencyError("adbc-driver-postgresql", "The postgresql source") from exc
-        p = self.job.connection_params
-        user = quote(str(p["user"]), safe="")
-        password = f":{quote(str(p['password']), safe='')}" if p.get("password") else ""
-        query = urlencode(
-            {
-                "sslmode": p.get("sslmode", "prefer"),
-                "connect_timeout": int(p.get("connect_timeout", 10)),
-                "application_name": str(p.get("application_name") or "etl-runner")[:63],
-            }
-        )
-        uri = (
-            f"postgresql://{user}{password}@{p['host']}:{int(p.get('port') or 5432)}/"
-            f"{quote(str(p['database']), safe='')}?{query}"
-        )
-        return _Connection(adbc_driver_postgresql.connect(uri))
+        return connect(self.job.connection_params)
 
     def begin_snapshot(self, connection: Any) -> None:
         connection.connection.set_autocommit(False)  # ADBC sends BEGIN
         connection.execute_update("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if self.snapshot_id is not None:  # a parallel run's chunk: the coordinator's instant
-            connection.execute_update(f"SET TRANSACTION SNAPSHOT {_literal(self.snapshot_id)}")
+            connection.execute_update(f"SET TRANSACTION SNAPSHOT {literal(self.snapshot_id)}")
         connection.execute_update("SET TIME ZONE 'UTC'")
 
     def probe_inflight(self, connection: Any) -> InflightCap:
@@ -133,7 +80,7 @@ class PostgresExtractor(SqlExtractor):
             values = self.fetch_one(connection, PG_INFLIGHT_SQL)
         except adbc_driver_manager.ProgrammingError as exc:  # the view is not readable
             instant, wall = self.fetch_one(connection, PG_CLOCK_ONLY_SQL)
-            reason = f"pg_stat_activity cannot be read: {_first_line(exc)}"
+            reason = f"pg_stat_activity cannot be read: {first_line(exc)}"
             return InflightCap(
                 instant=instant,
                 wall=wall,
@@ -197,12 +144,12 @@ class PostgresExtractor(SqlExtractor):
         result through binary COPY only for a query without parameters (with parameters it
         fetches the whole result into memory first). Values are the watermark's own (datetime,
         date, int, Decimal) or `initial_value`, quoted as a string literal."""
-        return _literal(value)
+        return literal(value)
 
     def stream(
         self, connection: Any, sql: str, params: Sequence[Any]
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-        """Stream `sql`, each column read as `etl.extract.pg_types` decides: the types that
+        """Stream `sql`, each column read as `etl.extract.postgres.types` decides: the types that
         depend on the data (unconstrained numeric, array dimensions) are measured first with
         one aggregate query over the same window, in the same snapshot."""
         # bounds are inlined as literals by `placeholder`: no parameters reach the driver
@@ -291,105 +238,5 @@ class PostgresExtractor(SqlExtractor):
         return self.numerics.warnings() + self.infinities.warnings()
 
     def translate_error(self, exc: Exception) -> Exception | None:
-        try:
-            import adbc_driver_manager
-        except ModuleNotFoundError:  # pragma: no cover
-            return None
-        # a connection lost while a result streams surfaces from the Arrow reader as an OSError
-        # carrying libpq's message, not as an adbc_driver_manager.Error
-        from_stream = isinstance(exc, OSError) and str(exc).startswith("[libpq]")
-        if not isinstance(exc, adbc_driver_manager.Error) and not from_stream:
-            return None
-        message = _first_line(exc)
         password = self.job.connection_params.get("password")
-        if password:
-            message = message.replace(str(password), "***").replace(
-                quote(str(password), safe=""), "***"
-            )
-        lowered = message.lower()
-        if any(text in lowered for text in AUTH_FAILURES) or re.search(
-            r'(role|database) ".*" does not exist', lowered
-        ):
-            return SourceAuthError(self.source_label, message)
-        if any(text in lowered for text in NETWORK_FAILURES):
-            return SourceUnavailableError(self.source_label, message)
-        return SourceQueryError(self.source_label, message)
-
-
-class _Connection:
-    """An ADBC connection (autocommit until `begin_snapshot` turns it off: one transaction),
-    used through ADBC's low-level API: its DB-API module imports `pyarrow.dataset` and with it
-    pandas (~50 MB, ~0.3 s)."""
-
-    def __init__(self, database: Any) -> None:
-        import adbc_driver_manager
-
-        self.database = database
-        try:
-            self.connection = adbc_driver_manager.AdbcConnection(database)
-        except BaseException:
-            database.close()
-            raise
-        self.statements: list[Any] = []
-
-    def query(
-        self, sql: str, options: dict[str, str] | None = None
-    ) -> tuple[Any, pa.RecordBatchReader]:
-        """Run `sql`; return its statement (close it when done) and its result stream."""
-        import adbc_driver_manager
-
-        statement = adbc_driver_manager.AdbcStatement(self.connection)
-        self.statements.append(statement)
-        if options:
-            statement.set_options(**options)
-        statement.set_sql_query(sql)
-        handle, _ = statement.execute_query()
-        return statement, pa.RecordBatchReader.from_stream(handle)
-
-    def release(self, statement: Any) -> None:
-        """Close `statement` unless the connection has already closed it (ADBC counts the
-        closes of a connection's statements and fails on a second one)."""
-        if statement in self.statements:
-            self.statements.remove(statement)
-            statement.close()
-
-    def execute_update(self, sql: str) -> None:
-        import adbc_driver_manager
-
-        statement = adbc_driver_manager.AdbcStatement(self.connection)
-        try:
-            statement.set_sql_query(sql)
-            statement.execute_update()
-        finally:
-            statement.close()
-
-    def close(self) -> None:
-        for closable in [*self.statements, self.connection, self.database]:
-            try:
-                closable.close()
-            except Exception:  # noqa: BLE001  a broken connection must still be released
-                pass
-        self.statements.clear()
-
-
-def _literal(value: Any) -> str:
-    """Return a PostgreSQL literal of a cursor bound, typed so it compares with the column."""
-    import datetime as dt
-
-    if isinstance(value, dt.datetime):
-        kind = "timestamptz" if value.tzinfo is not None else "timestamp"
-        return f"'{value.isoformat()}'::{kind}"
-    if isinstance(value, dt.date):
-        return f"'{value.isoformat()}'::date"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}::bigint"
-    if isinstance(value, (Decimal, float)):
-        return f"'{value}'::numeric"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return translate(exc, self.source_label, password)
