@@ -8,7 +8,9 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from etl.exceptions import ConfigError, UnknownConnectionKeyError
 
 SOURCE_TYPES: tuple[str, ...] = (
     "postgresql",
@@ -175,3 +177,31 @@ class UnknownKeyError(FieldError):
 
 class ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def config_error_from(exc: ValidationError) -> ConfigError:
+    """Turn a pydantic error into a `ConfigError` whose message names each field, no input values."""
+    problems = []
+    first_field = None
+    unknown: UnknownKeyError | None = None
+    for error in exc.errors(include_url=False, include_input=False):
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, UnknownKeyError) and first_field is None:
+            unknown = cause
+        prefix = ".".join(str(part) for part in error["loc"])
+        if isinstance(cause, FieldError):
+            field = (
+                f"{prefix}.{cause.field.split('.', 1)[1]}"
+                if prefix == "destination"
+                else cause.field
+            )
+        else:
+            field = prefix or "config"
+        first_field = first_field or field
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"`{field}`: {message}")
+    message = "Invalid job config: " + "; ".join(problems)
+    if unknown is not None:
+        source_type, key = unknown.source_type, unknown.field.split(".", 1)[1]
+        return UnknownConnectionKeyError(message, source_type, key, CONNECTION_KEYS[source_type])
+    return ConfigError(message, field=first_field)

@@ -11,7 +11,6 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from etl.config.base import (
-    CONNECTION_KEYS,
     CURSOR_REQUIRED,
     FILE_SOURCES,
     IDENTIFIER,
@@ -25,6 +24,7 @@ from etl.config.base import (
     SourceType,
     UnknownKeyError,
     WriteDisposition,
+    config_error_from,
     needs_cursor,
     unknown_connection_key_message,
     unknown_connection_keys,
@@ -33,35 +33,6 @@ from etl.config.destination import (
     DestinationConfig,
 )
 from etl.config.files import FileFormatOptions
-from etl.exceptions import ConfigError, UnknownConnectionKeyError
-
-
-def config_error_from(exc: ValidationError) -> ConfigError:
-    """Turn a pydantic error into a `ConfigError` whose message names each field, no input values."""
-    problems = []
-    first_field = None
-    unknown: UnknownKeyError | None = None
-    for error in exc.errors(include_url=False, include_input=False):
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, UnknownKeyError) and first_field is None:
-            unknown = cause
-        prefix = ".".join(str(part) for part in error["loc"])
-        if isinstance(cause, FieldError):
-            field = (
-                f"{prefix}.{cause.field.split('.', 1)[1]}"
-                if prefix == "destination"
-                else cause.field
-            )
-        else:
-            field = prefix or "config"
-        first_field = first_field or field
-        message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"`{field}`: {message}")
-    message = "Invalid job config: " + "; ".join(problems)
-    if unknown is not None:
-        source_type, key = unknown.source_type, unknown.field.split(".", 1)[1]
-        return UnknownConnectionKeyError(message, source_type, key, CONNECTION_KEYS[source_type])
-    return ConfigError(message, field=first_field)
 
 
 class JobConfig(ConfigModel):

@@ -43,8 +43,9 @@ from etl.formats.base import NO_COLUMNS, empty_batch
 from etl.formats.json.array import array_chunks, spool_chunks
 from etl.formats.json.chunks import chunks, contains, read_ahead, read_chunk, try_read
 from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
+from etl.formats.json.numbers import exact_numbers, exact_schema, inexact_fields
 from etl.formats.json.screen import screen
-from etl.formats.json.types import exact_numbers, exact_schema, inexact_fields, merge_schema
+from etl.formats.json.types import merge_schema
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.schema import JSON_FIELD_METADATA
