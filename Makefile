@@ -70,8 +70,8 @@ emulators-stop:
 	@$(PY) scripts/emulators.py stop
 
 lint: venv
-	$(VENV)/bin/ruff check etl ml_platform config tests
-	$(VENV)/bin/ruff format --check etl ml_platform config tests
+	$(VENV)/bin/ruff check etl ml_platform config tests bench scripts
+	$(VENV)/bin/ruff format --check etl ml_platform config tests bench scripts
 	$(VENV)/bin/mypy  # the engine (etl/), configured in pyproject.toml [tool.mypy]
 
 # web on 127.0.0.1:$(PORT) (wizard at /etl/); with CELERY_TASK_ALWAYS_EAGER=false also a worker with

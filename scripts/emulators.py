@@ -69,28 +69,64 @@ def _specs() -> dict[str, dict]:
     gcs_dir = STATE_DIR / "gcs"
     return {
         "s3": {
-            "cmd": lambda p: [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(p["port"])],
+            "cmd": lambda p: [
+                str(VENV_BIN / "moto_server"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(p["port"]),
+            ],
             "health": lambda p: f"http://127.0.0.1:{p['port']}/moto-api/",
         },
         "gcs": {
-            "cmd": lambda p: [str(VENV_BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
-                              "--port", str(p["port"]), "--default-bucket", "etl-default"],
+            "cmd": lambda p: [
+                str(VENV_BIN / "gcp-storage-emulator"),
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p["port"]),
+                "--default-bucket",
+                "etl-default",
+            ],
             "env": {"STORAGE_BASE": str(gcs_dir.parent), "STORAGE_DIR": gcs_dir.name},
             "health": lambda p: f"http://127.0.0.1:{p['port']}/",
         },
         "azure_blob": {
-            "cmd": lambda p: [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(p["port"]),
-                              "--location", str(STATE_DIR / "azurite"), "--skipApiVersionCheck",
-                              "--loose", "--disableTelemetry", "--silent"],
+            "cmd": lambda p: [
+                str(AZURITE),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(p["port"]),
+                "--location",
+                str(STATE_DIR / "azurite"),
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+                "--silent",
+            ],
             "health": lambda p: f"http://127.0.0.1:{p['port']}/{AZURITE_ACCOUNT}?comp=list",
         },
         "bigquery": {
-            "cmd": lambda p: [str(BQ_VENV_BIN / "bqemulator"), "start", "--rest-host", "127.0.0.1",
-                              "--rest-port", str(p["port"]), "--grpc-port", str(p["grpc_port"]),
-                              "--ephemeral", "--project", BIGQUERY_PROJECT],
-            "env": {"HOME": str(STATE_DIR / "bqhome"),
-                    "BQEMU_UPLOAD_STAGING_DIR": str(STATE_DIR / "bqstage"),
-                    "BQEMU_GCS_LOCAL_ROOT": str(gcs_dir)},
+            "cmd": lambda p: [
+                str(BQ_VENV_BIN / "bqemulator"),
+                "start",
+                "--rest-host",
+                "127.0.0.1",
+                "--rest-port",
+                str(p["port"]),
+                "--grpc-port",
+                str(p["grpc_port"]),
+                "--ephemeral",
+                "--project",
+                BIGQUERY_PROJECT,
+            ],
+            "env": {
+                "HOME": str(STATE_DIR / "bqhome"),
+                "BQEMU_UPLOAD_STAGING_DIR": str(STATE_DIR / "bqstage"),
+                "BQEMU_GCS_LOCAL_ROOT": str(gcs_dir),
+            },
             "health": lambda p: f"http://127.0.0.1:{p['port']}/healthz",
             "timeout": 60,
         },
@@ -116,7 +152,9 @@ def endpoints(state: dict) -> dict[str, str]:
         env["ETL_BIGQUERY_API_ENDPOINT"] = f"http://127.0.0.1:{state['bigquery']['port']}"
         env["ETL_BIGQUERY_PROJECT"] = BIGQUERY_PROJECT
         # the Storage Read API (gRPC, plain text) on bqemulator's --grpc-port
-        env["ETL_BIGQUERY_STORAGE_API_ENDPOINT"] = f"http://127.0.0.1:{state['bigquery']['grpc_port']}"
+        env["ETL_BIGQUERY_STORAGE_API_ENDPOINT"] = (
+            f"http://127.0.0.1:{state['bigquery']['grpc_port']}"
+        )
     return env
 
 
@@ -126,7 +164,8 @@ def _load_state() -> dict:
     state = json.loads(STATE_FILE.read_text())
     specs = _specs()
     return {
-        name: info for name, info in state.items()
+        name: info
+        for name, info in state.items()
         if _alive(info["pid"]) and _answers(specs[name]["health"](info))
     }
 
@@ -139,18 +178,26 @@ def start() -> list[str]:
     state, started = _load_state(), []
     specs = _specs()
     missing = [
-        f"{name}: {path}" for name, path in
-        (("s3", VENV_BIN / "moto_server"), ("gcs", VENV_BIN / "gcp-storage-emulator"),
-         ("azure_blob", AZURITE), ("bigquery", BQ_VENV_BIN / "bqemulator"))
+        f"{name}: {path}"
+        for name, path in (
+            ("s3", VENV_BIN / "moto_server"),
+            ("gcs", VENV_BIN / "gcp-storage-emulator"),
+            ("azure_blob", AZURITE),
+            ("bigquery", BQ_VENV_BIN / "bqemulator"),
+        )
         if name not in state and not path.exists()
     ]
     if missing:
         sys.exit("emulators not installed (run `make emulators-install`): " + "; ".join(missing))
     if "bigquery" not in state:
         subprocess.run(
-            [str(BQ_VENV_BIN / "python"), "-c",
-             "import duckdb_extensions; duckdb_extensions.import_extension('spatial')"],
-            env={**os.environ, "HOME": str(STATE_DIR / "bqhome")}, check=True,
+            [
+                str(BQ_VENV_BIN / "python"),
+                "-c",
+                "import duckdb_extensions; duckdb_extensions.import_extension('spatial')",
+            ],
+            env={**os.environ, "HOME": str(STATE_DIR / "bqhome")},
+            check=True,
             stdout=subprocess.DEVNULL,
         )
     for name, spec in specs.items():
@@ -159,8 +206,13 @@ def start() -> list[str]:
         info = {"port": _free_port(), "grpc_port": _free_port()}
         log = open(STATE_DIR / "logs" / f"{name}.log", "ab")  # noqa: SIM115  owned by the child
         process = subprocess.Popen(
-            spec["cmd"](info), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **spec.get("env", {})}, cwd=STATE_DIR, start_new_session=True,
+            spec["cmd"](info),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **spec.get("env", {})},
+            cwd=STATE_DIR,
+            start_new_session=True,
         )
         info["pid"] = process.pid
         deadline = time.monotonic() + spec.get("timeout", 30)

@@ -17,6 +17,7 @@ from etl.config import FileFormatOptions
 from etl.formats.base import BLOCK_SIZE, Opener, unique_names
 from etl.formats.csv.reader import read_csv_file
 from etl.formats.json.reader import read_json_file
+from etl.formats.memory import use_returning_pool
 from etl.formats.native import NativeScan
 from etl.formats.parquet import PARQUET_BATCH_ROWS, read_parquet
 from etl.formats.rejects import Rejects
@@ -53,6 +54,7 @@ def read_batches(
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
     """
+    use_returning_pool()  # memory the readers free goes back to the system (etl/formats/memory.py)
     if fmt == "parquet":
         batches = read_parquet(opener, key)
     else:

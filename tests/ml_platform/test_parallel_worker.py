@@ -5,7 +5,10 @@ own)
 and committed once into DuckDB. The destination equals the source in count, per-column sums and
 min/max. A chunk whose worker is SIGKILLed mid-extract is retried alone (attempt 2, the others
 1); a connection's reader limit holds across the workers (PostgreSQL's `pg_stat_activity`
-sampled). Redis, PostgreSQL or MariaDB unreachable fails these tests; nothing skips."""
+sampled). Redis, PostgreSQL or MariaDB unreachable fails these tests; nothing skips.
+
+The `slow` SF 1 twins (6,001,215 rows, generated as tests/etl/parallel's SF 1 twins generate it)
+load PostgreSQL and MariaDB through 2 workers in 4 chunks into DuckDB and the BigQuery emulator."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from config import celery_app
 from ml_platform.models import DataSource, EtlRun, EtlRunChunk
 from ml_platform.services import connection_create, data_source_create, etl_run_enqueue
 from ml_platform.services.reader_slots import reader_slot_try
+from tests.etl.parallel import tpch as tpch_sf1  # the SF 1 twins' generator and aggregates
 from tests.ml_platform import tpch_lineitem as tpch
 from tests.ml_platform.test_worker import REDIS_URL  # this session's own Redis database
 from tests.ml_platform.tpch_lineitem import (  # noqa: F401  fixtures
@@ -107,11 +111,14 @@ def _ready(workers: list[Worker]) -> None:
         _wait(lambda w=worker: any(" ready." in x for x in w.lines()), 60, workers, "ready")
 
 
-def _group_start(folder: Path, count: int) -> Group:
-    """Start `count` workers on a new queue of this session's Redis database."""
+def _group_start(folder: Path, count: int, **env: str) -> Group:
+    """Start `count` workers (`env` over WORKER_ENV) on a new queue of this session's Redis
+    database."""
     queue = f"etl-par-{uuid.uuid4().hex[:10]}"
     staging = str(folder / "staging")
-    group = Group(queue, staging, [_worker_popen(folder, queue, staging) for _ in range(count)])
+    group = Group(
+        queue, staging, [_worker_popen(folder, queue, staging, **env) for _ in range(count)]
+    )
     _ready(group.workers)
     return group
 
@@ -173,10 +180,11 @@ def _source(
     max_readers: int = 4,
     app: str = "",
     destination: dict[str, Any] | None = None,
+    chunk_size: int = 2_000,
 ) -> DataSource:
     """A transactional source of lineitem (cursor `l_updated_at`, key l_orderkey +
-    l_linenumber, batches of 2,000 rows) with parallelism 4 into a DuckDB file of the test
-    (or `destination`)."""
+    l_linenumber, batches of `chunk_size` rows) with parallelism 4 into a DuckDB file of the
+    test (or `destination`)."""
     connection = connection_create(
         name=f"{kind} lineitem",
         type=kind,
@@ -194,7 +202,7 @@ def _source(
         source_table_name=f"{where}.lineitem" if kind == "postgresql" else "lineitem",
         timestamp_column="l_updated_at",
         primary_key=["l_orderkey", "l_linenumber"],
-        chunk_size=2_000,
+        chunk_size=chunk_size,
         parallelism=4,
         destination=destination
         or {"type": "duckdb", "path": str(tmp_path / "w.duckdb"), "dataset": "raw"},
@@ -220,6 +228,17 @@ def _chunks(run: EtlRun) -> list[tuple[int, str, int]]:
     )
 
 
+def _assert_four_chunks_on_both_workers(run: EtlRun, workers: Group, rows: int) -> None:
+    """The run succeeded with `rows` rows, its 4 chunks each done in one attempt, read by both
+    workers."""
+    assert (run.status, run.error_message) == ("succeeded", "")
+    assert (run.rows_extracted, run.rows_loaded) == (rows, rows)
+    chunks = EtlRunChunk.objects.filter(run=run).order_by("index")
+    assert [(c.status, c.attempt) for c in chunks] == [("done", 1)] * 4
+    assert sum(c.rows for c in chunks) == rows
+    assert {c.worker.split("@")[0] for c in chunks} == {w.name for w in workers.workers}
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"], ids=["postgresql", "mariadb"])
 def test_two_workers_load_four_chunks_exactly(
     kind: str,
@@ -237,12 +256,7 @@ def test_two_workers_load_four_chunks_exactly(
 
     run = _finished(etl_run_enqueue(data_source=source, trigger="api"), workers.workers)
 
-    assert (run.status, run.error_message) == ("succeeded", "")
-    assert (run.rows_extracted, run.rows_loaded) == (tpch.ROWS, tpch.ROWS)
-    chunks = EtlRunChunk.objects.filter(run=run).order_by("index")
-    assert [(c.status, c.attempt) for c in chunks] == [("done", 1)] * 4
-    assert sum(c.rows for c in chunks) == tpch.ROWS
-    assert {c.worker.split("@")[0] for c in chunks} == {w.name for w in workers.workers}
+    _assert_four_chunks_on_both_workers(run, workers, tpch.ROWS)
     expected = tpch.pg_stats(where) if kind == "postgresql" else tpch.mysql_stats(where)
     assert expected[0] == tpch.ROWS
     assert tpch.duckdb_stats(source.destination["path"], "raw.lineitem") == expected
@@ -365,3 +379,76 @@ def test_two_workers_load_four_chunks_into_bigquery(
     sql = tpch._stats_sql(f"`{bq_dataset}.lineitem`", string="{c}")
     row = next(iter(bigquery_client.query(sql).result(timeout=120)))
     assert tpch._normalized(tuple(row.values())) == tpch.pg_stats(pg_lineitem)
+
+
+SF1_ROWS = 6_001_215
+SF1_WORKER_ENV = {
+    "ETL_RUN_HEARTBEAT_INTERVAL_S": "5",
+    "ETL_CHUNK_STALE_AFTER_S": "120",
+    "ETL_READER_LEASE_S": "120",
+}
+"""The settings' defaults for heartbeats, staleness and leases: the 2 s staleness of the small
+tests (made for the kill test) is not what a minutes-long SF 1 run on shared cores is tested at."""
+
+
+@pytest.fixture(scope="module")
+def workers_sf1(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
+    """2 workers at the default heartbeat/staleness timings, for the SF 1 twins."""
+    group = _group_start(tmp_path_factory.mktemp("workers-sf1"), 2, **SF1_WORKER_ENV)
+    yield group
+    _group_stop(group)
+
+
+@pytest.fixture(scope="module", params=["postgresql", "mysql"], ids=["postgresql", "mariadb"])
+def lineitem_sf1(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(kind, `schema.lineitem` / `database.lineitem`) at TPC-H SF 1, generated once for both
+    destinations by tests/etl/parallel's generator (tpchgen-cli), dropped after."""
+    generate = tpch_sf1.pg_lineitem if request.param == "postgresql" else tpch_sf1.mysql_lineitem
+    with generate(1) as table:
+        yield request.param, table
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("destination", ["duckdb", "bigquery"])
+def test_two_workers_load_four_chunks_sf1(
+    lineitem_sf1: tuple[str, str],
+    destination: str,
+    request: pytest.FixtureRequest,
+    workers_sf1: Group,
+    publish_to: Callable[[Group], None],
+    tmp_path: Path,
+) -> None:
+    """The SF 1 twin of the tests above (6,001,215 rows): 2 worker processes, 4 chunks, from
+    PostgreSQL and MariaDB into DuckDB and the BigQuery emulator (staged locally: one machine),
+    each equal to the source in count, per-column sums, min/max of every column and the text
+    columns' total length (tests/etl/parallel/tpch.py); every chunk done in one attempt, both
+    workers extracted."""
+    kind, table = lineitem_sf1
+    where = table.split(".")[0]
+    block = None
+    if destination == "bigquery":
+        from tests.etl.support import bigquery_destination
+
+        dataset = request.getfixturevalue("bq_dataset")
+        block = {k: v for k, v in bigquery_destination(dataset).items() if k != "credentials"}
+        block["timeout_s"] = 600
+    publish_to(workers_sf1)
+    source = _source(kind, where, tmp_path, destination=block, chunk_size=100_000)
+
+    started = time.monotonic()
+    run = _finished(
+        etl_run_enqueue(data_source=source, trigger="api"), workers_sf1.workers, timeout_s=3600
+    )
+    print(f"SF 1 {kind} -> {destination}, 2 workers x 4 chunks: {time.monotonic() - started:.1f} s")
+
+    _assert_four_chunks_on_both_workers(run, workers_sf1, SF1_ROWS)
+    expected = (
+        tpch_sf1.pg_aggregates(table) if kind == "postgresql" else tpch_sf1.mysql_aggregates(table)
+    )
+    assert expected[0] == SF1_ROWS
+    if destination == "duckdb":
+        loaded = tpch_sf1.duckdb_aggregates(source.destination["path"], "raw.lineitem")
+    else:
+        client = request.getfixturevalue("bigquery_client")
+        loaded = tpch_sf1.bigquery_aggregates(client, f"{dataset}.lineitem")
+    assert loaded == expected

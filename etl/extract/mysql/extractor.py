@@ -9,6 +9,8 @@ the others to text (DECIMAL, DATE, DATETIME, TIMESTAMP: connectorx fixes decimal
 fails on zero dates) or to integers (TIME as microseconds, BIT as an unsigned integer, DECIMAL(p, s)
 up to 18 digits as the integer value * 10^s). The text
 columns are parsed by Arrow casts, so values and warnings are those of the server's own text.
+connectorx's batches are taken off its unbounded channel as they come, the backlog a slow
+destination leaves spilled to disk (etl/extract/mysql/drain.py), so memory stays bounded.
 
 The streamed query is one statement, so it reads a consistent snapshot of its own; its cursor
 bounds are inlined as typed literals (connectorx takes no parameters), the upper one read in the
@@ -33,6 +35,7 @@ from etl.extract.inflight import (
     InflightCap,
 )
 from etl.extract.mysql.decode import DecodeMixin
+from etl.extract.mysql.drain import drained
 from etl.extract.mysql.errors import (
     ErrorsMixin,
 )
@@ -192,22 +195,26 @@ class MySqlExtractor(DecodeMixin, ErrorsMixin, SqlExtractor):
         except Exception as exc:  # noqa: BLE001  connectorx raises plain RuntimeErrors
             raise self._driver_error(exc) from None
 
+        def translate(exc: BaseException) -> BaseException | None:
+            # a Rust panic is a BaseException (pyo3)
+            if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+                return self._driver_error(exc)
+            return None
+
         def batches() -> Iterator[pa.RecordBatch]:
-            iterator = iter(reader)
-            while True:
-                try:
-                    raw = next(iterator)
-                except StopIteration:
-                    return
-                except BaseException as exc:  # a Rust panic is a BaseException (pyo3)
-                    if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
-                        raise self._driver_error(exc) from None
-                    raise
-                arrays = [
-                    convert(field, column)
-                    for field, column, convert in zip(schema, raw.columns, converters, strict=True)
-                ]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            # taken off connectorx's unbounded channel as they come (etl/extract/mysql/drain.py)
+            iterator = drained(reader, translate)
+            try:
+                for raw in iterator:
+                    arrays = [
+                        convert(field, column)
+                        for field, column, convert in zip(
+                            schema, raw.columns, converters, strict=True
+                        )
+                    ]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            finally:
+                iterator.close()
 
         return schema, batches()
 

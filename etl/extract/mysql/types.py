@@ -4,6 +4,7 @@ into exact Arrow arrays and SQL literals."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -146,12 +147,32 @@ def as_utc(value: Any) -> Any:
 
 
 def text_array(values: Sequence[Any]) -> pa.Array:
-    """Return the column as an Arrow string array without touching each value in Python:
-    PyMySQL gives bytes for binary-collated columns (numbers, dates) and str for text."""
-    first = next((v for v in values if v is not None), None)
-    if isinstance(first, bytes):
-        return pa.array(values, type=pa.binary()).cast(pa.string())
-    return pa.array(values, type=pa.string())
+    """Return the column as an Arrow string array: PyMySQL gives bytes for binary-collated
+    columns (numbers, dates) and str for text (checked as UTF-8 by the cast)."""
+    return binary_array(values).cast(pa.string())
+
+
+def binary_array(values: Sequence[Any]) -> pa.Array:
+    """Return bytes, str (as UTF-8) and None values as an Arrow binary array, built from its
+    buffers: `pa.array` of a Python sequence imports pandas on its first call (~0.3 s and
+    ~40 MB of every MySQL run, for the snapshot's single-row queries)."""
+    offsets = array("q", [0])
+    data = bytearray()
+    validity = bytearray((len(values) + 7) // 8)
+    nulls = 0
+    for index, value in enumerate(values):
+        if value is None:
+            nulls += 1
+        else:
+            data += value.encode("utf-8") if isinstance(value, str) else value
+            validity[index >> 3] |= 1 << (index & 7)
+        offsets.append(len(data))
+    return pa.Array.from_buffers(
+        pa.large_binary(),
+        len(values),
+        [pa.py_buffer(validity), pa.py_buffer(offsets.tobytes()), pa.py_buffer(bytes(data))],
+        null_count=nulls,
+    ).cast(pa.binary())
 
 
 def text_of(value: Any) -> str | None:

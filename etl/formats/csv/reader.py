@@ -53,6 +53,7 @@ from etl.formats.csv.diagnose import (
 )
 from etl.formats.csv.infer import FALSE_VALUES, TRUE_VALUES, Typing, line_breaks, single_lines
 from etl.formats.csv.quarantine import quarantined
+from etl.formats.memory import release_unused
 from etl.formats.native import NativeScan
 from etl.formats.parquet import parquet_scan
 from etl.formats.rejects import Rejects
@@ -178,6 +179,7 @@ def _one_pass(reading: _Reading, key: str, native: bool) -> Iterator[pa.RecordBa
                 spool.clear()
                 reading.grow(key)
         types = typing.types()
+        release_unused()  # the typing read's blocks, before the destination reads the spool
         if typing.kept_conversions():
             segments = spool.segments
             scan = parquet_scan(segments[0], key) if native and len(segments) == 1 else None

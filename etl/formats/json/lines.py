@@ -9,10 +9,9 @@ chunk size (or the longest line), whatever the file size.
 Integers beyond int64 (Arrow would read them as DOUBLE and drop digits) make their field an
 exact DECIMAL(29, 0) (BigQuery NUMERIC; every unsigned 64-bit value fits) or DECIMAL(38, 0)
 (BigQuery BIGNUMERIC); a field with an integer of more than 38 digits, or with such integers and
-numbers with a fraction, has no exact type and fails with SchemaMappingError naming it. A field
-holding a number a double does not give back (`12345678901234567890.123`, 20 more digits after
-`0.1`) is a DECIMAL(P, S) holding every number of the field, sized by one more read of the lines
-naming it (`exact_numbers`); beyond 38 digits it fails the same way.
+numbers with a fraction, has no exact type and fails with SchemaMappingError naming it. A number
+no double gives back (`12345678901234567890.123`) makes its field an exact DECIMAL(P, S) sized
+over the file (etl/formats/json/numbers.py); beyond 38 digits it fails the same way.
 
 A field whose values change kind (number, string, boolean, object, array) is widened, never
 refused: to text keeping each value's JSON text, or to JSON when objects or arrays are involved
@@ -46,6 +45,7 @@ from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
 from etl.formats.json.numbers import exact_numbers, exact_schema, inexact_fields
 from etl.formats.json.screen import screen
 from etl.formats.json.types import merge_schema
+from etl.formats.memory import release_unused
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.schema import JSON_FIELD_METADATA
@@ -151,6 +151,7 @@ def _read_records(
             for first, chunk, table in read_ahead(numbered_chunks):
                 records.type_chunk(first, chunk, table)
         schema = records.schema()
+        release_unused()  # the typing pass's chunks, before the spool is read back
         if schema is None:
             yield NO_COLUMNS
             return
