@@ -8,6 +8,7 @@ from typing import Any
 __version__ = "0.3.0"  # the release (CHANGELOG.md); `pip install .` reads it from here
 
 from etl.config import (
+    CONNECTION_KEYS,
     FILE_SOURCES,
     MAX_CLUSTERING_COLUMNS,
     PARTITION_UNITS,
@@ -19,6 +20,8 @@ from etl.config import (
     FileFormatOptions,
     JobConfig,
     needs_cursor,
+    unknown_connection_key_message,
+    unknown_connection_keys,
 )
 from etl.exceptions import (
     BadInputError,
@@ -33,6 +36,7 @@ from etl.exceptions import (
     TableOwnedError,
     TerminalError,
     TransientError,
+    UnknownConnectionKeyError,
 )
 from etl.extract.listing import ListingBudget
 from etl.parallel import (
@@ -71,6 +75,7 @@ def make_bigquery_client(**kwargs: Any) -> Any:
 
 __all__ = [
     "__version__",
+    "CONNECTION_KEYS",
     "DESTINATION_TYPES",
     "FILE_SOURCES",
     "MAX_CLUSTERING_COLUMNS",
@@ -107,6 +112,7 @@ __all__ = [
     "TableOwnedError",
     "TerminalError",
     "TransientError",
+    "UnknownConnectionKeyError",
     "Watermark",
     "bigquery_cluster_types",
     "check_bigquery_columns",
@@ -122,4 +128,6 @@ __all__ = [
     "progress_display",
     "run",
     "run_parallel",
+    "unknown_connection_key_message",
+    "unknown_connection_keys",
 ]

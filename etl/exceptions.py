@@ -7,7 +7,7 @@ only `TransientError` (shared/STYLE.md §5). Messages never contain credentials.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 class EtlError(Exception):
@@ -46,6 +46,15 @@ class UnknownDestinationTypeError(ConfigError):
             f"Unknown destination type `{destination_type}`. Registered: {', '.join(self.known)}.",
             field="destination.type",
         )
+
+
+class UnknownConnectionKeyError(ConfigError):
+    """`connection_params` hold a key the source type does not take (a misspelt `sslmod`
+    would otherwise be ignored); `key` is the first such key, `allowed` every key taken."""
+
+    def __init__(self, message: str, source_type: str, key: str, allowed: Iterable[str]) -> None:
+        self.source_type, self.key, self.allowed = source_type, key, sorted(allowed)
+        super().__init__(message, field=f"connection_params.{key}")
 
 
 class MissingDependencyError(TerminalError, ImportError):
@@ -158,12 +167,14 @@ class UnrepresentableValueError(TerminalError):
     """A value the destination cannot hold exactly (NaN or ±Infinity in a numeric column, ...)
     was read under `on_unrepresentable: fail`; names the table and the column."""
 
-    def __init__(self, table: str, column: str, value: str, source_type: str) -> None:
+    def __init__(
+        self, table: str, column: str, value: str, source_type: str, nearest: str = "as NULL"
+    ) -> None:
         self.table, self.column, self.value, self.source_type = table, column, value, source_type
         super().__init__(
             f"Column `{column}` of {table} holds {value!r}, which no {source_type} destination "
             "type represents exactly (on_unrepresentable: fail). Nothing was loaded and state is "
-            "unchanged; set `on_unrepresentable: nearest` to load such values as NULL, counted "
+            f"unchanged; set `on_unrepresentable: nearest` to load such values {nearest}, counted "
             "in the run's warnings."
         )
 

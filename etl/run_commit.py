@@ -186,6 +186,7 @@ class RunLoad:
             merge_key=(lambda: merge_key(job, names())) if job.load_type == "merge" else None,
             column_sources=lambda: {d: s for s, d in names().items()},
             source_line=source_line,
+            on_unrepresentable=job.on_unrepresentable,
         )
         try:
             loaded = self.loader.load(request)
@@ -222,7 +223,7 @@ class RunLoad:
             duration = (finished - dt.datetime.fromisoformat(started_at)).total_seconds()
         else:
             duration = time.perf_counter() - self._clock
-        warnings = list(stats.warnings)
+        warnings = [*stats.warnings, *loaded.warnings]  # loaded: values it changed (NULL arrays)
         ignored = self.job.destination.ignored_options_warning()
         if ignored:
             warnings.append(ignored)

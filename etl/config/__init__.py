@@ -11,6 +11,7 @@ Modules: `base` (types, required and secret connection keys), `files` (`FileForm
 """
 
 from etl.config.base import (
+    CONNECTION_KEYS,
     FILE_SOURCES,
     REQUIRED_CONNECTION_KEYS,
     SECRET_KEYS,
@@ -21,6 +22,8 @@ from etl.config.base import (
     SourceType,
     WriteDisposition,
     needs_cursor,
+    unknown_connection_key_message,
+    unknown_connection_keys,
 )
 from etl.config.destination import (
     MAX_CLUSTERING_COLUMNS,
@@ -33,6 +36,7 @@ from etl.config.files import FileFormatOptions
 from etl.config.job import JobConfig, config_error_from
 
 __all__ = [
+    "CONNECTION_KEYS",
     "FILE_SOURCES",
     "MAX_CLUSTERING_COLUMNS",
     "MAX_RANGE_PARTITIONS",
@@ -51,4 +55,6 @@ __all__ = [
     "WriteDisposition",
     "config_error_from",
     "needs_cursor",
+    "unknown_connection_key_message",
+    "unknown_connection_keys",
 ]

@@ -10,6 +10,11 @@ from etl.config.base import (
     ConfigModel,
 )
 
+DEFAULT_NULL_VALUES = ("", "NULL", "null", "\\N")
+"""CSV NULL markers when `null_values` is not given: an empty field (as BigQuery, DuckDB and
+Spark read CSV), SQL's `NULL` / `null` as exports write them, and `\\N` (MySQL's and
+PostgreSQL's text NULL)."""
+
 
 class FileFormatOptions(ConfigModel):
     """Options of `file_format`; unknown keys are rejected so typos are caught."""
@@ -24,8 +29,10 @@ class FileFormatOptions(ConfigModel):
     """CSV quote character; quoted fields may contain delimiters and newlines."""
     escape_char: str | None = None
     """CSV escape character; None means quotes are escaped by doubling."""
-    null_values: list[str] = Field(default_factory=lambda: ["", "NA", "NULL", "null", "\\N"])
-    """CSV strings read as NULL."""
+    null_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NULL_VALUES))
+    """CSV strings read as NULL (quoted or not). `NA` is not among the defaults: it is also
+    text (Namibia's country code, "not applicable"), and readers that null it by default change
+    data silently; list it here when a file means NULL by it."""
     skip_rows: int = Field(default=0, ge=0)
     """CSV lines skipped before the header."""
     allow_quoted_newlines: bool = True

@@ -22,35 +22,17 @@ from etl.config.base import (
     FileFormat,
     LoadType,
     SourceType,
+    UnknownKeyError,
     WriteDisposition,
+    config_error_from,
     needs_cursor,
+    unknown_connection_key_message,
+    unknown_connection_keys,
 )
 from etl.config.destination import (
     DestinationConfig,
 )
 from etl.config.files import FileFormatOptions
-from etl.exceptions import ConfigError
-
-
-def config_error_from(exc: ValidationError) -> ConfigError:
-    """Turn a pydantic error into a `ConfigError` whose message names each field, no input values."""
-    problems = []
-    first_field = None
-    for error in exc.errors(include_url=False, include_input=False):
-        cause = (error.get("ctx") or {}).get("error")
-        prefix = ".".join(str(part) for part in error["loc"])
-        if isinstance(cause, FieldError):
-            field = (
-                f"{prefix}.{cause.field.split('.', 1)[1]}"
-                if prefix == "destination"
-                else cause.field
-            )
-        else:
-            field = prefix or "config"
-        first_field = first_field or field
-        message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"`{field}`: {message}")
-    return ConfigError("Invalid job config: " + "; ".join(problems), field=first_field)
 
 
 class JobConfig(ConfigModel):
@@ -130,6 +112,13 @@ class JobConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _contract(self) -> JobConfig:
+        unknown = unknown_connection_keys(self.source_type, self.connection_params)
+        if unknown:
+            raise UnknownKeyError(
+                f"connection_params.{unknown[0]}",
+                unknown_connection_key_message(self.source_type, unknown[0]),
+                self.source_type,
+            )
         missing = [
             key
             for key in REQUIRED_CONNECTION_KEYS[self.source_type]

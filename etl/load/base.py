@@ -10,7 +10,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -108,6 +108,9 @@ class LoadRequest:
     source_line: Callable[[str, int], int | None] | None = None
     """(source file, row within it from 1) -> the physical line the row starts on, or None
     (`Extraction.source_line`); used only to word a load error."""
+    on_unrepresentable: Literal["nearest", "fail"] = "nearest"
+    """`JobConfig.on_unrepresentable`, for values only the destination cannot hold (a NULL
+    array in BigQuery): load the nearest and count it in `LoadResult.warnings`, or fail."""
 
     def rejects(self) -> pa.Table | None:
         """Return the rows to append to `<table>__rejected` in this commit (`rejected_rows()`,
@@ -147,6 +150,8 @@ class LoadResult:
     rows_loaded: int
     schema: list[dict[str, str]]
     """Destination columns `{"name", "type"}` after the load (destination type names)."""
+    warnings: list[str] = field(default_factory=list)
+    """Values the destination changed, counted per column (the run's `warnings`)."""
 
 
 class Loader(ABC):

@@ -55,6 +55,28 @@ def _connection_get(connection_id: int) -> Connection:
     return selectors.connection_get(id=connection_id)
 
 
+def _connection_keys_check(source_type: str, objects: dict[str, Any]) -> None:
+    """Refuse (400, the JSON error shape) every key of the `extra_params` and `credentials`
+    objects in `objects` that the engine's `connection_params` of `source_type` do not take
+    (`etl.CONNECTION_KEYS`): a misspelt key (`sslmod`) would otherwise be stored and ignored.
+    A credentials key no type takes is left to the service (its own message lists them).
+
+    Raises:
+        serializers.ValidationError: keyed by `extra_params` / `credentials`, one message per
+            unknown key naming it, the closest allowed key and every allowed one.
+    """
+    errors = {}
+    for field, value in objects.items():
+        if not isinstance(value, dict):
+            continue
+        keys = [k for k in value if k in CREDENTIAL_KEYS] if field == "credentials" else value
+        unknown = etl.unknown_connection_keys(source_type, keys)
+        if unknown:
+            errors[field] = [etl.unknown_connection_key_message(source_type, k) for k in unknown]
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
 def _input_serializer(ref_name: str, *, required: tuple[str, ...] = (), **declared: Any) -> Any:
     """The writable fields but credentials, as the model defines them; only `required` are
     required, the service applies defaults and checks what the connection's type needs
@@ -115,7 +137,12 @@ class ConnectionListApi(APIView):
         """Create a connection; credentials are stored encrypted and never returned."""
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        connection = connection_create(**serializer.validated_data)
+        data = serializer.validated_data
+        _connection_keys_check(
+            data["type"],
+            {"extra_params": data.get("extra_params"), "credentials": data.get("credentials")},
+        )
+        connection = connection_create(**data)
         return Response(ConnectionOutputSerializer(connection).data, status=status.HTTP_201_CREATED)
 
 
@@ -139,6 +166,11 @@ class ConnectionDetailApi(APIView):
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
+        extra = data["extra_params"] if "extra_params" in data else connection.extra_params
+        _connection_keys_check(
+            data.get("type", connection.type),
+            {"extra_params": extra, "credentials": data.get("credentials")},
+        )
         credentials = data.pop("credentials", None)
         clear = data.pop("clear_credentials", False)
         connection = connection_update(

@@ -75,7 +75,7 @@ class FilesForm(forms.Form):
     )
     null_values = forms.CharField(
         required=False,
-        initial="NA,NULL,null,\\N",
+        initial="NULL,null,\\N",  # etl.FileFormatOptions' defaults (no `NA`: docs/config.md)
         label="NULL markers",
         help_text="comma-separated; an empty field is always NULL",
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from etl import ConfigError, JobConfig
+from etl import CONNECTION_KEYS, TABLE_SOURCES, ConfigError, JobConfig, UnknownConnectionKeyError
 
 PG = {
     "host": "127.0.0.1",
@@ -225,7 +225,7 @@ def test_file_source_needs_no_cursor_nor_columns() -> None:
 
     assert job.is_file_source
     assert job.file_format_options.delimiter == ","
-    assert job.file_format_options.null_values == ["", "NA", "NULL", "null", "\\N"]
+    assert job.file_format_options.null_values == ["", "NULL", "null", "\\N"]
 
 
 def test_catalog_table_load_needs_no_cursor() -> None:
@@ -299,3 +299,61 @@ def test_empty_pipeline_id_is_refused() -> None:
     """An empty `pipeline_id` is a ConfigError naming the field (None derives one)."""
     with pytest.raises(ConfigError, match="`pipeline_id`: String should have at least 1"):
         JobConfig.parse(_table_job(pipeline_id=""))
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "message"),
+    [
+        (
+            _table_job(connection_params={**PG, "sslmod": "require"}),
+            "sslmod",
+            r"`connection_params\.sslmod`: connection_params for postgresql has an unknown key "
+            r"`sslmod` \(did you mean `sslmode`\?\); allowed: application_name, "
+            r"connect_timeout, database, host, password, port, sslmode, user",
+        ),
+        (
+            _table_job(source_type="mysql", connection_params={**PG, "sslmode": "require"}),
+            "sslmode",
+            r"connection_params for mysql has an unknown key `sslmode`; allowed: "
+            r"connect_timeout, database, host, password, port, user",
+        ),
+        (
+            _file_job(connection_params={"base_path": "/data", "bucket": "b"}),
+            "bucket",
+            r"connection_params for local has an unknown key `bucket`; allowed: base_path",
+        ),
+        (
+            _file_job(source_type="s3", connection_params={"bucket": "b", "regoin": "eu"}),
+            "regoin",
+            r"unknown key `regoin` \(did you mean `region`\?\)",
+        ),
+    ],
+    ids=["postgres-typo", "mysql-has-no-sslmode", "local-bucket", "s3-typo"],
+)
+def test_unknown_connection_key_is_refused_naming_it(
+    config: dict[str, Any], key: str, message: str
+) -> None:
+    """A `connection_params` key the source type does not read fails validation with
+    `UnknownConnectionKeyError` naming the key, the closest allowed key and every allowed one:
+    before, a misspelt `sslmod` was ignored and the connection made without TLS required
+    (the same silent drop: https://github.com/bytebase/dbhub/issues/334)."""
+    with pytest.raises(UnknownConnectionKeyError, match=message) as refused:
+        JobConfig.parse(config)
+
+    assert refused.value.field == f"connection_params.{key}"
+    assert refused.value.key == key
+    assert isinstance(refused.value, ConfigError)
+
+
+@pytest.mark.parametrize("source_type", sorted(CONNECTION_KEYS))
+def test_every_connection_key_read_is_allowed(source_type: str) -> None:
+    """Each source type takes every key of `CONNECTION_KEYS[source_type]` (the keys its
+    extractor reads), so a valid config never trips the unknown-key check."""
+    params = {key: "1" for key in CONNECTION_KEYS[source_type]}
+    config = (
+        _table_job(source_type=source_type, connection_params=params, source_table_name="d.t")
+        if source_type in TABLE_SOURCES
+        else _file_job(source_type=source_type, connection_params=params)
+    )
+
+    assert set(JobConfig.parse(config).connection_params) == CONNECTION_KEYS[source_type]

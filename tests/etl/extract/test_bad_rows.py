@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 
 from etl import BadInputError, JobConfig, run
+from etl.formats.json.array import _Watch
+from etl.formats.json.screen import LONE_SURROGATE
 from tests.etl.support import (
     DATASET,
     bigquery_destination,
@@ -539,3 +541,94 @@ def test_jsonl_lone_surrogate_is_a_bad_line_at_its_own_line(tmp_path: Path) -> N
     assert duck_query(
         duckdb_path, f'SELECT file, line, "column", record FROM {DATASET}.t__rejected'
     ) == [("a.jsonl", 3, None, '{"id":3,"s":"a\\ud800b"}')]
+
+
+def _surrogate_json(shift: int, lone: bytes) -> bytes:
+    """A JSON array whose element 3 holds the lone surrogate escape `lone`, element 2 a valid
+    pair (U+1F600), element 4 a real `?`; element 1 is padded so that the lone escape starts
+    `shift` bytes before the end of the first block the reader checks (its first 64 KiB read
+    plus one `_Watch.BLOCK`)."""
+    head = b'[{"id":1,"s":"'
+    rest = (
+        b'"},\n {"id":2,"s":"\\ud83d\\ude00"},\n {"id":3,"s":"' + lone + b'b"},\n'
+        b' {"id":4,"s":"z?"}]\n'
+    )
+    escape_at = rest.index(lone)
+    pad = (1 << 16) + _Watch.BLOCK - shift - len(head) - escape_at
+    return head + b"p" * pad + rest
+
+
+@pytest.mark.parametrize("lone", [b"\\ud800", b"\\udc00"], ids=["high", "low"])
+@pytest.mark.parametrize(
+    "shift", [1, 3, 6, 9, 11, 12, 15, 17, 18, 40], ids=lambda shift: f"mark-{shift}"
+)
+def test_json_array_lone_surrogate_is_a_bad_element_never_a_question_mark(
+    tmp_path: Path, shift: int, lone: bytes
+) -> None:
+    """A JSON array file follows the JSONL policy for a lone UTF-16 surrogate escape: without
+    quarantine the run fails naming the file and element 3, nothing written; with quarantine
+    element 3 is rejected (reason and the element, escape kept) and the others load exactly
+    (the pair as U+1F600, the real `?` as itself), wherever the escape falls against the
+    reader's blocks. Before, yajl (ijson's C backend) turned a lone
+    high surrogate into `?` silently and a lone low one failed the run as "text is not valid
+    utf-8"; yajl's own report: https://github.com/lloyd/yajl/pull/232 (a truncated surrogate
+    pair becomes `?`)."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.json").write_bytes(_surrogate_json(shift, lone))
+    duckdb_path = tmp_path / "w.duckdb"
+    config = JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(base)},
+            file_pattern="*.json",
+            file_format="json",
+            dest_table_name="t",
+        )
+    )
+
+    with pytest.raises(BadInputError, match=r"file a\.json\): element 3: invalid JSON \(a \\u"):
+        run(config)
+    assert not duck_table_exists(duckdb_path, "t")
+
+    result = run(config.model_copy(update={"on_bad_rows": "quarantine"}))
+
+    assert (result.rows_loaded, result.rows_rejected) == (3, 1)
+    assert duck_query(duckdb_path, f"SELECT id, s FROM {DATASET}.t WHERE id > 1 ORDER BY id") == [
+        (2, "\U0001f600"),
+        (4, "z?"),
+    ]
+    record = '{"id":3,"s":"' + lone.decode() + 'b"}'
+    assert duck_query(
+        duckdb_path, f"SELECT file, line, reason, record FROM {DATASET}.t__rejected"
+    ) == [("a.json", None, f"element 3: {LONE_SURROGATE}", record)]
+
+
+def test_json_array_escaped_backslash_before_u_is_text(tmp_path: Path) -> None:
+    """`"\\\\ud800"` (an escaped backslash, then `ud800`) and `"\\\\\\ud83d\\ude00"` (an escaped
+    backslash, then a valid pair) are text, not lone surrogates: every element loads as
+    written, `?` included, nothing rejected."""
+    base = tmp_path / "in"
+    base.mkdir()
+    (base / "a.json").write_bytes(
+        b'[{"id":1,"s":"\\\\ud800 is text"},{"id":2,"s":"\\\\\\ud83d\\ude00"},{"id":3,"s":"?"}]'
+    )
+    duckdb_path = tmp_path / "w.duckdb"
+    config = job_config(
+        "local",
+        duckdb_path,
+        connection_params={"base_path": str(base)},
+        file_pattern="*.json",
+        file_format="json",
+        dest_table_name="t",
+    )
+
+    result = run(JobConfig.parse(config))
+
+    assert (result.rows_loaded, result.rows_rejected) == (3, 0)
+    assert duck_query(duckdb_path, f"SELECT id, s FROM {DATASET}.t ORDER BY id") == [
+        (1, "\\ud800 is text"),
+        (2, "\\\U0001f600"),
+        (3, "?"),
+    ]

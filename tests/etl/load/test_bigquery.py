@@ -21,7 +21,7 @@ from etl.exceptions import DestinationError, SchemaMappingError
 from etl.load.bigquery.errors import LoadJobError
 from etl.load.bigquery.types import bigquery_type
 from etl.state import Watermark
-from tests.conftest import COLUMNS, NYCFLIGHTS13
+from tests.conftest import COLUMNS, NYCFLIGHTS13, NYCFLIGHTS13_CSV_OPTIONS
 from tests.etl.extract.conftest import (
     STORAGE_SERVICES,
     Bucket,
@@ -548,6 +548,7 @@ def test_flights_csv_from_storage_via_cli(
         file_prefix="exports/2013/",
         file_pattern="*.csv",
         file_format="csv",
+        file_format_options=NYCFLIGHTS13_CSV_OPTIONS,
         load_type="transactional",
         dest_table_name="flights",
     )

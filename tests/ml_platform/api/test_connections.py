@@ -98,6 +98,53 @@ def test_create_unknown_credential_key(staff_client: APIClient) -> None:
     assert message.startswith("Unknown credential key(s): pasword. Allowed: ")
 
 
+def test_create_unknown_extra_param_is_refused(staff_client: APIClient) -> None:
+    """`extra_params` with a key the engine's PostgreSQL source does not read (`sslmod` for
+    `sslmode`): 400 in the API's JSON error shape naming the key, the closest allowed key and
+    every allowed one; nothing is stored. A PATCH adding such a key is refused the same way.
+    Before, the key was stored and the engine ignored it (the connection went without TLS
+    required)."""
+    message = (
+        "connection_params for postgresql has an unknown key `sslmod` (did you mean "
+        "`sslmode`?); allowed: application_name, connect_timeout, database, host, password, "
+        "port, sslmode, user"
+    )
+    response = staff_client.post(
+        "/api/etl/connections/", _pg_payload(extra_params={"sslmod": "require"}), format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "message": "Validation error",
+        "extra": {"fields": {"extra_params": [message]}},
+    }
+    assert Connection.objects.count() == 0
+
+    created = staff_client.post(
+        "/api/etl/connections/", _pg_payload(extra_params={"sslmode": "require"}), format="json"
+    )
+    assert created.status_code == 201
+    url = f"/api/etl/connections/{created.json()['id']}/"
+    patched = staff_client.patch(url, {"extra_params": {"sslmod": "disable"}}, format="json")
+    assert patched.status_code == 400
+    assert patched.json()["extra"]["fields"] == {"extra_params": [message]}
+    assert Connection.objects.get().extra_params == {"sslmode": "require"}
+
+
+def test_credential_key_of_another_type_is_refused(staff_client: APIClient) -> None:
+    """A credentials key the control plane knows but this type's source does not read (an
+    Azure `sas_token` on a PostgreSQL connection): 400 on `credentials` naming it."""
+    response = staff_client.post(
+        "/api/etl/connections/",
+        _pg_payload(credentials={"password": PASSWORD, "sas_token": "x"}),
+        format="json",
+    )
+
+    assert response.status_code == 400
+    (message,) = response.json()["extra"]["fields"]["credentials"]
+    assert message.startswith("connection_params for postgresql has an unknown key `sas_token`")
+
+
 def test_update_keeps_then_replaces_then_clears_credentials(staff_client: APIClient) -> None:
     """PATCH without credentials keeps them; with credentials replaces; clear removes."""
     connection = connection_create(**{k: v for k, v in _pg_payload().items()})

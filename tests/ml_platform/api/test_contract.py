@@ -61,6 +61,19 @@ def test_source_types_come_from_the_engine_registry() -> None:
 
 
 @pytest.mark.parametrize("source_type", sorted(etl.SOURCE_TYPES))
+def test_connection_keys_the_control_plane_sends_are_the_engines(source_type: str) -> None:
+    """Every `connection_params` key a connection of the type can produce (its fields, extras
+    and secrets in `contract.CONNECTION_TYPES`, BigQuery's `api_endpoint`) is one the engine
+    takes (`etl.CONNECTION_KEYS`), so no stored connection trips its unknown-key check."""
+    kind = contract.CONNECTION_TYPES[source_type]
+    keys = {*kind.params, *kind.extras, *kind.secrets}
+    if source_type == "bigquery":
+        keys.add("api_endpoint")
+
+    assert etl.unknown_connection_keys(source_type, keys) == []
+
+
+@pytest.mark.parametrize("source_type", sorted(etl.SOURCE_TYPES))
 @pytest.mark.parametrize("load_type", ["transactional", "catalog", "merge"])
 def test_cursor_rule_is_the_engines(source_type: str, load_type: str) -> None:
     """`etl.needs_cursor` is the rule the engine's contract enforces (and the wizard asks)."""
