@@ -41,12 +41,11 @@ from etl.bigquery_client import bigquery
 from etl.load.base import LoadRequest, LoadResult
 from etl.load.bigquery.commit import CommitMixin
 from etl.load.bigquery.jobs import run_tag
+from etl.load.bigquery.null_lists import count_null_lists, null_list_warnings
 from etl.load.bigquery.staging import (
     PartWriter,
     align,
     check_bigquery_values,
-    count_null_lists,
-    null_list_warnings,
     with_metadata,
 )
 from etl.load.bigquery.types import schema_fields
