@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from etl.extract.arrow_values import FALSE, all_false, booleans, scalar
 from etl.extract.keys import (
     check_spec_columns,
     row_keys,
@@ -162,7 +163,7 @@ class CursorWindow:
                 fresh.append(False)
             else:
                 fresh.append(True)
-        return pa.array(fresh, pa.bool_())
+        return booleans(fresh)
 
     def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Return the rows of `batch` not loaded before, remembering boundary keys.
@@ -180,13 +181,13 @@ class CursorWindow:
             keep = pc.replace_with_mask(keep, is_null, self._consume(old, self.remaining_null))
         lower = self.lower
         if lower is not None:
-            below = pc.fill_null(pc.less(cursor, pa.scalar(lower, type=cursor.type)), False)
+            below = pc.fill_null(pc.less(cursor, scalar(lower, cursor.type)), FALSE)
             keep = pc.and_(keep, pc.invert(below))
         else:
-            below = pa.array([False] * batch.num_rows, pa.bool_())
+            below = all_false(batch.num_rows)
         if self.old is not None:
-            old_value = pa.scalar(self.old.as_python(), type=cursor.type)
-            at_or_below = pc.fill_null(pc.less_equal(cursor, old_value), False)
+            old_value = scalar(self.old.as_python(), cursor.type)
+            at_or_below = pc.fill_null(pc.less_equal(cursor, old_value), FALSE)
             at_or_below = pc.and_(at_or_below, pc.invert(below))
             if pc.any(at_or_below).as_py():
                 fresh = self._consume(self._old_keys(batch.filter(at_or_below)), self.remaining)
@@ -195,7 +196,7 @@ class CursorWindow:
                 )
         if self.keep_from is not None:
             near_top = pc.fill_null(
-                pc.greater_equal(cursor, pa.scalar(self.keep_from, type=cursor.type)), False
+                pc.greater_equal(cursor, scalar(self.keep_from, cursor.type)), FALSE
             )
             near_top = pc.and_(near_top, pc.invert(below))
             if pc.any(near_top).as_py():

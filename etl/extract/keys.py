@@ -17,6 +17,7 @@ from etl.exceptions import (
     INCREMENTAL_KEY_COLUMN_MISSING,
     IncrementalSettingsError,
 )
+from etl.extract.arrow_values import python_values, scalar
 from etl.state import BoundarySpec, SyncState, Watermark
 
 
@@ -31,7 +32,7 @@ def row_keys(
     columns = list(key_columns) or list(hash_columns) or batch.schema.names
     if key_columns and all(pa.types.is_integer(batch.column(name).type) for name in columns):
         return _integer_keys(batch, columns)
-    values = [batch.column(name).to_pylist() for name in columns]
+    values = [python_values(batch.column(name)) for name in columns]
     keys = []
     for row in zip(*values, strict=True):
         text = json.dumps(row, default=str, separators=(",", ":"))
@@ -43,9 +44,12 @@ def _integer_keys(batch: pa.RecordBatch, columns: Sequence[str]) -> list[str]:
     """Return `row_keys` of integer primary key columns, built by Arrow rather than per row:
     the same text `json.dumps` gives (`[12,3]`, `null` for NULL), ~30x faster (a 1% run
     of TPC-H lineitem keeps 60,000 boundary keys)."""
-    texts = [pc.fill_null(pc.cast(batch.column(name), pa.string()), "null") for name in columns]
-    joined = pc.binary_join_element_wise(*texts, ",")
-    bracketed = pc.binary_join_element_wise("[", joined, "]", "")
+    null, comma, opening, closing, nothing = (
+        scalar(text, pa.string()) for text in ("null", ",", "[", "]", "")
+    )  # Arrow strings: a Python one becomes `pa.scalar`, which imports pandas
+    texts = [pc.fill_null(pc.cast(batch.column(name), pa.string()), null) for name in columns]
+    joined = pc.binary_join_element_wise(*texts, comma)
+    bracketed = pc.binary_join_element_wise(opening, joined, closing, nothing)
     return bracketed.to_pylist()
 
 

@@ -12,6 +12,7 @@ from etl.config import JobConfig
 from etl.extract.base import Extraction
 from etl.extract.incremental import CursorWindow
 from etl.extract.prefetch import prefetch
+from etl.formats.base import empty_batch
 from etl.state import SyncState
 
 
@@ -71,7 +72,7 @@ class SqlExtraction(Extraction):
             self.stats.rows_skipped = self.window.rows_skipped
         self.stats.warnings.extend([*self.notes, *self.extractor.warnings()])
         if not yielded:
-            yield pa.RecordBatch.from_pylist([], schema=self.schema)  # the table gets its columns
+            yield empty_batch(self.schema)  # the table gets its columns
 
     def next_state(self, state: SyncState, run_id: str) -> SyncState:
         if self.window is None:

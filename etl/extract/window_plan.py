@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from etl.config import JobConfig
 from etl.exceptions import NullCursorError
+from etl.extract.arrow_values import python_value, scalar
 from etl.extract.incremental import CursorWindow
 from etl.extract.keys import check_spec_columns, spec_columns
 from etl.state import SyncState
@@ -104,7 +105,7 @@ class WindowPlan:
         if not window.key_columns:
             window.hash_columns = output.names
         cursor_type = schema.field(window.cursor_column).type
-        upper = pa.scalar(self.upper, type=cursor_type).as_py() if self.upper is not None else None
+        upper = python_value(scalar(self.upper, cursor_type)) if self.upper is not None else None
         window.set_upper(upper)
         return output
 

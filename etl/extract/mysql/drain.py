@@ -53,6 +53,103 @@ class _Backlog:
         self.changed = threading.Condition()
         self.stopped = False
 
+    def push(self, item: object) -> None:
+        with self.changed:
+            self.items.append(item)
+            if isinstance(item, pa.RecordBatch):
+                self.in_memory += 1
+            self.changed.notify_all()
+
+    def behind(self) -> bool:
+        """Whether the next batch goes to a spill file (the consumer is behind); once behind,
+        it stays so until the consumer has caught up."""
+        with self.changed:
+            self.spilling = self.spilling or self.in_memory >= MEMORY_BATCHES
+            return self.spilling
+
+    def pop(self) -> object:
+        """The next item, waiting for one."""
+        with self.changed:
+            while not self.items:
+                # caught up: the next batch comes through memory (after the open spill
+                # file, which the drain then closes) instead of waiting for a full file
+                self.spilling = False
+                self.changed.wait()
+            item = self.items.popleft()
+            if isinstance(item, pa.RecordBatch):
+                self.in_memory -= 1
+            elif not self.items and isinstance(item, str):
+                # the last spill file: from here on the consumer has caught up
+                self.spilling = False
+            return item
+
+
+class _Spill:
+    """The spill files of one drain: the segment being written (in the draining thread), pushed
+    to the backlog once complete, in a temporary directory made on the first one."""
+
+    def __init__(self, backlog: _Backlog) -> None:
+        self.backlog = backlog
+        self.folder: tempfile.TemporaryDirectory[str] | None = None
+        self.files = 0
+        self.writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self.sink: pa.NativeFile | None = None
+        self.schema: pa.Schema | None = None
+        self.path, self.written = "", 0
+
+    def _next_path(self) -> str:
+        if self.folder is None:
+            self.folder = tempfile.TemporaryDirectory(prefix="etl-mysql-")
+        self.files += 1
+        return os.path.join(self.folder.name, f"{self.files}.arrows")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.writer is None or not batch.schema.equals(self.schema):
+            self.close_segment()
+            self.path, self.schema = self._next_path(), batch.schema
+            self.sink = pa.OSFile(self.path, "wb")
+            self.writer = pa.ipc.new_stream(self.sink, self.schema)
+        self.writer.write_batch(batch)
+        self.written += 1
+        if self.written >= SEGMENT_BATCHES:
+            self.close_segment()
+
+    def close_segment(self) -> None:
+        if self.writer is not None and self.sink is not None:
+            self.writer.close()
+            self.sink.close()
+            self.backlog.push(self.path)
+        self.writer, self.sink, self.written = None, None, 0
+
+    def cleanup(self) -> None:
+        if self.folder is not None:
+            self.folder.cleanup()
+
+
+def _drain(reader: Any, backlog: _Backlog, spill: _Spill) -> None:
+    """The draining thread: take the batches of `reader` off as they come, into memory while
+    the consumer keeps up, into spill files when it is behind; end with _DONE or _Failed."""
+    iterator = iter(reader)
+    try:
+        while not backlog.stopped:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except BaseException as exc:  # noqa: BLE001  a Rust panic is one (pyo3)
+                spill.close_segment()
+                backlog.push(_Failed(exc, from_source=True))
+                return
+            if backlog.behind():
+                spill.write(batch)
+            else:  # caught up: the open spill file (if any) goes first
+                spill.close_segment()
+                backlog.push(batch)
+        spill.close_segment()
+        backlog.push(_DONE)
+    except BaseException as exc:  # noqa: BLE001  re-raised in the consumer's thread
+        backlog.push(_Failed(exc, from_source=False))
+
 
 def drained(
     reader: Any, translate: Callable[[BaseException], BaseException | None]
@@ -63,84 +160,14 @@ def drained(
     disk is full, say) as it is. Closing this generator stops the draining thread (after the
     batch it waits for) and removes the spill files."""
     backlog = _Backlog()
-    folder: list[tempfile.TemporaryDirectory[str]] = []
-    files = [0]
-
-    def spill_path() -> str:
-        if not folder:
-            folder.append(tempfile.TemporaryDirectory(prefix="etl-mysql-"))
-        files[0] += 1
-        return os.path.join(folder[0].name, f"{files[0]}.arrows")
-
-    def push(item: object) -> None:
-        with backlog.changed:
-            backlog.items.append(item)
-            if isinstance(item, pa.RecordBatch):
-                backlog.in_memory += 1
-            backlog.changed.notify_all()
-
-    def drain() -> None:
-        writer: pa.ipc.RecordBatchStreamWriter | None = None
-        sink: pa.NativeFile | None = None
-        schema: pa.Schema | None = None
-        path, written = "", 0
-
-        def close_segment() -> None:
-            nonlocal writer, sink, written
-            if writer is not None and sink is not None:
-                writer.close()
-                sink.close()
-                push(path)
-            writer, sink, written = None, None, 0
-
-        iterator = iter(reader)
-        try:
-            while not backlog.stopped:
-                try:
-                    batch = next(iterator)
-                except StopIteration:
-                    break
-                except BaseException as exc:  # noqa: BLE001  a Rust panic is one (pyo3)
-                    close_segment()
-                    push(_Failed(exc, from_source=True))
-                    return
-                with backlog.changed:
-                    behind = backlog.spilling or backlog.in_memory >= MEMORY_BATCHES
-                    backlog.spilling = behind
-                if not behind:  # caught up: the open spill file (if any) goes first
-                    close_segment()
-                    push(batch)
-                    continue
-                if writer is None or not batch.schema.equals(schema):
-                    close_segment()
-                    path, schema = spill_path(), batch.schema
-                    sink = pa.OSFile(path, "wb")
-                    writer = pa.ipc.new_stream(sink, schema)
-                writer.write_batch(batch)
-                written += 1
-                if written >= SEGMENT_BATCHES:
-                    close_segment()
-            close_segment()
-            push(_DONE)
-        except BaseException as exc:  # noqa: BLE001  re-raised in the consumer's thread
-            push(_Failed(exc, from_source=False))
-
-    thread = threading.Thread(target=drain, name="etl-mysql-drain", daemon=True)
+    spill = _Spill(backlog)
+    thread = threading.Thread(
+        target=_drain, args=(reader, backlog, spill), name="etl-mysql-drain", daemon=True
+    )
     thread.start()
     try:
         while True:
-            with backlog.changed:
-                while not backlog.items:
-                    # caught up: the next batch comes through memory (after the open spill
-                    # file, which the drain then closes) instead of waiting for a full file
-                    backlog.spilling = False
-                    backlog.changed.wait()
-                item = backlog.items.popleft()
-                if isinstance(item, pa.RecordBatch):
-                    backlog.in_memory -= 1
-                elif not backlog.items and isinstance(item, str):
-                    # the last spill file: from here on the consumer has caught up
-                    backlog.spilling = False
+            item = backlog.pop()
             if item is _DONE:
                 return
             if isinstance(item, _Failed):
@@ -157,5 +184,4 @@ def drained(
     finally:
         backlog.stopped = True
         thread.join()
-        for directory in folder:
-            directory.cleanup()
+        spill.cleanup()

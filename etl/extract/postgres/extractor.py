@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import InfiniteCursorError, SchemaMappingError
+from etl.extract.arrow_values import python_value
 from etl.extract.inflight import (
     NOT_VISIBLE,
     PG_CLOCK_ONLY_SQL,
@@ -133,7 +134,7 @@ class PostgresExtractor(SqlExtractor):
                     self.job.timestamp_column or field.name,
                     infinite,
                 )
-            value = column[0].as_py() if column[0].is_valid else None
+            value = python_value(column[0]) if column[0].is_valid else None
             if field.metadata and field.metadata.get(PG_TYPE) == b"numeric" and value is not None:
                 value = Decimal(value if isinstance(value, str) else str(value))
             values.append(value)

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.exceptions import UnrepresentableValueError
+from etl.extract.arrow_values import array as arrow_array
+from etl.extract.arrow_values import scalar
 
 _DAYS_2000 = 10_957
 """Days from 1970-01-01 to 2000-01-01 (the driver's offset)."""
@@ -87,10 +89,10 @@ class InfinityReader:
         else:
             return array
         raw = array.view(storage)
-        special = pc.is_in(raw, value_set=pa.array(list(sentinels), storage))
+        special = pc.is_in(raw, value_set=arrow_array(list(sentinels), storage))
         wrapped = special
         if kind == "timestamp":  # dates never wrap: PostgreSQL's last date fits date32
-            wrapped = pc.or_(special, pc.less(raw, PG_FIRST_TIMESTAMP_US))
+            wrapped = pc.or_(special, pc.less(raw, scalar(PG_FIRST_TIMESTAMP_US, pa.int64())))
         count = pc.sum(wrapped).as_py() or 0
         if not count:
             return array
@@ -103,7 +105,7 @@ class InfinityReader:
             self.adjusted[column] = self.adjusted.get(column, 0) + infinite
         if count - infinite:
             self.late[column] = self.late.get(column, 0) + count - infinite
-        return pc.if_else(wrapped, pa.scalar(None, array.type), array)
+        return pc.if_else(wrapped, scalar(None, array.type), array)
 
     def warnings(self) -> list[str]:
         return [
