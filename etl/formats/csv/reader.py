@@ -29,8 +29,8 @@ rules live in infer.py, diagnose.py and quarantine.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -60,6 +60,8 @@ from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.formats.throttle import Throttled
 from etl.formats.types import named_type
+
+T = TypeVar("T")
 
 
 def read_csv_file(
@@ -132,19 +134,16 @@ def read_csv(
     if not overrides and rejects is None:
         yield from _one_pass(reading, key, native)
         return
-    while True:
-        try:
-            names = _column_names(reading)
-            if names is None:
-                yield NO_COLUMNS
-                return
-            _check_overrides(key, names, overrides)
-            types = _infer(reading, key, names, overrides, None).types()
-            break
-        except pa.ArrowInvalid as exc:
-            if "straddling object" not in str(exc):
-                raise
-            reading.grow(key)
+
+    def typed(names: list[str]) -> dict[str, pa.DataType]:
+        _check_overrides(key, names, overrides)
+        return _infer(reading, key, names, overrides, None).types()
+
+    found = _in_growing_blocks(reading, key, typed)
+    if found is None:
+        yield NO_COLUMNS
+        return
+    names, types = found
     if rejects is None:
         yield from _with_schema(_read(reading, names, types), names, types)
         return
@@ -165,19 +164,13 @@ def _one_pass(reading: _Reading, key: str, native: bool) -> Iterator[pa.RecordBa
     types (with `native`, the spool as one Parquet file the destination reads itself, when it
     qualifies: `parquet_scan`), else read the file again with them (see the module docstring)."""
     with Spool(parquet=native) as spool:
-        while True:
-            try:
-                names = _column_names(reading)
-                if names is None:
-                    yield NO_COLUMNS
-                    return
-                typing = _infer(reading, key, names, {}, spool)
-                break
-            except pa.ArrowInvalid as exc:
-                if "straddling object" not in str(exc):
-                    raise
-                spool.clear()
-                reading.grow(key)
+        found = _in_growing_blocks(
+            reading, key, lambda names: _infer(reading, key, names, {}, spool), spool.clear
+        )
+        if found is None:
+            yield NO_COLUMNS
+            return
+        names, typing = found
         types = typing.types()
         release_unused()  # the typing read's blocks, before the destination reads the spool
         if typing.kept_conversions():
@@ -189,6 +182,28 @@ def _one_pass(reading: _Reading, key: str, native: bool) -> Iterator[pa.RecordBa
             yield from _with_schema(spool.replay(types), names, types)
             return
     yield from _with_schema(_read(reading, names, types), names, types)
+
+
+def _in_growing_blocks(
+    reading: _Reading,
+    key: str,
+    step: Callable[[list[str]], T],
+    restart: Callable[[], None] = lambda: None,
+) -> tuple[list[str], T] | None:
+    """Return the file's column names and `step(names)`, or None for a file without columns;
+    a record straddling two blocks (a cell larger than a block) starts again with larger blocks
+    (`_Reading.grow`, after `restart`), as the module docstring says."""
+    while True:
+        try:
+            names = _column_names(reading)
+            if names is None:
+                return None
+            return names, step(names)
+        except pa.ArrowInvalid as exc:
+            if "straddling object" not in str(exc):
+                raise
+            restart()
+            reading.grow(key)
 
 
 def _check_overrides(key: str, names: list[str], overrides: dict[str, pa.DataType]) -> None:
