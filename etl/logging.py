@@ -11,11 +11,13 @@ import structlog
 
 
 class _StderrLoggerFactory:
-    """Return a PrintLogger on the *current* `sys.stderr`, so log lines go through a live
-    display that redirects stderr (rich prints them above its progress line)."""
+    """Return a WriteLogger on the *current* `sys.stderr`, so log lines go through a live
+    display that redirects stderr (rich prints them above its progress line). WriteLogger
+    writes each line with its newline in one call (PrintLogger's `print` writes the two apart,
+    so the lines of a parallel run's processes sharing one stderr pipe could join)."""
 
-    def __call__(self, *args: Any) -> structlog.PrintLogger:
-        return structlog.PrintLogger(file=sys.stderr)
+    def __call__(self, *args: Any) -> structlog.WriteLogger:
+        return structlog.WriteLogger(file=sys.stderr)
 
 
 def configure_logging(level: int = logging.INFO, *, console: bool = False) -> None:
