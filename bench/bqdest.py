@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,22 +47,7 @@ client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
 def drop_dataset() -> None:
     """Remove the route's dataset from the emulator: a table loaded from another file (another
     scale) belongs to another pipeline, which ETL Runner refuses to load over."""
-    env = bqsrc.endpoints()
-    out = subprocess.run(
-        [
-            str(bench.PROJECT_PY),
-            "-c",
-            _DROP,
-            env["ETL_BIGQUERY_API_ENDPOINT"],
-            env["ETL_BIGQUERY_PROJECT"],
-            DATASET,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode:
-        sys.exit(f"dropping {DATASET} in the emulator failed:\n{out.stderr[-3000:]}")
+    bqsrc.emulator_script(_DROP, DATASET, what=f"dropping {DATASET} in the emulator")
 
 
 def config(parquet: Path) -> dict:

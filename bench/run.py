@@ -1089,6 +1089,18 @@ def etl_duration(result: Result) -> float | None:
     return statistics.median(seconds) if seconds else None
 
 
+def _our_phase(inc: list[dict], source: str, phase: str) -> dict | None:
+    """ETL Runner's row of one incremental phase of `source` ("pg", "my"), or None."""
+    return next(
+        (
+            r
+            for r in inc
+            if r["source"] == source and r["phase"] == phase and r["tool"].startswith("ETL Runner")
+        ),
+        None,
+    )
+
+
 def targets(routes, inc, mem, bq: dict | None = None) -> list[str]:
     """Issue 18's targets, every row always (a route not run says so), each with the figure
     measured in this run and met / missed; a missed row links to its profile."""
@@ -1235,26 +1247,8 @@ def targets(routes, inc, mem, bq: dict | None = None) -> list[str]:
             line(target, route, "not run (`--routes`, `--no-memory-scaling`)", None, "memory")
     fulls = {(r["source"], r["tool"]): r for r in inc if r["phase"] == "full load"}
     for key, src in (("pg", "PostgreSQL"), ("my", "MySQL")):
-        one = next(
-            (
-                r
-                for r in inc
-                if r["source"] == key
-                and r["phase"] == "1% changed"
-                and r["tool"].startswith("ETL Runner")
-            ),
-            None,
-        )
-        noop = next(
-            (
-                r
-                for r in inc
-                if r["source"] == key
-                and r["phase"] == "nothing changed"
-                and r["tool"].startswith("ETL Runner")
-            ),
-            None,
-        )
+        one = _our_phase(inc, key, "1% changed")
+        noop = _our_phase(inc, key, "nothing changed")
         full = fulls.get((key, one["tool"])) if one else None
         if one and full and full["wall"] and not one["error"]:
             rel = one["wall"] / full["wall"]
