@@ -164,7 +164,7 @@ def test_late_changes_in_small_blocks_load_exact_values(
     }
     assert duck_query(
         path,
-        "SELECT id, zip, big, \"at\", n, note FROM raw_data.t WHERE id IN (1, 10, 1500, 2900, 2950, "
+        'SELECT id, zip, big, "at", n, note FROM raw_data.t WHERE id IN (1, 10, 1500, 2900, 2950, '
         "2990) ORDER BY id",
     ) == [
         (1, "20001", Decimal(1), "2021-03-04T05:06:01+01:00", 1, "n1"),
@@ -197,3 +197,19 @@ def test_parquet_spool_row_groups_and_order(
         assert rows == [{"i": i} for i in range(730)] + [{"s": "a"}, {"s": "b"}]
         assert spool.rows == 732
         assert pq.ParquetFile(second).metadata.num_rows == 2
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["01"], ["0"], ["-0"], ["-01"], ["+00"], ["0.5"], ["00.5"], ["0a"], ["-0.1"], ["+012"],
+        ["0."], ["-0."], ["0,5"], ["00,5"], ["0.04", "0.00", "007"], ["0.04", "-0.5", "+0.1"],
+        ["1", "10", "100"], ["0.04"] * 5 + ["0"], ["-0.01", "-00.01"],
+    ],
+)  # fmt: skip
+def test_leading_zero_is_the_regular_expression_on_every_value(texts: list[str]) -> None:
+    """`_leading_zero` (values starting `0.` left out first) answers as `_LEADING_ZERO` matched
+    against every value."""
+    values = pa.array(texts, pa.string())
+    every = pc.any(pc.match_substring_regex(values, candidates._LEADING_ZERO)).as_py()
+    assert candidates._leading_zero(values) == every
