@@ -136,7 +136,7 @@ def typed_batches(
             for batch in iterator:
                 snapshot = typing.snapshot()
                 pending.append((batch, snapshot, pool.submit(typing.test, batch, snapshot)))
-                if len(pending) > workers:
+                if len(pending) >= workers:
                     batch, snapshot, tested = pending.popleft()
                     yield typing.commit(batch, snapshot, tested.result())
             while pending:
