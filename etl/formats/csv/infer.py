@@ -1,141 +1,27 @@
-"""The typing pass of the CSV reader: which type holds every value of a column.
+"""The typing pass of the CSV reader: which type holds every value of a column, over the whole
+file, one block at a time (the tests of each candidate: etl/formats/csv/candidates.py).
 
-Each candidate is tested with Arrow's own strict casts over every block of the file (vectorised,
-memory bounded by the block size); a type that would lose information is never chosen:
-integers with leading zeros (`01234`) stay text, integers beyond int64 become DECIMAL(38, 0),
-mixed zone-aware and naive timestamps stay text.
+The blocks are converted by a few threads ahead of the reader's consumer (`typed_batches`):
+Arrow's compute kernels release the GIL, so the conversions run beside the parsing on the
+other core; each block is committed in file order, with the result `Typing.add` would give.
 """
 
 from __future__ import annotations
 
-import itertools
-import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
-from decimal import Decimal
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-TRUE_VALUES = ["true", "True", "TRUE"]
-FALSE_VALUES = ["false", "False", "FALSE"]
+from etl.formats.csv.candidates import CANDIDATES, column_typing
 
-_LEADING_ZERO = r"^[+-]?0\d"
-_INTEGER = r"^[+-]?\d+$"
-
-CANDIDATES: list[tuple[str, pa.DataType]] = [
-    ("boolean", pa.bool_()),
-    ("integer", pa.int64()),
-    ("big_integer", pa.decimal128(38, 0)),
-    ("float", pa.float64()),
-    ("date", pa.date32()),
-    ("timestamp", pa.timestamp("us")),
-    ("timestamptz", pa.timestamp("us", tz="UTC")),
-]
-"""Inferred types, narrowest first; a column is text when none holds every value."""
-
-IMPLIED: dict[str, tuple[str, ...]] = {
-    "integer": ("big_integer", "float"),
-    "date": ("timestamp",),
-}
-"""Candidates that hold whenever the key holds, so they need no test of their own: Arrow's
-int64 parse accepts only `-?digits` (which DECIMAL(38, 0) parses too, and float64 exactly up
-to 2^53: `_implied`), and its date parse is the date part of its ISO 8601 timestamp parse."""
-
-FLOAT_EXACT_INTEGERS = 2**53
-"""Integers of at most this magnitude are exact in a double (IEEE 754 binary64: 53-bit
-significand)."""
-DOUBLE_DIGITS = 15
-"""Decimal texts of at most this many significant digits are recovered from their double
-(DBL_DIG, C11 §5.2.4.2.2); longer ones are checked one by one (`_float_exact`)."""
-_SMALLEST_NORMAL = 2.2250738585072014e-308
-_NON_FINITE = r"^[+-]?(?i:inf|infinity|nan)$"
-
-
-def _holds(kind: str, values: pa.Array, decimal_point: str) -> pa.Array | None:
-    """Return `values` (non-null text) converted to `kind`, or None when one of them does not
-    convert without loss.
-
-    Arrow's casts from text are strict (no spaces, no zone on a naive timestamp, no time on a
-    date), so the cast itself is the test.
-    """
-    target = dict(CANDIDATES)[kind]
-    if kind == "boolean":
-        if not pc.all(pc.is_in(values, _string_array(TRUE_VALUES + FALSE_VALUES))).as_py():
-            return None
-        return pc.cast(values, target)
-    if kind in ("integer", "big_integer", "float") and _leading_zero(values):
-        return None  # identifiers such as zip codes: keep the zeros
-    if kind == "big_integer" and not pc.all(pc.match_substring_regex(values, _INTEGER)).as_py():
-        return None  # `1.00` casts to DECIMAL(38, 0) exactly, yet it is written as a float
-    if kind == "float" and decimal_point != ".":
-        values = pc.replace_substring(values, decimal_point, ".")
-    # a failing cast costs far more than a passing one (Arrow builds its error slowly): try a
-    # sample first, so a candidate that does not fit is dropped cheaply
-    try:
-        pc.cast(values.slice(0, 64), target, safe=True)
-        converted = pc.cast(values, target, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    if kind == "float" and not _float_exact(values, converted):
-        return None  # a double would change the value: the column stays exact text
-    return converted
-
-
-def _float_exact(text: pa.Array, floats: pa.Array) -> bool:
-    """Return True when every decimal `text` is recovered from its double in `floats`: its
-    significant digits fit (at most DOUBLE_DIGITS always do; 16 or 17 only when the double's
-    shortest text is the same number, e.g. `0.30000000000000004`), and it neither overflows to
-    infinity (`1e400`) nor underflows to zero or a subnormal (`1e-400`). Arrow's cast accepts
-    all of these, rounding silently. `inf` / `nan` written as such are kept."""
-    mantissa = pc.replace_substring_regex(text, r"[eE].*$", "")
-    digits = pc.replace_substring_regex(
-        pc.replace_substring_regex(mantissa, r"[^0-9]", ""), r"^0+|0+$", ""
-    )
-    counts = pc.utf8_length(digits)
-    written_special = pc.match_substring_regex(text, _NON_FINITE)
-    magnitude = pc.abs(floats)
-    lost = pc.and_(
-        pc.and_(pc.greater(counts, 0), pc.invert(written_special)),
-        pc.or_(pc.invert(pc.is_finite(floats)), pc.less(magnitude, _SMALLEST_NORMAL)),
-    )
-    if pc.any(lost).as_py():
-        return False
-    long = pc.greater(counts, DOUBLE_DIGITS)
-    if not pc.any(long).as_py():
-        return True
-    return all(
-        Decimal(repr(float(value))) == Decimal(value) for value in text.filter(long).to_pylist()
-    )
-
-
-def _implied(kind: str, converted: pa.Array) -> tuple[str, ...]:
-    """Return the candidates `converted` (the values as `kind`) proves without a test of
-    their own: float64 only for integers a double holds exactly."""
-    implied = IMPLIED.get(kind, ())
-    if kind == "integer":
-        low, high = pc.min_max(converted).values()
-        if max(abs(low.as_py()), abs(high.as_py())) > FLOAT_EXACT_INTEGERS:
-            implied = tuple(k for k in implied if k != "float")
-    return implied
-
-
-def _string_array(values: list[str]) -> pa.StringArray:
-    """Return `values` as an Arrow string array built from buffers: converting a Python list
-    makes pyarrow import pandas (~0.3 s, ~45 MB) on the first call."""
-    data = [value.encode() for value in values]
-    ends = list(itertools.accumulate((len(item) for item in data), initial=0))
-    offsets = pa.py_buffer(struct.pack(f"<{len(ends)}i", *ends))
-    return pa.StringArray.from_buffers(len(data), offsets, pa.py_buffer(b"".join(data)))
-
-
-def _leading_zero(values: pa.Array) -> bool:
-    starts = pc.or_(
-        pc.starts_with(values, "0"),
-        pc.or_(pc.starts_with(values, "-0"), pc.starts_with(values, "+0")),
-    )
-    if not pc.any(starts).as_py():
-        return False
-    return bool(pc.any(pc.match_substring_regex(values.filter(starts), _LEADING_ZERO)).as_py())
+Snapshot = dict[str, tuple[str, ...]]
+"""Column -> its candidates still standing when a block was handed to a thread."""
+Tested = dict[str, tuple[list[str], pa.Array | None]]
+"""Column -> the candidates of its snapshot that hold in a block, and the block's values
+converted to the first of them (`column_typing`); columns without a value left out."""
 
 
 class Typing:
@@ -145,7 +31,9 @@ class Typing:
     `add` narrows the candidates with a batch's values and returns the batch converted to the
     narrowest candidate of each column still standing: when no later batch narrows a column
     further, that conversion is already the column's final one, so the CSV reader can keep
-    it (etl/formats/csv/reader.py) instead of parsing the file a second time.
+    it (etl/formats/csv/reader.py) instead of parsing the file a second time. `add` is `test`
+    (which only reads its arguments, so it may run in another thread, ahead) then `commit`
+    (in file order).
 
     Args:
         names: the file's columns, in order.
@@ -167,6 +55,26 @@ class Typing:
         """Narrow the candidates with `batch` (every column text); return `batch` with each
         column converted to its narrowest candidate still standing (text when none; a column
         of `overrides` or without a value in `batch` stays text)."""
+        snapshot = self.snapshot()
+        return self.commit(batch, snapshot, self.test(batch, snapshot))
+
+    def snapshot(self) -> Snapshot:
+        """Return the candidates standing now, of each column that has some."""
+        return {name: tuple(kinds) for name, kinds in self.viable.items() if kinds}
+
+    def test(self, batch: pa.RecordBatch, snapshot: Snapshot) -> Tested:
+        """Test `batch` against the candidates of `snapshot` (thread-safe: reads no state)."""
+        tested = {}
+        for name, kinds in snapshot.items():
+            column = batch.column(name)
+            if column.null_count < len(column):
+                tested[name] = column_typing(list(kinds), column, self.decimal_point)
+        return tested
+
+    def commit(self, batch: pa.RecordBatch, snapshot: Snapshot, tested: Tested) -> pa.RecordBatch:
+        """Narrow the candidates with `batch`, `tested` against `snapshot` (a column whose
+        candidates narrowed since is tested again, against those now standing), and return
+        it converted, as `add` says."""
         arrays = []
         for name in self.names:
             column = batch.column(name)
@@ -176,24 +84,14 @@ class Typing:
                 if kinds is not None and column.null_count < len(column):
                     self.converted[name].add(pa.string())
                 continue
-            values = column.drop_null()
-            if not len(values):
+            if column.null_count == len(column):
                 continue
+            if snapshot.get(name) == tuple(kinds):
+                kept, typed = tested[name]
+            else:
+                kept, typed = column_typing(list(kinds), column, self.decimal_point)
             self.seen.add(name)
-            implied: set[str] = set()
-            kept, typed = [], None
-            for kind in kinds:
-                if kind in implied:
-                    kept.append(kind)
-                    continue
-                result = _holds(kind, values, self.decimal_point)
-                if result is not None:
-                    kept.append(kind)
-                    implied.update(_implied(kind, result))
-                    typed = result if typed is None else typed
             kinds[:] = kept
-            if typed is not None and column.null_count:
-                typed = _with_nulls(column, typed)
             arrays[-1] = column if typed is None else typed
             self.converted[name].add(arrays[-1].type)
         return pa.RecordBatch.from_arrays(arrays, names=self.names)
@@ -215,12 +113,37 @@ class Typing:
         return all(self.converted[name] <= {types[name]} for name in self.names)
 
 
-def _with_nulls(column: pa.Array, converted: pa.Array) -> pa.Array:
-    """Return `converted` (the non-null values of `column`, converted) at their rows of
-    `column`, nulls elsewhere."""
-    valid = pc.is_valid(column)
-    positions = pc.subtract(pc.cumulative_sum(valid.cast(pa.int64())), 1)
-    return pc.take(converted, pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
+WORKERS = 2
+"""Threads converting blocks ahead of the consumer (this machine class has 2 cores; Arrow's
+reader parses on its own threads meanwhile)."""
+
+
+def typed_batches(
+    batches: Iterable[pa.RecordBatch], typing: Typing, workers: int = WORKERS
+) -> Iterator[pa.RecordBatch]:
+    """Yield `typing.add(batch)` of every batch of `batches`, in order, each tested by one of
+    `workers` threads (up to `workers` blocks ahead) and committed here in file order: the
+    same batches and types as `add` in a loop. The first block is typed here, before any
+    other is handed out, so that the blocks ahead are tested against the narrowed candidates
+    (a column that narrows later costs a second test of the blocks already ahead)."""
+    iterator = iter(batches)
+    for batch in iterator:
+        yield typing.add(batch)
+        break
+    pending: deque[tuple[pa.RecordBatch, Snapshot, Future[Tested]]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="etl-csv-typing") as pool:
+        try:
+            for batch in iterator:
+                snapshot = typing.snapshot()
+                pending.append((batch, snapshot, pool.submit(typing.test, batch, snapshot)))
+                if len(pending) >= workers:
+                    batch, snapshot, tested = pending.popleft()
+                    yield typing.commit(batch, snapshot, tested.result())
+            while pending:
+                batch, snapshot, tested = pending.popleft()
+                yield typing.commit(batch, snapshot, tested.result())
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 def infer(

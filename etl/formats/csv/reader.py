@@ -45,13 +45,14 @@ from etl.formats.base import (
     empty_batch,
     unique_names,
 )
+from etl.formats.csv.candidates import FALSE_VALUES, TRUE_VALUES
 from etl.formats.csv.diagnose import (
     check_quotes_close,
     header_name,
     locate_csv_error,
     locate_encoding_error,
 )
-from etl.formats.csv.infer import FALSE_VALUES, TRUE_VALUES, Typing, line_breaks, single_lines
+from etl.formats.csv.infer import Typing, line_breaks, single_lines, typed_batches
 from etl.formats.csv.quarantine import quarantined
 from etl.formats.memory import release_unused
 from etl.formats.native import NativeScan
@@ -310,8 +311,7 @@ def _infer(
     if not reading.options.allow_quoted_newlines:
         batches = single_lines(batches, spanning)
     typing = Typing(names, overrides, reading.options.decimal_point)
-    for batch in batches:
-        converted = typing.add(batch)
+    for converted in typed_batches(batches, typing):
         if spool is not None:
             spool.write(converted)
     if spanning:
