@@ -26,6 +26,10 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - a requirement
     raise MissingDependencyError("google-cloud-bigquery", "BigQuery") from exc
 
+from etl.bigquery_memory import bound_process_memory  # noqa: E402  after the dependency check
+
+bound_process_memory()
+
 TRANSIENT = (
     api_exceptions.ServiceUnavailable,
     api_exceptions.InternalServerError,

@@ -13,7 +13,7 @@ from etl.bigquery_client import translate
 from etl.config import JobConfig
 from etl.exceptions import EtlError
 from etl.extract.base import Extraction
-from etl.extract.bigquery.storage_read import StorageRead, conform
+from etl.extract.bigquery.storage_read import StorageRead, conform, stream_count
 from etl.extract.window_plan import WindowPlan
 from etl.state import SyncState
 
@@ -82,8 +82,10 @@ class BigQueryExtraction(Extraction):
         restriction: str,
         *,
         estimate: int | None,
+        table_bytes: int | None,
     ) -> bool:
-        """Open a read session on `table`; False (and a fallback note) when it is refused."""
+        """Open a read session on `table` (of `table_bytes` bytes, None when unknown: it sets
+        the streams, `stream_count`); False (and a fallback note) when it is refused."""
         schema, names, repeated = mapped
         try:
             read = StorageRead(
@@ -93,6 +95,7 @@ class BigQueryExtraction(Extraction):
                 selected_fields=names if columns else [],
                 row_restriction=restriction,
                 convert=lambda page: conform(page, schema, names, repeated),
+                max_streams=stream_count(table_bytes),
             )
         except Exception as exc:
             if not _refused(exc):

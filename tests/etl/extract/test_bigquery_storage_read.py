@@ -32,7 +32,12 @@ import structlog.testing
 
 from etl import JobConfig, run
 from etl.extract.bigquery import READ_FALLBACK
-from etl.extract.bigquery.storage_read import literal
+from etl.extract.bigquery.storage_read import (
+    BYTES_PER_STREAM,
+    MAX_READ_STREAMS,
+    literal,
+    stream_count,
+)
 from tests.conftest import (
     BIGQUERY_PROJECT,
     COLUMNS,
@@ -394,3 +399,21 @@ def test_old_key_column_left_out_of_selected_columns_is_read_back(
         ("b", dt.datetime(2024, 1, 2, tzinfo=dt.UTC)),
         ("c", dt.datetime(2024, 1, 3, tzinfo=dt.UTC)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("table_bytes", "streams"),
+    [
+        (None, MAX_READ_STREAMS),
+        (1, 1),
+        (BYTES_PER_STREAM, 1),
+        (BYTES_PER_STREAM + 1, 2),
+        (100 * BYTES_PER_STREAM, MAX_READ_STREAMS),
+    ],
+    ids=["unknown", "tiny", "one-stream-full", "just-over", "huge"],
+)
+def test_streams_asked_for_follow_the_table_size(table_bytes: int | None, streams: int) -> None:
+    """A read session asks for one stream per BYTES_PER_STREAM of the table (each stream holds
+    its pages in flight), at least one and at most MAX_READ_STREAMS; MAX_READ_STREAMS when
+    the size is unknown (the emulator reports 0 bytes)."""
+    assert stream_count(table_bytes) == streams

@@ -597,3 +597,16 @@ def test_flights_csv_from_storage_via_cli(
         source.rows, reference, numbers, source.quote
     )
     assert _tables(bigquery_client, bq_dataset) == {"flights", LOG}
+
+
+def test_load_job_uploads_go_in_bounded_chunks() -> None:
+    """The staged file is uploaded in chunks of UPLOAD_CHUNK_BYTES (a multiple of 256 KiB, as
+    the resumable upload protocol asks) instead of google-cloud-bigquery's 100 MB, two of
+    which it holds at once."""
+    from google.cloud.bigquery import client as client_module
+
+    import etl.bigquery_client  # noqa: F401  the loader's and the source's client module
+    from etl.bigquery_memory import UPLOAD_CHUNK_BYTES
+
+    assert UPLOAD_CHUNK_BYTES % (256 << 10) == 0
+    assert client_module._DEFAULT_CHUNKSIZE == UPLOAD_CHUNK_BYTES
