@@ -17,10 +17,15 @@ from typing import Any
 import pytest
 
 from etl import JobConfig, run
-from etl.load.duckdb import loader as duckdb_loader
 from etl.load.duckdb.loader import DuckDbLoader
 from etl.state import RunResult
-from tests.etl.support import DATASET, duck_query, job_config
+from tests.etl.support import (
+    DATASET,
+    duck_query,
+    duck_table_rows,
+    local_dir_job,
+    record_native_inserts,
+)
 
 PLAIN = [
     {
@@ -49,39 +54,9 @@ def _lines(records: list[dict[str, Any]]) -> bytes:
 
 
 def _job(root: Path, duckdb_path: Path, fmt: str = "jsonl", **fields: Any) -> JobConfig:
-    return JobConfig.parse(
-        job_config(
-            "local",
-            duckdb_path,
-            connection_params={"base_path": str(root)},
-            file_format=fmt,
-            file_pattern=f"*.{fmt}",
-            load_type="catalog",
-            dest_table_name="t",
-            **fields,
-        )
+    return local_dir_job(
+        root, duckdb_path, fmt, file_pattern=f"*.{fmt}", load_type="catalog", **fields
     )
-
-
-def _table(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    columns = duck_query(path, f"DESCRIBE {DATASET}.t")
-    names = [row[0] for row in columns if row[0] not in ("_etl_run_id", "_etl_loaded_at")]
-    quoted = ", ".join(f'"{name}"' for name in names)
-    rows = duck_query(path, f"SELECT {quoted} FROM {DATASET}.t")  # insertion order
-    return [row[:2] for row in columns], rows
-
-
-def _native_inserts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the files the loader hands to DuckDB's reader (the real function still runs)."""
-    seen: list[str] = []
-    insert = duckdb_loader.insert_native
-
-    def spy(connection: Any, write_to: str, scan: Any, *rest: Any) -> None:
-        seen.append(scan.key)
-        insert(connection, write_to, scan, *rest)
-
-    monkeypatch.setattr(duckdb_loader, "insert_native", spy)
-    return seen
 
 
 def _both(
@@ -89,7 +64,7 @@ def _both(
 ) -> tuple[RunResult, RunResult, list[str], list[tuple[int, int]]]:
     """Run the job into DuckDB twice, with and without native scans; return both results, the
     files read natively and the progress calls of the native run."""
-    native = _native_inserts(monkeypatch)
+    native = record_native_inserts(monkeypatch)
     progress: list[tuple[int, int]] = []
     fast = run(
         _job(root, tmp_path / "native.duckdb", fmt, **fields),
@@ -105,7 +80,7 @@ def _both(
     assert {k: r.rows for k, r in fast.state.files.items()} == {
         k: r.rows for k, r in slow.state.files.items()
     }
-    assert _table(tmp_path / "native.duckdb") == _table(tmp_path / "arrow.duckdb")
+    assert duck_table_rows(tmp_path / "native.duckdb") == duck_table_rows(tmp_path / "arrow.duckdb")
     return fast, slow, read_natively, progress
 
 
@@ -128,9 +103,15 @@ def test_duckdb_reads_the_spool_into_the_table_the_arrow_path_loads(
     assert fast.rows_loaded == 7
     assert [fast.state.files[k].rows for k in ("a.jsonl", "b.jsonl")] == [4, 3]
     assert progress and progress[-1][0] == 7
-    types, rows = _table(tmp_path / "native.duckdb")
+    types, rows = duck_table_rows(tmp_path / "native.duckdb")
     assert ("order_date", "TIMESTAMP") in types and ("id", "BIGINT") in types
     assert [row[-1] for row in rows] == ["a.jsonl"] * 4 + ["b.jsonl"] * 3
+    stamped = duck_query(
+        tmp_path / "native.duckdb",
+        f"SELECT count(*) FROM {DATASET}.t WHERE _etl_run_id = ? AND _etl_loaded_at IS NOT NULL",
+        [fast.run_id],
+    )
+    assert stamped == [(7,)]
     if not selected:
         assert ("x", "DOUBLE") in types and ("flag", "BOOLEAN") in types
         assert rows[3][4] == 'line\nbreak "q" \\u0000'
@@ -170,7 +151,7 @@ def test_other_files_keep_the_arrow_path(
     (root / "a.jsonl").write_bytes(OTHERS[name])
     fast, _, native, _ = _both(tmp_path, monkeypatch, root)
     assert native == []
-    types, rows = _table(tmp_path / "native.duckdb")
+    types, rows = duck_table_rows(tmp_path / "native.duckdb")
     if name == "decimals":
         assert ("v", "DECIMAL(23,3)") in types
         assert str(rows[0][1]) == "12345678901234567890.125"
