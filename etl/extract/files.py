@@ -147,7 +147,7 @@ class FileExtraction(Extraction):
                 self.stats.warnings,
                 native="parquet" in self.native_scans and job.load_type != "merge",
             ):
-                if isinstance(batch, NativeScan):  # a CSV reader's spool, lineage included
+                if isinstance(batch, NativeScan):  # a CSV/JSON reader's spool, lineage included
                     rows += batch.num_rows
                     yield batch
                     continue

@@ -70,14 +70,14 @@ def read_parquet(opener: Opener, key: str) -> Iterator[pa.RecordBatch]:
             raise BadInputError(f"not a readable Parquet file ({exc})", file=key) from exc
 
 
-def _plain(data_type: pa.DataType) -> bool:
+def plain_type(data_type: pa.DataType) -> bool:
     """Return True for the types DuckDB's `read_parquet` reads to the very values the Arrow
     path loads: integers, floats, booleans, text, binary, dates, decimals up to 38 digits,
     timestamps and times in microseconds or coarser. Left to the Arrow path: nanoseconds (each
     value is checked for sub-microsecond digits, etl/formats/microseconds.py), decimals beyond
     38 digits (loaded as exact text), half floats, nested and null types."""
     if pa.types.is_dictionary(data_type):
-        return _plain(data_type.value_type)
+        return plain_type(data_type.value_type)
     if pa.types.is_timestamp(data_type) or pa.types.is_time(data_type):
         return data_type.unit != "ns"
     return (
@@ -98,7 +98,7 @@ def parquet_scan(path: str, key: str) -> NativeScan | None:
     """Return the scan of the local Parquet file `path` for a destination that reads Parquet
     itself, or None when the file must go through the Arrow path (`read_parquet`) to keep
     today's exact values and messages: a file that pyarrow cannot open or that has no rows, an
-    INT96 or nanosecond column, a type `_plain` leaves out, column names that are not unique
+    INT96 or nanosecond column, a type `plain_type` leaves out, column names that are not unique
     (ignoring case) or start with `_etl_`, or a column DuckDB would read to another type than
     the Arrow path loads (compared in an in-memory DuckDB).
     """
@@ -111,7 +111,7 @@ def parquet_scan(path: str, key: str) -> NativeScan | None:
     if (
         metadata.num_rows == 0
         or any(parquet.schema.column(i).physical_type == "INT96" for i in range(len(names)))
-        or not all(_plain(field.type) for field in schema)
+        or not all(plain_type(field.type) for field in schema)
         or unique_names(names) != names
         or any(name.startswith("_etl_") for name in names)
         or not _same_in_duckdb(path, schema)

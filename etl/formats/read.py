@@ -48,8 +48,9 @@ def read_batches(
             still fail: they have no row to set aside).
         warnings: the run's warnings, added to when a value or a type is adjusted (a JSON
             field whose values change kind).
-        native: the destination reads Parquet itself: a CSV file's typed rows may come as one
-            `NativeScan` of the reader's Parquet spool (etl/formats/csv/reader.py).
+        native: the destination reads Parquet itself: a CSV, JSON or JSONL file's typed rows
+            may come as one `NativeScan` of the reader's Parquet spool
+            (etl/formats/csv/reader.py, etl/formats/json/lines.py).
 
     Raises:
         BadInputError: malformed content; names the file and, when found, line and column.
@@ -60,14 +61,14 @@ def read_batches(
     else:
         readers: dict[str, Callable[..., Iterator[pa.RecordBatch | NativeScan]]] = {
             "csv": partial(read_csv_file, native=native),
-            "jsonl": read_json_file,
-            "json": partial(read_json_file, array=True),
+            "jsonl": partial(read_json_file, native=native),
+            "json": partial(read_json_file, array=True, native=native),
         }
         batches = readers[fmt](opener, key, options, rejects, warnings)
     empty: pa.RecordBatch | None = None
     yielded = False
     for batch in batches:
-        if isinstance(batch, NativeScan):  # whole, with unique names (the CSV header's)
+        if isinstance(batch, NativeScan):  # whole, with unique names (`parquet_scan`)
             yield batch
             yielded = True
             continue

@@ -3,7 +3,9 @@ once with the final types, so a text file is parsed once (etl/formats/csv/reader
 etl/formats/json/lines.py).
 
 Arrow IPC streams (or, with `parquet=True`, uncompressed Parquet files a destination can read
-itself, etl/formats/native.py), in a temporary directory (`TMPDIR`), removed on `close()`:
+itself, etl/formats/native.py, for the batches whose every column is of a type that reads back
+the same, `plain_type`: nested ones are not, and Parquet cannot even hold an empty struct),
+in a temporary directory (`TMPDIR`), removed on `close()`:
 disk takes about the Arrow size of the file's rows (TPC-H lineitem SF 1: ~1 GB), memory one
 batch at a time (the files are read, not memory-mapped, so read pages do not count in the
 process's RSS). A batch whose schema differs from the previous one starts a new stream.
@@ -23,6 +25,9 @@ from types import TracebackType
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from etl.formats.native import NativeScan
+from etl.formats.parquet import parquet_scan, plain_type
 
 ROW_GROUP_ROWS = 122_880
 """Rows per Parquet row group of the spool (DuckDB's row group size)."""
@@ -48,7 +53,8 @@ class Spool:
             self._finish()
             if self._dir is None:
                 self._dir = tempfile.TemporaryDirectory(prefix="etl-spool-")
-            suffix = "parquet" if self.parquet else "arrows"
+            parquet = self.parquet and all(plain_type(f.type) for f in batch.schema)
+            suffix = "parquet" if parquet else "arrows"
             path = os.path.join(self._dir.name, f"{len(self._segments)}.{suffix}")
             self._segments.append(path)
             self._sink = pa.OSFile(path, "wb")
@@ -61,11 +67,11 @@ class Spool:
                     use_dictionary=False,
                     write_statistics=False,
                 )
-                if self.parquet
+                if parquet
                 else pa.ipc.new_stream(self._sink, batch.schema)
             )
         self.rows += batch.num_rows
-        if not self.parquet:
+        if not isinstance(self._writer, pq.ParquetWriter):
             self._writer.write_batch(batch)
             return
         self._pending.append(batch)
@@ -90,6 +96,16 @@ class Spool:
         self._finish()
         return list(self._segments)
 
+    def scan(self, key: str) -> NativeScan | None:
+        """Return the spool as one `NativeScan` for a destination that reads Parquet itself,
+        named `key`: only a Parquet spool of one schema (one file) holding every row written,
+        which `parquet_scan` lets through (else None: `replay` it)."""
+        segments = self.segments
+        if len(segments) != 1 or not segments[0].endswith(".parquet"):
+            return None
+        scan = parquet_scan(segments[0], key)
+        return scan if scan is not None and scan.num_rows == self.rows else None
+
     def replay(self, types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
         """Yield the batches written, in order; with `types`, columns of another type are cast
         to it (only safe for columns holding nulls alone: the caller checks that).
@@ -102,7 +118,7 @@ class Spool:
             with pa.OSFile(path, "rb") as source:
                 reader = (
                     pq.ParquetFile(source).iter_batches(batch_size=1 << 16)
-                    if self.parquet
+                    if path.endswith(".parquet")
                     else pa.ipc.open_stream(source)
                 )
                 for batch in reader:

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+if TYPE_CHECKING:
+    from etl import JobConfig
 
 from tests.conftest import (
     BIGQUERY_PROJECT,
@@ -57,6 +60,21 @@ def local_file_job(
         file_format=fmt,
         dest_table_name="t",
         **fields,
+    )
+
+
+def local_dir_job(root: Path, duckdb_path: Path, fmt: str, **fields: Any) -> JobConfig:
+    """A `local` JobConfig reading the `fmt` files of directory `root` into `duckdb_path`."""
+    from etl import JobConfig
+
+    return JobConfig.parse(
+        job_config(
+            "local",
+            duckdb_path,
+            connection_params={"base_path": str(root)},
+            file_format=fmt,
+            **fields,
+        )
     )
 
 
@@ -111,6 +129,32 @@ def duck_query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[A
         return connection.execute(sql, list(params)).fetchall()
     finally:
         connection.close()
+
+
+def duck_table_rows(path: Path, table: str = "t") -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """Return the (name, type) of every column of `table` and its rows in insertion order,
+    without the run-specific `_etl_run_id` and `_etl_loaded_at`."""
+    columns = duck_query(path, f"DESCRIBE {DATASET}.{table}")
+    names = [row[0] for row in columns if row[0] not in ("_etl_run_id", "_etl_loaded_at")]
+    quoted = ", ".join(f'"{name}"' for name in names)
+    rows = duck_query(path, f"SELECT {quoted} FROM {DATASET}.{table}")
+    return [row[:2] for row in columns], rows
+
+
+def record_native_inserts(monkeypatch: Any) -> list[str]:
+    """Record the files the DuckDB loader hands to DuckDB's own reader (`insert_native` still
+    runs)."""
+    from etl.load.duckdb import loader as duckdb_loader
+
+    seen: list[str] = []
+    insert = duckdb_loader.insert_native
+
+    def spy(connection: Any, write_to: str, scan: Any, *rest: Any) -> None:
+        seen.append(scan.key)
+        insert(connection, write_to, scan, *rest)
+
+    monkeypatch.setattr(duckdb_loader, "insert_native", spy)
+    return seen
 
 
 def duck_table_exists(path: Path, table: str) -> bool:

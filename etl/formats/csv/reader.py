@@ -56,7 +56,6 @@ from etl.formats.csv.infer import Typing, line_breaks, single_lines, typed_batch
 from etl.formats.csv.quarantine import quarantined
 from etl.formats.memory import release_unused
 from etl.formats.native import NativeScan
-from etl.formats.parquet import parquet_scan
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
 from etl.formats.throttle import Throttled
@@ -175,9 +174,8 @@ def _one_pass(reading: _Reading, key: str, native: bool) -> Iterator[pa.RecordBa
         types = typing.types()
         release_unused()  # the typing read's blocks, before the destination reads the spool
         if typing.kept_conversions():
-            segments = spool.segments
-            scan = parquet_scan(segments[0], key) if native and len(segments) == 1 else None
-            if scan is not None and scan.num_rows == spool.rows:
+            scan = spool.scan(key)
+            if scan is not None:
                 yield scan
                 return
             yield from _with_schema(spool.replay(types), names, types)

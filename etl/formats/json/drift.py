@@ -19,6 +19,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyarrow as pa
+
+from etl.schema import JSON_FIELD_METADATA
+
 STRING = "string"
 """Mode of a field whose values are scalars of different kinds."""
 JSON = "json"
@@ -100,6 +104,19 @@ def widened(value: Any, mode: str) -> str | None:
     if mode == STRING and isinstance(value, str):
         return value
     return json_text(value)
+
+
+def file_schema(types: dict[str, pa.DataType], drift: Drift) -> pa.Schema | None:
+    """Return the schema of a file's fields `types` (in order), the fields widened to JSON
+    marked as such (`JSON_FIELD_METADATA`); None for a file without fields."""
+    if not types:
+        return None
+    return pa.schema(
+        [
+            pa.field(name, kind, metadata=JSON_FIELD_METADATA if drift.get(name) == JSON else None)
+            for name, kind in types.items()
+        ]
+    )
 
 
 def rewrite(chunk: bytes, drift: Drift, counts: dict[str, int] | None = None) -> bytes:

@@ -29,7 +29,6 @@ cannot read as it is (the diagnostic path) and, once a field drifts, to rewrite 
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,15 +39,25 @@ import pyarrow as pa
 from etl.exceptions import BadInputError
 from etl.formats.base import NO_COLUMNS, empty_batch
 from etl.formats.json.array import array_chunks, spool_chunks
-from etl.formats.json.chunks import chunks, contains, read_ahead, read_chunk, try_read
-from etl.formats.json.drift import JSON, WARNING, Drift, rewrite
+from etl.formats.json.chunks import (
+    Exact,
+    Native,
+    OpenChunks,
+    chunks,
+    parse_chunk,
+    read_ahead,
+    read_chunk,
+    try_read,
+    without_lines,
+)
+from etl.formats.json.drift import WARNING, Drift, file_schema, rewrite
 from etl.formats.json.numbers import exact_numbers, exact_schema, inexact_fields
 from etl.formats.json.screen import screen
 from etl.formats.json.types import merge_schema
 from etl.formats.memory import release_unused
+from etl.formats.native import NativeScan
 from etl.formats.rejects import Rejects
 from etl.formats.spool import Spool
-from etl.schema import JSON_FIELD_METADATA
 
 
 def read_jsonl(
@@ -57,9 +66,11 @@ def read_jsonl(
     block_size: int,
     rejects: Rejects | None = None,
     warnings: list[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+    native: Native | None = None,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the rows of one JSON lines file (UTF-8), every batch with the schema of the whole
-    file (fields in order of first appearance).
+    file (fields in order of first appearance), or, with `native`, possibly one `NativeScan`
+    of them (`_read_records`).
 
     Args:
         opener: opens the file for binary reading (called once per pass).
@@ -81,7 +92,7 @@ def read_jsonl(
         with opener() as handle:
             yield chunks(handle, block_size)
 
-    return _read_records(lines, key, rejects, "lines", warnings)
+    return _read_records(lines, key, rejects, "lines", warnings, native)
 
 
 def read_json_array(
@@ -90,7 +101,8 @@ def read_json_array(
     block_size: int,
     rejects: Rejects | None = None,
     warnings: list[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+    native: Native | None = None,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the rows of one file holding a JSON array of objects (UTF-8), every batch with the
     schema of the whole file, as `read_jsonl` does with elements for lines. The file is parsed
     once; its elements, as JSON lines, are kept in a temporary file (about the file's size on
@@ -121,11 +133,7 @@ def read_json_array(
                 return
             yield spool_chunks(array_chunks(opener, key, block_size), spool, spooled)
 
-        yield from _read_records(elements, key, rejects, "elements", warnings)
-
-
-OpenChunks = Callable[[], contextlib.AbstractContextManager[Iterator[tuple[int, bytes]]]]
-"""Opens the file's chunks: runs of JSON lines, each with the number of its first line."""
+        yield from _read_records(elements, key, rejects, "elements", warnings, native)
 
 
 def _read_records(
@@ -134,7 +142,8 @@ def _read_records(
     rejects: Rejects | None,
     noun: str,
     warnings: list[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+    native: Native | None = None,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Type the records of `open_chunks()` (runs of JSON lines numbered from their first) from
     all of them, then yield them with that schema; `noun` is `lines` (numbers are lines) or
     `elements` (numbers are a JSON array's elements, named in the reason). A field whose values
@@ -144,13 +153,14 @@ def _read_records(
     Pass 1 spools each chunk's table as Arrow read it (etl/formats/spool.py); when every chunk
     was read with the file's final schema (the common case: the same fields, in the same order,
     of the same types, no bad line, no drift), pass 2 reads the spool back instead of parsing
-    the file again."""
-    with Spool() as spool:
+    the file again. With `native`, the spool is Parquet and, when `native(schema)` and
+    `Spool.scan` let it through, it is yielded as one `NativeScan` instead."""
+    with Spool(parquet=native is not None) as spool:
         records = _Records(key, rejects, noun, spool)
         with open_chunks() as numbered_chunks:
-            for first, chunk, table in read_ahead(numbered_chunks):
-                records.type_chunk(first, chunk, table)
-        schema = records.schema()
+            for first, chunk, (table, exact) in read_ahead(numbered_chunks, parse_chunk):
+                records.type_chunk(first, chunk, table, exact)
+        schema = file_schema(records.types, records.drift)
         release_unused()  # the typing pass's chunks, before the spool is read back
         if schema is None:
             yield NO_COLUMNS
@@ -158,6 +168,11 @@ def _read_records(
         if inexact_fields(schema):  # numbers no double gives back: sized over the file
             with open_chunks() as numbered_chunks:
                 schema = exact_numbers(numbered_chunks, schema)
+        if native is not None and records.spool_holds(schema) and native(schema):
+            scan = spool.scan(key)
+            if scan is not None:  # no drift: no warning to add
+                yield scan
+                return
         if records.spool_holds(schema):
             batches: Iterator[pa.RecordBatch] = spool.replay()
         else:
@@ -208,17 +223,23 @@ class _Records:
             [(f.name, pa.string() if f.name in self.drift else f.type) for f in schema]
         )
 
-    def type_chunk(self, first: int, chunk: bytes, read: pa.Table | Exception) -> None:
+    def type_chunk(
+        self, first: int, chunk: bytes, read: pa.Table | Exception, exact: Exact = None
+    ) -> None:
         """Merge the types of `chunk` (lines `first`...; `read`: Arrow's read of it, or its
-        error) into `types`; spool its table when it was read as it is."""
+        error; `exact`: its `exact_schema`, or that error, when computed) into `types`; spool
+        its table when it was read as it is."""
         if self.drift:
             chunk = rewrite(chunk, self.drift)
-            read = try_read(chunk)
+            read, exact = try_read(chunk), None
         try:
             if isinstance(read, Exception):
                 raise read
             table = read
-            schema = self.typed(exact_schema(chunk, table))
+            found = exact_schema(chunk, table) if exact is None else exact
+            if isinstance(found, Exception):
+                raise found
+            schema = self.typed(found)
             conflict = merge_schema(dict(self.types), schema)
         except pa.ArrowInvalid:
             conflict = ""
@@ -254,21 +275,6 @@ class _Records:
         for batch in table.to_batches():
             self.spool.write(batch)
 
-    def schema(self) -> pa.Schema | None:
-        """Return the file's schema (None: no field at all)."""
-        if not self.types:
-            return None
-        return pa.schema(
-            [
-                pa.field(
-                    name,
-                    kind,
-                    metadata=JSON_FIELD_METADATA if self.drift.get(name) == JSON else None,
-                )
-                for name, kind in self.types.items()
-            ]
-        )
-
     def spool_holds(self, schema: pa.Schema) -> bool:
         """Return True when every chunk was spooled as read with `schema`'s fields and types."""
         if self.spooled is None or self.drift or self.bad_lines:
@@ -281,16 +287,10 @@ class _Records:
         drifting fields rewritten (counted in `counts`)."""
         with open_chunks() as numbered_chunks:
             for first, chunk in numbered_chunks:
-                last = first + chunk.count(b"\n")
-                bad = self.bad_lines
-                if bisect.bisect_left(bad, first) != bisect.bisect_right(bad, last):
-                    chunk = b"\n".join(
-                        raw
-                        for number, raw in enumerate(chunk.split(b"\n"), start=first)
-                        if not contains(bad, number)
-                    )
-                    if not chunk.strip():
-                        continue
+                kept = without_lines(chunk, first, self.bad_lines)
+                if kept is not chunk and not kept.strip():
+                    continue  # every line of the chunk was bad
+                chunk = kept
                 if self.drift:
                     chunk = rewrite(chunk, self.drift, self.counts)
                 try:

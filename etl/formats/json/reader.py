@@ -15,6 +15,7 @@ from etl.config import FileFormatOptions
 from etl.exceptions import BadInputError
 from etl.formats.base import BLOCK_SIZE, Opener, Recoder, is_utf8
 from etl.formats.json.lines import read_json_array, read_jsonl
+from etl.formats.native import NativeScan
 from etl.formats.rejects import Rejects
 
 
@@ -25,9 +26,12 @@ def read_json_file(
     rejects: Rejects | None = None,
     warnings: list[str] | None = None,
     array: bool = False,
-) -> Iterator[pa.RecordBatch]:
+    native: bool = False,
+) -> Iterator[pa.RecordBatch | NativeScan]:
     """Yield the rows of one JSONL file (`array`: one JSON array file) in `options.encoding`;
-    fields holding ISO 8601 text ending in `Z` become UTC timestamps.
+    fields holding ISO 8601 text ending in `Z` become UTC timestamps. With `native` (the
+    destination reads Parquet itself), the rows may come as one `NativeScan` of the reader's
+    Parquet spool: only for a file with no such field (the spool holds them zone-less).
 
     Raises:
         BadInputError: as `read_jsonl` / `read_json_array`, and text not in `options.encoding`.
@@ -41,15 +45,24 @@ def read_json_file(
         return handle
 
     zoned: set[str] | None = None
+
+    def utc(schema: pa.Schema) -> set[str]:
+        """The fields of `schema` to make UTC timestamps (found once per file)."""
+        nonlocal zoned
+        naive = [f.name for f in schema if pa.types.is_timestamp(f.type) and not f.type.tz]
+        if naive and zoned is None:
+            zoned = _utc_text_fields(opener, options.encoding, naive, array)
+        return zoned if naive and zoned else set()
+
     try:
         read = read_json_array if array else read_jsonl
-        for batch in read(utf8, key, BLOCK_SIZE, rejects, warnings):
-            naive = [
-                f.name for f in batch.schema if pa.types.is_timestamp(f.type) and not f.type.tz
-            ]
-            if naive and zoned is None:
-                zoned = _utc_text_fields(opener, options.encoding, naive, array)
-            yield _as_utc(batch, zoned) if naive and zoned else batch
+        as_is = (lambda schema: not utc(schema)) if native else None
+        for batch in read(utf8, key, BLOCK_SIZE, rejects, warnings, as_is):
+            if isinstance(batch, NativeScan):
+                yield batch
+                continue
+            zoned_here = utc(batch.schema)
+            yield _as_utc(batch, zoned_here) if zoned_here else batch
     except UnicodeDecodeError as exc:
         raise BadInputError(
             f"text is not valid {options.encoding} ({exc.reason} at byte {exc.start}); "

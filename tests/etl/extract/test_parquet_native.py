@@ -25,9 +25,12 @@ import pytest
 
 from etl import JobConfig, run
 from etl.formats.parquet import parquet_scan
-from etl.load.duckdb import loader as duckdb_loader
 from etl.load.duckdb.loader import DuckDbLoader
-from tests.etl.support import DATASET, duck_query, job_config
+from tests.etl.support import (
+    duck_table_rows,
+    local_dir_job,
+    record_native_inserts,
+)
 
 PLAIN = {
     "id": pa.array([1, 2, 3], pa.int32()),
@@ -52,39 +55,9 @@ PLAIN = {
 
 
 def _job(root: Path, duckdb_path: Path, **fields: Any) -> JobConfig:
-    return JobConfig.parse(
-        job_config(
-            "local",
-            duckdb_path,
-            connection_params={"base_path": str(root)},
-            file_format="parquet",
-            file_pattern="*.parquet",
-            load_type="catalog",
-            dest_table_name="t",
-            **fields,
-        )
+    return local_dir_job(
+        root, duckdb_path, "parquet", file_pattern="*.parquet", load_type="catalog", **fields
     )
-
-
-def _table(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    columns = duck_query(path, f"DESCRIBE {DATASET}.t")
-    names = [row[0] for row in columns if row[0] not in ("_etl_run_id", "_etl_loaded_at")]
-    quoted = ", ".join(f'"{name}"' for name in names)
-    rows = duck_query(path, f"SELECT {quoted} FROM {DATASET}.t")  # insertion order
-    return [row[:2] for row in columns], rows
-
-
-def _native_inserts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the files the loader hands to DuckDB's reader (the real function still runs)."""
-    seen: list[str] = []
-    insert = duckdb_loader.insert_native
-
-    def spy(connection: Any, write_to: str, scan: Any, *rest: Any) -> None:
-        seen.append(scan.key)
-        insert(connection, write_to, scan, *rest)
-
-    monkeypatch.setattr(duckdb_loader, "insert_native", spy)
-    return seen
 
 
 @pytest.mark.parametrize("selected", [[], ["Order Date", "id", "kind"]])
@@ -98,7 +71,7 @@ def test_duckdb_reads_the_files_into_the_table_the_arrow_path_loads(
     root.mkdir()
     pq.write_table(pa.table(PLAIN), root / "a.parquet")
     pq.write_table(pa.table(PLAIN).slice(1), root / "b.parquet")
-    native = _native_inserts(monkeypatch)
+    native = record_native_inserts(monkeypatch)
 
     fast = run(_job(root, tmp_path / "native.duckdb", selected_columns=selected))
     assert native == ["a.parquet", "b.parquet"]
@@ -118,8 +91,8 @@ def test_duckdb_reads_the_files_into_the_table_the_arrow_path_loads(
     assert fast.state.files.keys() == slow.state.files.keys()
     assert [fast.state.files[k].rows for k in ("a.parquet", "b.parquet")] == [3, 2]
     native_table, arrow_table = (
-        _table(tmp_path / "native.duckdb"),
-        _table(tmp_path / "arrow.duckdb"),
+        duck_table_rows(tmp_path / "native.duckdb"),
+        duck_table_rows(tmp_path / "arrow.duckdb"),
     )
     assert native_table == arrow_table
     types, rows = native_table
