@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from etl.formats.native import row_bytes
+
 
 class Spool:
     """Batches written in order, read back in order with `replay`. A context manager."""
@@ -27,6 +29,8 @@ class Spool:
     def __init__(self, *, parquet: bool = False) -> None:
         self.parquet = parquet
         self.rows = 0
+        self.group_bytes: list[int] = []
+        """Parquet spools: the bytes of the largest row of each batch written (`row_bytes`)."""
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._segments: list[str] = []
         self._writer: pa.ipc.RecordBatchStreamWriter | pq.ParquetWriter | None = None
@@ -57,6 +61,8 @@ class Spool:
             )
         self._writer.write_batch(batch)
         self.rows += batch.num_rows
+        if self.parquet:
+            self.group_bytes.append(row_bytes(batch))
 
     @property
     def segments(self) -> list[str]:
@@ -89,6 +95,7 @@ class Spool:
             os.remove(path)
         self._segments = []
         self.rows = 0
+        self.group_bytes = []
 
     def close(self) -> None:
         self._finish()

@@ -28,6 +28,7 @@ rules live in infer.py, diagnose.py and quarantine.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -177,7 +178,8 @@ def _one_pass(reading: _Reading, key: str, native: bool) -> Iterator[pa.RecordBa
             segments = spool.segments
             scan = parquet_scan(segments[0], key) if native and len(segments) == 1 else None
             if scan is not None and scan.num_rows == spool.rows:
-                yield scan
+                # the exact largest rows, where the footer only bounds them by column chunk
+                yield dataclasses.replace(scan, group_bytes=tuple(spool.group_bytes))
                 return
             yield from _with_schema(spool.replay(types), names, types)
             return

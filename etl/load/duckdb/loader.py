@@ -42,6 +42,7 @@ from etl.load.duckdb.insert import (
     select_list,
 )
 from etl.load.duckdb.loadlog import check_log, create_log, newest_entries, write_log
+from etl.load.duckdb.memory import MemoryBudget
 from etl.load.duckdb.merge import keep_latest, merge_into
 from etl.load.loadlog import REJECTED_SUFFIX, CommittedLoad, committed_load
 from etl.registry import register_loader
@@ -64,7 +65,7 @@ class DuckDbLoader(Loader):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             connection = duckdb.connect(
-                path, config={"memory_limit": self.destination.memory_limit}
+                path, config={"memory_limit": MemoryBudget.initial(self.destination.memory_limit)}
             )
         except duckdb.IOException as exc:
             # only another process's lock on the file passes by waiting; a file that is not a
@@ -96,8 +97,12 @@ class DuckDbLoader(Loader):
     def load(self, request: LoadRequest) -> LoadResult:
         import duckdb
 
-        write = Write(self._connect(), self.destination.dataset, request, dt.datetime.now(dt.UTC))
-        connection = write.connection
+        connection = self._connect()
+        budget = MemoryBudget(connection, self.destination.memory_limit)
+        write = Write(
+            connection, self.destination.dataset, request, dt.datetime.now(dt.UTC), budget
+        )
+        write.stream.fit = budget.fit_batch
         try:
             connection.begin()
             if request.fence is not None:
@@ -117,26 +122,29 @@ class DuckDbLoader(Loader):
             rollback(connection)
             if write.stream.error is not None:
                 raise write.stream.error from None  # the source failed, not DuckDB
-            raise self._load_error(request.table, exc) from exc
+            raise _load_error(request.table, budget.text, exc) from exc
         except BaseException:
             rollback(connection)
             raise
         finally:
+            budget.close()
             connection.close()
         return LoadResult(rows_loaded=write.stream.rows, schema=schema)
 
-    def _load_error(self, table: str, exc: Exception) -> DestinationError:
-        import duckdb
 
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            return DestinationError(
-                OUT_OF_MEMORY.format(
-                    table=table,
-                    limit=self.destination.memory_limit,
-                    error=str(exc).splitlines()[0],  # DuckDB's own advice is SQL
-                )
+def _load_error(table: str, limit: str, exc: Exception) -> DestinationError:
+    """Return the error of a load DuckDB failed; out of memory names the limit (`limit`)."""
+    import duckdb
+
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return DestinationError(
+            OUT_OF_MEMORY.format(
+                table=table,
+                limit=limit,
+                error=str(exc).splitlines()[0],  # DuckDB's own advice is SQL
             )
-        return DestinationError(f"DuckDB rejected the load into {table}: {exc}")
+        )
+    return DestinationError(f"DuckDB rejected the load into {table}: {exc}")
 
 
 def _start(write: Write) -> dict[str, str]:
@@ -181,6 +189,7 @@ def _insert(write: Write, columns: dict[str, str]) -> dict[str, str]:
 def _insert_scan(write: Write, columns: dict[str, str], scan: NativeScan) -> dict[str, str]:
     """Insert a local Parquet file DuckDB reads itself; return the table's columns."""
     columns, cast_to = prepare(write, columns, scan.columns, scan)
+    write.budget.fit_scan(scan)
     insert_native(write.connection, write.write_to, scan, cast_to, write.params)
     write.stream.rows += scan.num_rows
     write.reported += scan.num_rows
