@@ -110,8 +110,8 @@ class DestinationConfig(ConfigModel):
     batches) or 5x (Parquet files DuckDB reads itself) its largest rows
     (etl/load/duckdb/memory.py). DuckDB fills its buffer up to the limit, so the limit is most
     of a run's peak memory, and it holds each value whole, so it bounds the largest value
-    (docs/config.md, "Large values"). TPC-H lineitem SF 1 into DuckDB peaks at 222-300 MB with
-    the automatic limit, 286-345 MB with a fixed 128MB."""
+    (docs/config.md, "Large values"). TPC-H lineitem SF 1 into DuckDB peaks at 237-292 MB with
+    the automatic limit, 283-341 MB with a fixed 128MB (bench/PROFILE.md, "memory")."""
     timeout_s: float = Field(default=600, gt=0)
     """BigQuery only: deadline for one API call with its retries, and for one job, in seconds."""
 

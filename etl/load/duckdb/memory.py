@@ -22,8 +22,8 @@ from etl.formats.native import NativeScan, row_bytes
 MIB = 1 << 20
 
 AUTO_LIMIT_MIB = 64
-"""The automatic limit before any large value (TPC-H lineitem SF 1 peak RSS: 222-300 MB on
-every DuckDB route, against 286-345 MB with 128 MiB; 32 MiB cannot hold DuckDB's parallel
+"""The automatic limit before any large value (TPC-H lineitem SF 1 peak RSS: 237-292 MB on
+every DuckDB route, against 283-341 MB with 128 MiB; 32 MiB cannot hold DuckDB's parallel
 `read_parquet` of the CSV reader's spool: "failed to pin block")."""
 
 WORKING_MIB = 32
