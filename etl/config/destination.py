@@ -102,11 +102,16 @@ class DestinationConfig(ConfigModel):
     """Service-account JSON; None: Application Default Credentials; "anonymous": the emulator."""
     api_endpoint: str | None = None
     """BigQuery API endpoint override (the emulator)."""
-    memory_limit: str = "128MB"
-    """DuckDB only: the database's memory limit while loading (DuckDB size text, e.g. `1GB`);
-    large loads spill to the database file instead of growing the process. A load fills
-    DuckDB's buffers up to the limit: 128MB keeps a run's peak RSS under 300 MB (TPC-H
-    lineitem SF 1 from PostgreSQL: 404 MB with 256MB, 297 MB with 128MB, same wall time)."""
+    memory_limit: str | None = None
+    """DuckDB only: the database's memory limit while loading (DuckDB size text, e.g. `1GB`), a
+    hard cap: large loads spill to the database file instead of growing the process, and a
+    value too large for it fails the run naming this setting. None (the default): automatic,
+    64 MiB, raised during the run before DuckDB reads a batch or a file to about 3x (Arrow
+    batches) or 5x (Parquet files DuckDB reads itself) its largest rows
+    (etl/load/duckdb/memory.py). DuckDB fills its buffer up to the limit, so the limit is most
+    of a run's peak memory, and it holds each value whole, so it bounds the largest value
+    (docs/config.md, "Large values"). TPC-H lineitem SF 1 into DuckDB peaks at 237-292 MB with
+    the automatic limit, 283-341 MB with a fixed 128MB (bench/PROFILE.md, "memory")."""
     timeout_s: float = Field(default=600, gt=0)
     """BigQuery only: deadline for one API call with its retries, and for one job, in seconds."""
 

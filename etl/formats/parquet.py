@@ -120,6 +120,7 @@ def parquet_scan(path: str, key: str) -> NativeScan | None:
     columns = empty_batch(schema.append(pa.field(SOURCE_FILE_COLUMN, pa.string())))
     nbytes = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     return NativeScan(
+        group_bytes=_group_bytes(parquet),
         reader="parquet",
         key=key,
         path=path,
@@ -129,6 +130,31 @@ def parquet_scan(path: str, key: str) -> NativeScan | None:
         num_rows=metadata.num_rows,
         nbytes=nbytes,
     )
+
+
+def _group_bytes(parquet: pq.ParquetFile) -> tuple[int, ...]:
+    """Return, per row group, an upper bound of its rows' bytes read from the footer alone:
+    the uncompressed size of its variable-width (BYTE_ARRAY) column chunks, since a value is
+    never larger than its column chunk (dictionary page included), plus the width of the other
+    columns' values."""
+    metadata, columns = parquet.metadata, parquet.schema
+    fixed = sum(
+        columns.column(i).length or 16
+        for i in range(metadata.num_columns)
+        if columns.column(i).physical_type != "BYTE_ARRAY"
+    )
+    groups = []
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        groups.append(
+            fixed
+            + sum(
+                group.column(i).total_uncompressed_size
+                for i in range(metadata.num_columns)
+                if columns.column(i).physical_type == "BYTE_ARRAY"
+            )
+        )
+    return tuple(groups)
 
 
 def _same_in_duckdb(path: str, schema: pa.Schema) -> bool:

@@ -17,6 +17,7 @@ block (TPC-H lineitem SF 1, bench/PROFILE.md).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl.formats.native import NativeScan
+from etl.formats.native import NativeScan, row_bytes
 from etl.formats.parquet import parquet_scan, plain_type
 
 ROW_GROUP_ROWS = 122_880
@@ -39,6 +40,8 @@ class Spool:
     def __init__(self, *, parquet: bool = False) -> None:
         self.parquet = parquet
         self.rows = 0
+        self.group_bytes: list[int] = []
+        """Parquet spools: the bytes of the largest row of each batch written (`row_bytes`)."""
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._segments: list[str] = []
         self._writer: pa.ipc.RecordBatchStreamWriter | pq.ParquetWriter | None = None
@@ -74,6 +77,7 @@ class Spool:
         if not isinstance(self._writer, pq.ParquetWriter):
             self._writer.write_batch(batch)
             return
+        self.group_bytes.append(row_bytes(batch))
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS:
@@ -104,7 +108,10 @@ class Spool:
         if len(segments) != 1 or not segments[0].endswith(".parquet"):
             return None
         scan = parquet_scan(segments[0], key)
-        return scan if scan is not None and scan.num_rows == self.rows else None
+        if scan is None or scan.num_rows != self.rows:
+            return None
+        # the exact largest rows, where the footer only bounds them by column chunk
+        return dataclasses.replace(scan, group_bytes=tuple(self.group_bytes))
 
     def replay(self, types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
         """Yield the batches written, in order; with `types`, columns of another type are cast
@@ -131,6 +138,7 @@ class Spool:
             os.remove(path)
         self._segments = []
         self.rows = 0
+        self.group_bytes = []
 
     def close(self) -> None:
         self._finish()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +20,14 @@ from etl.load.base import (
     RUN_ID_COLUMN,
     LoadRequest,
 )
+from etl.load.duckdb.memory import MemoryBudget
 from etl.schema import is_json
 
 OUT_OF_MEMORY = (
-    "DuckDB ran out of its memory_limit ({limit}) loading {table}: {error}. A single value "
-    "needs about 3x its size in DuckDB's buffers: raise `destination.memory_limit` (e.g. "
-    "'512MB' for values up to ~128 MiB; docs/config.md, \"Large values\"). Nothing was written."
+    "DuckDB ran out of its memory_limit ({limit}) loading {table}: {error}. DuckDB holds each "
+    "value whole in its buffer (about 2-4x its size): raise `destination.memory_limit`, or "
+    "remove it for the automatic limit, which grows with the largest values (docs/config.md, "
+    '"Large values"). Nothing was written.'
 )
 
 
@@ -164,10 +166,14 @@ class BatchStream:
     def __init__(self) -> None:
         self.rows = 0
         self.error: BaseException | None = None
+        self.fit: Callable[[pa.RecordBatch], None] | None = None
+        """Called with each batch before DuckDB reads it (`MemoryBudget.fit_batch`)."""
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         try:
             for batch in batches:
+                if self.fit is not None:
+                    self.fit(batch)
                 # DuckDB's memory follows the size of the batches it scans, not their number
                 for offset in range(0, batch.num_rows, INSERT_BATCH_ROWS):
                     piece = batch.slice(offset, INSERT_BATCH_ROWS)
@@ -188,6 +194,8 @@ class Write:
     request: LoadRequest
     loaded_at: dt.datetime
     """`_etl_loaded_at` of every row of the run (UTC)."""
+    budget: MemoryBudget
+    """DuckDB's memory limit, raised for large values (unless configured)."""
     stream: BatchStream = dataclasses.field(default_factory=BatchStream)
     reported: int = 0
     """Rows reported to `request.on_batch` so far."""

@@ -42,6 +42,7 @@ from etl.load.duckdb.insert import (
     select_list,
 )
 from etl.load.duckdb.loadlog import check_log, create_log, newest_entries, write_log
+from etl.load.duckdb.memory import MemoryBudget
 from etl.load.duckdb.merge import keep_latest, merge_into
 from etl.load.loadlog import REJECTED_SUFFIX, CommittedLoad, committed_load
 from etl.registry import register_loader
@@ -94,8 +95,17 @@ class DuckDbLoader(Loader):
     def load(self, request: LoadRequest) -> LoadResult:
         import duckdb
 
-        write = Write(self._connect(), self.destination.dataset, request, dt.datetime.now(dt.UTC))
-        connection = write.connection
+        # the first batch before the database opens: a file reader's typing pass (the whole
+        # file, before its first batch) then runs without DuckDB's ~25 MB in the process
+        batches = iter(request.batches)
+        first = next(batches, None)
+        request.batches = batches if first is None else itertools.chain([first], batches)
+        connection = self._connect()
+        budget = MemoryBudget(connection, self.destination.memory_limit)
+        write = Write(
+            connection, self.destination.dataset, request, dt.datetime.now(dt.UTC), budget
+        )
+        write.stream.fit = budget.fit_batch
         try:
             connection.begin()
             if request.fence is not None:
@@ -115,26 +125,29 @@ class DuckDbLoader(Loader):
             rollback(connection)
             if write.stream.error is not None:
                 raise write.stream.error from None  # the source failed, not DuckDB
-            raise self._load_error(request.table, exc) from exc
+            raise _load_error(request.table, budget.text, exc) from exc
         except BaseException:
             rollback(connection)
             raise
         finally:
+            budget.close()
             connection.close()
         return LoadResult(rows_loaded=write.stream.rows, schema=schema)
 
-    def _load_error(self, table: str, exc: Exception) -> DestinationError:
-        import duckdb
 
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            return DestinationError(
-                OUT_OF_MEMORY.format(
-                    table=table,
-                    limit=self.destination.memory_limit,
-                    error=str(exc).splitlines()[0],  # DuckDB's own advice is SQL
-                )
+def _load_error(table: str, limit: str, exc: Exception) -> DestinationError:
+    """Return the error of a load DuckDB failed; out of memory names the limit (`limit`)."""
+    import duckdb
+
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return DestinationError(
+            OUT_OF_MEMORY.format(
+                table=table,
+                limit=limit,
+                error=str(exc).splitlines()[0],  # DuckDB's own advice is SQL
             )
-        return DestinationError(f"DuckDB rejected the load into {table}: {exc}")
+        )
+    return DestinationError(f"DuckDB rejected the load into {table}: {exc}")
 
 
 def _connection_config(destination: Any) -> dict[str, Any]:
@@ -149,7 +162,10 @@ def _connection_config(destination: Any) -> dict[str, Any]:
     by `order_by` (etl/load/duckdb/merge.py), and a table's row order is not part of any
     load's contract (SQL gives none without ORDER BY).
     """
-    return {"memory_limit": destination.memory_limit, "preserve_insertion_order": False}
+    return {
+        "memory_limit": MemoryBudget.initial(destination.memory_limit),
+        "preserve_insertion_order": False,
+    }
 
 
 def _start(write: Write) -> dict[str, str]:
@@ -194,6 +210,7 @@ def _insert(write: Write, columns: dict[str, str]) -> dict[str, str]:
 def _insert_scan(write: Write, columns: dict[str, str], scan: NativeScan) -> dict[str, str]:
     """Insert a local Parquet file DuckDB reads itself; return the table's columns."""
     columns, cast_to = prepare(write, columns, scan.columns, scan)
+    write.budget.fit_scan(scan)
     insert_native(write.connection, write.write_to, scan, cast_to, write.params)
     write.stream.rows += scan.num_rows
     write.reported += scan.num_rows
