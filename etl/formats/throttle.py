@@ -16,9 +16,13 @@ import io
 import threading
 from typing import IO, Any
 
-AHEAD = 6
+AHEAD = 3
 """Blocks the reader may hold before the consumer takes a batch (Arrow parses up to one block
-per core at once, and a block's last record may end in the next)."""
+per core at once, and a block's last record may end in the next). 3 rather than 6 since the
+typing pass converts a block ahead in a thread of its own (etl/formats/csv/infer.py
+`typed_batches`): TPC-H lineitem SF 1 CSV peaked at 350-367 MB with 3 blocks, one typing
+thread and 30,000-row spool row groups against 410-448 MB with 6, two and 122,880, at 11.1-11.3
+against 10.5-10.9 s (bench/PROFILE.md, CSV)."""
 
 WAIT_S = 2.0
 """Longest wait for a token, in seconds."""

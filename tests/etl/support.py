@@ -132,12 +132,13 @@ def duck_query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[A
 
 
 def duck_table_rows(path: Path, table: str = "t") -> tuple[list[Any], list[tuple[Any, ...]]]:
-    """Return the (name, type) of every column of `table` and its rows in insertion order,
-    without the run-specific `_etl_run_id` and `_etl_loaded_at`."""
+    """Return the (name, type) of every column of `table` and its rows sorted by every column
+    (DuckDB inserts on several threads: a table's row order is not the load's), without the
+    run-specific `_etl_run_id` and `_etl_loaded_at`."""
     columns = duck_query(path, f"DESCRIBE {DATASET}.{table}")
     names = [row[0] for row in columns if row[0] not in ("_etl_run_id", "_etl_loaded_at")]
     quoted = ", ".join(f'"{name}"' for name in names)
-    rows = duck_query(path, f"SELECT {quoted} FROM {DATASET}.{table}")
+    rows = duck_query(path, f"SELECT {quoted} FROM {DATASET}.{table} ORDER BY ALL")
     return [row[:2] for row in columns], rows
 
 

@@ -113,9 +113,10 @@ class Typing:
         return all(self.converted[name] <= {types[name]} for name in self.names)
 
 
-WORKERS = 2
-"""Threads converting blocks ahead of the consumer (this machine class has 2 cores; Arrow's
-reader parses on its own threads meanwhile)."""
+WORKERS = 1
+"""Threads converting blocks ahead of the consumer, while Arrow's reader parses on its own
+threads and the consumer spools: one keeps both cores of this machine class busy; two were
+~5% faster on TPC-H lineitem SF 1 but held ~50 MB more (etl/formats/throttle.py `AHEAD`)."""
 
 
 def typed_batches(

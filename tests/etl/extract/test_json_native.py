@@ -105,7 +105,7 @@ def test_duckdb_reads_the_spool_into_the_table_the_arrow_path_loads(
     assert progress and progress[-1][0] == 7
     types, rows = duck_table_rows(tmp_path / "native.duckdb")
     assert ("order_date", "TIMESTAMP") in types and ("id", "BIGINT") in types
-    assert [row[-1] for row in rows] == ["a.jsonl"] * 4 + ["b.jsonl"] * 3
+    assert sorted(row[-1] for row in rows) == ["a.jsonl"] * 4 + ["b.jsonl"] * 3
     stamped = duck_query(
         tmp_path / "native.duckdb",
         f"SELECT count(*) FROM {DATASET}.t WHERE _etl_run_id = ? AND _etl_loaded_at IS NOT NULL",
@@ -114,7 +114,7 @@ def test_duckdb_reads_the_spool_into_the_table_the_arrow_path_loads(
     assert stamped == [(7,)]
     if not selected:
         assert ("x", "DOUBLE") in types and ("flag", "BOOLEAN") in types
-        assert rows[3][4] == 'line\nbreak "q" \\u0000'
+        assert 'line\nbreak "q" \\u0000' in [row[4] for row in rows]
 
 
 def test_a_json_array_file_is_read_natively_too(
