@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,9 @@ class NativeScan:
         constants: column of `columns` -> its value on every row (`_etl_source_file`).
         num_rows: rows in the file (its footer).
         nbytes: uncompressed bytes of the file's data (its footer); the progress figure.
-        group_bytes: per row group, an upper bound of the bytes of its rows' values (the
-            destination sizes its buffers for the largest): the exact largest row of a spool
-            the reader wrote (`row_bytes`), else from the footer (etl/formats/parquet.py).
+        group_bytes: per row group, an upper bound of the bytes of its rows' values, from
+            the file's footer (etl/formats/parquet.py); the destination sizes its buffers for
+            the largest (etl/load/duckdb/memory.py).
     """
 
     reader: str
@@ -62,27 +61,3 @@ class NativeScan:
             else:
                 sources[name] = self.sources[old]
         return replace(self, columns=columns, sources=sources, constants=constants)
-
-
-def row_bytes(batch: pa.RecordBatch) -> int:
-    """Return an upper bound of the bytes of `batch`'s largest row: the sum, over its columns,
-    of the column's largest text or binary value (Arrow's `binary_length`), of all its buffers
-    for a nested or view column (no value is larger), or of its fixed width."""
-    total = 0
-    for column in batch.columns:
-        data_type = column.type
-        if pa.types.is_dictionary(data_type):
-            column, data_type = column.dictionary, data_type.value_type
-        if (
-            pa.types.is_string(data_type)
-            or pa.types.is_large_string(data_type)
-            or pa.types.is_binary(data_type)
-            or pa.types.is_large_binary(data_type)
-        ):
-            total += pc.max(pc.binary_length(column)).as_py() or 0
-            continue
-        try:
-            total += -(-data_type.bit_width // 8)
-        except ValueError:  # not of fixed width (nested, views): all the column's buffers
-            total += column.nbytes
-    return total

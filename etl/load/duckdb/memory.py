@@ -16,8 +16,9 @@ import collections
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from etl.formats.native import NativeScan, row_bytes
+from etl.formats.native import NativeScan
 
 MIB = 1 << 20
 
@@ -87,3 +88,27 @@ class MemoryBudget:
         if self._setter is not None:
             self._setter.close()
             self._setter = None
+
+
+def row_bytes(batch: pa.RecordBatch) -> int:
+    """Return an upper bound of the bytes of `batch`'s largest row: the sum, over its columns,
+    of the column's largest text or binary value (Arrow's `binary_length`), of all its buffers
+    for a nested or view column (no value is larger), or of its fixed width."""
+    total = 0
+    for column in batch.columns:
+        data_type = column.type
+        if pa.types.is_dictionary(data_type):
+            column, data_type = column.dictionary, data_type.value_type
+        if (
+            pa.types.is_string(data_type)
+            or pa.types.is_large_string(data_type)
+            or pa.types.is_binary(data_type)
+            or pa.types.is_large_binary(data_type)
+        ):
+            total += pc.max(pc.binary_length(column)).as_py() or 0
+            continue
+        try:
+            total += -(-data_type.bit_width // 8)
+        except ValueError:  # not of fixed width (nested, views): all the column's buffers
+            total += column.nbytes
+    return total

@@ -14,9 +14,8 @@ import pytest
 
 from etl import JobConfig, run
 from etl.exceptions import DestinationError
-from etl.formats.native import row_bytes
 from etl.formats.parquet import parquet_scan
-from etl.load.duckdb.memory import AUTO_LIMIT_MIB, MemoryBudget
+from etl.load.duckdb.memory import AUTO_LIMIT_MIB, MemoryBudget, row_bytes
 from tests.etl.support import DATASET, duck_query, job_config
 
 MIB = 1 << 20
