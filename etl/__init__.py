@@ -1,9 +1,12 @@
 """ETL Runner's engine: extract -> transform -> load with `pyarrow.RecordBatch` streams.
 
-Framework-free: never imports django, celery or ml_platform, never reads the environment.
+Framework-free: never imports django, celery or ml_platform, never reads the environment
+(but for Arrow's allocator options, set before pyarrow is imported: etl/allocator.py).
 """
 
 from typing import Any
+
+import etl.allocator  # noqa: F401  first: sets Arrow's allocator options before pyarrow loads
 
 __version__ = "0.3.0"  # the release (CHANGELOG.md); `pip install .` reads it from here
 
