@@ -1671,7 +1671,8 @@ def main() -> int:
     started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     t0 = time.perf_counter()
     scale_txt = f"{args.scale:g}"
-    data_dir = args.data_dir or BENCH / "data" / f"sf{scale_txt}"
+    # absolute: the tools run in other working directories (ETL Runner in its snapshot)
+    data_dir = (args.data_dir or BENCH / "data" / f"sf{scale_txt}").resolve()
     work = BENCH / "work"
     work.mkdir(exist_ok=True)
     SLING_HOME.mkdir(exist_ok=True)
