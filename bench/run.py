@@ -732,8 +732,34 @@ def build_routes(args, data: dict, work: Path) -> dict[str, list[tuple[Result, R
     return routes
 
 
+def _cpu_busy(seconds: float) -> float:
+    """The machine's share of CPU time not idle (nor waiting on I/O: that counts as busy) over
+    `seconds`, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields), fields[3]  # total, idle
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def settle(limit_s: float = 60.0, busy: float = 0.15) -> None:
+    """Wait until the machine has been under `busy` CPU for a second (at most `limit_s`): the
+    emulators keep working after the BigQuery routes' tables are loaded, and a database after
+    the incremental scenario's restore; a route measured meanwhile ran ~1.7x slower (PostgreSQL
+    25.8 s against 15.0 s in a quiet minute)."""
+    start = time.monotonic()
+    while (share := _cpu_busy(1.0)) > busy and time.monotonic() - start < limit_s:
+        pass
+    log(f"machine settled: {share:.0%} busy after {time.monotonic() - start:.0f} s")
+
+
 def run_routes(routes, repeat: int, on_route=None) -> None:
     for route, items in routes.items():
+        settle()
         log(f"route {route}: {len(items)} tools x {repeat}")
         for i in range(repeat):
             order = items if i % 2 == 0 else list(reversed(items))
