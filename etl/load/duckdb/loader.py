@@ -16,6 +16,7 @@ fenced against each other (DuckDB's optimistic concurrency does not conflict on 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import os
@@ -99,9 +100,15 @@ class DuckDbLoader(Loader):
         # file, before its first batch) then runs without DuckDB's ~25 MB in the process
         batches = iter(request.batches)
         first = next(batches, None)
-        request.batches = batches if first is None else itertools.chain([first], batches)
+        request = dataclasses.replace(
+            request, batches=batches if first is None else itertools.chain([first], batches)
+        )
         connection = self._connect()
-        budget = MemoryBudget(connection, self.destination.memory_limit)
+        try:
+            budget = MemoryBudget(connection, self.destination.memory_limit)
+        except BaseException:
+            connection.close()  # the budget reads a setting and opens a cursor: both can fail
+            raise
         write = Write(
             connection, self.destination.dataset, request, dt.datetime.now(dt.UTC), budget
         )
