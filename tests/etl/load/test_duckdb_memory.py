@@ -66,25 +66,37 @@ def _limits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return limits
 
 
+def _big_value_files(base: Path) -> str:
+    """Write `big.parquet` (ids 1, 2; a 48 MiB text value in row 2) into `base`; return the
+    value."""
+    base.mkdir()
+    value = "0123456789abcdef" * (3 * MIB)
+    pq.write_table(pa.table({"id": [1, 2], "v": ["small", value]}), base / "big.parquet")
+    return value
+
+
+def _parquet_job(base: Path, dest: Path, name: str) -> dict:
+    """The job config loading `<name>.parquet` from the local folder `base` into `dest`."""
+    return job_config(
+        "local",
+        dest,
+        connection_params={"base_path": str(base)},
+        file_pattern=f"{name}.parquet",
+        file_format="parquet",
+    )
+
+
 def test_large_parquet_value_raises_the_automatic_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 48 MiB value in a local Parquet file (read by DuckDB itself) loads with the default
     settings: the limit is raised from 64 MiB before the read; a file of small values keeps it."""
     base = tmp_path / "in"
-    base.mkdir()
-    value = "0123456789abcdef" * (3 * MIB)
-    pq.write_table(pa.table({"id": [1, 2], "v": ["small", value]}), base / "big.parquet")
+    value = _big_value_files(base)
     pq.write_table(pa.table({"id": [1, 2], "v": ["a", "b"]}), base / "small.parquet")
     limits = _limits(monkeypatch)
     for name in ("small", "big"):
-        config = job_config(
-            "local",
-            tmp_path / f"{name}.duckdb",
-            connection_params={"base_path": str(base)},
-            file_pattern=f"{name}.parquet",
-            file_format="parquet",
-        )
+        config = _parquet_job(base, tmp_path / f"{name}.duckdb", name)
         assert run(JobConfig.parse(config)).rows_loaded == 2
 
     assert limits[0] == AUTO_LIMIT_MIB < 5 * 48 < limits[1]
@@ -96,16 +108,8 @@ def test_large_parquet_value_raises_the_automatic_limit(
 def test_explicit_limit_is_never_raised(tmp_path: Path) -> None:
     """With `memory_limit: 64MB` the same file fails naming the limit and the setting."""
     base = tmp_path / "in"
-    base.mkdir()
-    value = "0123456789abcdef" * (3 * MIB)
-    pq.write_table(pa.table({"id": [1, 2], "v": ["small", value]}), base / "big.parquet")
-    config = job_config(
-        "local",
-        tmp_path / "w.duckdb",
-        connection_params={"base_path": str(base)},
-        file_pattern="big.parquet",
-        file_format="parquet",
-    )
+    _big_value_files(base)
+    config = _parquet_job(base, tmp_path / "w.duckdb", "big")
     config["destination"]["memory_limit"] = "64MB"
 
     with pytest.raises(DestinationError, match=r"memory_limit \(64MB\).*raise `destination"):
